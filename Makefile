@@ -1,0 +1,47 @@
+# Every target sets itself up: a .venv with the build, the dependencies and
+# the compiled extension, so a fresh clone needs nothing but python3 and gcc.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd setup.py pyproject.toml
+
+.PHONY: all venv build test test-long demo bench lint clean
+
+all: test
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.24"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Rebuild the extension in place whenever its sources change.
+matching/.built: $(STAMP) $(EXT_SOURCES)
+	$(PY) setup.py -q build_ext --inplace
+	touch matching/.built
+
+build: matching/.built
+
+test: build
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-long: build
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests
+
+demo: build
+	$(VENV)/bin/matchcore demo
+
+bench: build
+	$(VENV)/bin/matchcore bench all --quick
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check matching replication benchmarks tests examples
+	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
+	$(VENV)/bin/cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd
+
+clean:
+	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c

@@ -1,0 +1,162 @@
+"""Integer codes, record layouts and the digest function shared by both engines.
+
+Everything the Cython core and the plain-Python reference must agree on bit
+for bit lives here: the numeric codes of ops, sides, order types, time in
+force, self-trade-prevention modes, event kinds and reasons; the packed
+record layouts of commands and events (as NumPy dtypes, pinned to the C
+structs in ``_engine.pxd`` by a test); the value limits; and the 64-bit
+mixing function that both digests are built from.
+
+It holds no logic beyond tables and the digest arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+UINT32_MAX = (1 << 32) - 1
+
+MAX_PRICE = 1 << 62
+MAX_QTY = 10**12
+
+# --- command fields -------------------------------------------------------
+
+OP_NEW, OP_CANCEL, OP_REPLACE, OP_MASS_CANCEL = 0, 1, 2, 3
+SIDE_BUY, SIDE_SELL = 0, 1
+TYPE_LIMIT, TYPE_MARKET = 0, 1
+TIF_GTC, TIF_IOC, TIF_FOK = 0, 1, 2
+STP_NONE, STP_CANCEL_TAKER, STP_CANCEL_MAKER, STP_CANCEL_BOTH = 0, 1, 2, 3
+INVALID_CODE = 255  # any enum field whose text was not recognised
+
+OP_NAMES = {"new": OP_NEW, "cancel": OP_CANCEL, "replace": OP_REPLACE, "mass_cancel": OP_MASS_CANCEL}
+SIDE_NAMES = {"buy": SIDE_BUY, "sell": SIDE_SELL}
+TYPE_NAMES = {"limit": TYPE_LIMIT, "market": TYPE_MARKET}
+TIF_NAMES = {"GTC": TIF_GTC, "IOC": TIF_IOC, "FOK": TIF_FOK}
+STP_NAMES = {
+    "none": STP_NONE,
+    "cancel_taker": STP_CANCEL_TAKER,
+    "cancel_maker": STP_CANCEL_MAKER,
+    "cancel_both": STP_CANCEL_BOTH,
+}
+
+# Bits of the ``flags`` field of a command record.
+HAS_PRICE = 1  # a price was given (required for limit, forbidden for market)
+HAS_QTY = 2  # a qty was given (replace: absent = unchanged)
+HAS_ACCOUNT = 4  # mass_cancel: filter by account
+HAS_INSTRUMENT = 8  # mass_cancel: filter by instrument
+OUT_OF_RANGE = 16  # some integer did not fit its field; it was stored as 0
+BAD_FIELD = 32  # some field had the wrong JSON type (not an integer / bool)
+
+# --- events ------------------------------------------------------------------
+
+EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED = 1, 2, 3, 4, 5
+EVENT_KIND_NAMES = {
+    EV_ACCEPTED: "accepted",
+    EV_REJECTED: "rejected",
+    EV_TRADE: "trade",
+    EV_CANCELLED: "cancelled",
+    EV_REPLACED: "replaced",
+}
+
+# Reject reasons (1..31) and cancel reasons (32..) share one code space so a
+# reason code alone says what it is.
+REJECT_REASONS = [
+    "invalid_op",
+    "invalid_side",
+    "invalid_type",
+    "invalid_tif",
+    "invalid_stp",
+    "bad_field",
+    "out_of_range",
+    "invalid_id",
+    "invalid_qty",
+    "invalid_price",
+    "price_on_market",
+    "invalid_display",
+    "invalid_combination",
+    "duplicate_id",
+    "unknown_order",
+    "would_cross",
+    "fok_unfilled",
+]
+CANCEL_REASONS = ["user", "remainder", "self_trade", "mass_cancel"]
+
+REASON_CODES: dict[str, int] = {}
+for _i, _name in enumerate(REJECT_REASONS):
+    REASON_CODES[_name] = 1 + _i
+for _i, _name in enumerate(CANCEL_REASONS):
+    REASON_CODES[_name] = 32 + _i
+REASON_NAMES = {code: name for name, code in REASON_CODES.items()}
+REASON_NAMES[0] = ""
+
+R_INVALID_OP = REASON_CODES["invalid_op"]
+R_INVALID_SIDE = REASON_CODES["invalid_side"]
+R_INVALID_TYPE = REASON_CODES["invalid_type"]
+R_INVALID_TIF = REASON_CODES["invalid_tif"]
+R_INVALID_STP = REASON_CODES["invalid_stp"]
+R_BAD_FIELD = REASON_CODES["bad_field"]
+R_OUT_OF_RANGE = REASON_CODES["out_of_range"]
+R_INVALID_ID = REASON_CODES["invalid_id"]
+R_INVALID_QTY = REASON_CODES["invalid_qty"]
+R_INVALID_PRICE = REASON_CODES["invalid_price"]
+R_PRICE_ON_MARKET = REASON_CODES["price_on_market"]
+R_INVALID_DISPLAY = REASON_CODES["invalid_display"]
+R_INVALID_COMBINATION = REASON_CODES["invalid_combination"]
+R_DUPLICATE_ID = REASON_CODES["duplicate_id"]
+R_UNKNOWN_ORDER = REASON_CODES["unknown_order"]
+R_WOULD_CROSS = REASON_CODES["would_cross"]
+R_FOK_UNFILLED = REASON_CODES["fok_unfilled"]
+R_USER = REASON_CODES["user"]
+R_REMAINDER = REASON_CODES["remainder"]
+R_SELF_TRADE = REASON_CODES["self_trade"]
+R_MASS_CANCEL = REASON_CODES["mass_cancel"]
+
+# --- packed records ------------------------------------------------------------
+# These layouts are mirrored by ``command_t`` and ``event_t`` in _engine.pxd;
+# tests/unit/test_layout.py pins itemsize and every offset.
+
+COMMAND_DTYPE = np.dtype(
+    {
+        "names": [
+            "id", "account", "price", "qty", "display_qty", "instrument",
+            "op", "side", "type", "tif", "stp", "post_only", "flags",
+        ],
+        "formats": ["<u8", "<u8", "<i8", "<i8", "<i8", "<u4", "u1", "u1", "u1", "u1", "u1", "u1", "<u2"],
+        "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50],
+        "itemsize": 56,
+    }
+)
+
+EVENT_DTYPE = np.dtype(
+    {
+        "names": ["cmd", "id", "maker", "price", "qty", "open_a", "open_b", "instrument", "kind", "reason"],
+        "formats": ["<u8", "<u8", "<u8", "<i8", "<i8", "<i8", "<i8", "<u4", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 48, 56, 60, 61],
+        "itemsize": 64,
+    }
+)
+
+# --- digest arithmetic -------------------------------------------------------
+
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(x: int) -> int:
+    """The splitmix64 finaliser: a bijective, well-spread 64-bit mix."""
+    x &= MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+def absorb(h: int, v: int) -> int:
+    """Fold one 64-bit word ``v`` (taken mod 2**64) into the digest ``h``."""
+    return (mix64(h ^ (v & MASK64)) + GOLDEN) & MASK64
+
+
+def digest_hex(d: int) -> str:
+    """The printed form of a digest: 16 lower-case hex digits."""
+    return f"{d & MASK64:016x}"
