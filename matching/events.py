@@ -1,0 +1,122 @@
+"""Engine events as small named tuples, and their JSON form.
+
+Both engines emit the same five kinds of event. Internally an event is nine
+integer words (kind, reason, instrument, id, maker, price, qty, open_a,
+open_b) — the same words the digest absorbs and the batch API's
+``EVENT_DTYPE`` stores; this module turns those words into the named tuples
+users see and into the JSON dicts of the command-log tool.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import numpy as np
+
+from . import codes
+
+
+class Accepted(NamedTuple):
+    instrument: int
+    id: int
+
+
+class Rejected(NamedTuple):
+    instrument: int
+    id: int
+    reason: str
+
+
+class Trade(NamedTuple):
+    instrument: int
+    taker: int
+    maker: int
+    price: int
+    qty: int
+    taker_open: int
+    maker_open: int
+
+
+class Cancelled(NamedTuple):
+    instrument: int
+    id: int
+    open: int
+    reason: str
+
+
+class Replaced(NamedTuple):
+    instrument: int
+    id: int
+    price: int
+    qty: int
+
+
+Event = Union[Accepted, Rejected, Trade, Cancelled, Replaced]
+
+_KIND_OF = {
+    Accepted: codes.EV_ACCEPTED,
+    Rejected: codes.EV_REJECTED,
+    Trade: codes.EV_TRADE,
+    Cancelled: codes.EV_CANCELLED,
+    Replaced: codes.EV_REPLACED,
+}
+
+
+def make_event(kind: int, reason: int, instrument: int, id: int, maker: int, price: int, qty: int,
+               open_a: int, open_b: int) -> Event:
+    """Build the named tuple for one event from its nine raw words."""
+    if kind == codes.EV_TRADE:
+        return Trade(instrument, id, maker, price, qty, open_a, open_b)
+    if kind == codes.EV_ACCEPTED:
+        return Accepted(instrument, id)
+    if kind == codes.EV_CANCELLED:
+        return Cancelled(instrument, id, open_a, codes.REASON_NAMES[reason])
+    if kind == codes.EV_REPLACED:
+        return Replaced(instrument, id, price, qty)
+    if kind == codes.EV_REJECTED:
+        return Rejected(instrument, id, codes.REASON_NAMES[reason])
+    raise ValueError(f"unknown event kind {kind}")
+
+
+def event_words(ev: Event) -> tuple[int, ...]:
+    """The nine raw words of an event, in digest order (inverse of make_event)."""
+    kind = _KIND_OF[type(ev)]
+    if kind == codes.EV_TRADE:
+        return (kind, 0, ev.instrument, ev.taker, ev.maker, ev.price, ev.qty, ev.taker_open, ev.maker_open)
+    if kind == codes.EV_ACCEPTED:
+        return (kind, 0, ev.instrument, ev.id, 0, 0, 0, 0, 0)
+    if kind == codes.EV_CANCELLED:
+        return (kind, codes.REASON_CODES[ev.reason], ev.instrument, ev.id, 0, 0, 0, ev.open, 0)
+    if kind == codes.EV_REPLACED:
+        return (kind, 0, ev.instrument, ev.id, 0, ev.price, ev.qty, 0, 0)
+    return (kind, codes.REASON_CODES[ev.reason], ev.instrument, ev.id, 0, 0, 0, 0, 0)
+
+
+def event_dict(ev: Event) -> dict:
+    """The JSON form of an event, as written by ``matchcore replay``.
+
+    >>> event_dict(Accepted(1, 4))
+    {'event': 'accepted', 'id': 4, 'instrument': 1}
+    """
+    name = codes.EVENT_KIND_NAMES[_KIND_OF[type(ev)]]
+    out = {"event": name}
+    fields = ev._asdict()
+    instrument = fields.pop("instrument")
+    out.update(fields)
+    out["instrument"] = instrument
+    return out
+
+
+def events_from_array(arr: np.ndarray) -> list[Event]:
+    """Named tuples for every row of an ``EVENT_DTYPE`` array, in order. O(n)."""
+    rows = arr[["kind", "reason", "instrument", "id", "maker", "price", "qty", "open_a", "open_b"]].tolist()
+    return [make_event(*row) for row in rows]
+
+
+def events_to_array(events: list[Event], cmd: int = 0) -> np.ndarray:
+    """An ``EVENT_DTYPE`` array holding ``events``, each tagged with command index ``cmd``."""
+    out = np.zeros(len(events), dtype=codes.EVENT_DTYPE)
+    for i, ev in enumerate(events):
+        kind, reason, instrument, id_, maker, price, qty, open_a, open_b = event_words(ev)
+        out[i] = (cmd, id_, maker, price, qty, open_a, open_b, instrument, kind, reason)
+    return out
