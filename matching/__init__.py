@@ -1,0 +1,37 @@
+"""matchcore's matching engine: price-time priority for many instruments.
+
+``Engine`` is the Cython core; ``ReferenceEngine`` is the plain-Python
+specification it is tested against. Both take commands one by one
+(``submit``, ``cancel``, ``replace``, ``mass_cancel``, ``apply``) or in a
+NumPy batch (``apply_batch`` on ``command_array(...)``) and return the same
+events.
+"""
+
+from .codes import COMMAND_DTYPE, EVENT_DTYPE, digest_hex
+from .commands import command_array, command_dict, command_record
+from .events import Accepted, Cancelled, Event, Rejected, Replaced, Trade, event_dict, events_from_array
+from .reference import ReferenceEngine
+
+try:
+    from ._engine import Engine
+except ImportError:  # the extension is not built yet (a source checkout before `make build`)
+    Engine = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "COMMAND_DTYPE",
+    "EVENT_DTYPE",
+    "Accepted",
+    "Cancelled",
+    "Engine",
+    "Event",
+    "ReferenceEngine",
+    "Rejected",
+    "Replaced",
+    "Trade",
+    "command_array",
+    "command_dict",
+    "command_record",
+    "digest_hex",
+    "event_dict",
+    "events_from_array",
+]

@@ -1,0 +1,115 @@
+"""The ``matchcore`` command line: one entry point, subcommands from each package.
+
+``replay`` lives here (it needs only the engine). The node commands
+(``primary``, ``standby``, ``witness``, ``switchover``, ``status``, ``demo``, ...)
+come from ``replication.cli`` and the ``bench`` family from
+``benchmarks.cli``; each registers itself through ``add_subcommands`` so this
+module stays a thin dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from . import codes
+from .events import Rejected, event_dict
+
+# Reasons that mean the line itself was malformed, as opposed to a well-formed
+# command the book refused (unknown order, FOK unfilled, ...).
+MALFORMED_REASONS = frozenset(
+    ["invalid_op", "invalid_side", "invalid_type", "invalid_tif", "invalid_stp", "bad_field",
+     "out_of_range", "invalid_id", "invalid_qty", "invalid_price", "price_on_market",
+     "invalid_display", "invalid_combination"]
+)
+
+
+def _make_engine(use_reference: bool):
+    import matching
+
+    if use_reference or matching.Engine is None:
+        return matching.ReferenceEngine()
+    return matching.Engine()
+
+
+def replay(lines: Iterable[str], out: TextIO, err: TextIO, depth: bool = False, use_reference: bool = False) -> int:
+    """Apply command-log lines to a fresh engine, writing one JSON event per line.
+
+    Returns the number of lines that were not valid commands (reported on ``err``).
+    Replay never stops on bad input.
+    """
+    engine = _make_engine(use_reference)
+    bad = skipped = 0
+    for n, line in enumerate(lines):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            cmd = json.loads(text)
+        except ValueError as exc:
+            bad += 1
+            skipped += 1
+            print(f"line {n + 1}: not valid JSON ({exc.msg}); skipped", file=err)
+            continue
+        for ev in engine.apply(cmd):
+            if isinstance(ev, Rejected) and ev.reason in MALFORMED_REASONS:
+                bad += 1
+                print(f"line {n + 1}: invalid command ({ev.reason}): {text[:200]}", file=err)
+            out.write(json.dumps({"cmd": n, **event_dict(ev)}) + "\n")
+    if depth:
+        for instrument in engine.instruments():
+            bids, asks = engine.depth(instrument)
+            out.write(json.dumps({"instrument": instrument, "bids": [list(r) for r in bids],
+                                  "asks": [list(r) for r in asks]}) + "\n")
+        out.write(json.dumps({"digest": codes.digest_hex(engine.digest)}) + "\n")
+    if skipped:
+        print(f"{skipped} line(s) skipped", file=err)
+    return bad
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        replay(sys.stdin, sys.stdout, sys.stderr, args.depth, args.reference)
+    else:
+        with open(args.file, encoding="utf-8") as f:
+            replay(f, sys.stdout, sys.stderr, args.depth, args.reference)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matchcore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("replay", help="apply a JSON-lines command log and print the events")
+    p.add_argument("file", help="command log, one JSON command per line ('-' for stdin)")
+    p.add_argument("--depth", action="store_true", help="then print every book and the digest")
+    p.add_argument("--reference", action="store_true", help="use the plain-Python reference engine")
+    p.set_defaults(func=_cmd_replay)
+    # The other packages register their own subcommands; a missing optional
+    # dependency only removes its commands, never `replay`.
+    for module in ("replication.cli", "benchmarks.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name not in (module, module.split(".")[0]):
+                print(f"matchcore: {module} unavailable: {exc}", file=sys.stderr)
+            continue
+        mod.add_subcommands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Commands: from the JSON-lines dict form to packed records and back.
+
+A command travels through the engines as one fixed record whose fields are
+those of ``codes.COMMAND_DTYPE`` (a tuple in that field order, or a row of a
+NumPy array of that dtype). This module is the only place that reads the
+human-readable form: it never raises on bad content, but encodes what is
+wrong (an unknown op or side is code 255; a field of the wrong type sets
+``BAD_FIELD``; an integer that does not fit its C type sets ``OUT_OF_RANGE``)
+so that the engine, not the parser, rejects the command with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import codes
+
+UINT64_MAX = (1 << 64) - 1
+
+
+class CommandRecord(NamedTuple):
+    """One command, field for field as ``codes.COMMAND_DTYPE``."""
+
+    id: int = 0
+    account: int = 0
+    price: int = 0
+    qty: int = 0
+    display_qty: int = 0
+    instrument: int = 0
+    op: int = codes.INVALID_CODE
+    side: int = codes.SIDE_BUY
+    type: int = codes.TYPE_LIMIT
+    tif: int = codes.TIF_GTC
+    stp: int = codes.STP_NONE
+    post_only: int = 0
+    flags: int = 0
+
+
+class _Reader:
+    """Reads fields of one dict, remembering whether any was bad."""
+
+    def __init__(self, d: Mapping) -> None:
+        self.d = d
+        self.flags = 0
+
+    def integer(self, key: str, lo: int, hi: int, flag: int = 0) -> int:
+        value = self.d.get(key)
+        if value is None:
+            return 0
+        # bool is an int subclass in Python, but true/false is not a number here.
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.flags |= codes.BAD_FIELD
+            return 0
+        self.flags |= flag
+        if value < lo or value > hi:
+            self.flags |= codes.OUT_OF_RANGE
+            return 0
+        return value
+
+    def code(self, key: str, names: Mapping[str, int], default: str | None, fold=str.lower) -> int:
+        value = self.d.get(key, default)
+        if not isinstance(value, str):
+            return codes.INVALID_CODE
+        return names.get(fold(value), codes.INVALID_CODE)
+
+    def boolean(self, key: str) -> int:
+        value = self.d.get(key, False)
+        if value is None:
+            return 0
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return int(value)
+        self.flags |= codes.BAD_FIELD
+        return 0
+
+
+def command_record(d: Any) -> CommandRecord:
+    """Encode one command-log dict as a record. Never raises.
+
+    Parameters
+    ----------
+    d : Mapping
+        A command as in the JSON-lines log (``{"op": "new", ...}``).
+
+    Returns
+    -------
+    CommandRecord
+        The record; anything wrong with ``d`` is encoded in it for the engine
+        to reject with a reason.
+    """
+    if not isinstance(d, Mapping):
+        return CommandRecord()
+    r = _Reader(d)
+    op = r.code("op", codes.OP_NAMES, None)
+    id_ = r.integer("id", 0, UINT64_MAX)
+    if op == codes.OP_MASS_CANCEL:
+        account = r.integer("account", 0, UINT64_MAX, codes.HAS_ACCOUNT)
+        instrument = r.integer("instrument", 0, codes.UINT32_MAX, codes.HAS_INSTRUMENT)
+        return CommandRecord(id=id_, account=account, instrument=instrument, op=op, flags=r.flags)
+    if op != codes.OP_MASS_CANCEL and op != codes.INVALID_CODE and "instrument" not in d:
+        r.flags |= codes.BAD_FIELD
+    instrument = r.integer("instrument", 0, codes.UINT32_MAX)
+    account = r.integer("account", 0, UINT64_MAX)
+    price = r.integer("price", codes.INT64_MIN, codes.INT64_MAX, codes.HAS_PRICE)
+    qty = r.integer("qty", codes.INT64_MIN, codes.INT64_MAX, codes.HAS_QTY)
+    display_qty = r.integer("display_qty", codes.INT64_MIN, codes.INT64_MAX)
+    if op != codes.OP_NEW:
+        return CommandRecord(id=id_, price=price, qty=qty, instrument=instrument, op=op, flags=r.flags)
+    return CommandRecord(
+        id=id_,
+        account=account,
+        price=price,
+        qty=qty,
+        display_qty=display_qty,
+        instrument=instrument,
+        op=op,
+        side=r.code("side", codes.SIDE_NAMES, None),
+        type=r.code("type", codes.TYPE_NAMES, "limit"),
+        tif=r.code("tif", codes.TIF_NAMES, "GTC", fold=str.upper),
+        stp=r.code("stp", codes.STP_NAMES, "none"),
+        post_only=r.boolean("post_only"),
+        flags=r.flags,
+    )
+
+
+def new_order_record(instrument: int, id: int, side: str, price: int | None = None, qty: int = 0,
+                     type: str = "limit", tif: str = "GTC", account: int = 0, post_only: bool = False,
+                     display_qty: int = 0, stp: str = "none") -> CommandRecord:
+    """The record of a new order given as keyword arguments (the ``submit`` signature)."""
+    d = {"op": "new", "instrument": instrument, "id": id, "side": side, "qty": qty, "type": type,
+         "tif": tif, "account": account, "post_only": post_only, "display_qty": display_qty, "stp": stp}
+    if price is not None:
+        d["price"] = price
+    return command_record(d)
+
+
+def _name_of(names: Mapping[str, int], code: int) -> str:
+    for name, value in names.items():
+        if value == code:
+            return name
+    return "?"
+
+
+def command_dict(rec: Any) -> dict:
+    """The command-log dict of a record (a tuple, CommandRecord or array row).
+
+    The inverse of :func:`command_record` for valid commands; used to print
+    and to journal commands in readable form.
+    """
+    rec = CommandRecord(*(int(v) for v in (rec.tolist() if hasattr(rec, "tolist") else rec)))
+    op = _name_of(codes.OP_NAMES, rec.op)
+    if op == "mass_cancel":
+        d: dict = {"op": op}
+        if rec.flags & codes.HAS_ACCOUNT:
+            d["account"] = rec.account
+        if rec.flags & codes.HAS_INSTRUMENT:
+            d["instrument"] = rec.instrument
+        return d
+    d = {"op": op, "instrument": rec.instrument, "id": rec.id}
+    if op == "new":
+        d["side"] = _name_of(codes.SIDE_NAMES, rec.side)
+        d["type"] = _name_of(codes.TYPE_NAMES, rec.type)
+    if rec.flags & codes.HAS_PRICE:
+        d["price"] = rec.price
+    if op == "new" or rec.flags & codes.HAS_QTY:
+        d["qty"] = rec.qty
+    if op == "new":
+        d.update(
+            tif=_name_of(codes.TIF_NAMES, rec.tif),
+            account=rec.account,
+            post_only=bool(rec.post_only),
+            display_qty=rec.display_qty,
+            stp=_name_of(codes.STP_NAMES, rec.stp),
+        )
+    return d
+
+
+def command_array(commands: Iterable[Any]) -> np.ndarray:
+    """A ``COMMAND_DTYPE`` array from command dicts (or records). O(n).
+
+    >>> command_array([{"op": "cancel", "instrument": 1, "id": 7}]).dtype.itemsize
+    56
+    """
+    rows = [tuple(c) if isinstance(c, tuple) else tuple(command_record(c)) for c in commands]
+    return np.array(rows, dtype=codes.COMMAND_DTYPE)
