@@ -1,0 +1,77 @@
+"""matchcore replication: a primary, hot standbys, a witness and clients.
+
+What this package is for: keeping one or more standby engines in lockstep
+with a primary by replaying its sequenced command stream, detecting
+divergence by digest, failing over with no acknowledged order lost, and a
+client library that hides all of that. What it is not for: matching (that is
+``matching``), or any transport other than ZeroMQ (but see "Sans-IO" below:
+the logic itself has no transport at all).
+
+Layers
+------
+``wire``         the one codec: every frame that crosses a socket or a journal.
+``journal``      append-only framed entry log + atomic snapshots (file and in-memory twins).
+``replica``      replicated state: engine + dedupe table + seq/epoch/digest, snapshot/restore.
+``sequencer``    primary logic (assign seq, journal, apply, stream, release replies).
+``standby``      standby logic (apply, compare digests, ack, gap refill, catch-up, fencing).
+``failover``     ``NodeMachine``: one node, owning the replica and switching roles;
+                 heartbeats, promotion through the witness, switchover, fencing.
+``witness``      ``WitnessMachine``: grants at most one promotion per epoch.
+``client_core``  ``ClientCore``: pending requests, re-send on fail-over.
+``node``         the thin ZeroMQ driver that runs the machines in a process.
+``client``       ``Client``: the blocking / pipelined user-facing client over ZeroMQ.
+``config``, ``cli``, ``demo``  the group TOML, the ``matchcore`` subcommands, the demo.
+
+Sans-IO interface (what the driver and the simulator both use)
+--------------------------------------------------------------
+Every state machine (``NodeMachine``, ``WitnessMachine``, ``ClientCore``)
+is deterministic: it reads no clock, no randomness, opens no socket, and
+never iterates an unordered container to decide output order. Time is an
+input: ``now`` is a float number of seconds from any monotonic origin.
+
+    outputs = machine.handle(src, msg, now)   # one decoded inbound message
+    outputs = machine.tick(now)               # timers, and flush of queued work
+
+``src`` is an address: a ``str`` is a peer name from the group file (``"a"``,
+``"b"``, ``"witness"``, or ``"operator"`` for local tooling), a ``bytes`` is an
+opaque client address (a ZeroMQ routing id in production, anything hashable
+and ordered in a simulator). ``msg`` is one of the dataclasses of
+``replication.wire``. Outputs are a ``list`` of:
+
+``wire.Send(dest, msg)``
+    deliver ``msg`` to ``dest`` (same address space as ``src``). Delivery may
+    fail, be delayed, duplicated or reordered: the protocol tolerates it.
+``wire.Publish(msg)``
+    best-effort broadcast to stream subscribers (market data, audit).
+
+Effects that are not messages (journal writes, snapshots) are performed by
+the machine on the injected ``journal`` object, synchronously, before the
+outputs that depend on them are returned. ``journal.MemoryJournal`` has the
+same interface as ``journal.FileJournal`` (and can simulate a crash with a
+torn tail) so a simulator can run many nodes in one process. The engine is
+injected as a factory (``engine_factory()`` -> new engine,
+``engine_factory.restore(blob)`` -> restored engine; any class with the
+``matching.Engine`` surface works, e.g. ``matching.ReferenceEngine``).
+
+A driver must: call ``handle`` for each inbound message, call ``tick`` after
+each batch of inbound messages and at least every ``heartbeat_interval`` s,
+then perform the outputs in list order. Batching (one journal append and one
+``Entries`` message for all requests that arrived since the last ``tick``)
+falls out of that: requests are queued by ``handle`` and sequenced by
+``tick``. Peer connection loss may be signalled as
+``handle(peer, wire.PeerDown(peer), now)`` — a hint that shortens the
+heartbeat timeout; never required for correctness.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Client"]
+
+
+def __getattr__(name: str):
+    # Lazy so that the sans-IO modules can be imported without pyzmq.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    raise AttributeError(name)

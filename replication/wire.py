@@ -1,0 +1,628 @@
+"""The one codec for everything replication puts on a socket or in a journal.
+
+For: versioned, checksummed frames and the message dataclasses they carry
+(client requests and replies, journal entries, acks, heartbeats, refills,
+snapshots, status, switchover/fencing, witness votes), plus the two output
+kinds of the sans-IO machines (``Send``, ``Publish``). Not for: sockets,
+timing or any protocol decision — callers decide what to send; this module
+only turns messages into bytes and back.
+
+Frame layout (little-endian, 24-byte header then payload)::
+
+    magic  2s  b"MC"
+    ver    u8  VERSION
+    type   u8  message type code
+    epoch  u32
+    seq    u64
+    length u32 payload length
+    crc    u32 zlib.crc32 of header[:20] + payload
+
+``decode`` raises ``DecodeError`` (with a short machine-readable ``reason``)
+for anything wrong; it never raises anything else on arbitrary bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple, Union
+
+MAGIC = b"MC"
+VERSION = 1
+HEADER = struct.Struct("<2sBBIQII")
+HEADER_SIZE = HEADER.size  # 24
+MAX_PAYLOAD = 64 * 1024 * 1024  # absurd-length guard: no frame is bigger
+COMMAND_SIZE = 56  # one matching.codes.COMMAND_DTYPE record
+EVENT_SIZE = 64  # one matching.codes.EVENT_DTYPE record
+
+# Reply statuses.
+OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE = 0, 1, 2, 3
+STATUS_NAMES = {OK: "ok", NOT_PRIMARY: "not_primary", EXPIRED: "expired", UNAVAILABLE: "unavailable"}
+
+# Node roles as carried in heartbeats.
+ROLE_STANDBY, ROLE_PRIMARY, ROLE_DIVERGED, ROLE_WITNESS, ROLE_DRAINING = 0, 1, 2, 3, 4
+ROLE_NAMES = {
+    ROLE_STANDBY: "standby",
+    ROLE_PRIMARY: "primary",
+    ROLE_DIVERGED: "diverged",
+    ROLE_WITNESS: "witness",
+    ROLE_DRAINING: "draining",
+}
+
+
+class DecodeError(ValueError):
+    """A frame that cannot be decoded; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# --- payload helpers --------------------------------------------------------------
+
+
+class _Reader:
+    """Bounds-checked reads from a payload; every overrun is a DecodeError."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise DecodeError("bad_payload", "field runs past the end of the payload")
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, st: struct.Struct) -> tuple:
+        return st.unpack(self.take(st.size))
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u32(self) -> int:
+        return _U32.unpack(self.take(4))[0]
+
+    def u64(self) -> int:
+        return _U64.unpack(self.take(8))[0]
+
+    def text(self) -> str:
+        n = _U16.unpack(self.take(2))[0]
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("bad_payload", "text is not UTF-8") from exc
+
+    def blob(self) -> bytes:
+        return self.take(self.u32())
+
+    def done(self) -> None:
+        if self.pos != len(self.buf):
+            raise DecodeError("bad_payload", f"{len(self.buf) - self.pos} trailing bytes")
+
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def _text(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return _U16.pack(len(b)) + b
+
+
+def _blob(b: bytes) -> bytes:
+    return _U32.pack(len(b)) + bytes(b)
+
+
+# --- journal entries ------------------------------------------------------------
+
+ENTRY = struct.Struct("<IQQQQ56s")  # epoch, seq, client_id, request_id, digest, command
+
+
+class Entry(NamedTuple):
+    """One sequenced command: what the journal stores and the stream carries.
+
+    ``digest`` is the primary's chained engine digest after applying it.
+    """
+
+    epoch: int
+    seq: int
+    client_id: int
+    request_id: int
+    digest: int
+    command: bytes
+
+    def pack(self) -> bytes:
+        return ENTRY.pack(*self)
+
+    @classmethod
+    def unpack(cls, b: bytes) -> Entry:
+        if len(b) != ENTRY.size:
+            raise DecodeError("bad_payload", f"entry of {len(b)} bytes")
+        return cls(*ENTRY.unpack(b))
+
+
+# --- messages --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every message. ``TYPE`` is the frame type code."""
+
+    TYPE: ClassVar[int] = 0
+
+    def header_epoch_seq(self) -> tuple[int, int]:
+        return getattr(self, "epoch", 0), getattr(self, "seq", 0)
+
+    def payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def from_payload(cls, r: _Reader, epoch: int, seq: int) -> Message:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Request(Message):
+    """Client -> node: execute ``command`` (a 56-byte record) once."""
+
+    TYPE: ClassVar[int] = 1
+    client_id: int
+    request_id: int
+    command: bytes
+
+    def payload(self) -> bytes:
+        return struct.pack("<QQ56s", self.client_id, self.request_id, self.command)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        cid, rid, cmd = r.unpack(struct.Struct("<QQ56s"))
+        return cls(cid, rid, cmd)
+
+
+@dataclass(frozen=True)
+class Reply(Message):
+    """Node -> client: the events of a request (``EVENT_DTYPE`` records) or a refusal."""
+
+    TYPE: ClassVar[int] = 2
+    client_id: int
+    request_id: int
+    status: int = OK
+    epoch: int = 0
+    seq: int = 0
+    leader: str = ""
+    events: bytes = b""
+
+    def payload(self) -> bytes:
+        return struct.pack("<QQB", self.client_id, self.request_id, self.status) + _text(self.leader) + _blob(
+            self.events
+        )
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        cid, rid, status = r.unpack(struct.Struct("<QQB"))
+        leader = r.text()
+        events = r.blob()
+        if len(events) % EVENT_SIZE:
+            raise DecodeError("bad_payload", "events not a whole number of records")
+        return cls(cid, rid, status, epoch, seq, leader, events)
+
+
+@dataclass(frozen=True)
+class Entries(Message):
+    """Primary -> standby/subscriber: consecutive journal entries from ``seq``.
+
+    ``commit`` is the highest seq the primary knows is replicated. ``events``,
+    when not empty, holds one ``EVENT_DTYPE`` blob per entry (published stream).
+    """
+
+    TYPE: ClassVar[int] = 3
+    epoch: int
+    seq: int
+    commit: int
+    entries: tuple[Entry, ...]
+    events: tuple[bytes, ...] = ()
+
+    def payload(self) -> bytes:
+        flags = 1 if self.events else 0
+        parts = [struct.pack("<QIB", self.commit, len(self.entries), flags)]
+        for i, e in enumerate(self.entries):
+            parts.append(ENTRY.pack(*e))
+            if flags:
+                parts.append(_blob(self.events[i]))
+        return b"".join(parts)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        commit, n, flags = r.unpack(struct.Struct("<QIB"))
+        if n * ENTRY.size > len(r.buf):
+            raise DecodeError("bad_length", f"{n} entries cannot fit")
+        entries, events = [], []
+        for i in range(n):
+            e = Entry(*r.unpack(ENTRY))
+            if e.seq != seq + i:
+                raise DecodeError("bad_payload", "entries are not consecutive")
+            entries.append(e)
+            if flags & 1:
+                events.append(r.blob())
+        return cls(epoch, seq, commit, tuple(entries), tuple(events))
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    """Standby -> primary: every entry up to ``seq`` is applied and journaled."""
+
+    TYPE: ClassVar[int] = 4
+    epoch: int
+    seq: int
+    node: str
+    digest: int = 0
+
+    def payload(self) -> bytes:
+        return _text(self.node) + _U64.pack(self.digest)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.text(), r.u64())
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """Any node -> every peer and the witness: who I am and where I am."""
+
+    TYPE: ClassVar[int] = 5
+    epoch: int
+    seq: int  # last_seq
+    node: str
+    role: int
+    commit: int = 0
+    leader: str = ""
+    digest: int = 0
+
+    def payload(self) -> bytes:
+        return _text(self.node) + struct.pack("<BQQ", self.role, self.commit, self.digest) + _text(self.leader)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        node = r.text()
+        role, commit, digest = r.unpack(struct.Struct("<BQQ"))
+        return cls(epoch, seq, node, role, commit, r.text(), digest)
+
+
+@dataclass(frozen=True)
+class Refill(Message):
+    """Standby/subscriber -> primary: resend entries ``seq`` .. ``to_seq`` (0 = up to the end)."""
+
+    TYPE: ClassVar[int] = 6
+    epoch: int
+    seq: int
+    to_seq: int
+    node: str
+
+    def payload(self) -> bytes:
+        return _U64.pack(self.to_seq) + _text(self.node)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.u64(), r.text())
+
+
+@dataclass(frozen=True)
+class Join(Message):
+    """Standby -> primary: my last entry is (``last_epoch``, ``seq``); bring me up to date."""
+
+    TYPE: ClassVar[int] = 7
+    epoch: int
+    seq: int
+    node: str
+    last_epoch: int
+
+    def payload(self) -> bytes:
+        return _text(self.node) + _U32.pack(self.last_epoch)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.text(), r.u32())
+
+
+@dataclass(frozen=True)
+class Fence(Message):
+    """Primary -> stale node: epoch ``epoch`` rules; discard your journal after ``seq``."""
+
+    TYPE: ClassVar[int] = 8
+    epoch: int
+    seq: int
+    node: str
+
+    def payload(self) -> bytes:
+        return _text(self.node)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.text())
+
+
+@dataclass(frozen=True)
+class SnapshotChunk(Message):
+    """Primary -> standby: part of a replica snapshot covering entries up to ``seq``."""
+
+    TYPE: ClassVar[int] = 9
+    epoch: int
+    seq: int
+    last_epoch: int
+    offset: int
+    total: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        return struct.pack("<IQQ", self.last_epoch, self.offset, self.total) + _blob(self.data)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        last_epoch, offset, total = r.unpack(struct.Struct("<IQQ"))
+        data = r.blob()
+        if offset + len(data) > total or total > 1 << 40:
+            raise DecodeError("bad_length", "snapshot chunk outside its total")
+        return cls(epoch, seq, last_epoch, offset, total, data)
+
+
+@dataclass(frozen=True)
+class StatusRequest(Message):
+    TYPE: ClassVar[int] = 10
+
+
+@dataclass(frozen=True)
+class Status(Message):
+    """Node -> operator: a JSON document (role, epoch, last_seq, digest, lag, counters)."""
+
+    TYPE: ClassVar[int] = 11
+    body: bytes = b"{}"
+
+    def payload(self) -> bytes:
+        return _blob(self.body)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(r.blob())
+
+
+@dataclass(frozen=True)
+class Switchover(Message):
+    """Operator -> primary: hand over to ``target`` with nothing lost."""
+
+    TYPE: ClassVar[int] = 12
+    target: str
+
+    def payload(self) -> bytes:
+        return _text(self.target)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(r.text())
+
+
+@dataclass(frozen=True)
+class Handover(Message):
+    """Old primary -> target: you have everything up to ``seq`` of ``epoch``; take over."""
+
+    TYPE: ClassVar[int] = 13
+    epoch: int
+    seq: int
+    node: str
+
+    def payload(self) -> bytes:
+        return _text(self.node)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.text())
+
+
+@dataclass(frozen=True)
+class Promote(Message):
+    """Operator -> standby: promote now (the operator breaks the tie instead of the witness)."""
+
+    TYPE: ClassVar[int] = 14
+
+
+@dataclass(frozen=True)
+class VoteRequest(Message):
+    """Candidate -> witness: may I be primary of ``epoch``? My last entry is (``last_epoch``, ``seq``)."""
+
+    TYPE: ClassVar[int] = 15
+    epoch: int
+    seq: int
+    node: str
+    last_epoch: int
+
+    def payload(self) -> bytes:
+        return _text(self.node) + _U32.pack(self.last_epoch)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(epoch, seq, r.text(), r.u32())
+
+
+@dataclass(frozen=True)
+class Vote(Message):
+    """Witness -> candidate (or primary asking to run solo): granted or not, and why."""
+
+    TYPE: ClassVar[int] = 16
+    epoch: int
+    node: str
+    granted: bool
+    reason: str = ""
+    solo: bool = False
+
+    def payload(self) -> bytes:
+        return _text(self.node) + struct.pack("<BB", self.granted, self.solo) + _text(self.reason)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        node = r.text()
+        granted, solo = r.unpack(struct.Struct("<BB"))
+        return cls(epoch, node, bool(granted), r.text(), bool(solo))
+
+
+@dataclass(frozen=True)
+class SoloRequest(Message):
+    """Sync primary -> witness: no standby is alive; may I release replies alone (``on``)?
+
+    ``on=False`` tells the witness a standby is in sync again.
+    """
+
+    TYPE: ClassVar[int] = 17
+    epoch: int
+    seq: int
+    node: str
+    on: bool
+
+    def payload(self) -> bytes:
+        return _text(self.node) + bytes([int(self.on)])
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        node = r.text()
+        return cls(epoch, seq, node, bool(r.u8()))
+
+
+@dataclass(frozen=True)
+class PeerDown(Message):
+    """Driver-local hint (never on the wire in practice): the connection to ``node`` dropped."""
+
+    TYPE: ClassVar[int] = 18
+    node: str
+
+    def payload(self) -> bytes:
+        return _text(self.node)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        return cls(r.text())
+
+
+MESSAGE_TYPES: dict[int, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        Request,
+        Reply,
+        Entries,
+        Ack,
+        Heartbeat,
+        Refill,
+        Join,
+        Fence,
+        SnapshotChunk,
+        StatusRequest,
+        Status,
+        Switchover,
+        Handover,
+        Promote,
+        VoteRequest,
+        Vote,
+        SoloRequest,
+        PeerDown,
+    )
+}
+
+
+# --- frames ------------------------------------------------------------------------
+
+
+def encode(msg: Message) -> bytes:
+    """Frame one message.
+
+    Parameters
+    ----------
+    msg : Message
+        Any message dataclass of this module.
+
+    Returns
+    -------
+    bytes
+        Header + payload, checksummed. O(payload).
+    """
+    body = msg.payload()
+    epoch, seq = msg.header_epoch_seq()
+    head = HEADER.pack(MAGIC, VERSION, msg.TYPE, epoch, seq, len(body), 0)[:20]
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return head + _U32.pack(crc) + body
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame made by :func:`encode`.
+
+    Parameters
+    ----------
+    frame : bytes
+        Untrusted bytes.
+
+    Returns
+    -------
+    Message
+
+    Raises
+    ------
+    DecodeError
+        With ``reason`` one of ``truncated``, ``bad_magic``, ``bad_version``,
+        ``bad_length``, ``bad_checksum``, ``unknown_type``, ``bad_payload``.
+        No other exception escapes for any input.
+    """
+    try:
+        frame = bytes(frame)
+    except TypeError as exc:
+        raise DecodeError("bad_payload", "not bytes") from exc
+    if len(frame) < HEADER_SIZE:
+        raise DecodeError("truncated", f"{len(frame)} bytes")
+    magic, ver, typ, epoch, seq, length, crc = HEADER.unpack_from(frame)
+    if magic != MAGIC:
+        raise DecodeError("bad_magic")
+    if ver != VERSION:
+        raise DecodeError("bad_version", str(ver))
+    if length > MAX_PAYLOAD:
+        raise DecodeError("bad_length", f"{length} bytes claimed")
+    if len(frame) - HEADER_SIZE < length:
+        raise DecodeError("truncated", f"{len(frame) - HEADER_SIZE} of {length} payload bytes")
+    if len(frame) - HEADER_SIZE > length:
+        raise DecodeError("bad_length", "trailing bytes after payload")
+    body = frame[HEADER_SIZE:]
+    if zlib.crc32(body, zlib.crc32(frame[:20])) != crc:
+        raise DecodeError("bad_checksum")
+    cls = MESSAGE_TYPES.get(typ)
+    if cls is None:
+        raise DecodeError("unknown_type", str(typ))
+    r = _Reader(body)
+    try:
+        msg = cls.from_payload(r, epoch, seq)
+    except DecodeError:
+        raise
+    except (struct.error, ValueError, TypeError, IndexError) as exc:  # defensive: never leak these
+        raise DecodeError("bad_payload", str(exc)) from exc
+    r.done()
+    return msg
+
+
+# --- sans-IO outputs -------------------------------------------------------------------
+
+Address = Union[str, bytes]
+
+
+@dataclass(frozen=True)
+class Send:
+    """Output: deliver ``msg`` to ``dest`` (peer name ``str`` or client address ``bytes``)."""
+
+    dest: Address
+    msg: Message
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Output: broadcast ``msg`` to stream subscribers, best effort."""
+
+    msg: Message
+    topic: bytes = field(default=b"E")
