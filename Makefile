@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd setup.py pyproject.toml
+EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) setup.py pyproject.toml
 
 .PHONY: all venv build test test-long demo bench lint clean
 

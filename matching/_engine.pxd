@@ -1,0 +1,205 @@
+# cython: language_level=3
+"""C declarations of the matching core: value types, record layouts, pools.
+
+This file is the map of the engine's memory.  Everything the hot path touches
+is a plain C struct declared here; ``_engine.pyx`` (and the ``.pxi`` files it
+includes) hold the code.  It is not a public API: Python users go through
+``matching.Engine``.
+
+Layout in one paragraph: orders live in one pool (``order_t`` array indexed by
+an ``int32`` handle, free list threaded through ``next``).  Each price level
+is a ``level_t`` in a second pool, holding an intrusive doubly linked FIFO of
+order handles and the sum of their visible quantities.  Each side of a book
+keeps its levels in a sorted array with the *best level at the end*, so the
+hot cases (touch the best, add near the best) are O(1) and a binary search
+finds any price.  Live order ids map to handles through an open-addressing
+hash (linear probing, backward-shift deletion); instruments map to books
+through a second, small one.
+"""
+
+cimport cython
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# --- what a number is ---------------------------------------------------------
+ctypedef int64_t price_t        # ticks
+ctypedef int64_t qty_t          # lots
+ctypedef uint64_t order_id_t    # client-chosen order id, 0 reserved
+ctypedef uint64_t account_t     # 0 = no account
+ctypedef uint32_t instrument_t
+ctypedef int32_t handle_t       # index into a pool, -1 = none
+
+# --- codes (mirror matching/codes.py; tests/unit/test_layout.py pins them) ----
+cdef enum:
+    OP_NEW = 0
+    OP_CANCEL = 1
+    OP_REPLACE = 2
+    OP_MASS_CANCEL = 3
+    SIDE_BUY = 0
+    SIDE_SELL = 1
+    TYPE_LIMIT = 0
+    TYPE_MARKET = 1
+    TIF_GTC = 0
+    TIF_IOC = 1
+    TIF_FOK = 2
+    STP_NONE = 0
+    STP_CANCEL_TAKER = 1
+    STP_CANCEL_MAKER = 2
+    STP_CANCEL_BOTH = 3
+    INVALID_CODE = 255
+
+    F_HAS_PRICE = 1
+    F_HAS_QTY = 2
+    F_HAS_ACCOUNT = 4
+    F_HAS_INSTRUMENT = 8
+    F_OUT_OF_RANGE = 16
+    F_BAD_FIELD = 32
+
+    EV_ACCEPTED = 1
+    EV_REJECTED = 2
+    EV_TRADE = 3
+    EV_CANCELLED = 4
+    EV_REPLACED = 5
+
+    R_INVALID_OP = 1
+    R_INVALID_SIDE = 2
+    R_INVALID_TYPE = 3
+    R_INVALID_TIF = 4
+    R_INVALID_STP = 5
+    R_BAD_FIELD = 6
+    R_OUT_OF_RANGE = 7
+    R_INVALID_ID = 8
+    R_INVALID_QTY = 9
+    R_INVALID_PRICE = 10
+    R_PRICE_ON_MARKET = 11
+    R_INVALID_DISPLAY = 12
+    R_INVALID_COMBINATION = 13
+    R_DUPLICATE_ID = 14
+    R_UNKNOWN_ORDER = 15
+    R_WOULD_CROSS = 16
+    R_FOK_UNFILLED = 17
+    R_USER = 32
+    R_REMAINDER = 33
+    R_SELF_TRADE = 34
+    R_MASS_CANCEL = 35
+
+# --- records shared with NumPy (COMMAND_DTYPE / EVENT_DTYPE in codes.py) ------
+cdef packed struct command_t:
+    order_id_t id           # 0
+    account_t account       # 8
+    price_t price           # 16
+    qty_t qty               # 24
+    qty_t display_qty       # 32
+    instrument_t instrument  # 40
+    uint8_t op              # 44
+    uint8_t side            # 45
+    uint8_t type            # 46
+    uint8_t tif             # 47
+    uint8_t stp             # 48
+    uint8_t post_only       # 49
+    uint16_t flags          # 50
+    uint8_t _pad[4]         # 52 .. 56
+
+cdef packed struct event_t:
+    uint64_t cmd            # 0: index of the command in its batch
+    order_id_t id           # 8: the order (taker for a trade)
+    order_id_t maker        # 16
+    price_t price           # 24
+    qty_t qty               # 32
+    qty_t open_a            # 40: taker_open / cancelled open
+    qty_t open_b            # 48: maker_open
+    instrument_t instrument  # 56
+    uint8_t kind            # 60
+    uint8_t reason          # 61
+    uint8_t _pad[2]         # 62 .. 64
+
+# --- pools ----------------------------------------------------------------------
+ctypedef struct order_t:       # 64 bytes: one cache line per resting order
+    order_id_t id
+    account_t account
+    price_t price
+    qty_t open              # total open quantity, hidden included
+    qty_t visible           # displayed part (== open unless an iceberg)
+    qty_t display_qty       # 0 = not an iceberg
+    handle_t prev           # FIFO neighbours within the level
+    handle_t next           # (also the free-list link when the slot is free)
+    handle_t level          # owning level; -1 while out of the book
+    uint8_t side
+    uint8_t stp
+    uint8_t post_only
+    uint8_t _pad
+
+ctypedef struct level_t:       # 32 bytes
+    price_t price
+    qty_t total             # sum of visible quantities of its orders
+    handle_t head           # oldest order (next to trade)
+    handle_t tail
+    int32_t count           # number of orders; also the free-list link when free
+    int32_t book            # owning book index (the side is on each order)
+
+ctypedef struct side_t:
+    # Sorted by key ascending, best at the end; key = price for bids and
+    # -price for asks, so one binary search serves both sides.
+    price_t *keys
+    handle_t *levels
+    int32_t n
+    int32_t cap
+
+ctypedef struct book_t:
+    instrument_t instrument
+    int32_t n_orders
+    side_t sides[2]
+
+ctypedef struct id_slot_t:     # 16 bytes; key 0 = empty (id 0 is never live)
+    order_id_t key
+    handle_t value
+    int32_t _pad
+
+ctypedef struct inst_slot_t:
+    int64_t key             # instrument, or -1 = empty
+    int32_t value
+    int32_t _pad
+
+ctypedef struct core_t:
+    # order pool
+    order_t *orders
+    int32_t order_cap
+    int32_t order_hwm       # slots ever handed out (below: in use or free)
+    handle_t order_free
+    # level pool
+    level_t *levels
+    int32_t level_cap
+    int32_t level_hwm
+    handle_t level_free
+    int32_t live_levels
+    # books, by index; book_order is the indices sorted by instrument
+    book_t *books
+    int32_t n_books
+    int32_t book_cap
+    int32_t *book_order
+    # id -> order handle
+    id_slot_t *ids
+    uint64_t id_mask
+    int64_t n_ids           # == live orders
+    # instrument -> book index
+    inst_slot_t *insts
+    uint64_t inst_mask
+    # event output buffer
+    event_t *events
+    int64_t n_events
+    int64_t event_cap
+    uint64_t cur_cmd        # stamped into each event's cmd field
+    # running state
+    uint64_t digest
+    uint64_t commands
+    int oom                 # set when an allocation failed; the engine is poisoned
+
+
+@cython.final
+cdef class Engine:
+    """The matching engine (see _engine.pyx for the public API)."""
+    cdef core_t core
+    cdef object _ev_types       # (Accepted, Rejected, Trade, Cancelled, Replaced)
+    cdef object _reason_names   # tuple: reason code -> name
+
+    cdef int _run(self, const command_t *cmd) except -1
+    cdef list _events_to_list(self, int64_t start)

@@ -1,0 +1,418 @@
+# Included by _engine.pyx.  The command layer: validation in the order of
+# docs/semantics.md, matching, replace, cancel, mass cancel, and the event
+# digest.  Everything runs without the GIL; bad input becomes a `rejected`
+# event, never an exception.
+
+cdef price_t MAX_PRICE = <price_t>1 << 62
+cdef qty_t MAX_QTY = <qty_t>1000000000000
+
+
+# --- events -----------------------------------------------------------------------
+
+cdef int events_reserve(core_t *c, int64_t extra) noexcept nogil:
+    cdef int64_t cap
+    cdef event_t *grown
+    if c.n_events + extra <= c.event_cap:
+        return 0
+    cap = c.event_cap * 2 if c.event_cap else 64
+    while cap < c.n_events + extra:
+        cap *= 2
+    grown = <event_t *>realloc(c.events, <size_t>cap * sizeof(event_t))
+    if grown == NULL:
+        c.oom = 1
+        return -1
+    c.events = grown
+    c.event_cap = cap
+    return 0
+
+
+cdef inline void emit(core_t *c, uint8_t kind, uint8_t reason, instrument_t inst,
+                      order_id_t oid, order_id_t maker, price_t price, qty_t qty,
+                      qty_t open_a, qty_t open_b) noexcept nogil:
+    cdef event_t *e
+    if c.n_events == c.event_cap and events_reserve(c, 1) != 0:
+        return
+    e = &c.events[c.n_events]
+    c.n_events += 1
+    e.cmd = c.cur_cmd
+    e.id = oid
+    e.maker = maker
+    e.price = price
+    e.qty = qty
+    e.open_a = open_a
+    e.open_b = open_b
+    e.instrument = inst
+    e.kind = kind
+    e.reason = reason
+    e._pad[0] = 0
+    e._pad[1] = 0
+
+
+cdef inline int reject(core_t *c, const command_t *cmd, uint8_t reason) noexcept nogil:
+    emit(c, EV_REJECTED, reason, cmd.instrument, cmd.id, 0, 0, 0, 0, 0)
+    return 0
+
+
+cdef uint64_t digest_events(uint64_t h, const event_t *ev, int64_t n) noexcept nogil:
+    # Nine words per event, then the event count (semantics.md, "Digests").
+    cdef int64_t i
+    cdef const event_t *e
+    for i in range(n):
+        e = &ev[i]
+        h = absorb(h, e.kind)
+        h = absorb(h, e.reason)
+        h = absorb(h, e.instrument)
+        h = absorb(h, e.id)
+        h = absorb(h, e.maker)
+        h = absorb(h, <uint64_t>e.price)
+        h = absorb(h, <uint64_t>e.qty)
+        h = absorb(h, <uint64_t>e.open_a)
+        h = absorb(h, <uint64_t>e.open_b)
+    return absorb(h, <uint64_t>n)
+
+
+# --- lookups ------------------------------------------------------------------------
+
+cdef inline int32_t order_book(const core_t *c, handle_t h) noexcept nogil:
+    return c.levels[c.orders[h].level].book
+
+
+cdef inline handle_t find_live(const core_t *c, instrument_t inst, order_id_t oid) noexcept nogil:
+    # Handle of live order `oid` if it rests in `inst`, else -1.
+    cdef handle_t h = ids_get(c, oid)
+    if h >= 0 and c.books[order_book(c, h)].instrument != inst:
+        return -1
+    return h
+
+
+cdef inline bint would_cross(const core_t *c, int32_t b, uint8_t side, price_t price) noexcept nogil:
+    cdef const side_t *opp
+    cdef price_t best
+    if b < 0:
+        return False
+    opp = &c.books[b].sides[1 - side]
+    if opp.n == 0:
+        return False
+    best = c.levels[opp.levels[opp.n - 1]].price
+    return best <= price if side == SIDE_BUY else best >= price
+
+
+cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
+                       account_t acct, uint8_t stp, qty_t qty) noexcept nogil:
+    # The walk of semantics.md, before anything changes: per level, either
+    # the visible qty ahead of a self-trade maker that would stop matching,
+    # or every (non-self) maker's whole open qty, hidden included.
+    cdef const side_t *opp
+    cdef const level_t *L
+    cdef const order_t *o
+    cdef int32_t i
+    cdef handle_t h
+    cdef qty_t ahead
+    cdef bint stp_on = acct != 0 and stp != STP_NONE
+    cdef bint stops = stp_on and stp != STP_CANCEL_MAKER
+    if b < 0:
+        return False
+    opp = &c.books[b].sides[1 - side]
+    i = opp.n - 1
+    while i >= 0:
+        L = &c.levels[opp.levels[i]]
+        if not market and (L.price > limit if side == SIDE_BUY else L.price < limit):
+            return False
+        if stops:
+            ahead = 0
+            h = L.head
+            while h >= 0:
+                o = &c.orders[h]
+                if o.account == acct:
+                    # Icebergs ahead refill behind this maker: visible only.
+                    return ahead >= qty
+                ahead += o.visible
+                h = o.next
+        h = L.head
+        while h >= 0:
+            o = &c.orders[h]
+            if not (stp_on and o.account == acct):
+                qty -= o.open
+            h = o.next
+        if qty <= 0:
+            return True
+        i -= 1
+    return False
+
+
+# --- matching -------------------------------------------------------------------------
+
+cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
+                 order_id_t tid, account_t acct, uint8_t stp, qty_t q,
+                 bint *stopped) noexcept nogil:
+    # Trade taker `tid` (q open) against book b's opposite side; returns
+    # what is left.  *stopped is set when self-trade prevention cancelled
+    # the taker (its cancel event is already out).  Nothing allocates here,
+    # so level_t/order_t pointers stay valid while their slot lives.
+    cdef side_t *opp = &c.books[b].sides[1 - side]
+    cdef instrument_t inst = c.books[b].instrument
+    cdef bint stp_on = acct != 0 and stp != STP_NONE
+    cdef level_t *L
+    cdef order_t *o
+    cdef handle_t h
+    cdef price_t px
+    cdef qty_t t
+    cdef bint last
+    stopped[0] = False
+    while q > 0 and opp.n > 0:
+        L = &c.levels[opp.levels[opp.n - 1]]
+        px = L.price
+        if not market and (px > limit if side == SIDE_BUY else px < limit):
+            break
+        while True:
+            # Every maker we touch is at the head: it is either consumed,
+            # cancelled, moved to the back (iceberg), or the taker is done.
+            h = L.head
+            o = &c.orders[h]
+            if stp_on and o.account == acct:
+                if stp == STP_CANCEL_TAKER:
+                    emit(c, EV_CANCELLED, R_SELF_TRADE, inst, tid, 0, 0, 0, q, 0)
+                    stopped[0] = True
+                    return 0
+                last = L.count == 1
+                emit(c, EV_CANCELLED, R_SELF_TRADE, inst, o.id, 0, 0, 0, o.open, 0)
+                book_unlink(c, h)
+                order_release(c, h)
+                if stp == STP_CANCEL_BOTH:
+                    emit(c, EV_CANCELLED, R_SELF_TRADE, inst, tid, 0, 0, 0, q, 0)
+                    stopped[0] = True
+                    return 0
+                if last:
+                    break
+                continue
+            t = q if q < o.visible else o.visible
+            q -= t
+            o.open -= t
+            o.visible -= t
+            L.total -= t
+            emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
+            if o.visible == 0:
+                if o.open > 0:
+                    # Iceberg refill: a new visible slice, at the back.
+                    o.visible = o.display_qty if o.display_qty < o.open else o.open
+                    L.total += o.visible
+                    level_to_back(c, h)
+                else:
+                    last = L.count == 1
+                    book_unlink(c, h)
+                    order_release(c, h)
+                    if last:
+                        break
+            if q == 0:
+                break
+    return q
+
+
+cdef int rest(core_t *c, int32_t b, handle_t h, qty_t q) noexcept nogil:
+    # Put order h (all fields but open/visible set) into the book with q open.
+    cdef order_t *o = &c.orders[h]
+    o.open = q
+    o.visible = o.display_qty if 0 < o.display_qty < q else q
+    return book_append(c, b, h)
+
+
+# --- commands ------------------------------------------------------------------------
+
+cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
+    cdef bint market = cmd.type == TYPE_MARKET
+    cdef bint post_only = cmd.post_only != 0
+    cdef int32_t b
+    cdef handle_t h
+    cdef order_t *o
+    cdef qty_t q
+    cdef bint stopped
+    if cmd.side > SIDE_SELL:
+        return reject(c, cmd, R_INVALID_SIDE)
+    if cmd.type > TYPE_MARKET:
+        return reject(c, cmd, R_INVALID_TYPE)
+    if cmd.tif > TIF_FOK:
+        return reject(c, cmd, R_INVALID_TIF)
+    if cmd.stp > STP_CANCEL_BOTH:
+        return reject(c, cmd, R_INVALID_STP)
+    if (cmd.flags & F_OUT_OF_RANGE or cmd.price > MAX_PRICE or cmd.qty > MAX_QTY
+            or cmd.display_qty > MAX_QTY):
+        return reject(c, cmd, R_OUT_OF_RANGE)
+    if cmd.id == 0:
+        return reject(c, cmd, R_INVALID_ID)
+    if cmd.qty < 1:
+        return reject(c, cmd, R_INVALID_QTY)
+    if not market:
+        if not (cmd.flags & F_HAS_PRICE) or cmd.price < 1:
+            return reject(c, cmd, R_INVALID_PRICE)
+    elif cmd.flags & F_HAS_PRICE:
+        return reject(c, cmd, R_PRICE_ON_MARKET)
+    if cmd.display_qty < 0 or cmd.display_qty > cmd.qty:
+        return reject(c, cmd, R_INVALID_DISPLAY)
+    if post_only and (market or cmd.tif != TIF_GTC):
+        return reject(c, cmd, R_INVALID_COMBINATION)
+    if ids_get(c, cmd.id) >= 0:
+        return reject(c, cmd, R_DUPLICATE_ID)
+    b = insts_get(c, cmd.instrument)
+    if post_only and would_cross(c, b, cmd.side, cmd.price):
+        return reject(c, cmd, R_WOULD_CROSS)
+    if cmd.tif == TIF_FOK and not fok_fillable(c, b, cmd.side, market, cmd.price,
+                                               cmd.account, cmd.stp, cmd.qty):
+        return reject(c, cmd, R_FOK_UNFILLED)
+
+    emit(c, EV_ACCEPTED, 0, cmd.instrument, cmd.id, 0, 0, 0, 0, 0)
+    if b < 0:
+        b = book_create(c, cmd.instrument)
+        if b < 0:
+            return 0
+    q = match(c, b, cmd.side, market, cmd.price, cmd.id, cmd.account, cmd.stp, cmd.qty, &stopped)
+    if stopped or q == 0:
+        return 0
+    if market or cmd.tif != TIF_GTC:
+        emit(c, EV_CANCELLED, R_REMAINDER, cmd.instrument, cmd.id, 0, 0, 0, q, 0)
+        return 0
+    h = order_alloc(c)
+    if h < 0:
+        return 0
+    o = &c.orders[h]
+    o.id = cmd.id
+    o.account = cmd.account
+    o.price = cmd.price
+    o.display_qty = cmd.display_qty
+    o.side = cmd.side
+    o.stp = cmd.stp
+    o.post_only = post_only
+    o._pad = 0
+    o.level = -1
+    if ids_put(c, cmd.id, h) != 0:
+        return 0
+    rest(c, b, h, q)
+
+
+cdef int do_cancel(core_t *c, const command_t *cmd) noexcept nogil:
+    cdef handle_t h
+    if cmd.flags & F_OUT_OF_RANGE:
+        return reject(c, cmd, R_OUT_OF_RANGE)
+    if cmd.id == 0:
+        return reject(c, cmd, R_INVALID_ID)
+    h = find_live(c, cmd.instrument, cmd.id)
+    if h < 0:
+        return reject(c, cmd, R_UNKNOWN_ORDER)
+    emit(c, EV_CANCELLED, R_USER, cmd.instrument, cmd.id, 0, 0, 0, c.orders[h].open, 0)
+    book_unlink(c, h)
+    order_release(c, h)
+
+
+cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
+    cdef bint has_price = (cmd.flags & F_HAS_PRICE) != 0
+    cdef bint has_qty = (cmd.flags & F_HAS_QTY) != 0
+    cdef handle_t h
+    cdef order_t *o
+    cdef level_t *L
+    cdef int32_t b
+    cdef price_t p
+    cdef qty_t q, v
+    cdef bint stopped
+    if (cmd.flags & F_OUT_OF_RANGE or (has_price and cmd.price > MAX_PRICE)
+            or (has_qty and cmd.qty > MAX_QTY)):
+        return reject(c, cmd, R_OUT_OF_RANGE)
+    if cmd.id == 0:
+        return reject(c, cmd, R_INVALID_ID)
+    h = find_live(c, cmd.instrument, cmd.id)
+    if h < 0:
+        return reject(c, cmd, R_UNKNOWN_ORDER)
+    if has_qty and cmd.qty < 0:
+        return reject(c, cmd, R_INVALID_QTY)
+    if has_price and cmd.price < 1:
+        return reject(c, cmd, R_INVALID_PRICE)
+    o = &c.orders[h]
+    b = order_book(c, h)
+    p = cmd.price if has_price else o.price
+    q = cmd.qty if has_qty else o.open
+    if q == 0:
+        # A zero quantity cancels, before the post-only price is looked at.
+        emit(c, EV_CANCELLED, R_USER, cmd.instrument, cmd.id, 0, 0, 0, o.open, 0)
+        book_unlink(c, h)
+        order_release(c, h)
+        return 0
+    if o.post_only and p != o.price and would_cross(c, b, o.side, p):
+        return reject(c, cmd, R_WOULD_CROSS)
+    emit(c, EV_REPLACED, 0, cmd.instrument, cmd.id, 0, p, q, 0, 0)
+    if p == o.price and q <= o.open:
+        # Same price, not larger: keeps its place in the queue.
+        v = o.visible if o.visible < q else q
+        L = &c.levels[o.level]
+        L.total += v - o.visible
+        o.visible = v
+        o.open = q
+        return 0
+    # New price or more quantity: out of the queue, then in as an aggressor.
+    book_unlink(c, h)
+    o = &c.orders[h]
+    o.price = p
+    o.open = q
+    q = match(c, b, o.side, False, p, o.id, o.account, o.stp, q, &stopped)
+    if stopped or q == 0:
+        order_release(c, h)
+        return 0
+    rest(c, b, h, q)
+
+
+cdef int do_mass_cancel(core_t *c, const command_t *cmd) noexcept nogil:
+    cdef bint by_account = (cmd.flags & F_HAS_ACCOUNT) != 0
+    cdef int32_t k, k_end, i
+    cdef int32_t b = -1
+    cdef uint8_t side
+    cdef side_t *s
+    cdef handle_t h, nxt
+    cdef order_t *o
+    if cmd.flags & F_OUT_OF_RANGE:
+        return reject(c, cmd, R_OUT_OF_RANGE)
+    k = 0
+    k_end = c.n_books
+    if cmd.flags & F_HAS_INSTRUMENT:
+        b = insts_get(c, cmd.instrument)
+        if b < 0:
+            return 0
+    while k < k_end:
+        if not (cmd.flags & F_HAS_INSTRUMENT):
+            b = c.book_order[k]
+        else:
+            k_end = 0
+        for side in range(2):
+            s = &c.books[b].sides[side]
+            # Best level first; removing level i only shifts levels above i.
+            i = s.n - 1
+            while i >= 0:
+                h = c.levels[s.levels[i]].head
+                while h >= 0:
+                    o = &c.orders[h]
+                    nxt = o.next
+                    if not by_account or o.account == cmd.account:
+                        emit(c, EV_CANCELLED, R_MASS_CANCEL, c.books[b].instrument, o.id,
+                             0, 0, 0, o.open, 0)
+                        book_unlink(c, h)
+                        order_release(c, h)
+                    h = nxt
+                i -= 1
+        k += 1
+
+
+cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept nogil:
+    # One command: its events are appended to c.events and folded into the
+    # running digest.
+    cdef int64_t start = c.n_events
+    c.cur_cmd = index
+    if cmd.op > OP_MASS_CANCEL:
+        reject(c, cmd, R_INVALID_OP)
+    elif cmd.flags & F_BAD_FIELD:
+        reject(c, cmd, R_BAD_FIELD)
+    elif cmd.op == OP_NEW:
+        do_new(c, cmd)
+    elif cmd.op == OP_CANCEL:
+        do_cancel(c, cmd)
+    elif cmd.op == OP_REPLACE:
+        do_replace(c, cmd)
+    else:
+        do_mass_cancel(c, cmd)
+    c.digest = digest_events(c.digest, &c.events[start], c.n_events - start)
+    c.commands += 1

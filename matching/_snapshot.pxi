@@ -1,0 +1,300 @@
+# Included by _engine.pyx.  The invariant check and the snapshot codec.
+#
+# Snapshot format, version 1 (all integers little-endian, as on the hosts we
+# run on; the magic would not match on a big-endian reader):
+#
+#   header   magic "MCENGINE" | u32 version | u32 crc32(payload) | u64 len(payload)
+#   payload  u64 digest | u64 commands | u32 n_books | u32 0 | u64 n_orders
+#            n_books x (u32 instrument | u32 orders in that book), ascending
+#            n_orders x snap_order_t, per book: bids best level first, then
+#            asks best first, FIFO within a level
+#
+# Orders are stored in book order so that appending them one by one on
+# restore rebuilds every queue exactly; handles and hash-table layout are
+# not stored because nothing observable depends on them.
+
+import zlib
+
+cdef bytes SNAP_MAGIC = b"MCENGINE"
+cdef uint32_t SNAP_VERSION = 1
+cdef Py_ssize_t SNAP_HEADER = 24
+cdef Py_ssize_t SNAP_FIXED = 32
+
+
+cdef packed struct snap_head_t:
+    uint64_t digest
+    uint64_t commands
+    uint32_t n_books
+    uint32_t zero
+    uint64_t n_orders
+
+cdef packed struct snap_book_t:
+    uint32_t instrument
+    uint32_t n_orders
+
+cdef packed struct snap_order_t:
+    order_id_t id
+    account_t account
+    price_t price
+    qty_t open
+    qty_t visible
+    qty_t display_qty
+    uint8_t side
+    uint8_t stp
+    uint8_t post_only
+    uint8_t _pad[5]
+
+
+cdef object snapshot_core(const core_t *c):
+    cdef Py_ssize_t size = (SNAP_HEADER + SNAP_FIXED + c.n_books * sizeof(snap_book_t)
+                            + c.n_ids * sizeof(snap_order_t))
+    cdef bytearray blob = bytearray(size)
+    cdef unsigned char *p = blob
+    cdef snap_head_t head
+    cdef snap_book_t sb
+    cdef snap_order_t so
+    cdef Py_ssize_t pos
+    cdef int32_t k, b, i
+    cdef int side
+    cdef handle_t h
+    cdef const side_t *s
+    cdef const order_t *o
+    cdef uint32_t u32
+    cdef uint64_t u64
+    head.digest = c.digest
+    head.commands = c.commands
+    head.n_books = c.n_books
+    head.zero = 0
+    head.n_orders = c.n_ids
+    memcpy(p + SNAP_HEADER, &head, sizeof(head))
+    pos = SNAP_HEADER + SNAP_FIXED
+    for k in range(c.n_books):
+        b = c.book_order[k]
+        sb.instrument = c.books[b].instrument
+        sb.n_orders = c.books[b].n_orders
+        memcpy(p + pos, &sb, sizeof(sb))
+        pos += sizeof(sb)
+    memset(&so, 0, sizeof(so))
+    for k in range(c.n_books):
+        b = c.book_order[k]
+        for side in range(2):
+            s = &c.books[b].sides[side]
+            i = s.n - 1
+            while i >= 0:
+                h = c.levels[s.levels[i]].head
+                while h >= 0:
+                    o = &c.orders[h]
+                    so.id = o.id
+                    so.account = o.account
+                    so.price = o.price
+                    so.open = o.open
+                    so.visible = o.visible
+                    so.display_qty = o.display_qty
+                    so.side = o.side
+                    so.stp = o.stp
+                    so.post_only = o.post_only
+                    memcpy(p + pos, &so, sizeof(so))
+                    pos += sizeof(so)
+                    h = o.next
+                i -= 1
+    assert pos == size
+    memcpy(p, <const char *>SNAP_MAGIC, 8)
+    u32 = SNAP_VERSION
+    memcpy(p + 8, &u32, 4)
+    u32 = zlib.crc32(memoryview(blob)[SNAP_HEADER:])
+    memcpy(p + 12, &u32, 4)
+    u64 = size - SNAP_HEADER
+    memcpy(p + 16, &u64, 8)
+    return bytes(blob)
+
+
+cdef int restore_core(core_t *c, object blob) except -1:
+    cdef const unsigned char[::1] buf
+    cdef const unsigned char *p
+    cdef Py_ssize_t n, pos, expected
+    cdef uint32_t version, crc
+    cdef uint64_t length, done, k
+    cdef snap_head_t head
+    cdef snap_book_t sb
+    cdef snap_order_t so
+    cdef int64_t prev_inst = -1
+    cdef int32_t b
+    cdef handle_t h
+    cdef order_t *o
+    cdef price_t prev_price
+    cdef int prev_side
+    cdef uint32_t j
+    try:
+        buf = blob
+    except (TypeError, ValueError):
+        raise ValueError("a snapshot must be a contiguous bytes-like object") from None
+    n = buf.shape[0]
+    if n < SNAP_HEADER or bytes(buf[:8]) != SNAP_MAGIC:
+        raise ValueError("not an engine snapshot (bad magic or shorter than its header)")
+    p = &buf[0]
+    memcpy(&version, p + 8, 4)
+    memcpy(&crc, p + 12, 4)
+    memcpy(&length, p + 16, 8)
+    if version != SNAP_VERSION:
+        raise ValueError(f"unsupported snapshot version {version} (this engine reads {SNAP_VERSION})")
+    if length != <uint64_t>(n - SNAP_HEADER):
+        raise ValueError(f"truncated or padded snapshot: header says {length} payload bytes, "
+                         f"found {n - SNAP_HEADER}")
+    if zlib.crc32(buf[SNAP_HEADER:]) != crc:
+        raise ValueError("corrupt snapshot: payload checksum mismatch")
+    if length < <uint64_t>SNAP_FIXED:
+        raise ValueError("corrupt snapshot: payload shorter than its fixed part")
+    memcpy(&head, p + SNAP_HEADER, sizeof(head))
+    expected = SNAP_HEADER + SNAP_FIXED
+    if (head.zero != 0 or head.n_books > 0x7FFFFFFF or head.n_orders > 0x40000000
+            or <object>n != expected + <object>head.n_books * sizeof(snap_book_t)
+            + <object>head.n_orders * sizeof(snap_order_t)):
+        raise ValueError("corrupt snapshot: counts do not match its length")
+
+    core_free(c)
+    if core_init(c, <int64_t>head.n_orders) != 0:
+        raise MemoryError("cannot allocate the engine core")
+    c.digest = head.digest
+    c.commands = head.commands
+    pos = expected + head.n_books * sizeof(snap_book_t)
+    done = 0
+    for k in range(head.n_books):
+        memcpy(&sb, p + expected + k * sizeof(snap_book_t), sizeof(sb))
+        if <int64_t>sb.instrument <= prev_inst:
+            raise ValueError("corrupt snapshot: instruments out of order")
+        prev_inst = sb.instrument
+        b = book_create(c, sb.instrument)
+        if b < 0:
+            raise MemoryError("cannot allocate a book")
+        prev_side = 0
+        prev_price = 0
+        for j in range(sb.n_orders):
+            if done == head.n_orders:
+                raise ValueError("corrupt snapshot: books hold more orders than declared")
+            memcpy(&so, p + pos, sizeof(so))
+            pos += sizeof(so)
+            done += 1
+            if (so.id == 0 or so.side > SIDE_SELL or so.stp > STP_CANCEL_BOTH or so.post_only > 1
+                    or so.price < 1 or so.price > MAX_PRICE or so.open < 1 or so.open > MAX_QTY
+                    or so.display_qty < 0 or so.display_qty > MAX_QTY
+                    or so.visible < 1 or so.visible > so.open):
+                raise ValueError(f"corrupt snapshot: order {so.id} has out-of-range fields")
+            if ids_get(c, so.id) >= 0:
+                raise ValueError(f"corrupt snapshot: order id {so.id} appears twice")
+            # Book order: all bids then all asks, each side best level first.
+            if so.side < prev_side or (so.side == prev_side and j > 0 and (
+                    so.price > prev_price if so.side == SIDE_BUY else so.price < prev_price)):
+                raise ValueError("corrupt snapshot: orders out of book order")
+            if so.side != prev_side or j == 0:
+                prev_side = so.side
+            prev_price = so.price
+            h = order_alloc(c)
+            if h < 0:
+                raise MemoryError("cannot allocate an order slot")
+            o = &c.orders[h]
+            o.id = so.id
+            o.account = so.account
+            o.price = so.price
+            o.open = so.open
+            o.visible = so.visible
+            o.display_qty = so.display_qty
+            o.side = so.side
+            o.stp = so.stp
+            o.post_only = so.post_only
+            o._pad = 0
+            o.level = -1
+            if ids_put(c, so.id, h) != 0 or book_append(c, b, h) != 0:
+                raise MemoryError("cannot allocate while restoring")
+    if done != head.n_orders:
+        raise ValueError("corrupt snapshot: fewer orders in books than declared")
+    return 0
+
+
+cdef int check_core(const core_t *c) except -1:
+    cdef int32_t k, b, i, count, seen_levels = 0
+    cdef int side
+    cdef int64_t seen_orders = 0, free_orders = 0, free_levels = 0, book_orders
+    cdef handle_t h, prev, lv
+    cdef const side_t *s
+    cdef const level_t *L
+    cdef const order_t *o
+    cdef qty_t total
+    cdef uint64_t slot, filled = 0
+    cdef price_t best[2]
+    for k in range(c.n_books):
+        b = c.book_order[k]
+        assert 0 <= b < c.n_books, f"book index {b} out of range"
+        if k:
+            assert c.books[c.book_order[k - 1]].instrument < c.books[b].instrument, \
+                "instrument index not strictly ascending"
+        assert insts_get(c, c.books[b].instrument) == b, \
+            f"instrument map disagrees for {c.books[b].instrument}"
+        book_orders = 0
+        for side in range(2):
+            s = &c.books[b].sides[side]
+            best[side] = 0
+            for i in range(s.n):
+                lv = s.levels[i]
+                assert 0 <= lv < c.level_hwm, f"level handle {lv} out of range"
+                L = &c.levels[lv]
+                assert L.book == b, f"level {L.price} filed in the wrong book"
+                assert s.keys[i] == side_key(side, L.price), f"level {L.price} has a stale key"
+                if i:
+                    assert s.keys[i - 1] < s.keys[i], f"levels not sorted at {L.price}"
+                assert L.count > 0 and L.head >= 0, f"empty level {L.price} kept"
+                prev = -1
+                count = 0
+                total = 0
+                h = L.head
+                while h >= 0:
+                    assert 0 <= h < c.order_hwm, f"order handle {h} out of range"
+                    o = &c.orders[h]
+                    assert o.prev == prev, f"order {o.id}: broken prev link"
+                    assert o.level == lv, f"order {o.id}: wrong level"
+                    assert o.side == side and o.price == L.price, f"order {o.id}: wrong side/price"
+                    assert 0 < o.visible <= o.open, f"order {o.id}: visible {o.visible} open {o.open}"
+                    if o.display_qty:
+                        assert o.visible <= o.display_qty, f"iceberg {o.id} shows more than its display"
+                    else:
+                        assert o.visible == o.open, f"order {o.id}: visible != open"
+                    assert ids_get(c, o.id) == h, f"order {o.id}: id index disagrees"
+                    count += 1
+                    total += o.visible
+                    assert count <= c.n_ids, "cycle in a level's FIFO"
+                    prev = h
+                    h = o.next
+                assert L.tail == prev, f"level {L.price}: tail is not the last order"
+                assert count == L.count, f"level {L.price}: count {L.count}, walked {count}"
+                assert total == L.total, f"level {L.price}: total {L.total}, visible sum {total}"
+                book_orders += count
+                seen_levels += 1
+            if s.n:
+                best[side] = c.levels[s.levels[s.n - 1]].price
+        assert book_orders == c.books[b].n_orders, f"book {c.books[b].instrument}: order count"
+        seen_orders += book_orders
+        if c.books[b].sides[0].n and c.books[b].sides[1].n:
+            assert best[0] < best[1], f"book {c.books[b].instrument} crossed at rest"
+    assert seen_orders == c.n_ids, f"{c.n_ids} ids indexed, {seen_orders} orders in books"
+    assert seen_levels == c.live_levels, "live level count"
+    for slot in range(c.id_mask + 1):
+        if c.ids[slot].key:
+            filled += 1
+            h = c.ids[slot].value
+            assert 0 <= h < c.order_hwm and c.orders[h].id == c.ids[slot].key, "id slot points astray"
+            assert c.orders[h].level >= 0, f"order {c.orders[h].id} indexed but not in a book"
+    assert filled == <uint64_t>c.n_ids, "id table occupancy"
+    h = c.order_free
+    while h >= 0:
+        assert 0 <= h < c.order_hwm and c.orders[h].level == -1, "free list holds a live slot"
+        free_orders += 1
+        assert free_orders <= c.order_hwm, "cycle in the order free list"
+        h = c.orders[h].next
+    assert free_orders + c.n_ids == c.order_hwm, "order slots leaked"
+    h = c.level_free
+    while h >= 0:
+        assert 0 <= h < c.level_hwm and c.levels[h].book == -1, "free list holds a live level"
+        free_levels += 1
+        assert free_levels <= c.level_hwm, "cycle in the level free list"
+        h = c.levels[h].count
+    assert free_levels + c.live_levels == c.level_hwm, "level slots leaked"
+    return 0

@@ -1,0 +1,445 @@
+# Included by _engine.pyx.  The Python-facing class: the per-call and batch
+# APIs over the C core, queries, the invariant check and snapshots (the
+# snapshot codec itself is in _snapshot.pxi).
+
+
+@cython.final
+cdef class Engine:
+    """Price-time matching engine for many instruments (the Cython core).
+
+    Parameters
+    ----------
+    capacity : int
+        Order slots to preallocate.  The pool doubles when full, so this is
+        a hint, not a limit.
+
+    Notes
+    -----
+    Same commands in the same order give the same events and digests as
+    :class:`matching.ReferenceEngine`, in any process.  Rejections are
+    events, never exceptions; exceptions mean a programmer error (a wrong
+    argument type to a batch call) or memory exhaustion.
+    """
+
+    def __cinit__(self, Py_ssize_t capacity=4096):
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        if core_init(&self.core, capacity) != 0:
+            core_free(&self.core)
+            raise MemoryError("cannot allocate the engine core")
+        self._ev_types = (_Accepted, _Rejected, _Trade, _Cancelled, _Replaced)
+        self._reason_names = _REASONS
+
+    def __dealloc__(self):
+        core_free(&self.core)
+
+    # --- running commands -----------------------------------------------------------
+
+    cdef int _run(self, const command_t *cmd) except -1:
+        if self.core.oom:
+            raise MemoryError("engine ran out of memory earlier; its state is unusable")
+        if self.core.event_cap > EVENT_KEEP:
+            free(self.core.events)
+            self.core.events = <event_t *>malloc(64 * sizeof(event_t))
+            self.core.event_cap = 64 if self.core.events != NULL else 0
+        self.core.n_events = 0
+        core_apply(&self.core, cmd, self.core.commands)
+        if self.core.oom:
+            raise MemoryError("engine ran out of memory")
+        return 0
+
+    cdef list _events_to_list(self, int64_t start):
+        # Named tuples are built only here, after the core has finished.
+        cdef list out = []
+        cdef int64_t i
+        cdef const event_t *e
+        for i in range(start, self.core.n_events):
+            e = &self.core.events[i]
+            if e.kind == EV_TRADE:
+                out.append(_tuple_new(_Trade, (e.instrument, e.id, e.maker, e.price, e.qty,
+                                               e.open_a, e.open_b)))
+            elif e.kind == EV_ACCEPTED:
+                out.append(_tuple_new(_Accepted, (e.instrument, e.id)))
+            elif e.kind == EV_CANCELLED:
+                out.append(_tuple_new(_Cancelled, (e.instrument, e.id, e.open_a, _REASONS[e.reason])))
+            elif e.kind == EV_REPLACED:
+                out.append(_tuple_new(_Replaced, (e.instrument, e.id, e.price, e.qty)))
+            else:
+                out.append(_tuple_new(_Rejected, (e.instrument, e.id, _REASONS[e.reason])))
+        return out
+
+    def submit(self, instrument, id, side, price=None, qty=0, type="limit", tif="GTC",
+               account=0, post_only=False, display_qty=0, stp="none"):
+        """Enter a new order; return its events.
+
+        Parameters are those of a ``new`` command in the command log; bad
+        values give a ``Rejected`` event, never an exception.
+
+        Complexity: O(log L + T) for T trades against L price levels (plus
+        the FOK walk for FOK orders).
+        """
+        cdef command_t cmd
+        cdef int code
+        cdef bint fast = True
+        # Parse into aligned locals (the record is packed).
+        cdef uint32_t inst = 0
+        cdef uint64_t oid = 0, acct = 0
+        cdef int64_t px = 0, q = 0, disp = 0
+        memset(&cmd, 0, sizeof(command_t))
+        cmd.op = OP_NEW
+        cmd.flags = F_HAS_QTY
+        fast = (as_u32(instrument, &inst) and as_u64(id, &oid) and as_i64(qty, &q)
+                and as_u64(account, &acct) and as_i64(display_qty, &disp))
+        if fast and price is not None:
+            fast = as_i64(price, &px)
+            cmd.flags |= F_HAS_PRICE
+        cmd.instrument = inst
+        cmd.id = oid
+        cmd.qty = q
+        cmd.account = acct
+        cmd.display_qty = disp
+        cmd.price = px
+        if fast:
+            code = side_code(side)
+            cmd.side = code
+            fast = code >= 0
+        if fast:
+            code = type_code(type)
+            cmd.type = code
+            fast = code >= 0
+        if fast:
+            code = tif_code(tif)
+            cmd.tif = code
+            fast = code >= 0
+        if fast:
+            code = stp_code(stp)
+            cmd.stp = code
+            fast = code >= 0
+        if fast:
+            if post_only is True:
+                cmd.post_only = 1
+            elif post_only is not False:
+                fast = False
+        if not fast:
+            # Anything unusual: encode it exactly as the reference does.
+            record_to_command(_commands.new_order_record(
+                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp), &cmd)
+        self._run(&cmd)
+        return self._events_to_list(0)
+
+    def cancel(self, instrument, id):
+        """Cancel a live order of ``instrument``.  O(1) plus O(log L) if its level empties."""
+        cdef command_t cmd
+        cdef uint32_t inst = 0
+        cdef uint64_t oid = 0
+        memset(&cmd, 0, sizeof(command_t))
+        cmd.op = OP_CANCEL
+        if as_u32(instrument, &inst) and as_u64(id, &oid):
+            cmd.instrument = inst
+            cmd.id = oid
+        else:
+            record_to_command(_commands.command_record(
+                {"op": "cancel", "instrument": instrument, "id": id}), &cmd)
+        self._run(&cmd)
+        return self._events_to_list(0)
+
+    def replace(self, instrument, id, price=None, qty=None):
+        """Change a live order's price and/or open qty (``None`` = unchanged).
+
+        Complexity: O(1) for a qty decrease at the same price; otherwise as
+        :meth:`submit`.
+        """
+        cdef dict d = {"op": "replace", "instrument": instrument, "id": id}
+        cdef command_t cmd
+        if price is not None:
+            d["price"] = price
+        if qty is not None:
+            d["qty"] = qty
+        record_to_command(_commands.command_record(d), &cmd)
+        self._run(&cmd)
+        return self._events_to_list(0)
+
+    def mass_cancel(self, account=None, instrument=None):
+        """Cancel every live order of ``account`` and/or ``instrument`` (None = all). O(orders)."""
+        cdef dict d = {"op": "mass_cancel"}
+        cdef command_t cmd
+        if account is not None:
+            d["account"] = account
+        if instrument is not None:
+            d["instrument"] = instrument
+        record_to_command(_commands.command_record(d), &cmd)
+        self._run(&cmd)
+        return self._events_to_list(0)
+
+    def apply(self, cmd):
+        """Apply one command-log dict (``{"op": "new", ...}``); return its events."""
+        cdef command_t c
+        record_to_command(_commands.command_record(cmd), &c)
+        self._run(&c)
+        return self._events_to_list(0)
+
+    def apply_record(self, rec):
+        """Apply one command record: a tuple in ``COMMAND_DTYPE`` field order,
+        a ``CommandRecord``, a row of a command array, or its 56 raw bytes."""
+        cdef command_t c
+        record_to_command(rec, &c)
+        self._run(&c)
+        return self._events_to_list(0)
+
+    def apply_batch(self, cmds):
+        """Apply a 1-d ``COMMAND_DTYPE`` array; return an ``EVENT_DTYPE`` array.
+
+        The loop runs in C with the GIL released.  Each event's ``cmd`` is the
+        index of its command in ``cmds``.  The events and digests are those
+        of applying the commands one by one.
+
+        Complexity: O(n) commands, each as its per-call form.
+
+        Raises
+        ------
+        TypeError
+            ``cmds`` is not a NumPy array of ``matching.COMMAND_DTYPE``.
+        ValueError
+            ``cmds`` is not one-dimensional.
+        """
+        cdef cnp.ndarray arr
+        cdef const command_t *p
+        cdef Py_ssize_t n, i
+        cdef core_t *c = &self.core
+        cdef cnp.ndarray out
+        if not isinstance(cmds, np.ndarray):
+            raise TypeError(f"apply_batch needs a numpy array of COMMAND_DTYPE, not {type(cmds).__name__}")
+        if cmds.dtype != _COMMAND_DTYPE:
+            raise TypeError(f"apply_batch needs dtype COMMAND_DTYPE, got {cmds.dtype}")
+        if cmds.ndim != 1:
+            raise ValueError(f"apply_batch needs a 1-d array, got {cmds.ndim} dimensions")
+        if c.oom:
+            raise MemoryError("engine ran out of memory earlier; its state is unusable")
+        arr = np.ascontiguousarray(cmds)
+        n = arr.shape[0]
+        p = <const command_t *>cnp.PyArray_DATA(arr)
+        c.n_events = 0
+        with nogil:
+            # Most commands emit one to three events: reserve for the common
+            # case up front; emit() still grows the buffer for sweeps.
+            events_reserve(c, n + (n >> 1))
+            for i in range(n):
+                core_apply(c, &p[i], <uint64_t>i)
+                if c.oom:
+                    break
+        if c.oom:
+            raise MemoryError("engine ran out of memory")
+        out = np.empty(c.n_events, dtype=_EVENT_DTYPE)
+        if c.n_events:
+            memcpy(cnp.PyArray_DATA(out), c.events, <size_t>c.n_events * sizeof(event_t))
+        c.n_events = 0
+        if c.event_cap > EVENT_KEEP:
+            free(c.events)
+            c.events = <event_t *>malloc(64 * sizeof(event_t))
+            c.event_cap = 64 if c.events != NULL else 0
+        return out
+
+    # --- queries ------------------------------------------------------------------------
+
+    @property
+    def digest(self):
+        """The chained 64-bit event digest after the last command.  O(1)."""
+        return self.core.digest
+
+    @property
+    def commands_applied(self):
+        """Number of commands applied (rejected ones included).  O(1)."""
+        return self.core.commands
+
+    @property
+    def seq(self):
+        """Alias of :attr:`commands_applied`."""
+        return self.core.commands
+
+    @property
+    def live_orders(self):
+        """Number of resting orders in all books.  O(1)."""
+        return self.core.n_ids
+
+    def instruments(self):
+        """Every instrument named by an accepted order, ascending.  O(instruments)."""
+        cdef int32_t k
+        return [self.core.books[self.core.book_order[k]].instrument for k in range(self.core.n_books)]
+
+    def depth(self, instrument, levels=None):
+        """Aggregated book of one instrument: ``(bids, asks)``, each
+        ``[(price, visible qty, orders), ...]`` best first, at most ``levels``
+        rows per side.  Unknown instrument: ``([], [])``.  O(levels).
+        """
+        cdef uint32_t inst = 0
+        cdef int32_t b, i, stop
+        cdef int side
+        cdef const side_t *s
+        cdef const level_t *L
+        cdef list out = [[], []]
+        cdef Py_ssize_t limit = -1 if levels is None else levels
+        if not as_u32(instrument, &inst):
+            return [], []
+        b = insts_get(&self.core, inst)
+        if b < 0:
+            return [], []
+        for side in range(2):
+            s = &self.core.books[b].sides[side]
+            stop = -1 if limit < 0 or limit >= s.n else s.n - 1 - <int32_t>limit
+            i = s.n - 1
+            while i > stop:
+                L = &self.core.levels[s.levels[i]]
+                out[side].append((L.price, L.total, L.count))
+                i -= 1
+        return out[0], out[1]
+
+    def order(self, id):
+        """State of one live order as a dict, or None.  O(1)."""
+        cdef uint64_t oid = 0
+        cdef handle_t h
+        cdef const order_t *o
+        if not as_u64(id, &oid) or oid == 0:
+            return None
+        h = ids_get(&self.core, oid)
+        if h < 0:
+            return None
+        o = &self.core.orders[h]
+        return {"instrument": self.core.books[order_book(&self.core, h)].instrument,
+                "side": S_BUY if o.side == SIDE_BUY else S_SELL, "price": o.price,
+                "open": o.open, "visible": o.visible, "display_qty": o.display_qty,
+                "account": o.account, "stp": o.stp, "post_only": bool(o.post_only)}
+
+    def book_digest(self):
+        """Canonical digest of the whole state (docs/semantics.md).  O(orders)."""
+        cdef core_t *c = &self.core
+        cdef uint64_t h = c.digest
+        cdef int32_t k, b, i
+        cdef int side
+        cdef const side_t *s
+        cdef handle_t oh
+        cdef const order_t *o
+        with nogil:
+            for k in range(c.n_books):
+                b = c.book_order[k]
+                if c.books[b].n_orders == 0:
+                    continue
+                h = absorb(h, c.books[b].instrument)
+                for side in range(2):
+                    s = &c.books[b].sides[side]
+                    i = s.n - 1
+                    while i >= 0:
+                        oh = c.levels[s.levels[i]].head
+                        while oh >= 0:
+                            o = &c.orders[oh]
+                            h = absorb(h, o.id)
+                            h = absorb(h, <uint64_t>o.price)
+                            h = absorb(h, <uint64_t>o.open)
+                            h = absorb(h, <uint64_t>o.visible)
+                            h = absorb(h, <uint64_t>o.display_qty)
+                            h = absorb(h, o.account)
+                            h = absorb(h, o.stp)
+                            h = absorb(h, o.side)
+                            h = absorb(h, o.post_only)
+                            oh = o.next
+                        i -= 1
+            h = absorb(h, <uint64_t>c.n_ids)
+        return h
+
+    def memory_bytes(self):
+        """Bytes the C core has allocated (pools, maps, level arrays, events).  O(instruments)."""
+        cdef core_t *c = &self.core
+        cdef Py_ssize_t total
+        cdef int32_t b
+        total = (<Py_ssize_t>c.order_cap * sizeof(order_t) + <Py_ssize_t>c.level_cap * sizeof(level_t)
+                 + <Py_ssize_t>(c.id_mask + 1) * sizeof(id_slot_t)
+                 + <Py_ssize_t>(c.inst_mask + 1) * sizeof(inst_slot_t)
+                 + <Py_ssize_t>c.book_cap * (sizeof(book_t) + sizeof(int32_t))
+                 + <Py_ssize_t>c.event_cap * sizeof(event_t))
+        for b in range(c.n_books):
+            total += (c.books[b].sides[0].cap + c.books[b].sides[1].cap) * (sizeof(price_t) + sizeof(handle_t))
+        return total
+
+    def _check(self):
+        """Verify every invariant of the core; raise AssertionError naming the
+        first broken one.  O(orders + levels + id table)."""
+        check_core(&self.core)
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self):
+        """The full state as bytes (see :meth:`restore`).  O(orders)."""
+        return snapshot_core(&self.core)
+
+    @staticmethod
+    def restore(blob):
+        """An engine rebuilt from :meth:`snapshot` bytes.  O(orders).
+
+        It continues with exactly the events and digests the original would
+        have produced.
+
+        Raises
+        ------
+        ValueError
+            The blob is truncated, corrupted, of another version, or not a
+            snapshot of this engine.
+        """
+        cdef Engine e = Engine(16)
+        restore_core(&e.core, blob)
+        try:
+            e._check()
+        except AssertionError as exc:
+            raise ValueError(f"snapshot describes an inconsistent book: {exc}") from None
+        return e
+
+
+def _layout():
+    """C sizes and field offsets of the shared records and the order slot
+    (tests/unit/test_layout.py compares them with codes.py's dtypes)."""
+    cdef command_t c
+    cdef event_t e
+    cdef char *cb = <char *>&c
+    cdef char *eb = <char *>&e
+    return {
+        "command": (sizeof(command_t), {
+            "id": <char *>&c.id - cb, "account": <char *>&c.account - cb,
+            "price": <char *>&c.price - cb, "qty": <char *>&c.qty - cb,
+            "display_qty": <char *>&c.display_qty - cb, "instrument": <char *>&c.instrument - cb,
+            "op": <char *>&c.op - cb, "side": <char *>&c.side - cb, "type": <char *>&c.type - cb,
+            "tif": <char *>&c.tif - cb, "stp": <char *>&c.stp - cb,
+            "post_only": <char *>&c.post_only - cb, "flags": <char *>&c.flags - cb}),
+        "event": (sizeof(event_t), {
+            "cmd": <char *>&e.cmd - eb, "id": <char *>&e.id - eb, "maker": <char *>&e.maker - eb,
+            "price": <char *>&e.price - eb, "qty": <char *>&e.qty - eb,
+            "open_a": <char *>&e.open_a - eb, "open_b": <char *>&e.open_b - eb,
+            "instrument": <char *>&e.instrument - eb, "kind": <char *>&e.kind - eb,
+            "reason": <char *>&e.reason - eb}),
+        "order_t": sizeof(order_t),
+        "level_t": sizeof(level_t),
+    }
+
+
+def _constants():
+    """The C side's codes and limits, for comparison with codes.py."""
+    return {
+        "OP_NEW": OP_NEW, "OP_CANCEL": OP_CANCEL, "OP_REPLACE": OP_REPLACE,
+        "OP_MASS_CANCEL": OP_MASS_CANCEL, "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL,
+        "TYPE_LIMIT": TYPE_LIMIT, "TYPE_MARKET": TYPE_MARKET, "TIF_GTC": TIF_GTC,
+        "TIF_IOC": TIF_IOC, "TIF_FOK": TIF_FOK, "STP_NONE": STP_NONE,
+        "STP_CANCEL_TAKER": STP_CANCEL_TAKER, "STP_CANCEL_MAKER": STP_CANCEL_MAKER,
+        "STP_CANCEL_BOTH": STP_CANCEL_BOTH, "INVALID_CODE": INVALID_CODE,
+        "HAS_PRICE": F_HAS_PRICE, "HAS_QTY": F_HAS_QTY, "HAS_ACCOUNT": F_HAS_ACCOUNT,
+        "HAS_INSTRUMENT": F_HAS_INSTRUMENT, "OUT_OF_RANGE": F_OUT_OF_RANGE,
+        "BAD_FIELD": F_BAD_FIELD, "EV_ACCEPTED": EV_ACCEPTED, "EV_REJECTED": EV_REJECTED,
+        "EV_TRADE": EV_TRADE, "EV_CANCELLED": EV_CANCELLED, "EV_REPLACED": EV_REPLACED,
+        "R_INVALID_OP": R_INVALID_OP, "R_INVALID_SIDE": R_INVALID_SIDE,
+        "R_INVALID_TYPE": R_INVALID_TYPE, "R_INVALID_TIF": R_INVALID_TIF,
+        "R_INVALID_STP": R_INVALID_STP, "R_BAD_FIELD": R_BAD_FIELD,
+        "R_OUT_OF_RANGE": R_OUT_OF_RANGE, "R_INVALID_ID": R_INVALID_ID,
+        "R_INVALID_QTY": R_INVALID_QTY, "R_INVALID_PRICE": R_INVALID_PRICE,
+        "R_PRICE_ON_MARKET": R_PRICE_ON_MARKET, "R_INVALID_DISPLAY": R_INVALID_DISPLAY,
+        "R_INVALID_COMBINATION": R_INVALID_COMBINATION, "R_DUPLICATE_ID": R_DUPLICATE_ID,
+        "R_UNKNOWN_ORDER": R_UNKNOWN_ORDER, "R_WOULD_CROSS": R_WOULD_CROSS,
+        "R_FOK_UNFILLED": R_FOK_UNFILLED, "R_USER": R_USER, "R_REMAINDER": R_REMAINDER,
+        "R_SELF_TRADE": R_SELF_TRADE, "R_MASS_CANCEL": R_MASS_CANCEL,
+        "MAX_PRICE": MAX_PRICE, "MAX_QTY": MAX_QTY,
+    }
