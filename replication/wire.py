@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple, Union
+from typing import ClassVar, NamedTuple
 
 MAGIC = b"MC"
 VERSION = 1
@@ -117,6 +117,21 @@ def _text(s: str) -> bytes:
 
 def _blob(b: bytes) -> bytes:
     return _U32.pack(len(b)) + bytes(b)
+
+
+# The packed command record, field for field ``matching.codes.COMMAND_DTYPE``
+# (tests/unit/test_wire.py pins the two together).
+COMMAND = struct.Struct("<QQqqqIBBBBBBH4x")
+
+
+def pack_command(record: tuple) -> bytes:
+    """The 56 bytes of a command record (a tuple in ``COMMAND_DTYPE`` field order)."""
+    return COMMAND.pack(*record)
+
+
+def unpack_command(b: bytes) -> tuple:
+    """The record tuple of 56 command bytes."""
+    return COMMAND.unpack(b)
 
 
 # --- journal entries ------------------------------------------------------------
@@ -609,7 +624,7 @@ def decode(frame: bytes) -> Message:
 
 # --- sans-IO outputs -------------------------------------------------------------------
 
-Address = Union[str, bytes]
+Address = str | bytes
 
 
 @dataclass(frozen=True)

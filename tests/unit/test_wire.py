@@ -129,3 +129,16 @@ def test_garbage_with_valid_checksum_only_raises_decode_error():
                 wire.decode(frame)
             except DecodeError:
                 pass
+
+
+def test_command_layout_matches_engine_dtype():
+    import numpy as np
+
+    from matching.codes import COMMAND_DTYPE
+    from matching.commands import command_record
+
+    rec = command_record({"op": "new", "instrument": 3, "id": 9, "side": "sell", "price": 101, "qty": 7,
+                          "tif": "IOC", "account": 5, "display_qty": 2, "stp": "cancel_both"})
+    packed = wire.pack_command(rec)
+    assert packed == np.array([tuple(rec)], dtype=COMMAND_DTYPE).tobytes()
+    assert wire.unpack_command(packed) == tuple(rec)

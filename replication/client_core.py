@@ -1,0 +1,170 @@
+"""``ClientCore``: the sans-IO heart of the replication client.
+
+For: numbering requests (monotonic per client), tracking the ones not yet
+answered, choosing which node to send to (the believed primary, a leader
+hint from a ``NOT_PRIMARY`` reply, or the next node after a timeout or a
+connection-loss hint), and re-sending every unanswered request to the new
+primary on fail-over. The replicated dedupe table makes re-sending safe: a
+request that already executed returns its first result. Not for: sockets,
+blocking, or turning events into named tuples (``client.Client`` does that).
+
+Interface: ``submit(command, now) -> (request_id, outputs)``,
+``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
+``wire.Send`` and ``Done(request_id, reply)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import wire
+from .wire import Send
+
+log = logging.getLogger("replication.client")
+
+NEVER = float("-inf")
+
+
+@dataclass(frozen=True)
+class Done:
+    """Output: request ``request_id`` has its final ``reply`` (status OK or EXPIRED)."""
+
+    request_id: int
+    reply: wire.Reply
+
+
+@dataclass
+class _Pending:
+    command: bytes
+    target: str
+    sent_at: float
+    next_at: float  # when to (re)send if still unanswered
+    bounces: int = 0
+
+
+class ClientCore:
+    """Pending requests and primary tracking for one client id.
+
+    Parameters
+    ----------
+    client_id : int
+        Non-zero; ids identify the client in every node's dedupe table.
+    nodes : list of str
+        Node names in group-file order (the first is tried first).
+    first_request_id : int
+        Request ids start here and grow by one; pick it above anything this
+        client id used before (e.g. from a wall clock) after a restart.
+    retry_timeout : float
+        Seconds without an answer before the node is suspected and every
+        unanswered request is re-sent to the next node.
+    """
+
+    def __init__(self, client_id: int, nodes: list[str], first_request_id: int = 1,
+                 retry_timeout: float = 0.05) -> None:
+        if client_id <= 0:
+            raise ValueError("client_id must be a positive integer")
+        self.client_id = client_id
+        self.nodes = list(nodes)
+        self.next_id = first_request_id
+        self.retry_timeout = retry_timeout
+        self.primary = self.nodes[0]
+        self.pending: dict[int, _Pending] = {}  # insertion order == request id order
+        self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
+        self.counters: dict[str, int] = {}
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def submit(self, command: bytes, now: float) -> tuple[int, list]:
+        """Queue one command (a 56-byte record); return its request id and the send."""
+        rid = self.next_id
+        self.next_id += 1
+        self.pending[rid] = _Pending(command, self.primary, now, now + self.retry_timeout)
+        return rid, [Send(self.primary, wire.Request(self.client_id, rid, command))]
+
+    def _send(self, rid: int, p: _Pending, now: float) -> Send:
+        p.target, p.sent_at, p.next_at = self.primary, now, now + self.retry_timeout
+        return Send(self.primary, wire.Request(self.client_id, rid, p.command))
+
+    def _switch(self, node: str, now: float, why: str) -> list:
+        """Believe ``node`` is primary now and re-send everything unanswered to it."""
+        if node == self.primary:
+            return []
+        log.info("client_switch client=%d from=%s to=%s why=%s pending=%d", self.client_id, self.primary, node, why,
+                 len(self.pending))
+        self.primary = node
+        self.count("switches")
+        return [self._send(rid, p, now) for rid, p in self.pending.items()]
+
+    def _next_node(self, after: str, now: float) -> str:
+        i = self.nodes.index(after) if after in self.nodes else -1
+        n = len(self.nodes)
+        for k in range(1, n + 1):
+            cand = self.nodes[(i + k) % n]
+            if self.suspect_until[cand] <= now or k == n:
+                return cand
+        return after  # pragma: no cover
+
+    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+        """Feed a reply (or a ``PeerDown`` hint); return outputs."""
+        if isinstance(msg, wire.PeerDown):
+            if msg.node in self.suspect_until:
+                self.suspect_until[msg.node] = now + 10 * self.retry_timeout
+            if msg.node == self.primary and self.pending:
+                return self._switch(self._next_node(msg.node, now), now, "connection_lost")
+            return []
+        if not isinstance(msg, wire.Reply) or msg.client_id != self.client_id:
+            self.count("unexpected_messages")
+            return []
+        p = self.pending.get(msg.request_id)
+        if p is None:
+            self.count("late_replies")  # answered already (a re-send's twin): nothing to do
+            return []
+        if isinstance(src, str) and src in self.suspect_until:
+            self.suspect_until[src] = NEVER
+        if msg.status in (wire.OK, wire.EXPIRED):
+            del self.pending[msg.request_id]
+            if isinstance(src, str) and src != self.primary and msg.status == wire.OK:
+                self.primary = src
+            return [Done(msg.request_id, msg)]
+        # NOT_PRIMARY or UNAVAILABLE: follow the hint unless it points at a node we lost.
+        self.count("redirects")
+        p.bounces += 1
+        hint = msg.leader
+        if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
+            if hint != self.primary:
+                return self._switch(hint, now, "redirect")
+            target = hint
+        elif msg.status == wire.UNAVAILABLE or not hint or hint == src:
+            target = self._next_node(src if isinstance(src, str) else self.primary, now)
+            if target != self.primary:
+                return self._switch(target, now, "unavailable")
+        else:
+            target = src if isinstance(src, str) else self.primary  # hint is a lost node: ask again shortly
+        # Same node again: back off a little so two nodes mid-fail-over do not ping-pong.
+        self.primary = target
+        p.target = target
+        p.next_at = now + min(0.001 * (1 << min(p.bounces, 6)), self.retry_timeout)
+        return []
+
+    def tick(self, now: float) -> list:
+        """Re-send requests whose timer expired; rotate to the next node on a timeout."""
+        out: list = []
+        timed_out = False
+        for rid, p in self.pending.items():
+            if now < p.next_at:
+                continue
+            if p.target == self.primary and now - p.sent_at >= self.retry_timeout:
+                timed_out = True
+                break
+            out.append(self._send(rid, p, now))
+        if timed_out:
+            lost = self.primary
+            self.suspect_until[lost] = now + 10 * self.retry_timeout
+            self.count("timeouts")
+            nxt = self._next_node(lost, now)
+            if nxt == lost:
+                return [self._send(rid, p, now) for rid, p in self.pending.items()]
+            return self._switch(nxt, now, "timeout")
+        return out

@@ -1,0 +1,160 @@
+"""The group file (TOML) and the timing/behaviour settings the node machines run with.
+
+For: reading the group TOML whose contract keys are fixed by DESIGN.md
+(``mode``, ``[nodes.<name>] endpoint journal``, ``[witness] endpoint``) plus
+optional keys with defaults, and deriving the extra ports a process uses.
+Not for: sockets (``node``) or protocol decisions (the machines).
+
+Optional keys (top level; all have defaults)::
+
+    heartbeat_ms = 5          # heartbeat interval
+    timeout_ms = 40           # a peer silent this long is dead
+    suspect_ms = 12           # ... or this long after its connection dropped
+    fsync = "batch"           # none | batch | always
+    snapshot_every = 100000   # entries between journal snapshots (0 = never)
+    dedupe_window = 4096      # results remembered per client
+    max_batch = 1024          # requests sequenced per batch
+    switchover_timeout_ms = 3000
+    keys_dir = ""             # CURVE keys (not implemented yet; must be empty)
+
+Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
+stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.10
+    import tomli as tomllib
+
+MODES = ("sync", "async")
+
+
+@dataclass
+class Settings:
+    """What a node machine needs besides its peers; times in seconds."""
+
+    mode: str = "sync"
+    heartbeat_interval: float = 0.005
+    heartbeat_timeout: float = 0.040
+    suspect_timeout: float = 0.012
+    fsync: str = "batch"
+    snapshot_every: int = 100_000
+    dedupe_window: int = 4096
+    max_batch: int = 1024
+    refill_chunk: int = 2048
+    catchup_snapshot_lag: int = 50_000  # a joiner further behind than this gets a snapshot
+    switchover_timeout: float = 3.0
+    vote_retry: float = 0.005
+    join_retry: float = 0.05
+    witness_grace: float = 0.0  # witness: refuse votes this long after start (learn from heartbeats)
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    endpoint: str
+    journal: str
+
+
+@dataclass
+class GroupConfig:
+    """A parsed group file."""
+
+    path: str
+    mode: str
+    nodes: dict[str, NodeSpec]
+    witness: str | None
+    settings: Settings
+    keys_dir: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+
+def load(path: str) -> GroupConfig:
+    """Read and validate a group file.
+
+    Parameters
+    ----------
+    path : str
+        The TOML file. Relative journal paths are taken relative to it.
+
+    Raises
+    ------
+    ValueError
+        On a missing or malformed contract key.
+    """
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    return parse(doc, path)
+
+
+def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
+    """Build a ``GroupConfig`` from an already-parsed TOML document."""
+    mode = doc.get("mode", "sync")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    nodes_doc = doc.get("nodes")
+    if not isinstance(nodes_doc, dict) or not nodes_doc:
+        raise ValueError("the group file needs at least one [nodes.<name>] table")
+    base = os.path.dirname(os.path.abspath(path))
+    nodes = {}
+    for name, spec in nodes_doc.items():
+        if not isinstance(spec, dict) or "endpoint" not in spec or "journal" not in spec:
+            raise ValueError(f"[nodes.{name}] needs endpoint and journal")
+        journal = spec["journal"]
+        if not os.path.isabs(journal):
+            journal = os.path.join(base, journal)
+        nodes[name] = NodeSpec(name, str(spec["endpoint"]), journal)
+    witness = doc.get("witness", {}).get("endpoint") if isinstance(doc.get("witness"), dict) else None
+    s = Settings(mode=mode)
+    ms = 0.001
+    s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
+    s.heartbeat_timeout = float(doc.get("timeout_ms", 40)) * ms
+    s.suspect_timeout = float(doc.get("suspect_ms", 12)) * ms
+    s.vote_retry = s.heartbeat_interval
+    s.fsync = str(doc.get("fsync", "batch"))
+    s.snapshot_every = int(doc.get("snapshot_every", 100_000))
+    s.dedupe_window = int(doc.get("dedupe_window", 4096))
+    s.max_batch = int(doc.get("max_batch", 1024))
+    s.switchover_timeout = float(doc.get("switchover_timeout_ms", 3000)) * ms
+    s.witness_grace = float(doc.get("witness_grace_ms", 0)) * ms
+    if s.fsync not in ("none", "batch", "always"):
+        raise ValueError(f"fsync must be none, batch or always, not {s.fsync!r}")
+    if s.heartbeat_timeout <= s.heartbeat_interval:
+        raise ValueError("timeout_ms must be larger than heartbeat_ms")
+    keys_dir = str(doc.get("keys_dir", ""))
+    if keys_dir:
+        raise ValueError("keys_dir (CURVE) is not implemented yet; remove it from the group file")
+    return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc)
+
+
+def pub_endpoint(endpoint: str, offset: int = 100) -> str:
+    """The derived stream (PUB) endpoint of a node: same host, port + ``offset``."""
+    head, _, port = endpoint.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"cannot derive a port from {endpoint!r}")
+    return f"{head}:{int(port) + offset}"
+
+
+def write(path: str, mode: str, nodes: dict[str, tuple[str, str]], witness: str | None,
+          extra: dict[str, Any] | None = None) -> None:
+    """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal)."""
+    lines = [f'mode = "{mode}"']
+    for k, v in (extra or {}).items():
+        lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
+    for name, (endpoint, journal) in nodes.items():
+        lines += ["", f"[nodes.{name}]", f'endpoint = "{endpoint}"', f'journal = "{journal}"']
+    if witness:
+        lines += ["", "[witness]", f'endpoint = "{witness}"']
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,358 @@
+"""``NodeMachine``: one replication node as a sans-IO state machine, and its role changes.
+
+For: everything a node does whatever its role — recovering its replica from
+the journal, heartbeats both ways, failure detection (heartbeat timeout,
+shortened by connection-loss hints), asking the witness for a promotion and
+promoting (bump epoch, serve at once from the hot book), stepping down when
+a higher epoch shows up (fencing), switchover hand-over on the target side,
+status reports — and dispatching each message to the primary logic
+(``sequencer.SequencerMixin``) or the standby logic (``standby.StandbyMixin``).
+Not for: sockets or clocks: see the package docstring for the
+``handle(src, msg, now)`` / ``tick(now)`` interface.
+
+Roles: ``ROLE_STANDBY`` (following a leader, or looking for one),
+``ROLE_PRIMARY``, ``ROLE_DRAINING`` (primary in a planned switchover: no new
+requests), ``ROLE_DIVERGED`` (terminal: the book is wrong; never serves,
+never promotes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import wire
+from .config import Settings
+from .replica import default_engine_factory, recover
+from .sequencer import SequencerMixin
+from .standby import StandbyMixin
+from .wire import Send
+
+log = logging.getLogger("replication.failover")
+
+NEVER = float("-inf")
+
+
+class NodeMachine(SequencerMixin, StandbyMixin):
+    """One node of a group (primary or standby) — deterministic, no I/O.
+
+    Parameters
+    ----------
+    name : str
+        This node's name in the group file.
+    peers : list of str
+        The other nodes' names (their order fixes output order).
+    journal : JournalBase
+        ``FileJournal`` or ``MemoryJournal``; the replica is rebuilt from it.
+    settings : Settings
+        Mode and timings.
+    witness : str or None
+        The witness's address, or None (then only an operator ``Promote``
+        promotes a standby, and a sync primary never runs solo).
+    engine_factory : callable
+        Makes a fresh engine (default ``matching.Engine`` or the reference).
+    start_role : str
+        ``"primary"``: try to become primary at start (through the witness);
+        ``"standby"``: follow whichever primary shows up.
+    perturb_seq : int
+        Test-only fault: corrupt this replica's book just before seq N.
+    """
+
+    def __init__(self, name: str, peers: list[str], journal: Any, settings: Settings | None = None,
+                 witness: str | None = "witness", engine_factory: Callable[[], Any] = default_engine_factory,
+                 start_role: str = "standby", perturb_seq: int = 0) -> None:
+        self.name = name
+        self.peers = [p for p in peers if p != name]
+        self.journal = journal
+        self.settings = settings or Settings()
+        self.witness = witness
+        self.engine_factory = engine_factory
+        self.perturb_seq = perturb_seq
+        self.counters: dict[str, int] = {}
+        self.replica = recover(journal, engine_factory, self.settings.dedupe_window)
+        self.replica.perturb_seq = perturb_seq
+        meta = journal.load_meta()
+        self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
+        self.history: list[tuple[int, int]] = [(int(e), int(s)) for e, s in meta.get("history", [])]
+        self.role = wire.ROLE_STANDBY
+        self.leader = ""
+        self.want_primary = start_role == "primary"
+        self.followed_epoch = -1  # epoch in which we last followed a primary (may run for promotion)
+        self.last_heard: dict[str, float] = {p: NEVER for p in self.peers}
+        self.suspect_at: dict[str, float] = {p: NEVER for p in self.peers}
+        self.peer_info: dict[str, wire.Heartbeat] = {}
+        self.hb_sent_at = NEVER
+        self.candidate_since: float | None = None
+        self.vote_sent_at = NEVER
+        self.promotion_ms: float | None = None
+        self.diverged_at = 0
+        self.last_snapshot_seq = self.replica.seq
+        self._reset_primary_state()
+        self._reset_standby_state()
+        log.info("node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s", name, self.epoch,
+                 self.replica.seq, self.replica.digest, start_role)
+
+    # -- small helpers --------------------------------------------------------------
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def save_meta(self) -> None:
+        self.journal.save_meta({"epoch": self.epoch, "history": [list(h) for h in self.history]})
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            log.info("epoch_change node=%s from=%d to=%d", self.name, self.epoch, epoch)
+            self.epoch = epoch
+            self.save_meta()
+
+    def note_epoch_start(self, epoch: int, first_seq: int) -> None:
+        self.history.append((epoch, first_seq))
+        self.save_meta()
+
+    def maybe_snapshot(self) -> list:
+        every = self.settings.snapshot_every
+        if every and self.replica.seq - self.last_snapshot_seq >= every:
+            self.journal.save_snapshot(self.replica.seq, self.replica.last_epoch, self.replica.snapshot())
+            self.last_snapshot_seq = self.replica.seq
+            self.count("snapshots_saved")
+        return []
+
+    def heartbeat(self) -> wire.Heartbeat:
+        return wire.Heartbeat(self.epoch, self.replica.seq, self.name, self.role, self.commit, self.leader,
+                              self.replica.digest)
+
+    def heartbeat_to(self, dest: wire.Address) -> Send:
+        return Send(dest, self.heartbeat())
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+
+    # -- the sans-IO interface -----------------------------------------------------
+
+    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+        """Feed one inbound message; return outputs to perform in order."""
+        if isinstance(src, str) and src in self.last_heard:
+            self.last_heard[src] = now
+        t = type(msg)
+        if t is wire.Request:
+            return self.on_request(src, msg, now)
+        if t is wire.Ack:
+            return self.on_ack(src, msg, now)
+        if t is wire.Entries:
+            return self.on_entries(src, msg, now)
+        if t is wire.Heartbeat:
+            return self.on_heartbeat(src, msg, now)
+        if t is wire.Join:
+            return self.on_join(src, msg, now)
+        if t is wire.Refill:
+            return self.on_refill(src, msg, now)
+        if t is wire.Fence:
+            return self.on_fence(src, msg, now)
+        if t is wire.SnapshotChunk:
+            return self.on_snapshot_chunk(src, msg, now)
+        if t is wire.Vote:
+            return self.on_solo_vote(msg, now) if msg.solo else self.on_vote(msg, now)
+        if t is wire.PeerDown:
+            if msg.node in self.suspect_at:
+                self.suspect_at[msg.node] = now
+                self.count("peer_down_hints")
+            return []
+        if t is wire.StatusRequest:
+            return [Send(src, self.status_message())]
+        if t is wire.Switchover:
+            return self.on_switchover(src, msg, now)
+        if t is wire.Handover:
+            return self.on_handover(src, msg, now)
+        if t is wire.Promote:
+            out = self.promote(now, "operator") if self.role == wire.ROLE_STANDBY else []
+            return out + [Send(src, self.status_message())]
+        self.count("unexpected_messages")
+        return []
+
+    def tick(self, now: float) -> list:
+        """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
+        out: list = []
+        if self.pending:
+            out += self.sequence_pending(now)
+        if self.is_primary:
+            out += self.check_drain(now)
+            out += self.check_solo(now)
+        else:
+            out += self.standby_tick(now)
+            out += self.check_leader(now)
+        if now - self.hb_sent_at >= self.settings.heartbeat_interval:
+            self.hb_sent_at = now
+            hb = self.heartbeat()
+            out += [Send(p, hb) for p in self.peers]
+            if self.witness:
+                out.append(Send(self.witness, hb))
+        return out
+
+    # -- heartbeats and failure detection ---------------------------------------------
+
+    def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list:
+        if not isinstance(src, str):
+            return []
+        self.peer_info[src] = hb
+        if hb.epoch > self.epoch:
+            leader = src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader
+            if self.is_primary:
+                return self.step_down(leader, hb.epoch, now)
+            if self.role == wire.ROLE_STANDBY and leader and leader != self.name:
+                self.want_primary = False
+                return self.follow(leader, hb.epoch, now)
+            return []
+        if hb.epoch < self.epoch:
+            # A node from an older epoch: tell it the news (it fences itself on our heartbeat).
+            return [self.heartbeat_to(src)] if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else []
+        if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            if self.is_primary:
+                if src != self.name:
+                    self.count("same_epoch_primaries")
+                    log.error("two_primaries node=%s other=%s epoch=%d", self.name, src, self.epoch)
+                return []
+            if self.role != wire.ROLE_STANDBY:
+                return []
+            self.want_primary = False
+            if src != self.leader:
+                return self.follow(src, hb.epoch, now)
+            self.leader_seq = max(self.leader_seq, hb.seq)
+            self.leader_commit = max(self.leader_commit, hb.commit)
+        return []
+
+    def leader_dead(self, now: float) -> bool:
+        heard = self.last_heard.get(self.leader, NEVER)
+        if now - heard > self.settings.heartbeat_timeout:
+            return True
+        down = self.suspect_at.get(self.leader, NEVER)
+        return down >= heard and now - down >= self.settings.suspect_timeout
+
+    def check_leader(self, now: float) -> list:
+        """Standby: run for promotion when the leader we followed this epoch is gone."""
+        if self.role != wire.ROLE_STANDBY:
+            return []
+        if self.want_primary and self.followed_epoch != self.epoch and not self.leader:
+            return self.run_for_primary(now, "start")
+        if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
+            if self.candidate_since is not None and self.leader and not self.leader_dead(now):
+                log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
+                self.candidate_since = None
+            return []
+        return self.run_for_primary(now, "primary_lost")
+
+    def run_for_primary(self, now: float, reason: str) -> list:
+        if self.candidate_since is None:
+            self.candidate_since = now
+            log.warning("candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d", self.name, reason,
+                        self.leader, self.epoch, self.replica.seq)
+        if not self.witness:
+            # No tie-breaker: a group of one may start alone; a standby waits for the operator.
+            return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
+        if now - self.vote_sent_at < self.settings.vote_retry:
+            return []
+        self.vote_sent_at = now
+        return [Send(self.witness, wire.VoteRequest(self.epoch + 1, self.replica.seq, self.name,
+                                                    self.replica.last_epoch))]
+
+    def on_vote(self, m: wire.Vote, now: float) -> list:
+        if not m.granted:
+            self.count("votes_denied")
+            return []
+        if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
+            return []
+        if self.candidate_since is None:
+            return []
+        return self.promote(now, "witness")
+
+    # -- role changes ---------------------------------------------------------------------
+
+    def promote(self, now: float, reason: str) -> list:
+        """Become primary of a new epoch and serve at once from the hot book."""
+        if self.role != wire.ROLE_STANDBY:
+            return []
+        old_leader = self.leader
+        decided = self.candidate_since if self.candidate_since is not None else now
+        self.set_epoch(self.epoch + 1)
+        self.note_epoch_start(self.epoch, self.replica.seq + 1)
+        self.role = wire.ROLE_PRIMARY
+        self.leader = self.name
+        self.want_primary = False
+        self.candidate_since = None
+        self._reset_primary_state()
+        self._reset_standby_state()
+        self.promotion_ms = (now - decided) * 1000.0
+        self.count("promotions")
+        log.warning("role_change node=%s role=primary epoch=%d reason=%s last_seq=%d digest=%016x "
+                    "old_leader=%s decision_to_serving_ms=%.3f", self.name, self.epoch, reason, self.replica.seq,
+                    self.replica.digest, old_leader, self.promotion_ms)
+        hb = self.heartbeat()
+        self.hb_sent_at = now
+        out = [Send(p, hb) for p in self.peers]
+        if self.witness:
+            out.append(Send(self.witness, hb))
+        return out
+
+    def step_down(self, leader: str, epoch: int, now: float) -> list:
+        """A higher epoch exists: stop serving, refuse what waited, rejoin as a standby (fenced)."""
+        log.warning("role_change node=%s role=standby epoch=%d new_epoch=%d new_leader=%s last_seq=%d (fenced)",
+                    self.name, self.epoch, epoch, leader, self.replica.seq)
+        self.count("step_downs")
+        out = []
+        for _, dest, r, _ in self.waiting:
+            out.append(Send(dest, wire.Reply(r.client_id, r.request_id, wire.NOT_PRIMARY, epoch, 0, leader)))
+        for src, m in self.pending:
+            out.append(Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, epoch, 0, leader)))
+        self.set_epoch(max(epoch, self.epoch))
+        return out + self.become_standby(leader, epoch, now)
+
+    def become_standby(self, leader: str, epoch: int, now: float) -> list:
+        self.role = wire.ROLE_STANDBY
+        self._reset_primary_state()
+        self._reset_standby_state()
+        self.leader = ""
+        self.want_primary = False
+        if not leader or leader == self.name:
+            return []
+        return self.follow(leader, epoch, now)
+
+    def on_handover(self, src: wire.Address, m: wire.Handover, now: float) -> list:
+        """Switchover target: the old primary drained into us; take over with the next epoch."""
+        if self.role != wire.ROLE_STANDBY or m.epoch != self.epoch or m.seq != self.replica.seq:
+            log.warning("handover_refused node=%s from=%s their=(%d,%d) mine=(%d,%d)", self.name, m.node, m.epoch,
+                        m.seq, self.epoch, self.replica.seq)
+            return []
+        self.candidate_since = now
+        return self.promote(now, "switchover")
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What ``matchcore status`` prints for this node."""
+        if self.is_primary:
+            best = max((self.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
+            lag = self.replica.seq - best
+        else:
+            lag = max(0, self.leader_seq - self.replica.seq)
+        return {
+            "node": self.name,
+            "role": wire.ROLE_NAMES[self.role],
+            "epoch": self.epoch,
+            "last_seq": self.replica.seq,
+            "digest": f"{self.replica.digest:016x}",
+            "commit": self.commit if self.is_primary else self.leader_commit,
+            "leader": self.leader,
+            "lag": lag,
+            "mode": self.settings.mode,
+            "solo": self.solo,
+            "joined": self.joined,
+            "promotion_ms": self.promotion_ms,
+            "diverged_at": self.diverged_at,
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+    def status_message(self) -> wire.Status:
+        return wire.Status(json.dumps(self.status(), sort_keys=True).encode())

@@ -1,0 +1,202 @@
+"""Replicated state: the engine plus everything else that must be identical on every node.
+
+For: applying sequenced entries to an engine, the dedupe table of executed
+``(client_id, request_id)`` -> first result (replicated by replay, so a
+standby that takes over answers a re-sent request with its first result),
+snapshot/restore of all of it, and rebuilding it from a journal. Not for:
+deciding what to apply (the sequencer and standby do that) or any I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .wire import Entry
+
+log = logging.getLogger("replication.replica")
+
+SNAP_HEAD = struct.Struct("<4sBQIQQ")  # magic, version, seq, last_epoch, engine blob len, n clients
+CLIENT_HEAD = struct.Struct("<QQI")  # client id, floor, n results
+RESULT_HEAD = struct.Struct("<QQI")  # request id, seq, events len
+MAGIC = b"MCRP"
+VERSION = 1
+
+EXPIRED = object()  # lookup result: the request is older than the dedupe window remembers
+
+
+def default_engine_factory() -> Any:
+    """``matching.Engine`` if the extension is built, else ``matching.ReferenceEngine``."""
+    import matching
+
+    return matching.Engine() if matching.Engine is not None else matching.ReferenceEngine()
+
+
+def _command_dtype() -> np.dtype:
+    from matching.codes import COMMAND_DTYPE
+
+    return COMMAND_DTYPE
+
+
+class Replica:
+    """Engine + dedupe table + position (seq, epoch of the last entry).
+
+    Parameters
+    ----------
+    engine_factory : callable
+        ``engine_factory()`` returns a fresh engine with the ``matching.Engine``
+        surface; restore goes through ``type(engine).restore``.
+    dedupe_window : int
+        Results remembered per client. A request older than the window that
+        is re-sent gets an ``EXPIRED`` answer, never a second execution.
+    perturb_seq : int
+        Test-only: just before applying this seq, feed the engine one extra
+        command so this replica's digest diverges (0 = never).
+    """
+
+    def __init__(self, engine_factory: Callable[[], Any] = default_engine_factory, dedupe_window: int = 4096,
+                 perturb_seq: int = 0) -> None:
+        self.engine_factory = engine_factory
+        self.engine = engine_factory()
+        self.dedupe_window = dedupe_window
+        self.perturb_seq = perturb_seq
+        self.seq = 0
+        self.last_epoch = 0
+        # client id -> [floor, {request id -> (seq, events)}]; dicts keep insertion
+        # order, so eviction is deterministic and identical on every replica.
+        self.results: dict[int, list] = {}
+        self._dtype = _command_dtype()
+
+    @property
+    def digest(self) -> int:
+        return int(self.engine.digest)
+
+    def lookup(self, client_id: int, request_id: int) -> tuple[int, bytes] | object | None:
+        """First result ``(seq, events)`` of an executed request, ``EXPIRED``, or None. O(1)."""
+        slot = self.results.get(client_id)
+        if slot is None:
+            return None
+        got = slot[1].get(request_id)
+        if got is not None:
+            return got
+        return EXPIRED if request_id < slot[0] else None
+
+    def execute(self, epoch: int, seq: int, client_id: int, request_id: int, command: bytes) -> tuple[bytes, int]:
+        """Apply one command as entry ``seq``; remember its result; return ``(events, digest)``.
+
+        ``events`` is the engine's ``EVENT_DTYPE`` records as bytes. O(engine).
+        """
+        if seq != self.seq + 1:
+            raise ValueError(f"replica at seq {self.seq} cannot apply seq {seq}")
+        if seq == self.perturb_seq:
+            self._perturb()
+        events = self.engine.apply_batch(np.frombuffer(command, dtype=self._dtype)).tobytes()
+        self.seq = seq
+        self.last_epoch = epoch
+        if client_id:
+            self._remember(client_id, request_id, seq, events)
+        return events, int(self.engine.digest)
+
+    def apply_entry(self, e: Entry) -> tuple[bytes, bool]:
+        """Apply a journal entry; return ``(events, digest_matches)``."""
+        events, digest = self.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
+        return events, digest == e.digest
+
+    def _remember(self, client_id: int, request_id: int, seq: int, events: bytes) -> None:
+        slot = self.results.get(client_id)
+        if slot is None:
+            slot = self.results[client_id] = [0, {}]
+        table = slot[1]
+        table[request_id] = (seq, events)
+        if len(table) > self.dedupe_window:
+            old = next(iter(table))
+            del table[old]
+            slot[0] = max(slot[0], old + 1)
+
+    def _perturb(self) -> None:
+        from matching.commands import command_record
+
+        rec = command_record({"op": "new", "instrument": 4242, "id": (1 << 63) + 4242, "side": "buy",
+                              "price": 1, "qty": 1})
+        self.engine.apply_batch(np.array([tuple(rec)], dtype=self._dtype))
+        log.warning("replica_perturbed seq=%d (test-only flag)", self.seq + 1)
+
+    # -- snapshot ------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything replicated, as bytes (engine blob + dedupe table), with a CRC. O(state)."""
+        blob = self.engine.snapshot()
+        parts = [SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(self.results)), blob]
+        for cid, (floor, table) in self.results.items():
+            parts.append(CLIENT_HEAD.pack(cid, floor, len(table)))
+            for rid, (seq, events) in table.items():
+                parts.append(RESULT_HEAD.pack(rid, seq, len(events)))
+                parts.append(events)
+        body = b"".join(parts)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def restore(cls, blob: bytes, engine_factory: Callable[[], Any] = default_engine_factory,
+                dedupe_window: int = 4096, perturb_seq: int = 0) -> Replica:
+        """Rebuild from :meth:`snapshot` bytes; ``ValueError`` on damaged input."""
+        if len(blob) < SNAP_HEAD.size + 4 or zlib.crc32(blob[:-4]) != struct.unpack("<I", blob[-4:])[0]:
+            raise ValueError("replica snapshot damaged (short or bad checksum)")
+        magic, ver, seq, last_epoch, elen, nclients = SNAP_HEAD.unpack_from(blob)
+        if magic != MAGIC or ver != VERSION:
+            raise ValueError("not a replica snapshot")
+        r = cls(engine_factory, dedupe_window, perturb_seq)
+        pos = SNAP_HEAD.size
+        r.engine = type(r.engine).restore(bytes(blob[pos : pos + elen]))
+        pos += elen
+        for _ in range(nclients):
+            cid, floor, n = CLIENT_HEAD.unpack_from(blob, pos)
+            pos += CLIENT_HEAD.size
+            table = {}
+            for _ in range(n):
+                rid, s, ln = RESULT_HEAD.unpack_from(blob, pos)
+                pos += RESULT_HEAD.size
+                table[rid] = (s, bytes(blob[pos : pos + ln]))
+                pos += ln
+            r.results[cid] = [floor, table]
+        r.seq, r.last_epoch = seq, last_epoch
+        return r
+
+
+def recover(journal: Any, engine_factory: Callable[[], Any] = default_engine_factory, dedupe_window: int = 4096,
+            chunk: int = 65536) -> Replica:
+    """Rebuild the replica from a journal: its snapshot (if any) then the entries after it.
+
+    A journal entry whose digest does not match what the engine computes
+    (local corruption that passed the CRC, or an engine change) ends the
+    replay there and the journal is truncated to the last good entry: the
+    node then re-fetches the rest from the primary. O(entries replayed).
+    """
+    snap = journal.load_snapshot()
+    r = None
+    if snap is not None and journal.base_seq <= snap[0] <= journal.last_seq:
+        try:
+            r = Replica.restore(snap[2], engine_factory, dedupe_window)
+        except ValueError as exc:
+            log.warning("snapshot_unusable reason=%s", exc)
+    if r is None:
+        if journal.base_seq > 0:
+            # Entries start past 1 and there is no usable snapshot: nothing to rebuild from.
+            log.warning("journal_unrecoverable base_seq=%d; starting empty", journal.base_seq)
+            journal.reset(0, 0, b"")
+        r = Replica(engine_factory, dedupe_window)
+    while r.seq < journal.last_seq:
+        batch = journal.read(r.seq + 1, chunk)
+        if not batch:
+            break
+        for e in batch:
+            _, ok = r.apply_entry(e)
+            if not ok:
+                log.error("journal_digest_mismatch seq=%d; truncating journal to seq %d", e.seq, e.seq - 1)
+                journal.truncate_after(e.seq - 1)
+                return recover(journal, engine_factory, dedupe_window, chunk)
+    return r

@@ -1,0 +1,263 @@
+"""Primary logic: sequence requests, journal them, apply them, stream them, release replies.
+
+For: the primary role of ``failover.NodeMachine`` (this is a mixin over its
+state): queueing client requests, answering re-sent requests from the
+replicated dedupe table, turning every queued request into one batch (one
+journal append, one ``Entries`` message per peer, one ``Publish``), releasing
+replies once a standby acked them (``sync``) or at once (``async``, or
+``sync`` running solo with the witness's consent), serving joins and refills
+from the journal, fencing stale joiners, and draining for a planned
+switchover. Not for: sockets, clocks (``now`` is an argument), or standby work.
+
+Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from . import wire
+from .replica import EXPIRED
+from .wire import Entry, Publish, Send
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .failover import NodeMachine
+
+log = logging.getLogger("replication.sequencer")
+
+SNAPSHOT_CHUNK = 512 * 1024
+
+
+class SequencerMixin:
+    """Primary-side handlers; see ``failover.NodeMachine`` for the shared state."""
+
+    def _reset_primary_state(self: NodeMachine) -> None:
+        self.pending: deque = deque()  # (src, Request) not yet sequenced
+        self.pending_keys: set = set()  # membership only; never iterated
+        self.waiting: deque = deque()  # (seq, dest, Reply) held until acked
+        self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
+        self.commit = self.replica.seq
+        self.solo = False
+        self.solo_asked_at = -1.0
+        self.drain_target = ""
+        self.drain_started = 0.0
+        self.last_ack_at = 0.0
+
+    # -- requests -----------------------------------------------------------------
+
+    def on_request(self: NodeMachine, src: wire.Address, m: wire.Request, now: float) -> list:
+        if self.role != wire.ROLE_PRIMARY:
+            status = wire.UNAVAILABLE if self.role == wire.ROLE_DIVERGED else wire.NOT_PRIMARY
+            leader = self.drain_target if self.role == wire.ROLE_DRAINING else self.leader
+            self.count("requests_refused")
+            return [Send(src, wire.Reply(m.client_id, m.request_id, status, self.epoch, 0, leader))]
+        if len(m.command) != wire.COMMAND_SIZE:
+            self.count("requests_malformed")
+            return []
+        got = self.replica.lookup(m.client_id, m.request_id)
+        if got is EXPIRED:
+            self.count("requests_expired")
+            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.EXPIRED, self.epoch, 0, self.name))]
+        if got is not None:
+            seq, events = got
+            self.count("requests_deduplicated")
+            reply = wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq, self.name, events)
+            if seq <= self.commit or self._replies_at_once():
+                return [Send(src, reply)]
+            self.waiting.append((seq, src, reply, now))
+            return []
+        key = (m.client_id, m.request_id)
+        if key in self.pending_keys:
+            self.count("requests_deduplicated")
+            return []
+        self.pending_keys.add(key)
+        self.pending.append((src, m))
+        return []
+
+    def _replies_at_once(self: NodeMachine) -> bool:
+        return self.settings.mode == "async" or self.solo
+
+    # -- batching -------------------------------------------------------------------
+
+    def sequence_pending(self: NodeMachine, now: float) -> list:
+        """Sequence every queued request as one batch. O(batch)."""
+        out: list = []
+        while self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            n = min(len(self.pending), self.settings.max_batch)
+            entries, events_list, replies = [], [], []
+            for _ in range(n):
+                src, m = self.pending.popleft()
+                self.pending_keys.discard((m.client_id, m.request_id))
+                seq = self.replica.seq + 1
+                events, digest = self.replica.execute(self.epoch, seq, m.client_id, m.request_id, m.command)
+                entries.append(Entry(self.epoch, seq, m.client_id, m.request_id, digest, m.command))
+                events_list.append(events)
+                replies.append((seq, src, wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq,
+                                                     self.name, events), now))
+            self.journal.append(entries)
+            self.count("entries_sequenced", n)
+            if not self.peers:
+                self.commit = self.replica.seq  # a group of one: nothing to wait for
+            msg = wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries))
+            out += [Send(p, msg) for p in self.peers]
+            out.append(Publish(wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries),
+                                            tuple(events_list))))
+            if self._replies_at_once() or not self.peers:
+                out += [Send(dest, r) for _, dest, r, _ in replies]
+            else:
+                self.waiting.extend(replies)
+            out += self.maybe_snapshot()
+        return out
+
+    def release(self: NodeMachine) -> list:
+        """Replies whose seq is now committed (or all of them, running solo/async)."""
+        out = []
+        while self.waiting and (self.waiting[0][0] <= self.commit or self._replies_at_once()):
+            _, dest, reply, _ = self.waiting.popleft()
+            out.append(Send(dest, reply))
+        return out
+
+    # -- acks, joins, refills ------------------------------------------------------
+
+    def on_ack(self: NodeMachine, src: str, m: wire.Ack, now: float) -> list:
+        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch != self.epoch:
+            return []
+        seq = min(m.seq, self.replica.seq)
+        if seq > self.acked.get(m.node, 0):
+            self.acked[m.node] = seq
+        if seq > self.commit:
+            self.commit = seq
+            self.last_ack_at = now
+        out = []
+        if self.solo and seq >= self.replica.seq and self.witness:
+            # A standby holds everything again: stop running alone.
+            self.solo = False
+            log.info("solo_off node=%s epoch=%d standby=%s seq=%d", self.name, self.epoch, m.node, seq)
+            out.append(Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, False)))
+        return out + self.release()
+
+    def on_join(self: NodeMachine, src: str, m: wire.Join, now: float) -> list:
+        """A standby asks to follow: fence its unshared suffix, or accept it and start its catch-up."""
+        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            return []
+        t = self.common_prefix(m.last_epoch, m.seq)
+        if t < m.seq:
+            log.info("fence node=%s epoch=%d their_last=(%d,%d) truncate_after=%d", m.node, self.epoch,
+                     m.last_epoch, m.seq, t)
+            self.count("fences_sent")
+            return [Send(src, wire.Fence(self.epoch, t, m.node))]
+        out = [Send(src, wire.Fence(self.epoch, m.seq, m.node)), self.heartbeat_to(src)]
+        return out + self.catch_up(src, m.seq + 1)
+
+    def common_prefix(self: NodeMachine, last_epoch: int, seq: int) -> int:
+        """The highest seq <= ``seq`` up to which a node whose last entry is (``last_epoch``, ``seq``) agrees with us.
+
+        Seqs never repeat within an epoch and each epoch has one primary, so
+        two journals agree up to the last entry they share by (epoch, seq):
+        ``min(seq, last seq we hold of epoch last_epoch)``.
+        """
+        if seq == 0:
+            return 0
+        mine = self.journal.entry(seq)
+        if mine is not None and mine.epoch == last_epoch:
+            return seq
+        if seq <= self.journal.base_seq and seq <= self.replica.seq:
+            return seq  # covered by our snapshot: assume agreement (it was committed then)
+        end = self.replica.seq
+        for epoch, first in self.history:
+            if epoch > last_epoch:
+                end = first - 1
+                break
+        return max(0, min(seq, end))
+
+    def catch_up(self: NodeMachine, dest: str, from_seq: int, to_seq: int = 0) -> list:
+        """Send ``dest`` entries from ``from_seq`` (one chunk), or a snapshot if we lack them or it is far behind."""
+        last = self.replica.seq
+        if from_seq > last:
+            return []
+        far = last - from_seq > self.settings.catchup_snapshot_lag
+        if from_seq <= self.journal.base_seq or far:
+            return self.send_snapshot(dest)
+        stop = last if to_seq <= 0 else min(to_seq, last)
+        entries = self.journal.read(from_seq, min(self.settings.refill_chunk, stop - from_seq + 1))
+        if not entries:
+            return []
+        self.count("refill_entries_sent", len(entries))
+        return [Send(dest, wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries)))]
+
+    def send_snapshot(self: NodeMachine, dest: str) -> list:
+        blob = self.replica.snapshot()
+        seq, last_epoch = self.replica.seq, self.replica.last_epoch
+        self.count("snapshots_sent")
+        log.info("snapshot_send to=%s seq=%d bytes=%d", dest, seq, len(blob))
+        out = []
+        for off in range(0, max(len(blob), 1), SNAPSHOT_CHUNK):
+            out.append(Send(dest, wire.SnapshotChunk(self.epoch, seq, last_epoch, off, len(blob),
+                                                     blob[off : off + SNAPSHOT_CHUNK])))
+        return out
+
+    def on_refill(self: NodeMachine, src: wire.Address, m: wire.Refill, now: float) -> list:
+        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch > self.epoch:
+            return []
+        self.count("refills_served")
+        return self.catch_up(src, m.seq, m.to_seq)
+
+    # -- solo (sync mode with no standby acking) ----------------------------------
+
+    def check_solo(self: NodeMachine, now: float) -> list:
+        """Ask the witness to run alone when replies have waited a full timeout with no ack."""
+        if self.solo or not self.waiting or self.settings.mode != "sync":
+            return []
+        if self.waiting[0][0] <= self.commit:
+            return self.release()
+        since = max(self.waiting[0][3], self.last_ack_at)
+        if now - since < self.settings.heartbeat_timeout:
+            return []
+        if not self.witness:
+            return []  # no tie-breaker: stay blocked rather than risk acknowledged losses
+        if now - self.solo_asked_at < self.settings.vote_retry:
+            return []
+        self.solo_asked_at = now
+        return [Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, True))]
+
+    def on_solo_vote(self: NodeMachine, m: wire.Vote, now: float) -> list:
+        if m.epoch != self.epoch or self.role != wire.ROLE_PRIMARY or not m.granted:
+            return []
+        if not self.solo:
+            self.solo = True
+            self.count("solo_grants")
+            log.warning("solo_on node=%s epoch=%d seq=%d (no standby acking; witness agreed)", self.name,
+                        self.epoch, self.replica.seq)
+        return self.release()
+
+    # -- planned switchover ------------------------------------------------------------
+
+    def on_switchover(self: NodeMachine, src: wire.Address, m: wire.Switchover, now: float) -> list:
+        if self.role != wire.ROLE_PRIMARY or m.target not in self.peers:
+            return [Send(src, self.status_message())]
+        self.role = wire.ROLE_DRAINING
+        self.drain_target = m.target
+        self.drain_started = now
+        log.info("switchover_start node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, m.target,
+                 self.replica.seq)
+        return [Send(src, self.status_message())]
+
+    def check_drain(self: NodeMachine, now: float) -> list:
+        if self.role != wire.ROLE_DRAINING:
+            return []
+        target = self.drain_target
+        if self.acked.get(target, 0) >= self.replica.seq:
+            out = self.release()  # everything is acked by the target: release what waited
+            log.info("switchover_handover node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, target,
+                     self.replica.seq)
+            out.append(Send(target, wire.Handover(self.epoch, self.replica.seq, self.name)))
+            self.become_standby(target, self.epoch, now)
+            return out
+        if now - self.drain_started > self.settings.switchover_timeout:
+            log.warning("switchover_aborted node=%s target=%s acked=%d seq=%d", self.name, target,
+                        self.acked.get(target, 0), self.replica.seq)
+            self.role = wire.ROLE_PRIMARY
+            self.drain_target = ""
+        return []

@@ -1,0 +1,219 @@
+"""Standby logic: follow the primary, apply its entries, check digests, ack, catch up.
+
+For: the standby role of ``failover.NodeMachine`` (a mixin over its state):
+joining a primary (``Join`` -> ``Fence`` says how much of our journal it
+shares), truncating an unshared suffix and rebuilding, applying entries in
+seq order with a small reorder buffer, comparing every digest (a mismatch is
+a divergence: stop, log loudly, never promote), acking cumulatively once per
+inbound batch, detecting gaps by seq and asking for refills, installing a
+snapshot when we are too far behind. Not for: promotion decisions
+(``failover``) or primary work (``sequencer``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from . import wire
+from .replica import Replica, recover
+from .wire import Send
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .failover import NodeMachine
+
+log = logging.getLogger("replication.standby")
+
+REORDER_BUFFER = 65536  # future entries held while a gap is refilled
+
+
+class StandbyMixin:
+    """Standby-side handlers; see ``failover.NodeMachine`` for the shared state."""
+
+    def _reset_standby_state(self: NodeMachine) -> None:
+        self.joined = False  # the leader accepted our Join (our journal is a prefix of its)
+        self.join_sent_at = -1.0
+        self.future: dict[int, wire.Entry] = {}  # seq -> entry beyond a gap
+        self.refill_sent_at = -1.0
+        self.leader_seq = 0  # the leader's last_seq as last heard
+        self.leader_commit = 0
+        self.snap_parts: list[bytes] = []
+        self.snap_key: tuple = ()
+
+    def follow(self: NodeMachine, leader: str, epoch: int, now: float) -> list:
+        """Start following ``leader`` of ``epoch``: (re)join it."""
+        if epoch > self.epoch:
+            self.set_epoch(epoch)
+        if leader != self.leader:
+            log.info("follow node=%s leader=%s epoch=%d last_seq=%d", self.name, leader, epoch, self.replica.seq)
+        self.leader = leader
+        self.joined = False
+        self.candidate_since = None
+        self.future.clear()
+        return self.send_join(now)
+
+    def send_join(self: NodeMachine, now: float) -> list:
+        if not self.leader or self.leader == self.name:
+            return []
+        self.join_sent_at = now
+        return [Send(self.leader, wire.Join(self.epoch, self.replica.seq, self.name, self.replica.last_epoch))]
+
+    # -- entries -----------------------------------------------------------------------
+
+    def on_entries(self: NodeMachine, src: wire.Address, m: wire.Entries, now: float) -> list:
+        if m.epoch < self.epoch:
+            self.count("stale_entries")
+            return [self.heartbeat_to(src)] if isinstance(src, str) else []
+        if self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            if m.epoch > self.epoch and isinstance(src, str):
+                return self.step_down(src, m.epoch, now)
+            return []
+        if self.role == wire.ROLE_DIVERGED:
+            return []
+        if m.epoch > self.epoch or src != self.leader:
+            if not isinstance(src, str):
+                return []
+            return self.follow(src, m.epoch, now)
+        self.last_heard[src] = now
+        if not self.joined:
+            return []  # until the leader fenced/accepted our journal, its entries may not fit on it
+        self.leader_commit = max(self.leader_commit, m.commit)
+        last = m.entries[-1].seq if m.entries else 0
+        self.leader_seq = max(self.leader_seq, last)
+        applied = []
+        for e in m.entries:
+            if e.seq <= self.replica.seq:
+                continue
+            if e.seq == self.replica.seq + 1:
+                if not self._apply(e, applied):
+                    break
+            elif len(self.future) < REORDER_BUFFER:
+                self.future[e.seq] = e
+        while self.role == wire.ROLE_STANDBY and self.replica.seq + 1 in self.future:
+            if not self._apply(self.future.pop(self.replica.seq + 1), applied):
+                break
+        out = self._finish_batch(applied)
+        if self.future and self.role == wire.ROLE_STANDBY:
+            out += self.request_refill(now, min(self.future) - 1)
+        return out
+
+    def _apply(self: NodeMachine, e: wire.Entry, applied: list) -> bool:
+        _, ok = self.replica.apply_entry(e)
+        if not ok:
+            self.diverge(e)
+            return False
+        if not self.history or e.epoch > self.history[-1][0]:
+            self.note_epoch_start(e.epoch, e.seq)
+        applied.append(e)
+        return True
+
+    def _finish_batch(self: NodeMachine, applied: list) -> list:
+        """Journal what was applied (one append) and ack it cumulatively."""
+        if not applied:
+            return []
+        self.journal.append(applied)
+        self.count("entries_applied", len(applied))
+        self.refill_sent_at = -1.0 if not self.future else self.refill_sent_at
+        out = self.maybe_snapshot()
+        out.append(Send(self.leader, wire.Ack(self.epoch, self.replica.seq, self.name, self.replica.digest)))
+        return out
+
+    def diverge(self: NodeMachine, e: wire.Entry) -> None:
+        self.role = wire.ROLE_DIVERGED
+        self.count("divergences")
+        self.diverged_at = e.seq
+        log.critical(
+            "DIVERGENCE node=%s seq=%d epoch=%d primary_digest=%016x local_digest=%016x: "
+            "standby stops serving and will never promote with this book",
+            self.name, e.seq, e.epoch, e.digest, self.replica.digest,
+        )
+
+    def request_refill(self: NodeMachine, now: float, to_seq: int = 0) -> list:
+        if now - self.refill_sent_at < self.settings.heartbeat_timeout:
+            return []  # one refill outstanding at a time; re-ask after a timeout
+        self.refill_sent_at = now
+        self.count("refills_requested")
+        log.info("gap_refill node=%s from_seq=%d to_seq=%d leader=%s", self.name, self.replica.seq + 1, to_seq,
+                 self.leader)
+        return [Send(self.leader, wire.Refill(self.epoch, self.replica.seq + 1, to_seq, self.name))]
+
+    # -- join answers ---------------------------------------------------------------------
+
+    def on_fence(self: NodeMachine, src: wire.Address, m: wire.Fence, now: float) -> list:
+        if m.epoch < self.epoch or not isinstance(src, str) or self.role == wire.ROLE_DIVERGED:
+            return []
+        if self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            if m.epoch <= self.epoch:
+                return []
+            self.step_down(src, m.epoch, now)
+        if m.epoch > self.epoch:
+            self.set_epoch(m.epoch)
+        self.leader = src
+        self.last_heard[src] = now
+        if m.seq >= self.replica.seq:
+            if not self.joined:
+                log.info("joined node=%s leader=%s epoch=%d at_seq=%d", self.name, src, self.epoch, self.replica.seq)
+            self.joined = True
+            self.followed_epoch = self.epoch
+            return self.request_refill(now) if self.leader_seq > self.replica.seq else []
+        # Our journal holds a suffix the leader never had: it was never acknowledged. Cut it.
+        log.warning("fenced node=%s epoch=%d truncate_after=%d discarded=%d", self.name, self.epoch, m.seq,
+                    self.replica.seq - m.seq)
+        self.count("fenced")
+        self.journal.truncate_after(m.seq)
+        self.history = [(e, s) for e, s in self.history if s <= m.seq + 1]
+        self.save_meta()
+        self.replica = self.rebuild()
+        self.joined = False
+        return self.send_join(now)
+
+    def rebuild(self: NodeMachine) -> Replica:
+        r = recover(self.journal, self.engine_factory, self.settings.dedupe_window)
+        r.perturb_seq = self.perturb_seq
+        return r
+
+    def on_snapshot_chunk(self: NodeMachine, src: wire.Address, m: wire.SnapshotChunk, now: float) -> list:
+        if self.role != wire.ROLE_STANDBY or src != self.leader or m.epoch < self.epoch:
+            return []
+        key = (m.epoch, m.seq, m.total)
+        if key != self.snap_key or m.offset != sum(len(p) for p in self.snap_parts):
+            if m.offset != 0:
+                self.snap_key, self.snap_parts = (), []
+                return []  # lost a chunk: the leader re-sends on our next Join
+            self.snap_key, self.snap_parts = key, []
+        self.snap_parts.append(m.data)
+        if sum(len(p) for p in self.snap_parts) < m.total:
+            return []
+        blob = b"".join(self.snap_parts)
+        self.snap_key, self.snap_parts = (), []
+        try:
+            r = Replica.restore(blob, self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
+        except ValueError as exc:
+            log.warning("snapshot_rejected node=%s reason=%s", self.name, exc)
+            return []
+        if r.seq < self.replica.seq and self.joined:
+            return []  # older than what we hold
+        self.journal.reset(r.seq, r.last_epoch, blob)
+        self.replica = r
+        self.future = {s: e for s, e in self.future.items() if s > r.seq}
+        self.joined = True
+        self.followed_epoch = self.epoch
+        self.count("snapshots_installed")
+        log.info("snapshot_installed node=%s seq=%d bytes=%d", self.name, r.seq, len(blob))
+        return [Send(self.leader, wire.Ack(self.epoch, r.seq, self.name, r.digest))] + (
+            self.request_refill(now) if self.leader_seq > r.seq else []
+        )
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def standby_tick(self: NodeMachine, now: float) -> list:
+        if self.role != wire.ROLE_STANDBY or not self.leader:
+            return []
+        if not self.joined:
+            if now - self.join_sent_at >= self.settings.join_retry:
+                return self.send_join(now)
+            return []
+        if self.leader_seq > self.replica.seq:
+            return self.request_refill(now, min(self.future) - 1 if self.future else 0)
+        return []
+

@@ -1,0 +1,150 @@
+"""``WitnessMachine``: the tie-breaker that lets a standby promote only when it is safe.
+
+For: granting a promotion to at most one candidate per epoch, and only when
+the witness has also lost the current primary (no heartbeat from it for the
+timeout), the candidate knows the current epoch, no other standby is ahead of
+it, and the primary did not run solo (a solo primary released replies no
+standby holds, so any standby is stale). Also: granting a sync primary leave
+to run solo when its standby is gone. Not for: data — the witness holds no
+book and no journal; its memory is volatile and relearned from heartbeats
+(``Settings.witness_grace`` after a restart).
+
+Same sans-IO interface as the nodes: ``handle(src, msg, now)``, ``tick(now)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from . import wire
+from .config import Settings
+from .wire import Send
+
+log = logging.getLogger("replication.witness")
+
+NEVER = float("-inf")
+
+
+class WitnessMachine:
+    """Votes and solo leases; deterministic, no I/O.
+
+    Parameters
+    ----------
+    nodes : list of str
+        Names of the group's nodes.
+    settings : Settings
+        ``heartbeat_timeout`` (when a node counts as lost), ``witness_grace``.
+    """
+
+    def __init__(self, nodes: list[str], settings: Settings | None = None, name: str = "witness") -> None:
+        self.name = name
+        self.nodes = list(nodes)
+        self.settings = settings or Settings()
+        self.epoch = 0  # highest epoch granted or seen
+        self.primary = ""  # the primary of self.epoch
+        self.solo = False  # the primary of self.epoch runs without a standby
+        self.last_heard: dict[str, float] = {n: NEVER for n in self.nodes}
+        self.info: dict[str, wire.Heartbeat] = {}
+        self.started: float | None = None
+        self.counters: dict[str, int] = {}
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def alive(self, node: str, now: float) -> bool:
+        return now - self.last_heard.get(node, NEVER) <= self.settings.heartbeat_timeout
+
+    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+        """Feed one message; return outputs."""
+        if self.started is None:
+            self.started = now
+        if isinstance(src, str) and src in self.last_heard and not isinstance(msg, wire.PeerDown):
+            self.last_heard[src] = now
+        if isinstance(msg, wire.Heartbeat):
+            self.on_heartbeat(src, msg)
+            return []
+        if isinstance(msg, wire.VoteRequest):
+            return [Send(src, self.on_vote_request(msg, now))]
+        if isinstance(msg, wire.SoloRequest):
+            return [Send(src, self.on_solo(msg))]
+        if isinstance(msg, wire.PeerDown):
+            # A dropped connection means we lost that node now, not after a timeout.
+            if msg.node in self.last_heard:
+                self.last_heard[msg.node] = min(self.last_heard[msg.node], now - self.settings.heartbeat_timeout)
+                self.last_heard[msg.node] -= 1e-9
+            return []
+        if isinstance(msg, wire.StatusRequest):
+            return [Send(src, wire.Status(json.dumps(self.status(), sort_keys=True).encode()))]
+        self.count("unexpected_messages")
+        return []
+
+    def tick(self, now: float) -> list:
+        if self.started is None:
+            self.started = now
+        return []
+
+    def on_heartbeat(self, src: str, hb: wire.Heartbeat) -> None:
+        self.info[src] = hb
+        if hb.epoch > self.epoch:
+            # Learned (after our restart, or a planned switchover) that a newer epoch exists.
+            self.epoch = hb.epoch
+            self.primary = src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader
+            self.solo = False
+            log.info("witness_epoch epoch=%d primary=%s (from heartbeat)", self.epoch, self.primary)
+        elif hb.epoch == self.epoch and hb.role == wire.ROLE_PRIMARY and not self.primary:
+            self.primary = src
+
+    def on_vote_request(self, m: wire.VoteRequest, now: float) -> wire.Vote:
+        def deny(reason: str) -> wire.Vote:
+            self.count("votes_denied")
+            log.info("vote_denied candidate=%s epoch=%d reason=%s", m.node, m.epoch, reason)
+            return wire.Vote(m.epoch, m.node, False, reason)
+
+        if m.epoch == self.epoch and self.primary == m.node:
+            return wire.Vote(m.epoch, m.node, True, "already granted")  # a retransmitted request
+        if m.epoch <= self.epoch:
+            return deny(f"epoch {m.epoch} is not newer than {self.epoch}")
+        if self.epoch and m.epoch != self.epoch + 1:
+            return deny(f"candidate skips epochs ({m.epoch} after {self.epoch})")
+        if self.started is not None and now - self.started < self.settings.witness_grace:
+            return deny("witness still learning the group")
+        if self.primary and self.primary != m.node and self.alive(self.primary, now):
+            return deny(f"primary {self.primary} is alive")
+        for node in self.nodes:  # anyone else claiming to be primary of a current epoch?
+            hb = self.info.get(node)
+            if node != m.node and hb is not None and self.alive(node, now) and hb.epoch >= self.epoch and \
+                    hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+                return deny(f"{node} is alive as primary")
+        if self.solo and self.primary != m.node:
+            return deny(f"primary {self.primary} ran solo; no standby is known complete")
+        for node in self.nodes:
+            hb = self.info.get(node)
+            if node in (m.node, self.primary) or hb is None or not self.alive(node, now):
+                continue
+            if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
+                return deny(f"standby {node} is further ahead ({hb.seq} > {m.seq})")
+        self.epoch, self.primary, self.solo = m.epoch, m.node, False
+        self.count("votes_granted")
+        log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
+        return wire.Vote(m.epoch, m.node, True, "granted")
+
+    def on_solo(self, m: wire.SoloRequest) -> wire.Vote:
+        if m.epoch != self.epoch or m.node != self.primary:
+            self.count("solo_denied")
+            return wire.Vote(m.epoch, m.node, False, "not the primary of the current epoch", solo=True)
+        if m.on != self.solo:
+            log.warning("witness_solo primary=%s epoch=%d on=%s seq=%d", m.node, m.epoch, m.on, m.seq)
+        self.solo = m.on
+        # Only a grant of "on" changes the primary; the answer to "off" is informational.
+        return wire.Vote(m.epoch, m.node, m.on, "solo" if m.on else "paired", solo=True)
+
+    def status(self) -> dict:
+        return {
+            "node": self.name,
+            "role": "witness",
+            "epoch": self.epoch,
+            "primary": self.primary,
+            "solo": self.solo,
+            "counters": dict(sorted(self.counters.items())),
+        }
