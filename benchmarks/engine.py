@@ -1,0 +1,418 @@
+"""Engine harness: throughput and per-command latency of matchcore next to its peers.
+
+Runs the standard mix (:mod:`benchmarks.workload`) through
+
+- matchcore's batch API (``Engine.apply_batch`` on one ``COMMAND_DTYPE`` array),
+- matchcore's per-call API (``Engine.submit / cancel / replace``),
+- the plain-Python reference engine (on a shorter prefix of the same mix),
+- ``lightmatchingengine`` and ``liquibook`` (see :mod:`benchmarks.peers`),
+
+in one process, one after the other, each on a fresh engine after the same
+untimed setup. Throughput is commands divided by the wall time of one
+untimed-per-command pass (median over ``--repeat`` passes). Latency comes from
+a separate pass: per-call paths time every call with ``time.perf_counter_ns``
+(so the figure includes the timer's own ~50-100 ns); the batch path times
+chunks of ``--chunk`` commands and counts each command at chunk time / chunk
+size. Percentiles are read from an HdrHistogram.
+
+It also checks, untimed, that the batch and per-call paths end with the same
+digest and that the reference agrees with the batch API on its prefix, and
+that every engine ends with the number of resting orders the workload
+predicts.
+
+Not a correctness test and not a profile: use ``tests/`` for the first and
+``perf`` / ``py-spy`` for the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from . import common
+from .peers import Driver, matchcore_drivers, peer_drivers
+from .workload import command_array, generate
+
+SUMMARY = "engine throughput and latency: batch, per-call, reference and peers"
+
+FULL_COMMANDS = 1_000_000
+QUICK_COMMANDS = 50_000
+FULL_REFERENCE = 100_000
+QUICK_REFERENCE = 10_000
+
+TARGET_BATCH = 10_000_000  # commands/s
+TARGET_VS_LME = 3.0  # per-call throughput / lightmatchingengine
+TARGET_VS_LIQUIBOOK = 1.0  # per-call throughput / liquibook
+TARGET_P99_NS = 2_000  # per-call p99
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of this harness (besides the common ones)."""
+    parser.add_argument(
+        "--instruments",
+        default="1,8",
+        help="comma-separated instrument counts, one variant each (default 1,8)",
+    )
+    parser.add_argument(
+        "--reference-commands",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"prefix run through the reference (default {FULL_REFERENCE:,}, quick {QUICK_REFERENCE:,})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="throughput passes per path, median reported (default 3, quick 1)",
+    )
+    parser.add_argument("--chunk", type=int, default=1_000, help="batch latency chunk size (default 1000)")
+    parser.add_argument(
+        "--paths",
+        default=None,
+        help="comma-separated subset of: batch, per-call, reference, lightmatchingengine, liquibook",
+    )
+
+
+# ----- timing ---------------------------------------------------------------------
+
+
+def _time_calls(calls: list) -> int:
+    """Wall ns of one pass over ``calls`` (no per-call timing)."""
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    for fn, args in calls:
+        fn(*args)
+    return time.perf_counter_ns() - t0
+
+
+def _latency_calls(calls: list) -> np.ndarray:
+    """ns of each call, timed one by one."""
+    lat = [0] * len(calls)
+    pc = time.perf_counter_ns
+    gc.collect()
+    for i, (fn, args) in enumerate(calls):
+        t = pc()
+        fn(*args)
+        lat[i] = pc() - t
+    return np.asarray(lat, dtype=np.int64)
+
+
+def _fresh(driver: Driver, setup_ops: list) -> Any:
+    engine = driver.start()
+    driver.setup(engine, setup_ops)
+    return engine
+
+
+def measure_per_call(driver: Driver, setup_ops: list, ops: list, repeat: int) -> dict[str, Any]:
+    """Throughput (median of ``repeat`` passes) and per-call latency of one per-call driver."""
+    runs = []
+    engine = None
+    for _ in range(repeat):
+        engine = _fresh(driver, setup_ops)
+        calls = driver.calls(engine, ops)
+        runs.append(_time_calls(calls))
+    engine_lat = _fresh(driver, setup_ops)
+    lat = _latency_calls(driver.calls(engine_lat, ops))
+    h = common.histogram(lat)
+    out = {
+        "commands": len(ops),
+        "runs_ns": runs,
+        "throughput": len(ops) / (median(runs) / 1e9),
+        "latency_ns": common.latency_summary(h),
+        "latency_method": "each call timed with time.perf_counter_ns (includes the timer, ~50-100 ns)",
+        "curve": common.percentile_curve(h),
+        "live_orders_after": driver.live_orders(engine),
+    }
+    digest = getattr(engine, "digest", None)
+    if digest is not None:
+        out["digest"] = common_digest(digest)
+        out["digest_latency_pass"] = common_digest(engine_lat.digest)
+    return out
+
+
+def measure_batch(
+    engine_cls: Any, setup: np.ndarray, cmds: np.ndarray, repeat: int, chunk: int
+) -> dict[str, Any]:
+    """Throughput (whole array per call) and chunked latency of ``Engine.apply_batch``."""
+    runs = []
+    engine = None
+    for _ in range(repeat):
+        engine = engine_cls()
+        engine.apply_batch(setup)
+        gc.collect()
+        t0 = time.perf_counter_ns()
+        engine.apply_batch(cmds)
+        runs.append(time.perf_counter_ns() - t0)
+    chunked = engine_cls()
+    chunked.apply_batch(setup)
+    n = len(cmds)
+    per_cmd, sizes = [], []
+    apply = chunked.apply_batch
+    pc = time.perf_counter_ns
+    gc.collect()
+    for start in range(0, n, chunk):
+        part = cmds[start : start + chunk]
+        t = pc()
+        apply(part)
+        per_cmd.append((pc() - t) // len(part))
+        sizes.append(len(part))
+    h = common.histogram(per_cmd, sizes)
+    return {
+        "commands": n,
+        "runs_ns": runs,
+        "throughput": n / (median(runs) / 1e9),
+        "latency_ns": common.latency_summary(h),
+        "latency_method": f"apply_batch on chunks of {chunk}: each command counted at chunk time / chunk size",
+        "curve": common.percentile_curve(h),
+        "live_orders_after": int(engine.live_orders),
+        "digest": common_digest(engine.digest),
+        "digest_latency_pass": common_digest(chunked.digest),
+    }
+
+
+def common_digest(d: int) -> str:
+    from matching import digest_hex
+
+    return digest_hex(int(d))
+
+
+# ----- one variant -------------------------------------------------------------------------
+
+PATHS = ("batch", "per-call", "reference", "lightmatchingengine", "liquibook")
+LABELS = {"batch": "matchcore batch", "per-call": "matchcore per-call", "reference": "matchcore reference"}
+
+
+def run_variant(
+    instruments: int, n: int, n_ref: int, args: argparse.Namespace, paths: list[str], prog: Any
+) -> dict[str, Any]:
+    """Every path on one workload variant. Ctrl-C stops early; what was measured is kept."""
+    task = prog.add_task(f"{instruments}-instrument: generating {n:,} commands", total=n)
+    wl = generate(n, instruments, args.seed, on_progress=lambda k: prog.advance(task, k))
+    prog.update(task, completed=n)
+    setup_arr, cmds = command_array(wl.setup), command_array(wl.ops)
+    percall, reference = matchcore_drivers()
+    drivers = {"per-call": percall, "reference": reference}
+    drivers.update({d.name: d for d in peer_drivers()})
+    variant: dict[str, Any] = {"workload": wl.describe(), "paths": {}, "checks": {}}
+    results = variant["paths"]
+    for path in paths:
+        prog.update(task, description=f"{instruments}-instrument: {path}")
+        try:
+            if path == "batch":
+                if percall.factory is None:
+                    results[path] = {"missing": percall.missing}
+                    continue
+                results[path] = measure_batch(percall.factory, setup_arr, cmds, args.repeat, args.chunk)
+            else:
+                driver = drivers[path]
+                if driver.missing:
+                    results[path] = {"missing": driver.missing}
+                    continue
+                ops = wl.ops[:n_ref] if path == "reference" else wl.ops
+                results[path] = measure_per_call(
+                    driver, wl.setup, ops, 1 if path == "reference" else args.repeat
+                )
+                results[path]["notes"] = driver.notes
+            if path == "reference":
+                results[path]["prefix_only"] = True
+        except KeyboardInterrupt:
+            results[path] = {"missing": "interrupted (Ctrl-C)"}
+            variant["interrupted"] = True
+            break
+        except Exception as exc:  # a peer that breaks is reported, not fatal for the others
+            results[path] = {"missing": f"failed: {type(exc).__name__}: {exc}"}
+    # ----- checks (untimed) -----
+    checks = variant["checks"]
+    b, p = results.get("batch", {}), results.get("per-call", {})
+    if "digest" in b and "digest" in p:
+        checks["batch_equals_per_call"] = (
+            b["digest"] == p["digest"] == b["digest_latency_pass"] == p["digest_latency_pass"]
+        )
+    ref = results.get("reference", {})
+    if "digest" in ref and percall.factory is not None and not variant.get("interrupted"):
+        e = percall.factory()
+        e.apply_batch(setup_arr)
+        e.apply_batch(cmds[:n_ref])
+        checks["reference_equals_batch_on_prefix"] = common_digest(e.digest) == ref["digest"]
+    for path, res in results.items():
+        if path != "reference" and res.get("live_orders_after") is not None:
+            checks[f"{path}_live_orders_as_predicted"] = res["live_orders_after"] == wl.live_after
+    variant["ratios"] = ratios(results)
+    return variant
+
+
+def _tp(results: dict, path: str) -> float | None:
+    return results.get(path, {}).get("throughput")
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Throughput ratios: per-call over each other path, batch over per-call."""
+    out: dict[str, float | None] = {}
+    pc = _tp(results, "per-call")
+    for other in ("reference", "lightmatchingengine", "liquibook"):
+        o = _tp(results, other)
+        out[f"per-call/{other}"] = round(pc / o, 2) if pc and o else None
+    b = _tp(results, "batch")
+    out["batch/per-call"] = round(b / pc, 2) if b and pc else None
+    return out
+
+
+def targets(variant: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stated targets, the measured value and whether it is met (None = not measured)."""
+    results, r = variant["paths"], variant["ratios"]
+    p99 = results.get("per-call", {}).get("latency_ns", {}).get("p99")
+    rows = [
+        ("batch throughput", _tp(results, "batch"), TARGET_BATCH, ">=", "cmd/s"),
+        ("per-call / lightmatchingengine", r.get("per-call/lightmatchingengine"), TARGET_VS_LME, ">=", "x"),
+        ("per-call / liquibook", r.get("per-call/liquibook"), TARGET_VS_LIQUIBOOK, ">=", "x"),
+        ("per-call p99", p99, TARGET_P99_NS, "<=", "ns"),
+    ]
+    out = []
+    for name, value, target, op, unit in rows:
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        out.append(
+            {
+                "target": name,
+                "goal": f"{op} {target:,} {unit}",
+                "measured": value,
+                "met": met,
+                "measured_over_goal": None if value is None else round(value / target, 3),
+            }
+        )
+    return out
+
+
+# ----- output -------------------------------------------------------------------------------
+
+
+def print_variant(name: str, variant: dict[str, Any], machine: str) -> None:
+    rows = []
+    for path, res in variant["paths"].items():
+        if "missing" in res:
+            rows.append([LABELS.get(path, path), f"missing: {res['missing']}", "", "", "", "", ""])
+            continue
+        lat = res["latency_ns"]
+        label = LABELS.get(path, path) + (" (prefix)" if res.get("prefix_only") else "")
+        rows.append(
+            [
+                label,
+                common.fmt_int(res["commands"]),
+                common.fmt_int(res["throughput"]),
+                common.fmt_ns(lat["p50"]),
+                common.fmt_ns(lat["p99"]),
+                common.fmt_ns(lat["p99.9"]),
+                common.fmt_ns(lat["max"]),
+            ]
+        )
+    common.print_table(
+        f"engine, {name} mix ({machine})",
+        ["path", "commands", "cmd/s", "p50", "p99", "p99.9", "max"],
+        rows,
+        note="cmd/s: median of passes; batch latency = chunk time / chunk size; "
+        "per-call latency: each call timed (includes ~50-100 ns of timer)",
+    )
+    trows = []
+    for t in targets(variant):
+        measured = t["measured"]
+        shown = (
+            "-"
+            if measured is None
+            else common.fmt_ns(measured)
+            if t["goal"].endswith("ns")
+            else f"{measured:,.2f}"
+            if measured < 1000
+            else common.fmt_int(measured)
+        )
+        met = {None: "not measured", True: "met", False: f"missed ({t['measured_over_goal']:.2f} of goal)"}
+        trows.append([t["target"], t["goal"], shown, met[t["met"]]])
+    for k, v in variant["ratios"].items():
+        trows.append([f"ratio {k}", "", "-" if v is None else f"{v:,.2f}x", ""])
+    for k, v in variant["checks"].items():
+        trows.append([f"check {k}", "", "yes" if v else "NO", ""])
+    common.print_table(f"targets and checks, {name} mix", ["", "goal", "measured", ""], trows)
+
+
+def plot_variant(out_dir: str, name: str, variant: dict[str, Any], machine: str) -> list[str]:
+    paths = list(variant["paths"])
+    res = variant["paths"]
+    files = []
+    tp = Path(out_dir) / f"engine-{name}-throughput.png"
+    labels = [LABELS.get(p, p) + (" (prefix)" if res[p].get("prefix_only") else "") for p in paths]
+    if common.bar_chart(
+        tp,
+        f"Engine throughput, {name} standard mix\n{machine}",
+        labels,
+        [res[p].get("throughput") for p in paths],
+        "commands per second (log scale)",
+        target=("batch target 10M cmd/s", TARGET_BATCH),
+    ):
+        files.append(str(tp))
+    lat = Path(out_dir) / f"engine-{name}-latency.png"
+    curves = {LABELS.get(p, p): res[p]["curve"] for p in paths if res[p].get("curve")}
+    if curves and common.percentile_chart(
+        lat,
+        f"Latency per command, {name} standard mix (HdrHistogram)\n{machine}",
+        curves,
+        ("per-call p99 target 2 µs", TARGET_P99_NS),
+    ):
+        files.append(str(lat))
+    return files
+
+
+# ----- entry points -------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the harness with parsed arguments; print tables, write JSON (and PNGs); return the result."""
+    n = args.commands or (QUICK_COMMANDS if args.quick else FULL_COMMANDS)
+    n_ref = min(n, args.reference_commands or (QUICK_REFERENCE if args.quick else FULL_REFERENCE))
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    paths = [p.strip() for p in (args.paths or ",".join(PATHS)).split(",") if p.strip()]
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        raise SystemExit(f"unknown path(s): {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
+    result = common.result_skeleton("engine", args)
+    result.update({"commands": n, "reference_commands": n_ref, "variants": {}, "charts": []})
+    machine = common.machine_line(result["machine"])
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with common.progress() as prog:
+        for k in [int(x) for x in str(args.instruments).split(",") if x.strip()]:
+            name = f"{k}-instrument"
+            try:
+                variant = run_variant(k, n, n_ref, args, paths, prog)
+            except KeyboardInterrupt:
+                result["interrupted"] = True
+                break
+            variant["targets"] = targets(variant)
+            result["variants"][name] = variant
+            if variant.get("interrupted"):
+                result["interrupted"] = True
+                break
+    for name, variant in result["variants"].items():
+        print_variant(name, variant, machine)
+        if not args.no_plot:
+            result["charts"] += plot_variant(args.out, name, variant, machine)
+    path = common.write_result("engine", result, args.out)
+    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.engine [flags]``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=SUMMARY)
+    common.add_common_arguments(parser)
+    add_arguments(parser)
+    result = run(parser.parse_args(argv))
+    return 130 if result["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
