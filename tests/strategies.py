@@ -1,0 +1,138 @@
+"""Hypothesis strategies for engine commands, shared by every test suite.
+
+What it is for: generating command-log dicts (the JSON-lines form of
+DESIGN.md) that exercise every rule at once — several instruments, a few
+accounts so self-trade prevention fires, every order type, time in force,
+STP mode, post-only and icebergs, cancels and replaces aimed at live and dead
+ids, prices clustered around one value so books cross often, and now and
+then a malformed command.  ``commands()`` draws one command, ``command_lists()``
+a session of them.
+
+What it is not for: checking results; the tests compare engines.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from matching.codes import MAX_PRICE, MAX_QTY
+
+INSTRUMENTS = (1, 2, 7)
+ACCOUNTS = (0, 1, 1, 2, 2, 3)
+MID = 100
+
+# Mostly one instrument, so its book gets busy; the others keep books apart.
+instruments = st.sampled_from((1, 1, 1, 1, 1, 2, 7))
+accounts = st.sampled_from(ACCOUNTS)
+# A small id space: ids collide (duplicate_id), die and are reused.
+order_ids = st.integers(min_value=1, max_value=16)
+# Prices within a few ticks of MID: bids and asks overlap, so books cross.
+prices = st.integers(min_value=MID - 4, max_value=MID + 4)
+quantities = st.sampled_from((1, 1, 2, 3, 5, 8, 10, 20, 50))
+stps = st.sampled_from(("none", "none", "cancel_taker", "cancel_maker", "cancel_both"))
+
+# Values that are wrong in one way or another for some field.
+BAD_VALUES = (0, -1, -(1 << 63) - 1, 1 << 63, 1 << 64, 1 << 70, MAX_PRICE + 1, MAX_QTY + 1,
+              "x", "7", True, None, 1.5, [1])
+BAD_NAMES = ("BUY", "Sell", "gtc", "ioc", "LIMIT", "Market", "CANCEL_BOTH", "bogus", "", 0, None)
+
+
+@st.composite
+def new_orders(draw) -> dict:
+    """A well-formed ``new`` command (any type, tif, stp, post-only, iceberg)."""
+    side = draw(st.sampled_from(("buy", "sell")))
+    qty = draw(quantities)
+    d: dict = {"op": "new", "instrument": draw(instruments), "id": draw(order_ids), "side": side, "qty": qty}
+    if draw(st.integers(0, 9)) == 0:
+        d["type"] = "market"
+        d["tif"] = draw(st.sampled_from(("IOC", "FOK", "GTC")))
+    else:
+        d["price"] = draw(prices)
+        d["tif"] = draw(st.sampled_from(("GTC", "GTC", "GTC", "GTC", "IOC", "FOK")))
+        if draw(st.integers(0, 7)) == 0:
+            d["post_only"] = True
+        if draw(st.integers(0, 4)) == 0:
+            d["display_qty"] = draw(st.integers(1, qty))
+    if draw(st.integers(0, 2)):
+        d["account"] = draw(accounts)
+        d["stp"] = draw(stps)
+    return d
+
+
+@st.composite
+def cancels(draw) -> dict:
+    return {"op": "cancel", "instrument": draw(instruments), "id": draw(order_ids)}
+
+
+@st.composite
+def replaces(draw) -> dict:
+    d = {"op": "replace", "instrument": draw(instruments), "id": draw(order_ids)}
+    if draw(st.booleans()):
+        d["price"] = draw(prices)
+    if draw(st.integers(0, 3)):
+        d["qty"] = draw(st.sampled_from((0, 1, 2, 4, 10, 30, 60)))
+    return d
+
+
+@st.composite
+def mass_cancels(draw) -> dict:
+    # Mostly by account: an unfiltered mass cancel empties every book.
+    d: dict = {"op": "mass_cancel"}
+    if draw(st.integers(0, 3)):
+        d["account"] = draw(accounts)
+    if draw(st.booleans()):
+        d["instrument"] = draw(instruments)
+    return d
+
+
+@st.composite
+def invalid_commands(draw) -> dict:
+    """A command with one thing wrong (or an unknown op)."""
+    base = draw(st.one_of(new_orders(), cancels(), replaces(), mass_cancels()))
+    how = draw(st.integers(0, 4))
+    if how == 0:
+        base["op"] = draw(st.sampled_from(("amend", "NEW", "", 3, None)))
+    elif how == 1:
+        key = draw(st.sampled_from(("side", "type", "tif", "stp")))
+        base[key] = draw(st.sampled_from(BAD_NAMES))
+    elif how == 2:
+        del_key = draw(st.sampled_from(sorted(k for k in base if k != "op") or ["id"]))
+        base.pop(del_key, None)
+    else:
+        key = draw(st.sampled_from(("id", "price", "qty", "display_qty", "account", "instrument",
+                                    "post_only")))
+        base[key] = draw(st.sampled_from(BAD_VALUES))
+    return base
+
+
+def commands() -> st.SearchStrategy[dict]:
+    """One command dict, mostly new orders, with cancels, replaces, mass cancels and bad input."""
+    return st.one_of(
+        new_orders(), new_orders(), new_orders(), new_orders(), new_orders(),
+        cancels(), cancels(),
+        replaces(), replaces(),
+        mass_cancels(),
+        invalid_commands(),
+    )
+
+
+@st.composite
+def command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
+    """A session of commands against one engine.
+
+    Most cancels and replaces are re-aimed at an order the session already
+    sent (live, filled or cancelled by then), the way real flow refers to
+    its own orders; the rest keep hitting unknown ids.
+    """
+    n = draw(st.integers(min_value=min_size, max_value=max_size), label="length")
+    issued: list[tuple[int, int]] = []
+    out = []
+    for _ in range(n):
+        cmd = draw(commands())
+        op = cmd.get("op")
+        if op in ("cancel", "replace") and issued and draw(st.integers(0, 4)):
+            cmd["instrument"], cmd["id"] = draw(st.sampled_from(issued))
+        elif op == "new" and type(cmd.get("id")) is int and type(cmd.get("instrument")) is int:
+            issued.append((cmd["instrument"], cmd["id"]))
+        out.append(cmd)
+    return out
