@@ -206,6 +206,13 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 self.want_primary = False
                 return self.follow(leader, hb.epoch, now)
             return []
+        if self.is_primary and hb.role == wire.ROLE_STANDBY and hb.leader == self.name and hb.epoch == self.epoch:
+            # A heartbeat is also an ack (lost acks must not stall sync replies),
+            # trusted only if its digest proves the standby's history is ours.
+            mine = self.journal.entry(hb.seq)
+            if mine is not None and mine.digest == hb.digest and hb.seq > self.acked.get(src, 0):
+                return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
+            return []
         if hb.epoch < self.epoch:
             # A node from an older epoch: tell it the news (it fences itself on our heartbeat).
             return [self.heartbeat_to(src)] if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else []

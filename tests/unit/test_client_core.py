@@ -1,0 +1,85 @@
+"""The client core, sans-IO, with explicit fake times: ids, redirects, timeouts, re-sends."""
+
+from __future__ import annotations
+
+import pytest
+
+from replication import wire
+from replication.client_core import ClientCore, Done
+
+CMD = bytes(56)
+
+
+def sends(outs):
+    return [(o.dest, o.msg.request_id) for o in outs if isinstance(o, wire.Send)]
+
+
+def ok(rid, events=b""):
+    return wire.Reply(7, rid, wire.OK, 1, rid, "a", events)
+
+
+def test_ids_are_monotonic_and_first_send_goes_to_first_node():
+    c = ClientCore(7, ["a", "b"], first_request_id=100)
+    r1, o1 = c.submit(CMD, 0.0)
+    r2, o2 = c.submit(CMD, 0.0)
+    assert (r1, r2) == (100, 101) and sends(o1 + o2) == [("a", 100), ("a", 101)]
+    with pytest.raises(ValueError):
+        ClientCore(0, ["a"])
+
+
+def test_reply_completes_once():
+    c = ClientCore(7, ["a", "b"])
+    rid, _ = c.submit(CMD, 0.0)
+    (done,) = c.handle("a", ok(rid), 0.001)
+    assert isinstance(done, Done) and done.request_id == rid and not c.pending
+    assert c.handle("b", ok(rid), 0.002) == []  # a re-send's twin answer is ignored
+
+
+def test_not_primary_follows_the_hint_and_resends_all():
+    c = ClientCore(7, ["a", "b"])
+    r1, _ = c.submit(CMD, 0.0)
+    r2, _ = c.submit(CMD, 0.0)
+    outs = c.handle("a", wire.Reply(7, r1, wire.NOT_PRIMARY, 2, 0, "b"), 0.001)
+    assert sends(outs) == [("b", r1), ("b", r2)] and c.primary == "b"
+
+
+def test_timeout_rotates_and_resends_in_order():
+    c = ClientCore(7, ["a", "b", "c"], retry_timeout=0.05)
+    rids = [c.submit(CMD, 0.0)[0] for _ in range(3)]
+    assert c.tick(0.01) == []
+    outs = c.tick(0.06)
+    assert sends(outs) == [("b", r) for r in rids] and c.primary == "b"
+
+
+def test_hint_pointing_at_a_lost_node_is_not_followed():
+    c = ClientCore(7, ["a", "b"], retry_timeout=0.05)
+    rid, _ = c.submit(CMD, 0.0)
+    c.tick(0.06)  # a timed out -> b
+    # b has not promoted yet and still names a: stay on b, retry after a short backoff.
+    assert c.handle("b", wire.Reply(7, rid, wire.NOT_PRIMARY, 1, 0, "a"), 0.061) == []
+    assert c.primary == "b"
+    assert sends(c.tick(0.07)) == [("b", rid)]
+    (done,) = c.handle("b", ok(rid), 0.071)
+    assert done.request_id == rid
+
+
+def test_connection_loss_hint_switches_at_once():
+    c = ClientCore(7, ["a", "b"])
+    rid, _ = c.submit(CMD, 0.0)
+    outs = c.handle("a", wire.PeerDown("a"), 0.001)
+    assert sends(outs) == [("b", rid)]
+
+
+def test_unavailable_moves_on_and_expired_completes():
+    c = ClientCore(7, ["a", "b"])
+    rid, _ = c.submit(CMD, 0.0)
+    outs = c.handle("a", wire.Reply(7, rid, wire.UNAVAILABLE, 1, 0, ""), 0.001)
+    assert sends(outs) == [("b", rid)]
+    (done,) = c.handle("b", wire.Reply(7, rid, wire.EXPIRED, 1, 0, "b"), 0.002)
+    assert done.reply.status == wire.EXPIRED
+
+
+def test_wrong_client_id_ignored():
+    c = ClientCore(7, ["a"])
+    rid, _ = c.submit(CMD, 0.0)
+    assert c.handle("a", wire.Reply(8, rid, wire.OK), 0.001) == [] and c.pending

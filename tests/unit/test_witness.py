@@ -1,0 +1,87 @@
+"""The witness, sans-IO: one grant per epoch, only when it lost the primary too, solo leases."""
+
+from __future__ import annotations
+
+from _net import settings
+
+from replication import wire
+from replication.witness import WitnessMachine
+
+
+def hb(node, epoch, seq, role=wire.ROLE_STANDBY, leader=""):
+    return wire.Heartbeat(epoch, seq, node, role, 0, leader, 0)
+
+
+def vote(w, node, epoch, seq, now):
+    (out,) = w.handle(node, wire.VoteRequest(epoch, seq, node, epoch - 1), now)
+    assert out.dest == node
+    return out.msg
+
+
+def test_first_primary_then_one_grant_per_epoch():
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    assert vote(w, "a", 1, 0, 0.0).granted  # a retransmission is answered the same
+    assert not vote(w, "b", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 5, wire.ROLE_PRIMARY, "a"), 0.01)
+    # a is alive: nobody may take epoch 2.
+    assert not vote(w, "b", 2, 5, 0.02).granted
+    # a falls silent; b asks: granted; then c asks for the same epoch: refused.
+    assert vote(w, "b", 2, 5, 0.2).granted
+    assert not vote(w, "c", 2, 5, 0.2).granted
+    assert w.epoch == 2 and w.primary == "b"
+
+
+def test_candidate_must_know_the_current_epoch():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    assert not vote(w, "b", 3, 0, 1.0).granted  # skipping an epoch: it never followed epoch 1
+
+
+def test_standby_further_ahead_wins():
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("b", hb("b", 1, 10, leader="a"), 1.0)
+    w.handle("c", hb("c", 1, 12, leader="a"), 1.0)
+    assert not vote(w, "b", 2, 10, 1.01).granted
+    assert vote(w, "c", 2, 12, 1.01).granted
+
+
+def test_solo_primary_blocks_promotion():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    (grant,) = w.handle("a", wire.SoloRequest(1, 7, "a", True), 0.1)
+    assert grant.msg.granted and grant.msg.solo
+    assert not vote(w, "b", 2, 3, 1.0).granted  # a released replies b never saw
+    (off,) = w.handle("a", wire.SoloRequest(1, 9, "a", False), 1.1)
+    assert not off.msg.granted and not w.solo
+    assert vote(w, "b", 2, 9, 2.0).granted
+
+
+def test_solo_only_for_the_current_primary():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    (out,) = w.handle("b", wire.SoloRequest(1, 7, "b", True), 0.1)
+    assert not out.msg.granted and not w.solo
+
+
+def test_connection_loss_hint_counts_as_lost():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 0, wire.ROLE_PRIMARY, "a"), 1.0)
+    w.handle("a", wire.PeerDown("a"), 1.001)
+    assert vote(w, "b", 2, 0, 1.002).granted
+
+
+def test_learns_newer_epoch_from_heartbeats_after_restart():
+    w = WitnessMachine(["a", "b"], settings(witness_grace=0.05))
+    w.handle("b", hb("b", 4, 9, wire.ROLE_PRIMARY, "b"), 0.0)
+    assert w.epoch == 4 and w.primary == "b"
+    assert not vote(w, "a", 3, 20, 0.01).granted
+    assert not vote(w, "a", 5, 20, 0.02).granted  # warming up, and b is alive anyway
+
+
+def test_status():
+    w = WitnessMachine(["a"], settings())
+    (out,) = w.handle("operator", wire.StatusRequest(), 0.0)
+    assert b'"witness"' in out.msg.body
