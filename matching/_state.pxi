@@ -356,7 +356,8 @@ cdef class Engine:
                  + <Py_ssize_t>c.book_cap * (sizeof(book_t) + sizeof(int32_t))
                  + <Py_ssize_t>c.event_cap * sizeof(event_t))
         for b in range(c.n_books):
-            total += (c.books[b].sides[0].cap + c.books[b].sides[1].cap) * (sizeof(price_t) + sizeof(handle_t))
+            total += ((c.books[b].sides[0].cap + c.books[b].sides[1].cap)
+                      * (sizeof(price_t) + sizeof(handle_t)))
         return total
 
     def _check(self):

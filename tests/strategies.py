@@ -32,8 +32,22 @@ quantities = st.sampled_from((1, 1, 2, 3, 5, 8, 10, 20, 50))
 stps = st.sampled_from(("none", "none", "cancel_taker", "cancel_maker", "cancel_both"))
 
 # Values that are wrong in one way or another for some field.
-BAD_VALUES = (0, -1, -(1 << 63) - 1, 1 << 63, 1 << 64, 1 << 70, MAX_PRICE + 1, MAX_QTY + 1,
-              "x", "7", True, None, 1.5, [1])
+BAD_VALUES = (
+    0,
+    -1,
+    -(1 << 63) - 1,
+    1 << 63,
+    1 << 64,
+    1 << 70,
+    MAX_PRICE + 1,
+    MAX_QTY + 1,
+    "x",
+    "7",
+    True,
+    None,
+    1.5,
+    [1],
+)
 BAD_NAMES = ("BUY", "Sell", "gtc", "ioc", "LIMIT", "Market", "CANCEL_BOTH", "bogus", "", 0, None)
 
 
@@ -99,8 +113,9 @@ def invalid_commands(draw) -> dict:
         del_key = draw(st.sampled_from(sorted(k for k in base if k != "op") or ["id"]))
         base.pop(del_key, None)
     else:
-        key = draw(st.sampled_from(("id", "price", "qty", "display_qty", "account", "instrument",
-                                    "post_only")))
+        key = draw(
+            st.sampled_from(("id", "price", "qty", "display_qty", "account", "instrument", "post_only"))
+        )
         base[key] = draw(st.sampled_from(BAD_VALUES))
     return base
 
@@ -108,9 +123,15 @@ def invalid_commands(draw) -> dict:
 def commands() -> st.SearchStrategy[dict]:
     """One command dict, mostly new orders, with cancels, replaces, mass cancels and bad input."""
     return st.one_of(
-        new_orders(), new_orders(), new_orders(), new_orders(), new_orders(),
-        cancels(), cancels(),
-        replaces(), replaces(),
+        new_orders(),
+        new_orders(),
+        new_orders(),
+        new_orders(),
+        new_orders(),
+        cancels(),
+        cancels(),
+        replaces(),
+        replaces(),
         mass_cancels(),
         invalid_commands(),
     )

@@ -71,7 +71,7 @@ def test_every_command_matches_the_reference(cmds):
     batch = matching.Engine(capacity=1)
     arr = batch.apply_batch(command_array(cmds))
     assert arr.dtype == matching.EVENT_DTYPE
-    assert list(zip(arr["cmd"].tolist(), events_from_array(arr))) == per_call
+    assert list(zip(arr["cmd"].tolist(), events_from_array(arr), strict=True)) == per_call
     assert _state(batch) == _state(fast)
     batch._check()
 

@@ -33,9 +33,15 @@ def random_session(seed: int, n: int, instruments: int = 3, ids: int = 200) -> l
         oid = rng.randrange(1, ids)
         if r < 0.6:
             side = rng.choice(["buy", "sell"])
-            d = {"op": "new", "instrument": inst, "id": oid, "side": side, "qty": rng.randrange(1, 40),
-                 "account": rng.randrange(4), "stp": rng.choice(["none", "cancel_taker", "cancel_maker",
-                                                                 "cancel_both"])}
+            d = {
+                "op": "new",
+                "instrument": inst,
+                "id": oid,
+                "side": side,
+                "qty": rng.randrange(1, 40),
+                "account": rng.randrange(4),
+                "stp": rng.choice(["none", "cancel_taker", "cancel_maker", "cancel_both"]),
+            }
             if rng.random() < 0.1:
                 d.update(type="market", tif=rng.choice(["IOC", "FOK", "GTC"]))
             else:
@@ -62,8 +68,14 @@ def random_session(seed: int, n: int, instruments: int = 3, ids: int = 200) -> l
 
 
 def state(e) -> tuple:
-    return (e.instruments(), [e.depth(i) for i in e.instruments()], e.live_orders, e.digest,
-            e.book_digest(), e.commands_applied)
+    return (
+        e.instruments(),
+        [e.depth(i) for i in e.instruments()],
+        e.live_orders,
+        e.digest,
+        e.book_digest(),
+        e.commands_applied,
+    )
 
 
 # ----- batch API ------------------------------------------------------------------------
@@ -80,7 +92,7 @@ def test_batch_equals_per_call_and_reference_on_a_long_session():
         expected.extend((i, ev) for ev in evs)
     batch = Engine(capacity=1)
     arr = batch.apply_batch(command_array(cmds))
-    assert list(zip(arr["cmd"].tolist(), events_from_array(arr))) == expected
+    assert list(zip(arr["cmd"].tolist(), events_from_array(arr), strict=True)) == expected
     assert state(batch) == state(one)
     assert batch.digest == ref.digest and batch.book_digest() == ref.book_digest()
     batch._check()
@@ -90,7 +102,7 @@ def test_batch_in_chunks_equals_one_batch():
     cmds = command_array(random_session(3, 3000))
     whole, parts = Engine(), Engine()
     all_events = whole.apply_batch(cmds)
-    chunks = [parts.apply_batch(cmds[i:i + 700]) for i in range(0, len(cmds), 700)]
+    chunks = [parts.apply_batch(cmds[i : i + 700]) for i in range(0, len(cmds), 700)]
     assert sum(len(c) for c in chunks) == len(all_events)
     assert events_from_array(np.concatenate(chunks)) == events_from_array(all_events)
     assert state(whole) == state(parts)
@@ -113,8 +125,9 @@ def test_apply_batch_accepts_empty_strided_and_readonly_arrays():
     e = Engine()
     out = e.apply_batch(np.zeros(0, dtype=codes.COMMAND_DTYPE))
     assert out.dtype == codes.EVENT_DTYPE and len(out) == 0
-    cmds = command_array([{"op": "new", "instrument": 1, "id": i, "side": "buy", "price": 10, "qty": 1}
-                          for i in range(1, 11)])
+    cmds = command_array(
+        [{"op": "new", "instrument": 1, "id": i, "side": "buy", "price": 10, "qty": 1} for i in range(1, 11)]
+    )
     out = e.apply_batch(cmds[::2])  # non-contiguous view
     assert out["id"].tolist() == [1, 3, 5, 7, 9] and out["cmd"].tolist() == [0, 1, 2, 3, 4]
     ro = cmds[1::2].copy()
@@ -149,8 +162,13 @@ def test_pool_grows_past_its_initial_capacity_and_reuses_slots():
     base = e.memory_bytes()
     n = 20000
     for i in range(1, n + 1):
-        e.submit(instrument=i % 5, id=i, side="buy" if i % 2 else "sell",
-                 price=1000 - (i % 97) if i % 2 else 2000 + (i % 89), qty=1 + i % 7)
+        e.submit(
+            instrument=i % 5,
+            id=i,
+            side="buy" if i % 2 else "sell",
+            price=1000 - (i % 97) if i % 2 else 2000 + (i % 89),
+            qty=1 + i % 7,
+        )
     assert e.live_orders == n
     e._check()
     grown = e.memory_bytes()
@@ -179,7 +197,9 @@ def test_hash_index_survives_heavy_churn_of_colliding_ids():
             qty = rng.randrange(1, 9)
             # Buys and sells never cross (bids 1..50, asks 100..150) so every order rests.
             side, price = ("buy", rng.randrange(1, 50)) if oid % 2 else ("sell", rng.randrange(100, 150))
-            assert e.submit(instrument=0, id=oid, side=side, price=price, qty=qty) == [matching.Accepted(0, oid)]
+            assert e.submit(instrument=0, id=oid, side=side, price=price, qty=qty) == [
+                matching.Accepted(0, oid)
+            ]
             live[oid] = qty
         if step % 5000 == 0:
             e._check()
@@ -195,12 +215,27 @@ def test_hash_index_survives_heavy_churn_of_colliding_ids():
 def test_one_market_order_sweeps_a_huge_book():
     e = Engine(capacity=16)
     n = 30000
-    cmds = [{"op": "new", "instrument": 2, "id": i, "side": "sell", "price": 100 + i // 3, "qty": 2}
-            for i in range(1, n + 1)]
+    cmds = [
+        {"op": "new", "instrument": 2, "id": i, "side": "sell", "price": 100 + i // 3, "qty": 2}
+        for i in range(1, n + 1)
+    ]
     e.apply_batch(command_array(cmds))
     assert e.live_orders == n
-    sweep = e.apply_batch(command_array([{"op": "new", "instrument": 2, "id": n + 1, "side": "buy",
-                                          "type": "market", "tif": "IOC", "qty": 2 * n + 5}]))
+    sweep = e.apply_batch(
+        command_array(
+            [
+                {
+                    "op": "new",
+                    "instrument": 2,
+                    "id": n + 1,
+                    "side": "buy",
+                    "type": "market",
+                    "tif": "IOC",
+                    "qty": 2 * n + 5,
+                }
+            ]
+        )
+    )
     kinds = sweep["kind"].tolist()
     assert kinds[0] == codes.EV_ACCEPTED and kinds[-1] == codes.EV_CANCELLED
     assert kinds.count(codes.EV_TRADE) == n and len(sweep) == n + 2
@@ -226,8 +261,14 @@ def test_iceberg_refills_produce_many_events_per_call():
 def test_mass_cancel_of_everything_in_one_call():
     e = Engine()
     for i in range(1, 5001):
-        e.submit(instrument=i % 7, id=i, side="buy" if i % 2 else "sell",
-                 price=100 - i % 13 if i % 2 else 200 + i % 11, qty=1, account=i % 3)
+        e.submit(
+            instrument=i % 7,
+            id=i,
+            side="buy" if i % 2 else "sell",
+            price=100 - i % 13 if i % 2 else 200 + i % 11,
+            qty=1,
+            account=i % 3,
+        )
     out = e.mass_cancel()
     assert len(out) == 5000 and {ev.reason for ev in out} == {"mass_cancel"}
     assert [ev.instrument for ev in out] == sorted(ev.instrument for ev in out)
