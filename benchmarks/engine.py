@@ -179,7 +179,7 @@ def measure_batch(
 
 
 def common_digest(d: int) -> str:
-    from matching import digest_hex
+    from matching.codes import digest_hex
 
     return digest_hex(int(d))
 

@@ -264,11 +264,17 @@ def matchcore_drivers() -> tuple[MatchcoreDriver, MatchcoreDriver]:
     """The per-call drivers of the Cython engine and of the reference engine."""
     from matching.reference import ReferenceEngine
 
+    missing = None
     try:
         from matching import Engine
     except ImportError:
-        Engine = None
-    missing = None if Engine is not None else "matching.Engine is not built (run `make build`)"
+        # A stale editable install can expose ``matching`` as a bare namespace package.
+        try:
+            from matching._engine import Engine
+        except ImportError as exc:
+            Engine, missing = None, f"matching.Engine is not built ({exc}); run `make build`"
+    if Engine is None and missing is None:
+        missing = "matching.Engine is not built (run `make build`)"
     return (
         MatchcoreDriver("matchcore per-call", Engine, missing),
         MatchcoreDriver("reference", ReferenceEngine),
