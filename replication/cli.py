@@ -1,0 +1,250 @@
+"""The replication subcommands of ``matchcore``: run nodes, operate a group, watch it.
+
+For: ``primary``, ``standby``, ``witness`` (long-running processes),
+``status``, ``switchover``, ``promote`` (operator commands), ``subscribe``
+(print the live entry stream) and ``demo``. ``matching.cli`` calls
+:func:`add_subcommands`; ``python -m replication.cli ...`` runs the same
+commands without the console script. Not for: protocol logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO), format=LOG_FORMAT,
+                        stream=sys.stderr)
+
+
+def _engine_factory(kind: str) -> Any:
+    import matching
+
+    if kind == "reference" or (kind == "auto" and matching.Engine is None):
+        return matching.ReferenceEngine
+    if matching.Engine is None:
+        raise SystemExit("the Cython engine is not built (run `make build`), or pass --engine reference")
+    return matching.Engine
+
+
+# -- long-running processes ------------------------------------------------------------
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from .config import load
+    from .node import node_driver
+
+    _setup_logging(args)
+    cfg = load(args.config)
+    role = "primary" if args.command == "primary" else "standby"
+    driver = node_driver(cfg, args.node, role, _engine_factory(args.engine), args.debug_perturb_seq)
+    return driver.run()
+
+
+def _cmd_witness(args: argparse.Namespace) -> int:
+    from .config import load
+    from .node import witness_driver
+
+    _setup_logging(args)
+    return witness_driver(load(args.config)).run()
+
+
+# -- operator commands -------------------------------------------------------------------
+
+
+def ask(endpoint: str, msg: Any, timeout: float = 1.0) -> Any:
+    """Send one message to a node's ROUTER and wait for one answer (None on timeout)."""
+    import zmq
+
+    from . import wire
+
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    try:
+        s.connect(endpoint)
+        s.send(wire.encode(msg))
+        if not s.poll(int(timeout * 1000)):
+            return None
+        try:
+            return wire.decode(s.recv())
+        except wire.DecodeError:
+            return None
+    finally:
+        s.close(0)
+
+
+def group_status(cfg: Any, timeout: float = 1.0) -> dict[str, Any]:
+    """``{name: status dict}`` for every node and the witness (``role: unreachable`` if silent)."""
+    from . import wire
+
+    out: dict[str, Any] = {}
+    targets = {n: s.endpoint for n, s in cfg.nodes.items()}
+    if cfg.witness:
+        targets["witness"] = cfg.witness
+    for name, ep in targets.items():
+        got = ask(ep, wire.StatusRequest(), timeout)
+        out[name] = json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
+    return out
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .config import load
+
+    cfg = load(args.config)
+    st = group_status(cfg, args.timeout)
+    if args.node:
+        st = {args.node: st.get(args.node, {"role": "unknown node"})}
+    if args.json:
+        print(json.dumps(st, sort_keys=True))
+        return 0
+    print(f"{'node':<10}{'role':<12}{'epoch':>6}{'last_seq':>10}  {'digest':<17}{'lag':>6}  counters")
+    for name, s in st.items():
+        counters = " ".join(f"{k}={v}" for k, v in s.get("counters", {}).items())
+        print(f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
+              f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}")
+    return 0
+
+
+def _cmd_switchover(args: argparse.Namespace) -> int:
+    from . import wire
+    from .config import load
+
+    cfg = load(args.config)
+    if args.to not in cfg.nodes:
+        print(f"switchover: no node {args.to!r}", file=sys.stderr)
+        return 2
+    st = group_status(cfg, args.timeout)
+    primary = args.node or next((n for n, s in st.items() if s.get("role") == "primary"), None)
+    if primary is None:
+        print("switchover: no primary found", file=sys.stderr)
+        return 1
+    if primary == args.to:
+        print(f"switchover: {args.to} is already primary")
+        return 0
+    t0 = time.monotonic()
+    ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout)
+    deadline = t0 + args.timeout + cfg.settings.switchover_timeout
+    while time.monotonic() < deadline:
+        got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout)
+        if isinstance(got, wire.Status) and json.loads(got.body).get("role") == "primary":
+            body = json.loads(got.body)
+            print(f"switchover: {primary} -> {args.to} epoch {body['epoch']} at seq {body['last_seq']} "
+                  f"in {(time.monotonic() - t0) * 1000:.1f} ms")
+            return 0
+        time.sleep(0.005)
+    print(f"switchover: {args.to} did not become primary (the primary aborts after its drain timeout)",
+          file=sys.stderr)
+    return 1
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from . import wire
+    from .config import load
+
+    cfg = load(args.config)
+    if args.node not in cfg.nodes:
+        print("promote: --node NAME is required", file=sys.stderr)
+        return 2
+    got = ask(cfg.nodes[args.node].endpoint, wire.Promote(), args.timeout)
+    if not isinstance(got, wire.Status):
+        print("promote: no answer", file=sys.stderr)
+        return 1
+    print(got.body.decode())
+    return 0 if json.loads(got.body).get("role") == "primary" else 1
+
+
+def _cmd_subscribe(args: argparse.Namespace) -> int:
+    from .config import load
+    from .subscribe import subscribe
+
+    return subscribe(load(args.config), args.node, args.count, args.timeout)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(json_out=args.json, orders=args.orders, engine=args.engine, keep=args.keep)
+
+
+# -- registration ----------------------------------------------------------------------
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register the replication subcommands on ``matchcore``'s subparsers (each sets ``func``)."""
+
+    def common(p: argparse.ArgumentParser, node_required: bool = False) -> None:
+        p.add_argument("--config", default="group.toml", help="the group TOML file (default: group.toml)")
+        p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
+
+    for role in ("primary", "standby"):
+        p = subparsers.add_parser(role, help=f"run a node that starts as {role}",
+                                  description=f"Run node NODE of the group, starting as {role}.")
+        common(p, node_required=True)
+        p.add_argument("--engine", choices=("auto", "native", "reference"), default="auto",
+                       help="matching engine (auto: Cython if built, else the reference)")
+        p.add_argument("--log-level", default="info")
+        p.add_argument("--debug-perturb-seq", type=int, default=0, metavar="N",
+                       help="TEST ONLY: corrupt this node's book before seq N (to exercise divergence)")
+        p.set_defaults(func=_cmd_node)
+
+    p = subparsers.add_parser("witness", help="run the group's witness (tie-breaker for fail-over)")
+    common(p)
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_cmd_witness)
+
+    p = subparsers.add_parser("status", help="role, epoch, last_seq, digest and lag of every node")
+    common(p)
+    p.add_argument("--json", action="store_true", help="one JSON object keyed by node name")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each node")
+    p.set_defaults(func=_cmd_status)
+
+    p = subparsers.add_parser("switchover", help="planned hand-over from the primary to another node")
+    common(p)
+    p.add_argument("--to", required=True, help="the node that becomes primary")
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.set_defaults(func=_cmd_switchover)
+
+    p = subparsers.add_parser("promote", help="operator: promote a standby without the witness")
+    common(p, node_required=False)
+    p.add_argument("--timeout", type=float, default=1.0)
+    p.set_defaults(func=_cmd_promote)
+
+    p = subparsers.add_parser("subscribe", help="print the sequenced stream (entries with events) as JSON lines")
+    common(p)
+    p.add_argument("--count", type=int, default=0, help="exit after this many entries (0 = never)")
+    p.add_argument("--timeout", type=float, default=0.0, help="exit after this many idle seconds (0 = never)")
+    p.set_defaults(func=_cmd_subscribe)
+
+    p = subparsers.add_parser("demo", help="start a group, SIGKILL the primary mid-flow, show nothing was lost")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--orders", type=int, default=2000, help="orders in the flow")
+    p.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+    p.add_argument("--keep", action="store_true", help="keep the temp directory (journals, logs)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m replication.cli SUBCOMMAND ...`` (same as ``matchcore SUBCOMMAND``)."""
+    parser = argparse.ArgumentParser(prog="python -m replication.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""``replication.Client``: the user-facing client of a replicated group, over ZeroMQ.
+
+For: the blocking per-call API that mirrors the embedded engine (``submit``,
+``cancel``, ``replace``, ``mass_cancel``, ``apply`` each return the same event
+named tuples), a pipelined API for throughput (``send`` + ``poll``,
+``submit_many``), and fail-over with re-sending, all delegated to the
+sans-IO ``client_core.ClientCore``. Not for: routing between groups by
+instrument (one ``Client`` talks to one group) or threads (one ``Client`` per
+thread: its sockets belong to the thread that made it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import wire
+from .client_core import ClientCore, Done
+from .config import load
+from .node import tune_dealer
+
+
+class RequestExpired(RuntimeError):
+    """The group no longer remembers this (very old) request's result; it was not executed again."""
+
+
+class Client:
+    """A client of one group; see DESIGN.md "Running a group".
+
+    Parameters
+    ----------
+    endpoints : dict
+        Node name -> ZeroMQ endpoint, in group-file order.
+    client_id : int
+        Positive; identifies this client in the replicated dedupe table.
+    timeout : float
+        Seconds a blocking call waits for its reply before ``TimeoutError``.
+    retry_timeout : float
+        Seconds without an answer before re-sending to the next node.
+    first_request_id : int or None
+        Defaults to the wall clock in microseconds, so a restarted client with
+        the same id never reuses a request id the group remembers.
+    """
+
+    def __init__(self, endpoints: Mapping[str, str], client_id: int, timeout: float = 10.0,
+                 retry_timeout: float = 0.05, first_request_id: int | None = None) -> None:
+        from matching import EVENT_DTYPE, events_from_array
+
+        self._event_dtype = EVENT_DTYPE
+        self._events_from_array = events_from_array
+        if first_request_id is None:
+            first_request_id = time.time_ns() // 1000
+        self.core = ClientCore(client_id, list(endpoints), first_request_id, retry_timeout)
+        self.timeout = timeout
+        self.ctx = zmq.Context.instance()
+        self.socks: dict[str, zmq.Socket] = {}
+        self.monitors: dict[zmq.Socket, str] = {}
+        self.poller = zmq.Poller()
+        self.by_sock: dict[zmq.Socket, str] = {}
+        for name, ep in endpoints.items():
+            s = self.ctx.socket(zmq.DEALER)
+            tune_dealer(s)
+            # Queue for a node not yet connected rather than drop: a fresh client's
+            # first request must not wait for a retry timeout. Re-sends are deduped.
+            s.setsockopt(zmq.IMMEDIATE, 0)
+            mon = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            s.connect(ep)
+            self.socks[name] = s
+            self.by_sock[s] = name
+            self.monitors[mon] = name
+            self.poller.register(s, zmq.POLLIN)
+            self.poller.register(mon, zmq.POLLIN)
+        self.results: dict[int, wire.Reply] = {}
+        self.last_reply: wire.Reply | None = None
+        self.closed = False
+
+    @classmethod
+    def from_config(cls, path: str, client_id: int, **kw: Any) -> Client:
+        """A client for the group described by the TOML file ``path``."""
+        cfg = load(path)
+        return cls({n: s.endpoint for n, s in cfg.nodes.items()}, client_id, **kw)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _perform(self, outputs: list) -> None:
+        for o in outputs:
+            if isinstance(o, Done):
+                self.results[o.request_id] = o.reply
+                self.last_reply = o.reply
+            elif isinstance(o, wire.Send):
+                try:
+                    self.socks[o.dest].send(wire.encode(o.msg), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # not connected: the core re-sends after its timeout
+
+    def _pump(self, timeout_ms: float) -> None:
+        events = dict(self.poller.poll(timeout_ms))
+        now = time.monotonic()
+        outs: list = []
+        for sock, name in self.by_sock.items():
+            if sock not in events:
+                continue
+            while True:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    msg = wire.decode(frame)
+                except wire.DecodeError:
+                    continue
+                outs += self.core.handle(name, msg, now)
+        for mon, name in self.monitors.items():
+            if mon in events:
+                while True:
+                    try:
+                        evt = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if evt["event"] == zmq.EVENT_DISCONNECTED:
+                        outs += self.core.handle(name, wire.PeerDown(name), now)
+        outs += self.core.tick(now)
+        self._perform(outs)
+
+    def _events(self, reply: wire.Reply) -> list:
+        if reply.status == wire.EXPIRED:
+            raise RequestExpired(f"request {reply.request_id} is older than the group's dedupe window")
+        return self._events_from_array(np.frombuffer(reply.events, dtype=self._event_dtype))
+
+    # -- pipelined API ------------------------------------------------------------------
+
+    def send(self, command: Mapping | tuple) -> int:
+        """Send one command (a command-log dict or a record tuple) without waiting; return its request id."""
+        from matching.commands import command_record
+
+        rec = command_record(command) if isinstance(command, Mapping) else command
+        rid, outs = self.core.submit(wire.pack_command(rec), time.monotonic())
+        self._perform(outs)
+        return rid
+
+    def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:
+        """Collect finished requests: ``[(request_id, events), ...]`` (waits up to ``timeout`` s for one)."""
+        deadline = time.monotonic() + timeout
+        while not self.results:
+            left = deadline - time.monotonic()
+            self._pump(max(0.0, min(left, 0.005)) * 1000)
+            if left <= 0:
+                break
+        out = [(rid, self._events(r)) for rid, r in self.results.items()]
+        self.results.clear()
+        return out
+
+    def poll_replies(self, timeout: float = 0.0) -> list[wire.Reply]:
+        """Like :meth:`poll` but returns the raw ``wire.Reply`` objects (epoch, seq, leader, events)."""
+        deadline = time.monotonic() + timeout
+        while not self.results:
+            left = deadline - time.monotonic()
+            self._pump(max(0.0, min(left, 0.005)) * 1000)
+            if left <= 0:
+                break
+        out = list(self.results.values())
+        self.results.clear()
+        return out
+
+    def wait(self, request_id: int, timeout: float | None = None) -> list:
+        """Block until ``request_id`` is answered; return its events."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while request_id not in self.results:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no reply to request {request_id} within the timeout")
+            self._pump(2)
+        return self._events(self.results.pop(request_id))
+
+    def submit_many(self, commands: Iterable[Mapping | tuple], window: int = 1024) -> list[list]:
+        """Send many commands pipelined (at most ``window`` in flight); return their events in order."""
+        rids: list[int] = []
+        got: dict[int, list] = {}
+        deadline = time.monotonic() + self.timeout
+        for cmd in commands:
+            while len(rids) - len(got) >= window:
+                for rid, evs in self.poll(0.005):
+                    got[rid] = evs
+                if time.monotonic() > deadline:
+                    raise TimeoutError("submit_many: replies stopped coming")
+            rids.append(self.send(cmd))
+            deadline = time.monotonic() + self.timeout
+        while len(got) < len(rids):
+            for rid, evs in self.poll(0.005):
+                got[rid] = evs
+            if time.monotonic() > deadline:
+                raise TimeoutError("submit_many: replies stopped coming")
+        return [got[r] for r in rids]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.core.pending)
+
+    # -- the embedded-engine API ---------------------------------------------------------
+
+    def apply(self, cmd: Mapping) -> list:
+        """Apply one command-log dict on the group; block until its events come back."""
+        return self.wait(self.send(cmd))
+
+    def submit(self, instrument: int, id: int, side: str, price: int | None = None, qty: int = 0,
+               type: str = "limit", tif: str = "GTC", account: int = 0, post_only: bool = False,
+               display_qty: int = 0, stp: str = "none") -> list:
+        """A new order; same arguments and events as ``Engine.submit``."""
+        d: dict[str, Any] = {"op": "new", "instrument": instrument, "id": id, "side": side, "qty": qty,
+                             "type": type, "tif": tif, "account": account, "post_only": post_only,
+                             "display_qty": display_qty, "stp": stp}
+        if price is not None:
+            d["price"] = price
+        return self.apply(d)
+
+    def cancel(self, instrument: int, id: int) -> list:
+        return self.apply({"op": "cancel", "instrument": instrument, "id": id})
+
+    def replace(self, instrument: int, id: int, price: int | None = None, qty: int | None = None) -> list:
+        d: dict[str, Any] = {"op": "replace", "instrument": instrument, "id": id}
+        if price is not None:
+            d["price"] = price
+        if qty is not None:
+            d["qty"] = qty
+        return self.apply(d)
+
+    def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list:
+        d: dict[str, Any] = {"op": "mass_cancel"}
+        if account is not None:
+            d["account"] = account
+        if instrument is not None:
+            d["instrument"] = instrument
+        return self.apply(d)
+
+    def close(self) -> None:
+        """Close the sockets (unanswered requests are abandoned)."""
+        if self.closed:
+            return
+        self.closed = True
+        for mon in self.monitors:
+            mon.close(0)
+        for s in self.socks.values():
+            s.disable_monitor()
+            s.close(0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,237 @@
+"""The thin ZeroMQ driver: runs one sans-IO machine (node or witness) in a process.
+
+For: sockets, the poll loop, the clock (``time.monotonic``), decoding inbound
+frames (bad ones are counted per reason, logged, dropped — the loop keeps
+running), turning pyzmq socket-monitor disconnects into ``PeerDown`` hints,
+and performing the machine's outputs. Not for: any protocol decision — those
+live in ``failover``/``sequencer``/``standby``/``witness``.
+
+Sockets (one ``zmq.Context`` per process, all used from this one thread):
+
+- ``ROUTER`` bound at the node's endpoint: clients, operators and peers all
+  send here. Peers identify themselves with the routing id ``peer:<name>``;
+  anything else is a client address (``bytes``), answered through this socket.
+- one ``DEALER`` per peer (and to the witness), connected to its endpoint,
+  ``ZMQ_IMMEDIATE`` so nothing queues for a dead peer (sends are dropped and
+  counted; the protocol re-sends what matters), monitored for disconnects.
+- ``PUB`` at ``config.pub_endpoint(endpoint)`` (nodes only): the entry stream,
+  with events, for subscribers; gaps are filled by a ``Refill`` to the ROUTER.
+
+CURVE authentication is not implemented (``keys_dir`` is refused by config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import wire
+from .config import GroupConfig, pub_endpoint
+
+log = logging.getLogger("replication.node")
+
+PEER_PREFIX = b"peer:"
+MAX_DRAIN = 4096  # inbound frames handled before the next tick (bounds batch latency)
+
+
+def tune_dealer(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.RECONNECT_IVL, 5)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 50)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+
+
+class Driver:
+    """Runs ``machine`` (``handle``/``tick``) behind ZeroMQ sockets.
+
+    Parameters
+    ----------
+    machine : NodeMachine or WitnessMachine
+    name : str
+        This process's name (a node name, or ``"witness"``).
+    endpoint : str
+        Where to bind the ROUTER.
+    peers : dict
+        Peer name -> endpoint to connect a DEALER to.
+    publish : bool
+        Bind a PUB socket at the derived port.
+    """
+
+    def __init__(self, machine: Any, name: str, endpoint: str, peers: dict[str, str], publish: bool = True,
+                 ctx: zmq.Context | None = None) -> None:
+        self.machine = machine
+        self.name = name
+        self.ctx = ctx or zmq.Context()
+        self.counters: dict[str, int] = {}
+        self.running = False
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.router.setsockopt(zmq.SNDHWM, 1_000_000)
+        self.router.bind(endpoint)
+        self.pub = None
+        if publish:
+            self.pub = self.ctx.socket(zmq.PUB)
+            self.pub.setsockopt(zmq.LINGER, 0)
+            self.pub.bind(pub_endpoint(endpoint))
+        self.dealers: dict[str, zmq.Socket] = {}
+        self.monitors: dict[zmq.Socket, str] = {}
+        for peer, ep in peers.items():
+            d = self.ctx.socket(zmq.DEALER)
+            d.setsockopt(zmq.IDENTITY, PEER_PREFIX + name.encode())
+            tune_dealer(d)
+            mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            d.connect(ep)
+            self.dealers[peer] = d
+            self.monitors[mon] = peer
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        for mon in self.monitors:
+            self.poller.register(mon, zmq.POLLIN)
+        self._last_drop_log = 0.0
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def perform(self, outputs: list) -> None:
+        for o in outputs:
+            if isinstance(o, wire.Send):
+                frame = wire.encode(o.msg)
+                if isinstance(o.dest, bytes):
+                    try:
+                        self.router.send_multipart([o.dest, frame], zmq.NOBLOCK)
+                    except zmq.Again:
+                        self.count("dropped_sends")
+                else:
+                    sock = self.dealers.get(o.dest)
+                    if sock is None:
+                        self.count("unknown_destination")
+                        continue
+                    try:
+                        sock.send(frame, zmq.NOBLOCK)
+                    except zmq.Again:
+                        self.count("dropped_sends")  # peer not connected (IMMEDIATE): it will catch up
+            elif isinstance(o, wire.Publish) and self.pub is not None:
+                self.pub.send_multipart([o.topic, wire.encode(o.msg)], zmq.NOBLOCK)
+
+    # -- inbound ----------------------------------------------------------------------
+
+    def _inbound(self, ident: bytes, frame: bytes, now: float) -> list:
+        try:
+            msg = wire.decode(frame)
+        except wire.DecodeError as exc:
+            key = f"decode_{exc.reason}"
+            self.count(key)
+            if now - self._last_drop_log > 1.0:  # one line a second at most under a flood
+                self._last_drop_log = now
+                log.warning("dropped_frame node=%s reason=%s from=%r total=%d", self.name, exc.reason, ident[:32],
+                            self.counters[key])
+            return []
+        src: wire.Address = ident[len(PEER_PREFIX):].decode("utf-8", "replace") if ident.startswith(
+            PEER_PREFIX) else ident
+        if isinstance(msg, wire.StatusRequest):
+            body = self.machine.status()
+            body["driver"] = dict(sorted(self.counters.items()))
+            return [wire.Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
+        if isinstance(msg, wire.PeerDown):
+            self.count("peer_down_from_wire")  # a driver-local hint: never accepted from outside
+            return []
+        return self.machine.handle(src, msg, now)
+
+    def run_once(self, timeout_ms: float) -> None:
+        events = dict(self.poller.poll(timeout_ms))
+        now = time.monotonic()
+        outs: list = []
+        if self.router in events:
+            for _ in range(MAX_DRAIN):
+                try:
+                    parts = self.router.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(parts) != 2:
+                    self.count("decode_bad_parts")
+                    continue
+                outs += self._inbound(parts[0], parts[1], now)
+        for mon, peer in self.monitors.items():
+            if mon in events:
+                while True:
+                    try:
+                        evt = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if evt["event"] == zmq.EVENT_DISCONNECTED:
+                        log.info("peer_disconnected node=%s peer=%s", self.name, peer)
+                        outs += self.machine.handle(peer, wire.PeerDown(peer), now)
+        outs += self.machine.tick(now)
+        self.perform(outs)
+
+    def run(self, poll_ms: float = 1.0) -> int:
+        """Loop until SIGTERM/SIGINT; return an exit code."""
+        self.running = True
+
+        def stop(signum, frame):  # noqa: ARG001
+            self.running = False
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while self.running:
+                self.run_once(poll_ms)
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        for mon in self.monitors:
+            mon.close(0)
+        for d in self.dealers.values():
+            d.disable_monitor()
+            d.close(0)
+        self.router.close(0)
+        if self.pub is not None:
+            self.pub.close(0)
+        journal = getattr(self.machine, "journal", None)
+        if journal is not None:
+            journal.close()
+        self.ctx.term()
+
+
+def node_driver(cfg: GroupConfig, name: str, start_role: str, engine_factory: Any = None,
+                perturb_seq: int = 0) -> Driver:
+    """Build the driver of node ``name`` of the group ``cfg``."""
+    from .failover import NodeMachine
+    from .journal import FileJournal
+    from .replica import default_engine_factory
+
+    if name not in cfg.nodes:
+        raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
+    spec = cfg.nodes[name]
+    journal = FileJournal(spec.journal, cfg.settings.fsync)
+    machine = NodeMachine(name, cfg.node_names, journal, cfg.settings, "witness" if cfg.witness else None,
+                          engine_factory or default_engine_factory, start_role, perturb_seq)
+    peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
+    if cfg.witness:
+        peers["witness"] = cfg.witness
+    return Driver(machine, name, spec.endpoint, peers, publish=True)
+
+
+def witness_driver(cfg: GroupConfig) -> Driver:
+    """Build the witness's driver."""
+    from .witness import WitnessMachine
+
+    if not cfg.witness:
+        raise ValueError(f"{cfg.path} has no [witness] endpoint")
+    machine = WitnessMachine(cfg.node_names, cfg.settings)
+    peers = {n: s.endpoint for n, s in cfg.nodes.items()}
+    return Driver(machine, "witness", cfg.witness, peers, publish=False)
