@@ -14,6 +14,7 @@ Optional keys (top level; all have defaults)::
     snapshot_every = 100000   # entries between journal snapshots (0 = never)
     dedupe_window = 4096      # results remembered per client
     max_batch = 1024          # requests sequenced per batch
+    catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
     switchover_timeout_ms = 3000
     keys_dir = ""             # CURVE keys (not implemented yet; must be empty)
 
@@ -126,6 +127,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.snapshot_every = int(doc.get("snapshot_every", 100_000))
     s.dedupe_window = int(doc.get("dedupe_window", 4096))
     s.max_batch = int(doc.get("max_batch", 1024))
+    s.catchup_snapshot_lag = int(doc.get("catchup_snapshot_lag", 50_000))
     s.switchover_timeout = float(doc.get("switchover_timeout_ms", 3000)) * ms
     s.witness_grace = float(doc.get("witness_grace_ms", 0)) * ms
     if s.fsync not in ("none", "batch", "always"):

@@ -1,0 +1,174 @@
+"""Process-level fail-over: real node processes on loopback, killed and restarted.
+
+Few and quick: each test starts a small group (``replication.demo.Group``),
+whose ``stop()`` kills every process and removes the temp dir, always.
+Nothing here asserts a duration or a rate.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+zmq = pytest.importorskip("zmq")
+
+from replication import wire  # noqa: E402
+from replication.cli import ask  # noqa: E402
+from replication.demo import Group, order, run_flow  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def group(request):
+    groups = []
+
+    def make(*args, **kw):
+        g = Group(*args, **kw)
+        groups.append(g)
+        return g
+
+    yield make
+    for g in groups:
+        g.stop()
+
+
+def flow(c, first, n, window=16):
+    """Send orders first..first+n-1 pipelined; return {request_id: Reply} of the OK ones."""
+    acked, sent = {}, 0
+    deadline = time.monotonic() + 30
+    while len(acked) < n:
+        assert time.monotonic() < deadline, f"flow stalled at {len(acked)}/{n}"
+        while sent < n and c.in_flight < window:
+            c.send(order(first + sent))
+            sent += 1
+        for r in c.poll_replies(0.002):
+            if r.status == wire.OK:
+                acked[r.request_id] = r
+    return acked
+
+
+def test_sigkill_of_primary_loses_nothing_and_executes_nothing_twice():
+    res = run_flow(orders=300)
+    assert res["acked"] == 300
+    assert res["lost"] == 0 and res["duplicates"] == 0
+    assert res["digest_equal"] and res["replay_digest_matches"]
+    assert res["new_epoch"] == 2 and res["failover_ms"] is not None
+
+
+def test_fenced_old_primary_rejoins_as_standby(group):
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    c = g.client(11, retry_timeout=0.02)
+    try:
+        flow(c, 0, 50)
+        g.kill("a")
+        flow(c, 50, 50)
+        st = g.wait_for(lambda s: s["b"].get("role") == "primary", what="b primary")
+        assert st["b"]["epoch"] == 2
+        g.start("a", "primary")  # comes back believing it is primary
+        st = g.wait_for(lambda s: s["a"].get("role") == "standby" and s["a"].get("joined")
+                        and s["a"].get("last_seq") == s["b"].get("last_seq"), what="a rejoined")
+        assert st["a"]["epoch"] == 2 and st["a"]["digest"] == st["b"]["digest"]
+        flow(c, 100, 20)
+        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 120, what="a follows")
+        assert st["a"]["digest"] == st["b"]["digest"]
+    finally:
+        c.close()
+
+
+def test_late_standby_catches_up_by_snapshot_and_tail(group):
+    g = group(("a", "b"), "sync", extra={"catchup_snapshot_lag": 20})
+    g.start("witness")
+    g.start("a")
+    g.wait_for(lambda s: s["a"].get("role") == "primary", what="a primary")
+    c = g.client(12, retry_timeout=0.02)
+    try:
+        flow(c, 0, 100)  # no standby: the primary runs solo with the witness's consent
+        g.start("b")
+        st = g.wait_for(lambda s: s["b"].get("joined") and s["b"].get("last_seq") == 100, what="b caught up")
+        assert st["b"]["digest"] == st["a"]["digest"]
+        assert st["b"]["counters"].get("snapshots_installed") == 1
+        flow(c, 100, 30)
+        st = g.wait_for(lambda s: s["b"].get("last_seq") == 130 and s["a"].get("solo") is False, what="b live")
+        assert st["b"]["digest"] == st["a"]["digest"]
+    finally:
+        c.close()
+
+
+def test_planned_switchover_loses_nothing(group):
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    c = g.client(13, retry_timeout=0.02)
+    try:
+        acked = flow(c, 0, 50)
+        sw = subprocess.Popen([sys.executable, "-m", "replication.cli", "switchover", "--config", g.path,
+                               "--to", "b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            acked.update(flow(c, 50, 150, window=4))
+            out, _ = sw.communicate(timeout=30)
+        finally:
+            if sw.poll() is None:
+                sw.kill()
+                sw.wait(5)
+        assert sw.returncode == 0, out
+        st = g.wait_for(lambda s: s["b"].get("role") == "primary" and s["a"].get("role") == "standby"
+                        and s["a"].get("last_seq") == s["b"].get("last_seq"), what="switched")
+        assert len(acked) == 200 and st["b"]["last_seq"] == 200 and st["b"]["epoch"] == 2
+        assert st["a"]["digest"] == st["b"]["digest"]
+    finally:
+        c.close()
+    g.kill("a", signal.SIGTERM)
+    g.kill("b", signal.SIGTERM)
+    keys = [(e.client_id, e.request_id) for e in g.journal_entries("b")]
+    assert len(keys) == len(set(keys)) == 200
+
+
+def test_resent_request_is_not_executed_twice(group):
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    c = g.client(14)
+    try:
+        first = c.submit(instrument=1, id=1, side="buy", price=100, qty=5)
+        rid = c.last_reply.request_id
+        seq = c.last_reply.seq
+    finally:
+        c.close()
+    cmd = wire.pack_command(__import__("matching").command_record(
+        {"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 100, "qty": 5}))
+    again = ask(g.endpoints["a"], wire.Request(14, rid, cmd), 2.0)
+    assert again.status == wire.OK and again.seq == seq
+    import numpy as np
+
+    from matching import EVENT_DTYPE, events_from_array
+
+    assert events_from_array(np.frombuffer(again.events, dtype=EVENT_DTYPE)) == first
+    st = g.status()
+    assert st["a"]["last_seq"] == 1 and st["a"]["counters"]["requests_deduplicated"] == 1
+
+
+def test_corrupted_standby_reports_divergence_and_never_promotes(group):
+    g = group(("a", "b"), "sync")
+    g.start("witness")
+    g.start("a")
+    g.start("b", "standby", "--debug-perturb-seq", "5")
+    g.wait_ready()
+    c = g.client(15, retry_timeout=0.02)
+    try:
+        flow(c, 0, 20)  # b diverges at 5; a runs solo after its ack timeout
+        st = g.wait_for(lambda s: s["b"].get("role") == "diverged", what="b diverged")
+        assert st["b"]["counters"]["divergences"] == 1 and st["b"]["diverged_at"] == 5
+    finally:
+        c.close()
+    g.kill("a")
+    time.sleep(0.5)  # far beyond the heartbeat timeout
+    st = g.status()
+    assert st["b"]["role"] == "diverged" and st["b"]["epoch"] == 1
+    assert "promotions" not in st["b"]["counters"]
