@@ -69,7 +69,7 @@ class Group:
         self.engine = engine
         self.names = list(nodes)
         ports = free_ports(len(nodes) + 1)
-        self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports)}
+        self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports[:len(nodes)], strict=True)}
         self.witness_endpoint = f"tcp://127.0.0.1:{ports[-1]}" if witness else None
         self.path = os.path.join(self.dir, "group.toml")
         defaults = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 12, "fsync": "batch"}

@@ -98,7 +98,7 @@ def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_ti
                 printed += 1
             out.flush()
             if held and (not count or printed < count):
-                for n, s in req.items():  # gap: ask the nodes (only the primary answers)
+                for s in req.values():  # gap: ask the nodes (only the primary answers)
                     s.send(wire.encode(wire.Refill(epoch, next_seq, min(held) - 1, "subscriber")), zmq.NOBLOCK)
             if idle_timeout and now - last_activity > idle_timeout:
                 break
