@@ -105,6 +105,15 @@ def _latency_calls(calls: list) -> np.ndarray:
     return np.asarray(lat, dtype=np.int64)
 
 
+KINDS = ("new resting", "new IOC", "cancel", "replace")
+
+
+def _kind(op: tuple) -> int:
+    if op[0] == "new":
+        return 1 if op[6] else 0
+    return 2 if op[0] == "cancel" else 3
+
+
 def _fresh(driver: Driver, setup_ops: list) -> Any:
     engine = driver.start()
     driver.setup(engine, setup_ops)
@@ -122,6 +131,12 @@ def measure_per_call(driver: Driver, setup_ops: list, ops: list, repeat: int) ->
     engine_lat = _fresh(driver, setup_ops)
     lat = _latency_calls(driver.calls(engine_lat, ops))
     h = common.histogram(lat)
+    kinds = np.fromiter((_kind(o) for o in ops), dtype=np.int8, count=len(ops))
+    by_kind = {}
+    for code, name in enumerate(KINDS):
+        sel = lat[kinds == code]
+        if sel.size:
+            by_kind[name] = common.latency_summary(common.histogram(sel))
     out = {
         "commands": len(ops),
         "runs_ns": runs,
@@ -129,6 +144,7 @@ def measure_per_call(driver: Driver, setup_ops: list, ops: list, repeat: int) ->
         "latency_ns": common.latency_summary(h),
         "latency_method": "each call timed with time.perf_counter_ns (includes the timer, ~50-100 ns)",
         "curve": common.percentile_curve(h),
+        "latency_by_kind_ns": by_kind,
         "live_orders_after": driver.live_orders(engine),
     }
     digest = getattr(engine, "digest", None)
@@ -155,6 +171,7 @@ def measure_batch(
     chunked.apply_batch(setup)
     n = len(cmds)
     per_cmd, sizes = [], []
+    chunked_ns = 0
     apply = chunked.apply_batch
     pc = time.perf_counter_ns
     gc.collect()
@@ -162,13 +179,17 @@ def measure_batch(
         part = cmds[start : start + chunk]
         t = pc()
         apply(part)
-        per_cmd.append((pc() - t) // len(part))
+        dt = pc() - t
+        chunked_ns += dt
+        per_cmd.append(dt // len(part))
         sizes.append(len(part))
     h = common.histogram(per_cmd, sizes)
     return {
         "commands": n,
         "runs_ns": runs,
         "throughput": n / (median(runs) / 1e9),
+        "throughput_chunked": n / (chunked_ns / 1e9) if chunked_ns else None,
+        "chunk": chunk,
         "latency_ns": common.latency_summary(h),
         "latency_method": f"apply_batch on chunks of {chunk}: each command counted at chunk time / chunk size",
         "curve": common.percentile_curve(h),
@@ -319,6 +340,23 @@ def print_variant(name: str, variant: dict[str, Any], machine: str) -> None:
         note="cmd/s: median of passes; batch latency = chunk time / chunk size; "
         "per-call latency: each call timed (includes ~50-100 ns of timer)",
     )
+    krows = []
+    for path, res in variant["paths"].items():
+        by_kind = res.get("latency_by_kind_ns")
+        if by_kind:
+            krows.append(
+                [LABELS.get(path, path)]
+                + [
+                    f"{common.fmt_ns(by_kind[k]['p50'])} / {common.fmt_ns(by_kind[k]['p99'])}"
+                    if k in by_kind
+                    else "-"
+                    for k in KINDS
+                ]
+            )
+    if krows:
+        common.print_table(
+            f"per-call latency by command kind, p50 / p99, {name} mix", ["path", *KINDS], krows
+        )
     trows = []
     for t in targets(variant):
         measured = t["measured"]
@@ -333,6 +371,10 @@ def print_variant(name: str, variant: dict[str, Any], machine: str) -> None:
         )
         met = {None: "not measured", True: "met", False: f"missed ({t['measured_over_goal']:.2f} of goal)"}
         trows.append([t["target"], t["goal"], shown, met[t["met"]]])
+    chunked = variant["paths"].get("batch", {}).get("throughput_chunked")
+    if chunked:
+        chunk = variant["paths"]["batch"]["chunk"]
+        trows.append([f"batch in chunks of {chunk:,} (latency pass)", "", common.fmt_int(chunked), "cmd/s"])
     for k, v in variant["ratios"].items():
         trows.append([f"ratio {k}", "", "-" if v is None else f"{v:,.2f}x", ""])
     for k, v in variant["checks"].items():
