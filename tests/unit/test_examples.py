@@ -1,0 +1,35 @@
+"""The examples run as they are (smoke tests: they exit 0 and print what they promise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_embedded_example():
+    out = run_example("embedded.py")
+    assert "'event': 'trade'" in out and "digest" in out
+
+
+def test_batch_example():
+    out = run_example("batch.py")
+    assert "100000 commands ->" in out and "traded volume" in out
+
+
+@pytest.mark.parametrize("log", sorted(p.name for p in EXAMPLES.glob("*.jsonl")))
+def test_command_logs_replay(log):
+    proc = subprocess.run([sys.executable, "-m", "matching.cli", "replay", str(EXAMPLES / log), "--depth"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip().splitlines()[-1].startswith('{"digest": "')
