@@ -355,8 +355,10 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "lag": lag,
             "mode": self.settings.mode,
             "solo": self.solo,
+            "witness_solo": self.witness_solo,
             "joined": self.joined,
             "promotion_ms": self.promotion_ms,
+            "epoch_start_seq": self.history[-1][1] if self.history else 1,
             "diverged_at": self.diverged_at,
             "counters": dict(sorted(self.counters.items())),
         }

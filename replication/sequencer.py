@@ -39,7 +39,9 @@ class SequencerMixin:
         self.waiting: deque = deque()  # (seq, dest, Reply) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
         self.commit = self.replica.seq
-        self.solo = False
+        self.solo = False  # releasing replies without standby acks (the witness agreed)
+        self.witness_solo = False  # the witness believes we run solo (blocks fail-over votes)
+        self.pair_seq = 0  # a standby must ack this far before the witness hears we are paired
         self.solo_asked_at = -1.0
         self.drain_target = ""
         self.drain_started = 0.0
@@ -130,13 +132,23 @@ class SequencerMixin:
         if seq > self.commit:
             self.commit = seq
             self.last_ack_at = now
-        out = []
-        if self.solo and seq >= self.replica.seq and self.witness:
-            # A standby holds everything again: stop running alone.
+        if self.solo:
+            # A standby acks again: replies wait for acks from now on, and once it
+            # holds everything released alone (pair_seq) the witness is told.
             self.solo = False
-            log.info("solo_off node=%s epoch=%d standby=%s seq=%d", self.name, self.epoch, m.node, seq)
-            out.append(Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, False)))
-        return out + self.release()
+            self.pair_seq = self.replica.seq
+            log.info("solo_pairing node=%s epoch=%d standby=%s acked=%d pair_seq=%d", self.name, self.epoch, m.node,
+                     seq, self.pair_seq)
+        return self.release() + self.check_paired(now)
+
+    def check_paired(self: NodeMachine, now: float) -> list:
+        """Tell the witness we are paired again once a standby holds all that was released alone."""
+        if not self.witness_solo or self.solo or self.commit < self.pair_seq or not self.witness:
+            return []
+        if now - self.solo_asked_at < self.settings.vote_retry:
+            return []
+        self.solo_asked_at = now
+        return [Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, False))]
 
     def on_join(self: NodeMachine, src: str, m: wire.Join, now: float) -> list:
         """A standby asks to follow: fence its unshared suffix, or accept it and start its catch-up."""
@@ -207,13 +219,15 @@ class SequencerMixin:
     # -- solo (sync mode with no standby acking) ----------------------------------
 
     def check_solo(self: NodeMachine, now: float) -> list:
-        """Ask the witness to run alone when replies have waited a full timeout with no ack."""
+        """Ask the witness to run alone when no standby can ack: none is alive, or none acked for a timeout."""
+        if self.witness_solo and not self.solo:
+            return self.check_paired(now)
         if self.solo or not self.waiting or self.settings.mode != "sync":
             return []
         if self.waiting[0][0] <= self.commit:
             return self.release()
         since = max(self.waiting[0][3], self.last_ack_at)
-        if now - since < self.settings.heartbeat_timeout:
+        if now - since < self.settings.heartbeat_timeout and self.standby_alive(now):
             return []
         if not self.witness:
             return []  # no tie-breaker: stay blocked rather than risk acknowledged losses
@@ -222,9 +236,26 @@ class SequencerMixin:
         self.solo_asked_at = now
         return [Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, True))]
 
+    def standby_alive(self: NodeMachine, now: float) -> bool:
+        """Some peer heartbeats as our standby (fresh primary: the old one is silent, so none is)."""
+        for p in self.peers:
+            hb = self.peer_info.get(p)
+            heard = self.last_heard.get(p, float("-inf"))
+            if hb is not None and hb.role == wire.ROLE_STANDBY and now - heard <= self.settings.heartbeat_timeout \
+                    and self.suspect_at.get(p, float("-inf")) < heard:
+                return True
+        return False
+
     def on_solo_vote(self: NodeMachine, m: wire.Vote, now: float) -> list:
-        if m.epoch != self.epoch or self.role != wire.ROLE_PRIMARY or not m.granted:
+        if m.epoch != self.epoch or self.role != wire.ROLE_PRIMARY:
             return []
+        if not m.granted:
+            if m.reason == "paired" and self.witness_solo:
+                self.witness_solo = False
+                log.info("solo_off node=%s epoch=%d seq=%d (a standby holds everything again)", self.name,
+                         self.epoch, self.replica.seq)
+            return []
+        self.witness_solo = True
         if not self.solo:
             self.solo = True
             self.count("solo_grants")

@@ -138,3 +138,34 @@ def test_published_stream_carries_events():
     net.step()
     pub = [m for m in net.published if isinstance(m, wire.Entries)]
     assert pub and len(pub[0].events) == len(pub[0].entries) == 3
+
+
+def test_sync_primary_runs_solo_without_standby_then_pairs_again():
+    net, c = started("sync")
+    net.down.add("b")
+    net.run(0.1)  # b is silent past the timeout
+    submit(net, c, 3)
+    net.run(0.02)
+    a, w = net.machines["a"], net.machines["witness"]
+    assert sorted(done_ids(net)) == [1, 2, 3] and a.solo and w.solo
+    net.down.discard("b")
+    submit(net, c, 2, first=4)
+    net.run(0.05)
+    b = net.machines["b"]
+    assert b.replica.seq == 5 and not a.solo and not a.witness_solo and not w.solo
+    assert sorted(done_ids(net)) == [1, 2, 3, 4, 5]
+
+
+def test_solo_ends_under_continuous_load():
+    net, c = started("sync")
+    net.down.add("b")
+    net.run(0.1)
+    submit(net, c, 2)
+    net.run(0.01)
+    assert net.machines["a"].solo
+    net.down.discard("b")
+    for i in range(30):  # new requests every step: the standby is never exactly at last_seq
+        submit(net, c, 1, first=10 + i)
+        net.step()
+    net.run(0.01)
+    assert not net.machines["witness"].solo
