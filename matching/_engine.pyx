@@ -30,6 +30,24 @@ from . import events as _events
 
 cnp.import_array()
 
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* Ask for transparent huge pages on a big event buffer: a batch's output
+       is written once, front to back, and 4 KiB page faults would otherwise
+       cost more than the matching. A hint only; harmless where unsupported. */
+    static void mc_hint_huge(void *p, size_t n) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+        if (n >= ((size_t)4 << 20) && e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+    #endif
+    }
+    """
+    void mc_hint_huge(void *p, size_t n) noexcept nogil
+
 include "_hashmap.pxi"
 include "_book.pxi"
 include "_match.pxi"

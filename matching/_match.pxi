@@ -23,6 +23,7 @@ cdef int events_reserve(core_t *c, int64_t extra) noexcept nogil:
         return -1
     c.events = grown
     c.event_cap = cap
+    mc_hint_huge(grown, <size_t>cap * sizeof(event_t))
     return 0
 
 

@@ -4,6 +4,43 @@
 
 
 @cython.final
+cdef class _EventBlock:
+    """Owns an event buffer taken from the core and lends it to NumPy."""
+    cdef event_t *data
+    cdef Py_ssize_t nbytes
+    cdef Py_ssize_t shape[1]
+
+    cdef void take(self, core_t *c) noexcept:
+        cdef event_t *fitted
+        fitted = <event_t *>realloc(c.events, <size_t>c.n_events * sizeof(event_t))
+        self.data = fitted if fitted != NULL else c.events
+        self.nbytes = c.n_events * sizeof(event_t)
+        c.events = <event_t *>malloc(64 * sizeof(event_t))
+        c.event_cap = 64 if c.events != NULL else 0
+        c.n_events = 0
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = self.nbytes
+        view.buf = self.data
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        free(self.data)
+
+
+@cython.final
 cdef class Engine:
     """Price-time matching engine for many instruments (the Cython core).
 
@@ -207,6 +244,7 @@ cdef class Engine:
         cdef Py_ssize_t n, i
         cdef core_t *c = &self.core
         cdef cnp.ndarray out
+        cdef _EventBlock block
         if not isinstance(cmds, np.ndarray):
             raise TypeError(f"apply_batch needs a numpy array of COMMAND_DTYPE, not {type(cmds).__name__}")
         if cmds.dtype != _COMMAND_DTYPE:
@@ -229,15 +267,17 @@ cdef class Engine:
                     break
         if c.oom:
             raise MemoryError("engine ran out of memory")
-        out = np.empty(c.n_events, dtype=_EVENT_DTYPE)
-        if c.n_events:
-            memcpy(cnp.PyArray_DATA(out), c.events, <size_t>c.n_events * sizeof(event_t))
-        c.n_events = 0
-        if c.event_cap > EVENT_KEEP:
-            free(c.events)
-            c.events = <event_t *>malloc(64 * sizeof(event_t))
-            c.event_cap = 64 if c.events != NULL else 0
-        return out
+        if c.n_events <= EVENT_KEEP:
+            out = np.empty(c.n_events, dtype=_EVENT_DTYPE)
+            if c.n_events:
+                memcpy(cnp.PyArray_DATA(out), c.events, <size_t>c.n_events * sizeof(event_t))
+            c.n_events = 0
+            return out
+        # A big output: hand the buffer itself to NumPy instead of copying it
+        # (the copy would fault in as many fresh pages again).
+        block = _EventBlock.__new__(_EventBlock)
+        block.take(c)
+        return np.frombuffer(block, dtype=_EVENT_DTYPE)
 
     # --- queries ------------------------------------------------------------------------
 
