@@ -145,7 +145,7 @@ class ClientCore:
         # Same node again: back off a little so two nodes mid-fail-over do not ping-pong.
         self.primary = target
         p.target = target
-        p.next_at = now + min(0.001 * (1 << min(p.bounces, 6)), self.retry_timeout)
+        p.next_at = now + min(0.001 * p.bounces, self.retry_timeout / 2)
         return []
 
     def tick(self, now: float) -> list:

@@ -9,7 +9,7 @@ Optional keys (top level; all have defaults)::
 
     heartbeat_ms = 5          # heartbeat interval
     timeout_ms = 40           # a peer silent this long is dead
-    suspect_ms = 12           # ... or this long after its connection dropped
+    suspect_ms = 5            # ... or this long after its connection dropped (the witness still must agree)
     fsync = "batch"           # none | batch | always
     snapshot_every = 100000   # entries between journal snapshots (0 = never)
     dedupe_window = 4096      # results remembered per client
@@ -44,7 +44,7 @@ class Settings:
     mode: str = "sync"
     heartbeat_interval: float = 0.005
     heartbeat_timeout: float = 0.040
-    suspect_timeout: float = 0.012
+    suspect_timeout: float = 0.005
     fsync: str = "batch"
     snapshot_every: int = 100_000
     dedupe_window: int = 4096
@@ -121,7 +121,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     ms = 0.001
     s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
     s.heartbeat_timeout = float(doc.get("timeout_ms", 40)) * ms
-    s.suspect_timeout = float(doc.get("suspect_ms", 12)) * ms
+    s.suspect_timeout = float(doc.get("suspect_ms", 5)) * ms
     s.vote_retry = s.heartbeat_interval
     s.fsync = str(doc.get("fsync", "batch"))
     s.snapshot_every = int(doc.get("snapshot_every", 100_000))

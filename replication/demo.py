@@ -72,7 +72,7 @@ class Group:
         self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports[:len(nodes)], strict=True)}
         self.witness_endpoint = f"tcp://127.0.0.1:{ports[-1]}" if witness else None
         self.path = os.path.join(self.dir, "group.toml")
-        defaults = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 12, "fsync": "batch"}
+        defaults = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 5, "fsync": "batch"}
         defaults.update(extra or {})
         config.write(self.path, mode, {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
                      self.witness_endpoint, defaults)

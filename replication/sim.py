@@ -1,0 +1,717 @@
+"""A seeded, in-process simulator that runs the production node logic under faults.
+
+For: proving replicas never diverge. It runs the very ``NodeMachine``,
+``WitnessMachine`` and ``ClientCore`` state machines the ZeroMQ driver runs,
+with ``journal.MemoryJournal`` and a real engine, over a virtual network and
+a virtual clock: one event queue ordered by (time, sequence number), no
+wall clock, no sleeping, and one ``random.Random`` owned by the simulator
+(the machines never see it). Every message goes through the wire codec, as
+in production. Faults: messages dropped, duplicated, reordered and delayed;
+links cut and healed (the primary isolated from its peers, or from everyone;
+a standby cut off from the witness; any one link); nodes crashed between
+steps or in the middle of one (the step's outputs never leave and its
+journal keeps a torn prefix of what it appended) and restarted from their
+journals; hung nodes (SIGSTOP, then SIGCONT with a backlog); the witness
+crashed and restarted empty; planned switchovers; a standby whose engine is
+deliberately corrupted. Node faults come one at a time, each after the group
+has its redundancy back (the failure model a primary + standby + witness
+group is built for); message faults run all the time. ``sim_check`` then
+verifies safety and liveness.
+
+Not for: timing figures (virtual time says nothing about real latency), or
+the ZeroMQ driver (see ``replication.chaos`` for real processes).
+
+Every run is a pure function of its :class:`Schedule`; a schedule is a pure
+function of its seed (:func:`random_schedule`), so any failure replays with
+``python -m replication.sim --seed S``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import wire
+from .client_core import ClientCore, Done
+from .config import Settings
+from .failover import NodeMachine
+from .journal import MemoryJournal
+from .witness import WitnessMachine
+
+WITNESS = "witness"
+OPERATOR = "operator"
+NODE_FAULTS = (
+    "crash",
+    "crash_mid_step",
+    "hang",
+    "isolate_primary",
+    "isolate_primary_all",
+    "cut_standby_witness",
+    "partition_link",
+    "switchover",
+    "witness_crash",
+)
+MESSAGE_FAULTS = ("drop", "duplicate", "reorder")
+
+# Event kinds on the queue.
+_DELIVER, _TICK, _SUBMIT, _CTICK, _FAULT, _HEAL, _RESUME = range(7)
+
+
+class SimFailure(AssertionError):
+    """A schedule broke an invariant; the message carries the seed, the violations and the fault log."""
+
+    def __init__(self, schedule: Schedule, violations: list[str], fault_log: list[str]) -> None:
+        self.schedule = schedule
+        self.violations = violations
+        self.fault_log = fault_log
+        lines = [f"simulation failed: seed={schedule.seed} (replay: python -m replication.sim --seed {schedule.seed})"]
+        lines += [f"  violation: {v}" for v in violations[:20]]
+        lines.append(f"  schedule: {schedule.describe()}")
+        lines += [f"  fault: {f}" for f in fault_log[-40:]]
+        super().__init__("\n".join(lines))
+
+
+# --- schedules ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One node-level fault.
+
+    ``gap`` is the virtual time after the group regained its redundancy
+    (and the previous fault healed) before this one starts; ``duration``
+    is how long it lasts (down, hung, cut) before it heals.
+    """
+
+    kind: str
+    gap: float = 0.02
+    duration: float = 0.1
+    restart_as: str = "standby"  # crash kinds: the role the node restarts with
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Everything a run depends on; a run is a pure function of it."""
+
+    seed: int
+    mode: str = "sync"
+    standbys: int = 1
+    corrupt: bool = False  # an extra standby "c" whose engine is corrupted at ``corrupt_seq``
+    corrupt_seq: int = 5
+    clients: int = 2
+    requests: int = 40  # per client, spread over the fault phase
+    tail_requests: int = 5  # per client, after every fault healed (liveness probe)
+    window: int = 8  # requests in flight per client
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    faults: tuple[Fault, ...] = ()
+    catchup_lag: int = 50_000  # Settings.catchup_snapshot_lag (small values force snapshot catch-up)
+    snapshot_every: int = 0
+    engine: str = "native"
+
+    @property
+    def nodes(self) -> list[str]:
+        return ["a", "b", "c"][: 1 + self.standbys + (1 if self.corrupt else 0)]
+
+    def describe(self) -> str:
+        faults = ",".join(f"{f.kind}(+{f.gap:.3f},{f.duration:.3f},{f.restart_as})" for f in self.faults)
+        return (f"mode={self.mode} nodes={''.join(self.nodes)} corrupt={self.corrupt}@{self.corrupt_seq} "
+                f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
+                f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
+                f"faults=[{faults}]")
+
+
+def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
+    """The schedule of ``seed``: fault mix, message-fault rates, group shape. Deterministic."""
+    rng = random.Random(seed)
+    standbys = rng.choice((1, 1, 2))
+    corrupt = rng.random() < 0.2
+    faults = []
+    for _ in range(rng.randint(0, max_faults)):
+        kind = rng.choice(NODE_FAULTS + ("crash", "crash_mid_step", "switchover"))
+        faults.append(Fault(kind, round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.005, 0.3), 4),
+                            rng.choice(("standby", "standby", "primary"))))
+    return Schedule(
+        seed=seed,
+        standbys=standbys,
+        corrupt=corrupt,
+        corrupt_seq=rng.randint(1, 20),
+        clients=rng.randint(1, 3),
+        requests=rng.randint(10, 60),
+        window=rng.choice((1, 4, 8, 32)),
+        drop=rng.choice((0.0, 0.0, 0.01, 0.05, 0.15)),
+        duplicate=rng.choice((0.0, 0.01, 0.05)),
+        reorder=rng.choice((0.0, 0.05, 0.3)),
+        faults=tuple(faults),
+        catchup_lag=rng.choice((50_000, 50_000, 5)),
+        snapshot_every=rng.choice((0, 0, 7)),
+    )
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def random_commands(rng: random.Random, client_id: int, n: int) -> list[dict]:
+    """A plausible order flow for one client: limits around 100 that cross, cancels, replaces, IOC."""
+    out: list[dict] = []
+    live: list[int] = []
+    for i in range(n):
+        oid = client_id * 1_000_000 + i + 1
+        r = rng.random()
+        if live and r < 0.15:
+            out.append({"op": "cancel", "instrument": 1, "id": live.pop(rng.randrange(len(live)))})
+        elif live and r < 0.25:
+            out.append({"op": "replace", "instrument": 1, "id": rng.choice(live), "price": rng.randint(96, 104),
+                        "qty": rng.randint(0, 20)})
+        elif r < 0.28:
+            out.append({"op": "mass_cancel", "account": client_id})
+        else:
+            d = {"op": "new", "instrument": rng.choice((1, 1, 2)), "id": oid, "side": rng.choice(("buy", "sell")),
+                 "price": rng.randint(96, 104), "qty": rng.randint(1, 20), "account": client_id,
+                 "tif": rng.choice(("GTC", "GTC", "GTC", "IOC", "FOK"))}
+            if d["instrument"] == 1:
+                live.append(oid)
+            out.append(d)
+    return out
+
+
+def pack(cmd: dict) -> bytes:
+    """One command-log dict as the 56-byte wire record."""
+    from matching.commands import command_record
+
+    return wire.pack_command(command_record(cmd))
+
+
+# --- recording journal ----------------------------------------------------------------
+
+
+class RecordingJournal(MemoryJournal):
+    """A ``MemoryJournal`` that reports every append to the simulator's history registry."""
+
+    def __init__(self, name: str, registry: Registry) -> None:
+        super().__init__("batch")
+        self.name = name
+        self.registry = registry
+
+    def append(self, entries: list[wire.Entry]) -> None:
+        pred = self.last_epoch if self.last_seq else 0
+        super().append(entries)
+        for e in entries:
+            self.registry.record(self.name, e, pred)
+            pred = e.epoch
+
+
+@dataclass
+class Registry:
+    """Every entry any node ever journaled, by (epoch, seq), with the epoch of the entry before it.
+
+    Two different entries for one (epoch, seq), or one entry appended on top
+    of two different predecessors, are safety violations (two primaries in an
+    epoch, or a journal that is not a prefix of the history it claims).
+    """
+
+    entries: dict[tuple[int, int], wire.Entry] = field(default_factory=dict)
+    pred: dict[tuple[int, int], int] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+    def record(self, node: str, e: wire.Entry, pred_epoch: int) -> None:
+        key = (e.epoch, e.seq)
+        old = self.entries.get(key)
+        if old is None:
+            self.entries[key] = e
+            self.pred[key] = pred_epoch
+            return
+        if old != e:
+            self.conflicts.append(f"two entries for epoch {e.epoch} seq {e.seq} (node {node})")
+        elif self.pred[key] != pred_epoch:
+            self.conflicts.append(f"entry ({e.epoch},{e.seq}) on node {node} follows epoch {pred_epoch}, "
+                                  f"elsewhere epoch {self.pred[key]}")
+
+    def chain(self, journal: MemoryJournal) -> list[wire.Entry]:
+        """The full history (seq 1 ..) a journal stands for, reaching past its snapshot base via the registry."""
+        head: list[wire.Entry] = []
+        seq, epoch = journal.base_seq, journal.last_epoch if journal.last_seq == journal.base_seq else None
+        if seq:
+            if epoch is None:
+                first = journal.entry(seq + 1)
+                epoch = self.pred.get((first.epoch, first.seq), 0) if first is not None else 0
+            while seq > 0:
+                e = self.entries.get((epoch, seq))
+                if e is None:
+                    raise KeyError(f"history lost: no entry ({epoch},{seq}) anywhere")
+                head.append(e)
+                epoch = self.pred[(epoch, seq)]
+                seq -= 1
+            head.reverse()
+        return head + journal.read(journal.base_seq + 1)
+
+
+# --- participants ---------------------------------------------------------------------
+
+
+@dataclass
+class SimNode:
+    name: str
+    journal: RecordingJournal
+    machine: NodeMachine | None = None
+    up: bool = True
+    hung: bool = False
+    crash_armed: bool = False
+    backlog: list = field(default_factory=list)
+    tick_gen: int = 0
+    tick_at: float = float("inf")
+    start_role: str = "standby"
+    perturb_seq: int = 0
+
+
+@dataclass
+class SimClient:
+    addr: bytes
+    core: ClientCore
+    commands: list[bytes]
+    next_cmd: int = 0
+    sent: dict[int, bytes] = field(default_factory=dict)  # request id -> command
+    done: dict[int, wire.Reply] = field(default_factory=dict)  # request id -> final reply (OK or EXPIRED)
+    ok_replies: list[wire.Reply] = field(default_factory=list)  # every OK reply received, late twins too
+
+
+class Sim:
+    """One simulated group under one :class:`Schedule`.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    commands : list of dict, optional
+        Command-log dicts the clients send round-robin (default: a seeded
+        random flow per client).
+    engine_factory : callable, optional
+        Overrides ``schedule.engine`` (``matching.Engine`` or ``matching.ReferenceEngine``).
+    """
+
+    TICK = 0.005  # periodic tick (= heartbeat interval); an inbound message adds a tick right after it
+    CLIENT_TICK = 0.002
+    WARMUP = 0.05
+    SETTLE_BOUND = 10.0  # virtual seconds to regain redundancy before a fault counts as a liveness failure
+    LIVENESS_BOUND = 30.0
+
+    def __init__(self, schedule: Schedule, commands: list[dict] | None = None,
+                 engine_factory: Callable[[], Any] | None = None) -> None:
+        import matching
+
+        self.schedule = schedule
+        self.rng = random.Random(schedule.seed * 2 + 1)
+        if engine_factory is None:
+            native = schedule.engine == "native" and matching.Engine is not None
+            engine_factory = matching.Engine if native else matching.ReferenceEngine
+        self.engine_factory = engine_factory
+        self.settings = Settings(mode=schedule.mode, snapshot_every=schedule.snapshot_every,
+                                 catchup_snapshot_lag=schedule.catchup_lag)
+        self.now = 0.0
+        self._queue: list = []
+        self._n = 0
+        self.registry = Registry()
+        self.names = schedule.nodes
+        self.corrupt = self.names[-1] if schedule.corrupt else ""
+        self.nodes: dict[str, SimNode] = {}
+        for i, name in enumerate(self.names):
+            node = SimNode(name, RecordingJournal(name, self.registry), start_role="primary" if i == 0 else "standby",
+                           perturb_seq=schedule.corrupt_seq if name == self.corrupt else 0)
+            self.nodes[name] = node
+            self._start(node, node.start_role)
+        self.witness: WitnessMachine | None = WitnessMachine(self.names, self.settings)
+        self.witness_up = True
+        self.clients: dict[bytes, SimClient] = {}
+        for k in range(schedule.clients):
+            cid = k + 1
+            total = schedule.requests + schedule.tail_requests
+            if commands:
+                cmds = [pack(commands[(k + j * schedule.clients) % len(commands)]) for j in range(total)]
+            else:
+                cmds = [pack(c) for c in random_commands(self.rng, cid, total)]
+            addr = f"client{cid}".encode()
+            self.clients[addr] = SimClient(addr, ClientCore(cid, self.names, 1, retry_timeout=0.05), cmds)
+        self.cut: set[tuple[str, str]] = set()  # directed links that lose everything
+        self.drop, self.duplicate, self.reorder = schedule.drop, schedule.duplicate, schedule.reorder
+        self.fault_log: list[str] = []
+        self.faults_injected: dict[str, int] = {}
+        self.primaries: dict[int, set[str]] = {}  # epoch -> nodes seen serving as primary of it
+        self.ok_from_non_primary: list[str] = []
+        self.corrupt_was_primary = False
+        self.steps = 0
+        self.submitting = False
+        self.tail_submitting = False
+        self._fault_i = 0
+        self._fault_state: dict[str, Any] = {}
+        self.settle_failed = ""
+
+    # -- queue ------------------------------------------------------------------------
+
+    def _push(self, t: float, kind: int, a: Any = None, b: Any = None, c: Any = None) -> None:
+        self._n += 1
+        heapq.heappush(self._queue, (t, self._n, kind, a, b, c))
+
+    def count_fault(self, kind: str, n: int = 1) -> None:
+        self.faults_injected[kind] = self.faults_injected.get(kind, 0) + n
+
+    def log(self, text: str) -> None:
+        self.fault_log.append(f"t={self.now:.4f} {text}")
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    def _start(self, node: SimNode, role: str) -> None:
+        node.machine = NodeMachine(node.name, self.names, node.journal, self.settings, WITNESS, self.engine_factory,
+                                   role, node.perturb_seq)
+        node.up, node.hung, node.crash_armed, node.backlog = True, False, False, []
+        self._schedule_tick(node, self.now + self.rng.uniform(0, self.TICK))
+
+    def _schedule_tick(self, node: SimNode, t: float) -> None:
+        if t >= node.tick_at:
+            return
+        node.tick_gen += 1
+        node.tick_at = t
+        self._push(t, _TICK, node.name, node.tick_gen)
+
+    def _step(self, node: SimNode, fn: Callable[[], list]) -> None:
+        """Run one machine step and perform its outputs (or crash in the middle of it)."""
+        before = node.journal.last_seq, node.journal.base_seq
+        outputs = fn()
+        self.steps += 1
+        m = node.machine
+        if m is not None and m.is_primary:
+            self.primaries.setdefault(m.epoch, set()).add(node.name)
+            if node.name == self.corrupt:
+                self.corrupt_was_primary = True
+        if node.crash_armed:
+            j = node.journal
+            appended = j.last_seq - before[0] if j.base_seq == before[1] else 0
+            if appended > 0:
+                keep = self.rng.randint(0, appended)
+                j.truncate_after(before[0] + keep)
+                self.log(f"{node.name} crashed mid-step: torn journal keeps {keep}/{appended} new entries, "
+                         f"{len(outputs)} outputs lost")
+            else:
+                self.log(f"{node.name} crashed mid-step: {len(outputs)} outputs lost")
+            self._crash(node)
+            return
+        self._emit(node.name, outputs)
+
+    def _crash(self, node: SimNode) -> None:
+        node.up, node.machine, node.crash_armed, node.backlog = False, None, False, []
+        node.tick_gen += 1
+        node.tick_at = float("inf")
+        if self.rng.random() < 0.5:  # the peers' sockets notice the connection drop
+            for dest in [n for n in self.names if n != node.name] + [WITNESS, *self.clients]:
+                self._push(self.now + self.rng.uniform(0.0005, 0.003), _DELIVER, node.name, dest,
+                           wire.PeerDown(node.name))
+
+    # -- network --------------------------------------------------------------------------
+
+    def _emit(self, src: wire.Address, outputs: Iterable) -> None:
+        for o in outputs:
+            if isinstance(o, wire.Send):
+                self._send(src, o.dest, wire.encode(o.msg))
+            # Publish: no subscriber in the simulation; Done is handled by the client loop.
+
+    def _send(self, src: wire.Address, dest: wire.Address, frame: bytes) -> None:
+        rng = self.rng
+        if (src, dest) in self.cut:
+            return
+        if self.drop and rng.random() < self.drop:
+            self.count_fault("drop")
+            return
+        copies = 1
+        if self.duplicate and rng.random() < self.duplicate:
+            self.count_fault("duplicate")
+            copies = 2
+        for _ in range(copies):
+            delay = rng.uniform(0.00002, 0.0002)
+            if self.reorder and rng.random() < self.reorder:
+                self.count_fault("reorder")
+                delay += rng.uniform(0.0, 0.005)
+            self._push(self.now + delay, _DELIVER, src, dest, frame)
+
+    def _deliver(self, src: wire.Address, dest: wire.Address, frame: Any) -> None:
+        if (src, dest) in self.cut:
+            return
+        msg = frame if isinstance(frame, wire.PeerDown) else wire.decode(frame)
+        if dest in self.nodes:
+            node = self.nodes[dest]
+            if not node.up:
+                return
+            if node.hung:
+                node.backlog.append((src, msg))
+                return
+            self._step(node, lambda: node.machine.handle(src, msg, self.now))
+            self._schedule_tick(node, self.now + 0.00001)
+        elif dest == WITNESS:
+            if self.witness_up:
+                self._emit(WITNESS, self.witness.handle(src, msg, self.now))
+        elif dest in self.clients:
+            self._client_handle(self.clients[dest], src, msg)
+
+    # -- clients --------------------------------------------------------------------------
+
+    def _client_handle(self, cl: SimClient, src: wire.Address, msg: wire.Message) -> None:
+        if isinstance(msg, wire.Reply) and msg.status == wire.OK:
+            cl.ok_replies.append(msg)
+            serving = {n for n, nd in self.nodes.items() if nd.machine is not None and nd.machine.is_primary
+                       and nd.machine.epoch == msg.epoch}
+            if isinstance(src, str) and serving and src not in serving and msg.epoch >= max(self.primaries, default=0):
+                self.ok_from_non_primary.append(f"{src} answered OK in epoch {msg.epoch} while {serving} served it")
+        self._client_out(cl, cl.core.handle(src, msg, self.now))
+
+    def _client_out(self, cl: SimClient, outputs: list) -> None:
+        sends = []
+        for o in outputs:
+            if isinstance(o, Done):
+                cl.done[o.request_id] = o.reply
+            else:
+                sends.append(o)
+        self._emit(cl.addr, sends)
+
+    def _client_submit(self, cl: SimClient) -> None:
+        limit = self.schedule.requests + (self.schedule.tail_requests if self.tail_submitting else 0)
+        if cl.next_cmd >= limit or not (self.submitting or self.tail_submitting):
+            return
+        if len(cl.core.pending) >= self.schedule.window:
+            self._push(self.now + 0.001, _SUBMIT, cl.addr)
+            return
+        cmd = cl.commands[cl.next_cmd]
+        cl.next_cmd += 1
+        rid, out = cl.core.submit(cmd, self.now)
+        cl.sent[rid] = cmd
+        self._client_out(cl, out)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def primary(self) -> str:
+        """The node serving as primary now ('' if none or several)."""
+        ps = [n for n, nd in self.nodes.items() if nd.machine is not None and nd.machine.role == wire.ROLE_PRIMARY]
+        return ps[0] if len(ps) == 1 else ""
+
+    def redundant(self) -> bool:
+        """Every node up and one primary followed by every healthy standby of its epoch."""
+        p = self.primary()
+        if not p or not self.witness_up:
+            return False
+        pm = self.nodes[p].machine
+        for n, nd in self.nodes.items():
+            if n == p or n == self.corrupt and nd.machine is not None and nd.machine.role == wire.ROLE_DIVERGED:
+                continue
+            m = nd.machine
+            if not nd.up or nd.hung or m is None or m.role != wire.ROLE_STANDBY or not m.joined or m.leader != p \
+                    or m.epoch != pm.epoch:
+                return False
+        return True
+
+    def _standbys(self) -> list[str]:
+        p = self.primary()
+        return [n for n in self.names if n != p and n != self.corrupt]
+
+    def _inject(self, f: Fault) -> float:
+        """Start fault ``f``; return when it heals (its heal event is queued)."""
+        self.count_fault(f.kind)
+        p = self.primary()
+        rng = self.rng
+        heal_at = self.now + f.duration
+        st = self._fault_state = {"kind": f.kind}
+        if f.kind in ("crash", "crash_mid_step", "hang"):
+            target = rng.choice([p] + self._standbys()) if p else rng.choice(self._standbys())
+            node = self.nodes[target]
+            st["node"], st["restart_as"] = target, f.restart_as
+            role = "primary" if target == p else "standby"
+            if f.kind == "crash":
+                self.log(f"crash {target} ({role}); restart as {f.restart_as} at {heal_at:.4f}")
+                self._crash(node)
+            elif f.kind == "crash_mid_step":
+                self.log(f"crash {target} ({role}) in its next step; restart as {f.restart_as} at {heal_at:.4f}")
+                node.crash_armed = True
+            else:
+                self.log(f"hang {target} ({role}) until {heal_at:.4f}")
+                node.hung = True
+        elif f.kind in ("isolate_primary", "isolate_primary_all"):
+            others = [n for n in self.names if n != p] + [WITNESS]
+            if f.kind == "isolate_primary_all":
+                others += list(self.clients)
+            links = {(p, o) for o in others} | {(o, p) for o in others}
+            st["links"] = links
+            self.cut |= links
+            self.log(f"{f.kind} {p} until {heal_at:.4f}")
+        elif f.kind == "cut_standby_witness":
+            s = rng.choice(self._standbys())
+            st["links"] = {(s, WITNESS), (WITNESS, s)}
+            self.cut |= st["links"]
+            self.log(f"cut standby {s} from the witness until {heal_at:.4f}")
+        elif f.kind == "partition_link":
+            ends = rng.sample(self.names + [WITNESS], 2)
+            st["links"] = {(ends[0], ends[1]), (ends[1], ends[0])}
+            self.cut |= st["links"]
+            self.log(f"cut link {ends[0]}<->{ends[1]} until {heal_at:.4f}")
+        elif f.kind == "switchover":
+            target = rng.choice(self._standbys())
+            self.log(f"switchover {p} -> {target}")
+            self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
+        elif f.kind == "witness_crash":
+            self.witness_up = False
+            self.log(f"witness crashed; restarts empty at {heal_at:.4f}")
+        self._push(heal_at, _HEAL)
+        return heal_at
+
+    def _heal(self) -> None:
+        st = self._fault_state
+        kind = st.get("kind")
+        if kind in ("crash", "crash_mid_step"):
+            node = self.nodes[st["node"]]
+            if node.up:  # armed but it never stepped: crash it now
+                self._crash(node)
+            self._start(node, st["restart_as"])
+            self.count_fault("restart")
+            self.log(f"restart {node.name} as {st['restart_as']} (journal last_seq={node.journal.last_seq})")
+        elif kind == "hang":
+            node = self.nodes[st["node"]]
+            self.log(f"resume {node.name} with {len(node.backlog)} queued messages")
+            self._push(self.now, _RESUME, node.name)
+        elif "links" in st:
+            self.cut -= st["links"]
+            self.log(f"heal {kind}")
+        elif kind == "witness_crash":
+            self.witness = WitnessMachine(self.names, self.settings)
+            self.witness_up = True
+            self.log("witness restarted")
+        self._fault_state = {}
+
+    def _resume(self, node: SimNode) -> None:
+        node.hung = False
+        backlog, node.backlog = node.backlog, []
+        for src, msg in backlog:
+            if not node.up:
+                break
+            self._step(node, lambda s=src, m=msg: node.machine.handle(s, m, self.now))
+        if node.up:
+            self._schedule_tick(node, self.now)
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def _run_until(self, t_end: float, stop: Callable[[], bool] | None = None) -> bool:
+        """Process events up to ``t_end``; return True as soon as ``stop()`` holds (checked per event)."""
+        q = self._queue
+        while q and q[0][0] <= t_end:
+            t, _, kind, a, b, c = heapq.heappop(q)
+            self.now = t
+            if kind == _DELIVER:
+                self._deliver(a, b, c)
+            elif kind == _TICK:
+                node = self.nodes[a]
+                if b != node.tick_gen or not node.up:
+                    continue
+                node.tick_at = float("inf")
+                if not node.hung:
+                    self._step(node, lambda n=node: n.machine.tick(self.now))
+                if node.up:
+                    self._schedule_tick(node, self.now + self.TICK)
+            elif kind == _SUBMIT:
+                self._client_submit(self.clients[a])
+            elif kind == _CTICK:
+                cl = self.clients[a]
+                self._client_out(cl, cl.core.tick(self.now))
+                self._push(self.now + self.CLIENT_TICK, _CTICK, a)
+            elif kind == _HEAL:
+                self._heal()
+            elif kind == _RESUME:
+                self._resume(self.nodes[a])
+            if stop is not None and stop():
+                return True
+        self.now = max(self.now, t_end)
+        return stop() if stop is not None else False
+
+    def _schedule_submits(self, start: float, span: float, count: int) -> None:
+        for cl in self.clients.values():
+            for _ in range(count):
+                self._push(start + self.rng.uniform(0, span), _SUBMIT, cl.addr)
+
+    def run(self) -> Sim:
+        """Warm up, inject the faults one at a time, heal, then wait for the group to converge."""
+        s = self.schedule
+        for cl in self.clients.values():
+            self._push(self.rng.uniform(0, self.CLIENT_TICK), _CTICK, cl.addr)
+        ready = self._run_until(self.now + self.SETTLE_BOUND, self._warm)
+        if not ready:
+            self.settle_failed = "the group never formed (no primary with joined standbys)"
+            return self
+        self.submitting = True
+        span = max(0.05, sum(f.gap + f.duration for f in s.faults))
+        self._schedule_submits(self.now, span, s.requests)
+        for f in s.faults:
+            if not self._run_until(self.now + self.SETTLE_BOUND, self.redundant):
+                self.settle_failed = f"redundancy not restored within {self.SETTLE_BOUND}s before {f.kind}"
+                return self
+            self._run_until(self.now + f.gap)
+            if not self.redundant():  # something moved during the gap (e.g. a late switchover): wait again
+                if not self._run_until(self.now + self.SETTLE_BOUND, self.redundant):
+                    self.settle_failed = f"redundancy not restored within {self.SETTLE_BOUND}s before {f.kind}"
+                    return self
+            heal_at = self._inject(f)
+            self._run_until(heal_at)  # the heal event itself is processed here
+        self._run_until(self.now + 0.001)
+        self.drop = self.duplicate = self.reorder = 0.0  # the network heals too
+        self.tail_submitting = True
+        self._schedule_submits(self.now, 0.02, s.tail_requests)
+        self._run_until(self.now + self.LIVENESS_BOUND, self.converged)
+        return self
+
+    def _warm(self) -> bool:
+        if not self.redundant():
+            return False
+        if self.corrupt:  # the corrupted standby must reach its bad seq before faults start
+            m = self.nodes[self.corrupt].machine
+            if m.role != wire.ROLE_DIVERGED:
+                if self.nodes[self.names[0]].machine.replica.seq < self.schedule.corrupt_seq and not self.submitting:
+                    self.submitting = True
+                    self._schedule_submits(self.now, 0.01, self.schedule.corrupt_seq)
+                return False
+        return True
+
+    def converged(self) -> bool:
+        """Liveness: every request answered, one primary, every healthy standby equal to it."""
+        for cl in self.clients.values():
+            if cl.core.pending or cl.next_cmd < min(len(cl.commands), self._quota()):
+                return False
+        if not self.redundant():
+            return False
+        pm = self.nodes[self.primary()].machine
+        for n, nd in self.nodes.items():
+            m = nd.machine
+            if m.role == wire.ROLE_STANDBY and (m.replica.seq != pm.replica.seq or m.replica.digest != pm.replica.digest):
+                return False
+        return True
+
+    def _quota(self) -> int:
+        s = self.schedule
+        return s.requests + (s.tail_requests if self.tail_submitting else 0)
+
+
+def run_schedule(schedule: Schedule, commands: list[dict] | None = None, check: bool = True) -> Any:
+    """Run one schedule and check it; return the ``sim_check.Report`` (``SimFailure`` if it broke a rule)."""
+    from .sim_check import check_sim
+
+    sim = Sim(schedule, commands).run()
+    report = check_sim(sim)
+    if check and report.violations:
+        raise SimFailure(schedule, report.violations, sim.fault_log)
+    return report
+
+
+def with_seed(schedule: Schedule, seed: int) -> Schedule:
+    return replace(schedule, seed=seed)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    from .sim_cli import main
+
+    sys.exit(main())
