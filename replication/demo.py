@@ -196,9 +196,9 @@ class Group:
 def order(i: int) -> dict[str, Any]:
     """The i-th order of the demo flow: two instruments, crossing prices, some cancels."""
     if i % 7 == 6:
-        return {"op": "cancel", "instrument": 1 + (i - 3) % 2, "id": i - 3}
+        return {"op": "cancel", "instrument": 1 + (i - 3) % 2, "id": i - 2}
     side = "buy" if (i // 3) % 2 == 0 else "sell"
-    return {"op": "new", "instrument": 1 + i % 2, "id": i, "side": side, "price": 1000 + (i * 37) % 11 - 5,
+    return {"op": "new", "instrument": 1 + i % 2, "id": i + 1, "side": side, "price": 1000 + (i * 37) % 11 - 5,
             "qty": 1 + i % 9, "account": 1 + i % 4}
 
 

@@ -172,3 +172,32 @@ def test_corrupted_standby_reports_divergence_and_never_promotes(group):
     st = g.status()
     assert st["b"]["role"] == "diverged" and st["b"]["epoch"] == 1
     assert "promotions" not in st["b"]["counters"]
+
+
+def test_subscriber_prints_the_stream_with_events(group):
+    import json
+
+    g = group(("a", "b"), "async")
+    g.start_all()
+    g.wait_ready()
+    sub = subprocess.Popen([sys.executable, "-m", "replication.cli", "subscribe", "--config", g.path, "--count", "10",
+                            "--timeout", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    c = g.client(16)
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while sub.poll() is None and time.monotonic() < deadline:  # until the late-joining SUB has seen 10
+            c.apply(order(i))
+            i += 1
+            time.sleep(0.01)
+        out, err = sub.communicate(timeout=10)
+    finally:
+        c.close()
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait(5)
+    lines = [json.loads(x) for x in out.decode().splitlines()]
+    assert len(lines) == 10, err
+    seqs = [x["seq"] for x in lines]
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+    assert all("events" in x and x["command"]["op"] in ("new", "cancel") for x in lines)

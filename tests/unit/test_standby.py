@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from _net import add_client, cmd, group
 
+import matching
 from matching import ReferenceEngine
 from replication import wire
 from replication.failover import NodeMachine
+
+# The machines take the engine as a factory: the scenarios that matter run on both engines.
+ENGINES = [pytest.param(ReferenceEngine, id="reference")] + (
+    [pytest.param(matching.Engine, id="native")] if matching.Engine is not None else [])
 
 
 def started(mode="sync", **kw):
@@ -67,8 +73,9 @@ def test_lost_tail_is_refilled_from_heartbeat_seq():
     assert dropped and net.machines["b"].replica.seq == 2 and len(net.done[b"c1"]) == 2
 
 
-def test_late_standby_catches_up_by_snapshot_then_tail():
-    net = group("async", catchup_snapshot_lag=10)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_late_standby_catches_up_by_snapshot_then_tail(engine):
+    net = group("async", catchup_snapshot_lag=10, engine_factory=engine)
     c = add_client(net, b"c1", 7, ["a", "b"])
     net.down.add("b")
     net.run(0.02)
@@ -101,8 +108,9 @@ def test_divergent_standby_stops_and_never_promotes():
     assert "promotions" not in b.counters
 
 
-def test_failover_loses_nothing_acknowledged_and_fences_old_primary():
-    net, c = started("sync")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failover_loses_nothing_acknowledged_and_fences_old_primary(engine):
+    net, c = started("sync", engine_factory=engine)
     submit(net, c, 1, 5)
     net.run(0.01)
     # Entries 6..8 reach the primary's journal but never the standby: never acknowledged.
@@ -122,7 +130,7 @@ def test_failover_loses_nothing_acknowledged_and_fences_old_primary():
     # The old primary comes back from its journal, is fenced, truncates 6..8 and follows b.
     net.down.discard("a")
     a = net.machines["a"] = NodeMachine("a", ["a", "b"], net.journals["a"], net.settings, "witness",
-                                        ReferenceEngine, "primary")
+                                        engine, "primary")
     net.run_until(lambda: a.joined and a.replica.seq == 8, 1.0)
     assert roles(net) == {"a": "standby", "b": "primary"}
     assert a.counters["fenced"] == 1 and a.replica.digest == b.replica.digest
