@@ -113,7 +113,8 @@ class StandbyMixin:
             return []
         self.journal.append(applied)
         self.count("entries_applied", len(applied))
-        self.refill_sent_at = -1.0 if not self.future else self.refill_sent_at
+        # Progress at the front: the next refill chunk may be asked for at once.
+        self.refill_sent_at = -1.0
         out = self.maybe_snapshot()
         out.append(Send(self.leader, wire.Ack(self.epoch, self.replica.seq, self.name, self.replica.digest)))
         return out

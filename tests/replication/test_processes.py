@@ -150,6 +150,10 @@ def test_resent_request_is_not_executed_twice(group):
     from matching import EVENT_DTYPE, events_from_array
 
     assert events_from_array(np.frombuffer(again.events, dtype=EVENT_DTYPE)) == first
+    # ... and they are the very events the embedded engine returns.
+    from matching import ReferenceEngine
+
+    assert first == ReferenceEngine().submit(instrument=1, id=1, side="buy", price=100, qty=5)
     st = g.status()
     assert st["a"]["last_seq"] == 1 and st["a"]["counters"]["requests_deduplicated"] == 1
 
