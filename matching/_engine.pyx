@@ -18,6 +18,8 @@ matching, digest) and ``_state.pxi`` (queries, invariant check, snapshot).
 cimport cython
 cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
@@ -47,6 +49,36 @@ cdef extern from *:
     }
     """
     void mc_hint_huge(void *p, size_t n) noexcept nogil
+
+cdef extern from *:
+    """
+    /* An empty instance of a tuple subclass (a named tuple) with n slots,
+       to be filled with PyTuple_SET_ITEM before anyone else sees it.  From
+       3.14 tuples carry a hash cache that tp_alloc would leave at 0, so
+       there we fill a plain tuple and convert it (MC_FAST_TUPLES == 0). */
+    #if PY_VERSION_HEX < 0x030E0000
+    #define MC_FAST_TUPLES 1
+    #else
+    #define MC_FAST_TUPLES 0
+    #endif
+    static PyObject *mc_tuple_alloc(PyObject *cls, Py_ssize_t n) {
+    #if MC_FAST_TUPLES
+        PyTypeObject *t = (PyTypeObject *)cls;
+        return t->tp_alloc(t, n);
+    #else
+        (void)cls;
+        return PyTuple_New(n);
+    #endif
+    }
+    """
+    const bint MC_FAST_TUPLES
+    object mc_tuple_alloc(object cls, Py_ssize_t n)
+
+
+cdef inline void put(object t, Py_ssize_t i, object v) noexcept:
+    # PyTuple_SET_ITEM steals a reference; Cython's v is borrowed.
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, i, v)
 
 include "_hashmap.pxi"
 include "_book.pxi"

@@ -90,19 +90,44 @@ cdef class Engine:
         cdef list out = []
         cdef int64_t i
         cdef const event_t *e
+        cdef object t
         for i in range(start, self.core.n_events):
             e = &self.core.events[i]
+            # Fill the named tuples in place (tp_alloc + SET_ITEM): calling
+            # the class would build and copy an argument tuple per event.
             if e.kind == EV_TRADE:
-                out.append(_tuple_new(_Trade, (e.instrument, e.id, e.maker, e.price, e.qty,
-                                               e.open_a, e.open_b)))
+                t = mc_tuple_alloc(_Trade, 7)
+                put(t, 0, e.instrument)
+                put(t, 1, e.id)
+                put(t, 2, e.maker)
+                put(t, 3, e.price)
+                put(t, 4, e.qty)
+                put(t, 5, e.open_a)
+                put(t, 6, e.open_b)
             elif e.kind == EV_ACCEPTED:
-                out.append(_tuple_new(_Accepted, (e.instrument, e.id)))
+                t = mc_tuple_alloc(_Accepted, 2)
+                put(t, 0, e.instrument)
+                put(t, 1, e.id)
             elif e.kind == EV_CANCELLED:
-                out.append(_tuple_new(_Cancelled, (e.instrument, e.id, e.open_a, _REASONS[e.reason])))
+                t = mc_tuple_alloc(_Cancelled, 4)
+                put(t, 0, e.instrument)
+                put(t, 1, e.id)
+                put(t, 2, e.open_a)
+                put(t, 3, _REASONS[e.reason])
             elif e.kind == EV_REPLACED:
-                out.append(_tuple_new(_Replaced, (e.instrument, e.id, e.price, e.qty)))
+                t = mc_tuple_alloc(_Replaced, 4)
+                put(t, 0, e.instrument)
+                put(t, 1, e.id)
+                put(t, 2, e.price)
+                put(t, 3, e.qty)
             else:
-                out.append(_tuple_new(_Rejected, (e.instrument, e.id, _REASONS[e.reason])))
+                t = mc_tuple_alloc(_Rejected, 3)
+                put(t, 0, e.instrument)
+                put(t, 1, e.id)
+                put(t, 2, _REASONS[e.reason])
+            if not MC_FAST_TUPLES:
+                t = _tuple_new(self._ev_types[e.kind - 1], t)
+            out.append(t)
         return out
 
     def submit(self, instrument, id, side, price=None, qty=0, type="limit", tif="GTC",
@@ -186,13 +211,32 @@ cdef class Engine:
         Complexity: O(1) for a qty decrease at the same price; otherwise as
         :meth:`submit`.
         """
-        cdef dict d = {"op": "replace", "instrument": instrument, "id": id}
+        cdef dict d
         cdef command_t cmd
-        if price is not None:
-            d["price"] = price
-        if qty is not None:
-            d["qty"] = qty
-        record_to_command(_commands.command_record(d), &cmd)
+        cdef uint32_t inst = 0
+        cdef uint64_t oid = 0
+        cdef int64_t px = 0, q = 0
+        cdef bint fast = as_u32(instrument, &inst) and as_u64(id, &oid)
+        memset(&cmd, 0, sizeof(command_t))
+        cmd.op = OP_REPLACE
+        if fast and price is not None:
+            fast = as_i64(price, &px)
+            cmd.flags |= F_HAS_PRICE
+        if fast and qty is not None:
+            fast = as_i64(qty, &q)
+            cmd.flags |= F_HAS_QTY
+        if fast:
+            cmd.instrument = inst
+            cmd.id = oid
+            cmd.price = px
+            cmd.qty = q
+        else:
+            d = {"op": "replace", "instrument": instrument, "id": id}
+            if price is not None:
+                d["price"] = price
+            if qty is not None:
+                d["qty"] = qty
+            record_to_command(_commands.command_record(d), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
 
