@@ -60,8 +60,11 @@ def _cmd_witness(args: argparse.Namespace) -> int:
 # -- operator commands -------------------------------------------------------------------
 
 
-def ask(endpoint: str, msg: Any, timeout: float = 1.0) -> Any:
-    """Send one message to a node's ROUTER and wait for one answer (None on timeout)."""
+def ask(endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", server: str = "") -> Any:
+    """Send one message to a node's ROUTER and wait for one answer (None on timeout).
+
+    With ``keys_dir``, connect over CURVE to the node named ``server`` as the client key pair.
+    """
     import zmq
 
     from . import wire
@@ -70,6 +73,10 @@ def ask(endpoint: str, msg: Any, timeout: float = 1.0) -> Any:
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     try:
+        if keys_dir:
+            from .security import make_client
+
+            make_client(s, keys_dir, server=server)
         s.connect(endpoint)
         s.send(wire.encode(msg))
         if not s.poll(int(timeout * 1000)):
@@ -91,7 +98,7 @@ def group_status(cfg: Any, timeout: float = 1.0) -> dict[str, Any]:
     if cfg.witness:
         targets["witness"] = cfg.witness
     for name, ep in targets.items():
-        got = ask(ep, wire.StatusRequest(), timeout)
+        got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name)
         out[name] = json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
     return out
 
@@ -131,10 +138,10 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         print(f"switchover: {args.to} is already primary")
         return 0
     t0 = time.monotonic()
-    ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout)
+    ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout, cfg.keys_dir, primary)
     deadline = t0 + args.timeout + cfg.settings.switchover_timeout
     while time.monotonic() < deadline:
-        got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout)
+        got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout, cfg.keys_dir, args.to)
         if isinstance(got, wire.Status) and json.loads(got.body).get("role") == "primary":
             body = json.loads(got.body)
             print(f"switchover: {primary} -> {args.to} epoch {body['epoch']} at seq {body['last_seq']} "
@@ -154,7 +161,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     if args.node not in cfg.nodes:
         print("promote: --node NAME is required", file=sys.stderr)
         return 2
-    got = ask(cfg.nodes[args.node].endpoint, wire.Promote(), args.timeout)
+    got = ask(cfg.nodes[args.node].endpoint, wire.Promote(), args.timeout, cfg.keys_dir, args.node)
     if not isinstance(got, wire.Status):
         print("promote: no answer", file=sys.stderr)
         return 1
@@ -167,6 +174,16 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     from .subscribe import subscribe
 
     return subscribe(load(args.config), args.node, args.count, args.timeout)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from .config import load
+    from .security import create_keys
+
+    cfg = load(args.config)
+    made = create_keys(cfg)
+    print(f"keys in {cfg.keys_dir}: created {', '.join(made) if made else 'none (all present)'}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -223,6 +240,10 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--count", type=int, default=0, help="exit after this many entries (0 = never)")
     p.add_argument("--timeout", type=float, default=0.0, help="exit after this many idle seconds (0 = never)")
     p.set_defaults(func=_cmd_subscribe)
+
+    p = subparsers.add_parser("keys", help="create the CURVE key pairs named by the group file's keys_dir")
+    common(p)
+    p.set_defaults(func=_cmd_keys)
 
     p = subparsers.add_parser("demo", help="start a group, SIGKILL the primary mid-flow, show nothing was lost")
     common(p)

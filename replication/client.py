@@ -45,10 +45,15 @@ class Client:
     first_request_id : int or None
         Defaults to the wall clock in microseconds, so a restarted client with
         the same id never reuses a request id the group remembers.
+    keys_dir : str
+        CURVE keys directory of the group ("" = plaintext); see ``security``.
+    cert : str
+        Name of this client's key pair in ``keys_dir``.
     """
 
     def __init__(self, endpoints: Mapping[str, str], client_id: int, timeout: float = 10.0,
-                 retry_timeout: float = 0.05, first_request_id: int | None = None) -> None:
+                 retry_timeout: float = 0.05, first_request_id: int | None = None, keys_dir: str = "",
+                 cert: str = "client") -> None:
         from matching import EVENT_DTYPE, events_from_array
 
         self._event_dtype = EVENT_DTYPE
@@ -68,6 +73,10 @@ class Client:
             # Queue for a node not yet connected rather than drop: a fresh client's
             # first request must not wait for a retry timeout. Re-sends are deduped.
             s.setsockopt(zmq.IMMEDIATE, 0)
+            if keys_dir:
+                from .security import make_client
+
+                make_client(s, keys_dir, server=name, me=cert)
             mon = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             s.connect(ep)
             self.socks[name] = s
@@ -83,6 +92,7 @@ class Client:
     def from_config(cls, path: str, client_id: int, **kw: Any) -> Client:
         """A client for the group described by the TOML file ``path``."""
         cfg = load(path)
+        kw.setdefault("keys_dir", cfg.keys_dir)
         return cls({n: s.endpoint for n, s in cfg.nodes.items()}, client_id, **kw)
 
     # -- plumbing ----------------------------------------------------------------------

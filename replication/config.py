@@ -16,7 +16,7 @@ Optional keys (top level; all have defaults)::
     max_batch = 1024          # requests sequenced per batch
     catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
     switchover_timeout_ms = 3000
-    keys_dir = ""             # CURVE keys (not implemented yet; must be empty)
+    keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
 Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
 stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
@@ -135,8 +135,8 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     if s.heartbeat_timeout <= s.heartbeat_interval:
         raise ValueError("timeout_ms must be larger than heartbeat_ms")
     keys_dir = str(doc.get("keys_dir", ""))
-    if keys_dir:
-        raise ValueError("keys_dir (CURVE) is not implemented yet; remove it from the group file")
+    if keys_dir and not os.path.isabs(keys_dir):
+        keys_dir = os.path.join(base, keys_dir)
     return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc)
 
 

@@ -63,7 +63,8 @@ class Group:
     """
 
     def __init__(self, nodes: tuple[str, ...] = ("a", "b"), mode: str = "sync", engine: str = "auto",
-                 extra: dict[str, Any] | None = None, witness: bool = True, keep: bool = False) -> None:
+                 extra: dict[str, Any] | None = None, witness: bool = True, keep: bool = False,
+                 curve: bool = False) -> None:
         self.dir = tempfile.mkdtemp(prefix="matchcore-group-")
         self.keep = keep
         self.engine = engine
@@ -73,10 +74,16 @@ class Group:
         self.witness_endpoint = f"tcp://127.0.0.1:{ports[-1]}" if witness else None
         self.path = os.path.join(self.dir, "group.toml")
         defaults = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 5, "fsync": "batch"}
+        if curve:
+            defaults["keys_dir"] = "keys"
         defaults.update(extra or {})
         config.write(self.path, mode, {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
                      self.witness_endpoint, defaults)
         self.cfg = config.load(self.path)
+        if curve:
+            from .security import create_keys
+
+            create_keys(self.cfg)
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Any] = {}
 

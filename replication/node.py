@@ -17,7 +17,7 @@ Sockets (one ``zmq.Context`` per process, all used from this one thread):
 - ``PUB`` at ``config.pub_endpoint(endpoint)`` (nodes only): the entry stream,
   with events, for subscribers; gaps are filled by a ``Refill`` to the ROUTER.
 
-CURVE authentication is not implemented (``keys_dir`` is refused by config).
+With ``keys_dir`` in the group file every socket uses CURVE (``security``).
 """
 
 from __future__ import annotations
@@ -67,13 +67,18 @@ class Driver:
     """
 
     def __init__(self, machine: Any, name: str, endpoint: str, peers: dict[str, str], publish: bool = True,
-                 ctx: zmq.Context | None = None) -> None:
+                 ctx: zmq.Context | None = None, keys_dir: str = "") -> None:
+        from . import security
+
         self.machine = machine
         self.name = name
         self.ctx = ctx or zmq.Context()
         self.counters: dict[str, int] = {}
         self.running = False
+        self.auth = security.start_authenticator(self.ctx, keys_dir) if keys_dir else None
         self.router = self.ctx.socket(zmq.ROUTER)
+        if keys_dir:
+            security.make_server(self.router, keys_dir, name)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.RCVHWM, 1_000_000)
         self.router.setsockopt(zmq.SNDHWM, 1_000_000)
@@ -82,6 +87,8 @@ class Driver:
         if publish:
             self.pub = self.ctx.socket(zmq.PUB)
             self.pub.setsockopt(zmq.LINGER, 0)
+            if keys_dir:
+                security.make_server(self.pub, keys_dir, name)
             self.pub.bind(pub_endpoint(endpoint))
         self.dealers: dict[str, zmq.Socket] = {}
         self.monitors: dict[zmq.Socket, str] = {}
@@ -89,6 +96,8 @@ class Driver:
             d = self.ctx.socket(zmq.DEALER)
             d.setsockopt(zmq.IDENTITY, PEER_PREFIX + name.encode())
             tune_dealer(d)
+            if keys_dir:
+                security.make_client(d, keys_dir, server=peer, me=name)
             mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             d.connect(ep)
             self.dealers[peer] = d
@@ -204,6 +213,8 @@ class Driver:
         journal = getattr(self.machine, "journal", None)
         if journal is not None:
             journal.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
 
 
@@ -223,7 +234,7 @@ def node_driver(cfg: GroupConfig, name: str, start_role: str, engine_factory: An
     peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
     if cfg.witness:
         peers["witness"] = cfg.witness
-    return Driver(machine, name, spec.endpoint, peers, publish=True)
+    return Driver(machine, name, spec.endpoint, peers, publish=True, keys_dir=cfg.keys_dir)
 
 
 def witness_driver(cfg: GroupConfig) -> Driver:
@@ -234,4 +245,4 @@ def witness_driver(cfg: GroupConfig) -> Driver:
         raise ValueError(f"{cfg.path} has no [witness] endpoint")
     machine = WitnessMachine(cfg.node_names, cfg.settings)
     peers = {n: s.endpoint for n, s in cfg.nodes.items()}
-    return Driver(machine, "witness", cfg.witness, peers, publish=False)
+    return Driver(machine, "witness", cfg.witness, peers, publish=False, keys_dir=cfg.keys_dir)

@@ -37,20 +37,21 @@ def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_ti
               out: TextIO = sys.stdout) -> int:
     """Print the stream as JSON lines until ``count`` entries or ``idle_timeout`` idle seconds."""
     ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
     names = [node] if node else list(cfg.nodes)
-    for n in names:
-        sub.connect(pub_endpoint(cfg.nodes[n].endpoint))
+    # One SUB per node: with CURVE each pins its own server key.
+    subs = {n: ctx.socket(zmq.SUB) for n in names}
     req = {n: ctx.socket(zmq.DEALER) for n in names}
-    for n, s in req.items():
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(cfg.nodes[n].endpoint)
     poller = zmq.Poller()
-    poller.register(sub, zmq.POLLIN)
-    for s in req.values():
-        poller.register(s, zmq.POLLIN)
+    for n in names:
+        for s, ep in ((subs[n], pub_endpoint(cfg.nodes[n].endpoint)), (req[n], cfg.nodes[n].endpoint)):
+            s.setsockopt(zmq.LINGER, 0)
+            if cfg.keys_dir:
+                from .security import make_client
+
+                make_client(s, cfg.keys_dir, server=n)
+            s.connect(ep)
+            poller.register(s, zmq.POLLIN)
+        subs[n].setsockopt(zmq.SUBSCRIBE, b"")
     next_seq, epoch, printed = 0, 0, 0
     held: dict[int, tuple[wire.Entry, bytes | None]] = {}
     last_activity = time.monotonic()
@@ -59,7 +60,9 @@ def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_ti
             events = dict(poller.poll(50))
             now = time.monotonic()
             batch: list[tuple[wire.Entries, str | None]] = []
-            if sub in events:
+            for sub in subs.values():
+                if sub not in events:
+                    continue
                 while True:
                     try:
                         _, frame = sub.recv_multipart(zmq.NOBLOCK)
@@ -103,7 +106,6 @@ def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_ti
             if idle_timeout and now - last_activity > idle_timeout:
                 break
     finally:
-        sub.close(0)
-        for s in req.values():
+        for s in [*subs.values(), *req.values()]:
             s.close(0)
     return 0

@@ -205,3 +205,19 @@ def test_subscriber_prints_the_stream_with_events(group):
     seqs = [x["seq"] for x in lines]
     assert seqs == list(range(seqs[0], seqs[0] + 10))
     assert all("events" in x and x["command"]["op"] in ("new", "cancel") for x in lines)
+
+
+def test_curve_group_serves_keyed_clients_only(group):
+    pytest.importorskip("zmq.auth.thread")
+    g = group(("a", "b"), "sync", curve=True)
+    g.start_all()
+    g.wait_ready()  # status itself goes over CURVE with the client key pair
+    c = g.client(17)
+    try:
+        flow(c, 0, 20)
+    finally:
+        c.close()
+    st = g.wait_for(lambda s: s["b"].get("last_seq") == 20, what="b replicated over CURVE")
+    assert st["a"]["digest"] == st["b"]["digest"]
+    # Without keys, nothing gets through.
+    assert ask(g.endpoints["a"], wire.StatusRequest(), 0.5) is None
