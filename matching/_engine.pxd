@@ -192,6 +192,7 @@ ctypedef struct core_t:
     uint64_t digest
     uint64_t commands
     int oom                 # set when an allocation failed; the engine is poisoned
+    int busy                # apply_batch/book_digest running without the GIL
 
 
 @cython.final
@@ -201,5 +202,6 @@ cdef class Engine:
     cdef object _ev_types       # (Accepted, Rejected, Trade, Cancelled, Replaced)
     cdef object _reason_names   # tuple: reason code -> name
 
+    cdef int _enter(self) except -1
     cdef int _run(self, const command_t *cmd) except -1
     cdef list _events_to_list(self, int64_t start)

@@ -72,7 +72,18 @@ cdef class Engine:
 
     # --- running commands -----------------------------------------------------------
 
+    cdef int _enter(self) except -1:
+        # The GIL is released inside apply_batch and book_digest, so another
+        # thread could reach the core mid-batch; refuse rather than race.
+        if self.core.busy:
+            raise RuntimeError("Engine is in use by another thread (apply_batch/book_digest running)")
+        return 0
+
+    def __reduce__(self):
+        return (Engine.restore, (self.snapshot(),))
+
     cdef int _run(self, const command_t *cmd) except -1:
+        self._enter()
         if self.core.oom:
             raise MemoryError("engine ran out of memory earlier; its state is unusable")
         if self.core.event_cap > EVENT_KEEP:
@@ -295,12 +306,14 @@ cdef class Engine:
             raise TypeError(f"apply_batch needs dtype COMMAND_DTYPE, got {cmds.dtype}")
         if cmds.ndim != 1:
             raise ValueError(f"apply_batch needs a 1-d array, got {cmds.ndim} dimensions")
+        self._enter()
         if c.oom:
             raise MemoryError("engine ran out of memory earlier; its state is unusable")
         arr = np.ascontiguousarray(cmds)
         n = arr.shape[0]
         p = <const command_t *>cnp.PyArray_DATA(arr)
         c.n_events = 0
+        c.busy = 1
         with nogil:
             # Most commands emit one to three events: reserve for the common
             # case up front; emit() still grows the buffer for sweeps.
@@ -309,6 +322,7 @@ cdef class Engine:
                 core_apply(c, &p[i], <uint64_t>i)
                 if c.oom:
                     break
+        c.busy = 0
         if c.oom:
             raise MemoryError("engine ran out of memory")
         if c.n_events <= EVENT_KEEP:
@@ -348,6 +362,7 @@ cdef class Engine:
     def instruments(self):
         """Every instrument named by an accepted order, ascending.  O(instruments)."""
         cdef int32_t k
+        self._enter()
         return [self.core.books[self.core.book_order[k]].instrument for k in range(self.core.n_books)]
 
     def depth(self, instrument, levels=None):
@@ -362,6 +377,11 @@ cdef class Engine:
         cdef const level_t *L
         cdef list out = [[], []]
         cdef Py_ssize_t limit = -1 if levels is None else levels
+        self._enter()
+        if limit < 0 and levels is not None:
+            # Negative: the list-slice meaning, as in the reference.
+            bids, asks = self.depth(instrument)
+            return bids[:levels], asks[:levels]
         if not as_u32(instrument, &inst):
             return [], []
         b = insts_get(&self.core, inst)
@@ -382,6 +402,7 @@ cdef class Engine:
         cdef uint64_t oid = 0
         cdef handle_t h
         cdef const order_t *o
+        self._enter()
         if not as_u64(id, &oid) or oid == 0:
             return None
         h = ids_get(&self.core, oid)
@@ -402,6 +423,8 @@ cdef class Engine:
         cdef const side_t *s
         cdef handle_t oh
         cdef const order_t *o
+        self._enter()
+        c.busy = 1
         with nogil:
             for k in range(c.n_books):
                 b = c.book_order[k]
@@ -427,6 +450,7 @@ cdef class Engine:
                             oh = o.next
                         i -= 1
             h = absorb(h, <uint64_t>c.n_ids)
+        c.busy = 0
         return h
 
     def memory_bytes(self):
@@ -434,6 +458,7 @@ cdef class Engine:
         cdef core_t *c = &self.core
         cdef Py_ssize_t total
         cdef int32_t b
+        self._enter()
         total = (<Py_ssize_t>c.order_cap * sizeof(order_t) + <Py_ssize_t>c.level_cap * sizeof(level_t)
                  + <Py_ssize_t>(c.id_mask + 1) * sizeof(id_slot_t)
                  + <Py_ssize_t>(c.inst_mask + 1) * sizeof(inst_slot_t)
@@ -447,12 +472,14 @@ cdef class Engine:
     def _check(self):
         """Verify every invariant of the core; raise AssertionError naming the
         first broken one.  O(orders + levels + id table)."""
+        self._enter()
         check_core(&self.core)
 
     # --- snapshots ----------------------------------------------------------------------
 
     def snapshot(self):
         """The full state as bytes (see :meth:`restore`).  O(orders)."""
+        self._enter()
         return snapshot_core(&self.core)
 
     @staticmethod

@@ -368,3 +368,47 @@ def test_memory_bytes_counts_the_core():
     for i in range(1, 3000):
         e.submit(instrument=1, id=i, side="buy", price=1 + i, qty=1)
     assert e.memory_bytes() > m
+
+
+def test_pickle_goes_through_snapshot():
+    import pickle
+
+    e = _loaded()
+    clone = pickle.loads(pickle.dumps(e))
+    assert state(clone) == state(e)
+
+
+def test_depth_levels_argument():
+    e, ref = Engine(), ReferenceEngine()
+    for eng in (e, ref):
+        for i in range(1, 6):
+            eng.submit(instrument=1, id=i, side="buy", price=10 + i, qty=i)
+            eng.submit(instrument=1, id=10 + i, side="sell", price=30 + i, qty=i)
+    for levels in (None, 0, 1, 3, 5, 9, -1, -4):
+        assert e.depth(1, levels) == ref.depth(1, levels), levels
+    assert e.depth(99) == ([], []) and e.depth("x") == ([], [])
+
+
+def test_threads_cannot_enter_a_running_batch():
+    import threading
+
+    e = Engine()
+    cmds = command_array(random_session(4, 200000))
+    errors = []
+    started = threading.Event()
+
+    def run():
+        started.set()
+        e.apply_batch(cmds)
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait()
+    for _ in range(2000):
+        try:
+            e.depth(1)
+        except RuntimeError as exc:
+            errors.append(exc)
+    t.join()
+    e._check()  # whatever interleaving happened, the core is intact
+    assert all("another thread" in str(x) for x in errors)
