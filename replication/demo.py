@@ -73,7 +73,10 @@ class Group:
         self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports[:len(nodes)], strict=True)}
         self.witness_endpoint = f"tcp://127.0.0.1:{ports[-1]}" if witness else None
         self.path = os.path.join(self.dir, "group.toml")
-        defaults = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 5, "fsync": "batch"}
+        # A SIGKILL is found through the connection drop (suspect_ms), so a roomier
+        # silence timeout costs the demo nothing and keeps a loaded 2-core box from
+        # mistaking a descheduled process for a dead one.
+        defaults = {"heartbeat_ms": 5, "timeout_ms": 100, "suspect_ms": 5, "fsync": "batch"}
         if curve:
             defaults["keys_dir"] = "keys"
         defaults.update(extra or {})

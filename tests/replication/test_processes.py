@@ -54,10 +54,10 @@ def flow(c, first, n, window=16):
 
 def test_sigkill_of_primary_loses_nothing_and_executes_nothing_twice():
     res = run_flow(orders=300)
-    assert res["acked"] == 300
-    assert res["lost"] == 0 and res["duplicates"] == 0
-    assert res["digest_equal"] and res["replay_digest_matches"]
-    assert res["new_epoch"] == 2 and res["failover_ms"] is not None
+    assert res["acked"] == 300, res
+    assert res["lost"] == 0 and res["duplicates"] == 0, res
+    assert res["digest_equal"] and res["replay_digest_matches"], res
+    assert res["new_epoch"] >= 2 and res["failover_ms"] is not None, res
 
 
 def test_fenced_old_primary_rejoins_as_standby(group):
