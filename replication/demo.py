@@ -233,6 +233,7 @@ def run_flow(orders: int = 2000, engine: str = "auto", keep: bool = False, windo
             sent = 0
             kill_at = orders // 2
             t_kill = None
+            old, new, old_epoch = "a", "b", 0
             after_kill: list[tuple[float, int]] = []  # (receive time, seq) of replies from b
             deadline = time.monotonic() + 60
             while len(acked) < orders:
@@ -242,33 +243,37 @@ def run_flow(orders: int = 2000, engine: str = "auto", keep: bool = False, windo
                     c.send(order(sent))
                     sent += 1
                 if t_kill is None and sent >= kill_at:
-                    g.kill("a")  # SIGKILL, mid-flow, with requests in flight
+                    # SIGKILL whoever serves right now (normally a), mid-flow, requests in flight.
+                    old = c.last_reply.leader if c.last_reply is not None and c.last_reply.leader else "a"
+                    new = "b" if old == "a" else "a"
+                    old_epoch = c.last_reply.epoch if c.last_reply is not None else 1
+                    g.kill(old)
                     t_kill = time.monotonic()
                 for r in c.poll_replies(0.002):
                     now = time.monotonic()
                     if r.status == wire.OK:
                         acked[r.request_id] = r
-                        if t_kill is not None and r.leader == "b":
+                        if t_kill is not None and r.leader == new:
                             after_kill.append((now, r.seq))
             st = g.status()
         finally:
             c.close()
-        g.kill("b", signal.SIGTERM)
+        g.kill(new, signal.SIGTERM)
         g.kill("witness", signal.SIGTERM)
-        a_entries = g.journal_entries("a")
-        b_entries = g.journal_entries("b")
+        a_entries = g.journal_entries(old)
+        b_entries = g.journal_entries(new)
     keys = [(e.client_id, e.request_id) for e in b_entries]
     in_b = set(keys)
     lost = sum(1 for rid in acked if (7, rid) not in in_b)
     duplicates = len(keys) - len(in_b)
-    old_acked = [r.seq for r in acked.values() if r.leader == "a"]
+    old_acked = [r.seq for r in acked.values() if r.leader == old and r.epoch == old_epoch]
     last_old = max(old_acked) if old_acked else 0
     a_by_seq = {e.seq: e for e in a_entries}
     b_by_seq = {e.seq: e for e in b_entries}
     digest_equal = bool(last_old) and last_old in a_by_seq and last_old in b_by_seq and \
         a_by_seq[last_old].digest == b_by_seq[last_old].digest
     replayed = replay_digest(b_entries)
-    b_status = st.get("b", {})
+    b_status = st.get(new, {})
     # A re-sent request b already held is answered from its dedupe table; the
     # fail-over figure is the first *new* order b sequenced as primary.
     first_new = b_status.get("epoch_start_seq", 1)
