@@ -207,7 +207,7 @@ def percentile_curve(h, nines: int = 6) -> list[tuple[float, int]]:
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command line that is running, quoted so it can be pasted back into a shell."""
     args = list(sys.argv if argv is None else argv)
-    if args and args[0].endswith("__main__.py") or (args and args[0].endswith(".py")):
+    if args and args[0].endswith(".py"):  # run as `python -m benchmarks.<module>`
         args = [Path(sys.executable).name, "-m", "benchmarks." + Path(args[0]).stem] + args[1:]
     elif args:
         args[0] = Path(args[0]).name

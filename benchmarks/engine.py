@@ -9,7 +9,8 @@ Runs the standard mix (:mod:`benchmarks.workload`) through
 
 in one process, one after the other, each on a fresh engine after the same
 untimed setup. Throughput is commands divided by the wall time of one
-untimed-per-command pass (median over ``--repeat`` passes). Latency comes from
+untimed-per-command pass (median over ``--repeat`` passes, taken round-robin
+over the paths so that load on a shared machine hits them all alike). Latency comes from
 a separate pass: per-call paths time every call with ``time.perf_counter_ns``
 (so the figure includes the timer's own ~50-100 ns); the batch path times
 chunks of ``--chunk`` commands and counts each command at chunk time / chunk
@@ -120,83 +121,87 @@ def _fresh(driver: Driver, setup_ops: list) -> Any:
     return engine
 
 
-def measure_per_call(driver: Driver, setup_ops: list, ops: list, repeat: int) -> dict[str, Any]:
-    """Throughput (median of ``repeat`` passes) and per-call latency of one per-call driver."""
-    runs = []
-    engine = None
-    for _ in range(repeat):
-        engine = _fresh(driver, setup_ops)
-        calls = driver.calls(engine, ops)
-        runs.append(_time_calls(calls))
-    engine_lat = _fresh(driver, setup_ops)
-    lat = _latency_calls(driver.calls(engine_lat, ops))
-    h = common.histogram(lat)
-    kinds = np.fromiter((_kind(o) for o in ops), dtype=np.int8, count=len(ops))
-    by_kind = {}
-    for code, name in enumerate(KINDS):
-        sel = lat[kinds == code]
-        if sel.size:
-            by_kind[name] = common.latency_summary(common.histogram(sel))
-    out = {
-        "commands": len(ops),
-        "runs_ns": runs,
-        "throughput": len(ops) / (median(runs) / 1e9),
-        "latency_ns": common.latency_summary(h),
-        "latency_method": "each call timed with time.perf_counter_ns (includes the timer, ~50-100 ns)",
-        "curve": common.percentile_curve(h),
-        "latency_by_kind_ns": by_kind,
-        "live_orders_after": driver.live_orders(engine),
-    }
-    digest = getattr(engine, "digest", None)
-    if digest is not None:
-        out["digest"] = common_digest(digest)
-        out["digest_latency_pass"] = common_digest(engine_lat.digest)
-    return out
+class PerCallPath:
+    """One engine driven call by call (matchcore per-call, the reference, a peer)."""
+
+    def __init__(self, driver: Driver, setup_ops: list, ops: list) -> None:
+        self.driver, self.setup_ops, self.ops = driver, setup_ops, ops
+        self.commands = len(ops)
+
+    def throughput_pass(self) -> tuple[int, dict[str, Any]]:
+        """Wall ns of one untimed-per-call pass on a fresh engine, and the end state."""
+        engine = _fresh(self.driver, self.setup_ops)
+        ns = _time_calls(self.driver.calls(engine, self.ops))
+        end: dict[str, Any] = {"live_orders_after": self.driver.live_orders(engine)}
+        if getattr(engine, "digest", None) is not None:
+            end["digest"] = common_digest(engine.digest)
+        return ns, end
+
+    def latency_pass(self) -> dict[str, Any]:
+        """Every call timed on a fresh engine: summary, curve and a breakdown by command kind."""
+        engine = _fresh(self.driver, self.setup_ops)
+        lat = _latency_calls(self.driver.calls(engine, self.ops))
+        h = common.histogram(lat)
+        kinds = np.fromiter((_kind(o) for o in self.ops), dtype=np.int8, count=len(self.ops))
+        by_kind = {}
+        for code, name in enumerate(KINDS):
+            sel = lat[kinds == code]
+            if sel.size:
+                by_kind[name] = common.latency_summary(common.histogram(sel))
+        out = {
+            "latency_ns": common.latency_summary(h),
+            "latency_method": "each call timed with time.perf_counter_ns (includes the timer, ~50-100 ns)",
+            "curve": common.percentile_curve(h),
+            "latency_by_kind_ns": by_kind,
+            "notes": self.driver.notes,
+        }
+        if getattr(engine, "digest", None) is not None:
+            out["digest_latency_pass"] = common_digest(engine.digest)
+        return out
 
 
-def measure_batch(
-    engine_cls: Any, setup: np.ndarray, cmds: np.ndarray, repeat: int, chunk: int
-) -> dict[str, Any]:
-    """Throughput (whole array per call) and chunked latency of ``Engine.apply_batch``."""
-    runs = []
-    engine = None
-    for _ in range(repeat):
-        engine = engine_cls()
-        engine.apply_batch(setup)
+class BatchPath:
+    """``Engine.apply_batch``: the whole array per call for throughput, chunks for latency."""
+
+    def __init__(self, engine_cls: Any, setup: np.ndarray, cmds: np.ndarray, chunk: int) -> None:
+        self.engine_cls, self.setup, self.cmds, self.chunk = engine_cls, setup, cmds, chunk
+        self.commands = len(cmds)
+
+    def throughput_pass(self) -> tuple[int, dict[str, Any]]:
+        engine = self.engine_cls()
+        engine.apply_batch(self.setup)
         gc.collect()
         t0 = time.perf_counter_ns()
-        engine.apply_batch(cmds)
-        runs.append(time.perf_counter_ns() - t0)
-    chunked = engine_cls()
-    chunked.apply_batch(setup)
-    n = len(cmds)
-    per_cmd, sizes = [], []
-    chunked_ns = 0
-    apply = chunked.apply_batch
-    pc = time.perf_counter_ns
-    gc.collect()
-    for start in range(0, n, chunk):
-        part = cmds[start : start + chunk]
-        t = pc()
-        apply(part)
-        dt = pc() - t
-        chunked_ns += dt
-        per_cmd.append(dt // len(part))
-        sizes.append(len(part))
-    h = common.histogram(per_cmd, sizes)
-    return {
-        "commands": n,
-        "runs_ns": runs,
-        "throughput": n / (median(runs) / 1e9),
-        "throughput_chunked": n / (chunked_ns / 1e9) if chunked_ns else None,
-        "chunk": chunk,
-        "latency_ns": common.latency_summary(h),
-        "latency_method": f"apply_batch on chunks of {chunk}: each command counted at chunk time / chunk size",
-        "curve": common.percentile_curve(h),
-        "live_orders_after": int(engine.live_orders),
-        "digest": common_digest(engine.digest),
-        "digest_latency_pass": common_digest(chunked.digest),
-    }
+        engine.apply_batch(self.cmds)
+        ns = time.perf_counter_ns() - t0
+        return ns, {"live_orders_after": int(engine.live_orders), "digest": common_digest(engine.digest)}
+
+    def latency_pass(self) -> dict[str, Any]:
+        engine = self.engine_cls()
+        engine.apply_batch(self.setup)
+        n, chunk, cmds = self.commands, self.chunk, self.cmds
+        per_cmd, sizes = [], []
+        total_ns = 0
+        apply = engine.apply_batch
+        pc = time.perf_counter_ns
+        gc.collect()
+        for start in range(0, n, chunk):
+            part = cmds[start : start + chunk]
+            t = pc()
+            apply(part)
+            dt = pc() - t
+            total_ns += dt
+            per_cmd.append(dt // len(part))
+            sizes.append(len(part))
+        h = common.histogram(per_cmd, sizes)
+        return {
+            "throughput_chunked": n / (total_ns / 1e9) if total_ns else None,
+            "chunk": chunk,
+            "latency_ns": common.latency_summary(h),
+            "latency_method": f"apply_batch on chunks of {chunk}: each command counted at chunk time / chunk size",
+            "curve": common.percentile_curve(h),
+            "digest_latency_pass": common_digest(engine.digest),
+        }
 
 
 def common_digest(d: int) -> str:
@@ -224,38 +229,61 @@ def run_variant(
     drivers.update({d.name: d for d in peer_drivers()})
     variant: dict[str, Any] = {"workload": wl.describe(), "paths": {}, "checks": {}}
     results = variant["paths"]
+    runners: dict[str, PerCallPath | BatchPath] = {}
     for path in paths:
-        prog.update(task, description=f"{instruments}-instrument: {path}")
-        try:
-            if path == "batch":
-                if percall.factory is None:
-                    results[path] = {"missing": percall.missing}
-                    continue
-                results[path] = measure_batch(percall.factory, setup_arr, cmds, args.repeat, args.chunk)
-            else:
-                driver = drivers[path]
-                if driver.missing:
-                    results[path] = {"missing": driver.missing}
-                    continue
-                ops = wl.ops[:n_ref] if path == "reference" else wl.ops
-                results[path] = measure_per_call(
-                    driver, wl.setup, ops, 1 if path == "reference" else args.repeat
-                )
-                results[path]["notes"] = driver.notes
+        driver = drivers.get(path, percall)
+        if driver.missing:
+            results[path] = {"missing": driver.missing}
+        elif path == "batch":
+            runners[path] = BatchPath(percall.factory, setup_arr, cmds, args.chunk)
+        else:
+            runners[path] = PerCallPath(driver, wl.setup, wl.ops[:n_ref] if path == "reference" else wl.ops)
+    # Throughput passes go round-robin over the paths, so that a burst of load on
+    # a shared machine hits every path rather than skewing one ratio.
+    runs: dict[str, list[int]] = {p: [] for p in runners}
+    ends: dict[str, dict[str, Any]] = {}
+    try:
+        for r in range(args.repeat):
+            for path, runner in list(runners.items()):
+                if path == "reference" and r:
+                    continue  # the reference is slow: one pass on its prefix
+                prog.update(task, description=f"{instruments}-instrument: {path}, pass {r + 1}/{args.repeat}")
+                try:
+                    ns, ends[path] = runner.throughput_pass()
+                    runs[path].append(ns)
+                except Exception as exc:  # a peer that breaks is reported, not fatal for the others
+                    results[path] = {"missing": f"failed: {type(exc).__name__}: {exc}"}
+                    del runners[path]
+        for path, runner in list(runners.items()):
+            prog.update(task, description=f"{instruments}-instrument: {path}, latency pass")
+            res = {
+                "commands": runner.commands,
+                "runs_ns": runs[path],
+                "throughput": runner.commands / (median(runs[path]) / 1e9),
+            }
+            res.update(ends[path])
             if path == "reference":
-                results[path]["prefix_only"] = True
-        except KeyboardInterrupt:
-            results[path] = {"missing": "interrupted (Ctrl-C)"}
-            variant["interrupted"] = True
-            break
-        except Exception as exc:  # a peer that breaks is reported, not fatal for the others
-            results[path] = {"missing": f"failed: {type(exc).__name__}: {exc}"}
+                res["prefix_only"] = True
+            results[path] = res
+            try:
+                res.update(runner.latency_pass())
+            except Exception as exc:
+                results[path] = {"missing": f"failed: {type(exc).__name__}: {exc}"}
+    except KeyboardInterrupt:
+        variant["interrupted"] = True
+        for path in runners:
+            if path not in results:
+                results[path] = {"missing": "interrupted (Ctrl-C) before it was measured"}
+            elif "latency_ns" not in results[path]:
+                results[path]["latency_ns"] = common.latency_summary(common.histogram([]))
+                results[path]["latency_method"] = "interrupted (Ctrl-C) before the latency pass"
+    results = variant["paths"] = {p: results[p] for p in paths if p in results}
     # ----- checks (untimed) -----
     checks = variant["checks"]
     b, p = results.get("batch", {}), results.get("per-call", {})
     if "digest" in b and "digest" in p:
         checks["batch_equals_per_call"] = (
-            b["digest"] == p["digest"] == b["digest_latency_pass"] == p["digest_latency_pass"]
+            b["digest"] == p["digest"] == b.get("digest_latency_pass") == p.get("digest_latency_pass")
         )
     ref = results.get("reference", {})
     if "digest" in ref and percall.factory is not None and not variant.get("interrupted"):
