@@ -271,7 +271,14 @@ def run_variant(
                 results[path] = {"missing": f"failed: {type(exc).__name__}: {exc}"}
     except KeyboardInterrupt:
         variant["interrupted"] = True
-        for path in runners:
+        for path, runner in runners.items():
+            if path not in results and runs.get(path):
+                results[path] = {
+                    "commands": runner.commands,
+                    "runs_ns": runs[path],
+                    "throughput": runner.commands / (median(runs[path]) / 1e9),
+                    **ends[path],
+                }
             if path not in results:
                 results[path] = {"missing": "interrupted (Ctrl-C) before it was measured"}
             elif "latency_ns" not in results[path]:
@@ -397,8 +404,10 @@ def print_variant(name: str, variant: dict[str, Any], machine: str) -> None:
             if measured < 1000
             else common.fmt_int(measured)
         )
-        met = {None: "not measured", True: "met", False: f"missed ({t['measured_over_goal']:.2f} of goal)"}
-        trows.append([t["target"], t["goal"], shown, met[t["met"]]])
+        met = {None: "not measured", True: "met"}.get(
+            t["met"]
+        ) or f"missed ({t['measured_over_goal']:.2f} of goal)"
+        trows.append([t["target"], t["goal"], shown, met])
     chunked = variant["paths"].get("batch", {}).get("throughput_chunked")
     if chunked:
         chunk = variant["paths"]["batch"]["chunk"]
@@ -466,6 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if variant.get("interrupted"):
                 result["interrupted"] = True
                 break
+    path = common.write_result("engine", result, args.out)  # first, so nothing measured is lost
     for name, variant in result["variants"].items():
         print_variant(name, variant, machine)
         if not args.no_plot:
