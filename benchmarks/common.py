@@ -106,7 +106,7 @@ def machine_info() -> dict[str, Any]:
     dict
         CPU model, logical cores (and how many this process may use), memory,
         Python implementation and version, platform string, package versions,
-        git revision and a UTC timestamp.
+        git revision, the load average at the start and a UTC timestamp.
     """
     try:
         usable = len(os.sched_getaffinity(0))
@@ -128,6 +128,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
         "git": git_revision(),
+        # Load from other processes when the run started: the first thing to check when figures look off.
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
