@@ -52,6 +52,16 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define mc_prefetch(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define mc_prefetch(p) ((void)(p))
+    #endif
+    """
+    void mc_prefetch(const void *p) noexcept nogil
+
+cdef extern from *:
+    """
     /* An empty instance of a tuple subclass (a named tuple) with n slots,
        to be filled with PyTuple_SET_ITEM before anyone else sees it.  From
        3.14 tuples carry a hash cache that tp_alloc would leave at 0, so

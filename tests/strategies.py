@@ -137,6 +137,11 @@ def commands() -> st.SearchStrategy[dict]:
     )
 
 
+# Built once: hypothesis validates a strategy object on first use, which is
+# costly for a one_of tree, so the session loop must reuse this one.
+_COMMANDS = commands()
+
+
 @st.composite
 def command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
     """A session of commands against one engine.
@@ -149,7 +154,7 @@ def command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
     issued: list[tuple[int, int]] = []
     out = []
     for _ in range(n):
-        cmd = draw(commands())
+        cmd = draw(_COMMANDS)
         op = cmd.get("op")
         if op in ("cancel", "replace") and issued and draw(st.integers(0, 4)):
             cmd["instrument"], cmd["id"] = draw(st.sampled_from(issued))

@@ -18,7 +18,11 @@ import matching
 from matching import ReferenceEngine, command_array, events_from_array
 from tests.strategies import INSTRUMENTS, command_lists
 
-pytestmark = pytest.mark.skipif(matching.Engine is None, reason="extension not built")
+pytestmark = [
+    pytest.mark.skipif(matching.Engine is None, reason="extension not built"),
+    # The ``long`` hypothesis profile runs far past the default per-test timeout.
+    pytest.mark.timeout(3600),
+]
 
 ALL_IDS = range(0, 32)
 
