@@ -85,6 +85,7 @@ class StandbyMixin:
             if e.seq <= self.replica.seq:
                 continue
             if e.seq == self.replica.seq + 1:
+                self.future.pop(e.seq, None)  # an early copy may sit in the buffer: it is not ahead any more
                 if not self._apply(e, applied):
                     break
             elif len(self.future) < REORDER_BUFFER:
