@@ -28,9 +28,9 @@ from . import common
 HARNESSES: dict[str, str] = {
     "engine": "benchmarks.engine",
     "memory": "benchmarks.memory",
-    # "replication": "benchmarks.replication",
-    # "failover": "benchmarks.failover",
-    # "catchup": "benchmarks.catchup",
+    "replication": "benchmarks.replication",
+    "failover": "benchmarks.failover",
+    "catchup": "benchmarks.catchup",
 }
 
 

@@ -1,0 +1,258 @@
+"""Catch-up harness: how fast a late-joining standby reaches a primary that holds N journal entries.
+
+Set-up, per variant, on loopback with real processes (``replication.demo.Group``):
+
+1. The primary's journal is written before it starts: ``--entries`` commands
+   of the standard mix (:mod:`benchmarks.workload`) applied one by one to a
+   ``replication.replica.Replica`` and appended, as ``wire.Entry`` records
+   with the digest after each, to a ``replication.journal.FileJournal`` —
+   the same classes and the same bytes the primary's sequencer produces,
+   only without a client and sockets in front (loading a million entries
+   through a client would take minutes and measure something else). A
+   snapshot at the last entry lets the primary start without replaying them.
+2. The witness and the primary start; the primary is promoted (epoch 2).
+3. The standby starts, with an empty journal, and is polled with
+   ``StatusRequest`` (what ``matchcore status`` sends) every ``--poll-ms``
+   until it has joined, holds every entry and reports lag 0.
+
+Variants (``--variants``): **journal** — ``catchup_snapshot_lag`` above N, so
+the standby receives the entries themselves in refill chunks and applies each
+(its own journal written as it goes); **snapshot** — ``catchup_snapshot_lag``
+small, so it receives the primary's snapshot and then the (empty) tail.
+
+Reported: entries per second from the standby's first status answer (process
+up, sockets bound) to caught-up, the same from its first non-zero seq (the
+data phase alone), and the seq-vs-time curve. The figures include the
+polling's own cost; the resolution is about one poll interval.
+
+Not a replication-latency or fail-over benchmark, and not a measure of the
+standby's steady-state apply rate under a live primary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import common, groups
+
+SUMMARY = "catch-up rate of a late-joining standby (journal refill and snapshot paths)"
+
+FULL_ENTRIES = 1_000_000
+QUICK_ENTRIES = 100_000
+TARGET_RATE = 1_000_000  # entries/s
+VARIANTS = ("journal", "snapshot")
+CLIENT_ID = 9
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of this harness (besides the common ones)."""
+    parser.add_argument("--entries", type=int, default=None, metavar="N",
+                        help=f"journal entries the primary holds (default {FULL_ENTRIES:,}, quick {QUICK_ENTRIES:,};"
+                        " --commands too)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of journal,snapshot")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="status poll interval in ms (default 5)")
+    parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+
+
+def write_journal(path: str, records: list[tuple], prog: Any = None) -> str:
+    """The primary's journal: ``records`` as entries 1..N of epoch 1, then a snapshot; returns its digest.
+
+    O(N): each command is applied once to a fresh ``Replica``, exactly as the
+    sequencer does, and its entry carries the digest after it.
+    """
+    from replication import wire
+    from replication.journal import FileJournal
+    from replication.replica import Replica
+
+    j = FileJournal(path, "none")
+    try:
+        r = Replica()
+        batch: list[wire.Entry] = []
+        task = prog.add_task("writing the primary's journal", total=len(records)) if prog else None
+        for seq, rec in enumerate(records, 1):
+            cmd = wire.pack_command(rec)
+            _, digest = r.execute(1, seq, CLIENT_ID, seq, cmd)
+            batch.append(wire.Entry(1, seq, CLIENT_ID, seq, digest, cmd))
+            if len(batch) == 8192:
+                j.append(batch)
+                batch = []
+                if task is not None:
+                    prog.advance(task, 8192)
+        j.append(batch)
+        j.save_snapshot(r.seq, 1, r.snapshot())
+        j.save_meta({"epoch": 1, "history": [[1, 1]]})
+        return f"{r.digest:016x}"
+    finally:
+        j.close()
+
+
+def _status(g: Any, name: str, timeout: float) -> dict[str, Any] | None:
+    from replication import wire
+    from replication.cli import ask
+
+    got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout)
+    if not isinstance(got, wire.Status):
+        return None
+    import json
+
+    return json.loads(got.body)
+
+
+def run_variant(variant: str, records: list[tuple], args: argparse.Namespace, prog: Any) -> dict[str, Any]:
+    """One primary with ``len(records)`` entries, one standby started late; the catch-up timeline."""
+    n = len(records)
+    lag_key = n * 10 + 1 if variant == "journal" else 1_000
+    extra = {"catchup_snapshot_lag": lag_key, "timeout_ms": 1000}  # a busy catch-up is not a death
+    out: dict[str, Any] = {"variant": variant, "entries": n, "catchup_snapshot_lag": lag_key}
+    with groups.group(("a", "b"), "sync", extra, args.engine) as g:
+        t = time.perf_counter()
+        out["primary_digest"] = write_journal(g.cfg.nodes["a"].journal, records, prog)
+        out["journal_write_s"] = round(time.perf_counter() - t, 3)
+        g.start("witness")
+        g.start("a", "primary")
+        deadline = time.monotonic() + 60
+        while (_status(g, "a", 0.5) or {}).get("role") != "primary":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"primary did not start\n{g.tail_logs(8)}")
+            time.sleep(0.02)
+        target = (_status(g, "a", 0.5) or {}).get("last_seq", n)
+        poll = args.poll_ms / 1000
+        curve: list[tuple[float, int]] = []
+        t_launch = time.monotonic()
+        g.start("b", "standby")
+        t_up = t_data = t_done = None
+        last: dict[str, Any] = {}
+        deadline = t_launch + 120 + n / 50_000
+        while True:
+            st = _status(g, "b", 0.5)
+            now = time.monotonic()
+            if st is not None:
+                last = st
+                if t_up is None:
+                    t_up = now
+                curve.append((round((now - t_launch) * 1000, 3), int(st.get("last_seq", 0))))
+                if t_data is None and st.get("last_seq", 0) > 0:
+                    t_data = curve[-2][0] / 1000 + t_launch if len(curve) > 1 else now
+                if st.get("joined") and st.get("last_seq", 0) >= target and st.get("lag", 1) == 0:
+                    t_done = now
+                    break
+            if now > deadline:
+                raise TimeoutError(f"standby at {last.get('last_seq')}/{target} after {now - t_launch:.0f} s"
+                                   f"\n{g.tail_logs(8)}")
+            time.sleep(poll)
+        primary = _status(g, "a", 0.5) or {}
+    total_s = t_done - t_up
+    data_s = t_done - t_data if t_data is not None else None
+    out.update({
+        "target_seq": target,
+        "process_up_s": round(t_up - t_launch, 4),
+        "catchup_s": round(total_s, 4),
+        "data_phase_s": None if data_s is None else round(data_s, 4),
+        "rate": round(target / total_s, 1) if total_s > 0 else None,
+        "rate_data_phase": round(target / data_s, 1) if data_s else None,
+        "digest_equal": last.get("digest") == primary.get("digest"),
+        "standby_counters": last.get("counters", {}),
+        "primary_counters": primary.get("counters", {}),
+        "curve_ms_seq": curve,
+    })
+    return out
+
+
+def print_result(result: dict[str, Any], machine: str) -> None:
+    rows = []
+    for name, v in result["variants"].items():
+        if "error" in v:
+            rows.append([name, "failed", v["error"][:80], "", "", "", ""])
+            continue
+        rows.append([name, common.fmt_int(v["target_seq"]), f"{v['process_up_s'] * 1000:,.0f} ms",
+                     f"{v['catchup_s'] * 1000:,.1f} ms", common.fmt_int(v["rate"]),
+                     common.fmt_int(v["rate_data_phase"]), "yes" if v["digest_equal"] else "NO"])
+    common.print_table(
+        f"standby catch-up ({machine})",
+        ["path", "entries", "process up", "up -> caught up", "entries/s", "entries/s (data phase)", "digest equal"],
+        rows,
+        note=f"status polled every {result['poll_ms']} ms (resolution); entries/s = entries / (caught up - first "
+        "status answer); data phase starts at the last poll before seq > 0",
+    )
+    groups.print_targets("catch-up target", result["targets"])
+
+
+def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    drawn = False
+    for name, v in result["variants"].items():
+        pts = v.get("curve_ms_seq")
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", markersize=3, label=name)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_xlabel("ms since the standby process was launched")
+    ax.set_ylabel("standby last_seq")
+    ax.set_title(f"Late-joining standby catch-up, {result['entries']:,} entries\n{machine}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out_dir) / "catchup-curve.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [str(path)]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the harness with parsed arguments; print tables, write JSON (and PNG); return the result."""
+    n = args.entries or args.commands or (QUICK_ENTRIES if args.quick else FULL_ENTRIES)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if set(variants) - set(VARIANTS):
+        raise SystemExit(f"--variants: choose from {', '.join(VARIANTS)}")
+    result = common.result_skeleton("catchup", args)
+    result.update({"entries": n, "poll_ms": args.poll_ms, "variants": {}, "charts": []})
+    machine = common.machine_line(result["machine"])
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        with groups.sigterm_interrupts(), common.progress() as prog:
+            setup, ops = groups.mix_records(max(0, n - 2_000), args.seed)
+            records = (setup + ops)[:n]
+            for variant in variants:
+                common.say(f"catchup: {variant} path, {n:,} entries")
+                try:
+                    result["variants"][variant] = run_variant(variant, records, args, prog)
+                except (TimeoutError, RuntimeError) as exc:
+                    result["variants"][variant] = {"variant": variant, "error": str(exc)[:3000]}
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+    rates = {k: v.get("rate") for k, v in result["variants"].items()}
+    result["targets"] = [groups.target(f"{k} catch-up rate", r, TARGET_RATE, ">=", "entries/s")
+                         for k, r in rates.items()]
+    path = common.write_result("catchup", result, args.out)
+    print_result(result, machine)
+    if not args.no_plot:
+        result["charts"] = plot(result, args.out, machine)
+        path = common.write_result("catchup", result, args.out)
+    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.catchup [flags]``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.catchup", description=SUMMARY)
+    common.add_common_arguments(parser)
+    add_arguments(parser)
+    result = run(parser.parse_args(argv))
+    return 130 if result["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Fail-over harness: how long clients wait when the primary dies, hangs, or hands over.
+
+One group on loopback (primary, standby, witness; real processes started by
+:class:`replication.demo.Group`, ``sync`` mode, the group file's default
+failure-detector settings unless ``--heartbeat-ms/--timeout-ms/--suspect-ms``
+say otherwise) and one :class:`replication.Client` in this process that keeps
+``--window`` orders in flight all the time. Rounds go round-robin over three
+kinds, so that load from elsewhere on the machine hits them alike:
+
+- **sigkill**: SIGKILL the primary. Found through the connection drop
+  (``suspect_ms``) and heartbeats; the witness grants the standby its promotion.
+- **sigstop**: SIGSTOP the primary (a hung process: its sockets stay open, so
+  only missing heartbeats, ``timeout_ms``, reveal it); SIGCONT and SIGKILL it
+  once the new primary serves.
+- **switchover**: a ``Switchover`` message to the primary (what
+  ``matchcore switchover`` sends), from this process.
+
+Each round measures, from the kill (or the command) on this process's
+``time.monotonic`` clock, the time to the first **new** order accepted by the
+new primary as the client saw it (a reply with a seq at or after the new
+epoch's first, so a re-sent request answered from the dedupe table does not
+count), the time to the first reply of any kind from the new primary, and the
+new primary's own promotion-decision -> serving time (``promotion_ms`` in its
+status, as the demo reports it). A killed node is then restarted as a
+standby and the next round waits until it has joined, so every round is a
+fresh fail-over.
+
+At the end the final primary's journal is read and every acknowledged order
+is looked up in it: an order acknowledged but absent is *lost*, a request
+journaled twice is *duplicated*; both are attributed to the round in which
+they happened and must be 0.
+
+Not a correctness test (``tests/replication`` are) and not a latency benchmark
+(``bench replication``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import common, groups
+
+SUMMARY = "fail-over time distribution: SIGKILL, SIGSTOP (hung) and planned switchover; lost/duplicated orders"
+
+KINDS = ("sigkill", "sigstop", "switchover")
+FULL_ROUNDS = 20
+QUICK_ROUNDS = 2
+
+TARGET_SIGKILL_P50_MS = 5.0
+TARGET_HUNG_P50_MS = 50.0
+TARGET_PROMOTION_MS = 1.0
+TARGET_SWITCHOVER_P99_MS = 1.0
+CLIENT_ID = 7
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of this harness (besides the common ones)."""
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"rounds per kind (default {FULL_ROUNDS}, quick {QUICK_ROUNDS})")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
+    parser.add_argument("--window", type=int, default=8, help="orders the client keeps in flight (default 8)")
+    parser.add_argument("--retry-ms", type=float, default=20.0,
+                        help="client re-send timeout in ms (default 20, as the demo)")
+    parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+    groups.add_timing_arguments(parser)
+
+
+class Flow:
+    """The client's continuous order flow: keep ``window`` in flight, log every reply with its time."""
+
+    def __init__(self, client: Any, window: int) -> None:
+        from replication.demo import order
+
+        self.c, self.window, self.order = client, window, order
+        self.sent = 0
+        self.acked: dict[int, tuple[int, int]] = {}  # request id -> (seq, round)
+        self.round = -1
+        self.log: list[tuple[float, Any]] = []  # (receive time, Reply) since mark()
+        self.statuses: dict[int, int] = {}
+
+    def mark(self, round_no: int) -> None:
+        """Start a new round: replies are logged from here."""
+        self.round = round_no
+        self.log = []
+
+    def pump(self, seconds: float) -> None:
+        """Send and receive for ``seconds`` (at least one poll)."""
+        from replication import wire
+
+        end = time.monotonic() + seconds
+        while True:
+            while self.c.in_flight < self.window:
+                self.c.send(self.order(self.sent))
+                self.sent += 1
+            for r in self.c.poll_replies(0.001):
+                now = time.monotonic()
+                self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                self.log.append((now, r))
+                if r.status == wire.OK and r.request_id not in self.acked:
+                    self.acked[r.request_id] = (r.seq, self.round)
+            if time.monotonic() >= end:
+                return
+
+
+def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
+    """Pump the flow until one primary serves and every other node has joined; its status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flow.pump(0.02)
+        st = g.status(0.3)
+        roles = [st.get(n, {}).get("role") for n in g.names]
+        if roles.count("primary") == 1 and all(
+                st[n].get("role") == "primary" or st[n].get("joined") for n in g.names):
+            return st
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group not ready: {roles}\n{g.tail_logs(8)}")
+
+
+def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -> dict[str, Any]:
+    """Pump until the new primary has accepted a new order; the round's timings (ms after ``t0``)."""
+    from replication import wire
+
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
+    while True:
+        flow.pump(0.005)
+        ok_new = [(t, r) for t, r in flow.log if r.status == wire.OK and r.leader == new and t >= t0]
+        if ok_new:
+            if not st:
+                st = g.status(0.3).get(new, {})
+                if st.get("role") != "primary":
+                    st = {}
+            if st:
+                start = st.get("epoch_start_seq", 1)
+                first = next((t for t, r in ok_new if r.seq >= start), None)
+                if first is not None:
+                    any_reply = min(t for t, r in flow.log if r.leader == new and t >= t0)
+                    return {
+                        "first_accepted_ms": round((first - t0) * 1000, 3),
+                        "first_reply_ms": round((any_reply - t0) * 1000, 3),
+                        "promotion_ms": st.get("promotion_ms"),
+                        "epoch": st.get("epoch"),
+                        "epoch_start_seq": start,
+                    }
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no order accepted by {new} within {timeout} s\n{g.tail_logs(8)}")
+
+
+def _switchover_socket(endpoint: str) -> Any:
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    return s
+
+
+def one_round(g: Any, flow: Flow, kind: str, round_no: int) -> dict[str, Any]:
+    """One fail-over of ``kind`` on a ready group; the killed node is back as a joined standby after."""
+    from replication import wire
+
+    st = _ready(g, flow)
+    old = next(n for n in g.names if st[n].get("role") == "primary")
+    new = next(n for n in g.names if n != old)
+    flow.pump(0.1)  # steady flow before the event
+    flow.mark(round_no)
+    proc = g.procs[old]
+    out: dict[str, Any] = {"kind": kind, "round": round_no, "old": old, "new": new,
+                           "old_epoch": st[old].get("epoch")}
+    if kind == "switchover":
+        sock = _switchover_socket(g.endpoints[old])
+        try:
+            t0 = time.monotonic()
+            sock.send(wire.encode(wire.Switchover(new)))
+            out.update(_first_new(flow, g, new, t0))
+        finally:
+            sock.close(0)
+        return out
+    sig = signal.SIGKILL if kind == "sigkill" else signal.SIGSTOP
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        out.update(_first_new(flow, g, new, t0))
+    finally:
+        if kind == "sigstop":
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        log = g.logs.pop(old, None)
+        if log is not None:
+            log.close()
+    g.start(old, "standby")
+    return out
+
+
+def check_journal(g: Any, flow: Flow) -> dict[str, Any]:
+    """Every acknowledged order in the final primary's journal exactly once; counts per round."""
+    st = g.status(0.5)
+    primary = next((n for n in g.names if st.get(n, {}).get("role") == "primary"), g.names[0])
+    entries = g.journal_entries(primary)
+    base = entries[0].seq - 1 if entries else 0
+    by_key: dict[int, list[int]] = {}
+    for e in entries:
+        if e.client_id == CLIENT_ID:
+            by_key.setdefault(e.request_id, []).append(e.seq)
+    lost: dict[int, int] = {}
+    unchecked = 0
+    for rid, (seq, rnd) in flow.acked.items():
+        if seq <= base:
+            unchecked += 1
+        elif rid not in by_key:
+            lost[rnd] = lost.get(rnd, 0) + 1
+    dups = [seqs for seqs in by_key.values() if len(seqs) > 1]
+    return {"journal_of": primary, "entries": len(entries), "acked": len(flow.acked), "unchecked_below_base": unchecked,
+            "lost_by_round": lost, "duplicated_seqs": dups[:50], "duplicated": len(dups),
+            "lost": sum(lost.values())}
+
+
+# ----- summaries and output ------------------------------------------------------------------
+
+
+def _summary_ms(values: list[float]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None]
+    s = common.latency_summary(common.histogram([int(v * 1e6) for v in vals]))
+    return {k: (None if s.get(k) is None else round(s[k] / 1e6, 3)) for k in ("p50", "p99", "max", "mean")} | {
+        "count": len(vals)}
+
+
+def summarize(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
+    out = {}
+    for kind in kinds:
+        rs = [r for r in rounds if r["kind"] == kind and "first_accepted_ms" in r]
+        out[kind] = {
+            "rounds": len([r for r in rounds if r["kind"] == kind]),
+            "failed": len([r for r in rounds if r["kind"] == kind and "error" in r]),
+            "first_accepted_ms": _summary_ms([r["first_accepted_ms"] for r in rs]),
+            "first_reply_ms": _summary_ms([r["first_reply_ms"] for r in rs]),
+            "promotion_ms": _summary_ms([r["promotion_ms"] for r in rs]),
+            "lost": sum(r.get("lost", 0) for r in rs),
+            "duplicated": sum(r.get("duplicated", 0) for r in rs),
+        }
+    return out
+
+
+def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    def get(kind: str, what: str, stat: str) -> float | None:
+        return summary.get(kind, {}).get(what, {}).get(stat)
+
+    promo = [v for v in (get("sigkill", "promotion_ms", "p50"), get("sigstop", "promotion_ms", "p50")) if v is not None]
+    return [
+        groups.target("SIGKILL -> first accepted, p50", get("sigkill", "first_accepted_ms", "p50"),
+                      TARGET_SIGKILL_P50_MS, "<=", "ms"),
+        groups.target("hung (SIGSTOP) -> first accepted, p50", get("sigstop", "first_accepted_ms", "p50"),
+                      TARGET_HUNG_P50_MS, "<=", "ms"),
+        groups.target("promotion decision -> serving, p50", max(promo) if promo else None, TARGET_PROMOTION_MS,
+                      "<", "ms"),
+        groups.target("switchover -> first accepted, p99", get("switchover", "first_accepted_ms", "p99"),
+                      TARGET_SWITCHOVER_P99_MS, "<=", "ms"),
+    ]
+
+
+def print_result(result: dict[str, Any], machine: str) -> None:
+    rows = []
+    for kind, s in result["summary"].items():
+        for what, label in (("first_accepted_ms", "-> first new order accepted"),
+                            ("first_reply_ms", "-> first reply from new primary"),
+                            ("promotion_ms", "decision -> serving (node)")):
+            m = s[what]
+            rows.append([f"{kind} {label}", m["count"], *(f"{m[k]:.3f}" if m[k] is not None else "-"
+                                                          for k in ("p50", "p99", "max"))])
+        rows.append([f"{kind} lost / duplicated acked orders", s["rounds"], f"{s['lost']} / {s['duplicated']}",
+                     "", f"{s['failed']} failed" if s["failed"] else ""])
+    common.print_table(f"fail-over, ms ({machine})", ["", "rounds", "p50", "p99", "max"], rows,
+                       note=f"timeouts: heartbeat {result['settings']['heartbeat_ms']} ms, silence "
+                       f"{result['settings']['timeout_ms']} ms, after disconnect {result['settings']['suspect_ms']} "
+                       f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight")
+    j = result.get("journal_check", {})
+    if j:
+        common.print_table("acknowledged orders vs the final primary's journal", ["", "value"], [
+            ["acknowledged", common.fmt_int(j["acked"])], ["lost", j["lost"]], ["duplicated", j["duplicated"]],
+            ["not checkable (below journal base)", j["unchecked_below_base"]]])
+    groups.print_targets("fail-over targets", result["targets"])
+
+
+def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    data = {k: [r["first_accepted_ms"] for r in result["rounds"] if r["kind"] == k and "first_accepted_ms" in r]
+            for k in result["summary"]}
+    data = {k: v for k, v in data.items() if v}
+    if not data:
+        return []
+    fig, axes = plt.subplots(len(data), 1, figsize=(8, 2.2 * len(data) + 0.8), dpi=120, squeeze=False)
+    goals = {"sigkill": TARGET_SIGKILL_P50_MS, "sigstop": TARGET_HUNG_P50_MS, "switchover": TARGET_SWITCHOVER_P99_MS}
+    for ax, (kind, vals) in zip(axes[:, 0], data.items(), strict=True):
+        ax.hist(vals, bins=min(40, max(5, len(vals))), color="#4878a8")
+        ax.axvline(goals[kind], color="#c44e52", linestyle="--", linewidth=1, label=f"target {goals[kind]:g} ms")
+        ax.set_title(f"{kind}: event -> first new order accepted ({len(vals)} rounds)", fontsize=9)
+        ax.set_xlabel("ms")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Fail-over time as the client saw it\n{machine}", fontsize=9)
+    fig.tight_layout()
+    path = Path(out_dir) / "failover-histogram.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [str(path)]
+
+
+# ----- entry points -----------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the harness with parsed arguments; print tables, write JSON (and PNG); return the result."""
+    n_rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if set(kinds) - set(KINDS):
+        raise SystemExit(f"--kinds: choose from {', '.join(KINDS)}")
+    result = common.result_skeleton("failover", args)
+    result.update({"rounds_per_kind": n_rounds, "window": args.window, "retry_ms": args.retry_ms,
+                   "settings": groups.timing_extra(args), "rounds": [], "charts": []})
+    machine = common.machine_line(result["machine"])
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        with groups.sigterm_interrupts(), groups.group(("a", "b"), "sync", groups.timing_extra(args),
+                                                        args.engine) as g:
+            g.start_all()
+            g.wait_ready()
+            c = g.client(CLIENT_ID, timeout=10.0, retry_timeout=args.retry_ms / 1000)
+            flow = Flow(c, args.window)
+            try:
+                with common.progress() as prog:
+                    task = prog.add_task("fail-over rounds", total=n_rounds * len(kinds))
+                    for _ in range(n_rounds):
+                        for kind in kinds:
+                            no = len(result["rounds"])
+                            try:
+                                res = one_round(g, flow, kind, no)
+                            except TimeoutError as exc:
+                                res = {"kind": kind, "round": no, "error": str(exc)[:3000]}
+                                common.say(f"failover: round {no} ({kind}) failed: {str(exc)[:200]}")
+                            result["rounds"].append(res)
+                            prog.advance(task)
+                            if "error" in res:
+                                break
+                        if result["rounds"] and "error" in result["rounds"][-1]:
+                            break
+                    _ready(g, flow)
+                    flow.pump(0.1)
+                    deadline = time.monotonic() + 10
+                    while flow.c.in_flight and time.monotonic() < deadline:  # let the last answers in
+                        flow.c.poll_replies(0.01)
+            finally:
+                c.close()
+            result["client_statuses"] = {str(k): v for k, v in flow.statuses.items()}
+            result["journal_check"] = check_journal(g, flow)
+            starts = sorted((r["epoch_start_seq"], r["round"]) for r in result["rounds"] if "epoch_start_seq" in r)
+            dup_by_round: dict[int, int] = {}
+            for seqs in result["journal_check"]["duplicated_seqs"]:  # the round whose epoch holds the 2nd copy
+                rnd = max((no for start, no in starts if start <= seqs[1]), default=-1)
+                dup_by_round[rnd] = dup_by_round.get(rnd, 0) + 1
+            for rnd in result["rounds"]:
+                rnd["lost"] = result["journal_check"]["lost_by_round"].get(rnd["round"], 0)
+                rnd["duplicated"] = dup_by_round.get(rnd["round"], 0)
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+    result["summary"] = summarize(result["rounds"], kinds)
+    if "journal_check" in result:
+        result["journal_check"]["lost_by_round"] = {str(k): v for k, v in
+                                                    result["journal_check"]["lost_by_round"].items()}
+    result["targets"] = targets(result["summary"])
+    path = common.write_result("failover", result, args.out)
+    print_result(result, machine)
+    if not args.no_plot:
+        result["charts"] = plot(result, args.out, machine)
+        path = common.write_result("failover", result, args.out)
+    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.failover [flags]``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.failover", description=SUMMARY)
+    common.add_common_arguments(parser)
+    add_arguments(parser)
+    result = run(parser.parse_args(argv))
+    return 130 if result["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

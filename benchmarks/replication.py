@@ -1,0 +1,370 @@
+"""Replication harness: end-to-end latency and throughput of a group, next to the bare-pyzmq floor.
+
+What it measures, all on loopback with real processes (primary, one
+standby, witness; started by :class:`replication.demo.Group` as the demo
+does) and a :class:`replication.Client` in this process:
+
+- **paced latency** (``--rate``, default 10,000 orders/s), ``sync`` and
+  ``async``: client -> primary -> (standby ack, in sync) -> client. The load
+  is open-loop: order *i* is due at ``t0 + i / rate`` (``time.perf_counter_ns``),
+  the client sends everything that is due, then polls; latency is counted
+  from the **intended** send time, not the actual one, so a stall delays the
+  orders behind it and shows in the figures instead of hiding them
+  (no coordinated omission). How late the sends themselves were is reported
+  too (``send_lag_ns``).
+- **pipelined throughput**: ``Client.submit_many`` with ``--window`` requests
+  in flight, orders per second over the whole pass.
+- **the floor**: a bare pyzmq DEALER -> ROUTER echo (a Python echo server in
+  its own process, the same request and reply sizes, the same paced loop)
+  measured in the same run; every latency is also shown as a multiple of it.
+
+Commands are the standard mix (:mod:`benchmarks.workload`), sent as
+pre-built command records after 2,000 untimed setup orders. Percentiles come
+from HdrHistogram. Each pass also records whether the group changed epoch
+during it (an unplanned fail-over on an overloaded machine), since that
+would dominate its tail.
+
+Not a fail-over or catch-up benchmark (``bench failover``, ``bench catchup``)
+and not a profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import common, groups
+
+SUMMARY = "replicated end-to-end latency (paced, sync/async) and pipelined throughput vs a pyzmq floor"
+
+FULL_PACED = 100_000
+QUICK_PACED = 10_000
+FULL_THROUGHPUT = 100_000
+QUICK_THROUGHPUT = 10_000
+
+TARGET_SYNC_X_FLOOR = 2.5  # sync p50 at the paced rate, as a multiple of the floor's p50
+TARGET_ASYNC_X_FLOOR = 1.3
+TARGET_SYNC_THROUGHPUT = 300_000  # orders/s, pipelined, sync
+
+MODES = ("sync", "async")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of this harness (besides the common ones)."""
+    parser.add_argument("--rate", type=float, default=10_000, help="paced orders per second (default 10000)")
+    parser.add_argument("--paced", type=int, default=None, metavar="N",
+                        help=f"orders per paced pass (default {FULL_PACED:,}, quick {QUICK_PACED:,}; --commands too)")
+    parser.add_argument("--throughput", type=int, default=None, metavar="N",
+                        help=f"orders per pipelined pass (default {FULL_THROUGHPUT:,}, quick {QUICK_THROUGHPUT:,})")
+    parser.add_argument("--window", type=int, default=1024, help="requests in flight when pipelined (default 1024)")
+    parser.add_argument("--modes", default="sync,async", help="comma-separated subset of sync,async")
+    parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+    groups.add_timing_arguments(parser, timeout_ms=100)
+
+
+# ----- the two load shapes ---------------------------------------------------------------
+
+
+def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], list[int]],
+          timeout: float) -> dict[str, Any]:
+    """Open-loop pacing: request ``i`` is due at ``t0 + i / rate``; latency from that due time.
+
+    Parameters
+    ----------
+    n : int
+        Requests.
+    rate : float
+        Requests per second.
+    send : callable
+        ``send(i)`` sends request ``i`` without waiting.
+    poll : callable
+        ``poll()`` returns the indices answered since the last call, without waiting.
+    timeout : float
+        Seconds beyond the schedule before giving up (``TimeoutError``).
+
+    Returns
+    -------
+    dict
+        ``latency_ns`` summary, ``curve``, ``send_lag_ns`` summary, achieved rate.
+    """
+    pc = time.perf_counter_ns
+    period = 1e9 / rate
+    done_at = np.zeros(n, dtype=np.int64)
+    sent_at = np.zeros(n, dtype=np.int64)
+    got = np.zeros(n, dtype=bool)
+    i = done = 0
+    t0 = pc() + 1_000_000
+    give_up = t0 + int((n / rate + timeout) * 1e9)
+    while done < n:
+        now = pc()
+        while i < n and t0 + int(i * period) <= now:
+            send(i)
+            sent_at[i] = pc()
+            i += 1
+        answered = poll()
+        if answered:
+            t = pc()
+            for k in answered:
+                if 0 <= k < n and not got[k]:
+                    got[k] = True
+                    done_at[k] = t
+                    done += 1
+        elif now > give_up:
+            raise TimeoutError(f"paced pass: {done}/{n} answered {timeout:.0f} s after the schedule ended")
+    intended = t0 + (np.arange(n, dtype=np.float64) * period).astype(np.int64)
+    lat = done_at - intended
+    h = common.histogram(lat)
+    wall = (int(done_at.max()) - t0) / 1e9
+    return {
+        "orders": n,
+        "rate_target": rate,
+        "rate_achieved": round(n / wall, 1) if wall > 0 else None,
+        "latency_ns": common.latency_summary(h),
+        "curve": common.percentile_curve(h),
+        "send_lag_ns": common.latency_summary(common.histogram(sent_at - intended)),
+    }
+
+
+def pipelined(n: int, window: int, send: Callable[[int], None], poll: Callable[[], list[int]],
+              timeout: float) -> dict[str, Any]:
+    """At most ``window`` requests in flight; return orders per second over the whole pass."""
+    i = done = 0
+    t0 = time.perf_counter()
+    last = t0
+    while done < n:
+        while i < n and i - done < window:
+            send(i)
+            i += 1
+        k = len(poll())
+        done += k
+        now = time.perf_counter()
+        if k:
+            last = now
+        elif now - last > timeout:
+            raise TimeoutError(f"pipelined pass: answers stopped at {done}/{n}")
+    wall = time.perf_counter() - t0
+    return {"orders": n, "window": window, "wall_s": round(wall, 4), "throughput": round(n / wall, 1)}
+
+
+# ----- floor and group passes ------------------------------------------------------------------
+
+
+def run_floor(n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The bare pyzmq echo: paced latency and pipelined throughput."""
+    req, rep = groups.message_sizes()
+    echo = groups.Echo(req, rep)
+    try:
+        pipelined(2_000, 64, echo.send, echo.poll, 10)  # warm-up
+        lat = paced(n_paced, args.rate, echo.send, echo.poll, 30)
+        tput = pipelined(n_tput, args.window, echo.send, echo.poll, 10)
+    finally:
+        echo.close()
+    return {"request_bytes": req, "reply_bytes": rep, "paced": lat, "pipelined": tput}
+
+
+def _epoch(g: Any) -> dict[str, Any]:
+    st = g.status(0.5)
+    return {n: (s.get("role"), s.get("epoch")) for n, s in st.items() if n in g.names}
+
+
+def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One group in ``mode``: setup, the paced pass, then the pipelined pass on the same book."""
+    from matching import EVENT_DTYPE, events_from_array
+    from replication import wire
+
+    setup, ops = groups.mix_records(n_paced + n_tput, args.seed)
+    out: dict[str, Any] = {"mode": mode}
+    with groups.group(("a", "b"), mode, groups.timing_extra(args), args.engine) as g:
+        g.start_all()
+        g.wait_ready()
+        # No fail-over is expected here: a roomy re-send timeout keeps an overloaded
+        # client from re-sending to the standby, yet recovers if one happens anyway.
+        c = g.client(7, timeout=30.0, retry_timeout=2.0)
+        statuses: dict[str, int] = {}
+        try:
+            c.submit_many(setup, window=256)  # untimed: books filled, sockets and caches warm
+            by_rid: dict[int, int] = {}
+
+            def send(i: int, base: int = 0) -> None:
+                by_rid[c.send(ops[base + i])] = i
+
+            def poll() -> list[int]:
+                # Raw replies, so that an EXPIRED answer is counted rather than raised;
+                # events are decoded as Client.poll would, so the client's cost is in the figure.
+                out = []
+                for r in c.poll_replies(0):
+                    name = wire.STATUS_NAMES.get(r.status, str(r.status))
+                    statuses[name] = statuses.get(name, 0) + 1
+                    if r.status == wire.OK:
+                        events_from_array(np.frombuffer(r.events, dtype=EVENT_DTYPE))
+                    i = by_rid.pop(r.request_id, None)
+                    if i is not None:  # None: a late answer to a request of the previous pass
+                        out.append(i)
+                return out
+
+            before = _epoch(g)
+            passes = (("paced", lambda: paced(n_paced, args.rate, send, poll, 60)),
+                      ("pipelined", lambda: pipelined(n_tput, args.window, lambda i: send(i, n_paced), poll, 30)))
+            epochs = [before]
+            for name, fn in passes:
+                by_rid.clear()
+                try:
+                    out[name] = fn()
+                except TimeoutError as exc:  # keep what the other pass measured; say why this one failed
+                    out[name] = {"error": str(exc), "log_tail": g.tail_logs(8)[-3000:]}
+                    break
+                finally:
+                    epochs.append(_epoch(g))
+            out["roles_epochs"] = epochs
+            out["unplanned_failover"] = any(e != before for e in epochs)
+            out["reply_statuses"] = statuses
+            st = g.status(0.5)
+            out["final_status"] = {n: {k: st[n].get(k) for k in ("role", "epoch", "last_seq", "lag", "digest")}
+                                   for n in g.names}
+        finally:
+            c.close()
+    return out
+
+
+# ----- output --------------------------------------------------------------------------------------
+
+
+def _x(v: float | None, floor: float | None) -> str:
+    return "-" if not v or not floor else f"{v / floor:.2f}x"
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The three stated targets from a result."""
+    floor = result.get("floor", {}).get("paced", {}).get("latency_ns", {}).get("p50")
+    rows = []
+    for mode, goal in (("sync", TARGET_SYNC_X_FLOOR), ("async", TARGET_ASYNC_X_FLOOR)):
+        p50 = result.get("modes", {}).get(mode, {}).get("paced", {}).get("latency_ns", {}).get("p50")
+        ratio = round(p50 / floor, 3) if p50 and floor else None
+        rows.append(groups.target(f"{mode} p50 at {result['rate']:,.0f}/s, x floor p50", ratio, goal, "<=", "x"))
+    tp = result.get("modes", {}).get("sync", {}).get("pipelined", {}).get("throughput")
+    rows.append(groups.target("sync pipelined throughput", tp, TARGET_SYNC_THROUGHPUT, ">=", "orders/s"))
+    return rows
+
+
+def print_result(result: dict[str, Any], machine: str) -> None:
+    floor = result.get("floor", {})
+    f = floor.get("paced", {}).get("latency_ns", {})
+    rows, trows = [], []
+    entries = [("floor (pyzmq echo)", floor)] + [(m, r) for m, r in result.get("modes", {}).items()]
+    for name, r in entries:
+        p = r.get("paced")
+        if p and "error" not in p:
+            lat, lag = p["latency_ns"], p["send_lag_ns"]
+            rows.append([name, common.fmt_int(p["orders"]), common.fmt_int(p["rate_achieved"]),
+                         common.fmt_ns(lat["p50"]), common.fmt_ns(lat["p99"]), common.fmt_ns(lat["p99.9"]),
+                         common.fmt_ns(lat["max"]), f"{_x(lat['p50'], f.get('p50'))} / {_x(lat['p99'], f.get('p99'))}"
+                         f" / {_x(lat['p99.9'], f.get('p99.9'))}", common.fmt_ns(lag["p99"])])
+        elif "error" in r or "error" in (p or {}):
+            rows.append([name, "failed", "", "", "", "", "", "", (r.get("error") or p["error"])[:60]])
+        t = r.get("pipelined")
+        if t and "error" in t:
+            trows.append([name, "failed", "", "", "", t["error"][:60]])
+        elif t:
+            ftp = floor.get("pipelined", {}).get("throughput")
+            trows.append([name, common.fmt_int(t["orders"]), t["window"], common.fmt_int(t["throughput"]),
+                          "-" if not ftp or r is floor else f"{t['throughput'] / ftp:.3f}",
+                          "yes" if r.get("unplanned_failover") else ("" if r is floor else "no")])
+    common.print_table(
+        f"replicated latency at {result['rate']:,.0f} orders/s, open loop ({machine})",
+        ["path", "orders", "achieved/s", "p50", "p99", "p99.9", "max", "x floor p50/p99/p99.9", "send lag p99"],
+        rows,
+        note="latency from each order's intended send time (no coordinated omission); one standby, loopback; "
+        "floor = bare pyzmq DEALER/ROUTER echo, same sizes, same loop",
+    )
+    common.print_table(
+        f"pipelined throughput, window {result['window']} ({machine})",
+        ["path", "orders", "window", "orders/s", "/ floor", "unplanned fail-over"],
+        trows,
+    )
+    groups.print_targets("replication targets", result["targets"])
+
+
+def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
+    files = []
+    curves = {}
+    floor = result.get("floor", {})
+    if floor.get("paced"):
+        curves["floor (pyzmq echo)"] = floor["paced"]["curve"]
+    for mode in ("async", "sync"):
+        p = result.get("modes", {}).get(mode, {}).get("paced")
+        if p:
+            curves[mode] = p["curve"]
+    lat = Path(out_dir) / "replication-latency.png"
+    if curves and common.percentile_chart(
+            lat, f"End-to-end latency at {result['rate']:,.0f} orders/s (open loop, HdrHistogram)\n{machine}",
+            curves):
+        files.append(str(lat))
+    labels, values = [], []
+    for name, r in [("floor (pyzmq echo)", floor)] + list(result.get("modes", {}).items()):
+        labels.append(name)
+        values.append(r.get("pipelined", {}).get("throughput"))
+    tp = Path(out_dir) / "replication-throughput.png"
+    if common.bar_chart(tp, f"Pipelined throughput, window {result['window']}\n{machine}", labels, values,
+                        "orders per second (log scale)",
+                        target=("sync target 300k orders/s", TARGET_SYNC_THROUGHPUT)):
+        files.append(str(tp))
+    return files
+
+
+# ----- entry points -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the harness with parsed arguments; print tables, write JSON (and PNGs); return the result."""
+    n_paced = args.paced or args.commands or (QUICK_PACED if args.quick else FULL_PACED)
+    n_tput = args.throughput or args.commands or (QUICK_THROUGHPUT if args.quick else FULL_THROUGHPUT)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if set(modes) - set(MODES):
+        raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
+    result = common.result_skeleton("replication", args)
+    result.update({"rate": args.rate, "window": args.window, "paced_orders": n_paced,
+                   "pipelined_orders": n_tput, "modes": {}, "charts": [],
+                   "method": "open-loop pacing, latency from intended send time; Client.send/poll; "
+                             "Client.submit_many for throughput; floor = pyzmq echo in its own process"})
+    machine = common.machine_line(result["machine"])
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        with groups.sigterm_interrupts():
+            common.say(f"replication: floor, {n_paced:,} paced + {n_tput:,} pipelined")
+            result["floor"] = run_floor(n_paced, n_tput, args)
+            for mode in modes:
+                common.say(f"replication: {mode} group, {n_paced:,} paced + {n_tput:,} pipelined")
+                try:
+                    result["modes"][mode] = run_mode(mode, n_paced, n_tput, args)
+                except (TimeoutError, RuntimeError) as exc:
+                    result["modes"][mode] = {"mode": mode, "error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+    result.setdefault("floor", {})
+    result["targets"] = targets(result)
+    path = common.write_result("replication", result, args.out)
+    print_result(result, machine)
+    if not args.no_plot:
+        result["charts"] = plot(result, args.out, machine)
+        path = common.write_result("replication", result, args.out)
+    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.replication [flags]``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replication", description=SUMMARY)
+    common.add_common_arguments(parser)
+    add_arguments(parser)
+    result = run(parser.parse_args(argv))
+    return 130 if result["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
