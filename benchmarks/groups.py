@@ -110,8 +110,11 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def timing_extra(args: Any) -> dict[str, Any]:
-    """Group-file timing keys from ``--heartbeat-ms --timeout-ms --suspect-ms``."""
-    return {k: getattr(args, k) for k in CONFIG_DEFAULTS}
+    """Group-file keys from ``--heartbeat-ms --timeout-ms --suspect-ms`` (and ``--fsync`` if the harness has it)."""
+    out = {k: getattr(args, k) for k in CONFIG_DEFAULTS}
+    if getattr(args, "fsync", None):
+        out["fsync"] = args.fsync
+    return out
 
 
 def add_timing_arguments(parser: Any, timeout_ms: int = CONFIG_DEFAULTS["timeout_ms"]) -> None:
@@ -122,6 +125,8 @@ def add_timing_arguments(parser: Any, timeout_ms: int = CONFIG_DEFAULTS["timeout
                         help="group-file timeout_ms: silence that means dead (default %(default)s)")
     parser.add_argument("--suspect-ms", dest="suspect_ms", type=float, default=CONFIG_DEFAULTS["suspect_ms"],
                         help="group-file suspect_ms: timeout after a dropped connection (default %(default)s)")
+    parser.add_argument("--fsync", choices=("none", "batch", "always"), default="batch",
+                        help="group-file fsync policy of every node's journal (default batch, the group default)")
 
 
 # ----- the standard mix as records ------------------------------------------------------
