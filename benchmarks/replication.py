@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"orders per paced pass (default {FULL_PACED:,}, quick {QUICK_PACED:,}; --commands too)")
     parser.add_argument("--throughput", type=int, default=None, metavar="N",
                         help=f"orders per pipelined pass (default {FULL_THROUGHPUT:,}, quick {QUICK_THROUGHPUT:,})")
-    parser.add_argument("--window", type=int, default=1024, help="requests in flight when pipelined (default 1024)")
+    parser.add_argument("--window", type=int, default=1024,
+                        help="requests in flight when pipelined, and at most in flight when paced (default 1024)")
     parser.add_argument("--modes", default="sync,async", help="comma-separated subset of sync,async")
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
     groups.add_timing_arguments(parser, timeout_ms=100)
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], list[int]],
-          timeout: float) -> dict[str, Any]:
+          timeout: float, max_in_flight: int = 1 << 62) -> dict[str, Any]:
     """Open-loop pacing: request ``i`` is due at ``t0 + i / rate``; latency from that due time.
 
     Parameters
@@ -87,6 +88,9 @@ def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], l
         ``poll()`` returns the indices answered since the last call, without waiting.
     timeout : float
         Seconds beyond the schedule before giving up (``TimeoutError``).
+    max_in_flight : int
+        A due request waits while this many are unanswered (a client's window);
+        its wait counts in its latency, since that is measured from the due time.
 
     Returns
     -------
@@ -103,7 +107,7 @@ def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], l
     give_up = t0 + int((n / rate + timeout) * 1e9)
     while done < n:
         now = pc()
-        while i < n and t0 + int(i * period) <= now:
+        while i < n and t0 + int(i * period) <= now and i - done < max_in_flight:
             send(i)
             sent_at[i] = pc()
             i += 1
@@ -161,7 +165,7 @@ def run_floor(n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, 
     echo = groups.Echo(req, rep)
     try:
         pipelined(2_000, 64, echo.send, echo.poll, 10)  # warm-up
-        lat = paced(n_paced, args.rate, echo.send, echo.poll, 30)
+        lat = paced(n_paced, args.rate, echo.send, echo.poll, 30, args.window)
         tput = pipelined(n_tput, args.window, echo.send, echo.poll, 10)
     finally:
         echo.close()
@@ -209,7 +213,7 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                 return out
 
             before = _epoch(g)
-            passes = (("paced", lambda: paced(n_paced, args.rate, send, poll, 60)),
+            passes = (("paced", lambda: paced(n_paced, args.rate, send, poll, 60, args.window)),
                       ("pipelined", lambda: pipelined(n_tput, args.window, lambda i: send(i, n_paced), poll, 30)))
             epochs = [before]
             for name, fn in passes:
@@ -224,6 +228,7 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
             out["roles_epochs"] = epochs
             out["unplanned_failover"] = any(e != before for e in epochs)
             out["reply_statuses"] = statuses
+            out["client_counters"] = dict(sorted(c.core.counters.items()))  # timeouts, switches, redirects
             st = g.status(0.5)
             out["final_status"] = {n: {k: st[n].get(k) for k in ("role", "epoch", "last_seq", "lag", "digest")}
                                    for n in g.names}
@@ -330,7 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = common.result_skeleton("replication", args)
     result.update({"rate": args.rate, "window": args.window, "paced_orders": n_paced,
                    "pipelined_orders": n_tput, "modes": {}, "charts": [],
-                   "method": "open-loop pacing, latency from intended send time; Client.send/poll; "
+                   "method": "open-loop pacing (at most --window in flight), latency from intended send time; Client.send/poll; "
                              "Client.submit_many for throughput; floor = pyzmq echo in its own process"})
     machine = common.machine_line(result["machine"])
     Path(args.out).mkdir(parents=True, exist_ok=True)
