@@ -132,20 +132,26 @@ class ClientCore:
         self.count("redirects")
         p.bounces += 1
         hint = msg.leader
+        here = src if isinstance(src, str) else self.primary
         if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
-            if hint != self.primary:
-                return self._switch(hint, now, "redirect")
-            target = hint
+            target, why = hint, "redirect"
         elif msg.status == wire.UNAVAILABLE or not hint or hint == src:
-            target = self._next_node(src if isinstance(src, str) else self.primary, now)
-            if target != self.primary:
-                return self._switch(target, now, "unavailable")
+            target, why = self._next_node(here, now), "unavailable"
         else:
-            target = src if isinstance(src, str) else self.primary  # hint is a lost node: ask again shortly
-        # Same node again: back off a little so two nodes mid-fail-over do not ping-pong.
-        self.primary = target
-        p.target = target
-        p.next_at = now + min(0.001 * p.bounces, self.retry_timeout / 2)
+            target, why = here, "hint_lost"  # the hint is a node we lost: ask here again shortly
+        if p.bounces <= 1 and target != self.primary:
+            return self._switch(target, now, why)  # first bounce: follow at once
+        # Bounced before: two nodes mid-hand-over may point at each other, so wait
+        # a little (growing) before the re-send; tick() sends it to the new target.
+        if target != self.primary:
+            log.info("client_switch client=%d from=%s to=%s why=%s (delayed)", self.client_id, self.primary, target,
+                     why)
+            self.primary = target
+            self.count("switches")
+        delay = min(0.001 * p.bounces, self.retry_timeout / 2)
+        for q in self.pending.values():
+            if q is p or q.target != target:
+                q.next_at = min(q.next_at, now + delay) if q is not p else now + delay
         return []
 
     def tick(self, now: float) -> list:
