@@ -17,18 +17,30 @@ from hypothesis import strategies as st
 
 from matching.codes import MAX_PRICE, MAX_QTY
 
-INSTRUMENTS = (1, 2, 7)
+# The edges of every valid range appear now and then (about 1 draw in 10),
+# so C integer types are exercised at their limits against Python ints.
+TOP_INSTRUMENT = (1 << 32) - 1
+TOP_ID = (1 << 64) - 1
+TOP_ACCOUNT = (1 << 64) - 1
+INSTRUMENTS = (1, 2, 7, TOP_INSTRUMENT)
+EXTREME_IDS = (TOP_ID, 1 << 63)
 ACCOUNTS = (0, 1, 1, 2, 2, 3)
 MID = 100
 
+
+def _mostly(common: st.SearchStrategy, *rare) -> st.SearchStrategy:
+    """``common`` nine times in ten, else one of ``rare``."""
+    return st.one_of(*([common] * 9), st.sampled_from(rare))
+
+
 # Mostly one instrument, so its book gets busy; the others keep books apart.
-instruments = st.sampled_from((1, 1, 1, 1, 1, 2, 7))
-accounts = st.sampled_from(ACCOUNTS)
+instruments = _mostly(st.sampled_from((1, 1, 1, 1, 1, 2, 7)), TOP_INSTRUMENT)
+accounts = _mostly(st.sampled_from(ACCOUNTS), TOP_ACCOUNT)
 # A small id space: ids collide (duplicate_id), die and are reused.
-order_ids = st.integers(min_value=1, max_value=16)
+order_ids = _mostly(st.integers(min_value=1, max_value=16), *EXTREME_IDS)
 # Prices within a few ticks of MID: bids and asks overlap, so books cross.
-prices = st.integers(min_value=MID - 4, max_value=MID + 4)
-quantities = st.sampled_from((1, 1, 2, 3, 5, 8, 10, 20, 50))
+prices = _mostly(st.integers(min_value=MID - 4, max_value=MID + 4), 1, MAX_PRICE - 1, MAX_PRICE)
+quantities = _mostly(st.sampled_from((1, 1, 2, 3, 5, 8, 10, 20, 50)), MAX_QTY - 1, MAX_QTY)
 stps = st.sampled_from(("none", "none", "cancel_taker", "cancel_maker", "cancel_both"))
 
 # Values that are wrong in one way or another for some field.
@@ -66,7 +78,9 @@ def new_orders(draw) -> dict:
         if draw(st.integers(0, 7)) == 0:
             d["post_only"] = True
         if draw(st.integers(0, 4)) == 0:
-            d["display_qty"] = draw(st.integers(1, qty))
+            # At most ~50 refills per order: an iceberg showing 1 lot of
+            # MAX_QTY would emit a trillion trade events against one taker.
+            d["display_qty"] = draw(st.integers(max(1, qty // 50), qty))
     if draw(st.integers(0, 2)):
         d["account"] = draw(accounts)
         d["stp"] = draw(stps)
@@ -84,6 +98,8 @@ def replaces(draw) -> dict:
     if draw(st.booleans()):
         d["price"] = draw(prices)
     if draw(st.integers(0, 3)):
+        # Never a huge qty here: it would turn a small iceberg into a
+        # trillion refills (see new_orders).
         d["qty"] = draw(st.sampled_from((0, 1, 2, 4, 10, 30, 60)))
     return d
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import matching
 from matching import ReferenceEngine, command_array, events_from_array
-from tests.strategies import INSTRUMENTS, command_lists
+from tests.strategies import EXTREME_IDS, INSTRUMENTS, command_lists
 
 pytestmark = [
     pytest.mark.skipif(matching.Engine is None, reason="extension not built"),
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.timeout(3600),
 ]
 
-ALL_IDS = range(0, 32)
+ALL_IDS = [*range(0, 20), *EXTREME_IDS]
 
 
 def _state(e) -> tuple:
