@@ -86,21 +86,21 @@ cdef inline price_t side_key(uint8_t side, price_t price) noexcept nogil:
 
 cdef inline int32_t side_lower_bound(const side_t *s, price_t key) noexcept nogil:
     # First index whose key >= key (n if none).
-    cdef int32_t lo = 0
-    cdef int32_t hi = s.n
-    cdef int32_t mid
+    cdef int32_t n = s.n
+    cdef int32_t base = 0
+    cdef int32_t half
     # Most activity is at the touch: try the end before bisecting.
-    if hi == 0 or s.keys[hi - 1] < key:
-        return hi
-    if s.keys[hi - 1] == key:
-        return hi - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if s.keys[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    if n == 0 or s.keys[n - 1] < key:
+        return n
+    if s.keys[n - 1] == key:
+        return n - 1
+    # Branch-free bisection (the answer stays in [base, base + n]): a
+    # mispredicted branch per step cost more than the comparisons.
+    while n > 1:
+        half = n >> 1
+        base += half * (s.keys[base + half - 1] < key)
+        n -= half
+    return base + (s.keys[base] < key)
 
 
 cdef int side_insert(side_t *s, int32_t pos, price_t key, handle_t lv) noexcept nogil:
