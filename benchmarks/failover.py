@@ -275,10 +275,13 @@ def print_result(result: dict[str, Any], machine: str) -> None:
                                                           for k in ("p50", "p99", "max"))])
         rows.append([f"{kind} lost / duplicated acked orders", s["rounds"], f"{s['lost']} / {s['duplicated']}",
                      "", f"{s['failed']} failed" if s["failed"] else ""])
+    floors = [result.get(k, {}).get("p50") for k in ("floor_rtt_ns_before", "floor_rtt_ns_after")]
+    floor_note = " / ".join(common.fmt_ns(f) for f in floors if f)
     common.print_table(f"fail-over, ms ({machine})", ["", "rounds", "p50", "p99", "max"], rows,
                        note=f"timeouts: heartbeat {result['settings']['heartbeat_ms']} ms, silence "
                        f"{result['settings']['timeout_ms']} ms, after disconnect {result['settings']['suspect_ms']} "
-                       f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight")
+                       f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight; "
+                       f"bare pyzmq round trip p50 before / after: {floor_note or '-'}")
     j = result.get("journal_check", {})
     if j:
         common.print_table("acknowledged orders vs the final primary's journal", ["", "value"], [
@@ -332,6 +335,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_line(result["machine"])
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
+        with groups.sigterm_interrupts():
+            result["floor_rtt_ns_before"] = groups.floor_rtt()
         with groups.sigterm_interrupts(), groups.group(("a", "b"), "sync", groups.timing_extra(args),
                                                         args.engine) as g:
             g.start_all()
@@ -372,6 +377,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for rnd in result["rounds"]:
                 rnd["lost"] = result["journal_check"]["lost_by_round"].get(rnd["round"], 0)
                 rnd["duplicated"] = dup_by_round.get(rnd["round"], 0)
+        with groups.sigterm_interrupts():
+            result["floor_rtt_ns_after"] = groups.floor_rtt()
     except KeyboardInterrupt:
         result["interrupted"] = True
     result["summary"] = summarize(result["rounds"], kinds)

@@ -264,6 +264,30 @@ class Echo:
         stop(self.proc)
 
 
+def floor_rtt(n: int = 300, timeout: float = 10.0) -> dict[str, Any]:
+    """Latency summary (ns) of ``n`` one-at-a-time round trips to a fresh echo server process.
+
+    The machine's loopback + scheduling floor right now: context for figures
+    made of a few sequential hops (fail-over), taken in the same run.
+    """
+    req, rep = message_sizes()
+    echo = Echo(req, rep)
+    lat = []
+    try:
+        pc = time.perf_counter_ns
+        for i in range(1, n + 1):
+            t = pc()
+            echo.send(i)
+            deadline = time.monotonic() + timeout
+            while i not in echo.poll():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("echo server stopped answering")
+            lat.append(pc() - t)
+    finally:
+        echo.close()
+    return common.latency_summary(common.histogram(lat))
+
+
 # ----- targets ---------------------------------------------------------------------------------
 
 

@@ -98,5 +98,5 @@ def test_bench_catchup_smoke(tmp_path):
     assert set(r["variants"]) == {"journal", "snapshot"}
     for v in r["variants"].values():
         assert "error" not in v, v
-        for key in ("target_seq", "catchup_s", "rate", "digest_equal", "curve_ms_seq"):
+        for key in ("target_seq", "catchup_s", "rate", "digest_equal", "curve_ms_seq", "standby_up_s"):
             assert key in v, key
