@@ -199,8 +199,7 @@ ctypedef struct core_t:
 cdef class Engine:
     """The matching engine (see _engine.pyx for the public API)."""
     cdef core_t core
-    cdef object _ev_types       # (Accepted, Rejected, Trade, Cancelled, Replaced)
-    cdef object _reason_names   # tuple: reason code -> name
+    cdef object _ev_types       # event classes by kind - 1 (Accepted, Rejected, Trade, ...)
 
     cdef int _enter(self) except -1
     cdef int _run(self, const command_t *cmd) except -1

@@ -65,7 +65,6 @@ cdef class Engine:
             core_free(&self.core)
             raise MemoryError("cannot allocate the engine core")
         self._ev_types = (_Accepted, _Rejected, _Trade, _Cancelled, _Replaced)
-        self._reason_names = _REASONS
 
     def __dealloc__(self):
         core_free(&self.core)
