@@ -145,7 +145,17 @@ cdef class Engine:
         """Enter a new order; return its events.
 
         Parameters are those of a ``new`` command in the command log; bad
-        values give a ``Rejected`` event, never an exception.
+        values give a ``Rejected`` event, never an exception.  Plain ints and
+        the exact lower-case names (``"GTC"`` etc. for tif) take a C fast
+        path; anything else is encoded by ``matching.commands`` exactly as
+        the reference engine does.
+
+        Returns
+        -------
+        list
+            ``Accepted`` or ``Rejected``, then ``Trade`` / self-trade
+            ``Cancelled`` events in match order, then any remainder
+            ``Cancelled``.
 
         Complexity: O(log L + T) for T trades against L price levels (plus
         the FOK walk for FOK orders).
@@ -263,7 +273,12 @@ cdef class Engine:
         return self._events_to_list(0)
 
     def apply(self, cmd):
-        """Apply one command-log dict (``{"op": "new", ...}``); return its events."""
+        """Apply one command-log dict (``{"op": "new", ...}``); return its events.
+
+        The dict is encoded by :func:`matching.command_record`, so any bad
+        content becomes a ``Rejected`` event.  Complexity: as the command's
+        own method, plus O(fields) to encode it.
+        """
         cdef command_t c
         record_to_command(_commands.command_record(cmd), &c)
         self._run(&c)
@@ -271,7 +286,17 @@ cdef class Engine:
 
     def apply_record(self, rec):
         """Apply one command record: a tuple in ``COMMAND_DTYPE`` field order,
-        a ``CommandRecord``, a row of a command array, or its 56 raw bytes."""
+        a ``CommandRecord``, a row of a command array, or its 56 raw bytes.
+
+        Complexity: as the command's own method.
+
+        Raises
+        ------
+        ValueError
+            Raw bytes of the wrong length.
+        OverflowError, TypeError
+            A tuple whose values do not fit the record's C fields.
+        """
         cdef command_t c
         record_to_command(rec, &c)
         self._run(&c)
