@@ -399,11 +399,13 @@ def bar_chart(
         ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
     if target is not None:
         ax.axhline(target[1], color="#c44e52", linestyle="--", linewidth=1, label=target[0])
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     ax.set_xticks(range(len(labels)), labels, rotation=15, fontsize=8)
     ax.set_ylabel(ylabel)
     if log and any(heights):
         ax.set_yscale("log")
+    elif any(heights):
+        ax.set_ylim(0, max(heights) * 1.12)  # room for the value labels
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

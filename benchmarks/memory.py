@@ -202,7 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"Memory per resting order, {n:,} resting orders\n{machine}",
             labels,
             values,
-            "bytes per resting order (log scale)",
+            "bytes per resting order",
+            log=False,
             target=(f"core target {TARGET_CORE_BYTES} B", TARGET_CORE_BYTES),
         ):
             result["charts"].append(str(png))
