@@ -326,7 +326,7 @@ cdef class Engine:
         cdef _EventBlock block
         if not isinstance(cmds, np.ndarray):
             raise TypeError(f"apply_batch needs a numpy array of COMMAND_DTYPE, not {type(cmds).__name__}")
-        if cmds.dtype != _COMMAND_DTYPE:
+        if cmds.dtype is not _COMMAND_DTYPE and cmds.dtype != _COMMAND_DTYPE:
             raise TypeError(f"apply_batch needs dtype COMMAND_DTYPE, got {cmds.dtype}")
         if cmds.ndim != 1:
             raise ValueError(f"apply_batch needs a 1-d array, got {cmds.ndim} dimensions")
