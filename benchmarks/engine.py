@@ -10,8 +10,9 @@ Runs the standard mix (:mod:`benchmarks.workload`) through
 in one process, one after the other, each on a fresh engine after the same
 untimed setup. Throughput is commands divided by the wall time of one
 untimed-per-command pass (median over ``--repeat`` passes, taken round-robin
-over the paths so that load on a shared machine hits them all alike). Latency comes from
-a separate pass: per-call paths time every call with ``time.perf_counter_ns``
+over the paths so that load on a shared machine hits them all alike), and
+also divided by the process CPU time of the pass. Latency comes from a
+separate pass: per-call paths time every call with ``time.perf_counter_ns``
 (so the figure includes the timer's own ~50-100 ns); the batch path times
 chunks of ``--chunk`` commands and counts each command at chunk time / chunk
 size. Percentiles are read from an HdrHistogram.
