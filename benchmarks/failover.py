@@ -88,6 +88,14 @@ class Flow:
         self.round = round_no
         self.log = []
 
+    def pump_replies_only(self, seconds: float) -> None:
+        """Receive (and log) replies for up to ``seconds`` without sending."""
+        window, self.window = self.window, 0
+        try:
+            self.pump(seconds)
+        finally:
+            self.window = window
+
     def pump(self, seconds: float) -> None:
         """Send and receive for ``seconds`` (at least one poll)."""
         from replication import wire
@@ -108,17 +116,28 @@ class Flow:
 
 
 def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
-    """Pump the flow until one primary serves and every other node has joined; its status."""
+    """Pump the flow until the group could fail over again; its status.
+
+    That is: one primary, every other node joined, and the primary no longer
+    running solo (so the witness counts the standby as in sync and would
+    grant it a promotion).
+    """
     deadline = time.monotonic() + timeout
     while True:
         flow.pump(0.02)
         st = g.status(0.3)
         roles = [st.get(n, {}).get("role") for n in g.names]
-        if roles.count("primary") == 1 and all(
-                st[n].get("role") == "primary" or st[n].get("joined") for n in g.names):
-            return st
+        if roles.count("primary") == 1:
+            p = st[g.names[roles.index("primary")]]
+            if all(st[n].get("role") == "primary" or st[n].get("joined") for n in g.names) and not (
+                    p.get("solo") or p.get("witness_solo")):
+                return st
         if time.monotonic() > deadline:
-            raise TimeoutError(f"group not ready: {roles}\n{g.tail_logs(8)}")
+            raise TimeoutError(f"group not ready for a fail-over after {timeout:.0f} s: "
+                               f"{ {n: st.get(n, {}).get(k) for n in g.names for k in ('role',)} } "
+                               f"primary solo={[st.get(n, {}).get('solo') for n in g.names]} "
+                               f"witness_solo={[st.get(n, {}).get('witness_solo') for n in g.names]}"
+                               f"\n{g.tail_logs(8)}")
 
 
 def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -> dict[str, Any]:
@@ -288,6 +307,10 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             ["acknowledged", common.fmt_int(j["acked"])], ["lost", j["lost"]], ["duplicated", j["duplicated"]],
             ["not checkable (below journal base)", j["unchecked_below_base"]]])
     groups.print_targets("fail-over targets", result["targets"])
+    failed = [r for r in result["rounds"] if "error" in r]
+    if failed or result.get("final_error"):
+        print(f"NOTE: {len(failed)} round(s) failed and the rest were skipped; first error:")
+        print((failed[0]["error"] if failed else result["final_error"]).splitlines()[0])
 
 
 def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
@@ -360,11 +383,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 break
                         if result["rounds"] and "error" in result["rounds"][-1]:
                             break
-                    _ready(g, flow)
-                    flow.pump(0.1)
-                    deadline = time.monotonic() + 10
+                    try:
+                        _ready(g, flow, timeout=10.0)
+                        flow.pump(0.1)
+                    except TimeoutError as exc:  # the group did not recover: say so, still check the journal
+                        result["final_error"] = str(exc)[:3000]
+                    deadline = time.monotonic() + 5
                     while flow.c.in_flight and time.monotonic() < deadline:  # let the last answers in
-                        flow.c.poll_replies(0.01)
+                        flow.pump_replies_only(0.01)
             finally:
                 c.close()
             result["client_statuses"] = {str(k): v for k, v in flow.statuses.items()}
