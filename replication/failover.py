@@ -50,7 +50,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         Mode and timings.
     witness : str or None
         The witness's address, or None (then only an operator ``Promote``
-        promotes a standby, and a sync primary never runs solo).
+        promotes a standby, and a sync primary never drops a standby from its in-sync set).
     engine_factory : callable
         Makes a fresh engine (default ``matching.Engine`` or the reference).
     start_role : str
@@ -122,7 +122,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def heartbeat(self) -> wire.Heartbeat:
         return wire.Heartbeat(self.epoch, self.replica.seq, self.name, self.role, self.commit, self.leader,
-                              self.replica.digest)
+                              self.replica.digest, self.isr_confirmed if self.is_primary else ())
 
     def heartbeat_to(self, dest: wire.Address) -> Send:
         return Send(dest, self.heartbeat())
@@ -155,7 +155,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         if t is wire.SnapshotChunk:
             return self.on_snapshot_chunk(src, msg, now)
         if t is wire.Vote:
-            return self.on_solo_vote(msg, now) if msg.solo else self.on_vote(msg, now)
+            return self.on_vote(msg, now)
+        if t is wire.IsrAck:
+            return self.on_isr_ack(msg, now)
         if t is wire.PeerDown:
             if msg.node in self.suspect_at:
                 self.suspect_at[msg.node] = now
@@ -180,7 +182,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             out += self.sequence_pending(now)
         if self.is_primary:
             out += self.check_drain(now)
-            out += self.check_solo(now)
+            out += self.check_isr(now)
         else:
             out += self.standby_tick(now)
             out += self.check_leader(now)
@@ -355,7 +357,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "lag": lag,
             "mode": self.settings.mode,
             "solo": self.solo,
-            "witness_solo": self.witness_solo,
+            "isr": list(self.isr_confirmed) if self.is_primary else [],
             "joined": self.joined,
             "promotion_ms": self.promotion_ms,
             "epoch_start_seq": self.history[-1][1] if self.history else 1,

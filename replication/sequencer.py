@@ -5,7 +5,8 @@ state): queueing client requests, answering re-sent requests from the
 replicated dedupe table, turning every queued request into one batch (one
 journal append, one ``Entries`` message per peer, one ``Publish``), releasing
 replies once a standby acked them (``sync``) or at once (``async``, or
-``sync`` running solo with the witness's consent), serving joins and refills
+``sync``: every member of the in-sync set (ISR) acked; the witness records
+the ISR and must confirm before a lagging member is dropped), serving joins and refills
 from the journal, fencing stale joiners, and draining for a planned
 switchover. Not for: sockets, clocks (``now`` is an argument), or standby work.
 
@@ -39,13 +40,15 @@ class SequencerMixin:
         self.waiting: deque = deque()  # (seq, dest, Reply) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
         self.commit = self.replica.seq
-        self.solo = False  # releasing replies without standby acks (the witness agreed)
-        self.witness_solo = False  # the witness believes we run solo (blocks fail-over votes)
-        self.pair_seq = 0  # a standby must ack this far before the witness hears we are paired
-        self.solo_asked_at = -1.0
+        # In-sync set: standbys whose ack every committed entry needs. The witness
+        # starts each epoch with all other nodes in it, and only ISR members may be
+        # promoted, so an entry acked by the whole ISR survives any fail-over.
+        self.isr: list[str] = list(self.peers)
+        self.isr_confirmed: tuple[str, ...] = tuple(self.peers)  # what the witness has recorded
+        self.isr_asked_at = -1.0
+        self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
         self.drain_started = 0.0
-        self.last_ack_at = 0.0
 
     # -- requests -----------------------------------------------------------------
 
@@ -79,7 +82,18 @@ class SequencerMixin:
         return []
 
     def _replies_at_once(self: NodeMachine) -> bool:
-        return self.settings.mode == "async" or self.solo
+        return self.settings.mode == "async"
+
+    @property
+    def solo(self: NodeMachine) -> bool:
+        """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
+        return self.settings.mode == "sync" and not self.isr_confirmed and self.is_primary
+
+    def recompute_commit(self: NodeMachine) -> None:
+        if not self.isr:
+            self.commit = self.replica.seq
+        else:
+            self.commit = max(self.commit, min(self.acked.get(m, 0) for m in self.isr))
 
     # -- batching -------------------------------------------------------------------
 
@@ -100,16 +114,16 @@ class SequencerMixin:
                                                      self.name, events), now))
             self.journal.append(entries)
             self.count("entries_sequenced", n)
-            if not self.peers:
-                self.commit = self.replica.seq  # a group of one: nothing to wait for
+            self.recompute_commit()  # an empty ISR commits at once
             msg = wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries))
             out += [Send(p, msg) for p in self.peers]
             out.append(Publish(wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries),
                                             tuple(events_list))))
-            if self._replies_at_once() or not self.peers:
+            if self._replies_at_once():
                 out += [Send(dest, r) for _, dest, r, _ in replies]
             else:
                 self.waiting.extend(replies)
+                out += self.release()
             out += self.maybe_snapshot()
         return out
 
@@ -127,28 +141,20 @@ class SequencerMixin:
         if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch != self.epoch:
             return []
         seq = min(m.seq, self.replica.seq)
+        if m.node not in self.peers:
+            return []
         if seq > self.acked.get(m.node, 0):
             self.acked[m.node] = seq
-        if seq > self.commit:
-            self.commit = seq
-            self.last_ack_at = now
-        if self.solo:
-            # A standby acks again: replies wait for acks from now on, and once it
-            # holds everything released alone (pair_seq) the witness is told.
-            self.solo = False
-            self.pair_seq = self.replica.seq
-            log.info("solo_pairing node=%s epoch=%d standby=%s acked=%d pair_seq=%d", self.name, self.epoch, m.node,
-                     seq, self.pair_seq)
-        return self.release() + self.check_paired(now)
-
-    def check_paired(self: NodeMachine, now: float) -> list:
-        """Tell the witness we are paired again once a standby holds all that was released alone."""
-        if not self.witness_solo or self.solo or self.commit < self.pair_seq or not self.witness:
-            return []
-        if now - self.solo_asked_at < self.settings.vote_retry:
-            return []
-        self.solo_asked_at = now
-        return [Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, False))]
+            self.ack_progress_at[m.node] = now
+        out: list = []
+        if m.node not in self.isr and seq >= self.replica.seq and self.settings.mode == "sync":
+            # Caught up with everything: from now on its ack is required too, and
+            # once the witness records it, it may be promoted.
+            self.isr = [p for p in self.peers if p in self.isr or p == m.node]
+            log.info("isr_add node=%s epoch=%d member=%s isr=%s", self.name, self.epoch, m.node, ",".join(self.isr))
+            out += self.propose_isr(now, tuple(self.isr), force=True)
+        self.recompute_commit()
+        return out + self.release()
 
     def on_join(self: NodeMachine, src: str, m: wire.Join, now: float) -> list:
         """A standby asks to follow: fence its unshared suffix, or accept it and start its catch-up."""
@@ -216,51 +222,59 @@ class SequencerMixin:
         self.count("refills_served")
         return self.catch_up(src, m.seq, m.to_seq)
 
-    # -- solo (sync mode with no standby acking) ----------------------------------
+    # -- the in-sync set (sync mode) ------------------------------------------------
 
-    def check_solo(self: NodeMachine, now: float) -> list:
-        """Ask the witness to run alone when no standby can ack: none is alive, or none acked for a timeout."""
-        if self.witness_solo and not self.solo:
-            return self.check_paired(now)
-        if self.solo or not self.waiting or self.settings.mode != "sync":
+    def propose_isr(self: NodeMachine, now: float, members: tuple[str, ...], force: bool = False) -> list:
+        if not self.witness or self.settings.mode != "sync":
             return []
-        if self.waiting[0][0] <= self.commit:
+        if not force and now - self.isr_asked_at < self.settings.vote_retry:
+            return []
+        self.isr_asked_at = now
+        return [Send(self.witness, wire.IsrUpdate(self.epoch, self.replica.seq, self.name, members))]
+
+    def check_isr(self: NodeMachine, now: float) -> list:
+        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the witness's consent."""
+        if self.settings.mode != "sync" or not self.witness:
+            return []  # no witness: stay blocked rather than risk losing acknowledged entries
+        if tuple(self.isr) != self.isr_confirmed:
+            return self.propose_isr(now, tuple(self.isr))  # an earlier proposal is not confirmed yet
+        if not self.waiting or self.waiting[0][0] <= self.commit:
             return self.release()
-        since = max(self.waiting[0][3], self.last_ack_at)
-        if now - since < self.settings.heartbeat_timeout and self.standby_alive(now):
+        head_seq, head_t = self.waiting[0][0], self.waiting[0][3]
+        lagging = []
+        for p in self.isr:
+            if self.acked.get(p, 0) >= head_seq:
+                continue
+            since = max(head_t, self.ack_progress_at.get(p, float("-inf")))
+            if not self.peer_alive(p, now) or now - since >= self.settings.heartbeat_timeout:
+                lagging.append(p)
+        if not lagging:
             return []
-        if not self.witness:
-            return []  # no tie-breaker: stay blocked rather than risk acknowledged losses
-        if now - self.solo_asked_at < self.settings.vote_retry:
-            return []
-        self.solo_asked_at = now
-        return [Send(self.witness, wire.SoloRequest(self.epoch, self.replica.seq, self.name, True))]
+        keep = tuple(p for p in self.isr if p not in lagging)
+        if now - self.isr_asked_at >= self.settings.vote_retry:
+            log.warning("isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d", self.name, self.epoch,
+                        ",".join(lagging), ",".join(keep), self.replica.seq)
+        return self.propose_isr(now, keep)
 
-    def standby_alive(self: NodeMachine, now: float) -> bool:
-        """Some peer heartbeats as our standby (fresh primary: the old one is silent, so none is)."""
-        for p in self.peers:
-            hb = self.peer_info.get(p)
-            heard = self.last_heard.get(p, float("-inf"))
-            if hb is not None and hb.role == wire.ROLE_STANDBY and now - heard <= self.settings.heartbeat_timeout \
-                    and self.suspect_at.get(p, float("-inf")) < heard:
-                return True
-        return False
+    def peer_alive(self: NodeMachine, p: str, now: float) -> bool:
+        """Heard within the timeout, and no connection drop since."""
+        heard = self.last_heard.get(p, float("-inf"))
+        return now - heard <= self.settings.heartbeat_timeout and self.suspect_at.get(p, float("-inf")) < heard
 
-    def on_solo_vote(self: NodeMachine, m: wire.Vote, now: float) -> list:
-        if m.epoch != self.epoch or self.role != wire.ROLE_PRIMARY:
+    def on_isr_ack(self: NodeMachine, m: wire.IsrAck, now: float) -> list:
+        if m.epoch != self.epoch or not self.is_primary or not m.granted:
             return []
-        if not m.granted:
-            if m.reason == "paired" and self.witness_solo:
-                self.witness_solo = False
-                log.info("solo_off node=%s epoch=%d seq=%d (a standby holds everything again)", self.name,
-                         self.epoch, self.replica.seq)
-            return []
-        self.witness_solo = True
-        if not self.solo:
-            self.solo = True
-            self.count("solo_grants")
-            log.warning("solo_on node=%s epoch=%d seq=%d (no standby acking; witness agreed)", self.name,
-                        self.epoch, self.replica.seq)
+        old = self.isr_confirmed
+        self.isr_confirmed = m.members
+        # Members dropped by this record stop counting, unless they caught up meanwhile
+        # (then they stay, and the next check re-proposes them).
+        self.isr = [p for p in self.peers if p in m.members or (p in self.isr and
+                                                                  self.acked.get(p, 0) >= self.replica.seq)]
+        if old != m.members:
+            self.count("isr_changes")
+            log.warning("isr_confirmed node=%s epoch=%d isr=%s%s", self.name, self.epoch, ",".join(m.members) or "-",
+                        " (solo: no automatic fail-over until a standby is back in sync)" if not m.members else "")
+        self.recompute_commit()
         return self.release()
 
     # -- planned switchover ------------------------------------------------------------
@@ -280,7 +294,9 @@ class SequencerMixin:
             return []
         target = self.drain_target
         if self.acked.get(target, 0) >= self.replica.seq:
-            out = self.release()  # everything is acked by the target: release what waited
+            # The target, about to serve, holds everything: release all that waited.
+            self.commit = self.replica.seq
+            out = self.release()
             log.info("switchover_handover node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, target,
                      self.replica.seq)
             out.append(Send(target, wire.Handover(self.epoch, self.replica.seq, self.name)))

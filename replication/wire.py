@@ -298,15 +298,18 @@ class Heartbeat(Message):
     commit: int = 0
     leader: str = ""
     digest: int = 0
+    isr: tuple[str, ...] = ()  # a sync primary's witness-confirmed in-sync set
 
     def payload(self) -> bytes:
-        return _text(self.node) + struct.pack("<BQQ", self.role, self.commit, self.digest) + _text(self.leader)
+        return (_text(self.node) + struct.pack("<BQQ", self.role, self.commit, self.digest) + _text(self.leader)
+                + _text(",".join(self.isr)))
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
         node = r.text()
         role, commit, digest = r.unpack(struct.Struct("<BQQ"))
-        return cls(epoch, seq, node, role, commit, r.text(), digest)
+        leader = r.text()
+        return cls(epoch, seq, node, role, commit, leader, digest, tuple(m for m in r.text().split(",") if m))
 
 
 @dataclass(frozen=True)
@@ -465,45 +468,67 @@ class VoteRequest(Message):
 
 @dataclass(frozen=True)
 class Vote(Message):
-    """Witness -> candidate (or primary asking to run solo): granted or not, and why."""
+    """Witness -> candidate: promotion to ``epoch`` granted or not, and why."""
 
     TYPE: ClassVar[int] = 16
     epoch: int
     node: str
     granted: bool
     reason: str = ""
-    solo: bool = False
 
     def payload(self) -> bytes:
-        return _text(self.node) + struct.pack("<BB", self.granted, self.solo) + _text(self.reason)
+        return _text(self.node) + bytes([int(self.granted)]) + _text(self.reason)
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
         node = r.text()
-        granted, solo = r.unpack(struct.Struct("<BB"))
-        return cls(epoch, node, bool(granted), r.text(), bool(solo))
+        granted = r.u8()
+        return cls(epoch, node, bool(granted), r.text())
 
 
 @dataclass(frozen=True)
-class SoloRequest(Message):
-    """Sync primary -> witness: no standby is alive; may I release replies alone (``on``)?
+class IsrUpdate(Message):
+    """Sync primary -> witness: from now on ``members`` is my in-sync set (every one acks each entry).
 
-    ``on=False`` tells the witness a standby is in sync again.
+    Only ISR members may be promoted in this epoch. Shrinking the set needs
+    the witness's ``IsrAck`` before any reply the dropped member did not ack
+    is released; an empty set is "running solo" (no automatic fail-over).
     """
 
     TYPE: ClassVar[int] = 17
     epoch: int
     seq: int
     node: str
-    on: bool
+    members: tuple[str, ...]
 
     def payload(self) -> bytes:
-        return _text(self.node) + bytes([int(self.on)])
+        return _text(self.node) + _text(",".join(self.members))
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
         node = r.text()
-        return cls(epoch, seq, node, bool(r.u8()))
+        members = r.text()
+        return cls(epoch, seq, node, tuple(m for m in members.split(",") if m))
+
+
+@dataclass(frozen=True)
+class IsrAck(Message):
+    """Witness -> primary: the in-sync set ``members`` of ``epoch`` is recorded (or refused)."""
+
+    TYPE: ClassVar[int] = 19
+    epoch: int
+    node: str
+    members: tuple[str, ...]
+    granted: bool
+
+    def payload(self) -> bytes:
+        return _text(self.node) + _text(",".join(self.members)) + bytes([int(self.granted)])
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        node = r.text()
+        members = r.text()
+        return cls(epoch, node, tuple(m for m in members.split(",") if m), bool(r.u8()))
 
 
 @dataclass(frozen=True)
@@ -540,7 +565,8 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         Promote,
         VoteRequest,
         Vote,
-        SoloRequest,
+        IsrUpdate,
+        IsrAck,
         PeerDown,
     )
 }

@@ -2,10 +2,12 @@
 
 For: granting a promotion to at most one candidate per epoch, and only when
 the witness has also lost the current primary (no heartbeat from it for the
-timeout), the candidate knows the current epoch, no other standby is ahead of
-it, and the primary did not run solo (a solo primary released replies no
-standby holds, so any standby is stale). Also: granting a sync primary leave
-to run solo when its standby is gone. Not for: data — the witness holds no
+timeout), the candidate knows the current epoch, no live standby is ahead of
+it, and (sync mode) the candidate is in the primary's in-sync set (ISR) — the
+standbys that acked every entry a client was told about. Also: recording the
+ISR a sync primary proposes (``IsrUpdate``), so a primary may drop a dead
+standby only after the witness knows that standby is no longer eligible; an
+empty ISR is "running solo". Not for: data — the witness holds no
 book and no journal; its memory is volatile and relearned from heartbeats
 (``Settings.witness_grace`` after a restart).
 
@@ -43,7 +45,7 @@ class WitnessMachine:
         self.settings = settings or Settings()
         self.epoch = 0  # highest epoch granted or seen
         self.primary = ""  # the primary of self.epoch
-        self.solo = False  # the primary of self.epoch runs without a standby
+        self.isr: tuple[str, ...] | None = None  # in-sync set of self.epoch (None = unknown, after a restart)
         self.last_heard: dict[str, float] = {n: NEVER for n in self.nodes}
         self.info: dict[str, wire.Heartbeat] = {}
         self.started: float | None = None
@@ -66,8 +68,8 @@ class WitnessMachine:
             return []
         if isinstance(msg, wire.VoteRequest):
             return [Send(src, self.on_vote_request(msg, now))]
-        if isinstance(msg, wire.SoloRequest):
-            return [Send(src, self.on_solo(msg))]
+        if isinstance(msg, wire.IsrUpdate):
+            return [Send(src, self.on_isr(msg))]
         if isinstance(msg, wire.PeerDown):
             # A dropped connection means we lost that node now, not after a timeout.
             if msg.node in self.last_heard:
@@ -90,10 +92,12 @@ class WitnessMachine:
             # Learned (after our restart, or a planned switchover) that a newer epoch exists.
             self.epoch = hb.epoch
             self.primary = src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader
-            self.solo = False
+            self.isr = hb.isr if src == self.primary else None
             log.info("witness_epoch epoch=%d primary=%s (from heartbeat)", self.epoch, self.primary)
         elif hb.epoch == self.epoch and hb.role == wire.ROLE_PRIMARY and not self.primary:
             self.primary = src
+        if hb.epoch == self.epoch and src == self.primary and hb.role == wire.ROLE_PRIMARY and self.isr is None:
+            self.isr = hb.isr  # relearned after a restart (a primary only reports confirmed sets)
 
     def on_vote_request(self, m: wire.VoteRequest, now: float) -> wire.Vote:
         def deny(reason: str) -> wire.Vote:
@@ -116,28 +120,29 @@ class WitnessMachine:
             if node != m.node and hb is not None and self.alive(node, now) and hb.epoch >= self.epoch and \
                     hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
                 return deny(f"{node} is alive as primary")
-        if self.solo and self.primary != m.node:
-            return deny(f"primary {self.primary} ran solo; no standby is known complete")
+        if self.settings.mode == "sync" and self.isr is not None and m.node not in self.isr:
+            return deny(f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}")
         for node in self.nodes:
             hb = self.info.get(node)
             if node in (m.node, self.primary) or hb is None or not self.alive(node, now):
                 continue
             if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
                 return deny(f"standby {node} is further ahead ({hb.seq} > {m.seq})")
-        self.epoch, self.primary, self.solo = m.epoch, m.node, False
+        self.epoch, self.primary = m.epoch, m.node
+        self.isr = tuple(n for n in self.nodes if n != m.node)  # a new epoch starts with everyone in sync
         self.count("votes_granted")
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
         return wire.Vote(m.epoch, m.node, True, "granted")
 
-    def on_solo(self, m: wire.SoloRequest) -> wire.Vote:
+    def on_isr(self, m: wire.IsrUpdate) -> wire.IsrAck:
         if m.epoch != self.epoch or m.node != self.primary:
-            self.count("solo_denied")
-            return wire.Vote(m.epoch, m.node, False, "not the primary of the current epoch", solo=True)
-        if m.on != self.solo:
-            log.warning("witness_solo primary=%s epoch=%d on=%s seq=%d", m.node, m.epoch, m.on, m.seq)
-        self.solo = m.on
-        # Only a grant of "on" changes the primary; the answer to "off" is informational.
-        return wire.Vote(m.epoch, m.node, m.on, "solo" if m.on else "paired", solo=True)
+            self.count("isr_refused")
+            return wire.IsrAck(m.epoch, m.node, m.members, False)
+        if m.members != self.isr:
+            log.warning("witness_isr primary=%s epoch=%d isr=%s seq=%d", m.node, m.epoch, ",".join(m.members) or "-",
+                        m.seq)
+        self.isr = m.members
+        return wire.IsrAck(m.epoch, m.node, m.members, True)
 
     def status(self) -> dict:
         return {
@@ -145,6 +150,6 @@ class WitnessMachine:
             "role": "witness",
             "epoch": self.epoch,
             "primary": self.primary,
-            "solo": self.solo,
+            "isr": list(self.isr) if self.isr is not None else None,
             "counters": dict(sorted(self.counters.items())),
         }

@@ -147,12 +147,12 @@ def test_sync_primary_runs_solo_without_standby_then_pairs_again():
     submit(net, c, 3)
     net.run(0.02)
     a, w = net.machines["a"], net.machines["witness"]
-    assert sorted(done_ids(net)) == [1, 2, 3] and a.solo and w.solo
+    assert sorted(done_ids(net)) == [1, 2, 3] and a.solo and w.isr == ()
     net.down.discard("b")
     submit(net, c, 2, first=4)
     net.run(0.05)
     b = net.machines["b"]
-    assert b.replica.seq == 5 and not a.solo and not a.witness_solo and not w.solo
+    assert b.replica.seq == 5 and not a.solo and a.isr == ["b"] and w.isr == ("b",)
     assert sorted(done_ids(net)) == [1, 2, 3, 4, 5]
 
 
@@ -168,4 +168,21 @@ def test_solo_ends_under_continuous_load():
         submit(net, c, 1, first=10 + i)
         net.step()
     net.run(0.01)
-    assert not net.machines["witness"].solo
+    assert net.machines["witness"].isr == ("b",)
+
+
+def test_commit_needs_every_isr_member():
+    net = group("sync", n_standbys=2)
+    c = add_client(net, b"c1", 7, ["a", "b", "c"])
+    net.run_until(lambda: net.machines["b"].joined and net.machines["c"].joined)
+    held = True
+    net.drop = lambda s, d, m: held and s == "c" and isinstance(m, (wire.Ack, wire.Heartbeat))
+    submit(net, c, 2)
+    net.run(0.01)  # b acked, c did not (yet): nothing is released
+    assert done_ids(net) == []
+    net.run(0.1)  # c stays silent past the timeout: the witness drops it from the ISR, then replies go
+    a, w = net.machines["a"], net.machines["witness"]
+    assert sorted(done_ids(net)) == [1, 2] and w.isr == ("b",) and a.isr == ["b"]
+    held = False
+    net.run(0.05)
+    assert w.isr == ("b", "c")

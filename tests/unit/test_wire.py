@@ -24,7 +24,7 @@ SAMPLES = [
     wire.Entries(3, 10, 9, (E1, E2), (EV, b"")),
     wire.Entries(3, 1, 0, ()),
     wire.Ack(3, 11, "b", 123),
-    wire.Heartbeat(3, 11, "a", wire.ROLE_PRIMARY, 10, "a", 77),
+    wire.Heartbeat(3, 11, "a", wire.ROLE_PRIMARY, 10, "a", 77, ("b", "c")),
     wire.Refill(3, 5, 0, "b"),
     wire.Join(3, 8, "b", 2),
     wire.Fence(4, 8, "a"),
@@ -35,8 +35,10 @@ SAMPLES = [
     wire.Handover(3, 12, "a"),
     wire.Promote(),
     wire.VoteRequest(4, 12, "b", 3),
-    wire.Vote(4, "b", True, "primary silent", False),
-    wire.SoloRequest(4, 12, "b", True),
+    wire.Vote(4, "b", True, "primary silent"),
+    wire.IsrUpdate(4, 12, "b", ("a", "c")),
+    wire.IsrUpdate(4, 12, "b", ()),
+    wire.IsrAck(4, "b", ("a",), True),
     wire.PeerDown("a"),
 ]
 

@@ -47,22 +47,31 @@ def test_standby_further_ahead_wins():
     assert vote(w, "c", 2, 12, 1.01).granted
 
 
-def test_solo_primary_blocks_promotion():
+def test_only_in_sync_standbys_may_be_promoted():
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    assert w.isr == ("b", "c")  # a new epoch starts with everyone in sync
+    (ack,) = w.handle("a", wire.IsrUpdate(1, 7, "a", ("b",)), 0.1)
+    assert ack.msg.granted and w.isr == ("b",)
+    assert not vote(w, "c", 2, 7, 1.0).granted  # c missed acknowledged entries
+    assert vote(w, "b", 2, 7, 1.0).granted
+
+
+def test_empty_isr_is_solo_and_blocks_promotion():
     w = WitnessMachine(["a", "b"], settings())
     assert vote(w, "a", 1, 0, 0.0).granted
-    (grant,) = w.handle("a", wire.SoloRequest(1, 7, "a", True), 0.1)
-    assert grant.msg.granted and grant.msg.solo
+    (ack,) = w.handle("a", wire.IsrUpdate(1, 7, "a", ()), 0.1)
+    assert ack.msg.granted and w.isr == ()
     assert not vote(w, "b", 2, 3, 1.0).granted  # a released replies b never saw
-    (off,) = w.handle("a", wire.SoloRequest(1, 9, "a", False), 1.1)
-    assert not off.msg.granted and not w.solo
+    w.handle("a", wire.IsrUpdate(1, 9, "a", ("b",)), 1.1)
     assert vote(w, "b", 2, 9, 2.0).granted
 
 
-def test_solo_only_for_the_current_primary():
+def test_isr_only_from_the_current_primary():
     w = WitnessMachine(["a", "b"], settings())
     assert vote(w, "a", 1, 0, 0.0).granted
-    (out,) = w.handle("b", wire.SoloRequest(1, 7, "b", True), 0.1)
-    assert not out.msg.granted and not w.solo
+    (out,) = w.handle("b", wire.IsrUpdate(1, 7, "b", ()), 0.1)
+    assert not out.msg.granted and w.isr == ("b",)
 
 
 def test_connection_loss_hint_counts_as_lost():
