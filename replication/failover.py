@@ -358,6 +358,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "mode": self.settings.mode,
             "solo": self.solo,
             "isr": list(self.isr_confirmed) if self.is_primary else [],
+            "witness_solo": self.solo,  # kept for tools written before the ISR: same as "solo"
             "joined": self.joined,
             "promotion_ms": self.promotion_ms,
             "epoch_start_seq": self.history[-1][1] if self.history else 1,
