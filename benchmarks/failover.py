@@ -118,9 +118,9 @@ class Flow:
 def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
     """Pump the flow until the group could fail over again; its status.
 
-    That is: one primary, every other node joined, and the primary no longer
-    running solo (so the witness counts the standby as in sync and would
-    grant it a promotion).
+    That is: one primary, every other node joined and in the primary's
+    in-sync set as the witness recorded it (so the witness would grant it a
+    promotion), i.e. the primary no longer runs solo.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -128,15 +128,19 @@ def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
         st = g.status(0.3)
         roles = [st.get(n, {}).get("role") for n in g.names]
         if roles.count("primary") == 1:
-            p = st[g.names[roles.index("primary")]]
-            if all(st[n].get("role") == "primary" or st[n].get("joined") for n in g.names) and not (
-                    p.get("solo") or p.get("witness_solo")):
+            primary = g.names[roles.index("primary")]
+            p = st[primary]
+            others = [n for n in g.names if n != primary]
+            isr = p.get("isr")  # the in-sync set the witness recorded (older builds: a solo flag)
+            in_sync = all(n in isr for n in others) if isr is not None else not (
+                p.get("solo") or p.get("witness_solo"))
+            if in_sync and all(st[n].get("joined") for n in others):
                 return st
         if time.monotonic() > deadline:
             raise TimeoutError(f"group not ready for a fail-over after {timeout:.0f} s: "
                                f"{ {n: st.get(n, {}).get(k) for n in g.names for k in ('role',)} } "
-                               f"primary solo={[st.get(n, {}).get('solo') for n in g.names]} "
-                               f"witness_solo={[st.get(n, {}).get('witness_solo') for n in g.names]}"
+                               f"solo={[st.get(n, {}).get('solo') for n in g.names]} "
+                               f"isr={[st.get(n, {}).get('isr') for n in g.names]}"
                                f"\n{g.tail_logs(8)}")
 
 
