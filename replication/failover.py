@@ -273,8 +273,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             return []
         if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
             return []
-        if self.candidate_since is None:
-            return []
+        # Honour a grant even if we meanwhile dropped the candidacy (the old primary
+        # came back): the witness has moved to this epoch and will not serve the old
+        # primary's ISR changes any more, so declining would leave the group stuck.
         return self.promote(now, "witness")
 
     # -- role changes ---------------------------------------------------------------------

@@ -299,8 +299,12 @@ class SequencerMixin:
             out = self.release()
             log.info("switchover_handover node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, target,
                      self.replica.seq)
-            out.append(Send(target, wire.Handover(self.epoch, self.replica.seq, self.name)))
-            self.become_standby(target, self.epoch, now)
+            handover = wire.Handover(self.epoch, self.replica.seq, self.name)
+            out.append(Send(target, handover))
+            out += self.become_standby(target, self.epoch, now)
+            # Re-sent from standby_tick until the target serves a newer epoch: a lost
+            # Handover must not leave two standbys following each other.
+            self.handover = (target, handover, now)
             return out
         if now - self.drain_started > self.settings.switchover_timeout:
             log.warning("switchover_aborted node=%s target=%s acked=%d seq=%d", self.name, target,

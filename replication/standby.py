@@ -39,6 +39,7 @@ class StandbyMixin:
         self.leader_commit = 0
         self.snap_parts: list[bytes] = []
         self.snap_key: tuple = ()
+        self.handover: tuple | None = None  # (target, Handover, sent_at) after we drained into target
 
     def follow(self: NodeMachine, leader: str, epoch: int, now: float) -> list:
         """Start following ``leader`` of ``epoch``: (re)join it."""
@@ -211,6 +212,13 @@ class StandbyMixin:
     def standby_tick(self: NodeMachine, now: float) -> list:
         if self.role != wire.ROLE_STANDBY or not self.leader:
             return []
+        if self.handover is not None:
+            target, msg, sent_at = self.handover
+            if self.epoch > msg.epoch or self.leader != target:
+                self.handover = None
+            elif now - sent_at >= self.settings.join_retry:
+                self.handover = (target, msg, now)
+                return [Send(target, msg)] + self.send_join(now)
         if not self.joined:
             if now - self.join_sent_at >= self.settings.join_retry:
                 return self.send_join(now)
