@@ -194,7 +194,7 @@ class StandbyMixin:
         except ValueError as exc:
             log.warning("snapshot_rejected node=%s reason=%s", self.name, exc)
             return []
-        if r.seq < self.replica.seq and self.joined:
+        if r.seq <= self.replica.seq and self.joined:
             return []  # older than what we hold
         self.journal.reset(r.seq, r.last_epoch, blob)
         self.replica = r

@@ -93,7 +93,7 @@ def test_late_standby_catches_up_by_snapshot_and_tail(group):
         g.start("b")
         st = g.wait_for(lambda s: s["b"].get("joined") and s["b"].get("last_seq") == 100, what="b caught up")
         assert st["b"]["digest"] == st["a"]["digest"]
-        assert st["b"]["counters"].get("snapshots_installed") == 1
+        assert st["b"]["counters"].get("snapshots_installed", 0) >= 1
         flow(c, 100, 30)
         st = g.wait_for(lambda s: s["b"].get("last_seq") == 130 and s["a"].get("solo") is False, what="b live")
         assert st["b"]["digest"] == st["a"]["digest"]
