@@ -1,0 +1,286 @@
+"""The checker of a finished simulation: safety and liveness, from what clients saw and nodes kept.
+
+For: turning one ``sim.Sim`` run into a :class:`Report` — the figures
+(acknowledged, lost, executed twice, divergences caught, split brain) and a
+list of violations, empty when the run kept every rule:
+
+- every acknowledged request is in the surviving primary's history exactly
+  once, at the seq its reply named, and its reply's events are the events a
+  fresh engine replaying that history produces for it (``sync`` mode; in
+  ``async`` mode losses are counted, not violations — that is what async
+  trades away);
+- no request is executed twice; the history is self-consistent (replaying it
+  gives every entry's recorded digest);
+- at most one node serves as primary in any epoch, and no two journals ever
+  held different entries for one (epoch, seq) or one entry on two different
+  predecessors;
+- every node's journal and book agree with the primary's chained digest at
+  every seq both hold;
+- the corrupted standby (if any) declared divergence at exactly its first
+  bad entry and never served as primary; no other node diverged;
+- liveness: after every fault healed the group converged (one primary,
+  every healthy standby level with it, every request answered) within the
+  simulator's virtual-time bound.
+
+Also here: the history registry (``RecordingJournal`` reports every append
+to a ``Registry``) from which the full history behind a snapshot-installed
+journal is rebuilt. Not for: running anything (``sim``), or checking real
+processes (``chaos``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import wire
+from .journal import MemoryJournal
+from .replica import Replica
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sim import Sim
+
+
+# --- the history registry ------------------------------------------------------------
+
+
+class RecordingJournal(MemoryJournal):
+    """A ``MemoryJournal`` that reports every append to the simulator's history registry."""
+
+    def __init__(self, name: str, registry: Registry) -> None:
+        super().__init__("batch")
+        self.name = name
+        self.registry = registry
+
+    def append(self, entries: list[wire.Entry]) -> None:
+        pred = self.last_epoch if self.last_seq else 0
+        super().append(entries)
+        for e in entries:
+            self.registry.record(self.name, e, pred)
+            pred = e.epoch
+
+
+@dataclass
+class Registry:
+    """Every entry any node ever journaled, by (epoch, seq), with the epoch of the entry before it.
+
+    Two different entries for one (epoch, seq), or one entry appended on top
+    of two different predecessors, are safety violations (two primaries in an
+    epoch, or a journal that is not a prefix of the history it claims).
+    """
+
+    entries: dict[tuple[int, int], wire.Entry] = field(default_factory=dict)
+    pred: dict[tuple[int, int], int] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+    def record(self, node: str, e: wire.Entry, pred_epoch: int) -> None:
+        key = (e.epoch, e.seq)
+        old = self.entries.get(key)
+        if old is None:
+            self.entries[key] = e
+            self.pred[key] = pred_epoch
+            return
+        if old != e:
+            self.conflicts.append(f"two entries for epoch {e.epoch} seq {e.seq} (node {node})")
+        elif self.pred[key] != pred_epoch:
+            self.conflicts.append(
+                f"entry ({e.epoch},{e.seq}) on node {node} follows epoch {pred_epoch}, "
+                f"elsewhere epoch {self.pred[key]}"
+            )
+
+    def chain(self, journal: MemoryJournal) -> list[wire.Entry]:
+        """The full history (seq 1 ..) a journal stands for, reaching past its snapshot base via the registry."""
+        head: list[wire.Entry] = []
+        seq, epoch = journal.base_seq, journal.last_epoch if journal.last_seq == journal.base_seq else None
+        if seq:
+            if epoch is None:
+                first = journal.entry(seq + 1)
+                epoch = self.pred.get((first.epoch, first.seq), 0) if first is not None else 0
+            while seq > 0:
+                e = self.entries.get((epoch, seq))
+                if e is None:
+                    raise KeyError(f"history lost: no entry ({epoch},{seq}) anywhere")
+                head.append(e)
+                epoch = self.pred[(epoch, seq)]
+                seq -= 1
+            head.reverse()
+        return head + journal.read(journal.base_seq + 1)
+
+
+# --- the check ---------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What one schedule showed; ``violations`` is empty when every rule held."""
+
+    seed: int
+    violations: list[str] = field(default_factory=list)
+    acked: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    expired: int = 0
+    divergences: int = 0  # divergences caught (the corrupted standby's, as designed)
+    split_brain: int = 0
+    history: int = 0  # entries in the surviving primary's history
+    faults: dict[str, int] = field(default_factory=dict)
+    virtual_time: float = 0.0
+    steps: int = 0
+    converged: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "violations": self.violations,
+            "acked": self.acked,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "expired": self.expired,
+            "divergences": self.divergences,
+            "split_brain": self.split_brain,
+            "history": self.history,
+            "faults": dict(sorted(self.faults.items())),
+            "virtual_time": round(self.virtual_time, 6),
+            "steps": self.steps,
+            "converged": self.converged,
+        }
+
+
+def _reference_node(sim: Sim) -> str:
+    """The surviving primary, or (no single primary) the healthy node furthest ahead."""
+    p = sim.primary()
+    if p:
+        return p
+    best, key = sim.names[0], (-1, -1)
+    for n, nd in sim.nodes.items():
+        if n == sim.corrupt:
+            continue
+        k = (nd.journal.last_epoch, nd.journal.last_seq)
+        if k > key:
+            best, key = n, k
+    return best
+
+
+def check_sim(sim: Sim) -> Report:
+    """Check one finished simulation. O(history + replies)."""
+    rep = Report(sim.schedule.seed, faults=dict(sim.faults_injected), virtual_time=sim.now, steps=sim.steps)
+    v = rep.violations
+    strict = sim.schedule.mode == "sync"
+    if sim.settle_failed:
+        v.append(f"liveness: {sim.settle_failed}")
+    rep.converged = not sim.settle_failed and sim.converged()
+    if not sim.settle_failed and not rep.converged:
+        v.append(
+            f"liveness: not converged {sim.LIVENESS_BOUND}s (virtual) after every fault healed; "
+            f"roles {roles(sim)}"
+        )
+
+    # The surviving history, and a fresh replay of it.
+    ref = _reference_node(sim)
+    try:
+        chain = sim.registry.chain(sim.nodes[ref].journal)
+    except KeyError as exc:
+        v.append(f"history: {exc}")
+        return rep
+    rep.history = len(chain)
+    replica = Replica(sim.engine_factory)
+    events_at: list[bytes] = []
+    for i, e in enumerate(chain):
+        if e.seq != i + 1:
+            v.append(f"history: entry {i + 1} has seq {e.seq}")
+            break
+        events, digest = replica.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
+        if digest != e.digest:
+            v.append(
+                f"history: replaying seq {e.seq} gives digest {digest:016x}, the journal says {e.digest:016x}"
+            )
+            break
+        events_at.append(events)
+
+    seq_of: dict[tuple[int, int], int] = {}
+    for e in chain:
+        if e.client_id:
+            key = (e.client_id, e.request_id)
+            if key in seq_of:
+                rep.duplicates += 1
+                v.append(f"duplicate: request {key} executed at seq {seq_of[key]} and {e.seq}")
+            else:
+                seq_of[key] = e.seq
+
+    # What clients were told.
+    for cl in sim.clients.values():
+        cid = cl.core.client_id
+        for rid, reply in sorted(cl.done.items()):
+            if reply.status == wire.EXPIRED:
+                rep.expired += 1
+                continue
+            rep.acked += 1
+            if (cid, rid) not in seq_of:
+                rep.lost += 1
+                if strict:
+                    v.append(
+                        f"lost: request ({cid},{rid}) acknowledged at seq {reply.seq} epoch {reply.epoch} "
+                        f"by {reply.leader}, not in {ref}'s history"
+                    )
+        for reply in cl.ok_replies:
+            seq = seq_of.get((cid, reply.request_id))
+            if seq is None:
+                continue  # counted above if it was the final answer
+            if reply.seq != seq:
+                v.append(f"reply: ({cid},{reply.request_id}) told seq {reply.seq}, history has it at {seq}")
+            elif seq <= len(events_at) and reply.events != events_at[seq - 1]:
+                v.append(f"reply: ({cid},{reply.request_id}) events differ from the history's at seq {seq}")
+
+    # Split brain.
+    for epoch, names in sorted(sim.primaries.items()):
+        if len(names) > 1:
+            rep.split_brain += 1
+            v.append(f"split brain: epoch {epoch} served by {sorted(names)}")
+    for c in sim.registry.conflicts:
+        rep.split_brain += 1
+        v.append(f"split brain: {c}")
+
+    # Every node against the history, seq by seq.
+    for n, nd in sim.nodes.items():
+        for e in nd.journal.read(nd.journal.base_seq + 1):
+            if e.seq <= len(chain) and e.digest != chain[e.seq - 1].digest:
+                v.append(
+                    f"divergence undetected: {n} journal seq {e.seq} digest {e.digest:016x} "
+                    f"!= {chain[e.seq - 1].digest:016x}"
+                )
+                break
+        m = nd.machine
+        if m is not None and m.role != wire.ROLE_DIVERGED and 0 < m.replica.seq <= len(chain):
+            if m.replica.digest != chain[m.replica.seq - 1].digest:
+                v.append(
+                    f"divergence undetected: {n} book at seq {m.replica.seq} digest {m.replica.digest:016x}"
+                )
+
+    # Divergence: caught where it happened, only where it was planted.
+    for n, at in sorted(sim.diverged.items()):
+        if n != sim.corrupt:
+            v.append(f"divergence: healthy node {n} diverged at seq {at}")
+        elif at != sim.schedule.corrupt_seq:
+            v.append(
+                f"divergence: corrupted {n} caught at seq {at}, first bad entry {sim.schedule.corrupt_seq}"
+            )
+        else:
+            rep.divergences += 1
+    if sim.corrupt:
+        if sim.corrupt not in sim.diverged:
+            v.append(f"divergence: corrupted {sim.corrupt} never caught")
+        if sim.corrupt_was_primary:
+            v.append(f"divergence: corrupted {sim.corrupt} served as primary")
+    return rep
+
+
+def roles(sim: Sim) -> dict[str, str]:
+    """Node -> role name (or down/hung), for messages."""
+    out = {}
+    for n, nd in sim.nodes.items():
+        if not nd.up or nd.machine is None:
+            out[n] = "down"
+        else:
+            m = nd.machine
+            out[n] = f"{wire.ROLE_NAMES[m.role]}/e{m.epoch}/s{m.replica.seq}" + ("/hung" if nd.hung else "")
+    return out

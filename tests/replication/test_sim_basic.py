@@ -1,0 +1,145 @@
+"""The fault simulator on fixed seeds and targeted scenarios, and the checker shown to bite.
+
+Everything here runs on virtual time (``replication.sim``): nothing sleeps,
+nothing asserts a duration. A failure prints the seed and fault log; replay
+it with ``python -m replication.sim --seed S``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+
+from replication import wire
+from replication.sim import NODE_FAULTS, Fault, Schedule, Sim, SimFailure, random_schedule, run_schedule
+from replication.sim_check import check_sim
+
+logging.getLogger("replication").setLevel(logging.CRITICAL)
+
+
+@pytest.mark.parametrize("seed", range(1, 13))
+def test_random_schedules(seed):
+    run_schedule(random_schedule(seed))
+
+
+@pytest.mark.parametrize("kind", NODE_FAULTS)
+@pytest.mark.parametrize("restart_as", ["standby", "primary"])
+def test_each_fault_alone_loses_nothing(kind, restart_as):
+    faults = (Fault(kind, 0.01, 0.15, restart_as), Fault(kind, 0.03, 0.02, restart_as))
+    rep = run_schedule(Schedule(seed=7, standbys=2, requests=30, drop=0.02, reorder=0.1, faults=faults))
+    assert rep.acked == 2 * (30 + 5) and rep.lost == rep.duplicates == rep.split_brain == 0
+    assert rep.faults[kind] == 2
+
+
+def test_primary_crash_fails_over_to_a_new_epoch():
+    sim = Sim(Schedule(seed=3, requests=40, faults=(Fault("crash", 0.01, 0.3),))).run()
+    rep = check_sim(sim)
+    assert not rep.violations and rep.converged
+    assert max(sim.primaries) >= 2 and all(len(v) == 1 for v in sim.primaries.values())
+    assert any("crash a (primary)" in line for line in sim.fault_log)
+
+
+def test_torn_tail_crash_mid_step_recovers_and_loses_nothing_acknowledged():
+    for seed in range(20, 28):
+        sched = Schedule(seed=seed, requests=40, window=32, faults=(Fault("crash_mid_step", 0.0, 0.1),) * 3)
+        sim = Sim(sched).run()
+        rep = check_sim(sim)
+        assert not rep.violations, rep.violations
+    assert any("torn journal" in line or "outputs lost" in line for line in sim.fault_log)
+
+
+def test_corrupted_standby_is_caught_at_its_first_bad_entry_and_never_promotes():
+    faults = (Fault("crash", 0.01, 0.3), Fault("isolate_primary", 0.01, 0.2), Fault("switchover", 0.01, 0.1))
+    for bad in (1, 4, 9):
+        sim = Sim(
+            Schedule(seed=bad, standbys=1, corrupt=True, corrupt_seq=bad, requests=30, faults=faults)
+        ).run()
+        rep = check_sim(sim)
+        assert not rep.violations, rep.violations
+        assert sim.diverged == {"c": bad} and rep.divergences == 1 and not sim.corrupt_was_primary
+        c = sim.nodes["c"]
+        assert c.machine.role == wire.ROLE_DIVERGED and c.journal.last_seq == bad - 1
+
+
+def test_runs_are_reproducible_from_the_seed():
+    sched = random_schedule(11)
+    one, two = Sim(sched).run(), Sim(sched).run()
+    assert one.fault_log == two.fault_log and one.steps == two.steps and one.now == two.now
+    assert check_sim(one).as_dict() == check_sim(two).as_dict()
+    assert one.registry.entries == two.registry.entries
+
+
+def test_reference_engine_runs_the_same_history():
+    sched = replace(random_schedule(5), engine="reference")
+    native = Sim(random_schedule(5)).run()
+    ref = Sim(sched).run()
+    assert not check_sim(ref).violations
+    assert ref.registry.entries == native.registry.entries
+
+
+def test_async_mode_keeps_every_rule_but_may_lose_acknowledged_requests():
+    for seed in range(1, 6):
+        sched = replace(random_schedule(seed), mode="async")
+        rep = run_schedule(sched, check=False)
+        assert [v for v in rep.violations if not v.startswith("lost")] == []
+
+
+def test_failure_names_its_seed_and_fault_log():
+    sim = Sim(Schedule(seed=99, requests=10, faults=(Fault("crash", 0.01, 0.1),))).run()
+    cl = next(iter(sim.clients.values()))
+    cl.done[10**6] = wire.Reply(cl.core.client_id, 10**6, wire.OK, 1, 5, "a", b"")  # an ack nobody executed
+    rep = check_sim(sim)
+    assert rep.lost == 1 and any(v.startswith("lost") for v in rep.violations)
+    err = SimFailure(sim.schedule, rep.violations, sim.fault_log)
+    assert "seed=99" in str(err) and "python -m replication.sim --seed 99" in str(err) and "crash" in str(err)
+
+
+def test_checker_catches_a_broken_dedupe_table(monkeypatch):
+    """With the dedupe table switched off, re-sent requests execute twice: the checker must say so."""
+    from replication.replica import Replica
+
+    monkeypatch.setattr(Replica, "lookup", lambda self, cid, rid: None)
+    sched = Schedule(
+        seed=4, requests=40, window=16, duplicate=0.2, faults=(Fault("isolate_primary", 0.0, 0.2),)
+    )
+    rep = run_schedule(sched, check=False)
+    assert rep.duplicates > 0 and any(v.startswith("duplicate") for v in rep.violations)
+
+
+def test_checker_catches_an_undetected_divergence(monkeypatch):
+    """A standby that skips the digest comparison keeps a wrong book: the per-seq digest check finds it."""
+    from replication.replica import Replica
+
+    real = Replica.apply_entry
+
+    def blind(self, e):
+        events, _ = real(self, e)
+        return events, True
+
+    monkeypatch.setattr(Replica, "apply_entry", blind)
+    rep = run_schedule(Schedule(seed=8, standbys=1, corrupt=True, corrupt_seq=3, requests=20), check=False)
+    assert any("divergence" in v for v in rep.violations)
+
+
+def _liveness(seed: int) -> list[str]:
+    sim = Sim(random_schedule(seed))
+    sim.SETTLE_BOUND = sim.LIVENESS_BOUND = 2.0
+    rep = check_sim(sim.run())
+    assert [v for v in rep.violations if not v.startswith("liveness")] == []  # safety holds regardless
+    return [v for v in rep.violations if v.startswith("liveness")]
+
+
+@pytest.mark.xfail(
+    reason="known gap: a lost Handover leaves both nodes standby, each following the other", strict=False
+)
+def test_known_gap_switchover_with_a_lost_handover_recovers():
+    assert _liveness(29) == []
+
+
+@pytest.mark.xfail(
+    reason="known gap: solo never ends once traffic stops, so the witness refuses fail-over", strict=False
+)
+def test_known_gap_solo_ends_when_a_standby_is_level_without_new_traffic():
+    assert _liveness(113) == []
