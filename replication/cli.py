@@ -253,6 +253,16 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--keep", action="store_true", help="keep the temp directory (journals, logs)")
     p.set_defaults(func=_cmd_demo)
 
+    _add_chaos(subparsers)
+
+
+def _add_chaos(subparsers: Any) -> None:
+    from . import chaos
+
+    p = subparsers.add_parser("chaos", help="SIGKILL/switch over a real group for N cycles; check nothing was lost")
+    chaos.add_arguments(p)
+    p.set_defaults(func=chaos.run)
+
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m replication.cli SUBCOMMAND ...`` (same as ``matchcore SUBCOMMAND``)."""
