@@ -53,6 +53,22 @@ injected as a factory (``engine_factory()`` -> new engine,
 ``engine_factory.restore(blob)`` -> restored engine; any class with the
 ``matching.Engine`` surface works, e.g. ``matching.ReferenceEngine``).
 
+Protocol in one paragraph: the primary of ``epoch`` sequences requests
+(``Entries`` to every peer, ``Publish`` with events), and in ``sync`` mode
+releases a reply once every member of its in-sync set (ISR) acked the entry
+(``Ack``, or a ``Heartbeat`` whose digest proves the same history). The
+witness records the ISR (``IsrUpdate``/``IsrAck``): a new epoch starts with
+all other nodes in it; a member that holds replies up (dead, or no progress
+for ``heartbeat_timeout``) is dropped only after the witness confirmed, and a
+standby that caught up is added back. Only ISR members may be promoted
+(``VoteRequest``/``Vote``; at most one grant per epoch, only if the witness
+lost the primary too), so nothing acknowledged is lost; an empty ISR is
+"solo" (no automatic fail-over). A standby (re)joins with ``Join``; the
+primary answers ``Fence(seq)``: "your journal agrees up to seq" (truncate the
+rest), then ``Entries`` / ``SnapshotChunk`` and ``Refill`` on gaps.
+Switchover: ``Switchover`` to the primary, which drains, sends ``Handover``
+(re-sent until the target serves) and follows the target.
+
 A driver must: call ``handle`` for each inbound message, call ``tick`` after
 each batch of inbound messages and at least every ``heartbeat_interval`` s,
 then perform the outputs in list order. Batching (one journal append and one
