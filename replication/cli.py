@@ -21,8 +21,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO), format=LOG_FORMAT,
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr
+    )
 
 
 def _engine_factory(kind: str) -> Any:
@@ -99,7 +100,9 @@ def group_status(cfg: Any, timeout: float = 1.0) -> dict[str, Any]:
         targets["witness"] = cfg.witness
     for name, ep in targets.items():
         got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name)
-        out[name] = json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
+        out[name] = (
+            json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
+        )
     return out
 
 
@@ -116,8 +119,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{'node':<10}{'role':<12}{'epoch':>6}{'last_seq':>10}  {'digest':<17}{'lag':>6}  counters")
     for name, s in st.items():
         counters = " ".join(f"{k}={v}" for k, v in s.get("counters", {}).items())
-        print(f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
-              f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}")
+        print(
+            f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
+            f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}"
+        )
     return 0
 
 
@@ -144,12 +149,16 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout, cfg.keys_dir, args.to)
         if isinstance(got, wire.Status) and json.loads(got.body).get("role") == "primary":
             body = json.loads(got.body)
-            print(f"switchover: {primary} -> {args.to} epoch {body['epoch']} at seq {body['last_seq']} "
-                  f"in {(time.monotonic() - t0) * 1000:.1f} ms")
+            print(
+                f"switchover: {primary} -> {args.to} epoch {body['epoch']} at seq {body['last_seq']} "
+                f"in {(time.monotonic() - t0) * 1000:.1f} ms"
+            )
             return 0
         time.sleep(0.005)
-    print(f"switchover: {args.to} did not become primary (the primary aborts after its drain timeout)",
-          file=sys.stderr)
+    print(
+        f"switchover: {args.to} did not become primary (the primary aborts after its drain timeout)",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -203,14 +212,26 @@ def add_subcommands(subparsers: Any) -> None:
         p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
 
     for role in ("primary", "standby"):
-        p = subparsers.add_parser(role, help=f"run a node that starts as {role}",
-                                  description=f"Run node NODE of the group, starting as {role}.")
+        p = subparsers.add_parser(
+            role,
+            help=f"run a node that starts as {role}",
+            description=f"Run node NODE of the group, starting as {role}.",
+        )
         common(p, node_required=True)
-        p.add_argument("--engine", choices=("auto", "native", "reference"), default="auto",
-                       help="matching engine (auto: Cython if built, else the reference)")
+        p.add_argument(
+            "--engine",
+            choices=("auto", "native", "reference"),
+            default="auto",
+            help="matching engine (auto: Cython if built, else the reference)",
+        )
         p.add_argument("--log-level", default="info")
-        p.add_argument("--debug-perturb-seq", type=int, default=0, metavar="N",
-                       help="TEST ONLY: corrupt this node's book before seq N (to exercise divergence)")
+        p.add_argument(
+            "--debug-perturb-seq",
+            type=int,
+            default=0,
+            metavar="N",
+            help="TEST ONLY: corrupt this node's book before seq N (to exercise divergence)",
+        )
         p.set_defaults(func=_cmd_node)
 
     p = subparsers.add_parser("witness", help="run the group's witness (tie-breaker for fail-over)")
@@ -235,7 +256,9 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=1.0)
     p.set_defaults(func=_cmd_promote)
 
-    p = subparsers.add_parser("subscribe", help="print the sequenced stream (entries with events) as JSON lines")
+    p = subparsers.add_parser(
+        "subscribe", help="print the sequenced stream (entries with events) as JSON lines"
+    )
     common(p)
     p.add_argument("--count", type=int, default=0, help="exit after this many entries (0 = never)")
     p.add_argument("--timeout", type=float, default=0.0, help="exit after this many idle seconds (0 = never)")
@@ -245,7 +268,9 @@ def add_subcommands(subparsers: Any) -> None:
     common(p)
     p.set_defaults(func=_cmd_keys)
 
-    p = subparsers.add_parser("demo", help="start a group, SIGKILL the primary mid-flow, show nothing was lost")
+    p = subparsers.add_parser(
+        "demo", help="start a group, SIGKILL the primary mid-flow, show nothing was lost"
+    )
     common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--orders", type=int, default=2000, help="orders in the flow")
@@ -259,7 +284,9 @@ def add_subcommands(subparsers: Any) -> None:
 def _add_chaos(subparsers: Any) -> None:
     from . import chaos
 
-    p = subparsers.add_parser("chaos", help="SIGKILL/switch over a real group for N cycles; check nothing was lost")
+    p = subparsers.add_parser(
+        "chaos", help="SIGKILL/switch over a real group for N cycles; check nothing was lost"
+    )
     chaos.add_arguments(p)
     p.set_defaults(func=chaos.run)
 

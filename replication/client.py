@@ -51,9 +51,16 @@ class Client:
         Name of this client's key pair in ``keys_dir``.
     """
 
-    def __init__(self, endpoints: Mapping[str, str], client_id: int, timeout: float = 10.0,
-                 retry_timeout: float = 0.05, first_request_id: int | None = None, keys_dir: str = "",
-                 cert: str = "client") -> None:
+    def __init__(
+        self,
+        endpoints: Mapping[str, str],
+        client_id: int,
+        timeout: float = 10.0,
+        retry_timeout: float = 0.05,
+        first_request_id: int | None = None,
+        keys_dir: str = "",
+        cert: str = "client",
+    ) -> None:
         from matching import EVENT_DTYPE, events_from_array
 
         self._event_dtype = EVENT_DTYPE
@@ -216,13 +223,34 @@ class Client:
         """Apply one command-log dict on the group; block until its events come back."""
         return self.wait(self.send(cmd))
 
-    def submit(self, instrument: int, id: int, side: str, price: int | None = None, qty: int = 0,
-               type: str = "limit", tif: str = "GTC", account: int = 0, post_only: bool = False,
-               display_qty: int = 0, stp: str = "none") -> list:
+    def submit(
+        self,
+        instrument: int,
+        id: int,
+        side: str,
+        price: int | None = None,
+        qty: int = 0,
+        type: str = "limit",
+        tif: str = "GTC",
+        account: int = 0,
+        post_only: bool = False,
+        display_qty: int = 0,
+        stp: str = "none",
+    ) -> list:
         """A new order; same arguments and events as ``Engine.submit``."""
-        d: dict[str, Any] = {"op": "new", "instrument": instrument, "id": id, "side": side, "qty": qty,
-                             "type": type, "tif": tif, "account": account, "post_only": post_only,
-                             "display_qty": display_qty, "stp": stp}
+        d: dict[str, Any] = {
+            "op": "new",
+            "instrument": instrument,
+            "id": id,
+            "side": side,
+            "qty": qty,
+            "type": type,
+            "tif": tif,
+            "account": account,
+            "post_only": post_only,
+            "display_qty": display_qty,
+            "stp": stp,
+        }
         if price is not None:
             d["price"] = price
         return self.apply(d)

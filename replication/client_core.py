@@ -60,8 +60,9 @@ class ClientCore:
         unanswered request is re-sent to the next node.
     """
 
-    def __init__(self, client_id: int, nodes: list[str], first_request_id: int = 1,
-                 retry_timeout: float = 0.05) -> None:
+    def __init__(
+        self, client_id: int, nodes: list[str], first_request_id: int = 1, retry_timeout: float = 0.05
+    ) -> None:
         if client_id <= 0:
             raise ValueError("client_id must be a positive integer")
         self.client_id = client_id
@@ -91,8 +92,14 @@ class ClientCore:
         """Believe ``node`` is primary now and re-send everything unanswered to it."""
         if node == self.primary:
             return []
-        log.info("client_switch client=%d from=%s to=%s why=%s pending=%d", self.client_id, self.primary, node, why,
-                 len(self.pending))
+        log.info(
+            "client_switch client=%d from=%s to=%s why=%s pending=%d",
+            self.client_id,
+            self.primary,
+            node,
+            why,
+            len(self.pending),
+        )
         self.primary = node
         self.count("switches")
         return [self._send(rid, p, now) for rid, p in self.pending.items()]
@@ -144,8 +151,13 @@ class ClientCore:
         # Bounced before: two nodes mid-hand-over may point at each other, so wait
         # a little (growing) before the re-send; tick() sends it to the new target.
         if target != self.primary:
-            log.info("client_switch client=%d from=%s to=%s why=%s (delayed)", self.client_id, self.primary, target,
-                     why)
+            log.info(
+                "client_switch client=%d from=%s to=%s why=%s (delayed)",
+                self.client_id,
+                self.primary,
+                target,
+                why,
+            )
             self.primary = target
             self.count("switches")
         delay = min(0.001 * p.bounces, self.retry_timeout / 2)

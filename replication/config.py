@@ -148,8 +148,13 @@ def pub_endpoint(endpoint: str, offset: int = 100) -> str:
     return f"{head}:{int(port) + offset}"
 
 
-def write(path: str, mode: str, nodes: dict[str, tuple[str, str]], witness: str | None,
-          extra: dict[str, Any] | None = None) -> None:
+def write(
+    path: str,
+    mode: str,
+    nodes: dict[str, tuple[str, str]],
+    witness: str | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal)."""
     lines = [f'mode = "{mode}"']
     for k, v in (extra or {}).items():

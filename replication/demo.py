@@ -62,15 +62,22 @@ class Group:
         Extra top-level keys of the group file.
     """
 
-    def __init__(self, nodes: tuple[str, ...] = ("a", "b"), mode: str = "sync", engine: str = "auto",
-                 extra: dict[str, Any] | None = None, witness: bool = True, keep: bool = False,
-                 curve: bool = False) -> None:
+    def __init__(
+        self,
+        nodes: tuple[str, ...] = ("a", "b"),
+        mode: str = "sync",
+        engine: str = "auto",
+        extra: dict[str, Any] | None = None,
+        witness: bool = True,
+        keep: bool = False,
+        curve: bool = False,
+    ) -> None:
         self.dir = tempfile.mkdtemp(prefix="matchcore-group-")
         self.keep = keep
         self.engine = engine
         self.names = list(nodes)
         ports = free_ports(len(nodes) + 1)
-        self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports[:len(nodes)], strict=True)}
+        self.endpoints = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports[: len(nodes)], strict=True)}
         self.witness_endpoint = f"tcp://127.0.0.1:{ports[-1]}" if witness else None
         self.path = os.path.join(self.dir, "group.toml")
         # A SIGKILL is found through the connection drop (suspect_ms), so a roomier
@@ -80,8 +87,13 @@ class Group:
         if curve:
             defaults["keys_dir"] = "keys"
         defaults.update(extra or {})
-        config.write(self.path, mode, {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
-                     self.witness_endpoint, defaults)
+        config.write(
+            self.path,
+            mode,
+            {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
+            self.witness_endpoint,
+            defaults,
+        )
         self.cfg = config.load(self.path)
         if curve:
             from .security import create_keys
@@ -100,8 +112,14 @@ class Group:
         log = open(os.path.join(self.dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed in stop()
         self.logs[name] = log
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        p = subprocess.Popen([sys.executable, "-m", "replication.cli", *args], stdout=log, stderr=log,
-                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "replication.cli", *args],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         self.procs[name] = p
         return p
 
@@ -143,7 +161,8 @@ class Group:
         def ready(st: dict[str, Any]) -> bool:
             roles = [st[n].get("role") for n in self.names if n in self.procs]
             return roles.count("primary") == 1 and all(
-                st[n].get("role") == "primary" or st[n].get("joined") for n in self.names if n in self.procs)
+                st[n].get("role") == "primary" or st[n].get("joined") for n in self.names if n in self.procs
+            )
 
         return self.wait_for(ready, timeout, "a primary with joined standbys")
 
@@ -208,8 +227,15 @@ def order(i: int) -> dict[str, Any]:
     if i % 7 == 6:
         return {"op": "cancel", "instrument": 1 + (i - 3) % 2, "id": i - 2}
     side = "buy" if (i // 3) % 2 == 0 else "sell"
-    return {"op": "new", "instrument": 1 + i % 2, "id": i + 1, "side": side, "price": 1000 + (i * 37) % 11 - 5,
-            "qty": 1 + i % 9, "account": 1 + i % 4}
+    return {
+        "op": "new",
+        "instrument": 1 + i % 2,
+        "id": i + 1,
+        "side": side,
+        "price": 1000 + (i * 37) % 11 - 5,
+        "qty": 1 + i % 9,
+        "account": 1 + i % 4,
+    }
 
 
 def replay_digest(entries: list[wire.Entry]) -> int:
@@ -222,7 +248,9 @@ def replay_digest(entries: list[wire.Entry]) -> int:
     return r.digest
 
 
-def run_flow(orders: int = 2000, engine: str = "auto", keep: bool = False, window: int = 16) -> dict[str, Any]:
+def run_flow(
+    orders: int = 2000, engine: str = "auto", keep: bool = False, window: int = 16
+) -> dict[str, Any]:
     """Run the demo scenario; return the figures (see module docstring)."""
     with Group(("a", "b"), "sync", engine, keep=keep) as g:
         g.start_all()
@@ -270,8 +298,12 @@ def run_flow(orders: int = 2000, engine: str = "auto", keep: bool = False, windo
     last_old = max(old_acked) if old_acked else 0
     a_by_seq = {e.seq: e for e in a_entries}
     b_by_seq = {e.seq: e for e in b_entries}
-    digest_equal = bool(last_old) and last_old in a_by_seq and last_old in b_by_seq and \
-        a_by_seq[last_old].digest == b_by_seq[last_old].digest
+    digest_equal = (
+        bool(last_old)
+        and last_old in a_by_seq
+        and last_old in b_by_seq
+        and a_by_seq[last_old].digest == b_by_seq[last_old].digest
+    )
     replayed = replay_digest(b_entries)
     b_status = st.get(new, {})
     # A re-sent request b already held is answered from its dedupe table; the
@@ -286,11 +318,15 @@ def run_flow(orders: int = 2000, engine: str = "auto", keep: bool = False, windo
         "digest_equal": digest_equal,
         "failover_ms": round((t_first - t_kill) * 1000, 3) if t_first and t_kill else None,
         "first_reply_ms": round((t_reply - t_kill) * 1000, 3) if t_reply and t_kill else None,
-        "switchover_ms": round(b_status["promotion_ms"], 3) if b_status.get("promotion_ms") is not None else None,
+        "switchover_ms": round(b_status["promotion_ms"], 3)
+        if b_status.get("promotion_ms") is not None
+        else None,
         "orders": orders,
         "old_primary_last_acked_seq": last_old,
         "old_primary_digest": f"{a_by_seq[last_old].digest:016x}" if last_old in a_by_seq else None,
-        "new_primary_digest_at_that_seq": f"{b_by_seq[last_old].digest:016x}" if last_old in b_by_seq else None,
+        "new_primary_digest_at_that_seq": f"{b_by_seq[last_old].digest:016x}"
+        if last_old in b_by_seq
+        else None,
         "new_primary_last_seq": b_entries[-1].seq if b_entries else 0,
         "replay_digest_matches": f"{replayed:016x}" == b_status.get("digest"),
         "new_epoch": b_status.get("epoch"),
@@ -308,14 +344,27 @@ def run_demo(json_out: bool = False, orders: int = 2000, engine: str = "auto", k
         ("orders acknowledged", res["acked"], f"of {res['orders']} sent"),
         ("orders lost", res["lost"], "must be 0"),
         ("requests executed twice", res["duplicates"], "must be 0"),
-        ("digest at old primary's last acked seq",
-         "equal" if res["digest_equal"] else "DIFFERENT",
-         f"seq {res['old_primary_last_acked_seq']}: {res['old_primary_digest']} vs "
-         f"{res['new_primary_digest_at_that_seq']}"),
-        ("new primary matches a local replay", "yes" if res["replay_digest_matches"] else "NO",
-         f"{res['new_primary_last_seq']} entries, epoch {res['new_epoch']}"),
-        ("SIGKILL -> first order accepted by new primary", f"{res['failover_ms']} ms", "as the client saw it"),
-        ("SIGKILL -> first reply from new primary", f"{res['first_reply_ms']} ms", "a re-sent request it held"),
+        (
+            "digest at old primary's last acked seq",
+            "equal" if res["digest_equal"] else "DIFFERENT",
+            f"seq {res['old_primary_last_acked_seq']}: {res['old_primary_digest']} vs "
+            f"{res['new_primary_digest_at_that_seq']}",
+        ),
+        (
+            "new primary matches a local replay",
+            "yes" if res["replay_digest_matches"] else "NO",
+            f"{res['new_primary_last_seq']} entries, epoch {res['new_epoch']}",
+        ),
+        (
+            "SIGKILL -> first order accepted by new primary",
+            f"{res['failover_ms']} ms",
+            "as the client saw it",
+        ),
+        (
+            "SIGKILL -> first reply from new primary",
+            f"{res['first_reply_ms']} ms",
+            "a re-sent request it held",
+        ),
         ("promotion decision -> serving", f"{res['switchover_ms']} ms", "measured by the new primary"),
     ]
     print("matchcore demo: primary a, standby b, witness; sync mode; SIGKILL a mid-flow")

@@ -60,9 +60,17 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         Test-only fault: corrupt this replica's book just before seq N.
     """
 
-    def __init__(self, name: str, peers: list[str], journal: Any, settings: Settings | None = None,
-                 witness: str | None = "witness", engine_factory: Callable[[], Any] = default_engine_factory,
-                 start_role: str = "standby", perturb_seq: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        peers: list[str],
+        journal: Any,
+        settings: Settings | None = None,
+        witness: str | None = "witness",
+        engine_factory: Callable[[], Any] = default_engine_factory,
+        start_role: str = "standby",
+        perturb_seq: int = 0,
+    ) -> None:
         self.name = name
         self.peers = [p for p in peers if p != name]
         self.journal = journal
@@ -91,8 +99,14 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.last_snapshot_seq = self.replica.seq
         self._reset_primary_state()
         self._reset_standby_state()
-        log.info("node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s", name, self.epoch,
-                 self.replica.seq, self.replica.digest, start_role)
+        log.info(
+            "node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s",
+            name,
+            self.epoch,
+            self.replica.seq,
+            self.replica.digest,
+            start_role,
+        )
 
     # -- small helpers --------------------------------------------------------------
 
@@ -121,8 +135,16 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         return []
 
     def heartbeat(self) -> wire.Heartbeat:
-        return wire.Heartbeat(self.epoch, self.replica.seq, self.name, self.role, self.commit, self.leader,
-                              self.replica.digest, self.isr_confirmed if self.is_primary else ())
+        return wire.Heartbeat(
+            self.epoch,
+            self.replica.seq,
+            self.name,
+            self.role,
+            self.commit,
+            self.leader,
+            self.replica.digest,
+            self.isr_confirmed if self.is_primary else (),
+        )
 
     def heartbeat_to(self, dest: wire.Address) -> Send:
         return Send(dest, self.heartbeat())
@@ -208,7 +230,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 self.want_primary = False
                 return self.follow(leader, hb.epoch, now)
             return []
-        if self.is_primary and hb.role == wire.ROLE_STANDBY and hb.leader == self.name and hb.epoch == self.epoch:
+        if (
+            self.is_primary
+            and hb.role == wire.ROLE_STANDBY
+            and hb.leader == self.name
+            and hb.epoch == self.epoch
+        ):
             # A heartbeat is also an ack (lost acks must not stall sync replies),
             # trusted only if its digest proves the standby's history is ours.
             mine = self.journal.entry(hb.seq)
@@ -256,16 +283,26 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def run_for_primary(self, now: float, reason: str) -> list:
         if self.candidate_since is None:
             self.candidate_since = now
-            log.warning("candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d", self.name, reason,
-                        self.leader, self.epoch, self.replica.seq)
+            log.warning(
+                "candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d",
+                self.name,
+                reason,
+                self.leader,
+                self.epoch,
+                self.replica.seq,
+            )
         if not self.witness:
             # No tie-breaker: a group of one may start alone; a standby waits for the operator.
             return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
         if now - self.vote_sent_at < self.settings.vote_retry:
             return []
         self.vote_sent_at = now
-        return [Send(self.witness, wire.VoteRequest(self.epoch + 1, self.replica.seq, self.name,
-                                                    self.replica.last_epoch))]
+        return [
+            Send(
+                self.witness,
+                wire.VoteRequest(self.epoch + 1, self.replica.seq, self.name, self.replica.last_epoch),
+            )
+        ]
 
     def on_vote(self, m: wire.Vote, now: float) -> list:
         if not m.granted:
@@ -296,9 +333,17 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self._reset_standby_state()
         self.promotion_ms = (now - decided) * 1000.0
         self.count("promotions")
-        log.warning("role_change node=%s role=primary epoch=%d reason=%s last_seq=%d digest=%016x "
-                    "old_leader=%s decision_to_serving_ms=%.3f", self.name, self.epoch, reason, self.replica.seq,
-                    self.replica.digest, old_leader, self.promotion_ms)
+        log.warning(
+            "role_change node=%s role=primary epoch=%d reason=%s last_seq=%d digest=%016x "
+            "old_leader=%s decision_to_serving_ms=%.3f",
+            self.name,
+            self.epoch,
+            reason,
+            self.replica.seq,
+            self.replica.digest,
+            old_leader,
+            self.promotion_ms,
+        )
         hb = self.heartbeat()
         self.hb_sent_at = now
         out = [Send(p, hb) for p in self.peers]
@@ -308,8 +353,14 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
         """A higher epoch exists: stop serving, refuse what waited, rejoin as a standby (fenced)."""
-        log.warning("role_change node=%s role=standby epoch=%d new_epoch=%d new_leader=%s last_seq=%d (fenced)",
-                    self.name, self.epoch, epoch, leader, self.replica.seq)
+        log.warning(
+            "role_change node=%s role=standby epoch=%d new_epoch=%d new_leader=%s last_seq=%d (fenced)",
+            self.name,
+            self.epoch,
+            epoch,
+            leader,
+            self.replica.seq,
+        )
         self.count("step_downs")
         out = []
         for _, dest, r, _ in self.waiting:
@@ -332,8 +383,15 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def on_handover(self, src: wire.Address, m: wire.Handover, now: float) -> list:
         """Switchover target: the old primary drained into us; take over with the next epoch."""
         if self.role != wire.ROLE_STANDBY or m.epoch != self.epoch or m.seq != self.replica.seq:
-            log.warning("handover_refused node=%s from=%s their=(%d,%d) mine=(%d,%d)", self.name, m.node, m.epoch,
-                        m.seq, self.epoch, self.replica.seq)
+            log.warning(
+                "handover_refused node=%s from=%s their=(%d,%d) mine=(%d,%d)",
+                self.name,
+                m.node,
+                m.epoch,
+                m.seq,
+                self.epoch,
+                self.replica.seq,
+            )
             return []
         self.candidate_since = now
         return self.promote(now, "switchover")

@@ -257,12 +257,19 @@ class FileJournal(JournalBase):
         self._offsets = offsets
         if pos != size:
             self.truncated_bytes = size - pos
-            log.warning("journal_tail_truncated path=%s cut_bytes=%d last_seq=%d", self.path, size - pos, self.last_seq)
+            log.warning(
+                "journal_tail_truncated path=%s cut_bytes=%d last_seq=%d",
+                self.path,
+                size - pos,
+                self.last_seq,
+            )
             os.ftruncate(self._fd, pos)
             os.fsync(self._fd)
         snap = self.load_snapshot()
         if snap is not None and not (self._base <= snap[0] <= self.last_seq):
-            log.warning("journal_snapshot_dropped path=%s snap_seq=%d last_seq=%d", self.path, snap[0], self.last_seq)
+            log.warning(
+                "journal_snapshot_dropped path=%s snap_seq=%d last_seq=%d", self.path, snap[0], self.last_seq
+            )
             self._drop_snapshot()
 
     # -- interface -------------------------------------------------------------------

@@ -66,8 +66,16 @@ class Driver:
         Bind a PUB socket at the derived port.
     """
 
-    def __init__(self, machine: Any, name: str, endpoint: str, peers: dict[str, str], publish: bool = True,
-                 ctx: zmq.Context | None = None, keys_dir: str = "") -> None:
+    def __init__(
+        self,
+        machine: Any,
+        name: str,
+        endpoint: str,
+        peers: dict[str, str],
+        publish: bool = True,
+        ctx: zmq.Context | None = None,
+        keys_dir: str = "",
+    ) -> None:
         from . import security
 
         self.machine = machine
@@ -144,11 +152,17 @@ class Driver:
             self.count(key)
             if now - self._last_drop_log > 1.0:  # one line a second at most under a flood
                 self._last_drop_log = now
-                log.warning("dropped_frame node=%s reason=%s from=%r total=%d", self.name, exc.reason, ident[:32],
-                            self.counters[key])
+                log.warning(
+                    "dropped_frame node=%s reason=%s from=%r total=%d",
+                    self.name,
+                    exc.reason,
+                    ident[:32],
+                    self.counters[key],
+                )
             return []
-        src: wire.Address = ident[len(PEER_PREFIX):].decode("utf-8", "replace") if ident.startswith(
-            PEER_PREFIX) else ident
+        src: wire.Address = (
+            ident[len(PEER_PREFIX) :].decode("utf-8", "replace") if ident.startswith(PEER_PREFIX) else ident
+        )
         if isinstance(msg, wire.StatusRequest):
             body = self.machine.status()
             body["driver"] = dict(sorted(self.counters.items()))
@@ -218,8 +232,9 @@ class Driver:
         self.ctx.term()
 
 
-def node_driver(cfg: GroupConfig, name: str, start_role: str, engine_factory: Any = None,
-                perturb_seq: int = 0) -> Driver:
+def node_driver(
+    cfg: GroupConfig, name: str, start_role: str, engine_factory: Any = None, perturb_seq: int = 0
+) -> Driver:
     """Build the driver of node ``name`` of the group ``cfg``."""
     from .failover import NodeMachine
     from .journal import FileJournal
@@ -229,8 +244,16 @@ def node_driver(cfg: GroupConfig, name: str, start_role: str, engine_factory: An
         raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
     spec = cfg.nodes[name]
     journal = FileJournal(spec.journal, cfg.settings.fsync)
-    machine = NodeMachine(name, cfg.node_names, journal, cfg.settings, "witness" if cfg.witness else None,
-                          engine_factory or default_engine_factory, start_role, perturb_seq)
+    machine = NodeMachine(
+        name,
+        cfg.node_names,
+        journal,
+        cfg.settings,
+        "witness" if cfg.witness else None,
+        engine_factory or default_engine_factory,
+        start_role,
+        perturb_seq,
+    )
     peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
     if cfg.witness:
         peers["witness"] = cfg.witness

@@ -59,8 +59,12 @@ class Replica:
         command so this replica's digest diverges (0 = never).
     """
 
-    def __init__(self, engine_factory: Callable[[], Any] = default_engine_factory, dedupe_window: int = 4096,
-                 perturb_seq: int = 0) -> None:
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any] = default_engine_factory,
+        dedupe_window: int = 4096,
+        perturb_seq: int = 0,
+    ) -> None:
         self.engine_factory = engine_factory
         self.engine = engine_factory()
         self.dedupe_window = dedupe_window
@@ -86,7 +90,9 @@ class Replica:
             return got
         return EXPIRED if request_id < slot[0] else None
 
-    def execute(self, epoch: int, seq: int, client_id: int, request_id: int, command: bytes) -> tuple[bytes, int]:
+    def execute(
+        self, epoch: int, seq: int, client_id: int, request_id: int, command: bytes
+    ) -> tuple[bytes, int]:
         """Apply one command as entry ``seq``; remember its result; return ``(events, digest)``.
 
         ``events`` is the engine's ``EVENT_DTYPE`` records as bytes. O(engine).
@@ -121,8 +127,9 @@ class Replica:
     def _perturb(self) -> None:
         from matching.commands import command_record
 
-        rec = command_record({"op": "new", "instrument": 4242, "id": (1 << 63) + 4242, "side": "buy",
-                              "price": 1, "qty": 1})
+        rec = command_record(
+            {"op": "new", "instrument": 4242, "id": (1 << 63) + 4242, "side": "buy", "price": 1, "qty": 1}
+        )
         self.engine.apply_batch(np.array([tuple(rec)], dtype=self._dtype))
         log.warning("replica_perturbed seq=%d (test-only flag)", self.seq + 1)
 
@@ -131,7 +138,10 @@ class Replica:
     def snapshot(self) -> bytes:
         """Everything replicated, as bytes (engine blob + dedupe table), with a CRC. O(state)."""
         blob = self.engine.snapshot()
-        parts = [SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(self.results)), blob]
+        parts = [
+            SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(self.results)),
+            blob,
+        ]
         for cid, (floor, table) in self.results.items():
             parts.append(CLIENT_HEAD.pack(cid, floor, len(table)))
             for rid, (seq, events) in table.items():
@@ -141,8 +151,13 @@ class Replica:
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def restore(cls, blob: bytes, engine_factory: Callable[[], Any] = default_engine_factory,
-                dedupe_window: int = 4096, perturb_seq: int = 0) -> Replica:
+    def restore(
+        cls,
+        blob: bytes,
+        engine_factory: Callable[[], Any] = default_engine_factory,
+        dedupe_window: int = 4096,
+        perturb_seq: int = 0,
+    ) -> Replica:
         """Rebuild from :meth:`snapshot` bytes; ``ValueError`` on damaged input."""
         if len(blob) < SNAP_HEAD.size + 4 or zlib.crc32(blob[:-4]) != struct.unpack("<I", blob[-4:])[0]:
             raise ValueError("replica snapshot damaged (short or bad checksum)")
@@ -167,8 +182,12 @@ class Replica:
         return r
 
 
-def recover(journal: Any, engine_factory: Callable[[], Any] = default_engine_factory, dedupe_window: int = 4096,
-            chunk: int = 65536) -> Replica:
+def recover(
+    journal: Any,
+    engine_factory: Callable[[], Any] = default_engine_factory,
+    dedupe_window: int = 4096,
+    chunk: int = 65536,
+) -> Replica:
     """Rebuild the replica from a journal: its snapshot (if any) then the entries after it.
 
     A journal entry whose digest does not match what the engine computes

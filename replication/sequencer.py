@@ -110,15 +110,24 @@ class SequencerMixin:
                 events, digest = self.replica.execute(self.epoch, seq, m.client_id, m.request_id, m.command)
                 entries.append(Entry(self.epoch, seq, m.client_id, m.request_id, digest, m.command))
                 events_list.append(events)
-                replies.append((seq, src, wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq,
-                                                     self.name, events), now))
+                replies.append(
+                    (
+                        seq,
+                        src,
+                        wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq, self.name, events),
+                        now,
+                    )
+                )
             self.journal.append(entries)
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once
             msg = wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries))
             out += [Send(p, msg) for p in self.peers]
-            out.append(Publish(wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries),
-                                            tuple(events_list))))
+            out.append(
+                Publish(
+                    wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries), tuple(events_list))
+                )
+            )
             if self._replies_at_once():
                 out += [Send(dest, r) for _, dest, r, _ in replies]
             else:
@@ -151,7 +160,9 @@ class SequencerMixin:
             # Caught up with everything: from now on its ack is required too, and
             # once the witness records it, it may be promoted.
             self.isr = [p for p in self.peers if p in self.isr or p == m.node]
-            log.info("isr_add node=%s epoch=%d member=%s isr=%s", self.name, self.epoch, m.node, ",".join(self.isr))
+            log.info(
+                "isr_add node=%s epoch=%d member=%s isr=%s", self.name, self.epoch, m.node, ",".join(self.isr)
+            )
             out += self.propose_isr(now, tuple(self.isr), force=True)
         self.recompute_commit()
         return out + self.release()
@@ -162,8 +173,14 @@ class SequencerMixin:
             return []
         t = self.common_prefix(m.last_epoch, m.seq)
         if t < m.seq:
-            log.info("fence node=%s epoch=%d their_last=(%d,%d) truncate_after=%d", m.node, self.epoch,
-                     m.last_epoch, m.seq, t)
+            log.info(
+                "fence node=%s epoch=%d their_last=(%d,%d) truncate_after=%d",
+                m.node,
+                self.epoch,
+                m.last_epoch,
+                m.seq,
+                t,
+            )
             self.count("fences_sent")
             return [Send(src, wire.Fence(self.epoch, t, m.node))]
         out = [Send(src, wire.Fence(self.epoch, m.seq, m.node)), self.heartbeat_to(src)]
@@ -212,8 +229,14 @@ class SequencerMixin:
         log.info("snapshot_send to=%s seq=%d bytes=%d", dest, seq, len(blob))
         out = []
         for off in range(0, max(len(blob), 1), SNAPSHOT_CHUNK):
-            out.append(Send(dest, wire.SnapshotChunk(self.epoch, seq, last_epoch, off, len(blob),
-                                                     blob[off : off + SNAPSHOT_CHUNK])))
+            out.append(
+                Send(
+                    dest,
+                    wire.SnapshotChunk(
+                        self.epoch, seq, last_epoch, off, len(blob), blob[off : off + SNAPSHOT_CHUNK]
+                    ),
+                )
+            )
         return out
 
     def on_refill(self: NodeMachine, src: wire.Address, m: wire.Refill, now: float) -> list:
@@ -252,14 +275,22 @@ class SequencerMixin:
             return []
         keep = tuple(p for p in self.isr if p not in lagging)
         if now - self.isr_asked_at >= self.settings.vote_retry:
-            log.warning("isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d", self.name, self.epoch,
-                        ",".join(lagging), ",".join(keep), self.replica.seq)
+            log.warning(
+                "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
+                self.name,
+                self.epoch,
+                ",".join(lagging),
+                ",".join(keep),
+                self.replica.seq,
+            )
         return self.propose_isr(now, keep)
 
     def peer_alive(self: NodeMachine, p: str, now: float) -> bool:
         """Heard within the timeout, and no connection drop since."""
         heard = self.last_heard.get(p, float("-inf"))
-        return now - heard <= self.settings.heartbeat_timeout and self.suspect_at.get(p, float("-inf")) < heard
+        return (
+            now - heard <= self.settings.heartbeat_timeout and self.suspect_at.get(p, float("-inf")) < heard
+        )
 
     def on_isr_ack(self: NodeMachine, m: wire.IsrAck, now: float) -> list:
         if m.epoch != self.epoch or not self.is_primary or not m.granted:
@@ -268,12 +299,20 @@ class SequencerMixin:
         self.isr_confirmed = m.members
         # Members dropped by this record stop counting, unless they caught up meanwhile
         # (then they stay, and the next check re-proposes them).
-        self.isr = [p for p in self.peers if p in m.members or (p in self.isr and
-                                                                  self.acked.get(p, 0) >= self.replica.seq)]
+        self.isr = [
+            p
+            for p in self.peers
+            if p in m.members or (p in self.isr and self.acked.get(p, 0) >= self.replica.seq)
+        ]
         if old != m.members:
             self.count("isr_changes")
-            log.warning("isr_confirmed node=%s epoch=%d isr=%s%s", self.name, self.epoch, ",".join(m.members) or "-",
-                        " (solo: no automatic fail-over until a standby is back in sync)" if not m.members else "")
+            log.warning(
+                "isr_confirmed node=%s epoch=%d isr=%s%s",
+                self.name,
+                self.epoch,
+                ",".join(m.members) or "-",
+                " (solo: no automatic fail-over until a standby is back in sync)" if not m.members else "",
+            )
         self.recompute_commit()
         return self.release()
 
@@ -285,8 +324,13 @@ class SequencerMixin:
         self.role = wire.ROLE_DRAINING
         self.drain_target = m.target
         self.drain_started = now
-        log.info("switchover_start node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, m.target,
-                 self.replica.seq)
+        log.info(
+            "switchover_start node=%s epoch=%d target=%s seq=%d",
+            self.name,
+            self.epoch,
+            m.target,
+            self.replica.seq,
+        )
         return [Send(src, self.status_message())]
 
     def check_drain(self: NodeMachine, now: float) -> list:
@@ -297,8 +341,13 @@ class SequencerMixin:
             # The target, about to serve, holds everything: release all that waited.
             self.commit = self.replica.seq
             out = self.release()
-            log.info("switchover_handover node=%s epoch=%d target=%s seq=%d", self.name, self.epoch, target,
-                     self.replica.seq)
+            log.info(
+                "switchover_handover node=%s epoch=%d target=%s seq=%d",
+                self.name,
+                self.epoch,
+                target,
+                self.replica.seq,
+            )
             handover = wire.Handover(self.epoch, self.replica.seq, self.name)
             out.append(Send(target, handover))
             out += self.become_standby(target, self.epoch, now)
@@ -307,8 +356,13 @@ class SequencerMixin:
             self.handover = (target, handover, now)
             return out
         if now - self.drain_started > self.settings.switchover_timeout:
-            log.warning("switchover_aborted node=%s target=%s acked=%d seq=%d", self.name, target,
-                        self.acked.get(target, 0), self.replica.seq)
+            log.warning(
+                "switchover_aborted node=%s target=%s acked=%d seq=%d",
+                self.name,
+                target,
+                self.acked.get(target, 0),
+                self.replica.seq,
+            )
             self.role = wire.ROLE_PRIMARY
             self.drain_target = ""
         return []

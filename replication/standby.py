@@ -46,7 +46,9 @@ class StandbyMixin:
         if epoch > self.epoch:
             self.set_epoch(epoch)
         if leader != self.leader:
-            log.info("follow node=%s leader=%s epoch=%d last_seq=%d", self.name, leader, epoch, self.replica.seq)
+            log.info(
+                "follow node=%s leader=%s epoch=%d last_seq=%d", self.name, leader, epoch, self.replica.seq
+            )
         self.leader = leader
         self.joined = False
         self.candidate_since = None
@@ -57,7 +59,9 @@ class StandbyMixin:
         if not self.leader or self.leader == self.name:
             return []
         self.join_sent_at = now
-        return [Send(self.leader, wire.Join(self.epoch, self.replica.seq, self.name, self.replica.last_epoch))]
+        return [
+            Send(self.leader, wire.Join(self.epoch, self.replica.seq, self.name, self.replica.last_epoch))
+        ]
 
     # -- entries -----------------------------------------------------------------------
 
@@ -128,7 +132,11 @@ class StandbyMixin:
         log.critical(
             "DIVERGENCE node=%s seq=%d epoch=%d primary_digest=%016x local_digest=%016x: "
             "standby stops serving and will never promote with this book",
-            self.name, e.seq, e.epoch, e.digest, self.replica.digest,
+            self.name,
+            e.seq,
+            e.epoch,
+            e.digest,
+            self.replica.digest,
         )
 
     def request_refill(self: NodeMachine, now: float, to_seq: int = 0) -> list:
@@ -136,8 +144,13 @@ class StandbyMixin:
             return []  # one refill outstanding at a time; re-ask after a timeout
         self.refill_sent_at = now
         self.count("refills_requested")
-        log.info("gap_refill node=%s from_seq=%d to_seq=%d leader=%s", self.name, self.replica.seq + 1, to_seq,
-                 self.leader)
+        log.info(
+            "gap_refill node=%s from_seq=%d to_seq=%d leader=%s",
+            self.name,
+            self.replica.seq + 1,
+            to_seq,
+            self.leader,
+        )
         return [Send(self.leader, wire.Refill(self.epoch, self.replica.seq + 1, to_seq, self.name))]
 
     # -- join answers ---------------------------------------------------------------------
@@ -155,13 +168,24 @@ class StandbyMixin:
         self.last_heard[src] = now
         if m.seq >= self.replica.seq:
             if not self.joined:
-                log.info("joined node=%s leader=%s epoch=%d at_seq=%d", self.name, src, self.epoch, self.replica.seq)
+                log.info(
+                    "joined node=%s leader=%s epoch=%d at_seq=%d",
+                    self.name,
+                    src,
+                    self.epoch,
+                    self.replica.seq,
+                )
             self.joined = True
             self.followed_epoch = self.epoch
             return self.request_refill(now) if self.leader_seq > self.replica.seq else []
         # Our journal holds a suffix the leader never had: it was never acknowledged. Cut it.
-        log.warning("fenced node=%s epoch=%d truncate_after=%d discarded=%d", self.name, self.epoch, m.seq,
-                    self.replica.seq - m.seq)
+        log.warning(
+            "fenced node=%s epoch=%d truncate_after=%d discarded=%d",
+            self.name,
+            self.epoch,
+            m.seq,
+            self.replica.seq - m.seq,
+        )
         self.count("fenced")
         self.journal.truncate_after(m.seq)
         self.history = [(e, s) for e, s in self.history if s <= m.seq + 1]
@@ -226,4 +250,3 @@ class StandbyMixin:
         if self.leader_seq > self.replica.seq:
             return self.request_refill(now, min(self.future) - 1 if self.future else 0)
         return []
-

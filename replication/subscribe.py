@@ -26,15 +26,26 @@ def entry_json(e: wire.Entry, events: bytes | None) -> dict[str, Any]:
     """The printed form of one entry (command as a command-log dict, events as JSON events)."""
     from matching import EVENT_DTYPE, command_dict, event_dict, events_from_array
 
-    out: dict[str, Any] = {"epoch": e.epoch, "seq": e.seq, "client_id": e.client_id, "request_id": e.request_id,
-                           "digest": f"{e.digest:016x}", "command": command_dict(wire.unpack_command(e.command))}
+    out: dict[str, Any] = {
+        "epoch": e.epoch,
+        "seq": e.seq,
+        "client_id": e.client_id,
+        "request_id": e.request_id,
+        "digest": f"{e.digest:016x}",
+        "command": command_dict(wire.unpack_command(e.command)),
+    }
     if events is not None:
         out["events"] = [event_dict(ev) for ev in events_from_array(np.frombuffer(events, dtype=EVENT_DTYPE))]
     return out
 
 
-def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_timeout: float = 0.0,
-              out: TextIO = sys.stdout) -> int:
+def subscribe(
+    cfg: GroupConfig,
+    node: str | None = None,
+    count: int = 0,
+    idle_timeout: float = 0.0,
+    out: TextIO = sys.stdout,
+) -> int:
     """Print the stream as JSON lines until ``count`` entries or ``idle_timeout`` idle seconds."""
     ctx = zmq.Context.instance()
     names = [node] if node else list(cfg.nodes)
@@ -102,7 +113,9 @@ def subscribe(cfg: GroupConfig, node: str | None = None, count: int = 0, idle_ti
             out.flush()
             if held and (not count or printed < count):
                 for s in req.values():  # gap: ask the nodes (only the primary answers)
-                    s.send(wire.encode(wire.Refill(epoch, next_seq, min(held) - 1, "subscriber")), zmq.NOBLOCK)
+                    s.send(
+                        wire.encode(wire.Refill(epoch, next_seq, min(held) - 1, "subscriber")), zmq.NOBLOCK
+                    )
             if idle_timeout and now - last_activity > idle_timeout:
                 break
     finally:

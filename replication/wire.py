@@ -214,8 +214,10 @@ class Reply(Message):
     events: bytes = b""
 
     def payload(self) -> bytes:
-        return struct.pack("<QQB", self.client_id, self.request_id, self.status) + _text(self.leader) + _blob(
-            self.events
+        return (
+            struct.pack("<QQB", self.client_id, self.request_id, self.status)
+            + _text(self.leader)
+            + _blob(self.events)
         )
 
     @classmethod
@@ -301,8 +303,12 @@ class Heartbeat(Message):
     isr: tuple[str, ...] = ()  # a sync primary's witness-confirmed in-sync set
 
     def payload(self) -> bytes:
-        return (_text(self.node) + struct.pack("<BQQ", self.role, self.commit, self.digest) + _text(self.leader)
-                + _text(",".join(self.isr)))
+        return (
+            _text(self.node)
+            + struct.pack("<BQQ", self.role, self.commit, self.digest)
+            + _text(self.leader)
+            + _text(",".join(self.isr))
+        )
 
     @classmethod
     def from_payload(cls, r, epoch, seq):

@@ -73,7 +73,9 @@ class WitnessMachine:
         if isinstance(msg, wire.PeerDown):
             # A dropped connection means we lost that node now, not after a timeout.
             if msg.node in self.last_heard:
-                self.last_heard[msg.node] = min(self.last_heard[msg.node], now - self.settings.heartbeat_timeout)
+                self.last_heard[msg.node] = min(
+                    self.last_heard[msg.node], now - self.settings.heartbeat_timeout
+                )
                 self.last_heard[msg.node] -= 1e-9
             return []
         if isinstance(msg, wire.StatusRequest):
@@ -96,7 +98,12 @@ class WitnessMachine:
             log.info("witness_epoch epoch=%d primary=%s (from heartbeat)", self.epoch, self.primary)
         elif hb.epoch == self.epoch and hb.role == wire.ROLE_PRIMARY and not self.primary:
             self.primary = src
-        if hb.epoch == self.epoch and src == self.primary and hb.role == wire.ROLE_PRIMARY and self.isr is None:
+        if (
+            hb.epoch == self.epoch
+            and src == self.primary
+            and hb.role == wire.ROLE_PRIMARY
+            and self.isr is None
+        ):
             self.isr = hb.isr  # relearned after a restart (a primary only reports confirmed sets)
 
     def on_vote_request(self, m: wire.VoteRequest, now: float) -> wire.Vote:
@@ -117,11 +124,18 @@ class WitnessMachine:
             return deny(f"primary {self.primary} is alive")
         for node in self.nodes:  # anyone else claiming to be primary of a current epoch?
             hb = self.info.get(node)
-            if node != m.node and hb is not None and self.alive(node, now) and hb.epoch >= self.epoch and \
-                    hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            if (
+                node != m.node
+                and hb is not None
+                and self.alive(node, now)
+                and hb.epoch >= self.epoch
+                and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+            ):
                 return deny(f"{node} is alive as primary")
         if self.settings.mode == "sync" and self.isr is not None and m.node not in self.isr:
-            return deny(f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}")
+            return deny(
+                f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
+            )
         for node in self.nodes:
             hb = self.info.get(node)
             if node in (m.node, self.primary) or hb is None or not self.alive(node, now):
@@ -139,8 +153,13 @@ class WitnessMachine:
             self.count("isr_refused")
             return wire.IsrAck(m.epoch, m.node, m.members, False)
         if m.members != self.isr:
-            log.warning("witness_isr primary=%s epoch=%d isr=%s seq=%d", m.node, m.epoch, ",".join(m.members) or "-",
-                        m.seq)
+            log.warning(
+                "witness_isr primary=%s epoch=%d isr=%s seq=%d",
+                m.node,
+                m.epoch,
+                ",".join(m.members) or "-",
+                m.seq,
+            )
         self.isr = m.members
         return wire.IsrAck(m.epoch, m.node, m.members, True)
 

@@ -72,8 +72,14 @@ def test_fenced_old_primary_rejoins_as_standby(group):
         st = g.wait_for(lambda s: s["b"].get("role") == "primary", what="b primary")
         assert st["b"]["epoch"] == 2
         g.start("a", "primary")  # comes back believing it is primary
-        st = g.wait_for(lambda s: s["a"].get("role") == "standby" and s["a"].get("joined")
-                        and s["a"].get("last_seq") == s["b"].get("last_seq"), what="a rejoined")
+        st = g.wait_for(
+            lambda s: (
+                s["a"].get("role") == "standby"
+                and s["a"].get("joined")
+                and s["a"].get("last_seq") == s["b"].get("last_seq")
+            ),
+            what="a rejoined",
+        )
         assert st["a"]["epoch"] == 2 and st["a"]["digest"] == st["b"]["digest"]
         flow(c, 100, 20)
         st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 120, what="a follows")
@@ -95,7 +101,9 @@ def test_late_standby_catches_up_by_snapshot_and_tail(group):
         assert st["b"]["digest"] == st["a"]["digest"]
         assert st["b"]["counters"].get("snapshots_installed", 0) >= 1
         flow(c, 100, 30)
-        st = g.wait_for(lambda s: s["b"].get("last_seq") == 130 and s["a"].get("solo") is False, what="b live")
+        st = g.wait_for(
+            lambda s: s["b"].get("last_seq") == 130 and s["a"].get("solo") is False, what="b live"
+        )
         assert st["b"]["digest"] == st["a"]["digest"]
     finally:
         c.close()
@@ -108,8 +116,11 @@ def test_planned_switchover_loses_nothing(group):
     c = g.client(13, retry_timeout=0.02)
     try:
         acked = flow(c, 0, 50)
-        sw = subprocess.Popen([sys.executable, "-m", "replication.cli", "switchover", "--config", g.path,
-                               "--to", "b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sw = subprocess.Popen(
+            [sys.executable, "-m", "replication.cli", "switchover", "--config", g.path, "--to", "b"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             acked.update(flow(c, 50, 150, window=4))
             out, _ = sw.communicate(timeout=30)
@@ -118,8 +129,14 @@ def test_planned_switchover_loses_nothing(group):
                 sw.kill()
                 sw.wait(5)
         assert sw.returncode == 0, out
-        st = g.wait_for(lambda s: s["b"].get("role") == "primary" and s["a"].get("role") == "standby"
-                        and s["a"].get("last_seq") == s["b"].get("last_seq"), what="switched")
+        st = g.wait_for(
+            lambda s: (
+                s["b"].get("role") == "primary"
+                and s["a"].get("role") == "standby"
+                and s["a"].get("last_seq") == s["b"].get("last_seq")
+            ),
+            what="switched",
+        )
         assert len(acked) == 200 and st["b"]["last_seq"] == 200 and st["b"]["epoch"] == 2
         assert st["a"]["digest"] == st["b"]["digest"]
     finally:
@@ -141,8 +158,11 @@ def test_resent_request_is_not_executed_twice(group):
         seq = c.last_reply.seq
     finally:
         c.close()
-    cmd = wire.pack_command(__import__("matching").command_record(
-        {"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 100, "qty": 5}))
+    cmd = wire.pack_command(
+        __import__("matching").command_record(
+            {"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 100, "qty": 5}
+        )
+    )
     again = ask(g.endpoints["a"], wire.Request(14, rid, cmd), 2.0)
     assert again.status == wire.OK and again.seq == seq
     import numpy as np
@@ -184,8 +204,22 @@ def test_subscriber_prints_the_stream_with_events(group):
     g = group(("a", "b"), "async")
     g.start_all()
     g.wait_ready()
-    sub = subprocess.Popen([sys.executable, "-m", "replication.cli", "subscribe", "--config", g.path, "--count", "10",
-                            "--timeout", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replication.cli",
+            "subscribe",
+            "--config",
+            g.path,
+            "--count",
+            "10",
+            "--timeout",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     c = g.client(16)
     try:
         deadline = time.monotonic() + 20

@@ -75,8 +75,14 @@ class Net:
             self.step()
 
 
-def group(mode: str = "sync", n_standbys: int = 1, witness: bool = True, engine_factory=None, perturb: dict | None = None,
-          **kw):
+def group(
+    mode: str = "sync",
+    n_standbys: int = 1,
+    witness: bool = True,
+    engine_factory=None,
+    perturb: dict | None = None,
+    **kw,
+):
     from matching import ReferenceEngine
 
     s = settings(mode=mode, **kw)
@@ -85,9 +91,16 @@ def group(mode: str = "sync", n_standbys: int = 1, witness: bool = True, engine_
     journals = {}
     for i, name in enumerate(names):
         journals[name] = MemoryJournal()
-        machines[name] = NodeMachine(name, names, journals[name], s, "witness" if witness else None,
-                                     engine_factory or ReferenceEngine, "primary" if i == 0 else "standby",
-                                     (perturb or {}).get(name, 0))
+        machines[name] = NodeMachine(
+            name,
+            names,
+            journals[name],
+            s,
+            "witness" if witness else None,
+            engine_factory or ReferenceEngine,
+            "primary" if i == 0 else "standby",
+            (perturb or {}).get(name, 0),
+        )
     if witness:
         machines["witness"] = WitnessMachine(names, s)
     net = Net(machines)

@@ -61,7 +61,9 @@ def test_one_batch_one_append_one_entries_message():
     before = net.emit
 
     def spy(src, outputs):
-        sent.extend(o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.Entries) and src == "a")
+        sent.extend(
+            o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.Entries) and src == "a"
+        )
         before(src, outputs)
 
     net.emit = spy
@@ -82,8 +84,9 @@ def test_resent_request_is_not_executed_twice():
     # The client re-sends request 1 (as after a lost reply): same result, no new seq.
     net.emit(b"c1", [wire.Send("a", wire.Request(7, 1, cmd(1)))])
     replies = []
-    net.machines[b"x"] = type("Sink", (), {"handle": lambda self, s, m, now: replies.append(m) or [],
-                                           "tick": lambda self, now: []})()
+    net.machines[b"x"] = type(
+        "Sink", (), {"handle": lambda self, s, m, now: replies.append(m) or [], "tick": lambda self, now: []}
+    )()
     net.emit(b"x", [wire.Send("a", wire.Request(7, 1, cmd(1)))])
     net.run(0.005)
     assert a.replica.seq == seq
@@ -112,8 +115,9 @@ def test_dedupe_window_expires_old_results():
 def test_standby_refuses_with_leader_hint():
     net, c = started("sync")
     replies = []
-    net.machines[b"x"] = type("Sink", (), {"handle": lambda self, s, m, now: replies.append(m) or [],
-                                           "tick": lambda self, now: []})()
+    net.machines[b"x"] = type(
+        "Sink", (), {"handle": lambda self, s, m, now: replies.append(m) or [], "tick": lambda self, now: []}
+    )()
     net.emit(b"x", [wire.Send("b", wire.Request(7, 1, cmd(1)))])
     net.deliver_all()
     assert replies[0].status == wire.NOT_PRIMARY and replies[0].leader == "a"

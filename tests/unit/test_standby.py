@@ -12,7 +12,8 @@ from replication.failover import NodeMachine
 
 # The machines take the engine as a factory: the scenarios that matter run on both engines.
 ENGINES = [pytest.param(ReferenceEngine, id="reference")] + (
-    [pytest.param(matching.Engine, id="native")] if matching.Engine is not None else [])
+    [pytest.param(matching.Engine, id="native")] if matching.Engine is not None else []
+)
 
 
 def started(mode="sync", **kw):
@@ -67,7 +68,9 @@ def test_gap_is_detected_and_refilled():
 def test_lost_tail_is_refilled_from_heartbeat_seq():
     net, c = started()
     dropped = []
-    net.drop = lambda s, d, m: isinstance(m, wire.Entries) and d == "b" and not dropped and not dropped.append(1)
+    net.drop = lambda s, d, m: (
+        isinstance(m, wire.Entries) and d == "b" and not dropped and not dropped.append(1)
+    )
     submit(net, c, 1, 2)  # the only Entries message is lost and nothing follows it
     net.run(0.05)
     assert dropped and net.machines["b"].replica.seq == 2 and len(net.done[b"c1"]) == 2
@@ -129,8 +132,9 @@ def test_failover_loses_nothing_acknowledged_and_fences_old_primary(engine):
     assert b.replica.seq == 8  # 6..8 re-executed once each on b, nothing twice
     # The old primary comes back from its journal, is fenced, truncates 6..8 and follows b.
     net.down.discard("a")
-    a = net.machines["a"] = NodeMachine("a", ["a", "b"], net.journals["a"], net.settings, "witness",
-                                        engine, "primary")
+    a = net.machines["a"] = NodeMachine(
+        "a", ["a", "b"], net.journals["a"], net.settings, "witness", engine, "primary"
+    )
     net.run_until(lambda: a.joined and a.replica.seq == 8, 1.0)
     assert roles(net) == {"a": "standby", "b": "primary"}
     assert a.counters["fenced"] == 1 and a.replica.digest == b.replica.digest

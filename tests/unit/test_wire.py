@@ -63,9 +63,10 @@ def _reframe(frame: bytes, **kw) -> bytes:
     magic, ver, typ, epoch, seq, length, _ = wire.HEADER.unpack_from(frame)
     fields = dict(magic=magic, ver=ver, typ=typ, epoch=epoch, seq=seq, length=length)
     fields.update(kw)
-    body = kw.get("body", frame[wire.HEADER_SIZE:])
-    head = wire.HEADER.pack(fields["magic"], fields["ver"], fields["typ"], fields["epoch"], fields["seq"],
-                            fields["length"], 0)[:20]
+    body = kw.get("body", frame[wire.HEADER_SIZE :])
+    head = wire.HEADER.pack(
+        fields["magic"], fields["ver"], fields["typ"], fields["epoch"], fields["seq"], fields["length"], 0
+    )[:20]
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
 
@@ -139,8 +140,20 @@ def test_command_layout_matches_engine_dtype():
     from matching.codes import COMMAND_DTYPE
     from matching.commands import command_record
 
-    rec = command_record({"op": "new", "instrument": 3, "id": 9, "side": "sell", "price": 101, "qty": 7,
-                          "tif": "IOC", "account": 5, "display_qty": 2, "stp": "cancel_both"})
+    rec = command_record(
+        {
+            "op": "new",
+            "instrument": 3,
+            "id": 9,
+            "side": "sell",
+            "price": 101,
+            "qty": 7,
+            "tif": "IOC",
+            "account": 5,
+            "display_qty": 2,
+            "stp": "cancel_both",
+        }
+    )
     packed = wire.pack_command(rec)
     assert packed == np.array([tuple(rec)], dtype=COMMAND_DTYPE).tobytes()
     assert wire.unpack_command(packed) == tuple(rec)
