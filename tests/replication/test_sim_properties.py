@@ -12,9 +12,9 @@ that matter; its ``Schedule`` (with its seed) is printed for replay.
 These properties assert safety. Liveness (convergence after healing) is
 checked by the same checker and counted by the long run
 (``python -m replication.sim --schedules N``: ``not_converged``); it is not
-asserted here because the fail-over machines still have known liveness gaps
-(see ``test_sim_basic.py``: the ``known_gap`` tests), and shrinking a
-liveness failure runs its full virtual-time bound on every step.
+asserted here: shrinking a liveness failure runs its full virtual-time
+bound on every step, and the seeds that found liveness bugs are pinned as
+fixed-seed tests in ``test_sim_basic.py``.
 
 Sized by the hypothesis profile: ``ci`` (default) runs half of its
 ``max_examples`` per property, ``long`` (``HYPOTHESIS_PROFILE=long``) the
