@@ -45,6 +45,8 @@ class SequencerMixin:
         # promoted, so an entry acked by the whole ISR survives any fail-over.
         self.isr: list[str] = list(self.peers)
         self.isr_confirmed: tuple[str, ...] = tuple(self.peers)  # what the witness has recorded
+        self.isr_proposed: tuple[str, ...] = self.isr_confirmed  # the last set sent to the witness
+        self.isr_unsure = False  # a proposal is unanswered: the witness may hold it or an older set
         self.isr_asked_at = -1.0
         self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
@@ -253,16 +255,40 @@ class SequencerMixin:
         if not force and now - self.isr_asked_at < self.settings.vote_retry:
             return []
         self.isr_asked_at = now
+        # Until the witness acks exactly this set, what it holds is uncertain
+        # (the proposal or any earlier one): keep proposing.
+        self.isr_proposed = members
+        self.isr_unsure = True
         return [Send(self.witness, wire.IsrUpdate(self.epoch, self.replica.seq, self.name, members))]
 
     def check_isr(self: NodeMachine, now: float) -> list:
         """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the witness's consent."""
         if self.settings.mode != "sync" or not self.witness:
             return []  # no witness: stay blocked rather than risk losing acknowledged entries
-        if tuple(self.isr) != self.isr_confirmed:
-            return self.propose_isr(now, tuple(self.isr))  # an earlier proposal is not confirmed yet
+        out: list = []
+        if self.waiting and self.waiting[0][0] <= self.commit:
+            out += self.release()
+        desired = tuple(self.isr)
+        lagging = self._lagging(now)
+        if lagging:
+            desired = tuple(p for p in self.isr if p not in lagging)
+            if now - self.isr_asked_at >= self.settings.vote_retry:
+                log.warning(
+                    "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
+                    self.name,
+                    self.epoch,
+                    ",".join(lagging),
+                    ",".join(desired),
+                    self.replica.seq,
+                )
+        if desired != self.isr_confirmed or self.isr_unsure:
+            out += self.propose_isr(now, desired)
+        return out
+
+    def _lagging(self: NodeMachine, now: float) -> list[str]:
+        """ISR members holding up the oldest waiting reply: dead, or no ack progress for a timeout."""
         if not self.waiting or self.waiting[0][0] <= self.commit:
-            return self.release()
+            return []
         head_seq, head_t = self.waiting[0][0], self.waiting[0][3]
         lagging = []
         for p in self.isr:
@@ -271,19 +297,7 @@ class SequencerMixin:
             since = max(head_t, self.ack_progress_at.get(p, float("-inf")))
             if not self.peer_alive(p, now) or now - since >= self.settings.heartbeat_timeout:
                 lagging.append(p)
-        if not lagging:
-            return []
-        keep = tuple(p for p in self.isr if p not in lagging)
-        if now - self.isr_asked_at >= self.settings.vote_retry:
-            log.warning(
-                "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
-                self.name,
-                self.epoch,
-                ",".join(lagging),
-                ",".join(keep),
-                self.replica.seq,
-            )
-        return self.propose_isr(now, keep)
+        return lagging
 
     def peer_alive(self: NodeMachine, p: str, now: float) -> bool:
         """Heard within the timeout, and no connection drop since."""
@@ -295,6 +309,9 @@ class SequencerMixin:
     def on_isr_ack(self: NodeMachine, m: wire.IsrAck, now: float) -> list:
         if m.epoch != self.epoch or not self.is_primary or not m.granted:
             return []
+        if m.members != self.isr_proposed:
+            return []  # a stale answer: the witness may hold a later proposal; check_isr re-sends it
+        self.isr_unsure = False
         old = self.isr_confirmed
         self.isr_confirmed = m.members
         # Members dropped by this record stop counting, unless they caught up meanwhile
