@@ -123,41 +123,49 @@ def run_chaos(
         c = g.client(CLIENT_ID, timeout=STALL, retry_timeout=0.02)
         load = _Load(c, rng)
         try:
-            for cycle in range(cycles):
-                st = g.wait_for(lambda s: _level(s, names), timeout=STALL, what="a level group")
-                primary = next(n for n in names if st[n].get("role") == "primary")
-                standby = next(n for n in names if n != primary)
-                action = rng.choices(("kill_primary", "kill_standby", "switchover"), (7, 2, 1))[0]
-                load.pump(len(load.acked) + rng.randint(1, per_cycle))  # the kill lands mid-flow
-                if action == "switchover":
-                    from .cli import ask
+            try:
+                for cycle in range(cycles):
+                    st = g.wait_for(lambda s: _level(s, names), timeout=STALL, what="a level group")
+                    primary = next(n for n in names if st[n].get("role") == "primary")
+                    standby = next(n for n in names if n != primary)
+                    action = rng.choices(("kill_primary", "kill_standby", "switchover"), (7, 2, 1))[0]
+                    load.pump(len(load.acked) + rng.randint(1, per_cycle))  # the kill lands mid-flow
+                    if action == "switchover":
+                        from .cli import ask
 
-                    ask(g.endpoints[primary], wire.Switchover(standby), 2.0)
-                    res["switchovers"] += 1
-                    load.pump(len(load.acked) + per_cycle)
-                    g.wait_for(
-                        lambda s, t=standby: s[t].get("role") == "primary", timeout=STALL, what="switchover"
-                    )
-                else:
-                    victim = primary if action == "kill_primary" else standby
-                    killed_at = time.monotonic()
-                    g.kill(victim, signal.SIGKILL)
-                    res["kills_primary" if victim == primary else "kills_standby"] += 1
-                    first: list[float] = []
+                        ask(g.endpoints[primary], wire.Switchover(standby), 2.0)
+                        res["switchovers"] += 1
+                        load.pump(len(load.acked) + per_cycle)
+                        g.wait_for(
+                            lambda s, t=standby: s[t].get("role") == "primary",
+                            timeout=STALL,
+                            what="switchover",
+                        )
+                    else:
+                        victim = primary if action == "kill_primary" else standby
+                        killed_at = time.monotonic()
+                        g.kill(victim, signal.SIGKILL)
+                        res["kills_primary" if victim == primary else "kills_standby"] += 1
+                        first: list[float] = []
 
-                    def seen(r: wire.Reply, v: str = victim, t0: float = killed_at, f: list = first) -> None:
-                        if not f and r.leader and r.leader != v:
-                            f.append(time.monotonic() - t0)
+                        def seen(
+                            r: wire.Reply, v: str = victim, t0: float = killed_at, f: list = first
+                        ) -> None:
+                            if not f and r.leader and r.leader != v:
+                                f.append(time.monotonic() - t0)
 
-                    load.pump(len(load.acked) + per_cycle, seen if victim == primary else None)
-                    if victim == primary and first:
-                        failovers.append(first[0] * 1000.0)
-                    g.start(victim, "standby")
-                res["cycles"] = cycle + 1
-                if progress is not None:
-                    progress(res["cycles"], len(load.acked))
-            load.drain()
-            g.wait_for(lambda s: _level(s, names), timeout=STALL, what="a level group at the end")
+                        load.pump(len(load.acked) + per_cycle, seen if victim == primary else None)
+                        if victim == primary and first:
+                            failovers.append(first[0] * 1000.0)
+                        g.start(victim, "standby")
+                    res["cycles"] = cycle + 1
+                    if progress is not None:
+                        progress(res["cycles"], len(load.acked))
+                load.drain()
+                g.wait_for(lambda s: _level(s, names), timeout=STALL, what="a level group at the end")
+            except TimeoutError as exc:
+                # A stuck group is a finding: stop cycling, still check what was acknowledged.
+                res["stalled"] = f"cycle {res['cycles'] + 1}: {str(exc).splitlines()[0]}"
         finally:
             c.close()
             for n in names + ["witness"]:
@@ -231,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     logging.disable(logging.CRITICAL)
 
     def progress(done: int, acked: int) -> None:
-        if not args.quiet and not args.json and (done % 10 == 0 or done == args.cycles):
+        if not args.quiet and (done % 10 == 0 or done == args.cycles):
             print(f"  cycle {done}/{args.cycles}  acked {acked}", file=sys.stderr, flush=True)
 
     res = run_chaos(args.cycles, args.seed, args.per_cycle, args.engine, progress)
@@ -255,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
             "max_failover_ms",
             "median_failover_ms",
             "seconds",
+            "stalled",
         ):
             print(f"{k:<20}{res[k]}")
         print("OK" if good else "FAILED")
