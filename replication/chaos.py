@@ -114,6 +114,7 @@ def run_chaos(
         "kills_primary": 0,
         "kills_standby": 0,
         "switchovers": 0,
+        "stalled": "",
     }
     failovers: list[float] = []
     t_start = time.monotonic()
