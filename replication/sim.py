@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
@@ -320,7 +320,6 @@ class Sim:
         self.steps = 0
         self.submitting = False
         self.tail_submitting = False
-        self._fault_i = 0
         self._fault_state: dict[str, Any] = {}
         self.settle_failed = ""
 
@@ -735,10 +734,6 @@ def run_schedule(schedule: Schedule, commands: list[dict] | None = None, check: 
     if check and report.violations:
         raise SimFailure(schedule, report.violations, sim.fault_log)
     return report
-
-
-def with_seed(schedule: Schedule, seed: int) -> Schedule:
-    return replace(schedule, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover
