@@ -47,6 +47,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     role = "primary" if args.command == "primary" else "standby"
     driver = node_driver(cfg, args.node, role, _engine_factory(args.engine), args.debug_perturb_seq)
+    if args.metrics_port:
+        driver.enable_metrics(args.metrics_port)
     return driver.run()
 
 
@@ -55,7 +57,10 @@ def _cmd_witness(args: argparse.Namespace) -> int:
     from .node import witness_driver
 
     _setup_logging(args)
-    return witness_driver(load(args.config)).run()
+    driver = witness_driver(load(args.config))
+    if args.metrics_port:
+        driver.enable_metrics(args.metrics_port)
+    return driver.run()
 
 
 # -- operator commands -------------------------------------------------------------------
@@ -211,6 +216,10 @@ def add_subcommands(subparsers: Any) -> None:
         p.add_argument("--config", default="group.toml", help="the group TOML file (default: group.toml)")
         p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
 
+    def metrics_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                       help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0 = off)")
+
     for role in ("primary", "standby"):
         p = subparsers.add_parser(
             role,
@@ -232,11 +241,13 @@ def add_subcommands(subparsers: Any) -> None:
             metavar="N",
             help="TEST ONLY: corrupt this node's book before seq N (to exercise divergence)",
         )
+        metrics_flag(p)
         p.set_defaults(func=_cmd_node)
 
     p = subparsers.add_parser("witness", help="run the group's witness (tie-breaker for fail-over)")
     common(p)
     p.add_argument("--log-level", default="info")
+    metrics_flag(p)
     p.set_defaults(func=_cmd_witness)
 
     p = subparsers.add_parser("status", help="role, epoch, last_seq, digest and lag of every node")

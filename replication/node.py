@@ -115,6 +115,13 @@ class Driver:
         for mon in self.monitors:
             self.poller.register(mon, zmq.POLLIN)
         self._last_drop_log = 0.0
+        self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
+
+    def enable_metrics(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve Prometheus metrics on ``http://host:port/metrics`` (see ``replication.metrics``)."""
+        from . import metrics
+
+        self.reply_timer = metrics.start(self, port, host)
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -125,6 +132,8 @@ class Driver:
         for o in outputs:
             if isinstance(o, wire.Send):
                 frame = wire.encode(o.msg)
+                if self.reply_timer is not None and type(o.msg) is wire.Reply:
+                    self.reply_timer.on_reply(o.msg)
                 if isinstance(o.dest, bytes):
                     try:
                         self.router.send_multipart([o.dest, frame], zmq.NOBLOCK)
@@ -167,6 +176,8 @@ class Driver:
             body = self.machine.status()
             body["driver"] = dict(sorted(self.counters.items()))
             return [wire.Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
+        if self.reply_timer is not None and type(msg) is wire.Request:
+            self.reply_timer.on_request(msg)
         if isinstance(msg, wire.PeerDown):
             self.count("peer_down_from_wire")  # a driver-local hint: never accepted from outside
             return []
