@@ -47,6 +47,7 @@ class _Inbound:
         self.name = machine.name
         self.counters: dict[str, int] = {}
         self._last_drop_log = 0.0
+        self.reply_timer = None  # metrics off, as in a driver started without --metrics-port
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
