@@ -162,6 +162,12 @@ class StandbyMixin:
             if m.epoch <= self.epoch:
                 return []
             self.step_down(src, m.epoch, now)
+        if self.joined and src == self.leader and m.epoch == self.epoch and self.role == wire.ROLE_STANDBY:
+            # A late or duplicated answer to a Join that is no longer outstanding: our journal has
+            # moved on (entries, a snapshot) since, and cutting it now could cut below what the leader
+            # itself sent us.
+            self.count("stale_fences")
+            return []
         if m.epoch > self.epoch:
             self.set_epoch(m.epoch)
         self.leader = src

@@ -51,3 +51,22 @@ def test_entry_applied_in_order_is_dropped_from_the_reorder_buffer():
     out = b.handle("a", wire.Entries(1, 4, 0, (e[3],)), 1.0)  # a real gap at 3
     refills = [o.msg for o in out if isinstance(o.msg, wire.Refill)]
     assert refills and refills[0].seq == 3 and refills[0].to_seq in (0, 3), refills
+
+
+def test_stale_fence_does_not_truncate_a_joined_standby():
+    """sim seed 8406: a delayed duplicate Fence wiped a standby, which was then promoted empty.
+
+    The standby joined, then caught up (by entries or a snapshot); a late copy
+    of the leader's answer to an older Join arrived saying "truncate after 1".
+    Applied, it cut the journal below what the leader had since sent — below
+    a catch-up snapshot's base, so recovery found nothing to rebuild from and
+    started empty; when the primary then died the witness promoted the empty
+    node and every acknowledged entry of epoch 1 was lost.
+    """
+    e = primary_entries(5)
+    b = joined_standby()
+    b.handle("a", wire.Entries(1, 1, 0, tuple(e[:3])), 0.001)
+    assert b.replica.seq == 3 and b.journal.last_seq == 3
+    b.handle("a", wire.Fence(1, 1, "b"), 0.002)  # a stale answer to a Join that is no longer outstanding
+    assert b.replica.seq == 3 and b.journal.last_seq == 3 and b.joined
+    assert b.replica.digest == e[2].digest
