@@ -34,12 +34,56 @@ cdef handle_t order_alloc(core_t *c) noexcept nogil:
 
 
 cdef inline void order_release(core_t *c, handle_t h) noexcept nogil:
-    # Drop a live order entirely: id index and slot.  It must be unlinked.
-    ids_del(c, c.orders[h].id)
+    # Drop a live order entirely: id index, iceberg slot and order slot.  It
+    # must be unlinked.
+    ids_del(c, h)
+    if c.orders[h].ice >= 0:
+        ice_release(c, c.orders[h].ice)
+        c.orders[h].ice = -1
     c.orders[h].id = 0
     c.orders[h].level = -1
     c.orders[h].next = c.order_free
     c.order_free = h
+
+
+cdef inline qty_t order_visible(const core_t *c, const order_t *o) noexcept nogil:
+    return o.open if o.ice < 0 else c.ices[o.ice].visible
+
+
+# --- iceberg side table ----------------------------------------------------------
+
+cdef int32_t ice_alloc(core_t *c, qty_t display_qty) noexcept nogil:
+    # A slot for an iceberg's (visible, display_qty); -1 and core.oom on failure.
+    cdef int32_t i = c.ice_free
+    cdef ice_t *grown
+    cdef int32_t cap
+    if i >= 0:
+        c.ice_free = <int32_t>c.ices[i].display_qty
+    else:
+        if c.ice_hwm == c.ice_cap:
+            if c.ice_cap >= 0x40000000:
+                c.oom = 1
+                return -1
+            cap = c.ice_cap * 2 if c.ice_cap else 16
+            grown = <ice_t *>realloc(c.ices, <size_t>cap * sizeof(ice_t))
+            if grown == NULL:
+                c.oom = 1
+                return -1
+            c.ices = grown
+            c.ice_cap = cap
+        i = c.ice_hwm
+        c.ice_hwm += 1
+    c.ices[i].visible = 0
+    c.ices[i].display_qty = display_qty
+    c.live_ices += 1
+    return i
+
+
+cdef inline void ice_release(core_t *c, int32_t i) noexcept nogil:
+    c.ices[i].visible = -1          # marks a free slot (_check)
+    c.ices[i].display_qty = c.ice_free
+    c.ice_free = i
+    c.live_ices -= 1
 
 
 # --- level pool ---------------------------------------------------------------
@@ -218,7 +262,7 @@ cdef int book_append(core_t *c, int32_t b, handle_t h) noexcept nogil:
         L.head = h
     L.tail = h
     L.count += 1
-    L.total += o.visible
+    L.total += order_visible(c, o)
     c.books[b].n_orders += 1
     return 0
 
@@ -240,7 +284,7 @@ cdef void book_unlink(core_t *c, handle_t h) noexcept nogil:
     else:
         L.tail = o.prev
     L.count -= 1
-    L.total -= o.visible
+    L.total -= order_visible(c, o)
     c.books[L.book].n_orders -= 1
     o.level = -1
     o.prev = -1

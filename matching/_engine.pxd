@@ -7,13 +7,17 @@ includes) hold the code.  It is not a public API: Python users go through
 ``matching.Engine``.
 
 Layout in one paragraph: orders live in one pool (``order_t`` array indexed by
-an ``int32`` handle, free list threaded through ``next``).  Each price level
+an ``int32`` handle, free list threaded through ``next``); an order keeps its
+account as an index into a small interned-account table, and only icebergs
+carry a slot in a side table for their visible part and display size (for
+every other order visible == open).  Each price level
 is a ``level_t`` in a second pool, holding an intrusive doubly linked FIFO of
 order handles and the sum of their visible quantities.  Each side of a book
 keeps its levels in a sorted array with the *best level at the end*, so the
 hot cases (touch the best, add near the best) are O(1) and a binary search
 finds any price.  Live order ids map to handles through an open-addressing
-hash (linear probing, backward-shift deletion); instruments map to books
+hash of bare handles (linear probing, backward-shift deletion; a slot's key
+is read from the order it points to); instruments map to books
 through a second, small one.
 """
 
@@ -46,6 +50,7 @@ cdef enum:
     STP_CANCEL_MAKER = 2
     STP_CANCEL_BOTH = 3
     INVALID_CODE = 255
+    NO_ACCOUNT = 0x7FFFFFFF     # account_find: never interned
 
     F_HAS_PRICE = 1
     F_HAS_QTY = 2
@@ -113,20 +118,28 @@ cdef packed struct event_t:
     uint8_t _pad[2]         # 62 .. 64
 
 # --- pools ----------------------------------------------------------------------
-ctypedef struct order_t:       # 64 bytes: one cache line per resting order
+ctypedef struct order_t:       # 48 bytes
     order_id_t id
-    account_t account
     price_t price
     qty_t open              # total open quantity, hidden included
-    qty_t visible           # displayed part (== open unless an iceberg)
-    qty_t display_qty       # 0 = not an iceberg
     handle_t prev           # FIFO neighbours within the level
     handle_t next           # (also the free-list link when the slot is free)
     handle_t level          # owning level; -1 while out of the book
+    uint32_t account        # index into core.accounts (0 = account 0)
+    int32_t ice             # iceberg slot in core.ices, -1 = not an iceberg
     uint8_t side
     uint8_t stp
     uint8_t post_only
     uint8_t _pad
+
+ctypedef struct ice_t:         # 16 bytes; only for orders with display_qty > 0
+    qty_t visible           # displayed part (visible == open for other orders)
+    qty_t display_qty       # also the free-list link when the slot is free
+
+ctypedef struct acct_slot_t:   # account -> index map slot; index 0 = empty
+    account_t key
+    uint32_t value
+    uint32_t _pad
 
 ctypedef struct level_t:       # 32 bytes
     price_t price
@@ -148,11 +161,6 @@ ctypedef struct book_t:
     instrument_t instrument
     int32_t n_orders
     side_t sides[2]
-
-ctypedef struct id_slot_t:     # 16 bytes; key 0 = empty (id 0 is never live)
-    order_id_t key
-    handle_t value
-    int32_t _pad
 
 ctypedef struct inst_slot_t:
     int64_t key             # instrument, or -1 = empty
@@ -176,10 +184,24 @@ ctypedef struct core_t:
     int32_t n_books
     int32_t book_cap
     int32_t *book_order
-    # id -> order handle
-    id_slot_t *ids
+    # id -> order handle (a slot holds only the handle, -1 = empty; its key
+    # is orders[handle].id)
+    handle_t *ids
     uint64_t id_mask
     int64_t n_ids           # == live orders
+    # iceberg side table (visible, display_qty), free list through display_qty
+    ice_t *ices
+    int32_t ice_cap
+    int32_t ice_hwm
+    int32_t ice_free
+    int32_t live_ices
+    # interned accounts: index -> account (index 0 is account 0), and the map
+    # back; entries are never removed (accounts are few)
+    account_t *accounts
+    uint32_t n_accounts
+    uint32_t account_cap
+    acct_slot_t *acct_map
+    uint64_t acct_mask
     # instrument -> book index
     inst_slot_t *insts
     uint64_t inst_mask

@@ -135,6 +135,7 @@ cdef int core_init(core_t *c, int64_t capacity) noexcept nogil:
     c.order_cap = <int32_t>capacity
     c.orders = <order_t *>malloc(<size_t>capacity * sizeof(order_t))
     c.order_free = -1
+    c.ice_free = -1
     c.level_cap = 64
     c.levels = <level_t *>malloc(<size_t>c.level_cap * sizeof(level_t))
     c.level_free = -1
@@ -144,7 +145,8 @@ cdef int core_init(core_t *c, int64_t capacity) noexcept nogil:
     c.event_cap = 64
     c.events = <event_t *>malloc(<size_t>c.event_cap * sizeof(event_t))
     if (c.orders == NULL or c.levels == NULL or c.books == NULL or c.book_order == NULL
-            or c.events == NULL or ids_init(c, id_cap) != 0 or insts_init(c, 16) != 0):
+            or c.events == NULL or ids_init(c, id_cap) != 0 or insts_init(c, 16) != 0
+            or accounts_init(c) != 0):
         return -1
     return 0
 
@@ -164,6 +166,9 @@ cdef void core_free(core_t *c) noexcept nogil:
     free(c.events)
     free(c.ids)
     free(c.insts)
+    free(c.ices)
+    free(c.accounts)
+    free(c.acct_map)
     memset(c, 0, sizeof(core_t))
 
 

@@ -1,7 +1,8 @@
-# Included by _engine.pyx.  The two C hash maps of the core:
+# Included by _engine.pyx.  The C hash maps of the core:
 #   id -> order handle   (every live order; the duplicate/unknown-id checks)
+#   account -> index     (accounts interned for the 48-byte order slot)
 #   instrument -> book   (a handful of keys; looked up once per command)
-# Both are open addressing with linear probing.  Ids are deleted with
+# All are open addressing with linear probing.  Ids are deleted with
 # backward shift, so there are no tombstones and probe lengths never degrade
 # under the constant insert/delete churn of a book.  Nothing here iterates the
 # maps in a way that can reach the output, so their layout is free to differ
@@ -32,10 +33,11 @@ cdef inline uint64_t id_home(uint64_t key) noexcept nogil:
 
 
 cdef int ids_init(core_t *c, uint64_t cap) noexcept nogil:
-    # cap must be a power of two
-    c.ids = <id_slot_t *>calloc(cap, sizeof(id_slot_t))
+    # cap must be a power of two; every slot starts empty (-1)
+    c.ids = <handle_t *>malloc(cap * sizeof(handle_t))
     if c.ids == NULL:
         return -1
+    memset(c.ids, 0xFF, cap * sizeof(handle_t))
     c.id_mask = cap - 1
     c.n_ids = 0
     return 0
@@ -43,29 +45,30 @@ cdef int ids_init(core_t *c, uint64_t cap) noexcept nogil:
 
 cdef inline handle_t ids_get(const core_t *c, order_id_t key) noexcept nogil:
     cdef uint64_t i = id_home(key) & c.id_mask
-    cdef const id_slot_t *s
+    cdef handle_t h
     while True:
-        s = &c.ids[i]
-        if s.key == key:
-            return s.value
-        if s.key == 0:
+        h = c.ids[i]
+        if h < 0:
             return -1
+        if c.orders[h].id == key:
+            return h
         i = (i + 1) & c.id_mask
 
 
 cdef int ids_grow(core_t *c) noexcept nogil:
     # Double and rehash.  Amortised O(1) per insert; never on a steady book.
-    cdef id_slot_t *old = c.ids
+    cdef handle_t *old = c.ids
     cdef uint64_t old_cap = c.id_mask + 1
     cdef uint64_t cap = old_cap * 2
-    cdef id_slot_t *fresh = <id_slot_t *>calloc(cap, sizeof(id_slot_t))
+    cdef handle_t *fresh = <handle_t *>malloc(cap * sizeof(handle_t))
     cdef uint64_t k, i
     if fresh == NULL:
         return -1
+    memset(fresh, 0xFF, cap * sizeof(handle_t))
     for k in range(old_cap):
-        if old[k].key != 0:
-            i = id_home(old[k].key) & (cap - 1)
-            while fresh[i].key != 0:
+        if old[k] >= 0:
+            i = id_home(c.orders[old[k]].id) & (cap - 1)
+            while fresh[i] >= 0:
                 i = (i + 1) & (cap - 1)
             fresh[i] = old[k]
     free(old)
@@ -74,29 +77,30 @@ cdef int ids_grow(core_t *c) noexcept nogil:
     return 0
 
 
-cdef int ids_put(core_t *c, order_id_t key, handle_t value) noexcept nogil:
-    # key is known to be absent (the duplicate check ran first).
+cdef int ids_put(core_t *c, handle_t value) noexcept nogil:
+    # Index order `value` under its id (set, and known to be absent: the
+    # duplicate check ran first).
     cdef uint64_t i
     # Keep the load at or below 1/2: linear probing stays short there.
     if <uint64_t>(c.n_ids + 1) * 2 > c.id_mask + 1:
         if ids_grow(c) != 0:
             c.oom = 1
             return -1
-    i = id_home(key) & c.id_mask
-    while c.ids[i].key != 0:
+    i = id_home(c.orders[value].id) & c.id_mask
+    while c.ids[i] >= 0:
         i = (i + 1) & c.id_mask
-    c.ids[i].key = key
-    c.ids[i].value = value
+    c.ids[i] = value
     c.n_ids += 1
     return 0
 
 
-cdef void ids_del(core_t *c, order_id_t key) noexcept nogil:
+cdef void ids_del(core_t *c, handle_t value) noexcept nogil:
+    # Drop the slot of order `value` (its id still set).
     cdef uint64_t mask = c.id_mask
-    cdef uint64_t i = id_home(key) & mask
+    cdef uint64_t i = id_home(c.orders[value].id) & mask
     cdef uint64_t j, home
-    while c.ids[i].key != key:
-        if c.ids[i].key == 0:
+    while c.ids[i] != value:
+        if c.ids[i] < 0:
             return
         i = (i + 1) & mask
     # Backward shift: pull later members of the probe run into the hole
@@ -104,15 +108,88 @@ cdef void ids_del(core_t *c, order_id_t key) noexcept nogil:
     j = i
     while True:
         j = (j + 1) & mask
-        if c.ids[j].key == 0:
+        if c.ids[j] < 0:
             break
-        home = id_home(c.ids[j].key) & mask
+        home = id_home(c.orders[c.ids[j]].id) & mask
         if ((j - home) & mask) >= ((j - i) & mask):
             c.ids[i] = c.ids[j]
             i = j
-    c.ids[i].key = 0
-    c.ids[i].value = -1
+    c.ids[i] = -1
     c.n_ids -= 1
+
+
+# --- account -> interned index -----------------------------------------------
+# Orders store a uint32 index; account 0 is index 0 and is never in the map.
+# Entries live as long as the engine: a book has few accounts.
+
+cdef int accounts_init(core_t *c) noexcept nogil:
+    c.account_cap = 16
+    c.accounts = <account_t *>malloc(c.account_cap * sizeof(account_t))
+    c.acct_map = <acct_slot_t *>calloc(32, sizeof(acct_slot_t))
+    if c.accounts == NULL or c.acct_map == NULL:
+        return -1
+    c.accounts[0] = 0
+    c.n_accounts = 1
+    c.acct_mask = 31
+    return 0
+
+
+cdef inline uint32_t account_find(const core_t *c, account_t acct) noexcept nogil:
+    # Index of `acct`, 0 for account 0, NO_ACCOUNT if it was never interned.
+    cdef uint64_t i
+    if acct == 0:
+        return 0
+    i = mix64(acct) & c.acct_mask
+    while True:
+        if c.acct_map[i].value == 0:
+            return NO_ACCOUNT
+        if c.acct_map[i].key == acct:
+            return c.acct_map[i].value
+        i = (i + 1) & c.acct_mask
+
+
+cdef uint32_t account_intern(core_t *c, account_t acct) noexcept nogil:
+    # Index of `acct`, adding it if new; NO_ACCOUNT (and core.oom) on failure.
+    cdef uint32_t idx = account_find(c, acct)
+    cdef uint64_t i, k, cap
+    cdef acct_slot_t *fresh
+    cdef account_t *grown
+    if idx != NO_ACCOUNT:
+        return idx
+    if c.n_accounts >= 0x7FFFFFFF:
+        c.oom = 1
+        return NO_ACCOUNT
+    if c.n_accounts == c.account_cap:
+        grown = <account_t *>realloc(c.accounts, <size_t>c.account_cap * 2 * sizeof(account_t))
+        if grown == NULL:
+            c.oom = 1
+            return NO_ACCOUNT
+        c.accounts = grown
+        c.account_cap *= 2
+    if <uint64_t>c.n_accounts * 2 > c.acct_mask:
+        cap = (c.acct_mask + 1) * 2
+        fresh = <acct_slot_t *>calloc(cap, sizeof(acct_slot_t))
+        if fresh == NULL:
+            c.oom = 1
+            return NO_ACCOUNT
+        for k in range(c.acct_mask + 1):
+            if c.acct_map[k].value != 0:
+                i = mix64(c.acct_map[k].key) & (cap - 1)
+                while fresh[i].value != 0:
+                    i = (i + 1) & (cap - 1)
+                fresh[i] = c.acct_map[k]
+        free(c.acct_map)
+        c.acct_map = fresh
+        c.acct_mask = cap - 1
+    idx = c.n_accounts
+    c.accounts[idx] = acct
+    c.n_accounts += 1
+    i = mix64(acct) & c.acct_mask
+    while c.acct_map[i].value != 0:
+        i = (i + 1) & c.acct_mask
+    c.acct_map[i].key = acct
+    c.acct_map[i].value = idx
+    return idx
 
 
 # --- instrument -> book index -------------------------------------------------

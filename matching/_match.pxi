@@ -99,10 +99,11 @@ cdef inline bint would_cross(const core_t *c, int32_t b, uint8_t side, price_t p
 
 
 cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
-                       account_t acct, uint8_t stp, qty_t qty) noexcept nogil:
+                       uint32_t acct, uint8_t stp, qty_t qty) noexcept nogil:
     # The walk of semantics.md, before anything changes: per level, either
     # the visible qty ahead of a self-trade maker that would stop matching,
-    # or every (non-self) maker's whole open qty, hidden included.
+    # or every (non-self) maker's whole open qty, hidden included.  acct is
+    # the taker's interned account index (NO_ACCOUNT matches no maker).
     cdef const side_t *opp
     cdef const level_t *L
     cdef const order_t *o
@@ -127,7 +128,7 @@ cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, pr
                 if o.account == acct:
                     # Icebergs ahead refill behind this maker: visible only.
                     return ahead >= qty
-                ahead += o.visible
+                ahead += order_visible(c, o)
                 h = o.next
         h = L.head
         while h >= 0:
@@ -144,10 +145,10 @@ cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, pr
 # --- matching -------------------------------------------------------------------------
 
 cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
-                 order_id_t tid, account_t acct, uint8_t stp, qty_t q,
+                 order_id_t tid, uint32_t acct, uint8_t stp, qty_t q,
                  bint *stopped) noexcept nogil:
-    # Trade taker `tid` (q open) against book b's opposite side; returns
-    # what is left.  *stopped is set when self-trade prevention cancelled
+    # Trade taker `tid` (q open, account index acct) against book b's
+    # opposite side; returns what is left.  *stopped is set when self-trade prevention cancelled
     # the taker (its cancel event is already out).  Nothing allocates here,
     # so level_t/order_t pointers stay valid while their slot lives.
     cdef side_t *opp = &c.books[b].sides[1 - side]
@@ -157,7 +158,8 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
     cdef order_t *o
     cdef handle_t h
     cdef price_t px
-    cdef qty_t t
+    cdef qty_t t, vis
+    cdef ice_t *ic
     cdef bint last
     stopped[0] = False
     while q > 0 and opp.n > 0:
@@ -186,17 +188,21 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
                 if last:
                     break
                 continue
-            t = q if q < o.visible else o.visible
+            vis = o.open if o.ice < 0 else c.ices[o.ice].visible
+            t = q if q < vis else vis
             q -= t
             o.open -= t
-            o.visible -= t
+            vis -= t
             L.total -= t
+            if o.ice >= 0:
+                c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
-            if o.visible == 0:
+            if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
-                    o.visible = o.display_qty if o.display_qty < o.open else o.open
-                    L.total += o.visible
+                    ic = &c.ices[o.ice]
+                    ic.visible = ic.display_qty if ic.display_qty < o.open else o.open
+                    L.total += ic.visible
                     level_to_back(c, h)
                 else:
                     last = L.count == 1
@@ -212,8 +218,11 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
 cdef int rest(core_t *c, int32_t b, handle_t h, qty_t q) noexcept nogil:
     # Put order h (all fields but open/visible set) into the book with q open.
     cdef order_t *o = &c.orders[h]
+    cdef ice_t *ic
     o.open = q
-    o.visible = o.display_qty if 0 < o.display_qty < q else q
+    if o.ice >= 0:
+        ic = &c.ices[o.ice]
+        ic.visible = ic.display_qty if ic.display_qty < q else q
     return book_append(c, b, h)
 
 
@@ -227,6 +236,7 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
     cdef order_t *o
     cdef qty_t q
     cdef bint stopped
+    cdef uint32_t acct = 0
     if cmd.side > SIDE_SELL:
         return reject(c, cmd, R_INVALID_SIDE)
     if cmd.type > TYPE_MARKET:
@@ -256,8 +266,11 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
     b = insts_get(c, cmd.instrument)
     if post_only and would_cross(c, b, cmd.side, cmd.price):
         return reject(c, cmd, R_WOULD_CROSS)
+    if cmd.stp != STP_NONE:
+        # Only self-trade prevention compares accounts while matching.
+        acct = account_find(c, cmd.account)
     if cmd.tif == TIF_FOK and not fok_fillable(c, b, cmd.side, market, cmd.price,
-                                               cmd.account, cmd.stp, cmd.qty):
+                                               acct, cmd.stp, cmd.qty):
         return reject(c, cmd, R_FOK_UNFILLED)
 
     emit(c, EV_ACCEPTED, 0, cmd.instrument, cmd.id, 0, 0, 0, 0, 0)
@@ -265,26 +278,34 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         b = book_create(c, cmd.instrument)
         if b < 0:
             return 0
-    q = match(c, b, cmd.side, market, cmd.price, cmd.id, cmd.account, cmd.stp, cmd.qty, &stopped)
+    q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped)
     if stopped or q == 0:
         return 0
     if market or cmd.tif != TIF_GTC:
         emit(c, EV_CANCELLED, R_REMAINDER, cmd.instrument, cmd.id, 0, 0, 0, q, 0)
         return 0
+    if cmd.stp == STP_NONE or acct == NO_ACCOUNT:
+        acct = account_intern(c, cmd.account)
+        if acct == NO_ACCOUNT:
+            return 0
     h = order_alloc(c)
     if h < 0:
         return 0
     o = &c.orders[h]
     o.id = cmd.id
-    o.account = cmd.account
+    o.account = acct
     o.price = cmd.price
-    o.display_qty = cmd.display_qty
+    o.ice = -1
     o.side = cmd.side
     o.stp = cmd.stp
     o.post_only = post_only
     o._pad = 0
     o.level = -1
-    if ids_put(c, cmd.id, h) != 0:
+    if cmd.display_qty > 0:
+        o.ice = ice_alloc(c, cmd.display_qty)
+        if o.ice < 0:
+            return 0
+    if ids_put(c, h) != 0:
         return 0
     rest(c, b, h, q)
 
@@ -311,7 +332,7 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     cdef level_t *L
     cdef int32_t b
     cdef price_t p
-    cdef qty_t q, v
+    cdef qty_t q, v, vis
     cdef bint stopped
     if (cmd.flags & F_OUT_OF_RANGE or (has_price and cmd.price > MAX_PRICE)
             or (has_qty and cmd.qty > MAX_QTY)):
@@ -340,10 +361,12 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     emit(c, EV_REPLACED, 0, cmd.instrument, cmd.id, 0, p, q, 0, 0)
     if p == o.price and q <= o.open:
         # Same price, not larger: keeps its place in the queue.
-        v = o.visible if o.visible < q else q
+        vis = order_visible(c, o)
+        v = vis if vis < q else q
         L = &c.levels[o.level]
-        L.total += v - o.visible
-        o.visible = v
+        L.total += v - vis
+        if o.ice >= 0:
+            c.ices[o.ice].visible = v
         o.open = q
         return 0
     # New price or more quantity: out of the queue, then in as an aggressor.
@@ -366,8 +389,11 @@ cdef int do_mass_cancel(core_t *c, const command_t *cmd) noexcept nogil:
     cdef side_t *s
     cdef handle_t h, nxt
     cdef order_t *o
+    cdef uint32_t acct = 0
     if cmd.flags & F_OUT_OF_RANGE:
         return reject(c, cmd, R_OUT_OF_RANGE)
+    if by_account:
+        acct = account_find(c, cmd.account)   # NO_ACCOUNT: matches no order
     k = 0
     k_end = c.n_books
     if cmd.flags & F_HAS_INSTRUMENT:
@@ -388,7 +414,7 @@ cdef int do_mass_cancel(core_t *c, const command_t *cmd) noexcept nogil:
                 while h >= 0:
                     o = &c.orders[h]
                     nxt = o.next
-                    if not by_account or o.account == cmd.account:
+                    if not by_account or o.account == acct:
                         emit(c, EV_CANCELLED, R_MASS_CANCEL, c.books[b].instrument, o.id,
                              0, 0, 0, o.open, 0)
                         book_unlink(c, h)

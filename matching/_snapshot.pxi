@@ -85,11 +85,11 @@ cdef object snapshot_core(const core_t *c):
                 while h >= 0:
                     o = &c.orders[h]
                     so.id = o.id
-                    so.account = o.account
+                    so.account = c.accounts[o.account]
                     so.price = o.price
                     so.open = o.open
-                    so.visible = o.visible
-                    so.display_qty = o.display_qty
+                    so.visible = order_visible(c, o)
+                    so.display_qty = c.ices[o.ice].display_qty if o.ice >= 0 else 0
                     so.side = o.side
                     so.stp = o.stp
                     so.post_only = o.post_only
@@ -179,6 +179,8 @@ cdef int restore_core(core_t *c, object blob) except -1:
                     or so.display_qty < 0 or so.display_qty > MAX_QTY
                     or so.visible < 1 or so.visible > so.open):
                 raise ValueError(f"corrupt snapshot: order {so.id} has out-of-range fields")
+            if so.display_qty == 0 and so.visible != so.open:
+                raise ValueError(f"corrupt snapshot: order {so.id}: visible != open")
             if ids_get(c, so.id) >= 0:
                 raise ValueError(f"corrupt snapshot: order id {so.id} appears twice")
             # Book order: all bids then all asks, each side best level first.
@@ -193,17 +195,23 @@ cdef int restore_core(core_t *c, object blob) except -1:
                 raise MemoryError("cannot allocate an order slot")
             o = &c.orders[h]
             o.id = so.id
-            o.account = so.account
             o.price = so.price
             o.open = so.open
-            o.visible = so.visible
-            o.display_qty = so.display_qty
+            o.ice = -1
             o.side = so.side
             o.stp = so.stp
             o.post_only = so.post_only
             o._pad = 0
             o.level = -1
-            if ids_put(c, so.id, h) != 0 or book_append(c, b, h) != 0:
+            o.account = account_intern(c, so.account)
+            if o.account == NO_ACCOUNT:
+                raise MemoryError("cannot allocate while restoring")
+            if so.display_qty > 0:
+                o.ice = ice_alloc(c, so.display_qty)
+                if o.ice < 0:
+                    raise MemoryError("cannot allocate while restoring")
+                c.ices[o.ice].visible = so.visible
+            if ids_put(c, h) != 0 or book_append(c, b, h) != 0:
                 raise MemoryError("cannot allocate while restoring")
     if done != head.n_orders:
         raise ValueError("corrupt snapshot: fewer orders in books than declared")
@@ -218,7 +226,9 @@ cdef int check_core(const core_t *c) except -1:
     cdef const side_t *s
     cdef const level_t *L
     cdef const order_t *o
-    cdef qty_t total
+    cdef qty_t total, vis
+    cdef int64_t icebergs = 0, free_ices = 0
+    cdef uint32_t a
     cdef uint64_t slot, filled = 0
     cdef price_t best[2]
     for k in range(c.n_books):
@@ -252,14 +262,19 @@ cdef int check_core(const core_t *c) except -1:
                     assert o.prev == prev, f"order {o.id}: broken prev link"
                     assert o.level == lv, f"order {o.id}: wrong level"
                     assert o.side == side and o.price == L.price, f"order {o.id}: wrong side/price"
-                    assert 0 < o.visible <= o.open, f"order {o.id}: visible {o.visible} open {o.open}"
-                    if o.display_qty:
-                        assert o.visible <= o.display_qty, f"iceberg {o.id} shows more than its display"
+                    assert o.account < c.n_accounts, f"order {o.id}: account index out of range"
+                    if o.ice >= 0:
+                        assert o.ice < c.ice_hwm, f"order {o.id}: iceberg slot out of range"
+                        assert c.ices[o.ice].display_qty > 0, f"iceberg {o.id}: display_qty not > 0"
+                        vis = c.ices[o.ice].visible
+                        assert vis <= c.ices[o.ice].display_qty, f"iceberg {o.id} shows more than its display"
+                        icebergs += 1
                     else:
-                        assert o.visible == o.open, f"order {o.id}: visible != open"
+                        vis = o.open    # visible == open: not an iceberg
+                    assert 0 < vis <= o.open, f"order {o.id}: visible {vis} open {o.open}"
                     assert ids_get(c, o.id) == h, f"order {o.id}: id index disagrees"
                     count += 1
-                    total += o.visible
+                    total += vis
                     assert count <= c.n_ids, "cycle in a level's FIFO"
                     prev = h
                     h = o.next
@@ -277,15 +292,31 @@ cdef int check_core(const core_t *c) except -1:
     assert seen_orders == c.n_ids, f"{c.n_ids} ids indexed, {seen_orders} orders in books"
     assert seen_levels == c.live_levels, "live level count"
     for slot in range(c.id_mask + 1):
-        if c.ids[slot].key:
+        h = c.ids[slot]
+        if h >= 0:
             filled += 1
-            h = c.ids[slot].value
-            assert 0 <= h < c.order_hwm and c.orders[h].id == c.ids[slot].key, "id slot points astray"
+            assert h < c.order_hwm and c.orders[h].id != 0, "id slot points astray"
             assert c.orders[h].level >= 0, f"order {c.orders[h].id} indexed but not in a book"
+            assert ids_get(c, c.orders[h].id) == h, f"order {c.orders[h].id}: id slot off its probe run"
+        else:
+            assert h == -1, "id slot holds a negative handle other than -1"
     assert filled == <uint64_t>c.n_ids, "id table occupancy"
+    assert icebergs == c.live_ices, f"{c.live_ices} iceberg slots live, {icebergs} icebergs in books"
+    i = c.ice_free
+    while i >= 0:
+        assert i < c.ice_hwm and c.ices[i].visible == -1, "iceberg free list holds a live slot"
+        free_ices += 1
+        assert free_ices <= c.ice_hwm, "cycle in the iceberg free list"
+        i = <int32_t>c.ices[i].display_qty
+    assert free_ices + c.live_ices == c.ice_hwm, "iceberg slots leaked"
+    assert c.n_accounts >= 1 and c.accounts[0] == 0, "account index 0 is not account 0"
+    for a in range(1, c.n_accounts):
+        assert c.accounts[a] != 0 and account_find(c, c.accounts[a]) == a, \
+            f"account map disagrees for {c.accounts[a]}"
     h = c.order_free
     while h >= 0:
         assert 0 <= h < c.order_hwm and c.orders[h].level == -1, "free list holds a live slot"
+        assert c.orders[h].ice == -1, "free order slot keeps an iceberg slot"
         free_orders += 1
         assert free_orders <= c.order_hwm, "cycle in the order free list"
         h = c.orders[h].next

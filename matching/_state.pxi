@@ -439,8 +439,10 @@ cdef class Engine:
         o = &self.core.orders[h]
         return {"instrument": self.core.books[order_book(&self.core, h)].instrument,
                 "side": S_BUY if o.side == SIDE_BUY else S_SELL, "price": o.price,
-                "open": o.open, "visible": o.visible, "display_qty": o.display_qty,
-                "account": o.account, "stp": o.stp, "post_only": bool(o.post_only)}
+                "open": o.open, "visible": order_visible(&self.core, o),
+                "display_qty": self.core.ices[o.ice].display_qty if o.ice >= 0 else 0,
+                "account": self.core.accounts[o.account], "stp": o.stp,
+                "post_only": bool(o.post_only)}
 
     def book_digest(self):
         """Canonical digest of the whole state (docs/semantics.md).  O(orders)."""
@@ -469,9 +471,9 @@ cdef class Engine:
                             h = absorb(h, o.id)
                             h = absorb(h, <uint64_t>o.price)
                             h = absorb(h, <uint64_t>o.open)
-                            h = absorb(h, <uint64_t>o.visible)
-                            h = absorb(h, <uint64_t>o.display_qty)
-                            h = absorb(h, o.account)
+                            h = absorb(h, <uint64_t>order_visible(c, o))
+                            h = absorb(h, <uint64_t>(c.ices[o.ice].display_qty if o.ice >= 0 else 0))
+                            h = absorb(h, c.accounts[o.account])
                             h = absorb(h, o.stp)
                             h = absorb(h, o.side)
                             h = absorb(h, o.post_only)
@@ -482,13 +484,17 @@ cdef class Engine:
         return h
 
     def memory_bytes(self):
-        """Bytes the C core has allocated (pools, maps, level arrays, events).  O(instruments)."""
+        """Bytes the C core has allocated (pools, maps, iceberg and account
+        tables, level arrays, events).  O(instruments)."""
         cdef core_t *c = &self.core
         cdef Py_ssize_t total
         cdef int32_t b
         self._enter()
         total = (<Py_ssize_t>c.order_cap * sizeof(order_t) + <Py_ssize_t>c.level_cap * sizeof(level_t)
-                 + <Py_ssize_t>(c.id_mask + 1) * sizeof(id_slot_t)
+                 + <Py_ssize_t>(c.id_mask + 1) * sizeof(handle_t)
+                 + <Py_ssize_t>c.ice_cap * sizeof(ice_t)
+                 + <Py_ssize_t>c.account_cap * sizeof(account_t)
+                 + <Py_ssize_t>(c.acct_mask + 1) * sizeof(acct_slot_t)
                  + <Py_ssize_t>(c.inst_mask + 1) * sizeof(inst_slot_t)
                  + <Py_ssize_t>c.book_cap * (sizeof(book_t) + sizeof(int32_t))
                  + <Py_ssize_t>c.event_cap * sizeof(event_t))
