@@ -15,6 +15,7 @@ Interface: ``submit(command, now) -> (request_id, outputs)``,
 
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ class _Pending:
     sent_at: float
     next_at: float  # when to (re)send if still unanswered
     bounces: int = 0
+    resends: int = 0  # re-sent alone to a primary that answers others (backoff)
 
 
 class ClientCore:
@@ -56,8 +58,14 @@ class ClientCore:
         Request ids start here and grow by one; pick it above anything this
         client id used before (e.g. from a wall clock) after a restart.
     retry_timeout : float
-        Seconds without an answer before the node is suspected and every
-        unanswered request is re-sent to the next node.
+        Seconds without any reply from the believed primary (while a request
+        to it is unanswered) before it is suspected and every unanswered
+        request is re-sent to the next node. A primary that keeps answering
+        other requests is not suspected because one request is slow: that
+        request alone is re-sent to it, with a growing interval.
+
+    Timers live in a heap of ``(next_at, request id)`` (stale items skipped on
+    pop), so ``tick`` costs O(expired · log n), not O(pending).
     """
 
     def __init__(
@@ -71,7 +79,9 @@ class ClientCore:
         self.retry_timeout = retry_timeout
         self.primary = self.nodes[0]
         self.pending: dict[int, _Pending] = {}  # insertion order == request id order
+        self.timers: list[tuple[float, int]] = []  # heap of (next_at, request id); may hold stale items
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
+        self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
         self.counters: dict[str, int] = {}
 
     def count(self, key: str) -> None:
@@ -81,11 +91,21 @@ class ClientCore:
         """Queue one command (a 56-byte record); return its request id and the send."""
         rid = self.next_id
         self.next_id += 1
-        self.pending[rid] = _Pending(command, self.primary, now, now + self.retry_timeout)
+        at = now + self.retry_timeout
+        self.pending[rid] = _Pending(command, self.primary, now, at)
+        if len(self.timers) > 2 * len(self.pending) + 4096:
+            # Mostly answered requests' timers: rebuild (a sorted list is a heap). Amortised O(1).
+            self.timers = sorted((q.next_at, r) for r, q in self.pending.items())
+        heapq.heappush(self.timers, (at, rid))
         return rid, [Send(self.primary, wire.Request(self.client_id, rid, command))]
 
-    def _send(self, rid: int, p: _Pending, now: float) -> Send:
-        p.target, p.sent_at, p.next_at = self.primary, now, now + self.retry_timeout
+    def _set_timer(self, rid: int, p: _Pending, at: float) -> None:
+        p.next_at = at
+        heapq.heappush(self.timers, (at, rid))
+
+    def _send(self, rid: int, p: _Pending, now: float, wait: float = 0.0) -> Send:
+        p.target, p.sent_at = self.primary, now
+        self._set_timer(rid, p, now + (wait or self.retry_timeout))
         return Send(self.primary, wire.Request(self.client_id, rid, p.command))
 
     def _switch(self, node: str, now: float, why: str) -> list:
@@ -124,6 +144,8 @@ class ClientCore:
         if not isinstance(msg, wire.Reply) or msg.client_id != self.client_id:
             self.count("unexpected_messages")
             return []
+        if isinstance(src, str) and src in self.heard_at and msg.status == wire.OK:
+            self.heard_at[src] = now  # the node is alive and serving: see tick()
         p = self.pending.get(msg.request_id)
         if p is None:
             self.count("late_replies")  # answered already (a re-send's twin): nothing to do
@@ -161,28 +183,42 @@ class ClientCore:
             self.primary = target
             self.count("switches")
         delay = min(0.001 * p.bounces, self.retry_timeout / 2)
-        for q in self.pending.values():
-            if q is p or q.target != target:
-                q.next_at = min(q.next_at, now + delay) if q is not p else now + delay
+        for rid, q in self.pending.items():
+            if q is p:
+                self._set_timer(rid, q, now + delay)
+            elif q.target != target and q.next_at > now + delay:
+                self._set_timer(rid, q, now + delay)
         return []
 
     def tick(self, now: float) -> list:
-        """Re-send requests whose timer expired; rotate to the next node on a timeout."""
+        """Re-send requests whose timer expired; rotate to the next node when the primary went silent.
+
+        O(expired · log pending).
+        """
         out: list = []
-        timed_out = False
-        for rid, p in self.pending.items():
-            if now < p.next_at:
-                continue
+        timers, pending = self.timers, self.pending
+        while timers and timers[0][0] <= now:
+            at, rid = heapq.heappop(timers)
+            p = pending.get(rid)
+            if p is None or p.next_at != at:
+                continue  # answered, or re-armed since
             if p.target == self.primary and now - p.sent_at >= self.retry_timeout:
-                timed_out = True
-                break
+                if now - self.heard_at.get(self.primary, NEVER) >= self.retry_timeout:
+                    return out + self._primary_lost(now)
+                # The primary is answering others: only this request is slow (or was
+                # lost). Re-send it alone, backing off, and keep the primary.
+                self.count("slow_resends")
+                p.resends += 1
+                out.append(self._send(rid, p, now, self.retry_timeout * (1 << min(p.resends, 3))))
+                continue
             out.append(self._send(rid, p, now))
-        if timed_out:
-            lost = self.primary
-            self.suspect_until[lost] = now + 10 * self.retry_timeout
-            self.count("timeouts")
-            nxt = self._next_node(lost, now)
-            if nxt == lost:
-                return [self._send(rid, p, now) for rid, p in self.pending.items()]
-            return self._switch(nxt, now, "timeout")
         return out
+
+    def _primary_lost(self, now: float) -> list:
+        lost = self.primary
+        self.suspect_until[lost] = now + 10 * self.retry_timeout
+        self.count("timeouts")
+        nxt = self._next_node(lost, now)
+        if nxt == lost:
+            return [self._send(rid, p, now) for rid, p in self.pending.items()]
+        return self._switch(nxt, now, "timeout")

@@ -83,3 +83,22 @@ def test_wrong_client_id_ignored():
     c = ClientCore(7, ["a"])
     rid, _ = c.submit(CMD, 0.0)
     assert c.handle("a", wire.Reply(8, rid, wire.OK), 0.001) == [] and c.pending
+
+
+def test_a_slow_request_to_a_live_primary_is_resent_alone():
+    c = ClientCore(7, ["a", "b"], retry_timeout=0.05)
+    slow, _ = c.submit(CMD, 0.0)
+    fast, _ = c.submit(CMD, 0.04)
+    c.handle("a", ok(fast), 0.045)  # the primary answers: it is alive
+    outs = c.tick(0.06)  # the slow one is past the timeout, but a replied 15 ms ago
+    assert sends(outs) == [("a", slow)] and c.primary == "a" and c.counters.get("timeouts") is None
+    assert c.tick(0.07) == []  # backed off
+    outs = c.tick(0.30)  # then a goes silent for good: fail over, re-send everything
+    assert c.primary == "b" and sends(outs) == [("b", slow)]
+
+
+def test_tick_cost_does_not_scan_pending():
+    c = ClientCore(7, ["a", "b"], retry_timeout=0.05)
+    for i in range(1000):
+        c.submit(CMD, i * 1e-5)
+    assert c.tick(0.02) == [] and len(c.timers) == 1000
