@@ -3,17 +3,68 @@
 # snapshot codec itself is in _snapshot.pxi).
 
 
+# One spare batch event buffer for the whole process.  A big batch's output
+# buffer is handed to NumPy (see _EventBlock); when NumPy lets go of it, it
+# is parked here instead of freed, and the next big apply_batch writes into
+# it: its pages are already faulted in, where a fresh buffer costs a page
+# fault (and the kernel zeroing a page) per 4 KiB or 2 MiB written.  A buffer
+# is only reused after its last NumPy view is gone, so no array returned to
+# a caller is ever overwritten.  Touched only with the GIL held.  At most
+# SPARE_MAX_EVENTS (256 MiB) are parked; a spare_events() call frees it.
+cdef event_t *_spare = NULL
+cdef int64_t _spare_cap = 0
+cdef int64_t SPARE_MAX_EVENTS = 1 << 22
+
+
+cdef void spare_put(event_t *data, int64_t cap) noexcept:
+    global _spare, _spare_cap
+    if data == NULL:
+        return
+    if cap <= EVENT_KEEP or cap > SPARE_MAX_EVENTS or cap <= _spare_cap:
+        free(data)
+        return
+    free(_spare)
+    _spare = data
+    _spare_cap = cap
+
+
+cdef void spare_take(core_t *c, int64_t want) noexcept:
+    # Give core c the parked buffer if its own is smaller than `want` events.
+    global _spare, _spare_cap
+    if _spare == NULL or c.event_cap >= want or c.n_events != 0:
+        return
+    free(c.events)
+    c.events = _spare
+    c.event_cap = _spare_cap
+    _spare = NULL
+    _spare_cap = 0
+
+
+def spare_events(bint release=False):
+    """Bytes of the process-wide spare batch event buffer (freed first if
+    ``release``).  Not part of any engine's :meth:`Engine.memory_bytes`."""
+    global _spare, _spare_cap
+    if release:
+        free(_spare)
+        _spare = NULL
+        _spare_cap = 0
+    return _spare_cap * <int64_t>sizeof(event_t)
+
+
 @cython.final
 cdef class _EventBlock:
     """Owns an event buffer taken from the core and lends it to NumPy."""
     cdef event_t *data
+    cdef int64_t cap            # events allocated (>= the events lent out)
     cdef Py_ssize_t nbytes
     cdef Py_ssize_t shape[1]
 
     cdef void take(self, core_t *c) noexcept:
-        cdef event_t *fitted
-        fitted = <event_t *>realloc(c.events, <size_t>c.n_events * sizeof(event_t))
-        self.data = fitted if fitted != NULL else c.events
+        # Not shrunk to fit: pages past the last event were never touched,
+        # so they cost address space, not memory, and the whole capacity
+        # goes back to the spare slot for the next batch.
+        self.data = c.events
+        self.cap = c.event_cap
         self.nbytes = c.n_events * sizeof(event_t)
         c.events = <event_t *>malloc(64 * sizeof(event_t))
         c.event_cap = 64 if c.events != NULL else 0
@@ -37,7 +88,8 @@ cdef class _EventBlock:
         pass
 
     def __dealloc__(self):
-        free(self.data)
+        spare_put(self.data, self.cap)
+        self.data = NULL
 
 
 @cython.final
@@ -337,10 +389,13 @@ cdef class Engine:
         n = arr.shape[0]
         p = <const command_t *>cnp.PyArray_DATA(arr)
         c.n_events = 0
+        # Most commands emit one to three events: reserve for the common
+        # case up front (in the parked buffer of an earlier batch if there
+        # is one); emit() still grows the buffer for sweeps.
+        if n > EVENT_KEEP:
+            spare_take(c, n + (n >> 1))
         c.busy = 1
         with nogil:
-            # Most commands emit one to three events: reserve for the common
-            # case up front; emit() still grows the buffer for sweeps.
             events_reserve(c, n + (n >> 1))
             for i in range(n):
                 # Warm the id slot a few commands ahead: the id lookup is the

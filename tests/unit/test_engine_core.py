@@ -108,6 +108,25 @@ def test_batch_in_chunks_equals_one_batch():
     assert state(whole) == state(parts)
 
 
+def test_a_reused_batch_buffer_never_overwrites_a_live_array():
+    # Big batch outputs are parked for reuse once NumPy lets go of them;
+    # an array (or a view of one) still alive must keep its events.
+    from matching import _engine
+
+    cmds = command_array(random_session(11, 20000))
+    first = Engine().apply_batch(cmds)
+    kept = first.copy()
+    view = first[100:200]
+    del first
+    for _ in range(3):
+        again = Engine().apply_batch(cmds)
+        assert np.array_equal(again, kept)
+        del again  # parked, then reused by the next batch
+    assert np.array_equal(view, kept[100:200])
+    assert _engine.spare_events() > 0
+    assert _engine.spare_events(release=True) == 0
+
+
 def test_apply_batch_rejects_wrong_arguments():
     e = Engine()
     with pytest.raises(TypeError):
