@@ -59,9 +59,15 @@ class CommandGenerator:
             self.next_id += 1
             self.issued.append((instrument, oid))
             qty = rng.choice([1, 2, 5, 10, 20, 50, 100])
-            cmd = {"op": "new", "instrument": instrument, "id": oid, "side": rng.choice(["buy", "sell"]),
-                   "qty": qty, "account": rng.randrange(self.accounts),
-                   "stp": rng.choice(["none", "none", "cancel_taker", "cancel_maker", "cancel_both"])}
+            cmd = {
+                "op": "new",
+                "instrument": instrument,
+                "id": oid,
+                "side": rng.choice(["buy", "sell"]),
+                "qty": qty,
+                "account": rng.randrange(self.accounts),
+                "stp": rng.choice(["none", "none", "cancel_taker", "cancel_maker", "cancel_both"]),
+            }
             if rng.random() < 0.08:
                 cmd["type"] = "market"
                 cmd["tif"] = rng.choice(["IOC", "FOK", "GTC"])
@@ -73,7 +79,9 @@ class CommandGenerator:
                 if rng.random() < 0.1:
                     cmd["display_qty"] = rng.randrange(1, qty + 1)
             if rng.random() < 0.01:  # a malformed order now and then
-                cmd[rng.choice(["qty", "price", "side", "tif", "display_qty"])] = rng.choice([0, -1, "x", 1 << 70])
+                cmd[rng.choice(["qty", "price", "side", "tif", "display_qty"])] = rng.choice(
+                    [0, -1, "x", 1 << 70]
+                )
             return cmd
         instrument, oid = self._known()
         if r < 0.88:
@@ -119,8 +127,15 @@ def run(commands: int, seed: int, check_every: int = 1000, stop_after: int = 10)
             elif n % check_every == 0 and fast.book_digest() != ref.book_digest():
                 problem = "book_digest"
             if problem:
-                mismatches.append({"command": n, "kind": problem, "cmd": dict(rec._asdict()),
-                                   "cython": [tuple(e) for e in got], "reference": [tuple(e) for e in want]})
+                mismatches.append(
+                    {
+                        "command": n,
+                        "kind": problem,
+                        "cmd": dict(rec._asdict()),
+                        "cython": [tuple(e) for e in got],
+                        "reference": [tuple(e) for e in want],
+                    }
+                )
                 if len(mismatches) >= stop_after:
                     break
                 # Resynchronise so one bug does not hide the next.
@@ -129,9 +144,15 @@ def run(commands: int, seed: int, check_every: int = 1000, stop_after: int = 10)
         pass
     fast._check()
     ref._check()
-    return {"commands": n, "seed": seed, "events": events, "mismatches": len(mismatches),
-            "first_mismatches": mismatches[:3], "final_book_digest_equal": fast.book_digest() == ref.book_digest(),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "commands": n,
+        "seed": seed,
+        "events": events,
+        "mismatches": len(mismatches),
+        "first_mismatches": mismatches[:3],
+        "final_book_digest_equal": fast.book_digest() == ref.book_digest(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['commands']} commands (seed {args.seed}), {result['events']} events, "
-              f"{result['mismatches']} mismatches, final book digests equal: {result['final_book_digest_equal']}, "
-              f"{result['seconds']} s")
+        print(
+            f"{result['commands']} commands (seed {args.seed}), {result['events']} events, "
+            f"{result['mismatches']} mismatches, final book digests equal: {result['final_book_digest_equal']}, "
+            f"{result['seconds']} s"
+        )
         for m in result["first_mismatches"]:
             print(json.dumps(m), file=sys.stderr)
     return 0 if result["mismatches"] == 0 and result["final_book_digest_equal"] else 1

@@ -24,7 +24,7 @@ cmds["flags"] = 1  # HAS_PRICE: these are limit orders
 engine = matching.Engine()
 events = engine.apply_batch(cmds)
 kinds = {code: name for code, name in matching.codes.EVENT_KIND_NAMES.items()}
-counts = {kinds[k]: int(c) for k, c in zip(*np.unique(events["kind"], return_counts=True))}
+counts = {kinds[k]: int(c) for k, c in zip(*np.unique(events["kind"], return_counts=True), strict=True)}
 trades = events[events["kind"] == matching.codes.EV_TRADE]
 print(f"{n} commands -> {len(events)} events {counts}")
 print(f"traded volume {int(trades['qty'].sum())}, resting orders {engine.live_orders}")

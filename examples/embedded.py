@@ -1,6 +1,6 @@
 """The engine embedded in an application: a few orders, their events, the book.
 
-    python examples/embedded.py
+python examples/embedded.py
 """
 
 from matching import Engine, event_dict

@@ -22,9 +22,21 @@ from .events import Rejected, event_dict
 # Reasons that mean the line itself was malformed, as opposed to a well-formed
 # command the book refused (unknown order, FOK unfilled, ...).
 MALFORMED_REASONS = frozenset(
-    ["invalid_op", "invalid_side", "invalid_type", "invalid_tif", "invalid_stp", "bad_field",
-     "out_of_range", "invalid_id", "invalid_qty", "invalid_price", "price_on_market",
-     "invalid_display", "invalid_combination"]
+    [
+        "invalid_op",
+        "invalid_side",
+        "invalid_type",
+        "invalid_tif",
+        "invalid_stp",
+        "bad_field",
+        "out_of_range",
+        "invalid_id",
+        "invalid_qty",
+        "invalid_price",
+        "price_on_market",
+        "invalid_display",
+        "invalid_combination",
+    ]
 )
 
 
@@ -36,7 +48,9 @@ def _make_engine(use_reference: bool):
     return matching.Engine()
 
 
-def replay(lines: Iterable[str], out: TextIO, err: TextIO, depth: bool = False, use_reference: bool = False) -> int:
+def replay(
+    lines: Iterable[str], out: TextIO, err: TextIO, depth: bool = False, use_reference: bool = False
+) -> int:
     """Apply command-log lines to a fresh engine, writing one JSON event per line.
 
     Returns the number of lines that were not valid commands (reported on ``err``).
@@ -63,8 +77,16 @@ def replay(lines: Iterable[str], out: TextIO, err: TextIO, depth: bool = False, 
     if depth:
         for instrument in engine.instruments():
             bids, asks = engine.depth(instrument)
-            out.write(json.dumps({"instrument": instrument, "bids": [list(r) for r in bids],
-                                  "asks": [list(r) for r in asks]}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "instrument": instrument,
+                        "bids": [list(r) for r in bids],
+                        "asks": [list(r) for r in asks],
+                    }
+                )
+                + "\n"
+            )
         out.write(json.dumps({"digest": codes.digest_hex(engine.digest)}) + "\n")
     if skipped:
         print(f"{skipped} line(s) skipped", file=err)

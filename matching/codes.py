@@ -121,8 +121,19 @@ R_MASS_CANCEL = REASON_CODES["mass_cancel"]
 COMMAND_DTYPE = np.dtype(
     {
         "names": [
-            "id", "account", "price", "qty", "display_qty", "instrument",
-            "op", "side", "type", "tif", "stp", "post_only", "flags",
+            "id",
+            "account",
+            "price",
+            "qty",
+            "display_qty",
+            "instrument",
+            "op",
+            "side",
+            "type",
+            "tif",
+            "stp",
+            "post_only",
+            "flags",
         ],
         "formats": ["<u8", "<u8", "<i8", "<i8", "<i8", "<u4", "u1", "u1", "u1", "u1", "u1", "u1", "<u2"],
         "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50],

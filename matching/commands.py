@@ -125,12 +125,33 @@ def command_record(d: Any) -> CommandRecord:
     )
 
 
-def new_order_record(instrument: int, id: int, side: str, price: int | None = None, qty: int = 0,
-                     type: str = "limit", tif: str = "GTC", account: int = 0, post_only: bool = False,
-                     display_qty: int = 0, stp: str = "none") -> CommandRecord:
+def new_order_record(
+    instrument: int,
+    id: int,
+    side: str,
+    price: int | None = None,
+    qty: int = 0,
+    type: str = "limit",
+    tif: str = "GTC",
+    account: int = 0,
+    post_only: bool = False,
+    display_qty: int = 0,
+    stp: str = "none",
+) -> CommandRecord:
     """The record of a new order given as keyword arguments (the ``submit`` signature)."""
-    d = {"op": "new", "instrument": instrument, "id": id, "side": side, "qty": qty, "type": type,
-         "tif": tif, "account": account, "post_only": post_only, "display_qty": display_qty, "stp": stp}
+    d = {
+        "op": "new",
+        "instrument": instrument,
+        "id": id,
+        "side": side,
+        "qty": qty,
+        "type": type,
+        "tif": tif,
+        "account": account,
+        "post_only": post_only,
+        "display_qty": display_qty,
+        "stp": stp,
+    }
     if price is not None:
         d["price"] = price
     return command_record(d)

@@ -51,7 +51,7 @@ class Replaced(NamedTuple):
     qty: int
 
 
-Event = Union[Accepted, Rejected, Trade, Cancelled, Replaced]
+Event = Union[Accepted, Rejected, Trade, Cancelled, Replaced]  # noqa: UP007 - a runtime alias; | needs 3.10 types
 
 _KIND_OF = {
     Accepted: codes.EV_ACCEPTED,
@@ -62,8 +62,17 @@ _KIND_OF = {
 }
 
 
-def make_event(kind: int, reason: int, instrument: int, id: int, maker: int, price: int, qty: int,
-               open_a: int, open_b: int) -> Event:
+def make_event(
+    kind: int,
+    reason: int,
+    instrument: int,
+    id: int,
+    maker: int,
+    price: int,
+    qty: int,
+    open_a: int,
+    open_b: int,
+) -> Event:
     """Build the named tuple for one event from its nine raw words."""
     if kind == codes.EV_TRADE:
         return Trade(instrument, id, maker, price, qty, open_a, open_b)

@@ -30,8 +30,18 @@ SNAPSHOT_VERSION = 1
 class Order:
     """One live order resting in a book."""
 
-    __slots__ = ("id", "instrument", "side", "price", "open", "visible", "display", "account", "stp",
-                 "post_only")
+    __slots__ = (
+        "id",
+        "instrument",
+        "side",
+        "price",
+        "open",
+        "visible",
+        "display",
+        "account",
+        "stp",
+        "post_only",
+    )
 
     def __init__(self, id, instrument, side, price, open, display, account, stp, post_only):
         self.id = id
@@ -127,17 +137,33 @@ class ReferenceEngine:
 
     # ----- the per-call API ------------------------------------------------
 
-    def submit(self, instrument: int, id: int, side: str, price: int | None = None, qty: int = 0,
-               type: str = "limit", tif: str = "GTC", account: int = 0, post_only: bool = False,
-               display_qty: int = 0, stp: str = "none") -> list[Event]:
+    def submit(
+        self,
+        instrument: int,
+        id: int,
+        side: str,
+        price: int | None = None,
+        qty: int = 0,
+        type: str = "limit",
+        tif: str = "GTC",
+        account: int = 0,
+        post_only: bool = False,
+        display_qty: int = 0,
+        stp: str = "none",
+    ) -> list[Event]:
         """A new order. Returns its events."""
-        return self.apply_record(new_order_record(instrument, id, side, price, qty, type, tif, account,
-                                                  post_only, display_qty, stp))
+        return self.apply_record(
+            new_order_record(
+                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp
+            )
+        )
 
     def cancel(self, instrument: int, id: int) -> list[Event]:
         return self.apply({"op": "cancel", "instrument": instrument, "id": id})
 
-    def replace(self, instrument: int, id: int, price: int | None = None, qty: int | None = None) -> list[Event]:
+    def replace(
+        self, instrument: int, id: int, price: int | None = None, qty: int | None = None
+    ) -> list[Event]:
         d = {"op": "replace", "instrument": instrument, "id": id}
         if price is not None:
             d["price"] = price
@@ -230,8 +256,12 @@ class ReferenceEngine:
             return codes.R_INVALID_TIF
         if c.stp > codes.STP_CANCEL_BOTH:
             return codes.R_INVALID_STP
-        if (c.flags & codes.OUT_OF_RANGE or c.price > codes.MAX_PRICE or c.qty > codes.MAX_QTY
-                or c.display_qty > codes.MAX_QTY):
+        if (
+            c.flags & codes.OUT_OF_RANGE
+            or c.price > codes.MAX_PRICE
+            or c.qty > codes.MAX_QTY
+            or c.display_qty > codes.MAX_QTY
+        ):
             return codes.R_OUT_OF_RANGE
         if c.id == 0:
             return codes.R_INVALID_ID
@@ -272,8 +302,11 @@ class ReferenceEngine:
     def _replace(self, c: CommandRecord, words: list) -> None:
         has_price = bool(c.flags & codes.HAS_PRICE)
         has_qty = bool(c.flags & codes.HAS_QTY)
-        if (c.flags & codes.OUT_OF_RANGE or (has_price and c.price > codes.MAX_PRICE)
-                or (has_qty and c.qty > codes.MAX_QTY)):
+        if (
+            c.flags & codes.OUT_OF_RANGE
+            or (has_price and c.price > codes.MAX_PRICE)
+            or (has_qty and c.qty > codes.MAX_QTY)
+        ):
             return self._reject(words, c, codes.R_OUT_OF_RANGE)
         if c.id == 0:
             return self._reject(words, c, codes.R_INVALID_ID)
@@ -376,8 +409,19 @@ class ReferenceEngine:
             maker.visible -= qty
             maker.open -= qty
             level.total -= qty
-            words.append((codes.EV_TRADE, 0, taker.instrument, taker.id, maker.id, level.price, qty,
-                          remaining, maker.open))
+            words.append(
+                (
+                    codes.EV_TRADE,
+                    0,
+                    taker.instrument,
+                    taker.id,
+                    maker.id,
+                    level.price,
+                    qty,
+                    remaining,
+                    maker.open,
+                )
+            )
             if maker.visible == 0:
                 if maker.open == 0:
                     self._remove(maker)
@@ -423,9 +467,17 @@ class ReferenceEngine:
         o = self.orders.get(id)
         if o is None:
             return None
-        return {"instrument": o.instrument, "side": "buy" if o.side == codes.SIDE_BUY else "sell",
-                "price": o.price, "open": o.open, "visible": o.visible, "display_qty": o.display,
-                "account": o.account, "stp": o.stp, "post_only": bool(o.post_only)}
+        return {
+            "instrument": o.instrument,
+            "side": "buy" if o.side == codes.SIDE_BUY else "sell",
+            "price": o.price,
+            "open": o.open,
+            "visible": o.visible,
+            "display_qty": o.display,
+            "account": o.account,
+            "stp": o.stp,
+            "post_only": bool(o.post_only),
+        }
 
     @property
     def live_orders(self) -> int:
@@ -454,8 +506,13 @@ class ReferenceEngine:
             "digest": self.digest,
             "commands_applied": self.commands_applied,
             "books": [
-                [instrument, [[o.id, o.side, o.price, o.open, o.visible, o.display, o.account, o.stp,
-                               o.post_only] for o in self.books[instrument].live_orders()]]
+                [
+                    instrument,
+                    [
+                        [o.id, o.side, o.price, o.open, o.visible, o.display, o.account, o.stp, o.post_only]
+                        for o in self.books[instrument].live_orders()
+                    ],
+                ]
                 for instrument in sorted(self.books)
             ],
         }
@@ -471,9 +528,9 @@ class ReferenceEngine:
             raise ValueError("not a reference-engine snapshot (bad magic or too short)")
         if blob[n] != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {blob[n]}")
-        crc = int.from_bytes(blob[n + 1:n + 5], "little")
-        length = int.from_bytes(blob[n + 5:n + 13], "little")
-        payload = blob[n + 13:]
+        crc = int.from_bytes(blob[n + 1 : n + 5], "little")
+        length = int.from_bytes(blob[n + 5 : n + 13], "little")
+        payload = blob[n + 13 :]
         if len(payload) != length:
             raise ValueError(f"truncated snapshot: {len(payload)} of {length} payload bytes")
         if zlib.crc32(payload) != crc:

@@ -53,15 +53,27 @@ class NodeCollector:
 
         yield gauge("matchcore_epoch", "current epoch", status.get("epoch", 0))
         yield gauge("matchcore_last_seq", "last sequence number applied", status.get("last_seq", 0))
-        yield gauge("matchcore_commit_seq", "highest seq acknowledged by a standby (primary) or known committed",
-                    status.get("commit", 0))
-        yield gauge("matchcore_standby_lag_entries", "entries the standby is behind (primary: slowest ack)",
-                    status.get("lag", 0))
+        yield gauge(
+            "matchcore_commit_seq",
+            "highest seq acknowledged by a standby (primary) or known committed",
+            status.get("commit", 0),
+        )
+        yield gauge(
+            "matchcore_standby_lag_entries",
+            "entries the standby is behind (primary: slowest ack)",
+            status.get("lag", 0),
+        )
         machine = d.machine
-        yield gauge("matchcore_acks_pending", "replies held until a standby acknowledges them",
-                    len(getattr(machine, "waiting", ())))
-        yield gauge("matchcore_diverged", "1 once this node's book diverged from the primary's",
-                    1 if status.get("role") == "diverged" or status.get("diverged_at") else 0)
+        yield gauge(
+            "matchcore_acks_pending",
+            "replies held until a standby acknowledges them",
+            len(getattr(machine, "waiting", ())),
+        )
+        yield gauge(
+            "matchcore_diverged",
+            "1 once this node's book diverged from the primary's",
+            1 if status.get("role") == "diverged" or status.get("diverged_at") else 0,
+        )
         journal = getattr(machine, "journal", None)
         path = getattr(journal, "path", None)
         size = 0
@@ -72,15 +84,19 @@ class NodeCollector:
                 size = 0
         yield gauge("matchcore_journal_bytes", "size of the entry log on disk", size)
 
-        dropped = CounterMetricFamily("matchcore_frames_dropped", "frames dropped, by reason",
-                                      labels=["node", "reason"])
+        dropped = CounterMetricFamily(
+            "matchcore_frames_dropped", "frames dropped, by reason", labels=["node", "reason"]
+        )
         for key, value in sorted(d.counters.items()):
             if key.startswith("decode_"):
-                dropped.add_metric([node, key[len("decode_"):]], float(value))
+                dropped.add_metric([node, key[len("decode_") :]], float(value))
         yield dropped
 
-        events = CounterMetricFamily("matchcore_node_events", "node counters (requests, dedupe hits, refills, ...)",
-                                     labels=["node", "counter"])
+        events = CounterMetricFamily(
+            "matchcore_node_events",
+            "node counters (requests, dedupe hits, refills, ...)",
+            labels=["node", "counter"],
+        )
         for key, value in sorted(status.get("counters", {}).items()):
             events.add_metric([node, key], float(value))
         yield events
@@ -93,8 +109,12 @@ class ReplyTimer:
         from prometheus_client import Counter, Histogram
 
         self.requests = Counter("matchcore_client_requests", "client requests received", registry=registry)
-        self.latency = Histogram("matchcore_reply_latency_seconds", "request arrival to reply sent",
-                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.latency = Histogram(
+            "matchcore_reply_latency_seconds",
+            "request arrival to reply sent",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.started: dict[tuple[int, int], float] = {}
 
     def on_request(self, msg: wire.Request) -> None:

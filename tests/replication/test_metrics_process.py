@@ -34,8 +34,10 @@ def test_primary_serves_role_seq_and_reply_latency():
         g.start("witness")
         g.start("a", "primary", "--metrics-port", str(port))
         g.start("b")
-        g.wait_for(lambda st: st.get("b", {}).get("role") == "standby" and st.get("a", {}).get("role") == "primary",
-                   what="a primary and a standby")
+        g.wait_for(
+            lambda st: st.get("b", {}).get("role") == "standby" and st.get("a", {}).get("role") == "primary",
+            what="a primary and a standby",
+        )
         with Client.from_config(g.path, client_id=3) as c:
             for i in range(1, 6):
                 c.submit(instrument=1, id=i, side="buy", price=100 + i, qty=10)

@@ -12,8 +12,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def run_example(name: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -30,6 +35,11 @@ def test_batch_example():
 
 @pytest.mark.parametrize("log", sorted(p.name for p in EXAMPLES.glob("*.jsonl")))
 def test_command_logs_replay(log):
-    proc = subprocess.run([sys.executable, "-m", "matching.cli", "replay", str(EXAMPLES / log), "--depth"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "matching.cli", "replay", str(EXAMPLES / log), "--depth"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert proc.stdout.strip().splitlines()[-1].startswith('{"digest": "')

@@ -14,8 +14,16 @@ class FakeMachine:
     waiting = [1, 2, 3]
 
     def status(self):
-        return {"node": "a", "role": "primary", "epoch": 4, "last_seq": 120, "commit": 117, "lag": 3,
-                "diverged_at": None, "counters": {"requests_deduplicated": 2}}
+        return {
+            "node": "a",
+            "role": "primary",
+            "epoch": 4,
+            "last_seq": 120,
+            "commit": 117,
+            "lag": 3,
+            "diverged_at": None,
+            "counters": {"requests_deduplicated": 2},
+        }
 
 
 def scrape(driver, timer_calls=None) -> str:
@@ -29,7 +37,9 @@ def scrape(driver, timer_calls=None) -> str:
 
 
 def test_status_becomes_metrics():
-    driver = SimpleNamespace(name="a", machine=FakeMachine(), counters={"decode_bad_crc": 5, "dropped_sends": 1})
+    driver = SimpleNamespace(
+        name="a", machine=FakeMachine(), counters={"decode_bad_crc": 5, "dropped_sends": 1}
+    )
     text = scrape(driver)
     assert 'matchcore_role{node="a",role="primary"} 1.0' in text
     assert 'matchcore_role{node="a",role="standby"} 0.0' in text
@@ -44,7 +54,9 @@ def test_status_becomes_metrics():
 
 def test_reply_latency_is_observed_per_request():
     driver = SimpleNamespace(name="a", machine=FakeMachine(), counters={})
-    requests = [wire.Request(client_id=7, request_id=i, command=b"\0" * wire.COMMAND_SIZE) for i in range(1, 4)]
+    requests = [
+        wire.Request(client_id=7, request_id=i, command=b"\0" * wire.COMMAND_SIZE) for i in range(1, 4)
+    ]
     text = scrape(driver, requests)
     assert "matchcore_client_requests_total 3.0" in text
     assert "matchcore_reply_latency_seconds_count 3.0" in text

@@ -27,15 +27,26 @@ def test_replay_writes_events_with_their_command_line():
     )
     assert err == ""
     assert lines[0] == {"cmd": 0, "event": "accepted", "id": 2, "instrument": 1}
-    assert lines[2] == {"cmd": 1, "event": "trade", "taker": 4, "maker": 2, "price": 1251, "qty": 100,
-                        "taker_open": 0, "maker_open": 0, "instrument": 1}
+    assert lines[2] == {
+        "cmd": 1,
+        "event": "trade",
+        "taker": 4,
+        "maker": 2,
+        "price": 1251,
+        "qty": 100,
+        "taker_open": 0,
+        "maker_open": 0,
+        "instrument": 1,
+    }
     assert lines[3] == {"instrument": 1, "bids": [], "asks": []}
     assert set(lines[4]) == {"digest"} and len(lines[4]["digest"]) == 16
 
 
 def test_replay_reports_bad_lines_and_keeps_going():
-    lines, err = run('not json\n{"op": "cancel", "instrument": 1, "id": 0}\n'
-                     '{"op": "new", "instrument": 1, "id": 3, "side": "buy", "price": 5, "qty": 1}\n')
+    lines, err = run(
+        'not json\n{"op": "cancel", "instrument": 1, "id": 0}\n'
+        '{"op": "new", "instrument": 1, "id": 3, "side": "buy", "price": 5, "qty": 1}\n'
+    )
     assert "line 1" in err and "line 2" in err
     assert lines[0] == {"cmd": 1, "event": "rejected", "id": 0, "reason": "invalid_id", "instrument": 1}
     assert lines[1]["event"] == "accepted" and lines[1]["cmd"] == 2
@@ -50,15 +61,33 @@ def test_replay_of_every_example_is_reproducible():
 
 def test_console_script_reads_stdin():
     line = '{"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 10, "qty": 1}\n'
-    proc = subprocess.run([sys.executable, "-m", "matching.cli", "replay", "-", "--depth"], input=line,
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "matching.cli", "replay", "-", "--depth"],
+        input=line,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(proc.stdout.splitlines()[0])["event"] == "accepted"
 
 
 def test_command_record_round_trips_valid_commands():
     cmds = [
-        {"op": "new", "instrument": 1, "id": 7, "side": "buy", "type": "limit", "price": 1250, "qty": 100,
-         "tif": "GTC", "account": 3, "post_only": False, "display_qty": 0, "stp": "none"},
+        {
+            "op": "new",
+            "instrument": 1,
+            "id": 7,
+            "side": "buy",
+            "type": "limit",
+            "price": 1250,
+            "qty": 100,
+            "tif": "GTC",
+            "account": 3,
+            "post_only": False,
+            "display_qty": 0,
+            "stp": "none",
+        },
         {"op": "cancel", "instrument": 1, "id": 7},
         {"op": "replace", "instrument": 1, "id": 7, "price": 1251, "qty": 60},
         {"op": "replace", "instrument": 1, "id": 7, "qty": 0},
@@ -72,6 +101,15 @@ def test_command_record_round_trips_valid_commands():
 
 
 def test_command_record_never_raises_on_garbage():
-    for junk in [None, 3, "new", [], {"op": None}, {"op": "new", "qty": 1.5}, {"op": "new", "side": 4},
-                 {"op": "new", "post_only": "yes"}, {"op": "cancel", "id": 1 << 70}]:
+    for junk in [
+        None,
+        3,
+        "new",
+        [],
+        {"op": None},
+        {"op": "new", "qty": 1.5},
+        {"op": "new", "side": 4},
+        {"op": "new", "post_only": "yes"},
+        {"op": "cancel", "id": 1 << 70},
+    ]:
         command_record(junk)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import matching
-from matching import Accepted, Cancelled, Rejected, Replaced, ReferenceEngine, Trade
+from matching import Accepted, Cancelled, ReferenceEngine, Rejected, Replaced, Trade
 from matching.codes import MAX_PRICE, MAX_QTY
 
 ENGINES = [ReferenceEngine]
@@ -84,8 +84,12 @@ def test_market_order_sweeps_and_cancels_its_remainder(e):
     sell(e, 1, 100, 5)
     sell(e, 2, 110, 5)
     events = e.submit(instrument=1, id=3, side="buy", qty=12, type="market", tif="IOC")
-    assert events == [Accepted(1, 3), Trade(1, 3, 1, 100, 5, 7, 0), Trade(1, 3, 2, 110, 5, 2, 0),
-                      Cancelled(1, 3, 2, "remainder")]
+    assert events == [
+        Accepted(1, 3),
+        Trade(1, 3, 1, 100, 5, 7, 0),
+        Trade(1, 3, 2, 110, 5, 2, 0),
+        Cancelled(1, 3, 2, "remainder"),
+    ]
     assert e.depth(1) == ([], [])
 
 
@@ -149,8 +153,11 @@ def test_iceberg_refill_goes_to_the_back_of_its_level(e):
     sell(e, 1, 100, 20, display_qty=5)
     sell(e, 2, 100, 5)
     events = buy(e, 3, 100, 12)
-    assert events[1:] == [Trade(1, 3, 1, 100, 5, 7, 15), Trade(1, 3, 2, 100, 5, 2, 0),
-                          Trade(1, 3, 1, 100, 2, 0, 13)]
+    assert events[1:] == [
+        Trade(1, 3, 1, 100, 5, 7, 15),
+        Trade(1, 3, 2, 100, 5, 2, 0),
+        Trade(1, 3, 1, 100, 2, 0, 13),
+    ]
     assert e.depth(1) == ([], [(100, 3, 1)])
 
 
@@ -164,7 +171,10 @@ def test_stp_none_allows_a_self_trade(e):
 
 def test_stp_cancel_taker(e):
     sell(e, 1, 100, 5, account=3)
-    assert buy(e, 2, 100, 5, account=3, stp="cancel_taker") == [Accepted(1, 2), Cancelled(1, 2, 5, "self_trade")]
+    assert buy(e, 2, 100, 5, account=3, stp="cancel_taker") == [
+        Accepted(1, 2),
+        Cancelled(1, 2, 5, "self_trade"),
+    ]
     assert e.depth(1) == ([], [(100, 5, 1)])
 
 
@@ -247,8 +257,11 @@ def test_mass_cancel_by_account_in_book_order(e):
     sell(e, 3, 105, 5, account=8)
     e.submit(instrument=2, id=4, side="sell", price=105, qty=5, account=7)
     events = e.mass_cancel(account=7)
-    assert events == [Cancelled(1, 2, 5, "mass_cancel"), Cancelled(1, 1, 5, "mass_cancel"),
-                      Cancelled(2, 4, 5, "mass_cancel")]
+    assert events == [
+        Cancelled(1, 2, 5, "mass_cancel"),
+        Cancelled(1, 1, 5, "mass_cancel"),
+        Cancelled(2, 4, 5, "mass_cancel"),
+    ]
     assert e.depth(1) == ([], [(105, 5, 1)])
 
 
@@ -272,12 +285,27 @@ REJECTS = [
     ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": "100", "qty": 1}, "bad_field"),
     ({"op": "new", "id": 5, "side": "buy", "price": 100, "qty": 1}, "bad_field"),
     ({"op": "new", "instrument": 1, "id": 5, "side": "long", "price": 100, "qty": 1}, "invalid_side"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "type": "stop"}, "invalid_type"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "tif": "DAY"}, "invalid_tif"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "stp": "x"}, "invalid_stp"),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "type": "stop"},
+        "invalid_type",
+    ),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "tif": "DAY"},
+        "invalid_tif",
+    ),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "stp": "x"},
+        "invalid_stp",
+    ),
     ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 1 << 63, "qty": 1}, "out_of_range"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": MAX_PRICE + 1, "qty": 1}, "out_of_range"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": MAX_QTY + 1}, "out_of_range"),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": MAX_PRICE + 1, "qty": 1},
+        "out_of_range",
+    ),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": MAX_QTY + 1},
+        "out_of_range",
+    ),
     ({"op": "new", "instrument": 1, "id": -1, "side": "buy", "price": 100, "qty": 1}, "out_of_range"),
     ({"op": "new", "instrument": 1 << 32, "id": 5, "side": "buy", "price": 100, "qty": 1}, "out_of_range"),
     ({"op": "new", "instrument": 1, "id": 0, "side": "buy", "price": 100, "qty": 1}, "invalid_id"),
@@ -285,12 +313,18 @@ REJECTS = [
     ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": -3}, "invalid_qty"),
     ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 0, "qty": 1}, "invalid_price"),
     ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "qty": 1}, "invalid_price"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "type": "market"},
-     "price_on_market"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 3, "display_qty": 4},
-     "invalid_display"),
-    ({"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 3, "display_qty": -1},
-     "invalid_display"),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "type": "market"},
+        "price_on_market",
+    ),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 3, "display_qty": 4},
+        "invalid_display",
+    ),
+    (
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 3, "display_qty": -1},
+        "invalid_display",
+    ),
     ({"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 90, "qty": 3}, "duplicate_id"),
     ({"op": "cancel", "instrument": 1, "id": 0}, "invalid_id"),
     ({"op": "cancel", "instrument": 1, "id": 77}, "unknown_order"),
