@@ -221,6 +221,11 @@ class FileJournal(JournalBase):
         self._offsets = array("Q")  # file offset of entry base+1+i; one extra = end of file
         self._base = 0
         self.truncated_bytes = 0  # how much torn/corrupt tail was cut on open
+        # defer_sync: ``append`` under fsync="batch" only writes and marks the journal
+        # dirty; the owner calls ``sync()`` before anything that depends on durability
+        # (the ZeroMQ driver does, after sending Entries: see node.Driver.perform).
+        self.defer_sync = False
+        self.dirty = False
         self._fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._scan()
 
@@ -303,6 +308,15 @@ class FileJournal(JournalBase):
         if chunks:
             os.pwrite(self._fd, b"".join(chunks), self._offsets[-1 - len(chunks)])
         if self.fsync == "batch":
+            if self.defer_sync:
+                self.dirty = True
+            else:
+                os.fdatasync(self._fd)
+
+    def sync(self) -> None:
+        """fdatasync what deferred appends wrote (no-op when nothing is pending)."""
+        if self.dirty:
+            self.dirty = False
             os.fdatasync(self._fd)
 
     def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:
@@ -390,5 +404,6 @@ class FileJournal(JournalBase):
 
     def close(self) -> None:
         if self._fd >= 0:
+            self.sync()
             os.close(self._fd)
             self._fd = -1

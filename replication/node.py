@@ -92,8 +92,11 @@ class Driver:
         self.router.setsockopt(zmq.SNDHWM, 1_000_000)
         self.router.bind(endpoint)
         self.pub = None
+        # Topics some subscriber holds (XPUB reports the first subscribe and last
+        # unsubscribe per topic): with none, Publish outputs are not even encoded.
+        self.pub_topics: set[bytes] = set()
         if publish:
-            self.pub = self.ctx.socket(zmq.PUB)
+            self.pub = self.ctx.socket(zmq.XPUB)
             self.pub.setsockopt(zmq.LINGER, 0)
             if keys_dir:
                 security.make_server(self.pub, keys_dir, name)
@@ -114,6 +117,14 @@ class Driver:
         self.poller.register(self.router, zmq.POLLIN)
         for mon in self.monitors:
             self.poller.register(mon, zmq.POLLIN)
+        if self.pub is not None:
+            self.poller.register(self.pub, zmq.POLLIN)
+        # A journal that defers its fsync (FileJournal with fsync="batch") is synced by
+        # perform() after the Entries sends and before any other output: see perform().
+        journal = getattr(machine, "journal", None)
+        self.journal = journal if hasattr(journal, "sync") and hasattr(journal, "defer_sync") else None
+        if self.journal is not None:
+            self.journal.defer_sync = True
         self._last_drop_log = 0.0
         self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
 
@@ -129,11 +140,25 @@ class Driver:
     # -- outputs ----------------------------------------------------------------------
 
     def perform(self, outputs: list) -> None:
+        """Perform outputs in order.
+
+        Durability rule: the machine has written (not yet fsynced) its journal
+        appends before returning. ``Entries`` to peers may go out before the
+        fsync, so the primary's fdatasync overlaps the standby's journal write
+        and round trip; every other output (replies, acks, heartbeats — all of
+        which may acknowledge a seq — and publishes) waits for the fsync. So a
+        reply is released only once the primary's copy is synced *and* (sync
+        mode) every ISR member acked its own journaled copy.
+        """
+        journal = self.journal
         for o in outputs:
             if isinstance(o, wire.Send):
-                frame = wire.encode(o.msg)
-                if self.reply_timer is not None and type(o.msg) is wire.Reply:
-                    self.reply_timer.on_reply(o.msg)
+                msg = o.msg
+                if journal is not None and journal.dirty and type(msg) is not wire.Entries:
+                    journal.sync()
+                frame = wire.encode(msg)
+                if self.reply_timer is not None and type(msg) is wire.Reply:
+                    self.reply_timer.on_reply(msg)
                 if isinstance(o.dest, bytes):
                     try:
                         self.router.send_multipart([o.dest, frame], zmq.NOBLOCK)
@@ -149,7 +174,23 @@ class Driver:
                     except zmq.Again:
                         self.count("dropped_sends")  # peer not connected (IMMEDIATE): it will catch up
             elif isinstance(o, wire.Publish) and self.pub is not None:
-                self.pub.send_multipart([o.topic, wire.encode(o.msg)], zmq.NOBLOCK)
+                if journal is not None and journal.dirty:
+                    journal.sync()
+                if self.pub_topics:
+                    self.pub.send_multipart([o.topic, wire.encode(o.msg)], zmq.NOBLOCK)
+        if journal is not None and journal.dirty:
+            journal.sync()
+
+    def _pub_subscriptions(self) -> None:
+        while True:
+            try:
+                ev = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if ev[:1] == b"\x01":
+                self.pub_topics.add(ev[1:])
+            elif ev[:1] == b"\x00":
+                self.pub_topics.discard(ev[1:])
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -207,6 +248,8 @@ class Driver:
                     if evt["event"] == zmq.EVENT_DISCONNECTED:
                         log.info("peer_disconnected node=%s peer=%s", self.name, peer)
                         outs += self.machine.handle(peer, wire.PeerDown(peer), now)
+        if self.pub is not None and self.pub in events:
+            self._pub_subscriptions()
         outs += self.machine.tick(now)
         self.perform(outs)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -71,8 +72,10 @@ class Replica:
         self.perturb_seq = perturb_seq
         self.seq = 0
         self.last_epoch = 0
-        # client id -> [floor, {request id -> (seq, events)}]; dicts keep insertion
-        # order, so eviction is deterministic and identical on every replica.
+        # client id -> [floor, OrderedDict{request id -> (seq, events)}]: insertion
+        # order, so eviction is deterministic and identical on every replica; an
+        # OrderedDict because evicting the oldest of a plain dict (next(iter(d))
+        # after many front deletions) scans the deleted slots: O(window), not O(1).
         self.results: dict[int, list] = {}
         self._dtype = _command_dtype()
 
@@ -108,6 +111,62 @@ class Replica:
             self._remember(client_id, request_id, seq, events)
         return events, int(self.engine.digest)
 
+    def execute_many(self, epoch: int, requests: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
+        """Apply ``requests`` (``(client_id, request_id, command)``) as the next seqs; ``[(events, digest)]``.
+
+        Same result as one :meth:`execute` per request, with one command array
+        for the batch (each command still gets its own digest: entries carry it). O(batch).
+        """
+        first = self.seq + 1
+        if self.perturb_seq and first <= self.perturb_seq < first + len(requests):
+            return [self.execute(epoch, self.seq + 1, c, r, cmd) for c, r, cmd in requests]
+        arr = np.frombuffer(b"".join([cmd for _, _, cmd in requests]), dtype=self._dtype)
+        engine, remember = self.engine, self._remember
+        apply = engine.apply_batch
+        out = []
+        seq = self.seq
+        for i, (client_id, request_id, _) in enumerate(requests):
+            events = apply(arr[i : i + 1]).tobytes()
+            seq += 1
+            self.seq = seq
+            if client_id:
+                remember(client_id, request_id, seq, events)
+            out.append((events, int(engine.digest)))
+        self.last_epoch = epoch
+        return out
+
+    def apply_entries(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
+        """Apply consecutive entries from ``self.seq + 1``; stop before the first whose digest differs.
+
+        Returns how many were applied with matching digests (``len(entries)`` if
+        all): entry ``n`` (if any) is the first divergence, and it is applied
+        too (the book is then wrong: the caller stops using it). O(entries).
+        """
+        if not entries:
+            return 0
+        if entries[0].seq != self.seq + 1:
+            raise ValueError(f"replica at seq {self.seq} cannot apply seq {entries[0].seq}")
+        first = entries[0].seq
+        if self.perturb_seq and first <= self.perturb_seq < first + len(entries):
+            for n, e in enumerate(entries):
+                if not self.apply_entry(e)[1]:
+                    return n
+            return len(entries)
+        arr = np.frombuffer(b"".join([e.command for e in entries]), dtype=self._dtype)
+        engine, remember = self.engine, self._remember
+        apply = engine.apply_batch
+        for i, e in enumerate(entries):
+            if e.seq != self.seq + 1:
+                raise ValueError(f"replica at seq {self.seq} cannot apply seq {e.seq}")
+            events = apply(arr[i : i + 1]).tobytes()
+            self.seq = e.seq
+            self.last_epoch = e.epoch
+            if e.client_id:
+                remember(e.client_id, e.request_id, e.seq, events)
+            if engine.digest != e.digest:
+                return i
+        return len(entries)
+
     def apply_entry(self, e: Entry) -> tuple[bytes, bool]:
         """Apply a journal entry; return ``(events, digest_matches)``."""
         events, digest = self.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
@@ -116,12 +175,11 @@ class Replica:
     def _remember(self, client_id: int, request_id: int, seq: int, events: bytes) -> None:
         slot = self.results.get(client_id)
         if slot is None:
-            slot = self.results[client_id] = [0, {}]
+            slot = self.results[client_id] = [0, OrderedDict()]
         table = slot[1]
         table[request_id] = (seq, events)
         if len(table) > self.dedupe_window:
-            old = next(iter(table))
-            del table[old]
+            old = table.popitem(last=False)[0]
             slot[0] = max(slot[0], old + 1)
 
     def _perturb(self) -> None:
@@ -171,7 +229,7 @@ class Replica:
         for _ in range(nclients):
             cid, floor, n = CLIENT_HEAD.unpack_from(blob, pos)
             pos += CLIENT_HEAD.size
-            table = {}
+            table: OrderedDict = OrderedDict()
             for _ in range(n):
                 rid, s, ln = RESULT_HEAD.unpack_from(blob, pos)
                 pos += RESULT_HEAD.size

@@ -104,22 +104,21 @@ class SequencerMixin:
         out: list = []
         while self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
             n = min(len(self.pending), self.settings.max_batch)
+            popleft, discard = self.pending.popleft, self.pending_keys.discard
+            batch = [popleft() for _ in range(n)]
+            reqs = []
+            for _, m in batch:
+                discard((m.client_id, m.request_id))
+                reqs.append((m.client_id, m.request_id, m.command))
+            epoch, name, first = self.epoch, self.name, self.replica.seq + 1
+            results = self.replica.execute_many(epoch, reqs)
             entries, events_list, replies = [], [], []
-            for _ in range(n):
-                src, m = self.pending.popleft()
-                self.pending_keys.discard((m.client_id, m.request_id))
-                seq = self.replica.seq + 1
-                events, digest = self.replica.execute(self.epoch, seq, m.client_id, m.request_id, m.command)
-                entries.append(Entry(self.epoch, seq, m.client_id, m.request_id, digest, m.command))
+            Reply, OK = wire.Reply, wire.OK
+            for i, ((src, m), (events, digest)) in enumerate(zip(batch, results)):
+                seq = first + i
+                entries.append(Entry(epoch, seq, m.client_id, m.request_id, digest, m.command))
                 events_list.append(events)
-                replies.append(
-                    (
-                        seq,
-                        src,
-                        wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq, self.name, events),
-                        now,
-                    )
-                )
+                replies.append((seq, src, Reply(m.client_id, m.request_id, OK, epoch, seq, name, events), now))
             self.journal.append(entries)
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once

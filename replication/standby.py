@@ -85,15 +85,20 @@ class StandbyMixin:
         self.leader_commit = max(self.leader_commit, m.commit)
         last = m.entries[-1].seq if m.entries else 0
         self.leader_seq = max(self.leader_seq, last)
-        applied = []
-        for e in m.entries:
-            if e.seq <= self.replica.seq:
-                continue
-            if e.seq == self.replica.seq + 1:
-                self.future.pop(e.seq, None)  # an early copy may sit in the buffer: it is not ahead any more
-                if not self._apply(e, applied):
+        applied: list = []
+        entries = m.entries
+        k = self.replica.seq + 1 - entries[0].seq if entries else 0
+        if 0 <= k < len(entries):
+            # The usual case: the message continues our journal. Apply the run in one go.
+            run = entries[k:]
+            if self.future:
+                for e in run:
+                    self.future.pop(e.seq, None)  # early copies are not ahead any more
+            self._apply_run(run, applied)
+        elif k < 0:
+            for e in entries:
+                if len(self.future) >= REORDER_BUFFER:
                     break
-            elif len(self.future) < REORDER_BUFFER:
                 self.future[e.seq] = e
         while self.role == wire.ROLE_STANDBY and self.replica.seq + 1 in self.future:
             if not self._apply(self.future.pop(self.replica.seq + 1), applied):
@@ -102,6 +107,21 @@ class StandbyMixin:
         if self.future and self.role == wire.ROLE_STANDBY:
             out += self.request_refill(now, min(self.future) - 1)
         return out
+
+    def _apply_run(self: NodeMachine, run, applied: list) -> bool:
+        """Apply consecutive entries that continue our journal; False (diverged) at the first bad digest."""
+        n = self.replica.apply_entries(run)
+        if self.history and run[-1].epoch <= self.history[-1][0] and run[0].epoch <= self.history[-1][0]:
+            applied.extend(run[:n])
+        else:
+            for e in run[:n]:
+                if not self.history or e.epoch > self.history[-1][0]:
+                    self.note_epoch_start(e.epoch, e.seq)
+                applied.append(e)
+        if n < len(run):
+            self.diverge(run[n])
+            return False
+        return True
 
     def _apply(self: NodeMachine, e: wire.Entry, applied: list) -> bool:
         _, ok = self.replica.apply_entry(e)

@@ -137,6 +137,9 @@ def unpack_command(b: bytes) -> tuple:
 # --- journal entries ------------------------------------------------------------
 
 ENTRY = struct.Struct("<IQQQQ56s")  # epoch, seq, client_id, request_id, digest, command
+_REQUEST = struct.Struct("<QQ56s")  # client_id, request_id, command
+_ENTRIES_HEAD = struct.Struct("<QIB")  # commit, count, flags
+_REPLY_HEAD = struct.Struct("<QQBH")  # client_id, request_id, status, leader length
 
 
 class Entry(NamedTuple):
@@ -192,11 +195,11 @@ class Request(Message):
     command: bytes
 
     def payload(self) -> bytes:
-        return struct.pack("<QQ56s", self.client_id, self.request_id, self.command)
+        return _REQUEST.pack(self.client_id, self.request_id, self.command)
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
-        cid, rid, cmd = r.unpack(struct.Struct("<QQ56s"))
+        cid, rid, cmd = r.unpack(_REQUEST)
         return cls(cid, rid, cmd)
 
 
@@ -214,16 +217,27 @@ class Reply(Message):
     events: bytes = b""
 
     def payload(self) -> bytes:
-        return (
-            struct.pack("<QQB", self.client_id, self.request_id, self.status)
-            + _text(self.leader)
-            + _blob(self.events)
+        leader = self.leader.encode("utf-8")
+        return b"".join(
+            (
+                _REPLY_HEAD.pack(self.client_id, self.request_id, self.status, len(leader)),
+                leader,
+                _U32.pack(len(self.events)),
+                self.events,
+            )
         )
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
-        cid, rid, status = r.unpack(struct.Struct("<QQB"))
-        leader = r.text()
+        buf = r.buf
+        if len(buf) < _REPLY_HEAD.size:
+            raise DecodeError("bad_payload", "field runs past the end of the payload")
+        cid, rid, status, n = _REPLY_HEAD.unpack_from(buf)
+        r.pos = _REPLY_HEAD.size
+        try:
+            leader = r.take(n).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("bad_payload", "text is not UTF-8") from exc
         events = r.blob()
         if len(events) % EVENT_SIZE:
             raise DecodeError("bad_payload", "events not a whole number of records")
@@ -247,18 +261,29 @@ class Entries(Message):
 
     def payload(self) -> bytes:
         flags = 1 if self.events else 0
-        parts = [struct.pack("<QIB", self.commit, len(self.entries), flags)]
+        head = _ENTRIES_HEAD.pack(self.commit, len(self.entries), flags)
+        pack = ENTRY.pack
+        if not flags:
+            return head + b"".join([pack(*e) for e in self.entries])
+        parts = [head]
         for i, e in enumerate(self.entries):
-            parts.append(ENTRY.pack(*e))
-            if flags:
-                parts.append(_blob(self.events[i]))
+            parts.append(pack(*e))
+            parts.append(_blob(self.events[i]))
         return b"".join(parts)
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
-        commit, n, flags = r.unpack(struct.Struct("<QIB"))
+        commit, n, flags = r.unpack(_ENTRIES_HEAD)
         if n * ENTRY.size > len(r.buf):
             raise DecodeError("bad_length", f"{n} entries cannot fit")
+        if not flags & 1:
+            # Fast path (the replication stream): one iter_unpack over all records.
+            make = Entry._make
+            entries = [make(t) for t in ENTRY.iter_unpack(r.take(n * ENTRY.size))]
+            for i, e in enumerate(entries):
+                if e.seq != seq + i:
+                    raise DecodeError("bad_payload", "entries are not consecutive")
+            return cls(epoch, seq, commit, tuple(entries), ())
         entries, events = [], []
         for i in range(n):
             e = Entry(*r.unpack(ENTRY))
@@ -640,6 +665,8 @@ def decode(frame: bytes) -> Message:
     body = frame[HEADER_SIZE:]
     if zlib.crc32(body, zlib.crc32(frame[:20])) != crc:
         raise DecodeError("bad_checksum")
+    if typ == 1 and length == _REQUEST.size:  # fast path: the hot inbound message
+        return Request(*_REQUEST.unpack(body))
     cls = MESSAGE_TYPES.get(typ)
     if cls is None:
         raise DecodeError("unknown_type", str(typ))
