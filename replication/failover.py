@@ -273,12 +273,29 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             return []
         if self.want_primary and self.followed_epoch != self.epoch and not self.leader:
             return self.run_for_primary(now, "start")
+        if not self.leader and self._followers_waiting(now):
+            # We were this epoch's primary (crashed, restarted as a standby) and live
+            # standbys still follow us: nobody else may hold our epoch's history.
+            return self.run_for_primary(now, "followers_waiting")
         if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
             if self.candidate_since is not None and self.leader and not self.leader_dead(now):
                 log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
                 self.candidate_since = None
             return []
         return self.run_for_primary(now, "primary_lost")
+
+    def _followers_waiting(self, now: float) -> bool:
+        for p in self.peers:  # list order: deterministic
+            hb = self.peer_info.get(p)
+            if (
+                hb is not None
+                and hb.role == wire.ROLE_STANDBY
+                and hb.leader == self.name
+                and hb.epoch == self.epoch
+                and now - self.last_heard.get(p, NEVER) <= self.settings.heartbeat_timeout
+            ):
+                return True
+        return False
 
     def run_for_primary(self, now: float, reason: str) -> list:
         if self.candidate_since is None:

@@ -65,6 +65,18 @@ class WitnessMachine:
             self.last_heard[src] = now
         if isinstance(msg, wire.Heartbeat):
             self.on_heartbeat(src, msg)
+            if (
+                src == self.primary
+                and msg.role == wire.ROLE_STANDBY
+                and msg.epoch == self.epoch - 1
+                and self.epoch > 0
+            ):
+                # We granted src this epoch but it still follows the previous one: the
+                # Vote was lost (and its candidacy dropped when the old primary came
+                # back). Re-send it, or the old primary, whose ISR changes we no longer
+                # accept, and the group would be stuck without redundancy.
+                self.count("votes_resent")
+                return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)"))]
             return []
         if isinstance(msg, wire.VoteRequest):
             return [Send(src, self.on_vote_request(msg, now))]
@@ -132,7 +144,9 @@ class WitnessMachine:
                 and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
             ):
                 return deny(f"{node} is alive as primary")
-        if self.settings.mode == "sync" and self.isr is not None and m.node not in self.isr:
+        # The primary of our epoch may run again (it crashed and restarted as a standby):
+        # it sequenced, and journaled before replying, everything of that epoch.
+        if self.settings.mode == "sync" and self.isr is not None and m.node not in self.isr and m.node != self.primary:
             return deny(
                 f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
             )
