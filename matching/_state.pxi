@@ -149,43 +149,59 @@ cdef class Engine:
 
     cdef list _events_to_list(self, int64_t start):
         # Named tuples are built only here, after the core has finished.
+        # The events of one call mostly share their instrument and order id
+        # (and a sweep's trades their price): each is converted to a Python
+        # int once and the object reused, not once per event.
         cdef list out = []
         cdef int64_t i
         cdef const event_t *e
         cdef object t
+        cdef object inst_o = None, id_o = None, px_o = None
+        cdef uint32_t inst_v = 0
+        cdef uint64_t id_v = 0
+        cdef int64_t px_v = 0
         for i in range(start, self.core.n_events):
             e = &self.core.events[i]
+            if inst_o is None or e.instrument != inst_v:
+                inst_v = e.instrument
+                inst_o = inst_v
+            if id_o is None or e.id != id_v:
+                id_v = e.id
+                id_o = id_v
             # Fill the named tuples in place (tp_alloc + SET_ITEM): calling
             # the class would build and copy an argument tuple per event.
             if e.kind == EV_TRADE:
+                if px_o is None or e.price != px_v:
+                    px_v = e.price
+                    px_o = px_v
                 t = mc_tuple_alloc(_Trade, 7)
-                put(t, 0, e.instrument)
-                put(t, 1, e.id)
+                put(t, 0, inst_o)
+                put(t, 1, id_o)
                 put(t, 2, e.maker)
-                put(t, 3, e.price)
+                put(t, 3, px_o)
                 put(t, 4, e.qty)
                 put(t, 5, e.open_a)
                 put(t, 6, e.open_b)
             elif e.kind == EV_ACCEPTED:
                 t = mc_tuple_alloc(_Accepted, 2)
-                put(t, 0, e.instrument)
-                put(t, 1, e.id)
+                put(t, 0, inst_o)
+                put(t, 1, id_o)
             elif e.kind == EV_CANCELLED:
                 t = mc_tuple_alloc(_Cancelled, 4)
-                put(t, 0, e.instrument)
-                put(t, 1, e.id)
+                put(t, 0, inst_o)
+                put(t, 1, id_o)
                 put(t, 2, e.open_a)
                 put(t, 3, _REASONS[e.reason])
             elif e.kind == EV_REPLACED:
                 t = mc_tuple_alloc(_Replaced, 4)
-                put(t, 0, e.instrument)
-                put(t, 1, e.id)
+                put(t, 0, inst_o)
+                put(t, 1, id_o)
                 put(t, 2, e.price)
                 put(t, 3, e.qty)
             else:
                 t = mc_tuple_alloc(_Rejected, 3)
-                put(t, 0, e.instrument)
-                put(t, 1, e.id)
+                put(t, 0, inst_o)
+                put(t, 1, id_o)
                 put(t, 2, _REASONS[e.reason])
             if not MC_FAST_TUPLES:
                 t = _tuple_new(self._ev_types[e.kind - 1], t)
