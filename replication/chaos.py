@@ -167,6 +167,13 @@ def run_chaos(
             except TimeoutError as exc:
                 # A stuck group is a finding: stop cycling, still check what was acknowledged.
                 res["stalled"] = f"cycle {res['cycles'] + 1}: {str(exc).splitlines()[0]}"
+                try:
+                    res["stalled_status"] = {
+                        n: {k: s.get(k) for k in ("role", "epoch", "last_seq", "leader", "joined")}
+                        for n, s in g.status(0.5).items()
+                    }
+                except Exception as why:  # noqa: BLE001 - best effort: the report matters more
+                    res["stalled_status"] = repr(why)
         finally:
             c.close()
             for n in names + ["witness"]:
