@@ -182,7 +182,9 @@ class ClientCore:
             )
             self.primary = target
             self.count("switches")
-        delay = min(0.001 * p.bounces, self.retry_timeout / 2)
+        # Told to wait for a node we lost: the node that answered is likely about to
+        # promote (and holds requests once it suspects its leader): probe every 1 ms.
+        delay = 0.001 if why == "hint_lost" else min(0.001 * p.bounces, self.retry_timeout / 2)
         for rid, q in self.pending.items():
             if q is p:
                 self._set_timer(rid, q, now + delay)

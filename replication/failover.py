@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +98,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.promotion_ms: float | None = None
         self.diverged_at = 0
         self.last_snapshot_seq = self.replica.seq
+        # Client requests that reached us while we ran for primary: served if we
+        # promote (the first replies need no client re-send), refused otherwise.
+        self.held: deque = deque()
         self._reset_primary_state()
         self._reset_standby_state()
         log.info(
@@ -281,8 +285,42 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             if self.candidate_since is not None and self.leader and not self.leader_dead(now):
                 log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
                 self.candidate_since = None
-            return []
-        return self.run_for_primary(now, "primary_lost")
+            return self.refuse_held() if self.held and not self._may_hold() else []
+        out = self.run_for_primary(now, "primary_lost")
+        if self.held and now - self.held[0][2] > self.settings.heartbeat_timeout:
+            out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
+        return out
+
+    def _suspecting(self) -> bool:
+        """Our leader's connection dropped and we have not heard from it since."""
+        return bool(self.leader) and self.suspect_at.get(self.leader, NEVER) >= self.last_heard.get(
+            self.leader, NEVER
+        )
+
+    def _may_hold(self) -> bool:
+        """Running for primary, suspecting the leader, or the leader is draining into us (switchover)."""
+        if self.candidate_since is not None or self._suspecting():
+            return True
+        hb = self.peer_info.get(self.leader) if self.leader else None
+        return hb is not None and hb.role == wire.ROLE_DRAINING and hb.epoch == self.epoch
+
+    def hold_request(self, src: wire.Address, m: wire.Request, now: float) -> bool:
+        """While running for primary (or suspecting the leader), keep a client request to serve it once promoted."""
+        if len(self.held) >= 4 * self.settings.max_batch:
+            return False
+        if not self._may_hold():
+            return False
+        self.held.append((src, m, now))
+        self.count("requests_held")
+        return True
+
+    def refuse_held(self) -> list:
+        out = []
+        while self.held:
+            src, m, _ = self.held.popleft()
+            self.count("requests_refused")
+            out.append(Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader)))
+        return out
 
     def _followers_waiting(self, now: float) -> bool:
         for p in self.peers:  # list order: deterministic
@@ -330,24 +368,33 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old
         # primary's ISR changes any more, so declining would leave the group stuck.
-        return self.promote(now, "witness")
+        return self.promote(now, "witness", m.isr)
 
     # -- role changes ---------------------------------------------------------------------
 
-    def promote(self, now: float, reason: str) -> list:
-        """Become primary of a new epoch and serve at once from the hot book."""
+    def promote(self, now: float, reason: str, isr: tuple[str, ...] | None = None) -> list:
+        """Become primary of a new epoch and serve at once from the hot book.
+
+        ``isr``: the in-sync set the witness recorded with its grant (None: every other node).
+        """
         if self.role != wire.ROLE_STANDBY:
             return []
         old_leader = self.leader
         decided = self.candidate_since if self.candidate_since is not None else now
-        self.set_epoch(self.epoch + 1)
-        self.note_epoch_start(self.epoch, self.replica.seq + 1)
+        log.info("epoch_change node=%s from=%d to=%d", self.name, self.epoch, self.epoch + 1)
+        self.epoch += 1
+        self.history.append((self.epoch, self.replica.seq + 1))
+        self.save_meta()  # one durable write (epoch and history) on the promotion's critical path
         self.role = wire.ROLE_PRIMARY
         self.leader = self.name
         self.want_primary = False
         self.candidate_since = None
         self._reset_primary_state()
         self._reset_standby_state()
+        if isr is not None:
+            self.isr = [p for p in self.peers if p in isr]
+            self.isr_confirmed = self.isr_proposed = tuple(self.isr)
+            self.recompute_commit()
         self.promotion_ms = (now - decided) * 1000.0
         self.count("promotions")
         log.warning(
@@ -366,6 +413,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         out = [Send(p, hb) for p in self.peers]
         if self.witness:
             out.append(Send(self.witness, hb))
+        held, self.held = self.held, deque()
+        for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
+            out += self.on_request(src, m, now)
         return out
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:

@@ -15,7 +15,12 @@ On-disk layout of a journal directory::
 
     entries.log   records: u32 length, u32 crc32(payload), payload (a packed Entry)
     snapshot.bin  u8[4] b"MCSN", u64 seq, u32 last_epoch, u32 crc32(blob), u64 len, blob
-    meta.json     {"epoch": ..., "history": [[epoch, first_seq], ...], ...}
+    meta.bin      two 64 KiB slots, written alternately in place (pwrite + fdatasync:
+                  no new file, rename or directory fsync on a promotion's critical
+                  path); each: u64 counter, u32 length, u32 crc32(json), json
+    meta.json     {"epoch": ..., "history": [[epoch, first_seq], ...], "counter": n}:
+                  the fallback for metadata too big for a slot, and older journals;
+                  the valid copy with the highest counter wins
 
 Entries cover seqs ``base_seq + 1 .. last_seq``; ``base_seq`` is the seq of
 the snapshot installed by :meth:`reset` (0 for a journal that began empty).
@@ -40,6 +45,8 @@ SNAP = struct.Struct("<4sQIIQ")
 SNAP_MAGIC = b"MCSN"
 MAX_RECORD = 1 << 20
 FSYNC_POLICIES = ("none", "batch", "always")
+META_SLOT = 64 * 1024
+META_HEAD = struct.Struct("<QII")  # counter, json length, crc32(json)
 
 
 class JournalBase:
@@ -216,6 +223,10 @@ class FileJournal(JournalBase):
         self._log_path = os.path.join(path, "entries.log")
         self._snap_path = os.path.join(path, "snapshot.bin")
         self._meta_path = os.path.join(path, "meta.json")
+        self._meta_bin_path = os.path.join(path, "meta.bin")
+        self._meta_fd = -1
+        self._meta_counter = 0
+        self._meta_loaded = False
         self._snap_cache: tuple[int, int, bytes] | None = None
         self._snap_loaded = False
         self._offsets = array("Q")  # file offset of entry base+1+i; one extra = end of file
@@ -389,20 +400,69 @@ class FileJournal(JournalBase):
         self._offsets = array("Q", [0])
         log.info("journal_reset path=%s base_seq=%d", self.path, seq)
 
-    def load_meta(self) -> dict[str, Any]:
+    def _meta_candidates(self) -> list[tuple[int, dict[str, Any]]]:
+        out = []
         try:
             with open(self._meta_path, encoding="utf-8") as f:
-                return json.load(f)
+                doc = json.load(f)
+            out.append((int(doc.get("counter", 0)), doc))
         except FileNotFoundError:
-            return {}
+            pass
         except ValueError:
             log.warning("meta_corrupt path=%s", self._meta_path)
+        try:
+            with open(self._meta_bin_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        for slot in range(2):
+            off = slot * META_SLOT
+            if len(data) < off + META_HEAD.size:
+                continue
+            counter, n, crc = META_HEAD.unpack_from(data, off)
+            body = data[off + META_HEAD.size : off + META_HEAD.size + n]
+            if counter == 0 or n > META_SLOT - META_HEAD.size or len(body) != n or zlib.crc32(body) != crc:
+                continue  # empty, or torn by a crash mid-write: the other slot holds the previous copy
+            try:
+                out.append((counter, json.loads(body)))
+            except ValueError:
+                continue
+        return out
+
+    def load_meta(self) -> dict[str, Any]:
+        got = self._meta_candidates()
+        if not got:
             return {}
+        counter, doc = max(got, key=lambda c: c[0])
+        self._meta_counter = max(self._meta_counter, counter)
+        doc.pop("counter", None)
+        return doc
 
     def save_meta(self, meta: dict[str, Any]) -> None:
-        _atomic_write(self._meta_path, json.dumps(meta, sort_keys=True).encode())
+        """Durably replace the metadata: one in-place slot write + fdatasync (O(size))."""
+        if self._meta_counter == 0 and not self._meta_loaded:
+            self.load_meta()
+        self._meta_loaded = True
+        self._meta_counter += 1
+        body = json.dumps(meta, sort_keys=True).encode()
+        if len(body) > META_SLOT - META_HEAD.size:
+            _atomic_write(self._meta_path, json.dumps(dict(meta, counter=self._meta_counter), sort_keys=True).encode())
+            return
+        if self._meta_fd < 0:
+            fresh = not os.path.exists(self._meta_bin_path)
+            self._meta_fd = os.open(self._meta_bin_path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fresh or os.fstat(self._meta_fd).st_size < 2 * META_SLOT:
+                os.pwrite(self._meta_fd, bytes(2 * META_SLOT), 0)  # allocate both slots once
+                os.fsync(self._meta_fd)
+                _fsync_dir(self.path)
+        rec = META_HEAD.pack(self._meta_counter, len(body), zlib.crc32(body)) + body
+        os.pwrite(self._meta_fd, rec, (self._meta_counter % 2) * META_SLOT)
+        os.fdatasync(self._meta_fd)
 
     def close(self) -> None:
+        if self._meta_fd >= 0:
+            os.close(self._meta_fd)
+            self._meta_fd = -1
         if self._fd >= 0:
             self.sync()
             os.close(self._fd)

@@ -48,6 +48,7 @@ class SequencerMixin:
         self.isr_proposed: tuple[str, ...] = self.isr_confirmed  # the last set sent to the witness
         self.isr_unsure = False  # a proposal is unanswered: the witness may hold it or an older set
         self.isr_asked_at = -1.0
+        self.isr_proposals = 0  # numbers IsrUpdates within the epoch (the witness refuses older ones)
         self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
         self.drain_started = 0.0
@@ -56,6 +57,8 @@ class SequencerMixin:
 
     def on_request(self: NodeMachine, src: wire.Address, m: wire.Request, now: float) -> list:
         if self.role != wire.ROLE_PRIMARY:
+            if self.role == wire.ROLE_STANDBY and self.hold_request(src, m, now):
+                return []
             status = wire.UNAVAILABLE if self.role == wire.ROLE_DIVERGED else wire.NOT_PRIMARY
             leader = self.drain_target if self.role == wire.ROLE_DRAINING else self.leader
             self.count("requests_refused")
@@ -258,7 +261,13 @@ class SequencerMixin:
         # (the proposal or any earlier one): keep proposing.
         self.isr_proposed = members
         self.isr_unsure = True
-        return [Send(self.witness, wire.IsrUpdate(self.epoch, self.replica.seq, self.name, members))]
+        self.isr_proposals += 1
+        return [
+            Send(
+                self.witness,
+                wire.IsrUpdate(self.epoch, self.replica.seq, self.name, members, self.isr_proposals),
+            )
+        ]
 
     def check_isr(self: NodeMachine, now: float) -> list:
         """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the witness's consent."""
@@ -347,7 +356,8 @@ class SequencerMixin:
             m.target,
             self.replica.seq,
         )
-        return [Send(src, self.status_message())]
+        # Tell the target at once: it holds the requests we now redirect to it until it serves.
+        return [self.heartbeat_to(m.target), Send(src, self.status_message())]
 
     def check_drain(self: NodeMachine, now: float) -> list:
         if self.role != wire.ROLE_DRAINING:

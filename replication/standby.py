@@ -53,7 +53,7 @@ class StandbyMixin:
         self.joined = False
         self.candidate_since = None
         self.future.clear()
-        return self.send_join(now)
+        return self.refuse_held() + self.send_join(now)
 
     def send_join(self: NodeMachine, now: float) -> list:
         if not self.leader or self.leader == self.name:
@@ -147,6 +147,7 @@ class StandbyMixin:
 
     def diverge(self: NodeMachine, e: wire.Entry) -> None:
         self.role = wire.ROLE_DIVERGED
+        self.held.clear()  # never served by this book; the clients time out and look elsewhere
         self.count("divergences")
         self.diverged_at = e.seq
         log.critical(

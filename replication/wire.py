@@ -506,15 +506,23 @@ class Vote(Message):
     node: str
     granted: bool
     reason: str = ""
+    isr: tuple[str, ...] | None = None  # the in-sync set recorded with the grant (None: every other node)
 
     def payload(self) -> bytes:
-        return _text(self.node) + bytes([int(self.granted)]) + _text(self.reason)
+        head = _text(self.node) + bytes([int(self.granted)]) + _text(self.reason)
+        if self.isr is None:
+            return head
+        return head + _text(",".join(self.isr))
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
         node = r.text()
         granted = r.u8()
-        return cls(epoch, node, bool(granted), r.text())
+        reason = r.text()
+        isr = None
+        if r.pos < len(r.buf):
+            isr = tuple(m for m in r.text().split(",") if m)
+        return cls(epoch, node, bool(granted), reason, isr)
 
 
 @dataclass(frozen=True)
@@ -531,15 +539,18 @@ class IsrUpdate(Message):
     seq: int
     node: str
     members: tuple[str, ...]
+    proposal: int = 0  # grows with every proposal of the epoch: a reordered older one is refused
 
     def payload(self) -> bytes:
-        return _text(self.node) + _text(",".join(self.members))
+        head = _text(self.node) + _text(",".join(self.members))
+        return head + _U64.pack(self.proposal) if self.proposal else head
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
         node = r.text()
         members = r.text()
-        return cls(epoch, seq, node, tuple(m for m in members.split(",") if m))
+        proposal = r.u64() if r.pos < len(r.buf) else 0
+        return cls(epoch, seq, node, tuple(m for m in members.split(",") if m), proposal)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class WitnessMachine:
         self.epoch = 0  # highest epoch granted or seen
         self.primary = ""  # the primary of self.epoch
         self.isr: tuple[str, ...] | None = None  # in-sync set of self.epoch (None = unknown, after a restart)
+        self.isr_proposal = 0  # highest IsrUpdate.proposal recorded in self.epoch
         self.last_heard: dict[str, float] = {n: NEVER for n in self.nodes}
         self.info: dict[str, wire.Heartbeat] = {}
         self.started: float | None = None
@@ -76,7 +77,7 @@ class WitnessMachine:
                 # back). Re-send it, or the old primary, whose ISR changes we no longer
                 # accept, and the group would be stuck without redundancy.
                 self.count("votes_resent")
-                return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)"))]
+                return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)", self.isr))]
             return []
         if isinstance(msg, wire.VoteRequest):
             return [Send(src, self.on_vote_request(msg, now))]
@@ -105,6 +106,7 @@ class WitnessMachine:
         if hb.epoch > self.epoch:
             # Learned (after our restart, or a planned switchover) that a newer epoch exists.
             self.epoch = hb.epoch
+            self.isr_proposal = 0
             self.primary = src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader
             self.isr = hb.isr if src == self.primary else None
             log.info("witness_epoch epoch=%d primary=%s (from heartbeat)", self.epoch, self.primary)
@@ -125,7 +127,7 @@ class WitnessMachine:
             return wire.Vote(m.epoch, m.node, False, reason)
 
         if m.epoch == self.epoch and self.primary == m.node:
-            return wire.Vote(m.epoch, m.node, True, "already granted")  # a retransmitted request
+            return wire.Vote(m.epoch, m.node, True, "already granted", self.isr)  # a retransmitted request
         if m.epoch <= self.epoch:
             return deny(f"epoch {m.epoch} is not newer than {self.epoch}")
         if self.epoch and m.epoch != self.epoch + 1:
@@ -157,15 +159,22 @@ class WitnessMachine:
             if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
                 return deny(f"standby {node} is further ahead ({hb.seq} > {m.seq})")
         self.epoch, self.primary = m.epoch, m.node
-        self.isr = tuple(n for n in self.nodes if n != m.node)  # a new epoch starts with everyone in sync
+        self.isr_proposal = 0
+        # A new epoch starts with every node in sync (nothing of it is committed yet)
+        # but those we heard from and lost since: they are left out at once, so the new primary's
+        # first commits need no ISR shrink round trip; it is added back once caught up.
+        self.isr = tuple(
+            n for n in self.nodes if n != m.node and (self.alive(n, now) or self.last_heard[n] == NEVER)
+        )
         self.count("votes_granted")
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
-        return wire.Vote(m.epoch, m.node, True, "granted")
+        return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
 
     def on_isr(self, m: wire.IsrUpdate) -> wire.IsrAck:
-        if m.epoch != self.epoch or m.node != self.primary:
-            self.count("isr_refused")
+        if m.epoch != self.epoch or m.node != self.primary or (m.proposal and m.proposal < self.isr_proposal):
+            self.count("isr_refused")  # (or a reordered, older proposal: never undo a later one)
             return wire.IsrAck(m.epoch, m.node, m.members, False)
+        self.isr_proposal = max(self.isr_proposal, m.proposal)
         if m.members != self.isr:
             log.warning(
                 "witness_isr primary=%s epoch=%d isr=%s seq=%d",

@@ -165,3 +165,22 @@ def test_memory_crash():
     j.append(entries(1, 3))
     j.crash()
     assert j.last_seq == 3
+
+
+def test_meta_slots_survive_a_torn_write_and_reopen(tmp_path):
+    from replication.journal import META_SLOT, FileJournal
+
+    j = FileJournal(str(tmp_path / "j"))
+    for e in range(1, 6):
+        j.save_meta({"epoch": e})
+    j.close()
+    path = tmp_path / "j" / "meta.bin"
+    data = bytearray(path.read_bytes())
+    # Tear the slot holding the newest copy (counter 5 -> slot 1): the previous one wins.
+    data[META_SLOT + 20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    j2 = FileJournal(str(tmp_path / "j"))
+    assert j2.load_meta() == {"epoch": 4}
+    j2.save_meta({"epoch": 6})
+    j2.close()
+    assert FileJournal(str(tmp_path / "j")).load_meta() == {"epoch": 6}
