@@ -144,6 +144,17 @@ def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
                                f"\n{g.tail_logs(8)}")
 
 
+def _node_status(g: Any, name: str, timeout: float = 0.3) -> dict[str, Any]:
+    """One node's status dict (``{}`` if it does not answer within ``timeout``)."""
+    import json
+
+    from replication import wire
+    from replication.cli import ask
+
+    got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout, g.cfg.keys_dir, name)
+    return json.loads(got.body) if isinstance(got, wire.Status) else {}
+
+
 def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -> dict[str, Any]:
     """Pump until the new primary has accepted a new order; the round's timings (ms after ``t0``)."""
     from replication import wire
@@ -155,7 +166,10 @@ def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -
         ok_new = [(t, r) for t, r in flow.log if r.status == wire.OK and r.leader == new and t >= t0]
         if ok_new:
             if not st:
-                st = g.status(0.3).get(new, {})
+                # Ask the new primary only: a group-wide status waits out the dead node's
+                # timeout (0.3 s) while no reply is received, which used to add ~300 ms to
+                # "first new order accepted" whenever the first replies were re-sends.
+                st = _node_status(g, new)
                 if st.get("role") != "primary":
                     st = {}
             if st:
@@ -198,6 +212,11 @@ def one_round(g: Any, flow: Flow, kind: str, round_no: int) -> dict[str, Any]:
     if kind == "switchover":
         sock = _switchover_socket(g.endpoints[old])
         try:
+            # Connected before the clock starts: the figure is command -> first accepted,
+            # not TCP + ZMTP set-up of the operator's fresh socket.
+            sock.send(wire.encode(wire.StatusRequest()))
+            if sock.poll(2000):
+                sock.recv()
             t0 = time.monotonic()
             sock.send(wire.encode(wire.Switchover(new)))
             out.update(_first_new(flow, g, new, t0))
