@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .wire import Entry
+from .wire import EVENT_SIZE, Entry
 
 log = logging.getLogger("replication.replica")
 
@@ -36,6 +36,13 @@ def default_engine_factory() -> Any:
     import matching
 
     return matching.Engine() if matching.Engine is not None else matching.ReferenceEngine()
+
+
+def _event_pad() -> int:
+    """Offset of the padding at the end of an ``EVENT_DTYPE`` record."""
+    from matching.codes import EVENT_DTYPE
+
+    return max(off + dt.itemsize for dt, off, *_ in EVENT_DTYPE.fields.values())
 
 
 def _command_dtype() -> np.dtype:
@@ -78,6 +85,10 @@ class Replica:
         # after many front deletions) scans the deleted slots: O(window), not O(1).
         self.results: dict[int, list] = {}
         self._dtype = _command_dtype()
+        # Event records are compared as bytes (dedupe table, replies): the padding after the
+        # last field must be deterministic. The native engine writes zeros; an engine
+        # that builds its array from tuples (the reference) may leave garbage there.
+        self._pad = _event_pad() if type(self.engine).__module__ != "matching._engine" else 0
 
     @property
     def digest(self) -> int:
@@ -104,12 +115,17 @@ class Replica:
             raise ValueError(f"replica at seq {self.seq} cannot apply seq {seq}")
         if seq == self.perturb_seq:
             self._perturb()
-        events = self.engine.apply_batch(np.frombuffer(command, dtype=self._dtype)).tobytes()
+        events = self._events(self.engine.apply_batch(np.frombuffer(command, dtype=self._dtype)))
         self.seq = seq
         self.last_epoch = epoch
         if client_id:
             self._remember(client_id, request_id, seq, events)
         return events, int(self.engine.digest)
+
+    def _events(self, ev: np.ndarray) -> bytes:
+        if self._pad and len(ev):
+            ev.view(np.uint8).reshape(len(ev), -1)[:, self._pad :] = 0
+        return ev.tobytes()
 
     def execute_many(self, epoch: int, requests: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
         """Apply ``requests`` (``(client_id, request_id, command)``) as the next seqs; ``[(events, digest)]``.
@@ -126,7 +142,7 @@ class Replica:
         out = []
         seq = self.seq
         for i, (client_id, request_id, _) in enumerate(requests):
-            events = apply(arr[i : i + 1]).tobytes()
+            events = self._events(apply(arr[i : i + 1]))
             seq += 1
             self.seq = seq
             if client_id:
@@ -136,34 +152,49 @@ class Replica:
         return out
 
     def apply_entries(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
-        """Apply consecutive entries from ``self.seq + 1``; stop before the first whose digest differs.
+        """Apply consecutive entries from ``self.seq + 1``; stop at the first whose digest differs.
 
         Returns how many were applied with matching digests (``len(entries)`` if
-        all): entry ``n`` (if any) is the first divergence, and it is applied
-        too (the book is then wrong: the caller stops using it). O(entries).
+        all). When fewer, entry ``n`` is the first divergence and the engine
+        has applied at least it (the book is then wrong: the caller stops using
+        it); -1: the run's last digest differs, so some entry diverged: re-apply
+        the run with :meth:`locate_divergence` on a replica rebuilt as of its
+        start to name it. One ``apply_batch`` for the whole run: a divergence of
+        the book inside it carries to the last entry's chained digest.
+        O(entries).
         """
-        if not entries:
+        n = len(entries)
+        if not n:
             return 0
-        if entries[0].seq != self.seq + 1:
-            raise ValueError(f"replica at seq {self.seq} cannot apply seq {entries[0].seq}")
         first = entries[0].seq
-        if self.perturb_seq and first <= self.perturb_seq < first + len(entries):
-            for n, e in enumerate(entries):
+        if first != self.seq + 1:
+            raise ValueError(f"replica at seq {self.seq} cannot apply seq {first}")
+        if entries[-1].seq != first + n - 1:
+            raise ValueError("entries are not consecutive")
+        if self.perturb_seq and first <= self.perturb_seq < first + n:
+            for i, e in enumerate(entries):
                 if not self.apply_entry(e)[1]:
-                    return n
-            return len(entries)
+                    return i
+            return n
         arr = np.frombuffer(b"".join([e.command for e in entries]), dtype=self._dtype)
-        engine, remember = self.engine, self._remember
-        apply = engine.apply_batch
+        events = self.engine.apply_batch(arr)
+        if int(self.engine.digest) != entries[-1].digest:
+            return -1  # somewhere in the run: the caller locates it (see locate_divergence)
+        bounds = np.searchsorted(events["cmd"], np.arange(n + 1)).tolist()
+        events["cmd"] = 0  # as a one-command batch reports them (the primary's replies, the dedupe table)
+        raw = self._events(events)
+        remember = self._remember
         for i, e in enumerate(entries):
-            if e.seq != self.seq + 1:
-                raise ValueError(f"replica at seq {self.seq} cannot apply seq {e.seq}")
-            events = apply(arr[i : i + 1]).tobytes()
-            self.seq = e.seq
-            self.last_epoch = e.epoch
             if e.client_id:
-                remember(e.client_id, e.request_id, e.seq, events)
-            if engine.digest != e.digest:
+                remember(e.client_id, e.request_id, e.seq, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE])
+        self.seq = entries[-1].seq
+        self.last_epoch = entries[-1].epoch
+        return n
+
+    def locate_divergence(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
+        """On a replica at the run's start: apply entry by entry; index of the first bad digest (or len)."""
+        for i, e in enumerate(entries):
+            if not self.apply_entry(e)[1]:
                 return i
         return len(entries)
 

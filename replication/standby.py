@@ -111,6 +111,11 @@ class StandbyMixin:
     def _apply_run(self: NodeMachine, run, applied: list) -> bool:
         """Apply consecutive entries that continue our journal; False (diverged) at the first bad digest."""
         n = self.replica.apply_entries(run)
+        if n < 0:
+            # The run's last digest differs: rebuild the book as of the run's start (our
+            # journal holds exactly that) and re-apply entry by entry to name the first bad seq.
+            self.replica = self.rebuild()
+            n = self.replica.locate_divergence(run)
         if self.history and run[-1].epoch <= self.history[-1][0] and run[0].epoch <= self.history[-1][0]:
             applied.extend(run[:n])
         else:
