@@ -319,7 +319,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         while self.held:
             src, m, _ = self.held.popleft()
             self.count("requests_refused")
-            out.append(Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader)))
+            out.append(
+                Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader))
+            )
         return out
 
     def _followers_waiting(self, now: float) -> bool:

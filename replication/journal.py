@@ -446,7 +446,9 @@ class FileJournal(JournalBase):
         self._meta_counter += 1
         body = json.dumps(meta, sort_keys=True).encode()
         if len(body) > META_SLOT - META_HEAD.size:
-            _atomic_write(self._meta_path, json.dumps(dict(meta, counter=self._meta_counter), sort_keys=True).encode())
+            _atomic_write(
+                self._meta_path, json.dumps(dict(meta, counter=self._meta_counter), sort_keys=True).encode()
+            )
             return
         if self._meta_fd < 0:
             fresh = not os.path.exists(self._meta_bin_path)

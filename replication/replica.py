@@ -186,7 +186,9 @@ class Replica:
         remember = self._remember
         for i, e in enumerate(entries):
             if e.client_id:
-                remember(e.client_id, e.request_id, e.seq, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE])
+                remember(
+                    e.client_id, e.request_id, e.seq, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
+                )
         self.seq = entries[-1].seq
         self.last_epoch = entries[-1].epoch
         return n

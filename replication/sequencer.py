@@ -117,11 +117,13 @@ class SequencerMixin:
             results = self.replica.execute_many(epoch, reqs)
             entries, events_list, replies = [], [], []
             Reply, OK = wire.Reply, wire.OK
-            for i, ((src, m), (events, digest)) in enumerate(zip(batch, results)):
+            for i, ((src, m), (events, digest)) in enumerate(zip(batch, results, strict=True)):
                 seq = first + i
                 entries.append(Entry(epoch, seq, m.client_id, m.request_id, digest, m.command))
                 events_list.append(events)
-                replies.append((seq, src, Reply(m.client_id, m.request_id, OK, epoch, seq, name, events), now))
+                replies.append(
+                    (seq, src, Reply(m.client_id, m.request_id, OK, epoch, seq, name, events), now)
+                )
             self.journal.append(entries)
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once

@@ -148,7 +148,12 @@ class WitnessMachine:
                 return deny(f"{node} is alive as primary")
         # The primary of our epoch may run again (it crashed and restarted as a standby):
         # it sequenced, and journaled before replying, everything of that epoch.
-        if self.settings.mode == "sync" and self.isr is not None and m.node not in self.isr and m.node != self.primary:
+        if (
+            self.settings.mode == "sync"
+            and self.isr is not None
+            and m.node not in self.isr
+            and m.node != self.primary
+        ):
             return deny(
                 f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
             )
