@@ -40,6 +40,31 @@ PEER_PREFIX = b"peer:"
 MAX_DRAIN = 4096  # inbound frames handled before the next tick (bounds batch latency)
 
 
+# What a non-peer identity (client, operator tool, subscriber) may send a node.
+CLIENT_MESSAGES = frozenset({wire.Request, wire.StatusRequest, wire.Switchover, wire.Promote, wire.Refill})
+# Peer messages whose ``node`` field names their sender.
+SELF_NAMED_MESSAGES = frozenset(
+    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill}
+)
+
+
+def sender_may_send(src: wire.Address, msg: wire.Message) -> bool:
+    """Peer-protocol messages only from peers, and only about themselves.
+
+    A client (any non-peer identity) may send requests, operator commands
+    and a subscriber's refill; a forged ``Ack`` or ``Heartbeat`` from a
+    client could otherwise release sync replies no standby holds. A peer's
+    self-describing messages must name the peer they came from. (Without
+    CURVE a ZeroMQ identity is not authenticated; with ``keys_dir`` only
+    holders of the group's keys connect at all.)
+    """
+    if isinstance(src, bytes):
+        return type(msg) in CLIENT_MESSAGES
+    if type(msg) in SELF_NAMED_MESSAGES:
+        return msg.node == src  # type: ignore[attr-defined]
+    return True
+
+
 def tune_dealer(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -221,6 +246,19 @@ class Driver:
             self.reply_timer.on_request(msg)
         if isinstance(msg, wire.PeerDown):
             self.count("peer_down_from_wire")  # a driver-local hint: never accepted from outside
+            return []
+        if not sender_may_send(src, msg):
+            key = f"refused_{type(msg).__name__.lower()}"
+            self.count(key)
+            if now - self._last_drop_log > 1.0:
+                self._last_drop_log = now
+                log.warning(
+                    "refused_message node=%s type=%s from=%r total=%d",
+                    self.name,
+                    type(msg).__name__,
+                    src if isinstance(src, str) else src[:32],
+                    self.counters[key],
+                )
             return []
         return self.machine.handle(src, msg, now)
 

@@ -31,3 +31,17 @@ def test_node_survives_garbage_and_keeps_serving(seed):
     assert {"truncated", "bad_magic", "bad_version", "bad_length", "bad_checksum", "bad_payload"} <= set(
         res["dropped_by_reason"]
     )
+
+
+def test_peer_protocol_messages_from_a_client_are_refused():
+    """A forged Ack from a client address must never count as a standby's acknowledgement."""
+    from replication import wire
+    from replication.node import sender_may_send
+
+    forged = wire.Ack(1, 10, "b", 0)
+    assert not sender_may_send(b"\x00client", forged)
+    assert not sender_may_send("a", forged)  # peer a speaking for b
+    assert sender_may_send("b", forged)
+    assert sender_may_send(b"\x00client", wire.Request(1, 1, b"\0" * wire.COMMAND_SIZE))
+    assert sender_may_send(b"\x00client", wire.StatusRequest())
+    assert not sender_may_send(b"\x00client", wire.Heartbeat(1, 1, "b", wire.ROLE_PRIMARY, 1, "b", 0, ()))
