@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,16 @@ def test_command_logs_replay(log):
         check=True,
     )
     assert proc.stdout.strip().splitlines()[-1].startswith('{"digest": "')
+
+
+@pytest.mark.timeout(120)
+def test_replicated_pair_example_survives_the_kill():
+    out = run_example("replicated_pair.py")
+    assert "Trade(instrument=1, taker=3, maker=1, price=1251, qty=60" in out
+    assert "b is primary in epoch" in out
+
+
+@pytest.mark.timeout(120)
+def test_subscriber_example_prints_the_stream():
+    lines = run_example("subscriber.py").splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
