@@ -41,7 +41,7 @@ bench: build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
-	$(VENV)/bin/cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi
 
 clean:
 	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c

@@ -57,10 +57,17 @@ CLIENT_ID = 9
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of this harness (besides the common ones)."""
-    parser.add_argument("--entries", type=int, default=None, metavar="N",
-                        help=f"journal entries the primary holds (default {FULL_ENTRIES:,}, quick {QUICK_ENTRIES:,};"
-                        " --commands too)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of journal,snapshot")
+    parser.add_argument(
+        "--entries",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"journal entries the primary holds (default {FULL_ENTRIES:,}, quick {QUICK_ENTRIES:,};"
+        " --commands too)",
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of journal,snapshot"
+    )
     parser.add_argument("--poll-ms", type=float, default=5.0, help="status poll interval in ms (default 5)")
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
 
@@ -160,24 +167,27 @@ def run_variant(variant: str, records: list[tuple], args: argparse.Namespace, pr
                     t_done = now
                     break
             if now > deadline:
-                raise TimeoutError(f"standby at {last.get('last_seq')}/{target} after {now - t0:.0f} s"
-                                   f"\n{g.tail_logs(8)}")
+                raise TimeoutError(
+                    f"standby at {last.get('last_seq')}/{target} after {now - t0:.0f} s\n{g.tail_logs(8)}"
+                )
             time.sleep(poll)
         primary = _status(g, "a", 0.5) or {}
     total_s = t_done - t0
     data_s = t_done - t_data if t_data is not None else None
-    out.update({
-        "target_seq": target,
-        "standby_up_s": round(t_up - t_launch, 4),
-        "catchup_s": round(total_s, 4),
-        "data_phase_s": None if data_s is None else round(data_s, 4),
-        "rate": round(target / total_s, 1) if total_s > 0 else None,
-        "rate_data_phase": round(target / data_s, 1) if data_s else None,
-        "digest_equal": last.get("digest") == primary.get("digest"),
-        "standby_counters": last.get("counters", {}),
-        "primary_counters": primary.get("counters", {}),
-        "curve_ms_seq": curve,
-    })
+    out.update(
+        {
+            "target_seq": target,
+            "standby_up_s": round(t_up - t_launch, 4),
+            "catchup_s": round(total_s, 4),
+            "data_phase_s": None if data_s is None else round(data_s, 4),
+            "rate": round(target / total_s, 1) if total_s > 0 else None,
+            "rate_data_phase": round(target / data_s, 1) if data_s else None,
+            "digest_equal": last.get("digest") == primary.get("digest"),
+            "standby_counters": last.get("counters", {}),
+            "primary_counters": primary.get("counters", {}),
+            "curve_ms_seq": curve,
+        }
+    )
     return out
 
 
@@ -187,13 +197,28 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         if "error" in v:
             rows.append([name, "failed", v["error"][:80], "", "", "", ""])
             continue
-        rows.append([name, common.fmt_int(v["target_seq"]), f"{v['standby_up_s'] * 1000:,.0f} ms",
-                     f"{v['catchup_s'] * 1000:,.1f} ms", common.fmt_int(v["rate"]),
-                     common.fmt_int(v["rate_data_phase"]), "yes" if v["digest_equal"] else "NO"])
+        rows.append(
+            [
+                name,
+                common.fmt_int(v["target_seq"]),
+                f"{v['standby_up_s'] * 1000:,.0f} ms",
+                f"{v['catchup_s'] * 1000:,.1f} ms",
+                common.fmt_int(v["rate"]),
+                common.fmt_int(v["rate_data_phase"]),
+                "yes" if v["digest_equal"] else "NO",
+            ]
+        )
     common.print_table(
         f"standby catch-up ({machine})",
-        ["path", "entries", "standby start", "resume -> caught up", "entries/s", "entries/s (data phase)",
-         "digest equal"],
+        [
+            "path",
+            "entries",
+            "standby start",
+            "resume -> caught up",
+            "entries/s",
+            "entries/s (data phase)",
+            "digest equal",
+        ],
         rows,
         note=f"status polled every {result['poll_ms']} ms (resolution); the standby starts while the primary is "
         "paused (SIGSTOP); entries/s = entries / (caught up - primary resumed); the data phase starts at the last "
@@ -255,8 +280,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except KeyboardInterrupt:
         result["interrupted"] = True
     rates = {k: v.get("rate") for k, v in result["variants"].items()}
-    result["targets"] = [groups.target(f"{k} catch-up rate", r, TARGET_RATE, ">=", "entries/s")
-                         for k, r in rates.items()]
+    result["targets"] = [
+        groups.target(f"{k} catch-up rate", r, TARGET_RATE, ">=", "entries/s") for k, r in rates.items()
+    ]
     path = common.write_result("catchup", result, args.out)
     print_result(result, machine)
     if not args.no_plot:

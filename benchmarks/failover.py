@@ -45,7 +45,9 @@ from typing import Any
 
 from . import common, groups
 
-SUMMARY = "fail-over time distribution: SIGKILL, SIGSTOP (hung) and planned switchover; lost/duplicated orders"
+SUMMARY = (
+    "fail-over time distribution: SIGKILL, SIGSTOP (hung) and planned switchover; lost/duplicated orders"
+)
 
 KINDS = ("sigkill", "sigstop", "switchover")
 FULL_ROUNDS = 20
@@ -60,12 +62,19 @@ CLIENT_ID = 7
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of this harness (besides the common ones)."""
-    parser.add_argument("--rounds", type=int, default=None,
-                        help=f"rounds per kind (default {FULL_ROUNDS}, quick {QUICK_ROUNDS})")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"rounds per kind (default {FULL_ROUNDS}, quick {QUICK_ROUNDS})",
+    )
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS)
+    )
     parser.add_argument("--window", type=int, default=8, help="orders the client keeps in flight (default 8)")
-    parser.add_argument("--retry-ms", type=float, default=20.0,
-                        help="client re-send timeout in ms (default 20, as the demo)")
+    parser.add_argument(
+        "--retry-ms", type=float, default=20.0, help="client re-send timeout in ms (default 20, as the demo)"
+    )
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
     groups.add_timing_arguments(parser)
 
@@ -132,16 +141,21 @@ def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
             p = st[primary]
             others = [n for n in g.names if n != primary]
             isr = p.get("isr")  # the in-sync set the witness recorded (older builds: a solo flag)
-            in_sync = all(n in isr for n in others) if isr is not None else not (
-                p.get("solo") or p.get("witness_solo"))
+            in_sync = (
+                all(n in isr for n in others)
+                if isr is not None
+                else not (p.get("solo") or p.get("witness_solo"))
+            )
             if in_sync and all(st[n].get("joined") for n in others):
                 return st
         if time.monotonic() > deadline:
-            raise TimeoutError(f"group not ready for a fail-over after {timeout:.0f} s: "
-                               f"{ {n: st.get(n, {}).get(k) for n in g.names for k in ('role',)} } "
-                               f"solo={[st.get(n, {}).get('solo') for n in g.names]} "
-                               f"isr={[st.get(n, {}).get('isr') for n in g.names]}"
-                               f"\n{g.tail_logs(8)}")
+            raise TimeoutError(
+                f"group not ready for a fail-over after {timeout:.0f} s: "
+                f"{ {n: st.get(n, {}).get(k) for n in g.names for k in ('role',)} } "
+                f"solo={[st.get(n, {}).get('solo') for n in g.names]} "
+                f"isr={[st.get(n, {}).get('isr') for n in g.names]}"
+                f"\n{g.tail_logs(8)}"
+            )
 
 
 def _node_status(g: Any, name: str, timeout: float = 0.3) -> dict[str, Any]:
@@ -207,8 +221,13 @@ def one_round(g: Any, flow: Flow, kind: str, round_no: int) -> dict[str, Any]:
     flow.pump(0.1)  # steady flow before the event
     flow.mark(round_no)
     proc = g.procs[old]
-    out: dict[str, Any] = {"kind": kind, "round": round_no, "old": old, "new": new,
-                           "old_epoch": st[old].get("epoch")}
+    out: dict[str, Any] = {
+        "kind": kind,
+        "round": round_no,
+        "old": old,
+        "new": new,
+        "old_epoch": st[old].get("epoch"),
+    }
     if kind == "switchover":
         sock = _switchover_socket(g.endpoints[old])
         try:
@@ -258,9 +277,16 @@ def check_journal(g: Any, flow: Flow) -> dict[str, Any]:
         elif rid not in by_key:
             lost[rnd] = lost.get(rnd, 0) + 1
     dups = [seqs for seqs in by_key.values() if len(seqs) > 1]
-    return {"journal_of": primary, "entries": len(entries), "acked": len(flow.acked), "unchecked_below_base": unchecked,
-            "lost_by_round": lost, "duplicated_seqs": dups[:50], "duplicated": len(dups),
-            "lost": sum(lost.values())}
+    return {
+        "journal_of": primary,
+        "entries": len(entries),
+        "acked": len(flow.acked),
+        "unchecked_below_base": unchecked,
+        "lost_by_round": lost,
+        "duplicated_seqs": dups[:50],
+        "duplicated": len(dups),
+        "lost": sum(lost.values()),
+    }
 
 
 # ----- summaries and output ------------------------------------------------------------------
@@ -269,8 +295,9 @@ def check_journal(g: Any, flow: Flow) -> dict[str, Any]:
 def _summary_ms(values: list[float]) -> dict[str, Any]:
     vals = [v for v in values if v is not None]
     s = common.latency_summary(common.histogram([int(v * 1e6) for v in vals]))
-    return {k: (None if s.get(k) is None else round(s[k] / 1e6, 3)) for k in ("p50", "p99", "max", "mean")} | {
-        "count": len(vals)}
+    return {
+        k: (None if s.get(k) is None else round(s[k] / 1e6, 3)) for k in ("p50", "p99", "max", "mean")
+    } | {"count": len(vals)}
 
 
 def summarize(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
@@ -293,42 +320,91 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     def get(kind: str, what: str, stat: str) -> float | None:
         return summary.get(kind, {}).get(what, {}).get(stat)
 
-    promo = [v for v in (get("sigkill", "promotion_ms", "p50"), get("sigstop", "promotion_ms", "p50")) if v is not None]
+    promo = [
+        v
+        for v in (get("sigkill", "promotion_ms", "p50"), get("sigstop", "promotion_ms", "p50"))
+        if v is not None
+    ]
     return [
-        groups.target("SIGKILL -> first accepted, p50", get("sigkill", "first_accepted_ms", "p50"),
-                      TARGET_SIGKILL_P50_MS, "<=", "ms"),
-        groups.target("hung (SIGSTOP) -> first accepted, p50", get("sigstop", "first_accepted_ms", "p50"),
-                      TARGET_HUNG_P50_MS, "<=", "ms"),
-        groups.target("promotion decision -> serving, p50", max(promo) if promo else None, TARGET_PROMOTION_MS,
-                      "<", "ms"),
-        groups.target("switchover -> first accepted, p99", get("switchover", "first_accepted_ms", "p99"),
-                      TARGET_SWITCHOVER_P99_MS, "<=", "ms"),
+        groups.target(
+            "SIGKILL -> first accepted, p50",
+            get("sigkill", "first_accepted_ms", "p50"),
+            TARGET_SIGKILL_P50_MS,
+            "<=",
+            "ms",
+        ),
+        groups.target(
+            "hung (SIGSTOP) -> first accepted, p50",
+            get("sigstop", "first_accepted_ms", "p50"),
+            TARGET_HUNG_P50_MS,
+            "<=",
+            "ms",
+        ),
+        groups.target(
+            "promotion decision -> serving, p50",
+            max(promo) if promo else None,
+            TARGET_PROMOTION_MS,
+            "<",
+            "ms",
+        ),
+        groups.target(
+            "switchover -> first accepted, p99",
+            get("switchover", "first_accepted_ms", "p99"),
+            TARGET_SWITCHOVER_P99_MS,
+            "<=",
+            "ms",
+        ),
     ]
 
 
 def print_result(result: dict[str, Any], machine: str) -> None:
     rows = []
     for kind, s in result["summary"].items():
-        for what, label in (("first_accepted_ms", "-> first new order accepted"),
-                            ("first_reply_ms", "-> first reply from new primary"),
-                            ("promotion_ms", "decision -> serving (node)")):
+        for what, label in (
+            ("first_accepted_ms", "-> first new order accepted"),
+            ("first_reply_ms", "-> first reply from new primary"),
+            ("promotion_ms", "decision -> serving (node)"),
+        ):
             m = s[what]
-            rows.append([f"{kind} {label}", m["count"], *(f"{m[k]:.3f}" if m[k] is not None else "-"
-                                                          for k in ("p50", "p99", "max"))])
-        rows.append([f"{kind} lost / duplicated acked orders", s["rounds"], f"{s['lost']} / {s['duplicated']}",
-                     "", f"{s['failed']} failed" if s["failed"] else ""])
+            rows.append(
+                [
+                    f"{kind} {label}",
+                    m["count"],
+                    *(f"{m[k]:.3f}" if m[k] is not None else "-" for k in ("p50", "p99", "max")),
+                ]
+            )
+        rows.append(
+            [
+                f"{kind} lost / duplicated acked orders",
+                s["rounds"],
+                f"{s['lost']} / {s['duplicated']}",
+                "",
+                f"{s['failed']} failed" if s["failed"] else "",
+            ]
+        )
     floors = [result.get(k, {}).get("p50") for k in ("floor_rtt_ns_before", "floor_rtt_ns_after")]
     floor_note = " / ".join(common.fmt_ns(f) for f in floors if f)
-    common.print_table(f"fail-over, ms ({machine})", ["", "rounds", "p50", "p99", "max"], rows,
-                       note=f"timeouts: heartbeat {result['settings']['heartbeat_ms']} ms, silence "
-                       f"{result['settings']['timeout_ms']} ms, after disconnect {result['settings']['suspect_ms']} "
-                       f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight; "
-                       f"bare pyzmq round trip p50 before / after: {floor_note or '-'}")
+    common.print_table(
+        f"fail-over, ms ({machine})",
+        ["", "rounds", "p50", "p99", "max"],
+        rows,
+        note=f"timeouts: heartbeat {result['settings']['heartbeat_ms']} ms, silence "
+        f"{result['settings']['timeout_ms']} ms, after disconnect {result['settings']['suspect_ms']} "
+        f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight; "
+        f"bare pyzmq round trip p50 before / after: {floor_note or '-'}",
+    )
     j = result.get("journal_check", {})
     if j:
-        common.print_table("acknowledged orders vs the final primary's journal", ["", "value"], [
-            ["acknowledged", common.fmt_int(j["acked"])], ["lost", j["lost"]], ["duplicated", j["duplicated"]],
-            ["not checkable (below journal base)", j["unchecked_below_base"]]])
+        common.print_table(
+            "acknowledged orders vs the final primary's journal",
+            ["", "value"],
+            [
+                ["acknowledged", common.fmt_int(j["acked"])],
+                ["lost", j["lost"]],
+                ["duplicated", j["duplicated"]],
+                ["not checkable (below journal base)", j["unchecked_below_base"]],
+            ],
+        )
     groups.print_targets("fail-over targets", result["targets"])
     failed = [r for r in result["rounds"] if "error" in r]
     if failed or result.get("final_error"):
@@ -344,16 +420,24 @@ def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    data = {k: [r["first_accepted_ms"] for r in result["rounds"] if r["kind"] == k and "first_accepted_ms" in r]
-            for k in result["summary"]}
+    data = {
+        k: [r["first_accepted_ms"] for r in result["rounds"] if r["kind"] == k and "first_accepted_ms" in r]
+        for k in result["summary"]
+    }
     data = {k: v for k, v in data.items() if v}
     if not data:
         return []
     fig, axes = plt.subplots(len(data), 1, figsize=(8, 2.2 * len(data) + 0.8), dpi=120, squeeze=False)
-    goals = {"sigkill": TARGET_SIGKILL_P50_MS, "sigstop": TARGET_HUNG_P50_MS, "switchover": TARGET_SWITCHOVER_P99_MS}
+    goals = {
+        "sigkill": TARGET_SIGKILL_P50_MS,
+        "sigstop": TARGET_HUNG_P50_MS,
+        "switchover": TARGET_SWITCHOVER_P99_MS,
+    }
     for ax, (kind, vals) in zip(axes[:, 0], data.items(), strict=True):
         ax.hist(vals, bins=min(40, max(5, len(vals))), color="#4878a8")
-        ax.axvline(goals[kind], color="#c44e52", linestyle="--", linewidth=1, label=f"target {goals[kind]:g} ms")
+        ax.axvline(
+            goals[kind], color="#c44e52", linestyle="--", linewidth=1, label=f"target {goals[kind]:g} ms"
+        )
         ax.set_title(f"{kind}: event -> first new order accepted ({len(vals)} rounds)", fontsize=9)
         ax.set_xlabel("ms")
         ax.legend(fontsize=8)
@@ -376,15 +460,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if set(kinds) - set(KINDS):
         raise SystemExit(f"--kinds: choose from {', '.join(KINDS)}")
     result = common.result_skeleton("failover", args)
-    result.update({"rounds_per_kind": n_rounds, "window": args.window, "retry_ms": args.retry_ms,
-                   "settings": groups.timing_extra(args), "rounds": [], "charts": []})
+    result.update(
+        {
+            "rounds_per_kind": n_rounds,
+            "window": args.window,
+            "retry_ms": args.retry_ms,
+            "settings": groups.timing_extra(args),
+            "rounds": [],
+            "charts": [],
+        }
+    )
     machine = common.machine_line(result["machine"])
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         with groups.sigterm_interrupts():
             result["floor_rtt_ns_before"] = groups.floor_rtt()
-        with groups.sigterm_interrupts(), groups.group(("a", "b"), "sync", groups.timing_extra(args),
-                                                        args.engine) as g:
+        with (
+            groups.sigterm_interrupts(),
+            groups.group(("a", "b"), "sync", groups.timing_extra(args), args.engine) as g,
+        ):
             g.start_all()
             g.wait_ready()
             c = g.client(CLIENT_ID, timeout=10.0, retry_timeout=args.retry_ms / 1000)
@@ -418,9 +512,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 c.close()
             result["client_statuses"] = {str(k): v for k, v in flow.statuses.items()}
             result["journal_check"] = check_journal(g, flow)
-            starts = sorted((r["epoch_start_seq"], r["round"]) for r in result["rounds"] if "epoch_start_seq" in r)
+            starts = sorted(
+                (r["epoch_start_seq"], r["round"]) for r in result["rounds"] if "epoch_start_seq" in r
+            )
             dup_by_round: dict[int, int] = {}
-            for seqs in result["journal_check"]["duplicated_seqs"]:  # the round whose epoch holds the 2nd copy
+            for seqs in result["journal_check"][
+                "duplicated_seqs"
+            ]:  # the round whose epoch holds the 2nd copy
                 rnd = max((no for start, no in starts if start <= seqs[1]), default=-1)
                 dup_by_round[rnd] = dup_by_round.get(rnd, 0) + 1
             for rnd in result["rounds"]:
@@ -432,8 +530,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["interrupted"] = True
     result["summary"] = summarize(result["rounds"], kinds)
     if "journal_check" in result:
-        result["journal_check"]["lost_by_round"] = {str(k): v for k, v in
-                                                    result["journal_check"]["lost_by_round"].items()}
+        result["journal_check"]["lost_by_round"] = {
+            str(k): v for k, v in result["journal_check"]["lost_by_round"].items()
+        }
     result["targets"] = targets(result["summary"])
     path = common.write_result("failover", result, args.out)
     print_result(result, machine)

@@ -65,8 +65,12 @@ def stop(thing: Any) -> None:
 
 
 @contextlib.contextmanager
-def group(nodes: tuple[str, ...] = ("a", "b"), mode: str = "sync", extra: dict[str, Any] | None = None,
-          engine: str = "auto") -> Iterator[Any]:
+def group(
+    nodes: tuple[str, ...] = ("a", "b"),
+    mode: str = "sync",
+    extra: dict[str, Any] | None = None,
+    engine: str = "auto",
+) -> Iterator[Any]:
     """A :class:`replication.demo.Group` that is stopped however the block ends.
 
     Parameters
@@ -119,14 +123,33 @@ def timing_extra(args: Any) -> dict[str, Any]:
 
 def add_timing_arguments(parser: Any, timeout_ms: int = CONFIG_DEFAULTS["timeout_ms"]) -> None:
     """The failure-detector flags (group-file keys of the same names)."""
-    parser.add_argument("--heartbeat-ms", dest="heartbeat_ms", type=float, default=CONFIG_DEFAULTS["heartbeat_ms"],
-                        help="group-file heartbeat_ms (default %(default)s)")
-    parser.add_argument("--timeout-ms", dest="timeout_ms", type=float, default=timeout_ms,
-                        help="group-file timeout_ms: silence that means dead (default %(default)s)")
-    parser.add_argument("--suspect-ms", dest="suspect_ms", type=float, default=CONFIG_DEFAULTS["suspect_ms"],
-                        help="group-file suspect_ms: timeout after a dropped connection (default %(default)s)")
-    parser.add_argument("--fsync", choices=("none", "batch", "always"), default="batch",
-                        help="group-file fsync policy of every node's journal (default batch, the group default)")
+    parser.add_argument(
+        "--heartbeat-ms",
+        dest="heartbeat_ms",
+        type=float,
+        default=CONFIG_DEFAULTS["heartbeat_ms"],
+        help="group-file heartbeat_ms (default %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        dest="timeout_ms",
+        type=float,
+        default=timeout_ms,
+        help="group-file timeout_ms: silence that means dead (default %(default)s)",
+    )
+    parser.add_argument(
+        "--suspect-ms",
+        dest="suspect_ms",
+        type=float,
+        default=CONFIG_DEFAULTS["suspect_ms"],
+        help="group-file suspect_ms: timeout after a dropped connection (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=("none", "batch", "always"),
+        default="batch",
+        help="group-file fsync policy of every node's journal (default batch, the group default)",
+    )
 
 
 # ----- the standard mix as records ------------------------------------------------------
@@ -216,7 +239,9 @@ class Echo:
         self.endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.groups", "echo", self.endpoint, str(reply_bytes)],
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         _live.append(self.proc)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
@@ -296,7 +321,9 @@ def target(name: str, value: float | None, goal: float, op: str, unit: str) -> d
     met = None if value is None else (value >= goal if op == ">=" else value <= goal)
     return {
         "target": name,
-        "goal": f"{op} {goal:,.0f} {unit}" if float(goal).is_integer() and goal >= 1000 else f"{op} {goal:g} {unit}",
+        "goal": f"{op} {goal:,.0f} {unit}"
+        if float(goal).is_integer() and goal >= 1000
+        else f"{op} {goal:g} {unit}",
         "measured": value,
         "unit": unit,
         "met": met,
@@ -319,7 +346,9 @@ def print_targets(title: str, rows: list[dict[str, Any]]) -> None:
             shown = common.fmt_int(v)
         else:
             shown = f"{v:,.2f}"
-        verdict = {None: "not measured", True: "met"}.get(t["met"]) or f"missed ({t['measured_over_goal']:g}x goal)"
+        verdict = {None: "not measured", True: "met"}.get(
+            t["met"]
+        ) or f"missed ({t['measured_over_goal']:g}x goal)"
         out.append([t["target"], t["goal"], shown, verdict])
     common.print_table(title, ["target", "goal", "measured", ""], out)
 

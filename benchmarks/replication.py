@@ -58,12 +58,26 @@ MODES = ("sync", "async")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of this harness (besides the common ones)."""
     parser.add_argument("--rate", type=float, default=10_000, help="paced orders per second (default 10000)")
-    parser.add_argument("--paced", type=int, default=None, metavar="N",
-                        help=f"orders per paced pass (default {FULL_PACED:,}, quick {QUICK_PACED:,}; --commands too)")
-    parser.add_argument("--throughput", type=int, default=None, metavar="N",
-                        help=f"orders per pipelined pass (default {FULL_THROUGHPUT:,}, quick {QUICK_THROUGHPUT:,})")
-    parser.add_argument("--window", type=int, default=1024,
-                        help="requests in flight when pipelined, and at most in flight when paced (default 1024)")
+    parser.add_argument(
+        "--paced",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"orders per paced pass (default {FULL_PACED:,}, quick {QUICK_PACED:,}; --commands too)",
+    )
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"orders per pipelined pass (default {FULL_THROUGHPUT:,}, quick {QUICK_THROUGHPUT:,})",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=1024,
+        help="requests in flight when pipelined, and at most in flight when paced (default 1024)",
+    )
     parser.add_argument("--modes", default="sync,async", help="comma-separated subset of sync,async")
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
     groups.add_timing_arguments(parser, timeout_ms=100)
@@ -72,8 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----- the two load shapes ---------------------------------------------------------------
 
 
-def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], list[int]],
-          timeout: float, max_in_flight: int = 1 << 62) -> dict[str, Any]:
+def paced(
+    n: int,
+    rate: float,
+    send: Callable[[int], None],
+    poll: Callable[[], list[int]],
+    timeout: float,
+    max_in_flight: int = 1 << 62,
+) -> dict[str, Any]:
     """Open-loop pacing: request ``i`` is due at ``t0 + i / rate``; latency from that due time.
 
     Parameters
@@ -135,8 +155,9 @@ def paced(n: int, rate: float, send: Callable[[int], None], poll: Callable[[], l
     }
 
 
-def pipelined(n: int, window: int, send: Callable[[int], None], poll: Callable[[], list[int]],
-              timeout: float) -> dict[str, Any]:
+def pipelined(
+    n: int, window: int, send: Callable[[int], None], poll: Callable[[], list[int]], timeout: float
+) -> dict[str, Any]:
     """At most ``window`` requests in flight; return orders per second over the whole pass."""
     i = done = 0
     t0 = time.perf_counter()
@@ -213,8 +234,10 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                 return out
 
             before = _epoch(g)
-            passes = (("paced", lambda: paced(n_paced, args.rate, send, poll, 60, args.window)),
-                      ("pipelined", lambda: pipelined(n_tput, args.window, lambda i: send(i, n_paced), poll, 30)))
+            passes = (
+                ("paced", lambda: paced(n_paced, args.rate, send, poll, 60, args.window)),
+                ("pipelined", lambda: pipelined(n_tput, args.window, lambda i: send(i, n_paced), poll, 30)),
+            )
             epochs = [before]
             for name, fn in passes:
                 by_rid.clear()
@@ -230,8 +253,9 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
             out["reply_statuses"] = statuses
             out["client_counters"] = dict(sorted(c.core.counters.items()))  # timeouts, switches, redirects
             st = g.status(0.5)
-            out["final_status"] = {n: {k: st[n].get(k) for k in ("role", "epoch", "last_seq", "lag", "digest")}
-                                   for n in g.names}
+            out["final_status"] = {
+                n: {k: st[n].get(k) for k in ("role", "epoch", "last_seq", "lag", "digest")} for n in g.names
+            }
         finally:
             c.close()
     return out
@@ -251,7 +275,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     for mode, goal in (("sync", TARGET_SYNC_X_FLOOR), ("async", TARGET_ASYNC_X_FLOOR)):
         p50 = result.get("modes", {}).get(mode, {}).get("paced", {}).get("latency_ns", {}).get("p50")
         ratio = round(p50 / floor, 3) if p50 and floor else None
-        rows.append(groups.target(f"{mode} p50 at {result['rate']:,.0f}/s, x floor p50", ratio, goal, "<=", "x"))
+        rows.append(
+            groups.target(f"{mode} p50 at {result['rate']:,.0f}/s, x floor p50", ratio, goal, "<=", "x")
+        )
     tp = result.get("modes", {}).get("sync", {}).get("pipelined", {}).get("throughput")
     rows.append(groups.target("sync pipelined throughput", tp, TARGET_SYNC_THROUGHPUT, ">=", "orders/s"))
     return rows
@@ -266,10 +292,20 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         p = r.get("paced")
         if p and "error" not in p:
             lat, lag = p["latency_ns"], p["send_lag_ns"]
-            rows.append([name, common.fmt_int(p["orders"]), common.fmt_int(p["rate_achieved"]),
-                         common.fmt_ns(lat["p50"]), common.fmt_ns(lat["p99"]), common.fmt_ns(lat["p99.9"]),
-                         common.fmt_ns(lat["max"]), f"{_x(lat['p50'], f.get('p50'))} / {_x(lat['p99'], f.get('p99'))}"
-                         f" / {_x(lat['p99.9'], f.get('p99.9'))}", common.fmt_ns(lag["p99"])])
+            rows.append(
+                [
+                    name,
+                    common.fmt_int(p["orders"]),
+                    common.fmt_int(p["rate_achieved"]),
+                    common.fmt_ns(lat["p50"]),
+                    common.fmt_ns(lat["p99"]),
+                    common.fmt_ns(lat["p99.9"]),
+                    common.fmt_ns(lat["max"]),
+                    f"{_x(lat['p50'], f.get('p50'))} / {_x(lat['p99'], f.get('p99'))}"
+                    f" / {_x(lat['p99.9'], f.get('p99.9'))}",
+                    common.fmt_ns(lag["p99"]),
+                ]
+            )
         elif "error" in r or "error" in (p or {}):
             rows.append([name, "failed", "", "", "", "", "", "", (r.get("error") or p["error"])[:60]])
         t = r.get("pipelined")
@@ -277,12 +313,29 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             trows.append([name, "failed", "", "", "", t["error"][:60]])
         elif t:
             ftp = floor.get("pipelined", {}).get("throughput")
-            trows.append([name, common.fmt_int(t["orders"]), t["window"], common.fmt_int(t["throughput"]),
-                          "-" if not ftp or r is floor else f"{t['throughput'] / ftp:.3f}",
-                          "yes" if r.get("unplanned_failover") else ("" if r is floor else "no")])
+            trows.append(
+                [
+                    name,
+                    common.fmt_int(t["orders"]),
+                    t["window"],
+                    common.fmt_int(t["throughput"]),
+                    "-" if not ftp or r is floor else f"{t['throughput'] / ftp:.3f}",
+                    "yes" if r.get("unplanned_failover") else ("" if r is floor else "no"),
+                ]
+            )
     common.print_table(
         f"replicated latency at {result['rate']:,.0f} orders/s, open loop ({machine})",
-        ["path", "orders", "achieved/s", "p50", "p99", "p99.9", "max", "x floor p50/p99/p99.9", "send lag p99"],
+        [
+            "path",
+            "orders",
+            "achieved/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "x floor p50/p99/p99.9",
+            "send lag p99",
+        ],
         rows,
         note="latency from each order's intended send time (no coordinated omission); one standby, loopback; "
         "floor = bare pyzmq DEALER/ROUTER echo, same sizes, same loop",
@@ -307,17 +360,24 @@ def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
             curves[mode] = p["curve"]
     lat = Path(out_dir) / "replication-latency.png"
     if curves and common.percentile_chart(
-            lat, f"End-to-end latency at {result['rate']:,.0f} orders/s (open loop, HdrHistogram)\n{machine}",
-            curves):
+        lat,
+        f"End-to-end latency at {result['rate']:,.0f} orders/s (open loop, HdrHistogram)\n{machine}",
+        curves,
+    ):
         files.append(str(lat))
     labels, values = [], []
     for name, r in [("floor (pyzmq echo)", floor)] + list(result.get("modes", {}).items()):
         labels.append(name)
         values.append(r.get("pipelined", {}).get("throughput"))
     tp = Path(out_dir) / "replication-throughput.png"
-    if common.bar_chart(tp, f"Pipelined throughput, window {result['window']}\n{machine}", labels, values,
-                        "orders per second (log scale)",
-                        target=("sync target 300k orders/s", TARGET_SYNC_THROUGHPUT)):
+    if common.bar_chart(
+        tp,
+        f"Pipelined throughput, window {result['window']}\n{machine}",
+        labels,
+        values,
+        "orders per second (log scale)",
+        target=("sync target 300k orders/s", TARGET_SYNC_THROUGHPUT),
+    ):
         files.append(str(tp))
     return files
 
@@ -333,10 +393,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if set(modes) - set(MODES):
         raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
     result = common.result_skeleton("replication", args)
-    result.update({"rate": args.rate, "window": args.window, "paced_orders": n_paced,
-                   "pipelined_orders": n_tput, "modes": {}, "charts": [],
-                   "method": "open-loop pacing (at most --window in flight), latency from intended send time; Client.send/poll; "
-                             "Client.submit_many for throughput; floor = pyzmq echo in its own process"})
+    result.update(
+        {
+            "rate": args.rate,
+            "window": args.window,
+            "paced_orders": n_paced,
+            "pipelined_orders": n_tput,
+            "modes": {},
+            "charts": [],
+            "method": "open-loop pacing (at most --window in flight), latency from intended send time; Client.send/poll; "
+            "Client.submit_many for throughput; floor = pyzmq echo in its own process",
+        }
+    )
     machine = common.machine_line(result["machine"])
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
@@ -348,7 +416,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     result["modes"][mode] = run_mode(mode, n_paced, n_tput, args)
                 except (TimeoutError, RuntimeError) as exc:
-                    result["modes"][mode] = {"mode": mode, "error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
+                    result["modes"][mode] = {
+                        "mode": mode,
+                        "error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+                    }
     except KeyboardInterrupt:
         result["interrupted"] = True
     result.setdefault("floor", {})

@@ -217,8 +217,13 @@ def add_subcommands(subparsers: Any) -> None:
         p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
 
     def metrics_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
-                       help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0 = off)")
+        p.add_argument(
+            "--metrics-port",
+            type=int,
+            default=0,
+            metavar="PORT",
+            help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0 = off)",
+        )
 
     for role in ("primary", "standby"):
         p = subparsers.add_parser(

@@ -43,9 +43,14 @@ def _node_pids(tmp: str) -> set[int]:
 
 def run_harness(name: str, out: Path, *flags: str, bound: float = 180.0) -> dict:
     env = dict(os.environ, TMPDIR=str(out), PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-m", f"benchmarks.{name}", "--no-plot", "--out", str(out), *flags],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", f"benchmarks.{name}", "--no-plot", "--out", str(out), *flags],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         output, _ = p.communicate(timeout=bound)
     except subprocess.TimeoutExpired:
@@ -71,8 +76,9 @@ def run_harness(name: str, out: Path, *flags: str, bound: float = 180.0) -> dict
 
 
 def test_bench_replication_smoke(tmp_path):
-    r = run_harness("replication", tmp_path, "--paced", "300", "--throughput", "300", "--rate", "2000",
-                    "--window", "64")
+    r = run_harness(
+        "replication", tmp_path, "--paced", "300", "--throughput", "300", "--rate", "2000", "--window", "64"
+    )
     assert r["floor"]["paced"]["latency_ns"]["count"] == 300
     assert {"request_bytes", "reply_bytes", "pipelined"} <= set(r["floor"])
     for mode in ("sync", "async"):
