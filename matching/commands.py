@@ -205,4 +205,9 @@ def command_array(commands: Iterable[Any]) -> np.ndarray:
     56
     """
     rows = [tuple(c) if isinstance(c, tuple) else tuple(command_record(c)) for c in commands]
-    return np.array(rows, dtype=codes.COMMAND_DTYPE)
+    # np.zeros, not np.array(rows): the record has padding bytes, and they must be
+    # zero so that the same commands always give the same bytes (journals, wire).
+    out = np.zeros(len(rows), dtype=codes.COMMAND_DTYPE)
+    if rows:
+        out[:] = rows
+    return out

@@ -155,5 +155,7 @@ def test_command_layout_matches_engine_dtype():
         }
     )
     packed = wire.pack_command(rec)
-    assert packed == np.array([tuple(rec)], dtype=COMMAND_DTYPE).tobytes()
+    expected = np.zeros(1, dtype=COMMAND_DTYPE)  # zeros: NumPy leaves a padded dtype's gaps uninitialised
+    expected[0] = tuple(rec)
+    assert packed == expected.tobytes()
     assert wire.unpack_command(packed) == tuple(rec)
