@@ -32,6 +32,7 @@ each driver's ``notes``; the mix avoids everything else that differs
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ from .workload import CANCEL, NEW, call_args
 Calls = list[tuple[Callable[..., Any], tuple]]
 
 
-class Driver:
+class Driver(ABC):
     """One engine under test. Subclasses fill in ``start`` and ``calls``.
 
     Attributes
@@ -61,13 +62,13 @@ class Driver:
     def __init__(self) -> None:
         self.missing: str | None = None
 
+    @abstractmethod
     def start(self) -> Any:
         """A fresh engine (state) to run one pass on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def calls(self, engine: Any, ops: list[tuple]) -> Calls:
         """The ``(fn, args)`` list that applies ``ops`` to ``engine``. Built untimed."""
-        raise NotImplementedError
 
     def setup(self, engine: Any, ops: list[tuple]) -> None:
         """Apply the untimed setup operations."""

@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 import zlib
+from abc import ABC, abstractmethod
 from array import array
 from typing import Any
 
@@ -49,18 +50,20 @@ META_SLOT = 64 * 1024
 META_HEAD = struct.Struct("<QII")  # counter, json length, crc32(json)
 
 
-class JournalBase:
+class JournalBase(ABC):
     """The interface every journal offers (documented here, implemented twice)."""
 
     fsync: str = "batch"
 
     @property
-    def base_seq(self) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def base_seq(self) -> int:
+        """Seq of the installed snapshot (0 for a journal that began empty)."""
 
     @property
-    def last_seq(self) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def last_seq(self) -> int:
+        """Seq of the last entry held (``base_seq`` when there is none)."""
 
     @property
     def last_epoch(self) -> int:
@@ -72,44 +75,45 @@ class JournalBase:
         snap = self.load_snapshot()
         return snap[1] if snap is not None and snap[0] == self.base_seq else 0
 
+    @abstractmethod
     def append(self, entries: list[Entry]) -> None:
         """Append consecutive entries (the first must be ``last_seq + 1``). O(len)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:
         """Entries ``from_seq ..`` (at most ``max_count``); ``[]`` if none are held. O(count)."""
-        raise NotImplementedError  # pragma: no cover
 
     def entry(self, seq: int) -> Entry | None:
         """The entry at ``seq``, or None if not held. O(1)."""
         got = self.read(seq, 1)
         return got[0] if got and got[0].seq == seq else None
 
+    @abstractmethod
     def truncate_after(self, seq: int) -> None:
         """Discard every entry after ``seq`` (and a snapshot beyond it)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def save_snapshot(self, seq: int, last_epoch: int, blob: bytes) -> None:
         """Store a snapshot covering entries up to ``seq`` (atomically replaces the old one)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def load_snapshot(self) -> tuple[int, int, bytes] | None:
         """``(seq, last_epoch, blob)`` of the stored snapshot, or None."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def reset(self, seq: int, last_epoch: int, blob: bytes) -> None:
         """Forget every entry; install a snapshot at ``seq`` so the next append is ``seq + 1``."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def load_meta(self) -> dict[str, Any]:
-        raise NotImplementedError  # pragma: no cover
+        """The metadata last saved (``{}`` if none)."""
 
+    @abstractmethod
     def save_meta(self, meta: dict[str, Any]) -> None:
         """Durably replace the metadata (always synced: it holds the epoch)."""
-        raise NotImplementedError  # pragma: no cover
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: a memory journal has nothing to close
+        """Release files (a no-op where there are none)."""
 
 
 class MemoryJournal(JournalBase):
