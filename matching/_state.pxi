@@ -288,8 +288,7 @@ cdef class Engine:
             cmd.instrument = inst
             cmd.id = oid
         else:
-            record_to_command(_commands.command_record(
-                {"op": "cancel", "instrument": instrument, "id": id}), &cmd)
+            record_to_command(_commands.command_record(_commands.cancel_dict(instrument, id)), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
 
@@ -299,11 +298,11 @@ cdef class Engine:
         Complexity: O(1) for a qty decrease at the same price; otherwise as
         :meth:`submit`.
         """
-        cdef dict d
         cdef command_t cmd
         cdef uint32_t inst = 0
         cdef uint64_t oid = 0
         cdef int64_t px = 0, q = 0
+        cdef dict d
         cdef bint fast = as_u32(instrument, &inst) and as_u64(id, &oid)
         memset(&cmd, 0, sizeof(command_t))
         cmd.op = OP_REPLACE
@@ -319,24 +318,15 @@ cdef class Engine:
             cmd.price = px
             cmd.qty = q
         else:
-            d = {"op": "replace", "instrument": instrument, "id": id}
-            if price is not None:
-                d["price"] = price
-            if qty is not None:
-                d["qty"] = qty
+            d = _commands.replace_dict(instrument, id, price, qty)
             record_to_command(_commands.command_record(d), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
 
     def mass_cancel(self, account=None, instrument=None):
         """Cancel every live order of ``account`` and/or ``instrument`` (None = all). O(orders)."""
-        cdef dict d = {"op": "mass_cancel"}
         cdef command_t cmd
-        if account is not None:
-            d["account"] = account
-        if instrument is not None:
-            d["instrument"] = instrument
-        record_to_command(_commands.command_record(d), &cmd)
+        record_to_command(_commands.command_record(_commands.mass_cancel_dict(account, instrument)), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
 

@@ -125,7 +125,7 @@ def command_record(d: Any) -> CommandRecord:
     )
 
 
-def new_order_record(
+def new_order_dict(
     instrument: int,
     id: int,
     side: str,
@@ -137,8 +137,8 @@ def new_order_record(
     post_only: bool = False,
     display_qty: int = 0,
     stp: str = "none",
-) -> CommandRecord:
-    """The record of a new order given as keyword arguments (the ``submit`` signature)."""
+) -> dict:
+    """The command-log dict of a new order given as keyword arguments (the ``submit`` signature)."""
     d = {
         "op": "new",
         "instrument": instrument,
@@ -154,7 +154,37 @@ def new_order_record(
     }
     if price is not None:
         d["price"] = price
-    return command_record(d)
+    return d
+
+
+def new_order_record(*args: Any, **kwargs: Any) -> CommandRecord:
+    """The record of a new order given as :func:`new_order_dict`'s arguments."""
+    return command_record(new_order_dict(*args, **kwargs))
+
+
+def cancel_dict(instrument: int, id: int) -> dict:
+    """The command-log dict of a cancel."""
+    return {"op": "cancel", "instrument": instrument, "id": id}
+
+
+def replace_dict(instrument: int, id: int, price: int | None = None, qty: int | None = None) -> dict:
+    """The command-log dict of a replace; ``None`` leaves a field unchanged (absent)."""
+    d: dict = {"op": "replace", "instrument": instrument, "id": id}
+    if price is not None:
+        d["price"] = price
+    if qty is not None:
+        d["qty"] = qty
+    return d
+
+
+def mass_cancel_dict(account: int | None = None, instrument: int | None = None) -> dict:
+    """The command-log dict of a mass cancel; ``None`` means every account / instrument."""
+    d: dict = {"op": "mass_cancel"}
+    if account is not None:
+        d["account"] = account
+    if instrument is not None:
+        d["instrument"] = instrument
+    return d
 
 
 def _name_of(names: Mapping[str, int], code: int) -> str:

@@ -20,7 +20,14 @@ from sortedcontainers import SortedDict
 
 from . import codes
 from .codes import absorb
-from .commands import CommandRecord, command_record, new_order_record
+from .commands import (
+    CommandRecord,
+    cancel_dict,
+    command_record,
+    mass_cancel_dict,
+    new_order_record,
+    replace_dict,
+)
 from .events import Event, make_event
 
 SNAPSHOT_MAGIC = b"MCREF"
@@ -159,25 +166,15 @@ class ReferenceEngine:
         )
 
     def cancel(self, instrument: int, id: int) -> list[Event]:
-        return self.apply({"op": "cancel", "instrument": instrument, "id": id})
+        return self.apply(cancel_dict(instrument, id))
 
     def replace(
         self, instrument: int, id: int, price: int | None = None, qty: int | None = None
     ) -> list[Event]:
-        d = {"op": "replace", "instrument": instrument, "id": id}
-        if price is not None:
-            d["price"] = price
-        if qty is not None:
-            d["qty"] = qty
-        return self.apply(d)
+        return self.apply(replace_dict(instrument, id, price, qty))
 
     def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list[Event]:
-        d: dict[str, Any] = {"op": "mass_cancel"}
-        if account is not None:
-            d["account"] = account
-        if instrument is not None:
-            d["instrument"] = instrument
-        return self.apply(d)
+        return self.apply(mass_cancel_dict(account, instrument))
 
     def apply(self, cmd: Mapping) -> list[Event]:
         """Apply one command-log dict."""

@@ -19,6 +19,8 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from matching import commands
+
 from . import wire
 from .client_core import ClientCore, Done
 from .config import load
@@ -238,41 +240,20 @@ class Client:
         stp: str = "none",
     ) -> list:
         """A new order; same arguments and events as ``Engine.submit``."""
-        d: dict[str, Any] = {
-            "op": "new",
-            "instrument": instrument,
-            "id": id,
-            "side": side,
-            "qty": qty,
-            "type": type,
-            "tif": tif,
-            "account": account,
-            "post_only": post_only,
-            "display_qty": display_qty,
-            "stp": stp,
-        }
-        if price is not None:
-            d["price"] = price
-        return self.apply(d)
+        return self.apply(
+            commands.new_order_dict(
+                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp
+            )
+        )
 
     def cancel(self, instrument: int, id: int) -> list:
-        return self.apply({"op": "cancel", "instrument": instrument, "id": id})
+        return self.apply(commands.cancel_dict(instrument, id))
 
     def replace(self, instrument: int, id: int, price: int | None = None, qty: int | None = None) -> list:
-        d: dict[str, Any] = {"op": "replace", "instrument": instrument, "id": id}
-        if price is not None:
-            d["price"] = price
-        if qty is not None:
-            d["qty"] = qty
-        return self.apply(d)
+        return self.apply(commands.replace_dict(instrument, id, price, qty))
 
     def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list:
-        d: dict[str, Any] = {"op": "mass_cancel"}
-        if account is not None:
-            d["account"] = account
-        if instrument is not None:
-            d["instrument"] = instrument
-        return self.apply(d)
+        return self.apply(commands.mass_cancel_dict(account, instrument))
 
     def close(self) -> None:
         """Close the sockets (unanswered requests are abandoned)."""
