@@ -488,3 +488,35 @@ def fmt_ns(v: float | None) -> str:
     if v < 1_000_000_000:
         return f"{v / 1e6:.2f} ms"
     return f"{v / 1e9:.2f} s"
+
+
+def finish(
+    harness: str,
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    machine: str,
+    print_result: Any,
+    plot: Any,
+) -> dict[str, Any]:
+    """Close a harness run: write the JSON first (nothing measured is lost), print, plot, write again.
+
+    ``print_result(result, machine)`` prints the tables; ``plot(result, out, machine)``
+    returns the chart paths (skipped with ``--no-plot``).
+    """
+    path = write_result(harness, result, args.out)
+    print_result(result, machine)
+    if not args.no_plot:
+        result["charts"] = plot(result, args.out, machine)
+        path = write_result(harness, result, args.out)
+    say(f"wrote {path}" + (" (interrupted: partial results)" if result.get("interrupted") else ""))
+    return result
+
+
+def harness_main(module: Any, argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.<harness> [flags]``: the common and the harness's flags, then ``run``."""
+    name = module.__name__
+    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=module.SUMMARY)
+    add_common_arguments(parser)
+    module.add_arguments(parser)
+    result = module.run(parser.parse_args(argv))
+    return 130 if result.get("interrupted") else 0

@@ -501,11 +501,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.engine [flags]``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=SUMMARY)
-    common.add_common_arguments(parser)
-    add_arguments(parser)
-    result = run(parser.parse_args(argv))
-    return 130 if result["interrupted"] else 0
+    return common.harness_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -534,22 +534,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(k): v for k, v in result["journal_check"]["lost_by_round"].items()
         }
     result["targets"] = targets(result["summary"])
-    path = common.write_result("failover", result, args.out)
-    print_result(result, machine)
-    if not args.no_plot:
-        result["charts"] = plot(result, args.out, machine)
-        path = common.write_result("failover", result, args.out)
-    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
-    return result
+    return common.finish("failover", result, args, machine, print_result, plot)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.failover [flags]``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.failover", description=SUMMARY)
-    common.add_common_arguments(parser)
-    add_arguments(parser)
-    result = run(parser.parse_args(argv))
-    return 130 if result["interrupted"] else 0
+    return common.harness_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -424,22 +424,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["interrupted"] = True
     result.setdefault("floor", {})
     result["targets"] = targets(result)
-    path = common.write_result("replication", result, args.out)
-    print_result(result, machine)
-    if not args.no_plot:
-        result["charts"] = plot(result, args.out, machine)
-        path = common.write_result("replication", result, args.out)
-    common.say(f"wrote {path}" + (" (interrupted: partial results)" if result["interrupted"] else ""))
-    return result
+    return common.finish("replication", result, args, machine, print_result, plot)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.replication [flags]``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.replication", description=SUMMARY)
-    common.add_common_arguments(parser)
-    add_arguments(parser)
-    result = run(parser.parse_args(argv))
-    return 130 if result["interrupted"] else 0
+    return common.harness_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
