@@ -360,12 +360,14 @@ cdef class Engine:
         self._run(&c)
         return self._events_to_list(0)
 
-    def apply_batch(self, cmds):
+    def apply_batch(self, cmds, digests=None):
         """Apply a 1-d ``COMMAND_DTYPE`` array; return an ``EVENT_DTYPE`` array.
 
         The loop runs in C with the GIL released.  Each event's ``cmd`` is the
         index of its command in ``cmds``.  The events and digests are those
-        of applying the commands one by one.
+        of applying the commands one by one.  ``digests``, if given, is a
+        writable ``uint64`` array of at least ``len(cmds)`` that receives the
+        chained digest after each command (what a replication entry carries).
 
         Complexity: O(n) commands, each as its per-call form.
 
@@ -382,6 +384,8 @@ cdef class Engine:
         cdef core_t *c = &self.core
         cdef cnp.ndarray out
         cdef _EventBlock block
+        cdef uint64_t[::1] dig = None
+        cdef uint64_t *dp = NULL
         if not isinstance(cmds, np.ndarray):
             raise TypeError(f"apply_batch needs a numpy array of COMMAND_DTYPE, not {type(cmds).__name__}")
         if cmds.dtype is not _COMMAND_DTYPE and cmds.dtype != _COMMAND_DTYPE:
@@ -394,6 +398,12 @@ cdef class Engine:
         arr = np.ascontiguousarray(cmds)
         n = arr.shape[0]
         p = <const command_t *>cnp.PyArray_DATA(arr)
+        if digests is not None:
+            dig = digests
+            if dig.shape[0] < n:
+                raise ValueError(f"digests holds {dig.shape[0]} values, the batch has {n} commands")
+            if n:
+                dp = &dig[0]
         c.n_events = 0
         # Most commands emit one to three events: reserve for the common
         # case up front (in the parked buffer of an earlier batch if there
@@ -411,6 +421,8 @@ cdef class Engine:
                 core_apply(c, &p[i], <uint64_t>i)
                 if c.oom:
                     break
+                if dp != NULL:
+                    dp[i] = c.digest
         c.busy = 0
         if c.oom:
             raise MemoryError("engine ran out of memory")

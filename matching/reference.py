@@ -204,17 +204,25 @@ class ReferenceEngine:
         self.commands_applied += 1
         return [make_event(*w) for w in words]
 
-    def apply_batch(self, cmds) -> Any:
-        """Apply a ``COMMAND_DTYPE`` array; return an ``EVENT_DTYPE`` array (same as the Cython batch API)."""
+    def apply_batch(self, cmds, digests=None) -> Any:
+        """Apply a ``COMMAND_DTYPE`` array; return an ``EVENT_DTYPE`` array (same as the Cython batch API).
+
+        ``digests``, if given, is a writable ``uint64`` array of at least
+        ``len(cmds)`` that receives the chained digest after each command.
+        """
         import numpy as np
 
+        from .events import event_words
+
+        if digests is not None and len(digests) < len(cmds):
+            raise ValueError(f"digests holds {len(digests)} values, the batch has {len(cmds)} commands")
         rows = []
         for i, rec in enumerate(cmds.tolist()):
             for ev in self.apply_record(rec):
-                from .events import event_words
-
                 kind, reason, instrument, id_, maker, price, qty, a, b = event_words(ev)
                 rows.append((i, id_, maker, price, qty, a, b, instrument, kind, reason))
+            if digests is not None:
+                digests[i] = self.digest
         return np.array(rows, dtype=codes.EVENT_DTYPE)
 
     # ----- events ------------------------------------------------------------

@@ -11,6 +11,7 @@ thread: its sockets belong to the thread that made it).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,8 @@ from . import wire
 from .client_core import ClientCore, Done
 from .config import load
 from .node import tune_dealer
+
+MAX_BUNDLE = 1024  # requests per Requests frame
 
 
 class RequestExpired(RuntimeError):
@@ -107,15 +110,28 @@ class Client:
     # -- plumbing ----------------------------------------------------------------------
 
     def _perform(self, outputs: list) -> None:
+        # Requests to one node within one call go out as one ``Requests`` frame (a
+        # pipelined window costs one send, not one per order); order is kept.
+        bundles: dict[str, list] = {}
         for o in outputs:
             if isinstance(o, Done):
                 self.results[o.request_id] = o.reply
                 self.last_reply = o.reply
             elif isinstance(o, wire.Send):
-                try:
-                    self.socks[o.dest].send(wire.encode(o.msg), zmq.NOBLOCK)
-                except zmq.Again:
-                    pass  # not connected: the core re-sends after its timeout
+                if type(o.msg) is wire.Request:
+                    bundles.setdefault(o.dest, []).append(o.msg)
+                else:
+                    self._send(o.dest, wire.encode(o.msg))
+        for dest, reqs in bundles.items():
+            for i in range(0, len(reqs), MAX_BUNDLE):
+                chunk = reqs[i : i + MAX_BUNDLE]
+                self._send(dest, wire.encode(chunk[0] if len(chunk) == 1 else wire.Requests(tuple(chunk))))
+
+    def _send(self, dest: str, frame: bytes) -> None:
+        try:
+            self.socks[dest].send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected: the core re-sends after its timeout
 
     def _pump(self, timeout_ms: float) -> None:
         events = dict(self.poller.poll(timeout_ms))
@@ -133,7 +149,12 @@ class Client:
                     msg = wire.decode(frame)
                 except wire.DecodeError:
                     continue
-                outs += self.core.handle(name, msg, now)
+                if type(msg) is wire.Replies:
+                    handle = self.core.handle
+                    for reply in msg.replies:
+                        outs += handle(name, reply, now)
+                else:
+                    outs += self.core.handle(name, msg, now)
         for mon, name in self.monitors.items():
             if mon in events:
                 while True:
@@ -161,6 +182,20 @@ class Client:
         rid, outs = self.core.submit(wire.pack_command(rec), time.monotonic())
         self._perform(outs)
         return rid
+
+    def send_many(self, commands: Iterable[Mapping | tuple]) -> list[int]:
+        """Send several commands at once (one frame per node); return their request ids in order."""
+        from matching.commands import command_record
+
+        now, submit, pack = time.monotonic(), self.core.submit, wire.pack_command
+        rids, outs = [], []
+        for command in commands:
+            rec = command_record(command) if isinstance(command, Mapping) else command
+            rid, o = submit(pack(rec), now)
+            rids.append(rid)
+            outs += o
+        self._perform(outs)
+        return rids
 
     def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:
         """Collect finished requests: ``[(request_id, events), ...]`` (waits up to ``timeout`` s for one)."""
@@ -199,18 +234,21 @@ class Client:
         """Send many commands pipelined (at most ``window`` in flight); return their events in order."""
         rids: list[int] = []
         got: dict[int, list] = {}
+        todo = iter(commands)
+        more = True
         deadline = time.monotonic() + self.timeout
-        for cmd in commands:
-            while len(rids) - len(got) >= window:
-                for rid, evs in self.poll(0.005):
-                    got[rid] = evs
-                if time.monotonic() > deadline:
-                    raise TimeoutError("submit_many: replies stopped coming")
-            rids.append(self.send(cmd))
-            deadline = time.monotonic() + self.timeout
-        while len(got) < len(rids):
+        while more or len(got) < len(rids):
+            room = window - (len(rids) - len(got))
+            if more and room > 0:
+                chunk = list(itertools.islice(todo, room))
+                more = len(chunk) == room
+                if chunk:
+                    rids += self.send_many(chunk)
+                    deadline = time.monotonic() + self.timeout
+                continue
             for rid, evs in self.poll(0.005):
                 got[rid] = evs
+                deadline = time.monotonic() + self.timeout
             if time.monotonic() > deadline:
                 raise TimeoutError("submit_many: replies stopped coming")
         return [got[r] for r in rids]

@@ -136,20 +136,32 @@ class Replica:
         first = self.seq + 1
         if self.perturb_seq and first <= self.perturb_seq < first + len(requests):
             return [self.execute(epoch, self.seq + 1, c, r, cmd) for c, r, cmd in requests]
+        n = len(requests)
         arr = np.frombuffer(b"".join([cmd for _, _, cmd in requests]), dtype=self._dtype)
-        engine, remember = self.engine, self._remember
-        apply = engine.apply_batch
+        digests = np.empty(n, dtype=np.uint64)
+        raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
+        remember = self._remember
         out = []
         seq = self.seq
         for i, (client_id, request_id, _) in enumerate(requests):
-            events = self._events(apply(arr[i : i + 1]))
+            events = raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
             seq += 1
-            self.seq = seq
             if client_id:
                 remember(client_id, request_id, seq, events)
-            out.append((events, int(engine.digest)))
+            out.append(events)
+        self.seq = seq
         self.last_epoch = epoch
-        return out
+        return list(zip(out, digests.tolist(), strict=True))
+
+    def _split_events(self, events: np.ndarray, n: int) -> tuple[bytes, list[int]]:
+        """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the end).
+
+        ``cmd`` is zeroed, as a one-command batch reports it (the replies and
+        the dedupe table hold exactly what ``execute`` would have).
+        """
+        bounds = np.searchsorted(events["cmd"], np.arange(n + 1)).tolist()
+        events["cmd"] = 0
+        return self._events(events), bounds
 
     def apply_entries(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
         """Apply consecutive entries from ``self.seq + 1``; stop at the first whose digest differs.
@@ -180,9 +192,7 @@ class Replica:
         events = self.engine.apply_batch(arr)
         if int(self.engine.digest) != entries[-1].digest:
             return -1  # somewhere in the run: the caller locates it (see locate_divergence)
-        bounds = np.searchsorted(events["cmd"], np.arange(n + 1)).tolist()
-        events["cmd"] = 0  # as a one-command batch reports them (the primary's replies, the dedupe table)
-        raw = self._events(events)
+        raw, bounds = self._split_events(events, n)
         remember = self._remember
         for i, e in enumerate(entries):
             if e.client_id:

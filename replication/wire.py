@@ -245,6 +245,85 @@ class Reply(Message):
 
 
 @dataclass(frozen=True)
+class Requests(Message):
+    """Client -> node: several requests in one frame, handled as if sent one by one, in order.
+
+    Records are ``Request`` payloads back to back, so a client under load pays
+    one socket send and one checksum per window instead of per order. The
+    driver unpacks them; the sans-IO machines only ever see ``Request``.
+    """
+
+    TYPE: ClassVar[int] = 20
+    requests: tuple[Request, ...]
+
+    def payload(self) -> bytes:
+        pack = _REQUEST.pack
+        return b"".join([pack(q.client_id, q.request_id, q.command) for q in self.requests])
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        body = r.take(len(r.buf) - r.pos)
+        if not body or len(body) % _REQUEST.size:
+            raise DecodeError("bad_payload", "not a whole number of request records")
+        return cls(tuple([Request(*t) for t in _REQUEST.iter_unpack(body)]))
+
+
+_BUNDLED_REPLY = struct.Struct(
+    "<QQBIQHI"
+)  # client_id, request_id, status, epoch, seq, leader len, events len
+
+
+@dataclass(frozen=True)
+class Replies(Message):
+    """Node -> client: several replies to one client in one frame (the driver bundles them).
+
+    Each reply carries its own epoch and seq, which a lone ``Reply`` takes
+    from the frame header.
+    """
+
+    TYPE: ClassVar[int] = 21
+    replies: tuple[Reply, ...]
+
+    def payload(self) -> bytes:
+        parts = []
+        pack = _BUNDLED_REPLY.pack
+        for p in self.replies:
+            leader = p.leader.encode("utf-8")
+            parts += (
+                pack(p.client_id, p.request_id, p.status, p.epoch, p.seq, len(leader), len(p.events)),
+                leader,
+                p.events,
+            )
+        return b"".join(parts)
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        buf, pos, end = r.buf, 0, len(r.buf)
+        head, unpack = _BUNDLED_REPLY.size, _BUNDLED_REPLY.unpack_from
+        out = []
+        while pos < end:
+            if pos + head > end:
+                raise DecodeError("bad_payload", "reply record runs past the end of the payload")
+            cid, rid, status, ep, sq, n_leader, n_events = unpack(buf, pos)
+            pos += head
+            if pos + n_leader + n_events > end:
+                raise DecodeError("bad_payload", "reply record runs past the end of the payload")
+            if n_events % EVENT_SIZE:
+                raise DecodeError("bad_payload", "events not a whole number of records")
+            try:
+                leader = buf[pos : pos + n_leader].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DecodeError("bad_payload", "text is not UTF-8") from exc
+            pos += n_leader
+            out.append(Reply(cid, rid, status, ep, sq, leader, buf[pos : pos + n_events]))
+            pos += n_events
+        if not out:
+            raise DecodeError("bad_payload", "no replies")
+        r.pos = end
+        return cls(tuple(out))
+
+
+@dataclass(frozen=True)
 class Entries(Message):
     """Primary -> standby/subscriber: consecutive journal entries from ``seq``.
 
@@ -593,6 +672,8 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
     for cls in (
         Request,
         Reply,
+        Requests,
+        Replies,
         Entries,
         Ack,
         Heartbeat,
