@@ -86,6 +86,10 @@ def _samples(rng: random.Random) -> list[bytes]:
     msgs: list[wire.Message] = [
         wire.Request(9, 1, cmds[1]),
         wire.Reply(9, 1, wire.OK, 1, 2, "a", bytes(128)),
+        wire.Requests((wire.Request(9, 2, cmds[2]), wire.Request(9, 3, cmds[3]))),
+        wire.Replies(
+            (wire.Reply(9, 1, wire.OK, 1, 2, "a", bytes(64)), wire.Reply(9, 2, wire.NOT_PRIMARY, 1, 0, "b"))
+        ),
         wire.Entries(1, 5, 4, (e, e._replace(seq=6))),
         wire.Heartbeat(1, 3, "b", wire.ROLE_STANDBY, 3, "a", 77),
         wire.Refill(1, 1, 0, "b"),

@@ -108,6 +108,25 @@ def test_batch_in_chunks_equals_one_batch():
     assert state(whole) == state(parts)
 
 
+def test_batch_digests_are_the_chained_digest_after_each_command():
+    cmds = command_array(random_session(5, 1500))
+    batch, one, ref = Engine(), Engine(), ReferenceEngine()
+    digests = np.zeros(len(cmds), dtype=np.uint64)
+    ref_digests = np.zeros(300, dtype=np.uint64)
+    batch.apply_batch(cmds, digests)
+    ref.apply_batch(cmds[:300], ref_digests)
+    want = []
+    for i in range(len(cmds)):
+        one.apply_batch(cmds[i : i + 1])
+        want.append(one.digest)
+    assert digests.tolist() == want
+    assert ref_digests.tolist() == want[:300]
+    with pytest.raises(ValueError):
+        Engine().apply_batch(cmds, np.zeros(len(cmds) - 1, dtype=np.uint64))
+    with pytest.raises(ValueError):
+        ReferenceEngine().apply_batch(cmds, np.zeros(len(cmds) - 1, dtype=np.uint64))
+
+
 def test_a_reused_batch_buffer_never_overwrites_a_live_array():
     # Big batch outputs are parked for reuse once NumPy lets go of them;
     # an array (or a view of one) still alive must keep its events.

@@ -41,3 +41,14 @@ def test_a_bad_digest_inside_a_run_is_located():
     assert r.apply_entries(bad[100:]) == -1  # the run's end digest differs (the chain carries on)
     r2 = recover(j)
     assert r2.locate_divergence(bad[100:]) == 37  # seq 138
+
+
+def test_execute_many_matches_execute_one_by_one():
+    """The primary's one-engine-call batch gives every request the events and digest of its own call."""
+    setup, ops = groups.mix_records(800, 5)
+    reqs = [(7 if i % 3 else 0, i + 1, wire.pack_command(rec)) for i, rec in enumerate((setup + ops)[:800])]
+    a, b = Replica(), Replica()
+    got = a.execute_many(1, reqs[:300]) + a.execute_many(1, reqs[300:])
+    want = [b.execute(1, i + 1, c, r, cmd) for i, (c, r, cmd) in enumerate(reqs)]
+    assert got == want
+    assert a.results == b.results and (a.seq, a.digest) == (b.seq, b.digest)

@@ -40,6 +40,10 @@ SAMPLES = [
     wire.IsrUpdate(4, 12, "b", ()),
     wire.IsrAck(4, "b", ("a",), True),
     wire.PeerDown("a"),
+    wire.Requests((wire.Request(7, 1, CMD), wire.Request(7, 2, bytes(56)))),
+    wire.Replies(
+        (wire.Reply(7, 5, wire.OK, 2, 44, "a", EV), wire.Reply(7, 6, wire.NOT_PRIMARY, 2, 0, "bé", b""))
+    ),
 ]
 
 
@@ -159,3 +163,31 @@ def test_command_layout_matches_engine_dtype():
     expected[0] = tuple(rec)
     assert packed == expected.tobytes()
     assert wire.unpack_command(packed) == tuple(rec)
+
+
+def _frame(typ: int, body: bytes) -> bytes:
+    head = wire.HEADER.pack(wire.MAGIC, wire.VERSION, typ, 0, 0, len(body), 0)[:20]
+    return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", bytes(71), bytes(73)],
+    ids=["empty", "short-record", "trailing-bytes"],
+)
+def test_requests_bundle_rejects_partial_records(body):
+    with pytest.raises(DecodeError) as exc:
+        wire.decode(_frame(wire.Requests.TYPE, body))
+    assert exc.value.reason == "bad_payload"
+
+
+def test_replies_bundle_rejects_bad_records():
+    good = wire.encode(wire.Replies((wire.Reply(7, 5, wire.OK, 2, 44, "a", EV),) * 2))
+    body = good[wire.HEADER_SIZE :]
+    for bad in (b"", body[:-1], body + b"x", body[:40]):
+        with pytest.raises(DecodeError):
+            wire.decode(_frame(wire.Replies.TYPE, bad))
+    # An events length that is not a whole number of records.
+    head = struct.pack("<QQBIQHI", 7, 5, 0, 2, 44, 0, 63) + bytes(63)
+    with pytest.raises(DecodeError):
+        wire.decode(_frame(wire.Replies.TYPE, head))
