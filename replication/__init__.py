@@ -20,6 +20,7 @@ Layers
 ``client_core``  ``ClientCore``: pending requests, re-send on fail-over.
 ``node``         the thin ZeroMQ driver that runs the machines in a process.
 ``client``       ``Client``: the blocking / pipelined user-facing client over ZeroMQ.
+``router``       ``Router``: one client over several groups, routing each command by instrument.
 ``config``, ``cli``, ``demo``  the group TOML, the ``matchcore`` subcommands, the demo.
 
 Sans-IO interface (what the driver and the simulator both use)
@@ -81,7 +82,7 @@ heartbeat timeout; never required for correctness.
 
 from __future__ import annotations
 
-__all__ = ["Client"]
+__all__ = ["Client", "Router"]
 
 
 def __getattr__(name: str):
@@ -90,4 +91,8 @@ def __getattr__(name: str):
         from .client import Client
 
         return Client
+    if name == "Router":
+        from .router import Router
+
+        return Router
     raise AttributeError(name)
