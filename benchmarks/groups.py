@@ -269,11 +269,19 @@ class Echo:
 
         self.sock.send(self._pack.pack(i) + self.pad, zmq.NOBLOCK)
 
-    def poll(self) -> list[int]:
-        """Indices of the answers that arrived (one poll, then drain; never blocks)."""
+    def poll(self, wait: float = 0.0) -> list[int]:
+        """Indices of the answers that arrived, waiting up to ``wait`` seconds for the first.
+
+        Waits as ``replication.Client`` does: ``select`` on the socket's
+        ``ZMQ_FD`` (sub-millisecond), after checking ``ZMQ_EVENTS``.
+        """
+        import select
+
         import zmq
 
         out = []
+        if wait > 0 and not self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            select.select([self.sock.getsockopt(zmq.FD)], [], [], wait)
         if self.poller.poll(0):
             while True:
                 try:

@@ -90,7 +90,7 @@ def paced(
     n: int,
     rate: float,
     send: Callable[[int], None],
-    poll: Callable[[], list[int]],
+    poll: Callable[[float], list[int]],
     timeout: float,
     max_in_flight: int = 1 << 62,
 ) -> dict[str, Any]:
@@ -105,7 +105,8 @@ def paced(
     send : callable
         ``send(i)`` sends request ``i`` without waiting.
     poll : callable
-        ``poll()`` returns the indices answered since the last call, without waiting.
+        ``poll(wait)`` returns the indices answered since the last call, waiting
+        up to ``wait`` seconds (until the next send is due) for the first.
     timeout : float
         Seconds beyond the schedule before giving up (``TimeoutError``).
     max_in_flight : int
@@ -131,7 +132,10 @@ def paced(
             send(i)
             sent_at[i] = pc()
             i += 1
-        answered = poll()
+        # Wait for answers until the next send is due, instead of spinning: a
+        # spinning client takes a core the nodes need on a small machine.
+        due = t0 + int(i * period) if i < n and i - done < max_in_flight else now + 1_000_000
+        answered = poll(max(0, min(due - pc(), 1_000_000)) / 1e9)
         if answered:
             t = pc()
             for k in answered:
@@ -179,7 +183,7 @@ def pipelined(
         while i < n and i - done < window:
             send(i)
             i += 1
-        k = len(poll())
+        k = len(poll(0.001))
         done += k
         now = time.perf_counter()
         if k:
@@ -236,11 +240,11 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                 for i, rid in zip(idx, c.send_many(ops[base + idx.start : base + idx.stop]), strict=True):
                     by_rid[rid] = i
 
-            def poll() -> list[int]:
+            def poll(wait: float = 0.0) -> list[int]:
                 # Raw replies, so that an EXPIRED answer is counted rather than raised;
                 # events are decoded as Client.poll would, so the client's cost is in the figure.
                 out = []
-                for r in c.poll_replies(0):
+                for r in c.poll_replies(wait):
                     name = wire.STATUS_NAMES.get(r.status, str(r.status))
                     statuses[name] = statuses.get(name, 0) + 1
                     if r.status == wire.OK:

@@ -12,6 +12,7 @@ thread: its sockets belong to the thread that made it).
 from __future__ import annotations
 
 import itertools
+import select
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -96,6 +97,8 @@ class Client:
             self.monitors[mon] = name
             self.poller.register(s, zmq.POLLIN)
             self.poller.register(mon, zmq.POLLIN)
+        self._all_socks = list(self.socks.values()) + list(self.monitors)
+        self._fds = [s.getsockopt(zmq.FD) for s in self._all_socks]
         self.results: dict[int, wire.Reply] = {}
         self.last_reply: wire.Reply | None = None
         self.closed = False
@@ -133,7 +136,23 @@ class Client:
         except zmq.Again:
             pass  # not connected: the core re-sends after its timeout
 
+    def _short_wait(self, timeout_ms: float) -> None:
+        """Block up to ``timeout_ms`` (< 1 ms) until a socket may be readable.
+
+        ``zmq_poll`` counts whole milliseconds, so a shorter wait would spin and
+        take a core from the nodes on a small machine. The sockets' ``ZMQ_FD``
+        wakes ``select`` at sub-millisecond resolution; it only signals that
+        ``ZMQ_EVENTS`` may have changed, so that is checked first.
+        """
+        for s in self._all_socks:
+            if s.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+        select.select(self._fds, [], [], timeout_ms / 1000)
+
     def _pump(self, timeout_ms: float) -> None:
+        if 0 < timeout_ms < 1:
+            self._short_wait(timeout_ms)
+            timeout_ms = 0
         events = dict(self.poller.poll(timeout_ms))
         now = time.monotonic()
         outs: list = []
