@@ -2,7 +2,7 @@
 
 For: ``primary``, ``standby``, ``witness`` (long-running processes),
 ``status``, ``switchover``, ``promote`` (operator commands), ``subscribe``
-(print the live entry stream) and ``demo``. ``matching.cli`` calls
+(print the live entry stream), ``route check`` (a routes file) and ``demo``. ``matching.cli`` calls
 :func:`add_subcommands`; ``python -m replication.cli ...`` runs the same
 commands without the console script. Not for: protocol logic.
 """
@@ -295,6 +295,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_demo)
 
     _add_chaos(subparsers)
+    _add_route(subparsers)
 
 
 def _add_chaos(subparsers: Any) -> None:
@@ -305,6 +306,32 @@ def _add_chaos(subparsers: Any) -> None:
     )
     chaos.add_arguments(p)
     p.set_defaults(func=chaos.run)
+
+
+def _add_route(subparsers: Any) -> None:
+    """``matchcore route check ROUTES``: validate a routes file (see ``replication.router``), print its table."""
+
+    def check(args: argparse.Namespace) -> int:
+        from .router import format_ranges, load_groups, load_routes
+
+        try:
+            routes = load_routes(args.routes, check_groups=False)
+            cfgs = load_groups(routes)
+        except (OSError, ValueError) as exc:
+            print(f"route check: {exc}", file=sys.stderr)
+            return 2
+        print(f"{'group':<10}{'instruments':<24}{'config':<40}nodes")
+        for name, g in routes.groups.items():
+            served = format_ranges(g.instruments) + (" + the rest" if name == routes.default else "")
+            nodes = " ".join(f"{n}={s.endpoint}" for n, s in cfgs[name].nodes.items())
+            print(f"{name:<10}{served:<24}{g.config:<40}{nodes}")
+        return 0
+
+    p = subparsers.add_parser("route", help="client routing across groups by instrument")
+    sub = p.add_subparsers(dest="route_command", required=True, metavar="ACTION")
+    c = sub.add_parser("check", help="validate a routes file and its group files; print the routing table")
+    c.add_argument("routes", help="the routes TOML file")
+    c.set_defaults(func=check)
 
 
 def main(argv: list[str] | None = None) -> int:

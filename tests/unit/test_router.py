@@ -342,3 +342,28 @@ def test_close_closes_every_client_and_refuses_new_ones(router):
     assert all(c.closed for c in FakeClient.made.values())
     with pytest.raises(RuntimeError, match="closed"):
         router.submit(instrument=3, id=1, side="buy", price=10, qty=1)
+
+
+# -- matchcore route check ---------------------------------------------------------------
+
+
+def test_route_check_prints_the_table(tmp_path, capsys):
+    from replication.cli import main
+
+    group_file(tmp_path, "g1.toml", 6001)
+    (tmp_path / "sub").mkdir()
+    group_file(tmp_path, "sub/g2.toml", 6002)
+    assert main(["route", "check", write(tmp_path, "routes.toml", ROUTES)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["group", "instruments", "config", "nodes"]
+    assert lines[1].split()[:3] == ["g1", "1-3,", "7"] and lines[1].endswith("a=tcp://127.0.0.1:6001")
+    assert "4 + the rest" in lines[2] and lines[2].endswith("a=tcp://127.0.0.1:6002")
+
+
+def test_route_check_refuses_a_bad_file(tmp_path, capsys):
+    from replication.cli import main
+
+    path = write(tmp_path, "routes.toml", '[groups.g1]\nconfig = "g1.toml"\ninstruments = [1]\n')
+    assert main(["route", "check", path]) == 2
+    assert "[groups.g1] config" in capsys.readouterr().err
+    assert main(["route", "check", str(tmp_path / "absent.toml")]) == 2
