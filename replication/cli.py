@@ -2,9 +2,10 @@
 
 For: ``primary``, ``standby``, ``witness`` (long-running processes),
 ``status``, ``switchover``, ``promote`` (operator commands), ``subscribe``
-(print the live entry stream), ``route check`` (a routes file) and ``demo``. ``matching.cli`` calls
-:func:`add_subcommands`; ``python -m replication.cli ...`` runs the same
-commands without the console script. Not for: protocol logic.
+(print the live entry stream), ``route check`` (a routes file) and
+``demo``. ``matching.cli`` calls :func:`add_subcommands`; ``python -m
+replication.cli ...`` runs the same commands without the console script.
+Not for: protocol logic.
 """
 
 from __future__ import annotations

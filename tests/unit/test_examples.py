@@ -57,3 +57,13 @@ def test_replicated_pair_example_survives_the_kill():
 def test_subscriber_example_prints_the_stream():
     lines = run_example("subscriber.py").splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.timeout(120)
+def test_routed_example_sends_each_instrument_to_its_group():
+    out = run_example("routed.py")
+    assert "g2 [Accepted(instrument=3, id=31)]" in out
+    assert "refused: instrument 4 is served by no group" in out
+    mass = next(line for line in out.splitlines() if line.startswith("mass cancel"))
+    assert [f"instrument={i}" in mass for i in (1, 2, 3)] == [True] * 3
+    assert "g1: primary at seq 5" in out and "g2: primary at seq 3" in out
