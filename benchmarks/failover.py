@@ -77,6 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
     groups.add_timing_arguments(parser)
+    # The failure detector as a group file without those keys runs it (config.py's defaults),
+    # so the figures are what an operator gets out of the box.
+    from replication.config import Settings
+
+    d = Settings()
+    parser.set_defaults(
+        heartbeat_ms=round(d.heartbeat_interval * 1000, 3),
+        timeout_ms=round(d.heartbeat_timeout * 1000, 3),
+        suspect_ms=round(d.suspect_timeout * 1000, 3),
+    )
 
 
 class Flow:

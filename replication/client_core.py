@@ -157,6 +157,12 @@ class ClientCore:
             if isinstance(src, str) and src != self.primary and msg.status == wire.OK:
                 self.primary = src
             return [Done(msg.request_id, msg)]
+        if isinstance(src, str) and src != p.target:
+            # A refusal of an earlier send: the request already went to the node we now
+            # believe is primary, whose answer is what counts. Acting on it would re-send
+            # again and count a bounce that makes the real next refusal wait.
+            self.count("stale_redirects")
+            return []
         # NOT_PRIMARY or UNAVAILABLE: follow the hint unless it points at a node we lost.
         self.count("redirects")
         p.bounces += 1

@@ -9,7 +9,7 @@ Optional keys (top level; all have defaults)::
 
     heartbeat_ms = 5          # heartbeat interval
     timeout_ms = 40           # a peer silent this long is dead
-    suspect_ms = 5            # ... or this long after its connection dropped (the witness still must agree)
+    suspect_ms = 1            # ... or this long after its connection dropped (the witness still must agree)
     fsync = "batch"           # none | batch | always
     snapshot_every = 100000   # entries between journal snapshots (0 = never)
     dedupe_window = 4096      # results remembered per client
@@ -44,7 +44,11 @@ class Settings:
     mode: str = "sync"
     heartbeat_interval: float = 0.005
     heartbeat_timeout: float = 0.040
-    suspect_timeout: float = 0.005
+    # A dropped connection (pyzmq EVENT_DISCONNECTED) arrives as soon as the peer's
+    # process is gone, so waiting long after it only delays the fail-over: the wait is
+    # a short grace for a heartbeat already on its way (and lets the witness, which
+    # must agree, see the same drop). A false alarm costs nothing: the witness refuses.
+    suspect_timeout: float = 0.001
     fsync: str = "batch"
     snapshot_every: int = 100_000
     dedupe_window: int = 4096
@@ -53,6 +57,10 @@ class Settings:
     catchup_snapshot_lag: int = 50_000  # a joiner further behind than this gets a snapshot
     switchover_timeout: float = 3.0
     vote_retry: float = 0.005
+    # After a refused vote, the first few re-asks come this soon: the witness usually
+    # refuses only because its own evidence (the same connection drop, or the same
+    # heartbeat silence) reaches it a little later than ours.
+    vote_retry_refused: float = 0.001
     join_retry: float = 0.05
     witness_grace: float = 0.0  # witness: refuse votes this long after start (learn from heartbeats)
 
@@ -121,7 +129,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     ms = 0.001
     s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
     s.heartbeat_timeout = float(doc.get("timeout_ms", 40)) * ms
-    s.suspect_timeout = float(doc.get("suspect_ms", 5)) * ms
+    s.suspect_timeout = float(doc.get("suspect_ms", 1)) * ms
     s.vote_retry = s.heartbeat_interval
     s.fsync = str(doc.get("fsync", "batch"))
     s.snapshot_every = int(doc.get("snapshot_every", 100_000))

@@ -34,6 +34,7 @@ from .wire import Send
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
+QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
 
 
 class NodeMachine(SequencerMixin, StandbyMixin):
@@ -95,6 +96,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.hb_sent_at = NEVER
         self.candidate_since: float | None = None
         self.vote_sent_at = NEVER
+        self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
         self.promotion_ms: float | None = None
         self.diverged_at = 0
         self.last_snapshot_seq = self.replica.seq
@@ -232,6 +234,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 return self.step_down(leader, hb.epoch, now)
             if self.role == wire.ROLE_STANDBY and leader and leader != self.name:
                 self.want_primary = False
+                if self.handover_proven(src, hb):
+                    return self.resume_after_handover(src, hb, now)
                 return self.follow(leader, hb.epoch, now)
             return []
         if (
@@ -340,6 +344,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def run_for_primary(self, now: float, reason: str) -> list:
         if self.candidate_since is None:
             self.candidate_since = now
+            self.votes_refused = 0
             log.warning(
                 "candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d",
                 self.name,
@@ -364,6 +369,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def on_vote(self, m: wire.Vote, now: float) -> list:
         if not m.granted:
             self.count("votes_denied")
+            if m.node == self.name and self.candidate_since is not None and m.epoch == self.epoch + 1:
+                self.votes_refused += 1
+                if self.votes_refused <= QUICK_VOTE_RETRIES:
+                    # Ask again soon rather than after a whole vote_retry (see Settings.vote_retry_refused).
+                    soon = now - self.settings.vote_retry + self.settings.vote_retry_refused
+                    self.vote_sent_at = min(self.vote_sent_at, soon)
             return []
         if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
             return []

@@ -55,6 +55,52 @@ class StandbyMixin:
         self.future.clear()
         return self.refuse_held() + self.send_join(now)
 
+    def handover_proven(self: NodeMachine, src: str, hb: wire.Heartbeat) -> bool:
+        """Does ``hb`` show the node we drained into serving the next epoch from exactly our journal?
+
+        After a switchover we hold every entry up to the handover seq and the
+        target acked all of them. Its first heartbeat as primary of the next
+        epoch carries its seq and chained digest: equal to ours means the same
+        history, and its new epoch starts right after our last entry.
+        """
+        if self.handover is None:
+            return False
+        target, msg, _ = self.handover
+        return (
+            src == target == self.leader
+            and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+            and self.epoch == msg.epoch
+            and hb.epoch == msg.epoch + 1
+            and hb.seq == msg.seq == self.replica.seq
+            and hb.digest == self.replica.digest
+        )
+
+    def resume_after_handover(self: NodeMachine, src: str, hb: wire.Heartbeat, now: float) -> list:
+        """Follow the switchover target in its new epoch without a Join/Fence round trip.
+
+        Its first commits need our ack (we are in its in-sync set), so the
+        Join -> Fence exchange would sit on the path of the first orders it
+        accepts; :meth:`handover_proven` already shows what the Fence would
+        (our journal is a prefix of the leader's). One durable meta write
+        records the epoch and where it starts.
+        """
+        self.epoch = hb.epoch
+        self.history.append((hb.epoch, hb.seq + 1))
+        self.save_meta()
+        log.info(
+            "joined node=%s leader=%s epoch=%d at_seq=%d (after handover)", self.name, src, self.epoch, hb.seq
+        )
+        self.leader = src
+        self.joined = True
+        self.followed_epoch = self.epoch
+        self.candidate_since = None
+        self.future.clear()
+        self.handover = None
+        self.leader_seq = hb.seq
+        self.leader_commit = hb.commit
+        self.count("handover_resumes")
+        return self.refuse_held()
+
     def send_join(self: NodeMachine, now: float) -> list:
         if not self.leader or self.leader == self.name:
             return []
