@@ -295,7 +295,8 @@ class Router:
         default group, whose engine rejects it with a reason).
         """
         if isinstance(command, Mapping):
-            is_mass = command.get("op") == "mass_cancel"
+            op = command.get("op")
+            is_mass = isinstance(op, str) and op.lower() == "mass_cancel"  # the op names fold case
             instrument = command.get("instrument")
             if is_mass and instrument is None:
                 return None
@@ -351,8 +352,8 @@ class Router:
         return rids
 
     def _collect(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for any group to answer, then take every answer that arrived."""
-        if timeout > 0 and not self._done and self._waiting:
+        """Wait up to ``timeout`` s (at most 5 ms) for any group to answer, then take every answer that arrived."""
+        if timeout > 0 and self._waiting:
             self._wait_readable(timeout)
         for g, c in self._clients.items():
             for reply in c.poll_replies(0):
@@ -434,11 +435,12 @@ class Router:
         if not self._waiting and not self._done:
             return []  # nothing in flight: nothing can arrive
         deadline = time.monotonic() + timeout
-        while True:
+        self._collect(0.0)
+        while not self._done and self._waiting:
             left = deadline - time.monotonic()
-            self._collect(max(0.0, left))
-            if self._done or left <= 0:
+            if left <= 0:
                 break
+            self._collect(left)
         out = list(self._done.items())
         self._done.clear()
         return out

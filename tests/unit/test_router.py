@@ -275,6 +275,7 @@ def test_records_route_like_dicts(router):
     assert router.route(row) == "g1"
     assert router.route(commands.command_record(commands.mass_cancel_dict(account=1))) is None
     assert router.route(commands.command_record(commands.mass_cancel_dict(instrument=3))) == "g2"
+    assert router.route({"op": "MASS_CANCEL", "account": 1}) is None  # op names fold case, as in the engine
 
 
 def test_router_ids_are_unique_across_groups_and_poll_collects_from_all(router):
