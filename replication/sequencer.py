@@ -103,9 +103,14 @@ class SequencerMixin:
     # -- batching -------------------------------------------------------------------
 
     def sequence_pending(self: NodeMachine, now: float) -> list:
-        """Sequence every queued request as one batch. O(batch)."""
+        """Sequence up to ``max_batch`` queued requests as one batch. O(batch).
+
+        One batch per tick, so a backlog cannot hold the loop (and with it
+        heartbeats, acks and fail-over detection) for long: the driver polls
+        without waiting while requests are still queued.
+        """
         out: list = []
-        while self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
             n = min(len(self.pending), self.settings.max_batch)
             popleft, discard = self.pending.popleft, self.pending_keys.discard
             batch = [popleft() for _ in range(n)]
