@@ -419,9 +419,15 @@ class Router:
         Waits up to ``timeout`` s for one. A mass cancel sent to every group
         appears once, with the events of all groups concatenated in group order.
         """
+        taken = self._take(timeout)
         out = []
-        for rid, replies in self._take(timeout):
-            out.append((rid, self._events(replies)))
+        for rid, replies in taken:
+            try:
+                out.append((rid, self._events(replies)))
+            except Exception:
+                # Report the expired request once; keep every other one for the next poll.
+                self._done.update((r, reps) for r, reps in taken if r != rid)
+                raise
         return out
 
     def poll_replies(self, timeout: float = 0.0) -> list[wire.Reply]:

@@ -8,6 +8,7 @@ tests/replication/test_router_process.py.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -368,3 +369,15 @@ def test_route_check_refuses_a_bad_file(tmp_path, capsys):
     assert main(["route", "check", path]) == 2
     assert "[groups.g1] config" in capsys.readouterr().err
     assert main(["route", "check", str(tmp_path / "absent.toml")]) == 2
+
+
+def test_an_expired_request_is_reported_once_and_the_others_kept(router):
+    from replication.client import RequestExpired
+
+    a = router.send(commands.new_order_dict(1, 1, "buy", 10, 1))
+    b = router.send(commands.new_order_dict(3, 1, "buy", 10, 1))
+    g2 = router.fakes()["g2"]
+    g2.held = [dataclasses.replace(g2.held[0], status=wire.EXPIRED, events=b"")]
+    with pytest.raises(RequestExpired):
+        router.poll(0.5)
+    assert [rid for rid, _ in router.poll(0.5)] == [a] and b not in dict(router.poll(0.5))
