@@ -179,6 +179,48 @@ def message_sizes() -> tuple[int, int]:
     return len(req), len(rep)
 
 
+# ----- CPU per order ------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (None: this process) so far; None if unknown.
+
+    CPU time per order does not depend on what else the machine is doing, so
+    it is the figure to compare across runs on a shared, noisy machine.
+    Other processes are read from ``/proc`` (Linux only).
+    """
+    import os
+    import resource
+
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(g: Any) -> dict[str, float | None]:
+    """CPU seconds of every process of the group ``g`` and of this one (key ``client``)."""
+    out = {name: cpu_seconds(p.pid) for name, p in g.procs.items()}
+    out["client"] = cpu_seconds()
+    return out
+
+
+def cpu_per_order(
+    before: dict[str, float | None], after: dict[str, float | None], orders: int
+) -> dict[str, float]:
+    """Microseconds of CPU per order for each process between two :func:`cpu_snapshot` calls."""
+    return {
+        name: round((after[name] - b) / orders * 1e6, 2)
+        for name, b in before.items()
+        if b is not None and after.get(name) is not None and orders
+    }
+
+
 # ----- the floor: a bare pyzmq echo ------------------------------------------------------------
 
 

@@ -273,7 +273,11 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
             for name, fn in passes:
                 by_rid.clear()
                 try:
+                    cpu0 = groups.cpu_snapshot(g)
                     out[name] = fn()
+                    out[name]["cpu_us_per_order"] = groups.cpu_per_order(
+                        cpu0, groups.cpu_snapshot(g), out[name]["orders"]
+                    )
                 except TimeoutError as exc:  # keep what the other pass measured; say why this one failed
                     out[name] = {"error": str(exc), "log_tail": g.tail_logs(8)[-3000:]}
                     break
@@ -376,6 +380,22 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         ["path", "orders", "window", "orders/s", "/ floor", "unplanned fail-over"],
         trows,
     )
+    crows = []
+    for mode, r in result.get("modes", {}).items():
+        for name in ("paced", "pipelined"):
+            cpu = (r.get(name) or {}).get("cpu_us_per_order")
+            if cpu:
+                procs = [p for p in cpu if p != "client"] + ["client"]
+                crows.append([f"{mode} {name}"] + [f"{p} {cpu[p]:.1f}" for p in procs if p in cpu])
+    if crows:
+        width = max(len(row) for row in crows)
+        common.print_table(
+            f"CPU per order, microseconds, by process ({machine})",
+            ["pass"] + [""] * (width - 1),
+            [row + [""] * (width - len(row)) for row in crows],
+            note="user + system CPU time over the pass / orders: independent of what else the machine runs; "
+            "the client includes decoding every reply's events",
+        )
     groups.print_targets("replication targets", result["targets"])
 
 

@@ -224,6 +224,12 @@ class Client:
             self._pump(max(0.0, min(left, 0.005)) * 1000)
             if left <= 0:
                 break
+        # An expired request raises, once: it leaves the results first, and the
+        # other finished requests stay for the next call.
+        for rid, r in self.results.items():
+            if r.status == wire.EXPIRED:
+                del self.results[rid]
+                self._events(r)
         out = [(rid, self._events(r)) for rid, r in self.results.items()]
         self.results.clear()
         return out
