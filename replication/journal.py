@@ -3,8 +3,10 @@
 For: durable, self-checking storage of ``wire.Entry`` records with contiguous
 seqs; torn/corrupt tail detection and truncation on open; fsync policy
 (``none`` | ``batch`` | ``always``); reading entries from any seq (refill,
-catch-up); truncate-after-seq (fencing); an atomic snapshot file that bounds
-restart time; a tiny atomic metadata file (current epoch, epoch history).
+catch-up; the file journal hands them out as packed bytes, an ``EntryRun``);
+truncate-after-seq (fencing); an atomic snapshot file that bounds restart
+time; compaction after a snapshot (whole old segments deleted, so disk use
+is bounded); a tiny atomic metadata file (current epoch, epoch history).
 Not for: deciding what to write — the node machines do that.
 
 ``FileJournal`` and ``MemoryJournal`` share one interface so the sans-IO
@@ -13,7 +15,14 @@ what was never synced.
 
 On-disk layout of a journal directory::
 
-    entries.log   records: u32 length, u32 crc32(payload), payload (a packed Entry)
+    entries.log   the active segment: records u32 length, u32 crc32(payload), payload
+                  (one packed Entry; every record is RECORD = 100 bytes)
+    entries.<first seq, 20 digits>.log
+                  sealed segments, same records: entries.log renamed by compact()
+                  once it is big enough; deleted, oldest first, once the snapshot
+                  and the retention margin are past their last entry. Together
+                  with entries.log they hold one consecutive run of seqs; on open
+                  the first bad record ends it (what follows is cut or deleted).
     snapshot.bin  u8[4] b"MCSN", u64 seq, u32 last_epoch, u32 crc32(blob), u64 len, blob
     meta.bin      two 64 KiB slots, written alternately in place (pwrite + fdatasync:
                   no new file, rename or directory fsync on a promotion's critical
@@ -23,7 +32,8 @@ On-disk layout of a journal directory::
                   the valid copy with the highest counter wins
 
 Entries cover seqs ``base_seq + 1 .. last_seq``; ``base_seq`` is the seq of
-the snapshot installed by :meth:`reset` (0 for a journal that began empty).
+the snapshot installed by :meth:`reset` (0 for a journal that began empty), or
+the last entry :meth:`compact` dropped; it never passes the snapshot.
 """
 
 from __future__ import annotations
@@ -34,10 +44,12 @@ import os
 import struct
 import zlib
 from abc import ABC, abstractmethod
-from array import array
+from collections.abc import Sequence
 from typing import Any
 
-from .wire import ENTRY, DecodeError, Entry
+import numpy as np
+
+from .wire import ENTRY, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.journal")
 
@@ -48,6 +60,10 @@ MAX_RECORD = 1 << 20
 FSYNC_POLICIES = ("none", "batch", "always")
 META_SLOT = 64 * 1024
 META_HEAD = struct.Struct("<QII")  # counter, json length, crc32(json)
+RECORD = REC.size + ENTRY.size  # every record holds one entry: fixed size, so seq -> offset is arithmetic
+REC_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{ENTRY.size}")])
+_PAYLOAD = struct.Struct(f"{ENTRY.size}s")
+SEGMENT_ENTRIES = 65536  # compact() seals the active segment past this many entries (~7 MB)
 
 
 class JournalBase(ABC):
@@ -87,6 +103,18 @@ class JournalBase(ABC):
         """The entry at ``seq``, or None if not held. O(1)."""
         got = self.read(seq, 1)
         return got[0] if got and got[0].seq == seq else None
+
+    def read_run(self, from_seq: int, max_count: int = 1 << 30) -> Sequence[Entry]:
+        """Like :meth:`read`, as cheap as the journal can make it (the file journal: an ``EntryRun``)."""
+        return self.read(from_seq, max_count)
+
+    @abstractmethod
+    def compact(self, upto: int) -> int:
+        """Drop entries up to ``upto`` — some or all, never past the snapshot; how many were dropped.
+
+        ``base_seq`` rises to the last one dropped. Crash-safe: any prefix of the
+        work leaves a journal that recovers to the same state.
+        """
 
     @abstractmethod
     def truncate_after(self, seq: int) -> None:
@@ -140,7 +168,7 @@ class MemoryJournal(JournalBase):
     def last_seq(self) -> int:
         return self._base + len(self._entries)
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: Sequence[Entry]) -> None:
         for e in entries:
             if e.seq != self.last_seq + 1:
                 raise ValueError(f"append of seq {e.seq} after {self.last_seq}")
@@ -150,6 +178,18 @@ class MemoryJournal(JournalBase):
 
     def sync(self) -> None:
         self._synced = len(self._entries)
+
+    def compact(self, upto: int) -> int:
+        if self._snap is None:
+            return 0
+        k = min(upto, self._snap[0]) - self._base
+        if k <= 0:
+            return 0
+        k = min(k, len(self._entries))
+        del self._entries[:k]
+        self._base += k
+        self._synced = max(self._synced - k, 0)
+        return k
 
     def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:
         i = max(from_seq - self._base - 1, 0)
@@ -206,6 +246,72 @@ def _atomic_write(path: str, data: bytes) -> None:
     _fsync_dir(os.path.dirname(path) or ".")
 
 
+class _Segment:
+    """One entry-log file: ``n`` fixed-size records holding seqs ``first .. first + n - 1``."""
+
+    __slots__ = ("first", "n", "path", "fd")
+
+    def __init__(self, first: int, n: int, path: str, fd: int) -> None:
+        self.first, self.n, self.path, self.fd = first, n, path, fd
+
+    @property
+    def last(self) -> int:
+        return self.first + self.n - 1
+
+
+def _segment_name(first: int) -> str:
+    return f"entries.{first:020d}.log"
+
+
+def _records(raw: bytes) -> bytes:
+    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n)."""
+    n = len(raw) // ENTRY.size
+    if n < RUN_MIN:
+        pack, crc = REC.pack, zlib.crc32
+        parts = []
+        for i in range(0, len(raw), ENTRY.size):
+            payload = raw[i : i + ENTRY.size]
+            parts.append(pack(ENTRY.size, crc(payload)))
+            parts.append(payload)
+        return b"".join(parts)
+    out = np.empty(n, dtype=REC_DTYPE)
+    out["length"] = ENTRY.size
+    out["crc"] = [zlib.crc32(b) for (b,) in _PAYLOAD.iter_unpack(raw)]
+    out["payload"] = np.frombuffer(raw, dtype=f"V{ENTRY.size}")
+    return out.tobytes()
+
+
+def _payloads(data: bytes) -> bytes:
+    """Journal records (all well-formed, as written or scanned) back to packed entries. O(n)."""
+    return np.frombuffer(data, dtype=REC_DTYPE)["payload"].tobytes()
+
+
+def _good_records(data: bytes, first: int | None) -> tuple[int | None, int]:
+    """How many whole records lead ``data`` with a right length, CRC and seq (from ``first``, or
+    whatever the first says); ``(first seq, count)``. O(n), the CRCs one call each."""
+    k = len(data) // RECORD
+    if k == 0:
+        return first, 0
+    rec = np.frombuffer(data, dtype=REC_DTYPE, count=k)
+    good = np.asarray(rec["length"] == ENTRY.size)
+    if first is None:
+        if not good[0]:
+            return None, 0
+        first = int(np.frombuffer(data, dtype="<u8", count=1, offset=REC.size + 4)[0])
+    # The seq field, record by record (records are RECORD bytes apart, entries ENTRY.size).
+    seqs = np.ndarray((k,), dtype="<u8", buffer=data, offset=REC.size + 4, strides=(RECORD,))
+    good &= seqs == np.arange(first, first + k, dtype=np.uint64)
+    bad = np.flatnonzero(~good)
+    k = int(bad[0]) if len(bad) else k
+    crc = zlib.crc32
+    crcs = rec["crc"][:k].tolist()
+    for i in range(k):
+        p = i * RECORD + REC.size
+        if crc(data[p : p + ENTRY.size]) != crcs[i]:
+            return first, i
+    return first, k
+
+
 class FileJournal(JournalBase):
     """The on-disk journal; see the module docstring for the layout.
 
@@ -216,13 +322,17 @@ class FileJournal(JournalBase):
     fsync : str
         ``none`` (leave it to the OS), ``batch`` (one fsync per ``append``
         call — i.e. per sequenced batch), ``always`` (one per entry).
+    segment_entries : int
+        :meth:`compact` seals the active segment once it holds this many
+        entries (sealed segments are what compaction deletes).
     """
 
-    def __init__(self, path: str, fsync: str = "batch") -> None:
+    def __init__(self, path: str, fsync: str = "batch", segment_entries: int = SEGMENT_ENTRIES) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
         self.path = path
         self.fsync = fsync
+        self.segment_entries = segment_entries
         os.makedirs(path, exist_ok=True)
         self._log_path = os.path.join(path, "entries.log")
         self._snap_path = os.path.join(path, "snapshot.bin")
@@ -233,7 +343,7 @@ class FileJournal(JournalBase):
         self._meta_loaded = False
         self._snap_cache: tuple[int, int, bytes] | None = None
         self._snap_loaded = False
-        self._offsets = array("Q")  # file offset of entry base+1+i; one extra = end of file
+        self._segs: list[_Segment] = []  # oldest first; the last is the active entries.log
         self._base = 0
         self.truncated_bytes = 0  # how much torn/corrupt tail was cut on open
         # defer_sync: ``append`` under fsync="batch" only writes and marks the journal
@@ -241,56 +351,71 @@ class FileJournal(JournalBase):
         # (the ZeroMQ driver does, after sending Entries: see node.Driver.perform).
         self.defer_sync = False
         self.dirty = False
-        self._fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._scan()
 
     # -- open / recovery ---------------------------------------------------------
 
     def _scan(self) -> None:
-        """Index every good record; cut the file at the first bad one (a torn or corrupt tail)."""
-        size = os.fstat(self._fd).st_size
-        with open(self._log_path, "rb") as f:
-            data = f.read()
-        pos, prev, offsets = 0, None, array("Q")
-        while pos + REC.size <= len(data):
-            length, crc = REC.unpack_from(data, pos)
-            if length != ENTRY.size or pos + REC.size + length > len(data):
-                break
-            payload = data[pos + REC.size : pos + REC.size + length]
-            if zlib.crc32(payload) != crc:
-                break
-            try:
-                e = Entry.unpack(payload)
-            except DecodeError:
-                break
-            if prev is not None and e.seq != prev + 1:
-                break
-            if prev is None:
-                self._base = e.seq - 1
-            prev = e.seq
-            offsets.append(pos)
-            pos += REC.size + length
-        if prev is None:
+        """Index every good record of every segment; cut at the first bad one (a torn or corrupt
+        tail) and drop whatever follows it, so the entries held are always one consecutive run."""
+        sealed = sorted(
+            (int(name[8:28]), name)
+            for name in os.listdir(self.path)
+            if len(name) == 32
+            and name.startswith("entries.")
+            and name.endswith(".log")
+            and name[8:28].isdigit()
+        )
+        expect: int | None = None  # the seq the next segment must start with
+        cut = False  # a bad record was found: every later file is dropped
+        for first, name in sealed:
+            path = os.path.join(self.path, name)
+            if not cut:
+                fd = os.open(path, os.O_RDWR)
+                got, n = self._scan_file(fd, path, first if expect is None else expect)
+                cut = self.truncated_bytes > 0
+                if n and got == first:
+                    self._segs.append(_Segment(first, n, path, fd))
+                    expect = first + n
+                    continue
+                os.close(fd)
+                cut = True  # an empty or misnamed sealed segment ends the run
+            log.warning("journal_segment_dropped path=%s", path)
+            os.unlink(path)
+        fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if cut:
+            self._cut(fd, self._log_path, 0, os.fstat(fd).st_size)
+            first, n = expect, 0
+        else:
+            first, n = self._scan_file(fd, self._log_path, expect)
+        if first is None:
             snap = self.load_snapshot()
-            self._base = snap[0] if snap is not None else 0
-        offsets.append(pos)
-        self._offsets = offsets
-        if pos != size:
-            self.truncated_bytes = size - pos
-            log.warning(
-                "journal_tail_truncated path=%s cut_bytes=%d last_seq=%d",
-                self.path,
-                size - pos,
-                self.last_seq,
-            )
-            os.ftruncate(self._fd, pos)
-            os.fsync(self._fd)
+            first = (snap[0] if snap is not None else 0) + 1
+        self._segs.append(_Segment(first, n, self._log_path, fd))
+        self._base = self._segs[0].first - 1
+        _fsync_dir(self.path)
         snap = self.load_snapshot()
         if snap is not None and not (self._base <= snap[0] <= self.last_seq):
             log.warning(
                 "journal_snapshot_dropped path=%s snap_seq=%d last_seq=%d", self.path, snap[0], self.last_seq
             )
             self._drop_snapshot()
+
+    def _scan_file(self, fd: int, path: str, first: int | None) -> tuple[int | None, int]:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0)
+        first, n = _good_records(data, first)
+        if n * RECORD != size:
+            self._cut(fd, path, n * RECORD, size)
+        return first, n
+
+    def _cut(self, fd: int, path: str, keep: int, size: int) -> None:
+        if keep == size:
+            return
+        self.truncated_bytes += size - keep
+        log.warning("journal_tail_truncated path=%s cut_bytes=%d", path, size - keep)
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
 
     # -- interface -------------------------------------------------------------------
 
@@ -300,62 +425,92 @@ class FileJournal(JournalBase):
 
     @property
     def last_seq(self) -> int:
-        return self._base + len(self._offsets) - 1
+        return self._segs[-1].last
 
-    def append(self, entries: list[Entry]) -> None:
-        if not entries:
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append consecutive entries; an ``EntryRun`` is framed without a Python object per entry. O(len)."""
+        if not len(entries):
             return
-        for i, e in enumerate(entries):
-            if e.seq != self.last_seq + 1 + i:
-                raise ValueError(f"append of seq {e.seq} after {self.last_seq + i}")
-        end = self._offsets[-1]
-        chunks = []
-        for e in entries:
-            payload = ENTRY.pack(*e)
-            rec = REC.pack(len(payload), zlib.crc32(payload)) + payload
-            if self.fsync == "always":
-                os.pwrite(self._fd, rec, end)
-                os.fdatasync(self._fd)
-            else:
-                chunks.append(rec)
-            end += len(rec)
-            self._offsets.append(end)
-        if chunks:
-            os.pwrite(self._fd, b"".join(chunks), self._offsets[-1 - len(chunks)])
+        last = self.last_seq
+        if isinstance(entries, EntryRun):
+            raw = entries.raw  # its seqs are consecutive by construction
+            if entries[0].seq != last + 1:
+                raise ValueError(f"append of seq {entries[0].seq} after {last}")
+        else:
+            for i, e in enumerate(entries):
+                if e.seq != last + 1 + i:
+                    raise ValueError(f"append of seq {e.seq} after {last + i}")
+            raw = pack_entries(entries)
+        recs = _records(raw)
+        active = self._segs[-1]
+        end = active.n * RECORD
+        if self.fsync == "always":
+            for off in range(0, len(recs), RECORD):
+                os.pwrite(active.fd, recs[off : off + RECORD], end + off)
+                os.fdatasync(active.fd)
+        else:
+            os.pwrite(active.fd, recs, end)
+        active.n += len(recs) // RECORD
         if self.fsync == "batch":
             if self.defer_sync:
                 self.dirty = True
             else:
-                os.fdatasync(self._fd)
+                os.fdatasync(active.fd)
 
     def sync(self) -> None:
         """fdatasync what deferred appends wrote (no-op when nothing is pending)."""
         if self.dirty:
             self.dirty = False
-            os.fdatasync(self._fd)
+            os.fdatasync(self._segs[-1].fd)
 
     def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:
-        if from_seq <= self._base or from_seq > self.last_seq or max_count <= 0:
-            return []
-        i = from_seq - self._base - 1
-        j = min(i + max_count, len(self._offsets) - 1)
-        start, stop = self._offsets[i], self._offsets[j]
-        data = os.pread(self._fd, stop - start, start)
-        out, pos = [], 0
-        while pos < len(data):
-            length = REC.unpack_from(data, pos)[0]
-            out.append(Entry.unpack(data[pos + REC.size : pos + REC.size + length]))
-            pos += REC.size + length
-        return out
+        return list(self.read_run(from_seq, max_count))
+
+    def read_run(self, from_seq: int, max_count: int = 1 << 30) -> Sequence[Entry]:
+        """Entries ``from_seq ..`` (at most ``max_count``) as an ``EntryRun``: the bytes on disk
+        with the record framing stripped, no ``Entry`` made. O(count)."""
+        last = self.last_seq
+        if from_seq <= self._base or from_seq > last or max_count <= 0:
+            return ()
+        stop = min(from_seq + max_count - 1, last)
+        parts = []
+        for seg in self._segs:
+            lo, hi = max(from_seq, seg.first), min(stop, seg.last)
+            if lo <= hi:
+                start = (lo - seg.first) * RECORD
+                parts.append(_payloads(os.pread(seg.fd, (hi - lo + 1) * RECORD, start)))
+        return EntryRun(b"".join(parts))
 
     def truncate_after(self, seq: int) -> None:
         if seq >= self.last_seq:
             return
-        keep = max(seq - self._base, 0)
-        cut = self._offsets[keep]
-        del self._offsets[keep + 1 :]
-        os.ftruncate(self._fd, cut)
-        os.fsync(self._fd)
+        # From the newest segment back, so that a crash part-way leaves a longer
+        # prefix of the same entries (the next Fence cuts it again), never a gap.
+        active = self._segs[-1]
+        while self._segs:
+            seg = self._segs[-1]
+            if seg.first <= seq:
+                keep = seq - seg.first + 1
+                os.ftruncate(seg.fd, keep * RECORD)
+                os.fsync(seg.fd)
+                seg.n = keep
+                break
+            if seg is active:
+                os.ftruncate(seg.fd, 0)
+                os.fsync(seg.fd)
+                seg.n = 0
+                self._segs.pop()
+            else:
+                os.close(seg.fd)
+                os.unlink(seg.path)
+                self._segs.pop()
+        if self._segs and self._segs[-1] is not active:
+            active.first = self._segs[-1].last + 1  # appends go on in entries.log
+        elif not self._segs:
+            active.first = self._base + 1
+        if self._segs[-1:] != [active]:
+            self._segs.append(active)
+        _fsync_dir(self.path)
         snap = self.load_snapshot()
         if snap is not None and snap[0] > seq:
             self._drop_snapshot()
@@ -395,14 +550,62 @@ class FileJournal(JournalBase):
         self._snap_cache, self._snap_loaded = None, True
 
     def reset(self, seq: int, last_epoch: int, blob: bytes) -> None:
-        # Snapshot first: if we crash in between, the old log is cut on open
-        # (its seqs do not reach the snapshot) and the snapshot stands.
+        # Snapshot first: if we crash in between, the old entries stand and the
+        # snapshot beyond them is dropped on open (the node fetches it again).
+        # Then newest segment first, so a crash part-way leaves a prefix.
         self.save_snapshot(seq, last_epoch, blob)
-        os.ftruncate(self._fd, 0)
-        os.fsync(self._fd)
+        active = self._segs[-1]
+        os.ftruncate(active.fd, 0)
+        os.fsync(active.fd)
+        for seg in reversed(self._segs[:-1]):
+            os.close(seg.fd)
+            os.unlink(seg.path)
+        _fsync_dir(self.path)
+        active.first, active.n = seq + 1, 0
+        self._segs = [active]
         self._base = seq
-        self._offsets = array("Q", [0])
         log.info("journal_reset path=%s base_seq=%d", self.path, seq)
+
+    def compact(self, upto: int) -> int:
+        """Drop entries up to ``upto`` (never past the snapshot), in whole sealed segments.
+
+        Seals the active segment (one rename) once it holds ``segment_entries``,
+        then deletes the sealed segments that hold only dropped entries, oldest
+        first: a crash at any point leaves a consecutive run of entries that
+        still starts at or below the snapshot. A few file operations, no copy.
+        Returns how many entries were dropped.
+        """
+        snap = self.load_snapshot()
+        if snap is None:
+            return 0
+        upto = min(upto, snap[0])
+        active = self._segs[-1]
+        if active.n >= self.segment_entries:
+            self._seal()
+        dropped = 0
+        while len(self._segs) > 1 and self._segs[0].last <= upto:
+            seg = self._segs.pop(0)
+            os.close(seg.fd)
+            os.unlink(seg.path)
+            dropped += seg.n
+        if dropped:
+            self._base = self._segs[0].first - 1
+            _fsync_dir(self.path)
+            log.info("journal_compacted path=%s dropped=%d base_seq=%d", self.path, dropped, self._base)
+        return dropped
+
+    def _seal(self) -> None:
+        """Rename entries.log to its sealed name and start an empty one."""
+        active = self._segs[-1]
+        if self.dirty or self.fsync == "none":
+            os.fdatasync(active.fd)  # a sealed segment is complete on disk
+            self.dirty = False
+        sealed = os.path.join(self.path, _segment_name(active.first))
+        os.rename(self._log_path, sealed)  # a crash here: open finds no entries.log and makes one
+        active.path = sealed
+        fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
+        _fsync_dir(self.path)
+        self._segs.append(_Segment(active.last + 1, 0, self._log_path, fd))
 
     def _meta_candidates(self) -> list[tuple[int, dict[str, Any]]]:
         out = []
@@ -469,7 +672,8 @@ class FileJournal(JournalBase):
         if self._meta_fd >= 0:
             os.close(self._meta_fd)
             self._meta_fd = -1
-        if self._fd >= 0:
+        if self._segs:
             self.sync()
-            os.close(self._fd)
-            self._fd = -1
+            for seg in self._segs:
+                os.close(seg.fd)
+            self._segs = []

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.sequencer")
 
 SNAPSHOT_CHUNK = 512 * 1024
+REFILL_WINDOW = 8  # refill chunks in flight to one catching-up node (see catch_up)
 
 
 class SequencerMixin:
@@ -218,20 +219,43 @@ class SequencerMixin:
                 break
         return max(0, min(seq, end))
 
-    def catch_up(self: NodeMachine, dest: str, from_seq: int, to_seq: int = 0) -> list:
-        """Send ``dest`` entries from ``from_seq`` (one chunk), or a snapshot if we lack them or it is far behind."""
+    def catch_up(self: NodeMachine, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:
+        """Send ``dest`` entries from ``from_seq`` (up to ``to_seq``; 0 = to the end), or a snapshot
+        if we lack them or it is far behind.
+
+        Up to ``REFILL_WINDOW`` chunks of ``refill_chunk`` entries go at once, so
+        the node applies one chunk while the next are on the wire; each Refill
+        it sends as it progresses tops the window up (see :meth:`on_refill`).
+        Chunks are the journal's bytes as they are (an ``EntryRun``): no
+        ``Entry`` is made or packed on the way. O(window).
+        """
+        return self._send_entries(dest, from_seq, from_seq, to_seq)
+
+    def _send_entries(self: NodeMachine, dest: wire.Address, asked: int, start: int, to_seq: int) -> list:
+        """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight."""
+        sent = self.__dict__.setdefault("refill_sent", {})  # dest -> (epoch, asked, sent up to)
         last = self.replica.seq
-        if from_seq > last:
+        if asked > last:
+            sent.pop(dest, None)
             return []
-        far = last - from_seq > self.settings.catchup_snapshot_lag
-        if from_seq <= self.journal.base_seq or far:
+        if asked <= self.journal.base_seq or last - asked > self.settings.catchup_snapshot_lag:
+            sent.pop(dest, None)
             return self.send_snapshot(dest)
-        stop = last if to_seq <= 0 else min(to_seq, last)
-        entries = self.journal.read(from_seq, min(self.settings.refill_chunk, stop - from_seq + 1))
-        if not entries:
-            return []
-        self.count("refill_entries_sent", len(entries))
-        return [Send(dest, wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries)))]
+        chunk = self.settings.refill_chunk
+        stop = min(last, asked - 1 + REFILL_WINDOW * chunk)
+        if to_seq > 0:
+            stop = min(stop, to_seq)
+        out = []
+        seq = start
+        while seq <= stop:
+            run = self.journal.read_run(seq, min(chunk, stop - seq + 1))
+            if not len(run):
+                break
+            out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run)))
+            seq += len(run)
+            self.count("refill_entries_sent", len(run))
+        sent[dest] = (self.epoch, asked, max(seq - 1, start - 1))
+        return out
 
     def send_snapshot(self: NodeMachine, dest: str) -> list:
         blob = self.replica.snapshot()
@@ -251,10 +275,17 @@ class SequencerMixin:
         return out
 
     def on_refill(self: NodeMachine, src: wire.Address, m: wire.Refill, now: float) -> list:
+        """Serve a Refill: a catching-up node that progressed into the chunks in flight gets only
+        the chunks that top its window up; any other ask (a gap, a re-ask after a lost chunk,
+        a new node) gets the window from the seq it asked for."""
         if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch > self.epoch:
             return []
         self.count("refills_served")
-        return self.catch_up(src, m.seq, m.to_seq)
+        start = m.seq
+        prev = self.__dict__.get("refill_sent", {}).get(src)
+        if m.to_seq == 0 and prev is not None and prev[0] == self.epoch and prev[1] < m.seq <= prev[2] + 1:
+            start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
+        return self._send_entries(src, m.seq, start, m.to_seq)
 
     # -- the in-sync set (sync mode) ------------------------------------------------
 

@@ -162,13 +162,15 @@ class StandbyMixin:
             # journal holds exactly that) and re-apply entry by entry to name the first bad seq.
             self.replica = self.rebuild()
             n = self.replica.locate_divergence(run)
-        if self.history and run[-1].epoch <= self.history[-1][0] and run[0].epoch <= self.history[-1][0]:
-            applied.extend(run[:n])
-        else:
+        same_epoch = (
+            self.history and run[-1].epoch <= self.history[-1][0] and run[0].epoch <= self.history[-1][0]
+        )
+        if n and not same_epoch:
             for e in run[:n]:
                 if not self.history or e.epoch > self.history[-1][0]:
                     self.note_epoch_start(e.epoch, e.seq)
-                applied.append(e)
+        if n:
+            applied.append(run[:n])  # as it is: a catch-up chunk stays packed (wire.EntryRun) to the journal
         if n < len(run):
             self.diverge(run[n])
             return False
@@ -181,15 +183,15 @@ class StandbyMixin:
             return False
         if not self.history or e.epoch > self.history[-1][0]:
             self.note_epoch_start(e.epoch, e.seq)
-        applied.append(e)
+        applied.append((e,))
         return True
 
     def _finish_batch(self: NodeMachine, applied: list) -> list:
-        """Journal what was applied (one append) and ack it cumulatively."""
+        """Journal what was applied (one append; ``applied`` is a list of consecutive runs) and ack it."""
         if not applied:
             return []
-        self.journal.append(applied)
-        self.count("entries_applied", len(applied))
+        self.journal.append(applied[0] if len(applied) == 1 else [e for run in applied for e in run])
+        self.count("entries_applied", sum(map(len, applied)))
         # Progress at the front: the next refill chunk may be asked for at once.
         self.refill_sent_at = -1.0
         out = self.maybe_snapshot()
