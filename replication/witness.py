@@ -51,6 +51,9 @@ class WitnessMachine:
         self.info: dict[str, wire.Heartbeat] = {}
         self.started: float | None = None
         self.counters: dict[str, int] = {}
+        # Vote requests refused only because the primary still looks alive to us, kept
+        # (candidate -> (request, first asked)) and granted the moment we lose it too.
+        self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -60,6 +63,10 @@ class WitnessMachine:
 
     def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         """Feed one message; return outputs."""
+        out = self._handle(src, msg, now)
+        return out + self.unpark(now) if self.parked else out
+
+    def _handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         if self.started is None:
             self.started = now
         if isinstance(src, str) and src in self.last_heard and not isinstance(msg, wire.PeerDown):
@@ -80,7 +87,8 @@ class WitnessMachine:
                 return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)", self.isr))]
             return []
         if isinstance(msg, wire.VoteRequest):
-            return [Send(src, self.on_vote_request(msg, now))]
+            vote = self.on_vote_request(msg, now)
+            return [Send(src, vote)] if vote is not None else []
         if isinstance(msg, wire.IsrUpdate):
             return [Send(src, self.on_isr(msg))]
         if isinstance(msg, wire.PeerDown):
@@ -99,7 +107,25 @@ class WitnessMachine:
     def tick(self, now: float) -> list:
         if self.started is None:
             self.started = now
-        return []
+        return self.unpark(now) if self.parked else []
+
+    def unpark(self, now: float) -> list:
+        """Answer parked vote requests that can be decided now; forget those older than ``vote_retry``.
+
+        A candidate that still runs re-asks every ``vote_retry``, so a grant
+        never reaches a node that gave up long ago. O(parked).
+        """
+        out = []
+        for node in self.nodes:  # list order: deterministic
+            if node not in self.parked:
+                continue
+            m, since = self.parked.pop(node)
+            if now - since > self.settings.vote_retry:
+                continue
+            vote = self.on_vote_request(m, now, since)
+            if vote is not None:
+                out.append(Send(node, vote))
+        return out
 
     def on_heartbeat(self, src: str, hb: wire.Heartbeat) -> None:
         self.info[src] = hb
@@ -120,7 +146,11 @@ class WitnessMachine:
         ):
             self.isr = hb.isr  # relearned after a restart (a primary only reports confirmed sets)
 
-    def on_vote_request(self, m: wire.VoteRequest, now: float) -> wire.Vote:
+    def on_vote_request(
+        self, m: wire.VoteRequest, now: float, parked_at: float | None = None
+    ) -> wire.Vote | None:
+        """Grant, refuse, or (None) park the request until the primary is lost here too."""
+
         def deny(reason: str) -> wire.Vote:
             self.count("votes_denied")
             log.info("vote_denied candidate=%s epoch=%d reason=%s", m.node, m.epoch, reason)
@@ -134,18 +164,15 @@ class WitnessMachine:
             return deny(f"candidate skips epochs ({m.epoch} after {self.epoch})")
         if self.started is not None and now - self.started < self.settings.witness_grace:
             return deny("witness still learning the group")
-        if self.primary and self.primary != m.node and self.alive(self.primary, now):
-            return deny(f"primary {self.primary} is alive")
-        for node in self.nodes:  # anyone else claiming to be primary of a current epoch?
-            hb = self.info.get(node)
-            if (
-                node != m.node
-                and hb is not None
-                and self.alive(node, now)
-                and hb.epoch >= self.epoch
-                and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
-            ):
-                return deny(f"{node} is alive as primary")
+        if self.primary_alive(m.node, now):
+            # The candidate lost the primary a little before we did (the same dropped
+            # connection or heartbeat silence reaches us a moment later): decide then,
+            # rather than refuse and wait for the candidate's next ask.
+            if parked_at is None:
+                self.count("votes_parked")
+                log.debug("vote_parked candidate=%s epoch=%d (a primary is alive here)", m.node, m.epoch)
+            self.parked[m.node] = (m, now if parked_at is None else parked_at)
+            return None
         # The primary of our epoch may run again (it crashed and restarted as a standby):
         # it sequenced, and journaled before replying, everything of that epoch.
         if (
@@ -174,6 +201,22 @@ class WitnessMachine:
         self.count("votes_granted")
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
         return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
+
+    def primary_alive(self, candidate: str, now: float) -> bool:
+        """Our epoch's primary, or any other node claiming to be a current primary, is alive to us."""
+        if self.primary and self.primary != candidate and self.alive(self.primary, now):
+            return True
+        for node in self.nodes:
+            hb = self.info.get(node)
+            if (
+                node != candidate
+                and hb is not None
+                and self.alive(node, now)
+                and hb.epoch >= self.epoch
+                and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+            ):
+                return True
+        return False
 
     def on_isr(self, m: wire.IsrUpdate) -> wire.IsrAck:
         if m.epoch != self.epoch or m.node != self.primary or (m.proposal and m.proposal < self.isr_proposal):
