@@ -12,6 +12,7 @@ Optional keys (top level; all have defaults)::
     suspect_ms = 1            # ... or this long after its connection dropped (the witness still must agree)
     fsync = "batch"           # none | batch | always
     snapshot_every = 100000   # entries between journal snapshots (0 = never)
+    journal_retain = 100000   # after a snapshot, entries older than it by more are deleted (-1 = keep all)
     dedupe_window = 4096      # results remembered per client
     max_batch = 1024          # requests sequenced per batch
     catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
@@ -51,6 +52,7 @@ class Settings:
     suspect_timeout: float = 0.001
     fsync: str = "batch"
     snapshot_every: int = 100_000
+    journal_retain: int = 100_000  # entries kept behind the latest snapshot (-1: never compact)
     dedupe_window: int = 4096
     max_batch: int = 1024
     refill_chunk: int = 2048
@@ -133,6 +135,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.vote_retry = s.heartbeat_interval
     s.fsync = str(doc.get("fsync", "batch"))
     s.snapshot_every = int(doc.get("snapshot_every", 100_000))
+    s.journal_retain = int(doc.get("journal_retain", 100_000))
     s.dedupe_window = int(doc.get("dedupe_window", 4096))
     s.max_batch = int(doc.get("max_batch", 1024))
     s.catchup_snapshot_lag = int(doc.get("catchup_snapshot_lag", 50_000))

@@ -223,12 +223,26 @@ class Replica:
         # as apply_entry does); the book is wrong from there and the caller stops using it.
         k = int(bad[0]) + 1 if len(bad) else n
         raw, bounds = self._split_events(events, n)
-        remember, seq = self._remember, int(cols["seq"][0])
+        ends = (np.asarray(bounds, dtype=np.int64) * EVENT_SIZE).tolist()
+        seq = int(cols["seq"][0])
         cids = cols["client_id"][:k].tolist()
         rids = cols["request_id"][:k].tolist()
+        # _remember, inlined (a catch-up chunk is thousands of entries, mostly of few clients).
+        results, window, cur, slot, table = self.results, self.dedupe_window, 0, None, None
         for i in range(k):
-            if cids[i]:
-                remember(cids[i], rids[i], seq + i, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE])
+            c = cids[i]
+            if not c:
+                continue
+            if c != cur:
+                slot = results.get(c)
+                if slot is None:
+                    slot = results[c] = [0, OrderedDict()]
+                cur, table = c, slot[1]
+            table[rids[i]] = (seq + i, raw[ends[i] : ends[i + 1]])
+            if len(table) > window:
+                old = table.popitem(last=False)[0]
+                if old >= slot[0]:
+                    slot[0] = old + 1
         self.seq = seq + k - 1
         self.last_epoch = int(cols["epoch"][k - 1])
         return k - 1 if len(bad) else n

@@ -210,8 +210,8 @@ class SequencerMixin:
         mine = self.journal.entry(seq)
         if mine is not None and mine.epoch == last_epoch:
             return seq
-        if seq <= self.journal.base_seq and seq <= self.replica.seq:
-            return seq  # covered by our snapshot: assume agreement (it was committed then)
+        # Below our journal (a snapshot, or compacted away): the epoch history still
+        # says where the joiner's epoch ended for us, which is all the check needs.
         end = self.replica.seq
         for epoch, first in self.history:
             if epoch > last_epoch:
