@@ -27,8 +27,21 @@ from typing import Any
 
 from . import common
 
+
+def _config_defaults() -> dict[str, float]:
+    """The group file's failure-detector defaults, read from ``replication.config.Settings``."""
+    from replication.config import Settings
+
+    d = Settings()
+    return {
+        "heartbeat_ms": round(d.heartbeat_interval * 1000, 3),
+        "timeout_ms": round(d.heartbeat_timeout * 1000, 3),
+        "suspect_ms": round(d.suspect_timeout * 1000, 3),
+    }
+
+
 #: Keys of the group file the harnesses expose as flags (config.py's defaults).
-CONFIG_DEFAULTS = {"heartbeat_ms": 5, "timeout_ms": 40, "suspect_ms": 5}
+CONFIG_DEFAULTS = _config_defaults()
 
 _live: list[Any] = []  # groups and Popen objects still running, for the atexit safety net
 

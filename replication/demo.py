@@ -83,7 +83,7 @@ class Group:
         # A SIGKILL is found through the connection drop (suspect_ms), so a roomier
         # silence timeout costs the demo nothing and keeps a loaded 2-core box from
         # mistaking a descheduled process for a dead one.
-        defaults = {"heartbeat_ms": 5, "timeout_ms": 100, "suspect_ms": 5, "fsync": "batch"}
+        defaults = {"heartbeat_ms": 5, "timeout_ms": 100, "suspect_ms": 1, "fsync": "batch"}
         if curve:
             defaults["keys_dir"] = "keys"
         defaults.update(extra or {})
