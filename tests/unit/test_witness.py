@@ -24,8 +24,9 @@ def test_first_primary_then_one_grant_per_epoch():
     assert vote(w, "a", 1, 0, 0.0).granted  # a retransmission is answered the same
     assert not vote(w, "b", 1, 0, 0.0).granted
     w.handle("a", hb("a", 1, 5, wire.ROLE_PRIMARY, "a"), 0.01)
-    # a is alive: nobody may take epoch 2.
-    assert not vote(w, "b", 2, 5, 0.02).granted
+    # a is alive: nobody may take epoch 2 (b's request is parked, unanswered).
+    assert w.handle("b", wire.VoteRequest(2, 5, "b", 1), 0.02) == []
+    assert w.epoch == 1 and w.primary == "a"
     # a falls silent; b asks: granted; then c asks for the same epoch: refused.
     assert vote(w, "b", 2, 5, 0.2).granted
     assert not vote(w, "c", 2, 5, 0.2).granted
