@@ -79,10 +79,16 @@ class NodeCollector:
         size = 0
         if isinstance(path, str):
             try:
-                size = os.path.getsize(os.path.join(path, "entries.log"))
+                # The active segment and the sealed ones (entries.<first seq>.log).
+                with os.scandir(path) as it:
+                    size = sum(
+                        e.stat().st_size
+                        for e in it
+                        if e.name.startswith("entries.") and e.name.endswith(".log")
+                    )
             except OSError:
                 size = 0
-        yield gauge("matchcore_journal_bytes", "size of the entry log on disk", size)
+        yield gauge("matchcore_journal_bytes", "size of the entry log segments on disk", size)
 
         dropped = CounterMetricFamily(
             "matchcore_frames_dropped", "frames dropped, by reason", labels=["node", "reason"]

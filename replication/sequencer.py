@@ -53,6 +53,8 @@ class SequencerMixin:
         self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
         self.drain_started = 0.0
+        # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to).
+        self.refill_sent: dict[wire.Address, tuple[int, int, int]] = {}
 
     # -- requests -----------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class SequencerMixin:
 
     def _send_entries(self: NodeMachine, dest: wire.Address, asked: int, start: int, to_seq: int) -> list:
         """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight."""
-        sent = self.__dict__.setdefault("refill_sent", {})  # dest -> (epoch, asked, sent up to)
+        sent = self.refill_sent
         last = self.replica.seq
         if asked > last:
             sent.pop(dest, None)
@@ -282,7 +284,7 @@ class SequencerMixin:
             return []
         self.count("refills_served")
         start = m.seq
-        prev = self.__dict__.get("refill_sent", {}).get(src)
+        prev = self.refill_sent.get(src)
         if m.to_seq == 0 and prev is not None and prev[0] == self.epoch and prev[1] < m.seq <= prev[2] + 1:
             start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
         return self._send_entries(src, m.seq, start, m.to_seq)

@@ -113,6 +113,7 @@ class Schedule:
     faults: tuple[Fault, ...] = ()
     catchup_lag: int = 50_000  # Settings.catchup_snapshot_lag (small values force snapshot catch-up)
     snapshot_every: int = 0
+    journal_retain: int = 100_000  # Settings.journal_retain (small values compact after each snapshot)
     engine: str = "native"
 
     @property
@@ -125,6 +126,7 @@ class Schedule:
             f"mode={self.mode} nodes={''.join(self.nodes)} corrupt={self.corrupt}@{self.corrupt_seq} "
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
+            f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
             f"faults=[{faults}]"
         )
 
@@ -160,6 +162,9 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         # A corrupted standby must replay its bad seq, not skip it inside a catch-up snapshot.
         catchup_lag=50_000 if corrupt else rng.choice((50_000, 50_000, 5)),
         snapshot_every=rng.choice((0, 0, 7)),
+        # Drawn last, so the draws above (and older seeds' schedules) stay as they were.
+        # A corrupted standby again must replay its bad seq, not have it compacted away.
+        journal_retain=100_000 if rng.random() < 0.5 or corrupt else 3,
     )
 
 
@@ -281,6 +286,7 @@ class Sim:
             mode=schedule.mode,
             snapshot_every=schedule.snapshot_every,
             catchup_snapshot_lag=schedule.catchup_lag,
+            journal_retain=schedule.journal_retain,
         )
         self.now = 0.0
         self._queue: list = []
