@@ -206,10 +206,18 @@ def run_floor(n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, 
     """The bare pyzmq echo: paced latency and pipelined throughput."""
     req, rep = groups.message_sizes()
     echo = groups.Echo(req, rep)
+
+    def cpu() -> dict[str, float | None]:
+        return {"echo": groups.cpu_seconds(echo.proc.pid), "client": groups.cpu_seconds()}
+
     try:
         pipelined(2_000, 64, echo.send, echo.poll, 10)  # warm-up
-        lat = paced(n_paced, args.rate, echo.send, echo.poll, 30, args.window)
+        cpu0, cpu1 = cpu(), {}
+        lat = paced(n_paced, args.rate, echo.send, echo.poll, 30, args.window, lambda: cpu1.update(cpu()))
+        lat["cpu_us_per_order"] = groups.cpu_per_order(cpu0, cpu1, n_paced)
+        cpu0 = cpu()
         tput = pipelined(n_tput, args.window, echo.send, echo.poll, 10)
+        tput["cpu_us_per_order"] = groups.cpu_per_order(cpu0, cpu(), n_tput)
     finally:
         echo.close()
     return {"request_bytes": req, "reply_bytes": rep, "paced": lat, "pipelined": tput}
@@ -393,7 +401,7 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         trows,
     )
     crows = []
-    for mode, r in result.get("modes", {}).items():
+    for mode, r in [("floor", floor)] + list(result.get("modes", {}).items()):
         for name in ("paced", "pipelined"):
             cpu = (r.get(name) or {}).get("cpu_us_per_order")
             if cpu:
