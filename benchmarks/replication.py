@@ -230,7 +230,7 @@ def _epoch(g: Any) -> dict[str, Any]:
 
 def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, Any]:
     """One group in ``mode``: setup, the paced pass, then the pipelined pass on the same book."""
-    from matching import EVENT_DTYPE, events_from_array
+    from matching import events_from_bytes
     from replication import wire
 
     setup, ops = groups.mix_records(n_paced + n_tput, args.seed)
@@ -261,7 +261,7 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                     name = wire.STATUS_NAMES.get(r.status, str(r.status))
                     statuses[name] = statuses.get(name, 0) + 1
                     if r.status == wire.OK:
-                        events_from_array(np.frombuffer(r.events, dtype=EVENT_DTYPE))
+                        events_from_bytes(r.events)
                     i = by_rid.pop(r.request_id, None)
                     if i is not None:  # None: a late answer to a request of the previous pass
                         out.append(i)

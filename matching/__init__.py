@@ -9,7 +9,17 @@ events.
 
 from .codes import COMMAND_DTYPE, EVENT_DTYPE, digest_hex
 from .commands import command_array, command_dict, command_record
-from .events import Accepted, Cancelled, Event, Rejected, Replaced, Trade, event_dict, events_from_array
+from .events import (
+    Accepted,
+    Cancelled,
+    Event,
+    Rejected,
+    Replaced,
+    Trade,
+    event_dict,
+    events_from_array,
+    events_from_bytes,
+)
 from .reference import ReferenceEngine
 
 try:
@@ -34,4 +44,5 @@ __all__ = [
     "digest_hex",
     "event_dict",
     "events_from_array",
+    "events_from_bytes",
 ]

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
@@ -67,10 +66,9 @@ class Client:
         keys_dir: str = "",
         cert: str = "client",
     ) -> None:
-        from matching import EVENT_DTYPE, events_from_array
+        from matching import events_from_bytes
 
-        self._event_dtype = EVENT_DTYPE
-        self._events_from_array = events_from_array
+        self._events_from_bytes = events_from_bytes
         if first_request_id is None:
             first_request_id = time.time_ns() // 1000
         self.core = ClientCore(client_id, list(endpoints), first_request_id, retry_timeout)
@@ -189,7 +187,7 @@ class Client:
     def _events(self, reply: wire.Reply) -> list:
         if reply.status == wire.EXPIRED:
             raise RequestExpired(f"request {reply.request_id} is older than the group's dedupe window")
-        return self._events_from_array(np.frombuffer(reply.events, dtype=self._event_dtype))
+        return self._events_from_bytes(reply.events)
 
     # -- pipelined API ------------------------------------------------------------------
 
@@ -203,18 +201,18 @@ class Client:
         return rid
 
     def send_many(self, commands: Iterable[Mapping | tuple]) -> list[int]:
-        """Send several commands at once (one frame per node); return their request ids in order."""
+        """Send several commands at once (one frame); return their request ids in order."""
         from matching.commands import command_record
 
-        now, submit, pack = time.monotonic(), self.core.submit, wire.pack_command
-        rids, outs = [], []
-        for command in commands:
-            rec = command_record(command) if isinstance(command, Mapping) else command
-            rid, o = submit(pack(rec), now)
-            rids.append(rid)
-            outs += o
-        self._perform(outs)
-        return rids
+        pack = wire.pack_command
+        packed = [pack(command_record(c) if isinstance(c, Mapping) else c) for c in commands]
+        if not packed:
+            return []
+        target, reqs = self.core.submit_many(packed, time.monotonic())
+        for i in range(0, len(reqs), MAX_BUNDLE):
+            chunk = reqs[i : i + MAX_BUNDLE]
+            self._send(target, wire.encode(chunk[0] if len(chunk) == 1 else wire.Requests(tuple(chunk))))
+        return [q.request_id for q in reqs]
 
     def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:
         """Collect finished requests: ``[(request_id, events), ...]`` (waits up to ``timeout`` s for one)."""

@@ -27,7 +27,7 @@ log = logging.getLogger("replication.client")
 NEVER = float("-inf")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Done:
     """Output: request ``request_id`` has its final ``reply`` (status OK or EXPIRED)."""
 
@@ -98,6 +98,27 @@ class ClientCore:
             self.timers = sorted((q.next_at, r) for r, q in self.pending.items())
         heapq.heappush(self.timers, (at, rid))
         return rid, [Send(self.primary, wire.Request(self.client_id, rid, command))]
+
+    def submit_many(self, commands: list[bytes], now: float) -> tuple[str, list[wire.Request]]:
+        """Queue several commands at once: the node they go to and their requests (ids in order).
+
+        The same state as one :meth:`submit` per command, with one timer
+        check for the lot: a pipelined window costs less per order.
+        """
+        at = now + self.retry_timeout
+        pending, timers, cid, target = self.pending, self.timers, self.client_id, self.primary
+        if len(timers) > 2 * (len(pending) + len(commands)) + 4096:
+            self.timers = timers = sorted((q.next_at, r) for r, q in pending.items())
+        rid = self.next_id
+        reqs = []
+        push, Request, Pending = heapq.heappush, wire.Request, _Pending
+        for command in commands:
+            pending[rid] = Pending(command, target, now, at)
+            push(timers, (at, rid))
+            reqs.append(Request(cid, rid, command))
+            rid += 1
+        self.next_id = rid
+        return target, reqs
 
     def _set_timer(self, rid: int, p: _Pending, at: float) -> None:
         p.next_at = at

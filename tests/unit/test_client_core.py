@@ -102,3 +102,13 @@ def test_tick_cost_does_not_scan_pending():
     for i in range(1000):
         c.submit(CMD, i * 1e-5)
     assert c.tick(0.02) == [] and len(c.timers) == 1000
+
+
+def test_submit_many_is_submit_one_by_one():
+    cmds = [bytes([i]) * wire.COMMAND_SIZE for i in range(5)]
+    one, many = ClientCore(7, ["a", "b"], 100), ClientCore(7, ["a", "b"], 100)
+    sends = [one.submit(c, 1.0)[1][0] for c in cmds]
+    target, reqs = many.submit_many(cmds, 1.0)
+    assert target == "a" and reqs == [s.msg for s in sends] and all(s.dest == "a" for s in sends)
+    assert many.pending == one.pending and sorted(many.timers) == sorted(one.timers)
+    assert many.next_id == one.next_id == 105
