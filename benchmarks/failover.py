@@ -21,7 +21,11 @@ new primary as the client saw it (a reply with a seq at or after the new
 epoch's first, so a re-sent request answered from the dedupe table does not
 count), the time to the first reply of any kind from the new primary, and the
 new primary's own promotion-decision -> serving time (``promotion_ms`` in its
-status, as the demo reports it). A killed node is then restarted as a
+status, as the demo reports it: from the start of the loop pass in which the
+witness's grant, the handover or the operator's promote arrived to the end of
+that pass, when the epoch record is durable and the new epoch's heartbeats
+are out), and the vote round trip before it (``candidacy_ms``: from the
+candidacy's start to the decision). A killed node is then restarted as a
 standby and the next round waits until it has joined, so every round is a
 fresh fail-over.
 
@@ -205,6 +209,7 @@ def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -
                         "first_accepted_ms": round((first - t0) * 1000, 3),
                         "first_reply_ms": round((any_reply - t0) * 1000, 3),
                         "promotion_ms": st.get("promotion_ms"),
+                        "candidacy_ms": st.get("candidacy_ms"),
                         "epoch": st.get("epoch"),
                         "epoch_start_seq": start,
                     }
@@ -320,6 +325,7 @@ def summarize(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             "first_accepted_ms": _summary_ms([r["first_accepted_ms"] for r in rs]),
             "first_reply_ms": _summary_ms([r["first_reply_ms"] for r in rs]),
             "promotion_ms": _summary_ms([r["promotion_ms"] for r in rs]),
+            "candidacy_ms": _summary_ms([r.get("candidacy_ms") for r in rs]),
             "lost": sum(r.get("lost", 0) for r in rs),
             "duplicated": sum(r.get("duplicated", 0) for r in rs),
         }
@@ -332,7 +338,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
     promo = [
         v
-        for v in (get("sigkill", "promotion_ms", "p50"), get("sigstop", "promotion_ms", "p50"))
+        for v in (get(kind, "promotion_ms", "p50") for kind in ("sigkill", "sigstop", "switchover"))
         if v is not None
     ]
     return [
@@ -374,6 +380,7 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             ("first_accepted_ms", "-> first new order accepted"),
             ("first_reply_ms", "-> first reply from new primary"),
             ("promotion_ms", "decision -> serving (node)"),
+            ("candidacy_ms", "candidacy -> decision (vote round trip)"),
         ):
             m = s[what]
             rows.append(

@@ -97,7 +97,10 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.candidate_since: float | None = None
         self.vote_sent_at = NEVER
         self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
-        self.promotion_ms: float | None = None
+        self.promotion_ms: float | None = None  # last promotion: decision -> serving (set by the driver)
+        self.candidacy_ms: float | None = (
+            None  # last promotion: candidacy start -> decision (vote round trip)
+        )
         self.diverged_at = 0
         self.last_snapshot_seq = self.replica.seq
         # Client requests that reached us while we ran for primary: served if we
@@ -412,18 +415,22 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             self.isr = [p for p in self.peers if p in isr]
             self.isr_confirmed = self.isr_proposed = tuple(self.isr)
             self.recompute_commit()
-        self.promotion_ms = (now - decided) * 1000.0
+        # The vote round trip (0 for a handover or an operator promote). The decision ->
+        # serving time needs a clock: the driver measures it around the promoting pass
+        # (durable epoch record, new-epoch heartbeats sent) and sets promotion_ms.
+        self.candidacy_ms = (now - decided) * 1000.0
+        self.promotion_ms = 0.0
         self.count("promotions")
         log.warning(
             "role_change node=%s role=primary epoch=%d reason=%s last_seq=%d digest=%016x "
-            "old_leader=%s decision_to_serving_ms=%.3f",
+            "old_leader=%s candidacy_ms=%.3f",
             self.name,
             self.epoch,
             reason,
             self.replica.seq,
             self.replica.digest,
             old_leader,
-            self.promotion_ms,
+            self.candidacy_ms,
         )
         hb = self.heartbeat()
         self.hb_sent_at = now
@@ -504,6 +511,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "witness_solo": self.solo,  # kept for tools written before the ISR: same as "solo"
             "joined": self.joined,
             "promotion_ms": self.promotion_ms,
+            "candidacy_ms": self.candidacy_ms,
             "epoch_start_seq": self.history[-1][1] if self.history else 1,
             "diverged_at": self.diverged_at,
             "counters": dict(sorted(self.counters.items())),

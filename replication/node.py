@@ -305,6 +305,7 @@ class Driver:
     def run_once(self, timeout_ms: float) -> None:
         events = dict(self.poller.poll(timeout_ms))
         now = time.monotonic()
+        was_primary = getattr(self.machine, "is_primary", True)
         outs: list = []
         if self.router in events:
             for _ in range(MAX_DRAIN):
@@ -332,6 +333,16 @@ class Driver:
             self._pub_subscriptions()
         outs += self.machine.tick(now)
         self.perform(outs)
+        if not was_primary and self.machine.is_primary:
+            # Promoted in this pass: from the decision (this pass's start, when the grant,
+            # handover or promote arrived) to serving (epoch record durable, heartbeats out).
+            self.machine.promotion_ms = (time.monotonic() - now) * 1000.0
+            log.info(
+                "serving node=%s epoch=%d decision_to_serving_ms=%.3f",
+                self.name,
+                self.machine.epoch,
+                self.machine.promotion_ms,
+            )
 
     def _has_queued_requests(self) -> bool:
         m = self.machine
