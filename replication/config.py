@@ -19,6 +19,11 @@ Optional keys (top level; all have defaults)::
     switchover_timeout_ms = 3000
     keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
+In ``[witness]``, besides ``endpoint``: ``state = "var/witness.json"``, the
+file that keeps the witness's decisions (epoch, primary, in-sync set) across
+its restarts. Without it a restarted witness refuses automatic promotions in
+sync mode until the primary has told it the in-sync set.
+
 Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
 stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
 """
@@ -85,6 +90,7 @@ class GroupConfig:
     settings: Settings
     keys_dir: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    witness_state: str = ""  # [witness] state: the witness's durable decisions (see replication.witness)
 
     @property
     def node_names(self) -> list[str]:
@@ -126,7 +132,11 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
         if not os.path.isabs(journal):
             journal = os.path.join(base, journal)
         nodes[name] = NodeSpec(name, str(spec["endpoint"]), journal)
-    witness = doc.get("witness", {}).get("endpoint") if isinstance(doc.get("witness"), dict) else None
+    witness_doc = doc.get("witness") if isinstance(doc.get("witness"), dict) else {}
+    witness = witness_doc.get("endpoint")
+    witness_state = str(witness_doc.get("state", ""))
+    if witness_state and not os.path.isabs(witness_state):
+        witness_state = os.path.join(base, witness_state)
     s = Settings(mode=mode)
     ms = 0.001
     s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
@@ -148,7 +158,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     keys_dir = str(doc.get("keys_dir", ""))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
-    return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc)
+    return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
 
 
 def pub_endpoint(endpoint: str, offset: int = 100) -> str:
@@ -165,6 +175,7 @@ def write(
     nodes: dict[str, tuple[str, str]],
     witness: str | None,
     extra: dict[str, Any] | None = None,
+    witness_state: str = "",
 ) -> None:
     """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal)."""
     lines = [f'mode = "{mode}"']
@@ -174,5 +185,7 @@ def write(
         lines += ["", f"[nodes.{name}]", f'endpoint = "{endpoint}"', f'journal = "{journal}"']
     if witness:
         lines += ["", "[witness]", f'endpoint = "{witness}"']
+        if witness_state:
+            lines.append(f'state = "{witness_state}"')
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

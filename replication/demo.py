@@ -93,6 +93,7 @@ class Group:
             {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
             self.witness_endpoint,
             defaults,
+            witness_state=os.path.join(self.dir, "witness.json"),
         )
         self.cfg = config.load(self.path)
         if curve:

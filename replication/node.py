@@ -158,6 +158,9 @@ class Driver:
         if self.journal is not None:
             self.journal.defer_sync = True
         self._last_drop_log = 0.0
+        # The witness's durable decisions: saved before any output of a pass that changed them.
+        self.state_path = ""
+        self.saved_state: dict | None = None
         self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
 
     def enable_metrics(self, port: int, host: str = "127.0.0.1") -> None:
@@ -332,6 +335,11 @@ class Driver:
         if self.pub is not None and self.pub in events:
             self._pub_subscriptions()
         outs += self.machine.tick(now)
+        if self.state_path:
+            state = self.machine.durable_state()
+            if state != self.saved_state:
+                save_witness_state(self.state_path, state)  # before the Vote or IsrAck that announces it
+                self.saved_state = state
         self.perform(outs)
         if not was_primary and self.machine.is_primary:
             # Promoted in this pass: from the decision (this pass's start, when the grant,
@@ -416,6 +424,51 @@ def witness_driver(cfg: GroupConfig) -> Driver:
 
     if not cfg.witness:
         raise ValueError(f"{cfg.path} has no [witness] endpoint")
-    machine = WitnessMachine(cfg.node_names, cfg.settings)
+    state = load_witness_state(cfg.witness_state) if cfg.witness_state else None
+    if not cfg.witness_state and cfg.mode == "sync":
+        log.warning(
+            "witness_state_volatile path=%s: no [witness] state file; after a restart this witness "
+            "refuses automatic promotions until the primary reports its in-sync set",
+            cfg.path,
+        )
+    machine = WitnessMachine(cfg.node_names, cfg.settings, state=state)
     peers = {n: s.endpoint for n, s in cfg.nodes.items()}
-    return Driver(machine, "witness", cfg.witness, peers, publish=False, keys_dir=cfg.keys_dir)
+    driver = Driver(machine, "witness", cfg.witness, peers, publish=False, keys_dir=cfg.keys_dir)
+    driver.state_path = cfg.witness_state
+    driver.saved_state = machine.durable_state()
+    return driver
+
+
+def load_witness_state(path: str) -> dict | None:
+    """The witness's saved decisions, or None if it never saved any. A damaged file stops the start."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        if not isinstance(state, dict) or not {"epoch", "primary", "isr", "isr_proposal"} <= set(state):
+            raise ValueError("missing keys")
+        return state
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"witness state file {path} is unreadable ({exc}); restore it, or remove it to start "
+            "without it (then no automatic promotion until the primary reports its in-sync set)"
+        ) from exc
+
+
+def save_witness_state(path: str, state: dict) -> None:
+    """Replace the state file durably: a synced temp file renamed over it, then the directory synced."""
+    import os
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -305,6 +305,7 @@ class Sim:
             self.nodes[name] = node
             self._start(node, node.start_role)
         self.witness: WitnessMachine | None = WitnessMachine(self.names, self.settings)
+        self.witness_saved: dict | None = None  # the witness's state file
         self.witness_up = True
         self.clients: dict[bytes, SimClient] = {}
         for k in range(schedule.clients):
@@ -450,7 +451,9 @@ class Sim:
                 self._schedule_tick(node, self.now + 0.00001)
         elif dest == WITNESS:
             if self.witness_up:
-                self._emit(WITNESS, self.witness.handle(src, msg, self.now))
+                outs = self.witness.handle(src, msg, self.now)
+                self.witness_saved = self.witness.durable_state()  # as its driver saves it before sending
+                self._emit(WITNESS, outs)
         elif dest in self.clients:
             self._client_handle(self.clients[dest], src, msg)
 
@@ -585,7 +588,7 @@ class Sim:
             self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
         elif f.kind == "witness_crash":
             self.witness_up = False
-            self.log(f"witness crashed; restarts empty at {heal_at:.4f}")
+            self.log(f"witness crashed; restarts from its state file at {heal_at:.4f}")
         self._push(heal_at, _HEAL)
         return heal_at
 
@@ -607,7 +610,8 @@ class Sim:
             self.cut -= st["links"]
             self.log(f"heal {kind}")
         elif kind == "witness_crash":
-            self.witness = WitnessMachine(self.names, self.settings)
+            # It comes back with what its driver saved before each of its outputs.
+            self.witness = WitnessMachine(self.names, self.settings, state=self.witness_saved)
             self.witness_up = True
             self.log("witness restarted")
         self._fault_state = {}

@@ -8,8 +8,16 @@ standbys that acked every entry a client was told about. Also: recording the
 ISR a sync primary proposes (``IsrUpdate``), so a primary may drop a dead
 standby only after the witness knows that standby is no longer eligible; an
 empty ISR is "running solo". Not for: data — the witness holds no
-book and no journal; its memory is volatile and relearned from heartbeats
-(``Settings.witness_grace`` after a restart).
+book and no journal.
+
+What it decides on must survive its restart: ``durable_state()`` (epoch,
+primary, ISR) is written to the group file's ``[witness] state`` file by the
+driver before any output of the pass that changed it leaves, and passed
+back as ``state`` on start. A witness run without that file relearns the
+epoch from heartbeats, but in sync mode it refuses every promotion until the
+current primary has told it the ISR: otherwise a restart of the witness
+together with the loss of the primary could promote a standby that missed
+acknowledged orders (the operator's ``promote`` remains).
 
 Same sans-IO interface as the nodes: ``handle(src, msg, now)``, ``tick(now)``.
 """
@@ -39,7 +47,13 @@ class WitnessMachine:
         ``heartbeat_timeout`` (when a node counts as lost), ``witness_grace``.
     """
 
-    def __init__(self, nodes: list[str], settings: Settings | None = None, name: str = "witness") -> None:
+    def __init__(
+        self,
+        nodes: list[str],
+        settings: Settings | None = None,
+        name: str = "witness",
+        state: dict | None = None,
+    ) -> None:
         self.name = name
         self.nodes = list(nodes)
         self.settings = settings or Settings()
@@ -54,6 +68,20 @@ class WitnessMachine:
         # Vote requests refused only because the primary still looks alive to us, kept
         # (candidate -> (request, first asked)) and granted the moment we lose it too.
         self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
+        if state:
+            self.epoch = int(state["epoch"])
+            self.primary = str(state["primary"])
+            self.isr = None if state["isr"] is None else tuple(str(n) for n in state["isr"])
+            self.isr_proposal = int(state["isr_proposal"])
+
+    def durable_state(self) -> dict:
+        """What must survive a restart of the witness (see the module docstring). O(nodes)."""
+        return {
+            "epoch": self.epoch,
+            "primary": self.primary,
+            "isr": None if self.isr is None else list(self.isr),
+            "isr_proposal": self.isr_proposal,
+        }
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -173,6 +201,13 @@ class WitnessMachine:
                 log.debug("vote_parked candidate=%s epoch=%d (a primary is alive here)", m.node, m.epoch)
             self.parked[m.node] = (m, now if parked_at is None else parked_at)
             return None
+        if self.settings.mode == "sync" and self.epoch > 0 and self.isr is None:
+            # Restarted without our state and not yet told the ISR by a live primary:
+            # any standby may have missed acknowledged orders. Safe, not live.
+            return deny(
+                f"the in-sync set of epoch {self.epoch} is unknown here (witness restarted without "
+                "its state file): no automatic promotion; an operator may `matchcore promote`"
+            )
         # The primary of our epoch may run again (it crashed and restarted as a standby):
         # it sequenced, and journaled before replying, everything of that epoch.
         if (

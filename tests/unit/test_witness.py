@@ -95,3 +95,36 @@ def test_status():
     w = WitnessMachine(["a"], settings())
     (out,) = w.handle("operator", wire.StatusRequest(), 0.0)
     assert b'"witness"' in out.msg.body
+
+
+def test_restart_without_state_refuses_promotion_until_the_primary_reports():
+    """A witness restart plus a dead primary must not promote a standby that missed acked orders."""
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    (ack,) = w.handle("a", wire.IsrUpdate(1, 7, "a", ()), 0.1)  # a runs solo: b misses acked orders
+    assert ack.msg.granted
+    fresh = WitnessMachine(["a", "b"], settings())  # restarted, nothing saved; a is dead
+    fresh.handle("b", hb("b", 1, 3, leader="a"), 1.0)
+    assert fresh.epoch == 1 and fresh.isr is None
+    refused = vote(fresh, "b", 2, 3, 1.0)
+    assert not refused.granted and "in-sync set" in refused.reason
+    # Once a live primary reports its confirmed ISR, decisions resume.
+    fresh.handle("a", wire.Heartbeat(1, 9, "a", wire.ROLE_PRIMARY, 9, "a", 0, ("b",)), 1.1)
+    assert fresh.isr == ("b",)
+
+
+def test_restart_with_saved_state_decides_as_before():
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", wire.IsrUpdate(1, 7, "a", ("b",)), 0.1)
+    back = WitnessMachine(["a", "b", "c"], settings(), state=w.durable_state())
+    assert back.durable_state() == w.durable_state()
+    assert not vote(back, "c", 2, 7, 1.0).granted  # not in the ISR it saved
+    assert vote(back, "b", 2, 7, 1.0).granted
+    assert not vote(back, "c", 2, 7, 1.0).granted  # one grant per epoch, across the restart too
+
+
+def test_a_fresh_group_needs_no_state():
+    w = WitnessMachine(["a", "b"], settings())
+    assert w.durable_state() == {"epoch": 0, "primary": "", "isr": None, "isr_proposal": 0}
+    assert vote(w, "a", 1, 0, 0.0).granted
