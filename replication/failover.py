@@ -86,6 +86,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         meta = journal.load_meta()
         self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
         self.history: list[tuple[int, int]] = [(int(e), int(s)) for e, s in meta.get("history", [])]
+        # The epoch this node was promoted into last (0: never). Restarted while still at
+        # that epoch, it is the one node that holds all of it: it may run again by itself.
+        self.led_epoch = int(meta.get("led_epoch", 0))
         self.role = wire.ROLE_STANDBY
         self.leader = ""
         self.want_primary = start_role == "primary"
@@ -123,7 +126,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.counters[key] = self.counters.get(key, 0) + n
 
     def save_meta(self) -> None:
-        self.journal.save_meta({"epoch": self.epoch, "history": [list(h) for h in self.history]})
+        self.journal.save_meta(
+            {"epoch": self.epoch, "history": [list(h) for h in self.history], "led_epoch": self.led_epoch}
+        )
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -292,6 +297,11 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             # We were this epoch's primary (crashed, restarted as a standby) and live
             # standbys still follow us: nobody else may hold our epoch's history.
             return self.run_for_primary(now, "followers_waiting")
+        if not self.leader and self.led_epoch == self.epoch > 0 and self.followed_epoch != self.epoch:
+            # We were this epoch's primary and restarted (say the whole group did, with
+            # us started as a standby): ask. The witness refuses while a primary lives,
+            # and a newer epoch's heartbeat makes us follow it instead.
+            return self.run_for_primary(now, "restarted_last_primary")
         if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
             if self.candidate_since is not None and self.leader and not self.leader_dead(now):
                 log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
@@ -404,6 +414,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         log.info("epoch_change node=%s from=%d to=%d", self.name, self.epoch, self.epoch + 1)
         self.epoch += 1
         self.history.append((self.epoch, self.replica.seq + 1))
+        self.led_epoch = self.epoch
         self.save_meta()  # one durable write (epoch and history) on the promotion's critical path
         self.role = wire.ROLE_PRIMARY
         self.leader = self.name

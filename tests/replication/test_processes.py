@@ -88,6 +88,39 @@ def test_fenced_old_primary_rejoins_as_standby(group):
         c.close()
 
 
+def test_whole_group_restart_comes_back_with_every_acked_order(group):
+    """Every process stopped, then restarted with the last primary as a standby: it serves again by itself."""
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    c = g.client(13, retry_timeout=0.02)
+    try:
+        acked = flow(c, 0, 40)
+        g.kill("a")  # b takes over: the last primary is b, at epoch 2
+        acked.update(flow(c, 40, 20))
+        g.wait_for(
+            lambda s: s["b"].get("role") == "primary" and s["b"].get("last_seq") == 60, what="b serves"
+        )
+    finally:
+        c.close()
+    for name in ("b", "witness"):
+        g.kill(name, signal.SIGTERM)
+    g.start("witness")  # from its state file
+    g.start("a", "primary")  # the operator's guess is wrong: a was not the last primary
+    g.start("b", "standby")
+    st = g.wait_ready()
+    assert st["b"]["role"] == "primary" and st["b"]["epoch"] == 3, st
+    assert st["a"]["last_seq"] == st["b"]["last_seq"] == 60 and st["a"]["digest"] == st["b"]["digest"]
+    assert len(acked) == 60
+    c = g.client(14, retry_timeout=0.02)
+    try:
+        flow(c, 60, 20)
+        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 80, what="a follows")
+        assert st["a"]["digest"] == st["b"]["digest"]
+    finally:
+        c.close()
+
+
 def test_late_standby_catches_up_by_snapshot_and_tail(group):
     g = group(("a", "b"), "sync", extra={"catchup_snapshot_lag": 20})
     g.start("witness")
