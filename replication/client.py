@@ -11,7 +11,6 @@ thread: its sockets belong to the thread that made it).
 
 from __future__ import annotations
 
-import itertools
 import select
 import time
 from collections.abc import Iterable, Mapping
@@ -20,9 +19,8 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from matching import commands
-
 from . import wire
+from .calls import EngineCalls
 from .client_core import ClientCore, Done
 from .config import load
 from .node import tune_dealer
@@ -34,7 +32,7 @@ class RequestExpired(RuntimeError):
     """The group no longer remembers this (very old) request's result; it was not executed again."""
 
 
-class Client:
+class Client(EngineCalls):
     """A client of one group; see DESIGN.md "Running a group".
 
     Parameters
@@ -253,68 +251,9 @@ class Client:
             self._pump(2)
         return self._events(self.results.pop(request_id))
 
-    def submit_many(self, commands: Iterable[Mapping | tuple], window: int = 1024) -> list[list]:
-        """Send many commands pipelined (at most ``window`` in flight); return their events in order."""
-        rids: list[int] = []
-        got: dict[int, list] = {}
-        todo = iter(commands)
-        more = True
-        deadline = time.monotonic() + self.timeout
-        while more or len(got) < len(rids):
-            room = window - (len(rids) - len(got))
-            if more and room > 0:
-                chunk = list(itertools.islice(todo, room))
-                more = len(chunk) == room
-                if chunk:
-                    rids += self.send_many(chunk)
-                    deadline = time.monotonic() + self.timeout
-                continue
-            for rid, evs in self.poll(0.005):
-                got[rid] = evs
-                deadline = time.monotonic() + self.timeout
-            if time.monotonic() > deadline:
-                raise TimeoutError("submit_many: replies stopped coming")
-        return [got[r] for r in rids]
-
     @property
     def in_flight(self) -> int:
         return len(self.core.pending)
-
-    # -- the embedded-engine API ---------------------------------------------------------
-
-    def apply(self, cmd: Mapping) -> list:
-        """Apply one command-log dict on the group; block until its events come back."""
-        return self.wait(self.send(cmd))
-
-    def submit(
-        self,
-        instrument: int,
-        id: int,
-        side: str,
-        price: int | None = None,
-        qty: int = 0,
-        type: str = "limit",
-        tif: str = "GTC",
-        account: int = 0,
-        post_only: bool = False,
-        display_qty: int = 0,
-        stp: str = "none",
-    ) -> list:
-        """A new order; same arguments and events as ``Engine.submit``."""
-        return self.apply(
-            commands.new_order_dict(
-                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp
-            )
-        )
-
-    def cancel(self, instrument: int, id: int) -> list:
-        return self.apply(commands.cancel_dict(instrument, id))
-
-    def replace(self, instrument: int, id: int, price: int | None = None, qty: int | None = None) -> list:
-        return self.apply(commands.replace_dict(instrument, id, price, qty))
-
-    def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list:
-        return self.apply(commands.mass_cancel_dict(account, instrument))
 
     def close(self) -> None:
         """Close the sockets (unanswered requests are abandoned)."""

@@ -42,6 +42,7 @@ import numpy as np
 from matching import codes, commands
 
 from . import config, wire
+from .calls import EngineCalls
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -223,7 +224,7 @@ def format_ranges(instruments: Iterable[int]) -> str:
 # -- the router --------------------------------------------------------------------------
 
 
-class Router:
+class Router(EngineCalls):
     """A client of several groups; each command goes to the group serving its instrument.
 
     Same methods and events as :class:`replication.Client`. Request ids
@@ -463,66 +464,10 @@ class Router:
             self._collect(left)
         return self._events(self._done.pop(request_id))
 
-    def submit_many(self, commands: Iterable[Mapping | tuple], window: int = 1024) -> list[list]:
-        """Send many commands pipelined (at most ``window`` in flight over all groups); their events in order."""
-        rids: list[int] = []
-        got: dict[int, list] = {}
-        todo = iter(commands)
-        more = True
-        deadline = time.monotonic() + self.timeout
-        while more or len(got) < len(rids):
-            room = window - (len(rids) - len(got))
-            if more and room > 0:
-                chunk = list(itertools.islice(todo, room))
-                more = len(chunk) == room
-                if chunk:
-                    rids += self.send_many(chunk)
-                    deadline = time.monotonic() + self.timeout
-                continue
-            for rid, evs in self.poll(0.005):
-                got[rid] = evs
-                deadline = time.monotonic() + self.timeout
-            if time.monotonic() > deadline:
-                raise TimeoutError("submit_many: replies stopped coming")
-        return [got[r] for r in rids]
-
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered by every group they went to."""
         return len(self._waiting)
-
-    # -- the embedded-engine API ---------------------------------------------------------
-
-    def apply(self, cmd: Mapping) -> list:
-        """Apply one command-log dict on its group; block until its events come back."""
-        return self.wait(self.send(cmd))
-
-    def submit(
-        self,
-        instrument: int,
-        id: int,
-        side: str,
-        price: int | None = None,
-        qty: int = 0,
-        type: str = "limit",
-        tif: str = "GTC",
-        account: int = 0,
-        post_only: bool = False,
-        display_qty: int = 0,
-        stp: str = "none",
-    ) -> list:
-        """A new order on the group of ``instrument``; same arguments and events as ``Engine.submit``."""
-        return self.apply(
-            commands.new_order_dict(
-                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp
-            )
-        )
-
-    def cancel(self, instrument: int, id: int) -> list:
-        return self.apply(commands.cancel_dict(instrument, id))
-
-    def replace(self, instrument: int, id: int, price: int | None = None, qty: int | None = None) -> list:
-        return self.apply(commands.replace_dict(instrument, id, price, qty))
 
     def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list:
         """Mass cancel on the group of ``instrument``, or on every group if ``instrument`` is None.
