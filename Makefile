@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) setup.py pyproject.toml
+EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/_fast.pyx \
+	setup.py pyproject.toml
 
 .PHONY: all venv build test test-long demo bench lint clean
 
@@ -41,7 +42,8 @@ bench: build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi \
+		replication/_fast.pyx
 
 clean:
-	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c
+	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/*.so replication/_fast.c

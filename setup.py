@@ -21,7 +21,15 @@ extensions = [
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
-    )
+    ),
+    # The catch-up path's per-entry loops (CRC-32 of records, dedupe-table updates);
+    # replication.fastpath falls back to plain Python when this is not built.
+    Extension(
+        "replication._fast",
+        ["replication/_fast.pyx"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))

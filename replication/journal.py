@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from .fastpath import crc32_each
 from .wire import ENTRY, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.journal")
@@ -62,7 +63,6 @@ META_SLOT = 64 * 1024
 META_HEAD = struct.Struct("<QII")  # counter, json length, crc32(json)
 RECORD = REC.size + ENTRY.size  # every record holds one entry: fixed size, so seq -> offset is arithmetic
 REC_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{ENTRY.size}")])
-_PAYLOAD = struct.Struct(f"{ENTRY.size}s")
 SEGMENT_ENTRIES = 65536  # compact() seals the active segment past this many entries (~7 MB)
 
 
@@ -264,9 +264,9 @@ def _segment_name(first: int) -> str:
 
 
 def _records(raw: bytes) -> bytes:
-    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n)."""
+    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n), the CRCs in one call."""
     n = len(raw) // ENTRY.size
-    if n < RUN_MIN:
+    if n < RUN_MIN:  # the live stream's small batches: NumPy's per-call overhead would dominate
         pack, crc = REC.pack, zlib.crc32
         parts = []
         for i in range(0, len(raw), ENTRY.size):
@@ -276,8 +276,8 @@ def _records(raw: bytes) -> bytes:
         return b"".join(parts)
     out = np.empty(n, dtype=REC_DTYPE)
     out["length"] = ENTRY.size
-    out["crc"] = [zlib.crc32(b) for (b,) in _PAYLOAD.iter_unpack(raw)]
-    out["payload"] = np.frombuffer(raw, dtype=f"V{ENTRY.size}")
+    out["crc"] = crc32_each(raw, 0, ENTRY.size, ENTRY.size, n)
+    out["payload"] = np.frombuffer(raw, dtype=f"V{ENTRY.size}", count=n)
     return out.tobytes()
 
 
@@ -288,7 +288,7 @@ def _payloads(data: bytes) -> bytes:
 
 def _good_records(data: bytes, first: int | None) -> tuple[int | None, int]:
     """How many whole records lead ``data`` with a right length, CRC and seq (from ``first``, or
-    whatever the first says); ``(first seq, count)``. O(n), the CRCs one call each."""
+    whatever the first says); ``(first seq, count)``. O(n), vectorised."""
     k = len(data) // RECORD
     if k == 0:
         return first, 0
@@ -303,13 +303,8 @@ def _good_records(data: bytes, first: int | None) -> tuple[int | None, int]:
     good &= seqs == np.arange(first, first + k, dtype=np.uint64)
     bad = np.flatnonzero(~good)
     k = int(bad[0]) if len(bad) else k
-    crc = zlib.crc32
-    crcs = rec["crc"][:k].tolist()
-    for i in range(k):
-        p = i * RECORD + REC.size
-        if crc(data[p : p + ENTRY.size]) != crcs[i]:
-            return first, i
-    return first, k
+    bad = np.flatnonzero(crc32_each(data, REC.size, RECORD, ENTRY.size, k) != rec["crc"][:k])
+    return first, int(bad[0]) if len(bad) else k
 
 
 class FileJournal(JournalBase):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .fastpath import remember_run
 from .wire import EVENT_SIZE, Entry, EntryRun
 
 log = logging.getLogger("replication.replica")
@@ -29,6 +30,10 @@ MAGIC = b"MCRP"
 VERSION = 1
 
 EXPIRED = object()  # lookup result: the request is older than the dedupe window remembers
+# Entries of packed runs whose dedupe update may wait (see Replica._pending): a flush then
+# skips whatever the window would evict within them. Each holds its events and 32 bytes of
+# ids and offsets while it waits.
+PENDING_MAX = 65536
 
 
 def default_engine_factory() -> Any:
@@ -83,7 +88,15 @@ class Replica:
         # order, so eviction is deterministic and identical on every replica; an
         # OrderedDict because evicting the oldest of a plain dict (next(iter(d))
         # after many front deletions) scans the deleted slots: O(window), not O(1).
-        self.results: dict[int, list] = {}
+        # Read it through ``results``, which first applies the deferred updates.
+        self._results: dict[int, list] = {}
+        # Packed runs applied but not yet recorded in the table: (first seq, client ids,
+        # request ids, events, starts, stops). A catch-up streams hundreds of thousands
+        # of entries past a window of a few thousand: recorded in bulk, most of them
+        # would only be inserted to be evicted again. See _remember_runs.
+        self._pending: list[tuple] = []
+        self._pending_n = 0
+        self.pending_max = PENDING_MAX
         self._dtype = _command_dtype()
         # Event records are compared as bytes (dedupe table, replies): the padding after the
         # last field must be deterministic. The native engine writes zeros; an engine
@@ -94,9 +107,21 @@ class Replica:
     def digest(self) -> int:
         return int(self.engine.digest)
 
+    @property
+    def results(self) -> dict[int, list]:
+        """The dedupe table, client id -> ``[floor, OrderedDict{request id -> (seq, events)}]``.
+
+        O(1), or O(deferred entries) the first time after a catch-up run.
+        """
+        if self._pending:
+            self._flush()
+        return self._results
+
     def lookup(self, client_id: int, request_id: int) -> tuple[int, bytes] | object | None:
         """First result ``(seq, events)`` of an executed request, ``EXPIRED``, or None. O(1)."""
-        slot = self.results.get(client_id)
+        if self._pending:
+            self._flush()
+        slot = self._results.get(client_id)
         if slot is None:
             return None
         got = slot[1].get(request_id)
@@ -222,27 +247,18 @@ class Replica:
         # On a mismatch: entries up to the first bad one count as applied (it included,
         # as apply_entry does); the book is wrong from there and the caller stops using it.
         k = int(bad[0]) + 1 if len(bad) else n
-        raw, bounds = self._split_events(events, n)
-        ends = (np.asarray(bounds, dtype=np.int64) * EVENT_SIZE).tolist()
+        # Where each command's events start, as _split_events finds them, but kept an array.
+        ends = np.searchsorted(events["cmd"], np.arange(n + 1)).astype(np.int64) * EVENT_SIZE
+        events["cmd"] = 0
+        raw = self._events(events)
         seq = int(cols["seq"][0])
-        cids = cols["client_id"][:k].tolist()
-        rids = cols["request_id"][:k].tolist()
-        # _remember, inlined (a catch-up chunk is thousands of entries, mostly of few clients).
-        results, window, cur, slot, table = self.results, self.dedupe_window, 0, None, None
-        for i in range(k):
-            c = cids[i]
-            if not c:
-                continue
-            if c != cur:
-                slot = results.get(c)
-                if slot is None:
-                    slot = results[c] = [0, OrderedDict()]
-                cur, table = c, slot[1]
-            table[rids[i]] = (seq + i, raw[ends[i] : ends[i + 1]])
-            if len(table) > window:
-                old = table.popitem(last=False)[0]
-                if old >= slot[0]:
-                    slot[0] = old + 1
+        # The dedupe update waits (see _pending): copies of the id columns, not views of the run.
+        cids = np.ascontiguousarray(cols["client_id"][:k])
+        rids = np.ascontiguousarray(cols["request_id"][:k])
+        self._pending.append((seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
+        self._pending_n += k
+        if self._pending_n >= self.pending_max:
+            self._flush()
         self.seq = seq + k - 1
         self.last_epoch = int(cols["epoch"][k - 1])
         return k - 1 if len(bad) else n
@@ -259,10 +275,16 @@ class Replica:
         events, digest = self.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
         return events, digest == e.digest
 
+    def _flush(self) -> None:
+        runs, self._pending, self._pending_n = self._pending, [], 0
+        _remember_runs(self._results, self.dedupe_window, runs)
+
     def _remember(self, client_id: int, request_id: int, seq: int, events: bytes) -> None:
-        slot = self.results.get(client_id)
+        if self._pending:
+            self._flush()
+        slot = self._results.get(client_id)
         if slot is None:
-            slot = self.results[client_id] = [0, OrderedDict()]
+            slot = self._results[client_id] = [0, OrderedDict()]
         table = slot[1]
         table[request_id] = (seq, events)
         if len(table) > self.dedupe_window:
@@ -325,6 +347,69 @@ class Replica:
             r.results[cid] = [floor, table]
         r.seq, r.last_epoch = seq, last_epoch
         return r
+
+
+def _distinct(r: np.ndarray, table: OrderedDict, held: int) -> bool:
+    """Are the request ids ``r`` all different, and none of them a key of ``table`` (``held``: its
+    largest key, or -1)? O(len(r)) when they increase past ``held``, as a client's ids do."""
+    if (r[1:] > r[:-1]).all():
+        if int(r[0]) > held:
+            return True
+    else:
+        s = np.sort(r)
+        if (s[1:] == s[:-1]).any():
+            return False
+    return not table or not np.isin(r, np.fromiter(table, np.uint64, len(table))).any()
+
+
+def _remember_runs(results: dict[int, list], window: int, runs: list[tuple]) -> None:
+    """Record deferred runs ``(first seq, cids, rids, events, starts, stops)`` in the dedupe table.
+
+    The table ends exactly as :meth:`Replica._remember` per entry, in seq
+    order, would leave it (``test_catchup_run`` checks tables and snapshot
+    bytes). A client with more than ``window`` entries here, all with distinct
+    request ids none of which it already holds, is done in bulk: entry by entry,
+    its older results and then its first ``m - window`` entries would be evicted,
+    each raising its floor past it, and the last ``window`` would stay. So those
+    are dropped at once and the floor raised to the highest dropped id + 1;
+    every other entry goes through ``remember_run`` (per entry, in C when
+    built). O(entries), and only about ``window`` results made per client.
+    """
+    cids = np.concatenate([r[1] for r in runs])
+    rids = np.concatenate([r[2] for r in runs])
+    named = np.flatnonzero(cids)  # client 0: not remembered
+    clients, first_at, counts = np.unique(cids[named], return_index=True, return_counts=True)
+    # New clients enter the table in the order of their first entry, as one by one they would.
+    for j in np.argsort(first_at):
+        results.setdefault(int(clients[j]), [0, OrderedDict()])
+    keep = np.ones(len(cids), dtype=bool)
+    for j in np.flatnonzero(counts > window):
+        slot = results[int(clients[j])]
+        table = slot[1]
+        mine = named[cids[named] == clients[j]]
+        r = rids[mine]
+        held = max(table, default=-1)
+        if len(table) > window or not _distinct(r, table, held):
+            # Restored with a smaller window (entry by entry keeps the size), or a repeated
+            # id (updated in place, no eviction): one by one below.
+            continue
+        cut = len(r) - window
+        top = max(int(r[:cut].max()), held) + 1
+        if top > slot[0]:
+            slot[0] = top
+        table.clear()
+        keep[mine[:cut]] = False
+    # The rest, run by run in seq order (each with its own events: no copy of them all).
+    at = 0
+    for first, c, r, events, starts, stops in runs:
+        k = keep[at : at + len(c)]
+        at += len(c)
+        if not k.any():
+            continue
+        seqs = np.arange(first, first + len(c), dtype=np.uint64)
+        if not k.all():
+            c, r, seqs, starts, stops = c[k], r[k], seqs[k], starts[k], stops[k]
+        remember_run(results, window, c, r, seqs, events, starts, stops)
 
 
 def recover(

@@ -53,8 +53,9 @@ class SequencerMixin:
         self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
         self.drain_started = 0.0
-        # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to).
-        self.refill_sent: dict[wire.Address, tuple[int, int, int]] = {}
+        # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to, sent with a
+        # Fence and not asked for since).
+        self.refill_sent: dict[wire.Address, tuple[int, int, int, bool]] = {}
 
     # -- requests -----------------------------------------------------------------
 
@@ -231,10 +232,13 @@ class SequencerMixin:
         Chunks are the journal's bytes as they are (an ``EntryRun``): no
         ``Entry`` is made or packed on the way. O(window).
         """
-        return self._send_entries(dest, from_seq, from_seq, to_seq)
+        return self._send_entries(dest, from_seq, from_seq, to_seq, True)
 
-    def _send_entries(self: NodeMachine, dest: wire.Address, asked: int, start: int, to_seq: int) -> list:
-        """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight."""
+    def _send_entries(
+        self: NodeMachine, dest: wire.Address, asked: int, start: int, to_seq: int, fresh: bool = False
+    ) -> list:
+        """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight
+        (``fresh``: sent unasked, with the Fence that accepted a Join)."""
         sent = self.refill_sent
         last = self.replica.seq
         if asked > last:
@@ -256,7 +260,7 @@ class SequencerMixin:
             out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run)))
             seq += len(run)
             self.count("refill_entries_sent", len(run))
-        sent[dest] = (self.epoch, asked, max(seq - 1, start - 1))
+        sent[dest] = (self.epoch, asked, max(seq - 1, start - 1), fresh)
         return out
 
     def send_snapshot(self: NodeMachine, dest: str) -> list:
@@ -285,8 +289,15 @@ class SequencerMixin:
         self.count("refills_served")
         start = m.seq
         prev = self.refill_sent.get(src)
-        if m.to_seq == 0 and prev is not None and prev[0] == self.epoch and prev[1] < m.seq <= prev[2] + 1:
-            start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
+        if m.to_seq == 0 and prev is not None and prev[0] == self.epoch:
+            if prev[3] and m.seq == prev[1]:
+                # Its first ask crossed the window we sent with its Fence (on_join): that window is
+                # on the wire. Sending it twice costs both nodes; a lost window is asked for again
+                # after the node's timeout, and that second ask gets it.
+                self.refill_sent[src] = (*prev[:3], False)
+                return []
+            if prev[1] < m.seq <= prev[2] + 1:
+                start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
         return self._send_entries(src, m.seq, start, m.to_seq)
 
     # -- the in-sync set (sync mode) ------------------------------------------------

@@ -15,7 +15,9 @@ from replication.wire import Entry, EntryRun, pack_entries
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="native engine not built")
 
 
-def make_entries(n: int, clients: int = 3) -> list[Entry]:
+def make_entries(n: int, clients: int = 3, ids=None) -> list[Entry]:
+    """``n`` entries with the primary's digests; entry ``s`` is of client ``s % (clients + 1)``
+    (0: not remembered) and request ``ids(s)`` (default ``s``)."""
     from matching.commands import command_record
 
     r = Replica(matching.Engine)
@@ -32,8 +34,9 @@ def make_entries(n: int, clients: int = 3) -> list[Entry]:
         }
         raw = wire.pack_command(tuple(command_record(cmd)))
         cid = s % (clients + 1)  # client 0: not remembered
-        _, digest = r.execute(1, s, cid, s, raw)
-        out.append(Entry(1, s, cid, s, digest, raw))
+        rid = ids(s) if ids else s
+        _, digest = r.execute(1, s, cid, rid, raw)
+        out.append(Entry(1, s, cid, rid, digest, raw))
     return out
 
 
@@ -66,6 +69,64 @@ def test_packed_apply_equals_entry_by_entry(window):
     assert a.snapshot() == b.snapshot()
 
 
+@pytest.mark.parametrize(
+    "window,clients,ids,pending_max",
+    [
+        (50, 1, None, 10**9),  # one client far past its window: the bulk path
+        (50, 3, None, 300),  # several, flushed every few runs
+        (7, 2, lambda s: s % 23, 200),  # repeated request ids: one by one
+        (64, 5, lambda s: 1000 - s, 10**9),  # decreasing ids
+        (4096, 3, None, 1),  # flushed after every run
+    ],
+)
+def test_deferred_dedupe_update_equals_entry_by_entry(window, clients, ids, pending_max):
+    """Packed runs leave their dedupe update pending and record it in bulk later (Replica._pending):
+    lookups in between, the table and the snapshot bytes are those of entry by entry."""
+    entries = make_entries(700, clients, ids)
+    a, b = Replica(matching.Engine, window), Replica(matching.Engine, window)
+    b.pending_max = pending_max
+    probes = [(c, r) for c in range(clients + 1) for r in (1, 5, 40, 200, 650, 699, 977)]
+    for i in range(0, len(entries), 96):
+        chunk = entries[i : i + 96]
+        for e in chunk:
+            assert a.apply_entry(e)[1]
+        assert b.apply_entries(EntryRun(pack_entries(chunk))) == len(chunk)
+        if i % 288 == 0:  # now and then a lookup, as a newly promoted primary would make
+            assert [a.lookup(c, r) for c, r in probes] == [b.lookup(c, r) for c, r in probes]
+    assert a.snapshot() == b.snapshot()
+    assert a.results == b.results
+    assert [list(t.items()) for _, t in a.results.values()] == [
+        list(t.items()) for _, t in b.results.values()
+    ]
+
+
+def test_deferred_dedupe_update_on_a_table_restored_with_a_smaller_window():
+    """A snapshot taken with a bigger window holds more per client than the window: entry by
+    entry keeps that size (one eviction per insert), and so must the bulk update."""
+    entries = make_entries(900, 1)
+    big = Replica(matching.Engine, 400)
+    for e in entries[:500]:
+        assert big.apply_entry(e)[1]
+    a = Replica.restore(big.snapshot(), matching.Engine, 100)
+    b = Replica.restore(big.snapshot(), matching.Engine, 100)
+    for e in entries[500:]:
+        assert a.apply_entry(e)[1]
+    assert b.apply_entries(EntryRun(pack_entries(entries[500:]))) == 400
+    assert a.snapshot() == b.snapshot() and len(a.results[1][1]) == 250
+
+
+def test_a_divergent_run_records_what_it_applied():
+    """Entries up to the first bad digest (it included) are applied and remembered, as one by one."""
+    entries = make_entries(300, 2)
+    bad = list(entries)
+    bad[200] = bad[200]._replace(digest=bad[200].digest ^ 1)
+    a, b = Replica(matching.Engine, 64), Replica(matching.Engine, 64)
+    for e in entries[:201]:
+        a.apply_entry(e)
+    assert b.apply_entries(EntryRun(pack_entries(bad))) == 200
+    assert a.results == b.results and a.seq == b.seq == 201
+
+
 @pytest.mark.parametrize("bad", [0, 1, 63, 99])
 def test_packed_apply_names_the_first_bad_entry(bad):
     entries = list(ENTRIES[:100])
@@ -94,3 +155,20 @@ def test_refills_are_pipelined_without_resending():
     # A gap refill is served as asked.
     gap = p.on_refill("b", wire.Refill(1, 600, 620, "b"), 2.0)
     assert [(o.msg.seq, len(o.msg.entries)) for o in gap] == [(600, 21)]
+
+
+def test_an_ask_crossing_the_window_sent_with_the_fence_is_not_served_twice():
+    """The Fence that accepts a Join comes with the first window; the node's first Refill for the
+    same seq crossed it on the wire and gets nothing. Asked again (the window was lost), it is sent."""
+    s = Settings(refill_chunk=50, catchup_snapshot_lag=10_000)
+    j = MemoryJournal()
+    j.append(ENTRIES)
+    p = NodeMachine("a", ["a", "b"], j, s, None, matching.Engine, "primary")
+    p.role, p.epoch = wire.ROLE_PRIMARY, 1
+    out = p.on_join("b", wire.Join(1, 0, "b", 0), 0.0)
+    assert [o.msg.seq for o in out if isinstance(o.msg, wire.Entries)] == list(range(1, 401, 50))
+    assert p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.001) == []
+    again = p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)
+    assert [o.msg.seq for o in again] == list(range(1, 401, 50))
+    # Progress into the window tops it up as usual.
+    assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, 51, 0, "b"), 0.6)] == [401]

@@ -1,0 +1,19 @@
+"""Type stubs for ``replication._fast``; callers import these names from ``replication.fastpath``."""
+
+import numpy as np
+import numpy.typing as npt
+
+def crc32_each(buf: bytes, offset: int, stride: int, size: int, count: int) -> npt.NDArray[np.uint32]:
+    """CRC-32 (zlib's) of ``buf[offset + i * stride :][:size]`` for ``i < count``. O(count * size)."""
+
+def remember_run(
+    results: dict[int, list],
+    window: int,
+    cids: npt.NDArray[np.uint64],
+    rids: npt.NDArray[np.uint64],
+    seqs: npt.NDArray[np.uint64],
+    events: bytes,
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+) -> None:
+    """Record applied entries in the dedupe table, entry by entry (``Replica._remember`` each). O(entries)."""

@@ -1,0 +1,120 @@
+"""The catch-up path's two per-entry loops in C, behind ``replication.fastpath``.
+
+For: the CRC-32 of many fixed-size records in one call (the journal frames
+and checks every record with one), and recording a run of applied entries in
+the replica's dedupe table with no Python bytecode per entry. Each function
+does exactly what its plain-Python twin in ``replication.fastpath`` does (the
+tests run both on the same cases); that twin is the specification.
+
+Not for: deciding anything. Callers validate; these loops trust their
+arguments beyond the bounds checks that keep memory safe.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from collections import OrderedDict
+
+import numpy as np
+
+# Slicing-by-8 tables for the reflected CRC-32 polynomial (zlib's): _T[0] is the
+# byte-at-a-time table, _T[k][b] the CRC of byte b followed by k zero bytes, so
+# eight bytes fold in with eight independent lookups.
+cdef uint32_t _T[8][256]
+
+
+cdef void _make_tables() noexcept:
+    cdef uint32_t c
+    cdef int b, k, _
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ (0xEDB88320U if c & 1 else 0U)
+        _T[0][b] = c
+    for b in range(256):
+        for k in range(1, 8):
+            _T[k][b] = (_T[k - 1][b] >> 8) ^ _T[0][_T[k - 1][b] & 0xFF]
+
+
+cdef inline uint32_t _crc32(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """zlib.crc32(p[:n]) (the words are read little-endian: checked at import)."""
+    cdef uint32_t crc = 0xFFFFFFFFU, one, two
+    while n >= 8:
+        memcpy(&one, p, 4)
+        memcpy(&two, p + 4, 4)
+        one ^= crc
+        crc = (_T[7][one & 0xFF] ^ _T[6][(one >> 8) & 0xFF] ^ _T[5][(one >> 16) & 0xFF] ^ _T[4][one >> 24]
+               ^ _T[3][two & 0xFF] ^ _T[2][(two >> 8) & 0xFF] ^ _T[1][(two >> 16) & 0xFF] ^ _T[0][two >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = (crc >> 8) ^ _T[0][(crc ^ p[0]) & 0xFF]
+        p += 1
+        n -= 1
+    return ~crc
+
+
+_make_tables()
+# A big-endian host would read the words the other way round: refuse to load, so
+# fastpath falls back to zlib rather than write checksums nobody else agrees with.
+if _crc32(b"123456789", 9) != 0xCBF43926U:
+    raise ImportError("replication._fast: CRC-32 self-check failed (big-endian host?)")
+
+
+def crc32_each(const unsigned char[::1] buf, Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size,
+               Py_ssize_t count):
+    """CRC-32 (zlib's) of ``buf[offset + i * stride :][:size]`` for ``i < count``, as a uint32 array.
+
+    O(count * size), without the GIL.
+    """
+    if offset < 0 or stride < 0 or size < 0 or count < 0:
+        raise ValueError("negative offset, stride, size or count")
+    if count and offset + (count - 1) * stride + size > buf.shape[0]:
+        raise ValueError("records run past the end of the buffer")
+    out = np.empty(count, dtype=np.uint32)
+    cdef uint32_t[::1] res = out
+    cdef const unsigned char *base = &buf[0] if buf.shape[0] else NULL
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(count):
+            res[i] = _crc32(base + offset + i * stride, size)
+    return out
+
+
+def remember_run(dict results, Py_ssize_t window, const uint64_t[::1] cids, const uint64_t[::1] rids,
+                 const uint64_t[::1] seqs, bytes events, const int64_t[::1] starts, const int64_t[::1] stops):
+    """Record applied entries in the dedupe table, entry by entry, in the order given.
+
+    Entry ``i`` is request ``rids[i]`` of client ``cids[i]`` (0: not
+    remembered), applied as ``seqs[i]``; it produced
+    ``events[starts[i]:stops[i]]``. Exactly ``Replica._remember`` per entry:
+    insert, then past ``window`` evict the client's oldest result and raise
+    its floor above it. O(len(cids)).
+    """
+    cdef Py_ssize_t k = cids.shape[0], i
+    if rids.shape[0] != k or seqs.shape[0] != k or starts.shape[0] != k or stops.shape[0] != k:
+        raise ValueError("cids, rids, seqs, starts and stops must have one element per entry")
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(events)
+    for i in range(k):
+        if starts[i] < 0 or starts[i] > stops[i] or stops[i] > size:
+            raise ValueError("event offsets out of order or out of range")
+    cdef const char *ev = PyBytes_AS_STRING(events)
+    cdef uint64_t c, cur = 0
+    cdef list slot = None
+    cdef object table = None, old
+    for i in range(k):
+        c = cids[i]
+        if c == 0:
+            continue
+        if c != cur or slot is None:
+            # Runs are mostly long stretches of few clients: look the slot up once per stretch.
+            slot = results.get(c)
+            if slot is None:
+                slot = results[c] = [0, OrderedDict()]
+            cur, table = c, slot[1]
+        table[rids[i]] = (seqs[i], PyBytes_FromStringAndSize(ev + starts[i], stops[i] - starts[i]))
+        if len(table) > window:
+            old = table.popitem(False)[0]
+            if old >= slot[0]:
+                slot[0] = old + 1
