@@ -81,6 +81,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.engine_factory = engine_factory
         self.perturb_seq = perturb_seq
         self.counters: dict[str, int] = {}
+        self._handlers = self._dispatch_table()
         self.replica = recover(journal, engine_factory, self.settings.dedupe_window)
         self.replica.perturb_seq = perturb_seq
         meta = journal.load_meta()
@@ -177,43 +178,43 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """Feed one inbound message; return outputs to perform in order."""
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
-        t = type(msg)
-        if t is wire.Request:
-            return self.on_request(src, msg, now)
-        if t is wire.Ack:
-            return self.on_ack(src, msg, now)
-        if t is wire.Entries:
-            return self.on_entries(src, msg, now)
-        if t is wire.Heartbeat:
-            return self.on_heartbeat(src, msg, now)
-        if t is wire.Join:
-            return self.on_join(src, msg, now)
-        if t is wire.Refill:
-            return self.on_refill(src, msg, now)
-        if t is wire.Fence:
-            return self.on_fence(src, msg, now)
-        if t is wire.SnapshotChunk:
-            return self.on_snapshot_chunk(src, msg, now)
-        if t is wire.Vote:
-            return self.on_vote(msg, now)
-        if t is wire.IsrAck:
-            return self.on_isr_ack(msg, now)
-        if t is wire.PeerDown:
-            if msg.node in self.suspect_at:
-                self.suspect_at[msg.node] = now
-                self.count("peer_down_hints")
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.count("unexpected_messages")
             return []
-        if t is wire.StatusRequest:
-            return [Send(src, self.status_message())]
-        if t is wire.Switchover:
-            return self.on_switchover(src, msg, now)
-        if t is wire.Handover:
-            return self.on_handover(src, msg, now)
-        if t is wire.Promote:
-            out = self.promote(now, "operator") if self.role == wire.ROLE_STANDBY else []
-            return out + [Send(src, self.status_message())]
-        self.count("unexpected_messages")
+        return handler(src, msg, now)
+
+    def _dispatch_table(self) -> dict:
+        """Message type -> bound handler ``(src, msg, now) -> outputs``."""
+        return {
+            wire.Request: self.on_request,
+            wire.Ack: self.on_ack,
+            wire.Entries: self.on_entries,
+            wire.Heartbeat: self.on_heartbeat,
+            wire.Join: self.on_join,
+            wire.Refill: self.on_refill,
+            wire.Fence: self.on_fence,
+            wire.SnapshotChunk: self.on_snapshot_chunk,
+            wire.Vote: lambda src, m, now: self.on_vote(m, now),
+            wire.IsrAck: lambda src, m, now: self.on_isr_ack(m, now),
+            wire.PeerDown: self.on_peer_down,
+            wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
+            wire.Switchover: self.on_switchover,
+            wire.Handover: self.on_handover,
+            wire.Promote: self.on_promote,
+        }
+
+    def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
+        """The driver saw our connection to ``m.node`` drop: suspect it (see ``leader_dead``)."""
+        if m.node in self.suspect_at:
+            self.suspect_at[m.node] = now
+            self.count("peer_down_hints")
         return []
+
+    def on_promote(self, src: wire.Address, m: wire.Promote, now: float) -> list:
+        """The operator's ``matchcore promote``: a standby promotes itself without a vote."""
+        out = self.promote(now, "operator") if self.role == wire.ROLE_STANDBY else []
+        return out + [Send(src, self.status_message())]
 
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
