@@ -122,6 +122,27 @@ def _blob(b: bytes) -> bytes:
     return _U32.pack(len(b)) + bytes(b)
 
 
+def _names(names: tuple[str, ...]) -> bytes:
+    return _text(",".join(names))
+
+
+def _read_names(r: _Reader) -> tuple[str, ...]:
+    return tuple(m for m in r.text().split(",") if m)
+
+
+# Field codecs of ``Message.LAYOUT``: name -> (encode value, decode from a _Reader).
+# A codec name ending in "?" marks an optional trailing field (see Message.payload).
+_CODECS = {
+    "text": (_text, _Reader.text),
+    "u8": (lambda v: bytes([v]), _Reader.u8),
+    "bool": (lambda v: bytes([int(v)]), lambda r: bool(r.u8())),
+    "u32": (_U32.pack, _Reader.u32),
+    "u64": (_U64.pack, _Reader.u64),
+    "blob": (_blob, _Reader.blob),
+    "names": (_names, _read_names),
+}
+
+
 # The packed command record, field for field ``matching.codes.COMMAND_DTYPE``
 # (tests/unit/test_wire.py pins the two together).
 COMMAND = struct.Struct("<QQqqqIBBBBBBH4x")
@@ -278,19 +299,43 @@ def pack_entries(entries: Sequence[Entry]) -> bytes:
 # several times per order on the hot path. Treat them as immutable all the same.
 @dataclass(slots=True, unsafe_hash=True)
 class Message:
-    """Base of every message. ``TYPE`` is the frame type code."""
+    """Base of every message. ``TYPE`` is the frame type code.
+
+    A message's ``epoch`` and ``seq`` fields (if it has them) travel in the
+    frame header; the rest of its payload is described by ``LAYOUT``, a
+    tuple of ``(field, codec)`` pairs (codecs: see ``_CODECS``), which the
+    generic ``payload``/``from_payload`` below encode in order. Messages on
+    the hot path, or with a payload no layout describes, override both.
+    """
 
     TYPE: ClassVar[int] = 0
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def header_epoch_seq(self) -> tuple[int, int]:
         return getattr(self, "epoch", 0), getattr(self, "seq", 0)
 
     def payload(self) -> bytes:
-        return b""
+        parts = []
+        for name, codec in self.LAYOUT:
+            value = getattr(self, name)
+            if codec.endswith("?") and value in (None, 0):
+                break  # an optional trailing field at its default: left off the wire
+            parts.append(_CODECS[codec.rstrip("?")][0](value))
+        return b"".join(parts)
 
     @classmethod
     def from_payload(cls, r: _Reader, epoch: int, seq: int) -> Message:
-        return cls()
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        values: dict = {}
+        if "epoch" in fields:
+            values["epoch"] = epoch
+        if "seq" in fields:
+            values["seq"] = seq
+        for name, codec in cls.LAYOUT:
+            if codec.endswith("?") and r.pos == len(r.buf):
+                break  # an optional trailing field left off: the dataclass default
+            values[name] = _CODECS[codec.rstrip("?")][1](r)
+        return cls(**values)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -498,13 +543,7 @@ class Ack(Message):
     seq: int
     node: str
     digest: int = 0
-
-    def payload(self) -> bytes:
-        return _text(self.node) + _U64.pack(self.digest)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.text(), r.u64())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("digest", "u64"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -520,21 +559,14 @@ class Heartbeat(Message):
     leader: str = ""
     digest: int = 0
     isr: tuple[str, ...] = ()  # a sync primary's witness-confirmed in-sync set
-
-    def payload(self) -> bytes:
-        return (
-            _text(self.node)
-            + struct.pack("<BQQ", self.role, self.commit, self.digest)
-            + _text(self.leader)
-            + _text(",".join(self.isr))
-        )
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        node = r.text()
-        role, commit, digest = r.unpack(struct.Struct("<BQQ"))
-        leader = r.text()
-        return cls(epoch, seq, node, role, commit, leader, digest, tuple(m for m in r.text().split(",") if m))
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("node", "text"),
+        ("role", "u8"),
+        ("commit", "u64"),
+        ("digest", "u64"),
+        ("leader", "text"),
+        ("isr", "names"),
+    )
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -546,13 +578,7 @@ class Refill(Message):
     seq: int
     to_seq: int
     node: str
-
-    def payload(self) -> bytes:
-        return _U64.pack(self.to_seq) + _text(self.node)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.u64(), r.text())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("to_seq", "u64"), ("node", "text"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -564,13 +590,7 @@ class Join(Message):
     seq: int
     node: str
     last_epoch: int
-
-    def payload(self) -> bytes:
-        return _text(self.node) + _U32.pack(self.last_epoch)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.text(), r.u32())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("last_epoch", "u32"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -581,13 +601,7 @@ class Fence(Message):
     epoch: int
     seq: int
     node: str
-
-    def payload(self) -> bytes:
-        return _text(self.node)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.text())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -625,13 +639,7 @@ class Status(Message):
 
     TYPE: ClassVar[int] = 11
     body: bytes = b"{}"
-
-    def payload(self) -> bytes:
-        return _blob(self.body)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(r.blob())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("body", "blob"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -640,13 +648,7 @@ class Switchover(Message):
 
     TYPE: ClassVar[int] = 12
     target: str
-
-    def payload(self) -> bytes:
-        return _text(self.target)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(r.text())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("target", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -657,13 +659,7 @@ class Handover(Message):
     epoch: int
     seq: int
     node: str
-
-    def payload(self) -> bytes:
-        return _text(self.node)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.text())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -682,13 +678,7 @@ class VoteRequest(Message):
     seq: int
     node: str
     last_epoch: int
-
-    def payload(self) -> bytes:
-        return _text(self.node) + _U32.pack(self.last_epoch)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(epoch, seq, r.text(), r.u32())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("last_epoch", "u32"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -701,22 +691,12 @@ class Vote(Message):
     granted: bool
     reason: str = ""
     isr: tuple[str, ...] | None = None  # the in-sync set recorded with the grant (None: every other node)
-
-    def payload(self) -> bytes:
-        head = _text(self.node) + bytes([int(self.granted)]) + _text(self.reason)
-        if self.isr is None:
-            return head
-        return head + _text(",".join(self.isr))
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        node = r.text()
-        granted = r.u8()
-        reason = r.text()
-        isr = None
-        if r.pos < len(r.buf):
-            isr = tuple(m for m in r.text().split(",") if m)
-        return cls(epoch, node, bool(granted), reason, isr)
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("node", "text"),
+        ("granted", "bool"),
+        ("reason", "text"),
+        ("isr", "names?"),
+    )
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -734,17 +714,11 @@ class IsrUpdate(Message):
     node: str
     members: tuple[str, ...]
     proposal: int = 0  # grows with every proposal of the epoch: a reordered older one is refused
-
-    def payload(self) -> bytes:
-        head = _text(self.node) + _text(",".join(self.members))
-        return head + _U64.pack(self.proposal) if self.proposal else head
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        node = r.text()
-        members = r.text()
-        proposal = r.u64() if r.pos < len(r.buf) else 0
-        return cls(epoch, seq, node, tuple(m for m in members.split(",") if m), proposal)
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("node", "text"),
+        ("members", "names"),
+        ("proposal", "u64?"),
+    )
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -756,15 +730,11 @@ class IsrAck(Message):
     node: str
     members: tuple[str, ...]
     granted: bool
-
-    def payload(self) -> bytes:
-        return _text(self.node) + _text(",".join(self.members)) + bytes([int(self.granted)])
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        node = r.text()
-        members = r.text()
-        return cls(epoch, node, tuple(m for m in members.split(",") if m), bool(r.u8()))
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("node", "text"),
+        ("members", "names"),
+        ("granted", "bool"),
+    )
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -773,13 +743,7 @@ class PeerDown(Message):
 
     TYPE: ClassVar[int] = 18
     node: str
-
-    def payload(self) -> bytes:
-        return _text(self.node)
-
-    @classmethod
-    def from_payload(cls, r, epoch, seq):
-        return cls(r.text())
+    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
