@@ -1,7 +1,7 @@
 """The catch-up path's per-entry loops: from the ``replication._fast`` extension if built, else plain Python.
 
-For: the CRC-32 of many fixed-size records (journal framing and checking)
-and recording a run of applied entries in the replica's dedupe table. The
+For: the CRC-32 of many fixed-size records and framing them as journal
+records (the journal's append and its check on open), and recording a run of applied entries in the replica's dedupe table. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -10,10 +10,13 @@ anything that decides what is written or applied.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections import OrderedDict
 
 import numpy as np
+
+_HEAD = struct.Struct("<II")  # a journal record's head: payload size, crc32(payload)
 
 
 def crc32_each_py(buf: bytes, offset: int, stride: int, size: int, count: int) -> np.ndarray:
@@ -25,6 +28,27 @@ def crc32_each_py(buf: bytes, offset: int, stride: int, size: int, count: int) -
     view, crc = memoryview(buf), zlib.crc32
     starts = [offset + i * stride for i in range(count)]
     return np.array([crc(view[p : p + size]) for p in starts], dtype=np.uint32)
+
+
+def frame_records_py(raw: bytes, size: int) -> bytes:
+    """Journal records for the ``size``-byte payloads packed in ``raw``: per payload
+    ``u32 size, u32 crc32(payload), payload`` (little-endian, as ``journal.REC``). O(len(raw))."""
+    if size <= 0:
+        raise ValueError("size must be positive")
+    n = len(raw) // size
+    if n < 64:  # the live stream's small batches: NumPy's per-call overhead would dominate
+        pack, crc = _HEAD.pack, zlib.crc32
+        parts = []
+        for i in range(0, n * size, size):
+            payload = raw[i : i + size]
+            parts.append(pack(size, crc(payload)))
+            parts.append(payload)
+        return b"".join(parts)
+    out = np.empty(n, dtype=[("size", "<u4"), ("crc", "<u4"), ("payload", f"V{size}")])
+    out["size"] = size
+    out["crc"] = crc32_each_py(raw, 0, size, size, n)
+    out["payload"] = np.frombuffer(raw, dtype=f"V{size}", count=n)
+    return out.tobytes()
 
 
 def remember_run_py(
@@ -70,11 +94,10 @@ def remember_run_py(
                 slot[0] = old + 1
 
 
+# The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
-    from ._fast import crc32_each, remember_run
-except (
-    ImportError
-):  # the extension is not built (a source checkout before `make build`): same results, slower
-    crc32_each, remember_run = crc32_each_py, remember_run_py
+    from ._fast import crc32_each, frame_records, remember_run
+except ImportError:
+    crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
 
 NATIVE = crc32_each is not crc32_each_py

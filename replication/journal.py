@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from .fastpath import crc32_each
-from .wire import ENTRY, RUN_MIN, Entry, EntryRun, pack_entries
+from .fastpath import crc32_each, frame_records
+from .wire import ENTRY, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.journal")
 
@@ -264,21 +264,8 @@ def _segment_name(first: int) -> str:
 
 
 def _records(raw: bytes) -> bytes:
-    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n), the CRCs in one call."""
-    n = len(raw) // ENTRY.size
-    if n < RUN_MIN:  # the live stream's small batches: NumPy's per-call overhead would dominate
-        pack, crc = REC.pack, zlib.crc32
-        parts = []
-        for i in range(0, len(raw), ENTRY.size):
-            payload = raw[i : i + ENTRY.size]
-            parts.append(pack(ENTRY.size, crc(payload)))
-            parts.append(payload)
-        return b"".join(parts)
-    out = np.empty(n, dtype=REC_DTYPE)
-    out["length"] = ENTRY.size
-    out["crc"] = crc32_each(raw, 0, ENTRY.size, ENTRY.size, n)
-    out["payload"] = np.frombuffer(raw, dtype=f"V{ENTRY.size}", count=n)
-    return out.tobytes()
+    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n), one C pass when built."""
+    return frame_records(raw, ENTRY.size)
 
 
 def _payloads(data: bytes) -> bytes:

@@ -378,15 +378,24 @@ def _remember_runs(results: dict[int, list], window: int, runs: list[tuple]) -> 
     cids = np.concatenate([r[1] for r in runs])
     rids = np.concatenate([r[2] for r in runs])
     named = np.flatnonzero(cids)  # client 0: not remembered
-    clients, first_at, counts = np.unique(cids[named], return_index=True, return_counts=True)
+    if not len(named):
+        return
+    # Group by client (a stable sort keeps each client's entries in seq order); np.unique
+    # would do it too, but at ten times the cost.
+    order = named[cids[named].argsort(kind="stable")]
+    grouped = cids[order]
+    heads = np.flatnonzero(np.concatenate(([True], grouped[1:] != grouped[:-1])))
+    ends = np.append(heads[1:], len(order))
     # New clients enter the table in the order of their first entry, as one by one they would.
-    for j in np.argsort(first_at):
-        results.setdefault(int(clients[j]), [0, OrderedDict()])
+    for h in heads[np.argsort(order[heads])]:
+        results.setdefault(int(grouped[h]), [0, OrderedDict()])
     keep = np.ones(len(cids), dtype=bool)
-    for j in np.flatnonzero(counts > window):
-        slot = results[int(clients[j])]
+    for h, e in zip(heads.tolist(), ends.tolist(), strict=True):
+        if e - h <= window:
+            continue
+        slot = results[int(grouped[h])]
         table = slot[1]
-        mine = named[cids[named] == clients[j]]
+        mine = order[h:e]
         r = rids[mine]
         held = max(table, default=-1)
         if len(table) > window or not _distinct(r, table, held):

@@ -29,7 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.sequencer")
 
 SNAPSHOT_CHUNK = 512 * 1024
-REFILL_WINDOW = 8  # refill chunks in flight to one catching-up node (see catch_up)
+# Refill chunks in flight to one catching-up node (see catch_up). Its driver applies every chunk
+# that has arrived in one pass and asks for more only at the end, after its journal fsync: each
+# window costs the node an fsync and a round trip of idling, so windows are big (16 x 2048
+# entries: a pass of about 10 ms of applying at ~300 ns an entry, far below the heartbeat timeout).
+REFILL_WINDOW = 16
 
 
 class SequencerMixin:

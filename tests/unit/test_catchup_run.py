@@ -10,6 +10,7 @@ from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
 from replication.replica import Replica
+from replication.sequencer import REFILL_WINDOW
 from replication.wire import Entry, EntryRun, pack_entries
 
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="native engine not built")
@@ -138,20 +139,21 @@ def test_packed_apply_names_the_first_bad_entry(bad):
 
 def test_refills_are_pipelined_without_resending():
     """A primary holding 700 entries sends a window of chunks; each Refill tops it up."""
-    s = Settings(refill_chunk=50, catchup_snapshot_lag=10_000)
+    c, w = 25, REFILL_WINDOW  # chunk size, chunks in flight
+    s = Settings(refill_chunk=c, catchup_snapshot_lag=10_000)
     j = MemoryJournal()
     j.append(ENTRIES)
     p = NodeMachine("a", ["a", "b"], j, s, None, matching.Engine, "primary")
     p.role, p.epoch = wire.ROLE_PRIMARY, 1
-    assert p.replica.seq == 700
+    assert p.replica.seq == 700 and w * c + 100 <= 700
     first = p.catch_up("b", 1)
-    assert [o.msg.seq for o in first] == list(range(1, 401, 50))  # 8 chunks in flight
-    # b applied two chunks and asks from 101: only what keeps 8 in flight goes.
+    assert [o.msg.seq for o in first] == list(range(1, w * c + 1, c))  # a window in flight
+    # b applied four chunks and asks from 101: only what keeps the window full goes.
     more = p.on_refill("b", wire.Refill(1, 101, 0, "b"), 0.0)
-    assert [o.msg.seq for o in more] == [401, 451]
+    assert [o.msg.seq for o in more] == list(range(w * c + 1, w * c + 101, c))
     # The same ask again (a lost chunk, re-asked after a timeout): the window from 101 again.
     again = p.on_refill("b", wire.Refill(1, 101, 0, "b"), 1.0)
-    assert [o.msg.seq for o in again][0] == 101 and sum(len(o.msg.entries) for o in again) == 400
+    assert [o.msg.seq for o in again][0] == 101 and sum(len(o.msg.entries) for o in again) == w * c
     # A gap refill is served as asked.
     gap = p.on_refill("b", wire.Refill(1, 600, 620, "b"), 2.0)
     assert [(o.msg.seq, len(o.msg.entries)) for o in gap] == [(600, 21)]
@@ -160,15 +162,16 @@ def test_refills_are_pipelined_without_resending():
 def test_an_ask_crossing_the_window_sent_with_the_fence_is_not_served_twice():
     """The Fence that accepts a Join comes with the first window; the node's first Refill for the
     same seq crossed it on the wire and gets nothing. Asked again (the window was lost), it is sent."""
-    s = Settings(refill_chunk=50, catchup_snapshot_lag=10_000)
+    c, w = 25, REFILL_WINDOW
+    s = Settings(refill_chunk=c, catchup_snapshot_lag=10_000)
     j = MemoryJournal()
     j.append(ENTRIES)
     p = NodeMachine("a", ["a", "b"], j, s, None, matching.Engine, "primary")
     p.role, p.epoch = wire.ROLE_PRIMARY, 1
+    window = list(range(1, w * c + 1, c))
     out = p.on_join("b", wire.Join(1, 0, "b", 0), 0.0)
-    assert [o.msg.seq for o in out if isinstance(o.msg, wire.Entries)] == list(range(1, 401, 50))
+    assert [o.msg.seq for o in out if isinstance(o.msg, wire.Entries)] == window
     assert p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.001) == []
-    again = p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)
-    assert [o.msg.seq for o in again] == list(range(1, 401, 50))
+    assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)] == window
     # Progress into the window tops it up as usual.
-    assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, 51, 0, "b"), 0.6)] == [401]
+    assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, c + 1, 0, "b"), 0.6)] == [w * c + 1]

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from replication import fastpath
 from replication.replica import Replica, _remember_runs
 
-IMPLS = [pytest.param((fastpath.crc32_each_py, fastpath.remember_run_py), id="python")]
+IMPLS = [
+    pytest.param((fastpath.crc32_each_py, fastpath.remember_run_py, fastpath.frame_records_py), id="python")
+]
 if fastpath.NATIVE:
     from replication import _fast
 
-    IMPLS.append(pytest.param((_fast.crc32_each, _fast.remember_run), id="native"))
+    IMPLS.append(pytest.param((_fast.crc32_each, _fast.remember_run, _fast.frame_records), id="native"))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -53,6 +55,23 @@ def test_crc32_each_refuses_to_read_past_the_buffer(impl):
     with pytest.raises(ValueError):
         crc32_each(bytes(100), -1, 10, 10, 1)
     assert len(crc32_each(bytes(100), 0, 10, 10, 10)) == 10 and len(crc32_each(b"", 0, 0, 0, 0)) == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 200])
+def test_frame_records_is_head_and_payload_per_record(impl, n):
+    """Small batches and big ones (the Python twin switches to NumPy at 64): u32 size, u32 crc, payload."""
+    import struct
+
+    frame_records = impl[2]
+    raw = random.Random(n).randbytes(100 * n + 37)  # a partial payload at the end is ignored
+    want = b"".join(
+        struct.pack("<II", 100, zlib.crc32(raw[i : i + 100])) + raw[i : i + 100]
+        for i in range(0, 100 * n, 100)
+    )
+    assert frame_records(raw, 100) == want
+    with pytest.raises(ValueError):
+        frame_records(raw, 0)
 
 
 def _entries(rng: random.Random, n: int, clients: int, ids: int) -> tuple[np.ndarray, ...]:
