@@ -1,7 +1,8 @@
 """The catch-up path's per-entry loops: from the ``replication._fast`` extension if built, else plain Python.
 
 For: the CRC-32 of many fixed-size records and framing them as journal
-records (the journal's append and its check on open), and recording a run of applied entries in the replica's dedupe table. The
+records (the journal's append and its check on open), starting the
+write-back of what a big append wrote, and recording a run of applied entries in the replica's dedupe table. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -51,6 +52,12 @@ def frame_records_py(raw: bytes, size: int) -> bytes:
     return out.tobytes()
 
 
+def start_writeback_py(fd: int, offset: int, nbytes: int) -> bool:
+    """Have the kernel start writing a file range to disk without waiting; plain Python cannot
+    (no sync_file_range in ``os``), so this does nothing and says so. O(1)."""
+    return False
+
+
 def remember_run_py(
     results: dict,
     window: int,
@@ -96,8 +103,9 @@ def remember_run_py(
 
 # The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
-    from ._fast import crc32_each, frame_records, remember_run
+    from ._fast import crc32_each, frame_records, remember_run, start_writeback
 except ImportError:
     crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
+    start_writeback = start_writeback_py
 
 NATIVE = crc32_each is not crc32_each_py

@@ -30,10 +30,11 @@ MAGIC = b"MCRP"
 VERSION = 1
 
 EXPIRED = object()  # lookup result: the request is older than the dedupe window remembers
-# Entries of packed runs whose dedupe update may wait (see Replica._pending): a flush then
-# skips whatever the window would evict within them. Each holds its events and 32 bytes of
-# ids and offsets while it waits.
-PENDING_MAX = 65536
+# How much of packed runs may wait for its dedupe update (see Replica._pending). A flush
+# makes up to a window of results per client whatever it holds, so it waits for many
+# windows' worth of entries (or this many bytes of their events, whichever comes first).
+PENDING_WINDOWS = 32
+PENDING_BYTES = 16 << 20
 
 
 def default_engine_factory() -> Any:
@@ -95,8 +96,8 @@ class Replica:
         # of entries past a window of a few thousand: recorded in bulk, most of them
         # would only be inserted to be evicted again. See _remember_runs.
         self._pending: list[tuple] = []
-        self._pending_n = 0
-        self.pending_max = PENDING_MAX
+        self._pending_n = self._pending_bytes = 0
+        self.pending_max = max(PENDING_WINDOWS * dedupe_window, 1024)  # entries
         self._dtype = _command_dtype()
         # Event records are compared as bytes (dedupe table, replies): the padding after the
         # last field must be deterministic. The native engine writes zeros; an engine
@@ -257,7 +258,8 @@ class Replica:
         rids = np.ascontiguousarray(cols["request_id"][:k])
         self._pending.append((seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
         self._pending_n += k
-        if self._pending_n >= self.pending_max:
+        self._pending_bytes += len(raw)
+        if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
             self._flush()
         self.seq = seq + k - 1
         self.last_epoch = int(cols["epoch"][k - 1])
@@ -276,7 +278,7 @@ class Replica:
         return events, digest == e.digest
 
     def _flush(self) -> None:
-        runs, self._pending, self._pending_n = self._pending, [], 0
+        runs, self._pending, self._pending_n, self._pending_bytes = self._pending, [], 0, 0
         _remember_runs(self._results, self.dedupe_window, runs)
 
     def _remember(self, client_id: int, request_id: int, seq: int, events: bytes) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import wire
 from .replica import Replica, recover
 from .wire import Send
@@ -25,6 +27,23 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.standby")
 
 REORDER_BUFFER = 65536  # future entries held while a gap is refilled
+
+
+def _epoch_starts(run, last: int) -> list[tuple[int, int]]:
+    """``(epoch, seq)`` of each entry of ``run`` whose epoch is above ``last`` and every epoch
+    before it: where the history notes a new epoch. O(len(run)), vectorised for an ``EntryRun``
+    (a catch-up's first chunk would otherwise make an ``Entry`` per entry)."""
+    if isinstance(run, wire.EntryRun):
+        epochs = run.array["epoch"].astype(np.int64)
+        above = np.maximum.accumulate(np.concatenate(([last], epochs)))[:-1]
+        at = np.flatnonzero(epochs > above)
+        return list(zip(epochs[at].tolist(), run.array["seq"][at].tolist(), strict=True))
+    out = []
+    for e in run:
+        if e.epoch > last:
+            out.append((e.epoch, e.seq))
+            last = e.epoch
+    return out
 
 
 class StandbyMixin:
@@ -166,9 +185,8 @@ class StandbyMixin:
             self.history and run[-1].epoch <= self.history[-1][0] and run[0].epoch <= self.history[-1][0]
         )
         if n and not same_epoch:
-            for e in run[:n]:
-                if not self.history or e.epoch > self.history[-1][0]:
-                    self.note_epoch_start(e.epoch, e.seq)
+            for epoch, seq in _epoch_starts(run[:n], self.history[-1][0] if self.history else -1):
+                self.note_epoch_start(epoch, seq)
         if n:
             applied.append(run[:n])  # as it is: a catch-up chunk stays packed (wire.EntryRun) to the journal
         if n < len(run):

@@ -175,3 +175,27 @@ def test_an_ask_crossing_the_window_sent_with_the_fence_is_not_served_twice():
     assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)] == window
     # Progress into the window tops it up as usual.
     assert [o.msg.seq for o in p.on_refill("b", wire.Refill(1, c + 1, 0, "b"), 0.6)] == [w * c + 1]
+
+
+@pytest.mark.parametrize(
+    "epochs,last",
+    [
+        ([1] * 100, -1),
+        ([1] * 100, 1),
+        ([1] * 40 + [3] * 30 + [4] * 30, 2),
+        ([0] * 70, -1),
+        ([2] * 64 + [5] * 36, 5),
+    ],
+)
+def test_epoch_starts_packed_equals_entry_by_entry(epochs, last):
+    """Where a run starts new epochs (what the standby notes in its history), from the packed columns."""
+    from replication.standby import _epoch_starts
+
+    entries = [e._replace(epoch=ep) for e, ep in zip(ENTRIES, epochs, strict=False)]
+    want, top = [], last
+    for e in entries:  # the history rule, entry by entry
+        if e.epoch > top:
+            want.append((e.epoch, e.seq))
+            top = e.epoch
+    assert _epoch_starts(EntryRun(pack_entries(entries)), last) == want
+    assert _epoch_starts(tuple(entries), last) == want

@@ -74,6 +74,23 @@ def test_frame_records_is_head_and_payload_per_record(impl, n):
         frame_records(raw, 0)
 
 
+def test_start_writeback_is_only_a_hint(tmp_path):
+    """Starting the write-back of a range changes nothing a reader sees; where it cannot
+    (plain Python, a bad fd) it says so instead of raising."""
+    import os
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        os.pwrite(fd, b"x" * 100_000, 0)
+        assert fastpath.start_writeback(fd, 0, 100_000) in (True, False)
+        assert fastpath.start_writeback_py(fd, 0, 100_000) is False
+        assert fastpath.start_writeback(-1, 0, 10) is False
+        assert os.pread(fd, 100_000, 0) == b"x" * 100_000
+    finally:
+        os.close(fd)
+
+
 def _entries(rng: random.Random, n: int, clients: int, ids: int) -> tuple[np.ndarray, ...]:
     """``n`` entries of a few clients (0: not remembered) with request ids drawn from ``ids``
     values (so they repeat when ``ids`` is small), and events of 0..3 records each."""

@@ -139,6 +139,28 @@ def test_big_appends_are_framed_like_small_ones(tmp_path):
     assert open(os.path.join(path, "entries.log"), "rb").read() == want
 
 
+def test_deferred_sync_of_big_appends(tmp_path):
+    """fsync "batch" with the driver's deferred sync: a big append starts its write-back at once and
+    leaves the fdatasync to sync(); what is read back, and after a reopen, is what was written."""
+    from replication.journal import WRITEBACK_MIN
+    from replication.wire import EntryRun, pack_entries
+
+    path = str(tmp_path / "j")
+    j = FileJournal(path, "batch")
+    j.defer_sync = True
+    n = WRITEBACK_MIN // RECORD + 10
+    j.append(EntryRun(pack_entries(entries(1, n))))
+    assert j.dirty and j.read(1) == entries(1, n)
+    j.sync()
+    assert not j.dirty
+    j.append(entries(n + 1, 3))  # small: no write-back started, still deferred
+    assert j.dirty
+    j.close()
+    j = FileJournal(path)
+    assert j.last_seq == n + 3 and j.read(1) == entries(1, n + 3)
+    j.close()
+
+
 def test_a_flipped_byte_deep_in_a_big_file_cuts_there(tmp_path):
     """The scan on open checks every record's CRC in one call: the first bad one ends the run."""
     path = str(tmp_path / "j")
