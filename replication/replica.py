@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -256,7 +256,7 @@ class Replica:
         # The dedupe update waits (see _pending): copies of the id columns, not views of the run.
         cids = np.ascontiguousarray(cols["client_id"][:k])
         rids = np.ascontiguousarray(cols["request_id"][:k])
-        self._pending.append((seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
+        self._pending.append(_run(seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
         self._pending_n += k
         self._pending_bytes += len(raw)
         if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
@@ -351,6 +351,62 @@ class Replica:
         return r
 
 
+class _Run(NamedTuple):
+    """A packed run waiting for its dedupe update (see ``Replica._pending``)."""
+
+    first: int  # seq of its first entry
+    cids: np.ndarray  # client id per entry (uint64)
+    rids: np.ndarray  # request id per entry (uint64)
+    events: bytes  # the run's events; entry i's are events[starts[i]:stops[i]]
+    starts: np.ndarray
+    stops: np.ndarray
+    client: int  # the one client of every entry, or -1
+    rising: bool  # request ids strictly increasing
+
+
+def _run(first: int, cids: np.ndarray, rids: np.ndarray, events: bytes, starts, stops) -> _Run:
+    """A ``_Run``, with what the one-client flush needs found while the arrays are small. O(len)."""
+    client = int(cids[0]) if len(cids) and (cids == cids[0]).all() else -1
+    return _Run(first, cids, rids, events, starts, stops, client, bool((rids[1:] > rids[:-1]).all()))
+
+
+def _remember_one_client(results: dict[int, list], window: int, runs: list[_Run]) -> bool:
+    """:func:`_remember_runs` for its common case, in O(runs + window): every entry is of one
+    client, with request ids rising throughout and above all it holds, more than a window of
+    them (a catch-up from a primary fed by one client). False, having changed nothing, otherwise."""
+    c = runs[0].client
+    if c <= 0 or any(r.client != c or not r.rising for r in runs):
+        return False
+    if any(int(a.rids[-1]) >= int(b.rids[0]) for a, b in zip(runs, runs[1:], strict=False)):
+        return False
+    slot = results.get(c)
+    table = slot[1] if slot is not None else OrderedDict()
+    held = max(table, default=-1)
+    m = sum(len(r.cids) for r in runs)
+    if m <= window or len(table) > window or int(runs[0].rids[0]) <= held:
+        return False
+    if slot is None:
+        slot = results[c] = [0, table]
+    # As one by one: all it held, then its first m - window entries are evicted (ids rising:
+    # the last of them is the highest), and the last window stay.
+    cut, at = m - window, 0
+    for r in runs:
+        if at + len(r.cids) >= cut:
+            top = max(int(r.rids[cut - at - 1]), held) + 1
+            break
+        at += len(r.cids)
+    if top > slot[0]:
+        slot[0] = top
+    table.clear()
+    at = 0
+    for r in runs:
+        lo, at = max(cut - at, 0), at + len(r.cids)
+        if lo < len(r.cids):
+            seqs = np.arange(r.first + lo, r.first + len(r.cids), dtype=np.uint64)
+            remember_run(results, window, r.cids[lo:], r.rids[lo:], seqs, r.events, r.starts[lo:], r.stops[lo:])
+    return True
+
+
 def _distinct(r: np.ndarray, table: OrderedDict, held: int) -> bool:
     """Are the request ids ``r`` all different, and none of them a key of ``table`` (``held``: its
     largest key, or -1)? O(len(r)) when they increase past ``held``, as a client's ids do."""
@@ -364,8 +420,8 @@ def _distinct(r: np.ndarray, table: OrderedDict, held: int) -> bool:
     return not table or not np.isin(r, np.fromiter(table, np.uint64, len(table))).any()
 
 
-def _remember_runs(results: dict[int, list], window: int, runs: list[tuple]) -> None:
-    """Record deferred runs ``(first seq, cids, rids, events, starts, stops)`` in the dedupe table.
+def _remember_runs(results: dict[int, list], window: int, runs: list[_Run]) -> None:
+    """Record deferred runs in the dedupe table.
 
     The table ends exactly as :meth:`Replica._remember` per entry, in seq
     order, would leave it (``test_catchup_run`` checks tables and snapshot
@@ -377,8 +433,10 @@ def _remember_runs(results: dict[int, list], window: int, runs: list[tuple]) -> 
     every other entry goes through ``remember_run`` (per entry, in C when
     built). O(entries), and only about ``window`` results made per client.
     """
-    cids = np.concatenate([r[1] for r in runs])
-    rids = np.concatenate([r[2] for r in runs])
+    if _remember_one_client(results, window, runs):
+        return
+    cids = np.concatenate([r.cids for r in runs])
+    rids = np.concatenate([r.rids for r in runs])
     named = np.flatnonzero(cids)  # client 0: not remembered
     if not len(named):
         return
@@ -412,7 +470,7 @@ def _remember_runs(results: dict[int, list], window: int, runs: list[tuple]) -> 
         keep[mine[:cut]] = False
     # The rest, run by run in seq order (each with its own events: no copy of them all).
     at = 0
-    for first, c, r, events, starts, stops in runs:
+    for first, c, r, events, starts, stops, *_ in runs:
         k = keep[at : at + len(c)]
         at += len(c)
         if not k.any():

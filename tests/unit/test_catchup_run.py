@@ -18,7 +18,8 @@ pytestmark = pytest.mark.skipif(matching.Engine is None, reason="native engine n
 
 def make_entries(n: int, clients: int = 3, ids=None) -> list[Entry]:
     """``n`` entries with the primary's digests; entry ``s`` is of client ``s % (clients + 1)``
-    (0: not remembered) and request ``ids(s)`` (default ``s``)."""
+    (0: not remembered; every entry of client 1 if ``clients`` is 0) and request ``ids(s)``
+    (default ``s``)."""
     from matching.commands import command_record
 
     r = Replica(matching.Engine)
@@ -34,7 +35,7 @@ def make_entries(n: int, clients: int = 3, ids=None) -> list[Entry]:
             "qty": 1 + s % 4,
         }
         raw = wire.pack_command(tuple(command_record(cmd)))
-        cid = s % (clients + 1)  # client 0: not remembered
+        cid = s % (clients + 1) if clients else 1  # client 0: not remembered; clients=0: one, client 1
         rid = ids(s) if ids else s
         _, digest = r.execute(1, s, cid, rid, raw)
         out.append(Entry(1, s, cid, rid, digest, raw))
@@ -78,6 +79,10 @@ def test_packed_apply_equals_entry_by_entry(window):
         (7, 2, lambda s: s % 23, 200),  # repeated request ids: one by one
         (64, 5, lambda s: 1000 - s, 10**9),  # decreasing ids
         (4096, 3, None, 1),  # flushed after every run
+        (50, 0, None, 10**9),  # every entry of one client, ids rising: the one-client flush
+        (50, 0, None, 250),
+        (50, 0, lambda s: s + 1000 * (s > 400), 10**9),  # ids jump (still rising)
+        (50, 0, lambda s: s % 450, 10**9),  # ids start again: one by one
     ],
 )
 def test_deferred_dedupe_update_equals_entry_by_entry(window, clients, ids, pending_max):
@@ -86,14 +91,16 @@ def test_deferred_dedupe_update_equals_entry_by_entry(window, clients, ids, pend
     entries = make_entries(700, clients, ids)
     a, b = Replica(matching.Engine, window), Replica(matching.Engine, window)
     b.pending_max = pending_max
-    probes = [(c, r) for c in range(clients + 1) for r in (1, 5, 40, 200, 650, 699, 977)]
+    probes = [(c, r) for c in range(max(clients, 1) + 1) for r in (1, 5, 40, 200, 450, 650, 699, 977, 1400)]
     for i in range(0, len(entries), 96):
         chunk = entries[i : i + 96]
         for e in chunk:
             assert a.apply_entry(e)[1]
         assert b.apply_entries(EntryRun(pack_entries(chunk))) == len(chunk)
         if i % 288 == 0:  # now and then a lookup, as a newly promoted primary would make
-            assert [a.lookup(c, r) for c, r in probes] == [b.lookup(c, r) for c, r in probes]
+            edges = [(c, slot[0] + d) for c, slot in a.results.items() for d in (-1, 0)]  # around each floor
+            assert [a.lookup(c, r) for c, r in probes + edges] == [b.lookup(c, r) for c, r in probes + edges]
+            assert a.results == b.results
     assert a.snapshot() == b.snapshot()
     assert a.results == b.results
     assert [list(t.items()) for _, t in a.results.values()] == [

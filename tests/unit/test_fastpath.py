@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replication import fastpath
-from replication.replica import Replica, _remember_runs
+from replication.replica import Replica, _remember_runs, _run
 
 IMPLS = [
     pytest.param((fastpath.crc32_each_py, fastpath.remember_run_py, fastpath.frame_records_py), id="python")
@@ -148,19 +148,33 @@ def test_remember_run_refuses_bad_offsets(impl):
     cuts=st.lists(st.integers(0, 60), max_size=4),
     held=st.integers(0, 9),
     seed=st.integers(0, 1 << 30),
+    one=st.sampled_from(["no", "yes", "broken"]),
 )
-def test_bulk_dedupe_update_is_remember_per_entry(window, clients, ids, n, cuts, held, seed):
+def test_bulk_dedupe_update_is_remember_per_entry(window, clients, ids, n, cuts, held, seed, one):
     """Deferred runs recorded in bulk (_remember_runs) leave the table as one _remember per entry:
     clients past the window (bulk), repeated ids, ids the table already holds, a table
-    bigger than the window (restored with a smaller one), client 0."""
+    bigger than the window (restored with a smaller one), client 0; and the one-client case
+    (one client, ids rising: _remember_one_client), also with one entry breaking it."""
     rng = random.Random(seed)
     start = _entries(rng, held, clients, ids)
     before = _one_by_one(window + rng.randrange(3), *start[:2], 1, *start[2:])  # may exceed window
     cids, rids, events, starts, stops = _entries(rng, n, clients, ids)
+    if one != "no" and n:
+        cids[:] = 1
+        held_ids = list(before.get(1, [0, {}])[1]) or [0]
+        # Rising from 0, past everything held, or from an id it holds (one by one: updated in place).
+        rids[:] = np.arange(n, dtype=np.uint64) * 2 + rng.choice([0, 1 << 40, rng.choice(held_ids)])
+        if one == "broken":
+            i = rng.randrange(n)
+            if rng.random() < 0.5:
+                cids[i], rids[i] = rng.choice([(0, rids[i]), (2, rids[i]), (1, rids[i - 1])])
+            else:  # ids start again from 0 where runs are cut: each run still rises
+                i = min([c for c in cuts if 0 < c < n], default=i)
+                rids[i:] -= rids[i]
     first = held + 1
     bounds = sorted({0, n, *[min(c, n) for c in cuts]})
     runs = [
-        (first + a, cids[a:b], rids[a:b], events, starts[a:b], stops[a:b])
+        _run(first + a, cids[a:b], rids[a:b], events, starts[a:b], stops[a:b])
         for a, b in zip(bounds, bounds[1:], strict=False)
         if b > a
     ]
