@@ -403,7 +403,9 @@ def _remember_one_client(results: dict[int, list], window: int, runs: list[_Run]
         lo, at = max(cut - at, 0), at + len(r.cids)
         if lo < len(r.cids):
             seqs = np.arange(r.first + lo, r.first + len(r.cids), dtype=np.uint64)
-            remember_run(results, window, r.cids[lo:], r.rids[lo:], seqs, r.events, r.starts[lo:], r.stops[lo:])
+            remember_run(
+                results, window, r.cids[lo:], r.rids[lo:], seqs, r.events, r.starts[lo:], r.stops[lo:]
+            )
     return True
 
 
