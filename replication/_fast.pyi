@@ -6,6 +6,15 @@ import numpy.typing as npt
 def crc32_each(buf: bytes, offset: int, stride: int, size: int, count: int) -> npt.NDArray[np.uint32]:
     """CRC-32 (zlib's) of ``buf[offset + i * stride :][:size]`` for ``i < count``. O(count * size)."""
 
+def frame_records(raw: bytes, size: int) -> bytes:
+    """Journal records (``u32 size, u32 crc32, payload``) for the ``size``-byte payloads in ``raw``. O(len)."""
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> bool:
+    """Start writing a file range back to disk without waiting (Linux); False where not started. O(1)."""
+
+def pack_results(results: dict[int, list]) -> bytes:
+    """The dedupe table in the replica snapshot's layout. O(table bytes)."""
+
 def remember_run(
     results: dict[int, list],
     window: int,

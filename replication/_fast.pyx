@@ -13,6 +13,7 @@ arguments beyond the bounds checks that keep memory safe.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsUnsignedLongLong
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -172,3 +173,50 @@ def remember_run(dict results, Py_ssize_t window, const uint64_t[::1] cids, cons
             old = table.popitem(False)[0]
             if old >= slot[0]:
                 slot[0] = old + 1
+
+
+cdef inline unsigned char *_head(unsigned char *dst, object a, object b, Py_ssize_t n) except NULL:
+    """Write ``u64 a, u64 b, u32 n`` (little-endian: checked at import) at ``dst``; the byte after."""
+    cdef uint64_t w[2]
+    cdef uint32_t k = <uint32_t>n
+    if n < 0 or n > 0xFFFFFFFF:
+        raise OverflowError("count does not fit in u32")
+    w[0] = PyLong_AsUnsignedLongLong(a)
+    w[1] = PyLong_AsUnsignedLongLong(b)
+    memcpy(dst, w, 16)
+    memcpy(dst + 16, &k, 4)
+    return dst + 20
+
+
+def pack_results(dict results):
+    """The dedupe table as the replica snapshot stores it: per client ``u64 id, u64 floor,
+    u32 results``, then per result ``u64 request id, u64 seq, u32 length, events``.
+
+    ``results`` is ``Replica.results`` (events must be ``bytes``). Two passes: the
+    size, then one buffer filled in place. O(table bytes).
+    """
+    cdef Py_ssize_t size = 0
+    cdef bytes events
+    for slot in results.values():
+        size += 20
+        for res in (<object>slot[1]).values():
+            events = res[1]
+            size += 20 + PyBytes_GET_SIZE(events)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(out)
+    cdef unsigned char *end = dst + size
+    for cid, slot in results.items():
+        floor, table = slot
+        if end - dst < 20:
+            raise RuntimeError("dedupe table changed while it was packed")
+        dst = _head(dst, cid, floor, len(table))
+        for rid, res in table.items():
+            seq, events = res
+            if end - dst < 20 + PyBytes_GET_SIZE(events):
+                raise RuntimeError("dedupe table changed while it was packed")
+            dst = _head(dst, rid, seq, PyBytes_GET_SIZE(events))
+            memcpy(dst, PyBytes_AS_STRING(events), PyBytes_GET_SIZE(events))
+            dst += PyBytes_GET_SIZE(events)
+    if dst != end:
+        raise RuntimeError("dedupe table changed while it was packed")
+    return out

@@ -2,7 +2,8 @@
 
 For: the CRC-32 of many fixed-size records and framing them as journal
 records (the journal's append and its check on open), starting the
-write-back of what a big append wrote, and recording a run of applied entries in the replica's dedupe table. The
+write-back of what a big append wrote, packing the dedupe table for a
+snapshot, and recording a run of applied entries in the replica's dedupe table. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -58,6 +59,22 @@ def start_writeback_py(fd: int, offset: int, nbytes: int) -> bool:
     return False
 
 
+_CLIENT_HEAD = struct.Struct("<QQI")  # client id, floor, n results (replica.CLIENT_HEAD)
+_RESULT_HEAD = struct.Struct("<QQI")  # request id, seq, events length (replica.RESULT_HEAD)
+
+
+def pack_results_py(results: dict) -> bytes:
+    """The dedupe table as the replica snapshot stores it: per client ``u64 id, u64 floor,
+    u32 results``, then per result ``u64 request id, u64 seq, u32 length, events``. O(table bytes)."""
+    parts = []
+    for cid, (floor, table) in results.items():
+        parts.append(_CLIENT_HEAD.pack(cid, floor, len(table)))
+        for rid, (seq, events) in table.items():
+            parts.append(_RESULT_HEAD.pack(rid, seq, len(events)))
+            parts.append(events)
+    return b"".join(parts)
+
+
 def remember_run_py(
     results: dict,
     window: int,
@@ -103,9 +120,9 @@ def remember_run_py(
 
 # The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
-    from ._fast import crc32_each, frame_records, remember_run, start_writeback
+    from ._fast import crc32_each, frame_records, pack_results, remember_run, start_writeback
 except ImportError:
     crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
-    start_writeback = start_writeback_py
+    pack_results, start_writeback = pack_results_py, start_writeback_py
 
 NATIVE = crc32_each is not crc32_each_py

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .fastpath import remember_run
+from .fastpath import pack_results, remember_run
 from .wire import EVENT_SIZE, Entry, EntryRun
 
 log = logging.getLogger("replication.replica")
@@ -307,16 +307,9 @@ class Replica:
     def snapshot(self) -> bytes:
         """Everything replicated, as bytes (engine blob + dedupe table), with a CRC. O(state)."""
         blob = self.engine.snapshot()
-        parts = [
-            SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(self.results)),
-            blob,
-        ]
-        for cid, (floor, table) in self.results.items():
-            parts.append(CLIENT_HEAD.pack(cid, floor, len(table)))
-            for rid, (seq, events) in table.items():
-                parts.append(RESULT_HEAD.pack(rid, seq, len(events)))
-                parts.append(events)
-        body = b"".join(parts)
+        results = self.results
+        head = SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(results))
+        body = b"".join([head, blob, pack_results(results)])  # CLIENT_HEAD, RESULT_HEADs and events
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
