@@ -259,8 +259,13 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         ):
             # A heartbeat is also an ack (lost acks must not stall sync replies),
             # trusted only if its digest proves the standby's history is ours.
+            # (At our own seq our digest proves it too: that entry may be inside a snapshot we
+            # installed, not in our journal, and without new orders no Ack would ever come.)
             mine = self.journal.entry(hb.seq)
-            if mine is not None and mine.digest == hb.digest and hb.seq > self.acked.get(src, 0):
+            proven = (mine is not None and mine.digest == hb.digest) or (
+                hb.seq == self.replica.seq and hb.digest == self.replica.digest
+            )
+            if proven and hb.seq > self.acked.get(src, 0):
                 return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
             return []
         if hb.epoch < self.epoch:

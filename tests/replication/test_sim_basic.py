@@ -141,6 +141,13 @@ def test_fail_over_is_possible_once_traffic_stops_after_solo():
     assert _liveness(113) == []
 
 
+def test_standby_caught_up_by_snapshot_rejoins_the_isr_without_new_orders():
+    """Seed 4510: the new primary had installed a snapshot at its last seq, so it could not check the
+    caught-up standby's heartbeat against its journal, and with no more orders no Ack came: the group
+    stayed solo. A heartbeat at the primary's own seq with its digest now counts as the ack."""
+    assert _liveness(4510) == []
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_primary_restarted_before_it_was_missed_runs_again(seed):
     """A primary restarted (as standby) inside the heartbeat timeout once left two standbys forever."""
