@@ -174,6 +174,7 @@ def run_chaos(
                     }
                 except Exception as why:  # noqa: BLE001 - best effort: the report matters more
                     res["stalled_status"] = repr(why)
+                res["stalled_logs"] = g.tail_logs(60)  # the nodes' own account of the stall
         finally:
             c.close()
             for n in names + ["witness"]:
@@ -274,8 +275,11 @@ def run(args: argparse.Namespace) -> int:
             "stalled",
         ):
             print(f"{k:<20}{res[k]}")
-        print("OK" if good else "FAILED")
-    return 0 if good else 1
+        if res["stalled"]:
+            print(f"stalled_status      {json.dumps(res.get('stalled_status'), sort_keys=True)}")
+            print(res.get("stalled_logs", ""))
+        print("FAILED" if not good else "STALLED (safety held)" if res["stalled"] else "OK")
+    return 0 if good and not res["stalled"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
