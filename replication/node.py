@@ -367,8 +367,11 @@ class Driver:
         signal.signal(signal.SIGINT, stop)
         try:
             while self.running:
-                # Requests still queued: sequence the next batch without waiting.
-                self.run_once(0 if self._has_queued_requests() else poll_ms)
+                # Requests still queued: sequence the next batch without waiting. A machine
+                # with no timers due soon (the witness, mostly) says how long it may sleep.
+                idle = getattr(self.machine, "idle_wait", None)
+                wait = poll_ms if idle is None else idle() * 1000.0
+                self.run_once(0 if self._has_queued_requests() else wait)
         finally:
             self.close()
         return 0

@@ -137,6 +137,15 @@ class WitnessMachine:
             self.started = now
         return self.unpark(now) if self.parked else []
 
+    def idle_wait(self) -> float:
+        """Seconds the driver may wait for a message before the next ``tick``.
+
+        Only a parked vote needs the clock (the primary's silence timing out
+        here); everything else the witness does answers a message, and a
+        dropped connection is a message too.
+        """
+        return 0.001 if self.parked else 0.05
+
     def unpark(self, now: float) -> list:
         """Answer parked vote requests that can be decided now; forget those older than ``vote_retry``.
 

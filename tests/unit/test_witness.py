@@ -128,3 +128,12 @@ def test_a_fresh_group_needs_no_state():
     w = WitnessMachine(["a", "b"], settings())
     assert w.durable_state() == {"epoch": 0, "primary": "", "isr": None, "isr_proposal": 0}
     assert vote(w, "a", 1, 0, 0.0).granted
+
+
+def test_only_a_parked_vote_needs_the_clock():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    assert w.idle_wait() > 0.01  # nothing timed: the driver may sleep until a message
+    w.handle("a", hb("a", 1, 5, wire.ROLE_PRIMARY, "a"), 0.01)
+    assert w.handle("b", wire.VoteRequest(2, 5, "b", 1), 0.02) == []  # parked: a looks alive here
+    assert w.idle_wait() <= 0.001  # a's silence must be noticed on time
