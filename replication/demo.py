@@ -276,8 +276,10 @@ def run_flow(
                     old = c.last_reply.leader if c.last_reply is not None and c.last_reply.leader else "a"
                     new = "b" if old == "a" else "a"
                     old_epoch = c.last_reply.epoch if c.last_reply is not None else 1
-                    g.kill(old)
+                    # The clock starts before the signal: kill() returns only once the process
+                    # is reaped, after the kernel has torn it down (milliseconds for a node).
                     t_kill = time.monotonic()
+                    g.kill(old)
                 for r in c.poll_replies(0.002):
                     now = time.monotonic()
                     if r.status == wire.OK:
