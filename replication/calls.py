@@ -13,28 +13,33 @@ from __future__ import annotations
 
 import itertools
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from matching import commands
 
 
-class EngineCalls:
+class EngineCalls(ABC):
     """Mixin: the ``matching.Engine`` call surface over ``send``/``send_many``/``poll``/``wait``."""
 
     timeout: float
 
-    def send(self, command: Mapping | tuple) -> int:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError
+    @abstractmethod
+    def send(self, command: Mapping | tuple) -> int:
+        """Send one command without waiting; its request id."""
 
-    def send_many(self, commands: Iterable[Mapping | tuple]) -> list[int]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def send_many(self, commands: Iterable[Mapping | tuple]) -> list[int]:
+        """Send several commands without waiting; their request ids in order."""
 
-    def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:
+        """Finished requests ``[(request_id, events)]``, waiting up to ``timeout`` s for one."""
 
-    def wait(self, request_id: int, timeout: float | None = None) -> list:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def wait(self, request_id: int, timeout: float | None = None) -> list:
+        """Block until ``request_id`` is answered; its events."""
 
     def submit_many(self, commands: Iterable[Mapping | tuple], window: int = 1024) -> list[list]:
         """Send many commands pipelined (at most ``window`` in flight); return their events in order."""

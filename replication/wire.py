@@ -543,7 +543,7 @@ class Ack(Message):
     seq: int
     node: str
     digest: int = 0
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("digest", "u64"))
+    LAYOUT = (("node", "text"), ("digest", "u64"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -559,7 +559,7 @@ class Heartbeat(Message):
     leader: str = ""
     digest: int = 0
     isr: tuple[str, ...] = ()  # a sync primary's witness-confirmed in-sync set
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+    LAYOUT = (
         ("node", "text"),
         ("role", "u8"),
         ("commit", "u64"),
@@ -578,7 +578,7 @@ class Refill(Message):
     seq: int
     to_seq: int
     node: str
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("to_seq", "u64"), ("node", "text"))
+    LAYOUT = (("to_seq", "u64"), ("node", "text"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -590,7 +590,7 @@ class Join(Message):
     seq: int
     node: str
     last_epoch: int
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("last_epoch", "u32"))
+    LAYOUT = (("node", "text"), ("last_epoch", "u32"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -601,7 +601,7 @@ class Fence(Message):
     epoch: int
     seq: int
     node: str
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
+    LAYOUT = (("node", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -639,7 +639,7 @@ class Status(Message):
 
     TYPE: ClassVar[int] = 11
     body: bytes = b"{}"
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("body", "blob"),)
+    LAYOUT = (("body", "blob"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -648,7 +648,7 @@ class Switchover(Message):
 
     TYPE: ClassVar[int] = 12
     target: str
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("target", "text"),)
+    LAYOUT = (("target", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -659,7 +659,7 @@ class Handover(Message):
     epoch: int
     seq: int
     node: str
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
+    LAYOUT = (("node", "text"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -678,7 +678,7 @@ class VoteRequest(Message):
     seq: int
     node: str
     last_epoch: int
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"), ("last_epoch", "u32"))
+    LAYOUT = (("node", "text"), ("last_epoch", "u32"))
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -691,7 +691,7 @@ class Vote(Message):
     granted: bool
     reason: str = ""
     isr: tuple[str, ...] | None = None  # the in-sync set recorded with the grant (None: every other node)
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+    LAYOUT = (
         ("node", "text"),
         ("granted", "bool"),
         ("reason", "text"),
@@ -714,7 +714,7 @@ class IsrUpdate(Message):
     node: str
     members: tuple[str, ...]
     proposal: int = 0  # grows with every proposal of the epoch: a reordered older one is refused
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+    LAYOUT = (
         ("node", "text"),
         ("members", "names"),
         ("proposal", "u64?"),
@@ -730,7 +730,7 @@ class IsrAck(Message):
     node: str
     members: tuple[str, ...]
     granted: bool
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+    LAYOUT = (
         ("node", "text"),
         ("members", "names"),
         ("granted", "bool"),
@@ -743,7 +743,7 @@ class PeerDown(Message):
 
     TYPE: ClassVar[int] = 18
     node: str
-    LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("node", "text"),)
+    LAYOUT = (("node", "text"),)
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
