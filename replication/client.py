@@ -17,12 +17,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from . import wire
 from .calls import EngineCalls
 from .client_core import ClientCore, Done
 from .config import load
+from .monitor import drain_disconnects
 from .node import tune_dealer
 
 MAX_BUNDLE = 1024  # requests per Requests frame
@@ -171,14 +171,8 @@ class Client(EngineCalls):
                 else:
                     outs += self.core.handle(name, msg, now)
         for mon, name in self.monitors.items():
-            if mon in events:
-                while True:
-                    try:
-                        evt = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
-                    if evt["event"] == zmq.EVENT_DISCONNECTED:
-                        outs += self.core.handle(name, wire.PeerDown(name), now)
+            if mon in events and drain_disconnects(mon):
+                outs += self.core.handle(name, wire.PeerDown(name), now)
         outs += self.core.tick(now)
         self._perform(outs)
 

@@ -29,10 +29,10 @@ import time
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from . import wire
 from .config import GroupConfig, pub_endpoint
+from .monitor import drain_disconnects
 
 log = logging.getLogger("replication.node")
 
@@ -309,6 +309,10 @@ class Driver:
         events = dict(self.poller.poll(timeout_ms))
         now = time.monotonic()
         was_primary = getattr(self.machine, "is_primary", True)
+        # A standby times a promotion from the message that decides it (a grant, a
+        # handover, an operator promote) to serving. The witness (state_path) keeps its
+        # save-before-outputs order, so only nodes perform outputs mid-pass.
+        watch = not was_primary and not self.state_path
         outs: list = []
         if self.router in events:
             for _ in range(MAX_DRAIN):
@@ -321,17 +325,19 @@ class Driver:
                 if len(parts) != 2:
                     self.count("decode_bad_parts")
                     continue
+                if not watch:
+                    outs += self._inbound(parts[0], parts[1], now)
+                    continue
+                decided = time.monotonic()
                 outs += self._inbound(parts[0], parts[1], now)
+                if self.machine.is_primary:
+                    watch = False
+                    self._serve_promotion(outs, decided)
+                    outs = []
         for mon, peer in self.monitors.items():
-            if mon in events:
-                while True:
-                    try:
-                        evt = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
-                    if evt["event"] == zmq.EVENT_DISCONNECTED:
-                        log.info("peer_disconnected node=%s peer=%s", self.name, peer)
-                        outs += self.machine.handle(peer, wire.PeerDown(peer), now)
+            if mon in events and drain_disconnects(mon):
+                log.info("peer_disconnected node=%s peer=%s", self.name, peer)
+                outs += self.machine.handle(peer, wire.PeerDown(peer), now)
         if self.pub is not None and self.pub in events:
             self._pub_subscriptions()
         outs += self.machine.tick(now)
@@ -340,17 +346,28 @@ class Driver:
             if state != self.saved_state:
                 save_witness_state(self.state_path, state)  # before the Vote or IsrAck that announces it
                 self.saved_state = state
+        if watch and self.machine.is_primary:
+            self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
+        else:
+            self.perform(outs)
+
+    def _serve_promotion(self, outs: list, decided: float) -> None:
+        """Perform a promotion's outputs at once and record decision -> serving.
+
+        Serving means: the new epoch's record is durable (``promote`` synced it)
+        and its heartbeats, which tell the peers and the witness, are sent. The
+        requests the new primary held are queued then, and the first batch is
+        sequenced by this pass's tick: that work is the first order's, measured
+        by "first accepted", not the promotion's.
+        """
         self.perform(outs)
-        if not was_primary and self.machine.is_primary:
-            # Promoted in this pass: from the decision (this pass's start, when the grant,
-            # handover or promote arrived) to serving (epoch record durable, heartbeats out).
-            self.machine.promotion_ms = (time.monotonic() - now) * 1000.0
-            log.info(
-                "serving node=%s epoch=%d decision_to_serving_ms=%.3f",
-                self.name,
-                self.machine.epoch,
-                self.machine.promotion_ms,
-            )
+        self.machine.promotion_ms = (time.monotonic() - decided) * 1000.0
+        log.info(
+            "serving node=%s epoch=%d decision_to_serving_ms=%.3f",
+            self.name,
+            self.machine.epoch,
+            self.machine.promotion_ms,
+        )
 
     def _has_queued_requests(self) -> bool:
         m = self.machine
