@@ -9,7 +9,7 @@ Optional keys (top level; all have defaults)::
 
     heartbeat_ms = 5          # heartbeat interval
     timeout_ms = 40           # a peer silent this long is dead
-    suspect_ms = 1            # ... or this long after its connection dropped (the witness still must agree)
+    suspect_ms = 0            # ... or this long after its connection dropped (the witness still must agree)
     fsync = "batch"           # none | batch | always
     snapshot_every = 100000   # entries between journal snapshots (0 = never)
     journal_retain = 100000   # after a snapshot, entries older than it by more are deleted (-1 = keep all)
@@ -51,10 +51,11 @@ class Settings:
     heartbeat_interval: float = 0.005
     heartbeat_timeout: float = 0.040
     # A dropped connection (pyzmq EVENT_DISCONNECTED) arrives as soon as the peer's
-    # process is gone, so waiting long after it only delays the fail-over: the wait is
-    # a short grace for a heartbeat already on its way (and lets the witness, which
-    # must agree, see the same drop). A false alarm costs nothing: the witness refuses.
-    suspect_timeout: float = 0.001
+    # process is gone, so any wait after it only delays the fail-over. No grace by
+    # default: the witness must agree (it parks the vote until it sees the primary
+    # gone too), so a false alarm costs a refused vote, and a heartbeat that still
+    # arrives drops the candidacy. (A 1 ms grace cost ~1.5 ms per fail-over.)
+    suspect_timeout: float = 0.0
     fsync: str = "batch"
     snapshot_every: int = 100_000
     journal_retain: int = 100_000  # entries kept behind the latest snapshot (-1: never compact)
@@ -141,7 +142,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     ms = 0.001
     s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
     s.heartbeat_timeout = float(doc.get("timeout_ms", 40)) * ms
-    s.suspect_timeout = float(doc.get("suspect_ms", 1)) * ms
+    s.suspect_timeout = float(doc.get("suspect_ms", 0)) * ms
     s.vote_retry = s.heartbeat_interval
     s.fsync = str(doc.get("fsync", "batch"))
     s.snapshot_every = int(doc.get("snapshot_every", 100_000))

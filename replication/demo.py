@@ -83,7 +83,7 @@ class Group:
         # A SIGKILL is found through the connection drop (suspect_ms), so a roomier
         # silence timeout costs the demo nothing and keeps a loaded 2-core box from
         # mistaking a descheduled process for a dead one.
-        defaults = {"heartbeat_ms": 5, "timeout_ms": 100, "suspect_ms": 1, "fsync": "batch"}
+        defaults = {"heartbeat_ms": 5, "timeout_ms": 100, "suspect_ms": 0, "fsync": "batch"}
         if curve:
             defaults["keys_dir"] = "keys"
         defaults.update(extra or {})
@@ -112,7 +112,9 @@ class Group:
             args = [role, "--config", self.path, "--node", name, "--engine", self.engine, *extra_args]
         log = open(os.path.join(self.dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed in stop()
         self.logs[name] = log
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # A node does no linear algebra: one OpenBLAS thread instead of one per core means
+        # less for the kernel to tear down when the process is killed (a faster fail-over).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1")
         p = subprocess.Popen(
             [sys.executable, "-m", "replication.cli", *args],
             stdout=log,
