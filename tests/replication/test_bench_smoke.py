@@ -90,13 +90,45 @@ def test_bench_replication_smoke(tmp_path):
         assert "throughput" in m["pipelined"]
 
 
+def _alive_floor_child(pid: int) -> bool:
+    """Whether ``pid`` is still a teardown-floor child (its ``-c`` script is on its command line)."""
+    try:
+        return b"add_subcommands" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_bench_failover_smoke(tmp_path):
-    r = run_harness("failover", tmp_path, "--rounds", "1")
+    r = run_harness("failover", tmp_path, "--rounds", "1", "--floor-children", "2")
     assert set(r["summary"]) == {"sigkill", "sigstop", "switchover"}
     for s in r["summary"].values():
         assert {"first_accepted_ms", "first_reply_ms", "promotion_ms", "lost", "duplicated"} <= set(s)
     assert {"acked", "lost", "duplicated"} <= set(r["journal_check"])
     assert len(r["rounds"]) == 3
+    # The teardown floor: two passes of two children, every one killed, timed, reaped.
+    for key in ("teardown_floor_before", "teardown_floor_after"):
+        f = r[key]
+        assert "error" not in f, f
+        assert f["children"] == 2 and len(f["samples"]) == 2
+        assert "replication.node" in f["imports"]
+        for x in f["samples"]:
+            assert isinstance(x["disconnect_ms"], float)
+            assert x["rss_kb"] > 0
+            assert not _alive_floor_child(x["pid"])
+    tf = r["teardown_floor"]
+    assert tf["children"] == 4 and tf["disconnect_ms"]["count"] == 4
+    assert {"p50", "p99", "max"} <= set(tf["disconnect_ms"]) and tf["rss_mb"]["p50"] > 0
+    assert r["node_rss_mb"]["count"] == 2 and r["node_rss_mb"]["p50"] > 0  # the sigkill and sigstop rounds
+    assert all(rnd["old_rss_kb"] > 0 for rnd in r["rounds"] if rnd["kind"] != "switchover")
+    s = r["summary"]["sigkill"]
+    assert s["floor_ms"] == tf["disconnect_ms"]["p50"]
+    assert s["above_floor_ms"] == pytest.approx(s["first_accepted_ms"]["p50"] - s["floor_ms"], abs=1e-3)
+    assert s["x_floor"] == pytest.approx(s["first_accepted_ms"]["p50"] / s["floor_ms"], abs=0.01)
+    sigkill_target = r["targets"][0]
+    assert (
+        sigkill_target["target"] == "SIGKILL -> first accepted, p50" and sigkill_target["goal"] == "<= 5 ms"
+    )
+    assert sigkill_target["floor_ms"] == s["floor_ms"]
 
 
 def test_bench_catchup_smoke(tmp_path):

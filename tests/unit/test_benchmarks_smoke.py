@@ -110,3 +110,105 @@ def test_command_array_matches_the_records():
     assert arr.dtype == codes.COMMAND_DTYPE
     assert arr["tif"][0] == codes.TIF_IOC and arr["op"][1] == codes.OP_CANCEL
     assert arr["flags"][2] == codes.HAS_PRICE and arr["price"][2] == 99_980
+
+
+# ----- the fail-over harness's teardown floor (no group needed) ---------------------------------
+
+
+def _is_floor_child(pid: int) -> bool:
+    """Whether ``pid`` is still alive as a teardown-floor child (its ``-c`` script on its command line)."""
+    from pathlib import Path
+
+    try:
+        return b"add_subcommands" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_teardown_floor_kills_times_and_reaps_every_child():
+    pytest.importorskip("zmq")
+    from benchmarks import teardown
+
+    samples = teardown.measure(2)
+    assert len(samples) == 2
+    for x in samples:
+        assert {"disconnect_ms", "exit_ms", "rss_kb", "pid"} <= set(x)
+        assert isinstance(x["disconnect_ms"], float) and x["rss_kb"] > 0
+        assert not _is_floor_child(x["pid"])
+
+
+def test_teardown_floor_child_that_cannot_start_is_reported_and_nothing_is_left(monkeypatch):
+    pytest.importorskip("zmq")
+    import subprocess
+
+    from benchmarks import teardown
+
+    started: list[subprocess.Popen] = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(teardown, "FLOOR_IMPORTS", ("no_such_module_for_the_floor",))
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    with pytest.raises(RuntimeError, match="no_such_module_for_the_floor"):
+        teardown.measure(3, start_timeout=30)
+    assert len(started) == 3 and all(p.returncode is not None for p in started)
+
+
+def _floor_pass(drops, rss_kb=30_000):
+    from benchmarks import failover
+
+    samples = [{"disconnect_ms": d, "exit_ms": d + 0.5, "rss_kb": rss_kb, "pid": 1} for d in drops]
+    return {"children": len(samples), "samples": samples} | failover.floor_summary(samples)
+
+
+def test_failover_reports_sigkill_against_the_floor(capsys):
+    from benchmarks import failover
+
+    rounds = [
+        {"kind": "sigkill", "round": 0, "old_rss_kb": 36_000, "first_accepted_ms": 12.0},
+        {"kind": "sigstop", "round": 1, "old_rss_kb": 37_000, "first_accepted_ms": 45.0},
+        {"kind": "sigkill", "round": 2, "old_rss_kb": 36_500, "first_accepted_ms": 12.0},
+    ]
+    for r in rounds:
+        r |= {"first_reply_ms": r["first_accepted_ms"], "promotion_ms": 1.0, "candidacy_ms": 1.0}
+    result = {
+        "rounds": rounds,
+        "summary": failover.summarize(rounds, ["sigkill", "sigstop"]),
+        "teardown_floor_before": _floor_pass([4.0, 4.0]),
+        "teardown_floor_after": _floor_pass([4.0, 4.0]),
+    }
+    failover.against_floor(result)
+    assert result["teardown_floor"]["children"] == 4
+    assert result["teardown_floor"]["rss_mb"]["p50"] == pytest.approx(30_000 / 1024, abs=0.1)
+    assert result["node_rss_mb"]["count"] == 3
+    s = result["summary"]["sigkill"]
+    floor = result["teardown_floor"]["disconnect_ms"]["p50"]
+    assert s["floor_ms"] == floor
+    assert s["above_floor_ms"] == pytest.approx(s["first_accepted_ms"]["p50"] - floor, abs=1e-3)
+    assert s["x_floor"] == pytest.approx(s["first_accepted_ms"]["p50"] / floor, abs=0.01)
+    assert "floor_ms" not in result["summary"]["sigstop"]
+    t = failover.targets(result["summary"])[0]
+    assert t["goal"] == "<= 5 ms" and t["floor_ms"] == floor and t["x_floor"] == s["x_floor"]
+    failover.print_floor(result)
+    out = capsys.readouterr().out
+    assert "kernel floor: SIGKILL -> peer sees the connection drop" in out and "above the floor" in out
+
+
+def test_failover_without_a_floor_says_so(capsys):
+    from benchmarks import failover
+
+    rounds = [{"kind": "sigkill", "round": 0, "error": "boom"}]
+    result = {
+        "rounds": rounds,
+        "summary": failover.summarize(rounds, ["sigkill"]),
+        "teardown_floor_before": {"children": 8, "error": "8 of 8 floor processes did not connect"},
+    }
+    failover.against_floor(result)
+    s = result["summary"]["sigkill"]
+    assert s["floor_ms"] is None and s["above_floor_ms"] is None and s["x_floor"] is None
+    assert result["teardown_floor"]["children"] == 0 and result["node_rss_mb"]["count"] == 0
+    failover.print_floor(result)
+    assert "teardown floor not measured" in capsys.readouterr().out
