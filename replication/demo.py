@@ -28,15 +28,23 @@ from typing import Any
 
 from . import config, wire
 
+# Ports this process has handed out. A group's nodes bind theirs only once their
+# processes start, so without this a second group made right after the first could be
+# given a port the first is about to bind (the kernel sees both free).
+_ISSUED: set[int] = set()
+
 
 def free_ports(n: int, spacing: int = 100) -> list[int]:
-    """``n`` loopback ports p such that p and p + ``spacing`` (the PUB port) are free right now."""
+    """``n`` loopback ports p such that p and p + ``spacing`` (the PUB port) are free right now.
+
+    Never the same port twice in one process (nor one another call's PUB port).
+    """
     ports: list[int] = []
     while len(ports) < n:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             p = s.getsockname()[1]
-        if p + spacing > 65535 or p in ports or p + spacing in ports:
+        if p + spacing > 65535 or {p, p + spacing} & (_ISSUED | set(ports)):
             continue
         try:
             with socket.socket() as s2:
@@ -44,6 +52,8 @@ def free_ports(n: int, spacing: int = 100) -> list[int]:
         except OSError:
             continue
         ports.append(p)
+    _ISSUED.update(ports)
+    _ISSUED.update(p + spacing for p in ports)
     return ports
 
 

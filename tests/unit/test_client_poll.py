@@ -24,3 +24,14 @@ def test_an_expired_reply_raises_once_and_keeps_the_other_results():
         assert c.poll() == []
     finally:
         c.close()
+
+
+def test_free_ports_never_hands_out_a_port_twice():
+    """Groups pick ports when made and bind them later: one process never gets a port (or its
+    PUB port at +spacing) twice, so groups made back to back cannot collide."""
+    seen: set[int] = set()
+    for _ in range(50):
+        ports = free_ports(3)
+        mine = set(ports) | {p + 100 for p in ports}
+        assert len(mine) == 6 and not mine & seen
+        seen |= mine
