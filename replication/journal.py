@@ -24,9 +24,10 @@ On-disk layout of a journal directory::
                   with entries.log they hold one consecutive run of seqs; on open
                   the first bad record ends it (what follows is cut or deleted).
     snapshot.bin  u8[4] b"MCSN", u64 seq, u32 last_epoch, u32 crc32(blob), u64 len, blob
-    meta.bin      two 64 KiB slots, written alternately in place (pwrite + fdatasync:
-                  no new file, rename or directory fsync on a promotion's critical
-                  path); each: u64 counter, u32 length, u32 crc32(json), json
+    meta.bin      a ``slotfile.SlotFile`` of two 64 KiB slots, written alternately in
+                  place (pwrite + fdatasync: no new file, rename or directory fsync on
+                  a promotion's critical path); each: u64 counter, u32 length,
+                  u32 crc32(json), json
     meta.json     {"epoch": ..., "history": [[epoch, first_seq], ...], "counter": n}:
                   the fallback for metadata too big for a slot, and older journals;
                   the valid copy with the highest counter wins
@@ -50,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from .fastpath import crc32_each, frame_records, start_writeback
+from .slotfile import SlotFile, fsync_dir
 from .wire import ENTRY, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.journal")
@@ -59,8 +61,7 @@ SNAP = struct.Struct("<4sQIIQ")
 SNAP_MAGIC = b"MCSN"
 MAX_RECORD = 1 << 20
 FSYNC_POLICIES = ("none", "batch", "always")
-META_SLOT = 64 * 1024
-META_HEAD = struct.Struct("<QII")  # counter, json length, crc32(json)
+META_SLOT = 64 * 1024  # meta.bin's slot size (see slotfile)
 RECORD = REC.size + ENTRY.size  # every record holds one entry: fixed size, so seq -> offset is arithmetic
 REC_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{ENTRY.size}")])
 SEGMENT_ENTRIES = 65536  # compact() seals the active segment past this many entries (~7 MB)
@@ -228,14 +229,6 @@ class MemoryJournal(JournalBase):
         del self._entries[self._synced :]
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a synced temp file and rename, so readers see old or new."""
     tmp = path + ".tmp"
@@ -244,7 +237,7 @@ def _atomic_write(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 class _Segment:
@@ -320,9 +313,7 @@ class FileJournal(JournalBase):
         self._log_path = os.path.join(path, "entries.log")
         self._snap_path = os.path.join(path, "snapshot.bin")
         self._meta_path = os.path.join(path, "meta.json")
-        self._meta_bin_path = os.path.join(path, "meta.bin")
-        self._meta_fd = -1
-        self._meta_counter = 0
+        self._meta_slots = SlotFile(os.path.join(path, "meta.bin"), META_SLOT)
         self._meta_loaded = False
         self._snap_cache: tuple[int, int, bytes] | None = None
         self._snap_loaded = False
@@ -376,7 +367,7 @@ class FileJournal(JournalBase):
             first = (snap[0] if snap is not None else 0) + 1
         self._segs.append(_Segment(first, n, self._log_path, fd))
         self._base = self._segs[0].first - 1
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         snap = self.load_snapshot()
         if snap is not None and not (self._base <= snap[0] <= self.last_seq):
             log.warning(
@@ -498,7 +489,7 @@ class FileJournal(JournalBase):
             active.first = self._base + 1
         if self._segs[-1:] != [active]:
             self._segs.append(active)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         snap = self.load_snapshot()
         if snap is not None and snap[0] > seq:
             self._drop_snapshot()
@@ -548,7 +539,7 @@ class FileJournal(JournalBase):
         for seg in reversed(self._segs[:-1]):
             os.close(seg.fd)
             os.unlink(seg.path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         active.first, active.n = seq + 1, 0
         self._segs = [active]
         self._base = seq
@@ -578,7 +569,7 @@ class FileJournal(JournalBase):
             dropped += seg.n
         if dropped:
             self._base = self._segs[0].first - 1
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             log.info("journal_compacted path=%s dropped=%d base_seq=%d", self.path, dropped, self._base)
         return dropped
 
@@ -592,7 +583,7 @@ class FileJournal(JournalBase):
         os.rename(self._log_path, sealed)  # a crash here: open finds no entries.log and makes one
         active.path = sealed
         fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._segs.append(_Segment(active.last + 1, 0, self._log_path, fd))
 
     def _meta_candidates(self) -> list[tuple[int, dict[str, Any]]]:
@@ -605,19 +596,7 @@ class FileJournal(JournalBase):
             pass
         except ValueError:
             log.warning("meta_corrupt path=%s", self._meta_path)
-        try:
-            with open(self._meta_bin_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        for slot in range(2):
-            off = slot * META_SLOT
-            if len(data) < off + META_HEAD.size:
-                continue
-            counter, n, crc = META_HEAD.unpack_from(data, off)
-            body = data[off + META_HEAD.size : off + META_HEAD.size + n]
-            if counter == 0 or n > META_SLOT - META_HEAD.size or len(body) != n or zlib.crc32(body) != crc:
-                continue  # empty, or torn by a crash mid-write: the other slot holds the previous copy
+        for counter, body in self._meta_slots.records():
             try:
                 out.append((counter, json.loads(body)))
             except ValueError:
@@ -629,37 +608,28 @@ class FileJournal(JournalBase):
         if not got:
             return {}
         counter, doc = max(got, key=lambda c: c[0])
-        self._meta_counter = max(self._meta_counter, counter)
+        slots = self._meta_slots
+        slots.counter = max(slots.counter, counter)  # the next save outranks meta.json too
         doc.pop("counter", None)
         return doc
 
     def save_meta(self, meta: dict[str, Any]) -> None:
         """Durably replace the metadata: one in-place slot write + fdatasync (O(size))."""
-        if self._meta_counter == 0 and not self._meta_loaded:
+        slots = self._meta_slots
+        if slots.counter == 0 and not self._meta_loaded:
             self.load_meta()
         self._meta_loaded = True
-        self._meta_counter += 1
         body = json.dumps(meta, sort_keys=True).encode()
-        if len(body) > META_SLOT - META_HEAD.size:
+        if len(body) > slots.capacity:
+            slots.counter += 1
             _atomic_write(
-                self._meta_path, json.dumps(dict(meta, counter=self._meta_counter), sort_keys=True).encode()
+                self._meta_path, json.dumps(dict(meta, counter=slots.counter), sort_keys=True).encode()
             )
             return
-        if self._meta_fd < 0:
-            fresh = not os.path.exists(self._meta_bin_path)
-            self._meta_fd = os.open(self._meta_bin_path, os.O_RDWR | os.O_CREAT, 0o644)
-            if fresh or os.fstat(self._meta_fd).st_size < 2 * META_SLOT:
-                os.pwrite(self._meta_fd, bytes(2 * META_SLOT), 0)  # allocate both slots once
-                os.fsync(self._meta_fd)
-                _fsync_dir(self.path)
-        rec = META_HEAD.pack(self._meta_counter, len(body), zlib.crc32(body)) + body
-        os.pwrite(self._meta_fd, rec, (self._meta_counter % 2) * META_SLOT)
-        os.fdatasync(self._meta_fd)
+        slots.save(body)
 
     def close(self) -> None:
-        if self._meta_fd >= 0:
-            os.close(self._meta_fd)
-            self._meta_fd = -1
+        self._meta_slots.close()
         if self._segs:
             self.sync()
             for seg in self._segs:
