@@ -19,7 +19,7 @@ Optional keys (top level; all have defaults)::
     switchover_timeout_ms = 3000
     keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
-In ``[witness]``, besides ``endpoint``: ``state = "var/witness.json"``, the
+In ``[witness]``, besides ``endpoint``: ``state = "var/witness.state"``, the
 file that keeps the witness's decisions (epoch, primary, in-sync set) across
 its restarts. Without it a restarted witness refuses automatic promotions in
 sync mode until the primary has told it the in-sync set.

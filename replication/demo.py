@@ -103,7 +103,7 @@ class Group:
             {n: (ep, os.path.join(self.dir, n)) for n, ep in self.endpoints.items()},
             self.witness_endpoint,
             defaults,
-            witness_state=os.path.join(self.dir, "witness.json"),
+            witness_state=os.path.join(self.dir, "witness.state"),
         )
         self.cfg = config.load(self.path)
         if curve:

@@ -33,6 +33,7 @@ import zmq
 from . import wire
 from .config import GroupConfig, pub_endpoint
 from .monitor import drain_disconnects
+from .witness_state import load_witness_state, save_witness_state
 
 log = logging.getLogger("replication.node")
 
@@ -457,38 +458,3 @@ def witness_driver(cfg: GroupConfig) -> Driver:
     driver.state_path = cfg.witness_state
     driver.saved_state = machine.durable_state()
     return driver
-
-
-def load_witness_state(path: str) -> dict | None:
-    """The witness's saved decisions, or None if it never saved any. A damaged file stops the start."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-        if not isinstance(state, dict) or not {"epoch", "primary", "isr", "isr_proposal"} <= set(state):
-            raise ValueError("missing keys")
-        return state
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise SystemExit(
-            f"witness state file {path} is unreadable ({exc}); restore it, or remove it to start "
-            "without it (then no automatic promotion until the primary reports its in-sync set)"
-        ) from exc
-
-
-def save_witness_state(path: str, state: dict) -> None:
-    """Replace the state file durably: a synced temp file renamed over it, then the directory synced."""
-    import os
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

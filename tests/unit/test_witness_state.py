@@ -51,7 +51,7 @@ def syncs(monkeypatch):
 # -- the driver (needs ZeroMQ) -------------------------------------------------------------
 
 
-def _group(tmp_path, state: str = "w/witness.json"):
+def _group(tmp_path, state: str = "w/witness.state"):
     pytest.importorskip("zmq")
     from replication import config
     from replication.demo import free_ports
@@ -65,7 +65,7 @@ def _group(tmp_path, state: str = "w/witness.json"):
 
 def test_state_path_is_relative_to_the_group_file(tmp_path):
     cfg = _group(tmp_path)
-    assert cfg.witness_state == str(tmp_path / "w" / "witness.json")
+    assert cfg.witness_state == str(tmp_path / "w" / "witness.state")
     assert _group(tmp_path, state="").witness_state == ""
 
 
@@ -100,7 +100,7 @@ def test_node_still_exports_the_functions():
 
 
 def test_round_trip(tmp_path):
-    path = str(tmp_path / "w" / "witness.json")  # the directory is made by the first save
+    path = str(tmp_path / "w" / "witness.state")  # the directory is made by the first save
     assert load_witness_state(path) is None
     for epoch in range(1, 6):
         save_witness_state(path, _state(epoch))
