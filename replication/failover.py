@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,8 @@ log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
 QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
+IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
+INF = float("inf")
 
 
 class NodeMachine(SequencerMixin, StandbyMixin):
@@ -218,6 +221,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
+        self.ticked_at = now
         out: list = []
         if self.pending:
             out += self.sequence_pending(now)
@@ -234,6 +238,98 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             if self.witness:
                 out.append(Send(self.witness, hb))
         return out
+
+    # -- when tick() next has work: the driver sleeps until then -----------------------
+
+    ticked_at: float | None = None  # ``now`` of the last tick (None: never ticked)
+
+    def idle_wait(self, now: float | None = None) -> float:
+        """Seconds the driver may wait for a message before the next ``tick``.
+
+        Messages wake the driver at once; this covers what ``tick`` does on its
+        own, in every role: see :meth:`timer_due`. ``now`` defaults to the last
+        tick's (the driver calls this right after a pass, without a clock). 0
+        when something is due or queued, or before the first tick.
+
+        The wait is rounded *up* to whole milliseconds and capped at
+        ``IDLE_CAP``: the driver's poll counts whole milliseconds and truncates,
+        so 2.4 ms would wake at 2 ms, find nothing due, and spin the rest. A
+        timer thus fires less than 1 ms after it is due (plus the time the
+        pass took after its tick), as with a fixed 1 ms poll. O(peers).
+        """
+        if now is None:
+            now = self.ticked_at
+            if now is None:
+                return 0.0
+        wait = self.timer_due(now) - now
+        if wait <= 0.0:
+            return 0.0
+        # (k / 1000.0 * 1000.0 == k for every k <= 50: the driver gets k ms exactly. The 1e-6
+        # lets a due time a float rounding past a whole millisecond count as on it.)
+        return math.ceil(min(wait, IDLE_CAP) * 1000.0 - 1e-6) / 1000.0
+
+    def timer_due(self, now: float) -> float:
+        """The earliest time at which ``tick`` acts on its own; ``<= now`` means at once.
+
+        Exact, not rounded: for every ``t`` in ``[now, timer_due(now))``,
+        ``tick(t)`` returns nothing and changes no state (but ``ticked_at``),
+        provided no message arrives meanwhile (``tests/unit/test_node_idle_wait.py`` checks that
+        ticking only then gives the very outputs and states ticking every
+        0.1 ms does). Covers the heartbeat, queued requests, and the role's
+        timers: ``primary_due`` (switchover drain, in-sync set), or
+        ``standby_due`` (handover re-send, Join retry, refill re-ask) and
+        ``_leader_due`` (leader silence, disconnect grace, vote retries, held
+        requests). O(peers).
+        """
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            return now  # the next batch
+        due = self.hb_sent_at + self.settings.heartbeat_interval
+        if self.is_primary:
+            return min(due, self.primary_due(now))
+        return min(due, self.standby_due(now), self._leader_due(now))
+
+    def _leader_due(self, now: float) -> float:
+        """When :meth:`check_leader` next acts on its own; mirrors it branch by branch."""
+        if self.role != wire.ROLE_STANDBY:
+            return INF
+        if not self.leader:
+            start = self.want_primary and self.followed_epoch != self.epoch
+            if (
+                start
+                or self._followers_waiting(now)
+                or (self.led_epoch == self.epoch > 0 and self.followed_epoch != self.epoch)
+            ):
+                return self._candidacy_due(now, start)
+            return now if self.held and not self._may_hold() else INF
+        dead = self.leader_dead(now)
+        if self.followed_epoch == self.epoch and dead:
+            due = self._candidacy_due(now, False)
+            if self.held:
+                due = min(due, self.held[0][2] + self.settings.heartbeat_timeout)  # refused after (>)
+            return due
+        if (self.candidate_since is not None and not dead) or (self.held and not self._may_hold()):
+            return now  # candidacy dropped, held requests refused
+        if self.followed_epoch != self.epoch:
+            return INF  # no timer until we follow this epoch's leader
+        return self._leader_dead_at()
+
+    def _candidacy_due(self, now: float, start: bool) -> float:
+        """When :meth:`run_for_primary` next acts: starts the candidacy, or (re-)asks the witness."""
+        if self.candidate_since is None:
+            return now
+        if not self.witness:
+            return now if start and not self.peers else INF  # a group of one promotes at once
+        # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
+        return self.vote_sent_at + self.settings.vote_retry
+
+    def _leader_dead_at(self) -> float:
+        """The earliest time at which :meth:`leader_dead` holds, as things stand."""
+        heard = self.last_heard.get(self.leader, NEVER)
+        due = heard + self.settings.heartbeat_timeout  # silence (>: counts from just after)
+        down = self.suspect_at.get(self.leader, NEVER)
+        if down >= heard:
+            due = min(due, down + self.settings.suspect_timeout)  # the connection dropped
+        return due
 
     # -- heartbeats and failure detection ---------------------------------------------
 

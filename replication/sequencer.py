@@ -34,6 +34,8 @@ SNAPSHOT_CHUNK = 512 * 1024
 # window costs the node an fsync and a round trip of idling, so windows are big (16 x 2048
 # entries: a pass of about 10 ms of applying at ~300 ns an entry, far below the heartbeat timeout).
 REFILL_WINDOW = 16
+INF = float("inf")
+INF_PAST = float("-inf")
 
 
 class SequencerMixin:
@@ -361,6 +363,43 @@ class SequencerMixin:
             if not self.peer_alive(p, now) or now - since >= self.settings.heartbeat_timeout:
                 lagging.append(p)
         return lagging
+
+    def primary_due(self: NodeMachine, now: float) -> float:
+        """When :meth:`check_drain` or :meth:`check_isr` next acts on its own (``<= now``: at once).
+
+        Ticking a primary before this time changes nothing there (the heartbeat
+        and queued requests are ``failover.NodeMachine.timer_due``'s part). It
+        mirrors those two methods branch by branch: change them together
+        (``tests/unit/test_node_idle_wait.py`` checks it). A ``>`` timeout is
+        due at the instant it starts to count (that tick is still a no-op; the
+        next finds it due at once). O(ISR).
+        """
+        due = INF
+        if self.role == wire.ROLE_DRAINING:
+            if self.acked.get(self.drain_target, 0) >= self.replica.seq:
+                return now  # the handover
+            due = self.drain_started + self.settings.switchover_timeout  # the abort
+        if self.settings.mode != "sync" or not self.witness:
+            return due
+        waiting = self.waiting
+        if waiting and waiting[0][0] <= self.commit:
+            return now  # replies to release
+        lagging: list[str] = []
+        if waiting:
+            timeout = self.settings.heartbeat_timeout
+            head_seq, head_t = waiting[0][0], waiting[0][3]
+            for p in self.isr:  # as in _lagging
+                if self.acked.get(p, 0) >= head_seq:
+                    continue
+                since = max(head_t, self.ack_progress_at.get(p, INF_PAST))
+                if not self.peer_alive(p, now) or now - since >= timeout:
+                    lagging.append(p)
+                else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
+                    due = min(due, since + timeout, self.last_heard.get(p, INF_PAST) + timeout)
+        desired = tuple(p for p in self.isr if p not in lagging) if lagging else tuple(self.isr)
+        if desired != self.isr_confirmed or self.isr_unsure:
+            due = min(due, self.isr_asked_at + self.settings.vote_retry)  # propose_isr's re-send
+        return due
 
     def peer_alive(self: NodeMachine, p: str, now: float) -> bool:
         """Heard within the timeout, and no connection drop since."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.standby")
 
 REORDER_BUFFER = 65536  # future entries held while a gap is refilled
+INF = float("inf")
 
 
 def _epoch_starts(run, last: int) -> list[tuple[int, int]]:
@@ -348,3 +349,25 @@ class StandbyMixin:
         if self.leader_seq > self.replica.seq:
             return self.request_refill(now, min(self.future) - 1 if self.future else 0)
         return []
+
+    def standby_due(self: NodeMachine, now: float) -> float:
+        """When :meth:`standby_tick` next acts on its own (``<= now``: at once): the handover
+        re-send, the Join retry or the refill re-ask.
+
+        Mirrors ``standby_tick`` branch by branch: change them together
+        (``tests/unit/test_node_idle_wait.py`` checks it). O(1).
+        """
+        if self.role != wire.ROLE_STANDBY or not self.leader:
+            return INF
+        due = INF
+        if self.handover is not None:
+            target, msg, sent_at = self.handover
+            if self.epoch > msg.epoch or self.leader != target:
+                return now  # forgotten at the next tick
+            due = sent_at + self.settings.join_retry
+        if not self.joined:
+            # (send_join sends nothing to a leader that is ourselves: no timer then.)
+            return min(due, self.join_sent_at + self.settings.join_retry) if self.leader != self.name else due
+        if self.leader_seq > self.replica.seq:
+            due = min(due, self.refill_sent_at + self.settings.heartbeat_timeout)
+        return due
