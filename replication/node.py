@@ -385,10 +385,11 @@ class Driver:
         signal.signal(signal.SIGINT, stop)
         try:
             while self.running:
-                # Requests still queued: sequence the next batch without waiting. A machine
-                # with no timers due soon (the witness, mostly) says how long it may sleep.
+                # Requests still queued: sequence the next batch without waiting. Otherwise
+                # the machine says how long it may sleep until its next timer, counted from
+                # now (not from its last tick: the pass's outputs took time since).
                 idle = getattr(self.machine, "idle_wait", None)
-                wait = poll_ms if idle is None else idle() * 1000.0
+                wait = poll_ms if idle is None else idle(time.monotonic()) * 1000.0
                 self.run_once(0 if self._has_queued_requests() else wait)
         finally:
             self.close()

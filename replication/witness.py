@@ -137,7 +137,7 @@ class WitnessMachine:
             self.started = now
         return self.unpark(now) if self.parked else []
 
-    def idle_wait(self) -> float:
+    def idle_wait(self, now: float | None = None) -> float:  # noqa: ARG002 - same call as NodeMachine's
         """Seconds the driver may wait for a message before the next ``tick``.
 
         Only a parked vote needs the clock (the primary's silence timing out
