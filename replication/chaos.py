@@ -91,12 +91,19 @@ class _Load:
 
 
 def _level(st: dict[str, Any], names: list[str]) -> bool:
+    """Redundant again: one primary; every other node joined, level with it and in its
+    in-sync set as the witness confirmed it. Before that confirmation a sync primary runs
+    solo, and killing it is a double fault: the witness rightly refuses to promote a
+    standby that may lack acknowledged orders, and the group waits for the old primary.
+    """
     roles = [st[n].get("role") for n in names]
     if roles.count("primary") != 1:
         return False
     p = names[roles.index("primary")]
+    isr = st[p].get("isr") or []
     return all(
-        n == p or (st[n].get("joined") and st[n].get("last_seq") == st[p].get("last_seq")) for n in names
+        n == p or (st[n].get("joined") and st[n].get("last_seq") == st[p].get("last_seq") and n in isr)
+        for n in names
     )
 
 
