@@ -72,7 +72,10 @@ Switchover: ``Switchover`` to the primary, which drains, sends ``Handover``
 
 A driver must: call ``handle`` for each inbound message, call ``tick`` after
 each batch of inbound messages and at least every ``heartbeat_interval`` s,
-then perform the outputs in list order. Batching (one journal append and one
+then perform the outputs in list order. Between passes it may sleep for
+``machine.idle_wait(now)`` seconds (the time to the machine's next timer,
+rounded up to whole milliseconds; 0 when work is queued) unless a message
+arrives: that is how the ZeroMQ driver keeps idle nodes off the CPU. Batching (one journal append and one
 ``Entries`` message for all requests that arrived since the last ``tick``)
 falls out of that: requests are queued by ``handle`` and sequenced by
 ``tick``. Peer connection loss may be signalled as
