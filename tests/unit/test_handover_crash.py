@@ -1,0 +1,85 @@
+"""The old primary of a switchover crashes right after its Handover, while the new primary is cut off.
+
+Sans-IO, on the deterministic test network: a double fault (a crash and a
+partition) that no timing makes impossible, so the protocol, not luck, must
+keep the epoch's primary unique.
+"""
+
+from __future__ import annotations
+
+from _net import add_client, cmd, group
+
+from matching import ReferenceEngine
+from replication import wire
+from replication.failover import NodeMachine
+
+
+def test_old_primary_restarted_after_its_handover_never_leads_the_handed_over_epoch():
+    net = group("sync")
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.run_until(lambda: net.machines["b"].joined and net.machines["a"].isr_confirmed == ("b",))
+    for i in range(1, 11):
+        net.emit(b"c1", c.submit(cmd(i), net.now)[1])
+    net.run_until(lambda: not c.pending, 1.0)
+    a, b = net.machines["a"], net.machines["b"]
+    assert a.is_primary and a.epoch == 1
+
+    # The operator asks a to hand over to b. Deliver one message at a time until a has
+    # sent its Handover (it then follows b), and crash a at that moment.
+    net.emit("operator", [wire.Send("a", wire.Switchover("b"))])
+    while a.role != wire.ROLE_STANDBY:
+        if net.queue:
+            net.deliver_all(limit=1)
+            continue
+        net.now += net.dt
+        for name, m in list(net.machines.items()):
+            net.emit(name, m.tick(net.now))
+            if a.role == wire.ROLE_STANDBY:
+                break
+    net.journals["a"].crash()
+    # From now on b is cut off from everyone (a's Handover is already on its way to it).
+    net.drop = lambda src, dest, msg: (
+        "b" in (src, dest) and not (src == "a" and isinstance(msg, wire.Handover))
+    )
+    net.queue = type(net.queue)(q for q in net.queue if q[0] == "a" and q[1] == "b")  # the Handover only
+    del net.machines["a"]  # crashed
+    net.deliver_all()
+    assert b.is_primary and b.epoch == 2  # b took over by the handover
+
+    net.run(0.2)  # the witness hears nothing from a (crashed) nor b (cut off)
+    a2 = NodeMachine("a", ["a", "b"], net.journals["a"], net.settings, "witness", ReferenceEngine, "standby")
+    net.machines["a"] = a2
+    net.run(0.2)  # a restarted: it may ask the witness, which knows only epoch 1
+
+    leaders = sorted(n for n in ("a", "b") if net.machines[n].is_primary and net.machines[n].epoch == 2)
+    assert leaders == ["b"], f"epoch 2 led by {leaders}"
+
+    # The cut heals: one group again, led by b in epoch 2, a following with the same book.
+    net.drop = None
+    for i in range(11, 21):
+        net.emit(b"c1", c.submit(cmd(i), net.now)[1])
+    net.run_until(lambda: not c.pending, 2.0)
+    net.run(0.05)
+    assert b.is_primary and b.epoch == 2 and a2.leader == "b" and a2.joined
+    assert a2.replica.seq == b.replica.seq == 20 and a2.replica.digest == b.replica.digest
+    assert net.machines["witness"].epoch == 2 and net.machines["witness"].primary == "b"
+
+
+def test_a_drain_that_times_out_gives_the_primary_back_its_claim():
+    """The claim given up for a switchover returns when the drain is abandoned."""
+    net = group("sync", switchover_timeout=0.01)
+    net.run_until(lambda: net.machines["b"].joined)
+    a = net.machines["a"]
+    net.drop = lambda src, dest, msg: src == "b" and dest == "a"  # no ack (nor heartbeat-ack) reaches a
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.emit(b"c1", c.submit(cmd(1), net.now)[1])
+    net.step()
+    net.emit("operator", [wire.Send("a", wire.Switchover("b"))])
+    net.step()
+    assert (
+        a.role == wire.ROLE_DRAINING and a.led_epoch == 0 and net.journals["a"].load_meta()["led_epoch"] == 0
+    )
+    net.run(0.02)  # b's acks never arrive: the drain times out (before b's silence would count)
+    assert (
+        a.role == wire.ROLE_PRIMARY and a.led_epoch == a.epoch == net.journals["a"].load_meta()["led_epoch"]
+    )
