@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .fastpath import pack_results, remember_run
-from .wire import EVENT_SIZE, Entry, EntryRun
+from .wire import EVENT_SIZE, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.replica")
 
@@ -156,28 +156,49 @@ class Replica:
     def execute_many(self, epoch: int, requests: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
         """Apply ``requests`` (``(client_id, request_id, command)``) as the next seqs; ``[(events, digest)]``.
 
-        Same result as one :meth:`execute` per request, with one command array
-        for the batch (each command still gets its own digest: entries carry it). O(batch).
+        Same result as one :meth:`execute` per request; see :meth:`execute_run`. O(batch).
         """
+        run, events = self.execute_run(
+            epoch,
+            [c for c, _, _ in requests],
+            [r for _, r, _ in requests],
+            b"".join([cmd for _, _, cmd in requests]),
+        )
+        return list(zip(events, [e.digest for e in run], strict=True))
+
+    def execute_run(
+        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+    ) -> tuple[EntryRun, list[bytes]]:
+        """Apply requests (their ids, and their ``COMMAND_SIZE``-byte commands back to back) as the
+        next seqs; return the journal entries they became, packed, and each one's events.
+
+        Same state and results as one :meth:`execute` per request, with one engine call
+        for the batch (each command still gets its own digest: entries carry it). The
+        packed run is what the primary journals and streams: each entry packed once. O(batch).
+        """
+        n = len(client_ids)
         first = self.seq + 1
-        if self.perturb_seq and first <= self.perturb_seq < first + len(requests):
-            return [self.execute(epoch, self.seq + 1, c, r, cmd) for c, r, cmd in requests]
-        n = len(requests)
-        arr = np.frombuffer(b"".join([cmd for _, _, cmd in requests]), dtype=self._dtype)
+        if self.perturb_seq and first <= self.perturb_seq < first + n:
+            size = len(commands) // n if n else 0
+            entries, out = [], []
+            for i in range(n):
+                cmd = commands[i * size : (i + 1) * size]
+                events, digest = self.execute(epoch, first + i, client_ids[i], request_ids[i], cmd)
+                entries.append(Entry(epoch, first + i, client_ids[i], request_ids[i], digest, cmd))
+                out.append(events)
+            return EntryRun(pack_entries(entries)), out
         digests = np.empty(n, dtype=np.uint64)
+        arr = np.frombuffer(commands, dtype=self._dtype)
         raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
+        ends = [b * EVENT_SIZE for b in bounds]
+        out = [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
         remember = self._remember
-        out = []
-        seq = self.seq
-        for i, (client_id, request_id, _) in enumerate(requests):
-            events = raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
-            seq += 1
-            if client_id:
-                remember(client_id, request_id, seq, events)
-            out.append(events)
-        self.seq = seq
+        for i in range(n):
+            if client_ids[i]:
+                remember(client_ids[i], request_ids[i], first + i, out[i])
+        self.seq = first + n - 1
         self.last_epoch = epoch
-        return list(zip(out, digests.tolist(), strict=True))
+        return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), out
 
     def _split_events(self, events: np.ndarray, n: int) -> tuple[bytes, list[int]]:
         """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the end).

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import wire
 from .replica import EXPIRED
-from .wire import Entry, Publish, Send
+from .wire import Publish, Send
 
 if TYPE_CHECKING:  # pragma: no cover
     from .failover import NodeMachine
@@ -127,28 +127,29 @@ class SequencerMixin:
             reqs = []
             for _, m in batch:
                 discard((m.client_id, m.request_id))
-                reqs.append((m.client_id, m.request_id, m.command))
+                reqs.append(m)
             epoch, name, first = self.epoch, self.name, self.replica.seq + 1
-            results = self.replica.execute_many(epoch, reqs)
-            entries, events_list, replies = [], [], []
+            # The batch's entries come back packed (an EntryRun): the journal, the Entries to
+            # every peer and the published stream all take these bytes, each entry packed once.
+            run, events_list = self.replica.execute_run(
+                epoch,
+                [m.client_id for m in reqs],
+                [m.request_id for m in reqs],
+                b"".join([m.command for m in reqs]),
+            )
+            replies = []
             Reply, OK = wire.Reply, wire.OK
-            for i, ((src, m), (events, digest)) in enumerate(zip(batch, results, strict=True)):
+            for i, ((src, m), events) in enumerate(zip(batch, events_list, strict=True)):
                 seq = first + i
-                entries.append(Entry(epoch, seq, m.client_id, m.request_id, digest, m.command))
-                events_list.append(events)
                 replies.append(
                     (seq, src, Reply(m.client_id, m.request_id, OK, epoch, seq, name, events), now)
                 )
-            self.journal.append(entries)
+            self.journal.append(run)
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once
-            msg = wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries))
+            msg = wire.Entries(self.epoch, first, self.commit, run)
             out += [Send(p, msg) for p in self.peers]
-            out.append(
-                Publish(
-                    wire.Entries(self.epoch, entries[0].seq, self.commit, tuple(entries), tuple(events_list))
-                )
-            )
+            out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, tuple(events_list))))
             if self._replies_at_once():
                 out += [Send(dest, r) for _, dest, r, _ in replies]
             else:

@@ -235,6 +235,50 @@ class EntryRun(Sequence):
                 raise DecodeError("bad_payload", "entries are not consecutive")
         return run
 
+    @classmethod
+    def build(
+        cls,
+        epoch: int,
+        first_seq: int,
+        client_ids: Sequence[int] | np.ndarray,
+        request_ids: Sequence[int] | np.ndarray,
+        digests: Sequence[int] | np.ndarray,
+        commands: bytes,
+    ) -> EntryRun:
+        """Pack entries ``first_seq ..`` of ``epoch`` from their columns (``commands``: the
+        ``COMMAND_SIZE``-byte records back to back): the bytes ``pack_entries`` gives for the
+        same ``Entry`` tuples. What the primary makes once per batch for its journal and
+        every ``Entries`` message alike. O(n), vectorised past ``RUN_MIN`` entries."""
+        n = len(client_ids)
+        if len(request_ids) != n or len(digests) != n or len(commands) != n * COMMAND_SIZE:
+            raise ValueError("client_ids, request_ids, digests and commands must have one element per entry")
+        if n < RUN_MIN:  # the live stream's small batches: NumPy's per-call overhead would dominate
+            pack = ENTRY.pack
+            return cls(
+                b"".join(
+                    [
+                        pack(
+                            epoch,
+                            first_seq + i,
+                            client_ids[i],
+                            request_ids[i],
+                            int(digests[i]),
+                            commands[o : o + COMMAND_SIZE],
+                        )
+                        for i, o in enumerate(range(0, n * COMMAND_SIZE, COMMAND_SIZE))
+                    ]
+                )
+            )
+        # ENTRY_DTYPE's fields cover all of its bytes: no uninitialised padding reaches the wire.
+        arr = np.empty(n, dtype=ENTRY_DTYPE)
+        arr["epoch"] = epoch
+        arr["seq"] = np.arange(first_seq, first_seq + n, dtype=np.uint64)
+        arr["client_id"] = client_ids
+        arr["request_id"] = request_ids
+        arr["digest"] = digests
+        arr["command"] = np.frombuffer(commands, dtype=f"V{COMMAND_SIZE}")
+        return cls(arr.tobytes())
+
     @property
     def array(self) -> np.ndarray:
         """The entries as an ``ENTRY_DTYPE`` array viewing ``raw`` (read-only)."""
@@ -499,11 +543,13 @@ class Entries(Message):
         head = _ENTRIES_HEAD.pack(self.commit, len(self.entries), flags)
         if not flags:
             return head + pack_entries(self.entries)
+        if len(self.events) != len(self.entries):
+            raise ValueError("Entries with events needs one events blob per entry")
+        # Each entry's packed record, then its events (an EntryRun gives its bytes as they are).
+        raw, size = pack_entries(self.entries), ENTRY.size
         parts = [head]
-        pack = ENTRY.pack
-        for i, e in enumerate(self.entries):
-            parts.append(pack(*e))
-            parts.append(_blob(self.events[i]))
+        for i, ev in enumerate(self.events):
+            parts += (raw[i * size : (i + 1) * size], _U32.pack(len(ev)), ev)
         return b"".join(parts)
 
     @classmethod

@@ -7,6 +7,8 @@ from replication import wire
 from replication.journal import MemoryJournal
 from replication.replica import Replica, recover
 
+REMEMBER_BULK = 16
+
 
 def _entries(n: int) -> list[wire.Entry]:
     setup, ops = groups.mix_records(n, 3)
@@ -52,3 +54,52 @@ def test_execute_many_matches_execute_one_by_one():
     want = [b.execute(1, i + 1, c, r, cmd) for i, (c, r, cmd) in enumerate(reqs)]
     assert got == want
     assert a.results == b.results and (a.seq, a.digest) == (b.seq, b.digest)
+
+
+def _requests(n: int, seed: int) -> list[tuple[int, int, bytes]]:
+    setup, ops = groups.mix_records(n, seed)
+    # Two clients and client 0 (never remembered), request ids rising per client.
+    return [(i % 3 * 7, i + 1, wire.pack_command(rec)) for i, rec in enumerate((setup + ops)[:n])]
+
+
+def test_execute_run_matches_execute_one_by_one():
+    """The primary's batch path: same events, digests, entries, dedupe table and snapshot as one
+    ``execute`` per request, for batches on either side of REMEMBER_BULK, past the dedupe window."""
+    reqs = _requests(700, 11)
+    a, b = Replica(dedupe_window=64), Replica(dedupe_window=64)
+    got_events, runs, at = [], [], 0
+    for size in (1, 3, REMEMBER_BULK - 1, REMEMBER_BULK, 200, 1, 480 - 2 * REMEMBER_BULK - 4):
+        part = reqs[at : at + size]
+        run, events = a.execute_run(
+            1, [c for c, _, _ in part], [r for _, r, _ in part], b"".join(c for *_, c in part)
+        )
+        got_events += events
+        runs.append(run)
+        at += size
+    want = [b.execute(1, i + 1, c, r, cmd) for i, (c, r, cmd) in enumerate(reqs[:at])]
+    assert got_events == [ev for ev, _ in want]
+    entries = [e for run in runs for e in run]
+    assert entries == [
+        wire.Entry(1, i + 1, c, r, d, cmd)
+        for i, ((c, r, cmd), (_, d)) in enumerate(zip(reqs[:at], want, strict=True))
+    ]
+    assert a.results == b.results and a.snapshot() == b.snapshot()
+    assert (a.seq, a.digest, a.last_epoch) == (b.seq, b.digest, b.last_epoch)
+
+
+def test_execute_run_after_a_deferred_catch_up_run():
+    """A standby that applied a packed run (its dedupe update deferred) and then sequences as primary."""
+    reqs = _requests(300, 12)
+    src = Replica()
+    run, _ = src.execute_run(
+        1, [c for c, _, _ in reqs[:200]], [r for _, r, _ in reqs[:200]], b"".join(c for *_, c in reqs[:200])
+    )
+    a, b = Replica(dedupe_window=32), Replica(dedupe_window=32)
+    assert a.apply_entries(wire.EntryRun(run.raw)) == 200 and a._pending
+    for e in run:
+        assert b.apply_entry(e)[1]
+    rest = reqs[200:]
+    a.execute_run(2, [c for c, _, _ in rest], [r for _, r, _ in rest], b"".join(c for *_, c in rest))
+    for i, (c, r, cmd) in enumerate(rest):
+        b.execute(2, 201 + i, c, r, cmd)
+    assert a.results == b.results and a.snapshot() == b.snapshot()

@@ -191,3 +191,42 @@ def test_replies_bundle_rejects_bad_records():
     head = struct.pack("<QQBIQHI", 7, 5, 0, 2, 44, 0, 63) + bytes(63)
     with pytest.raises(DecodeError):
         wire.decode(_frame(wire.Replies.TYPE, head))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, wire.RUN_MIN - 1, wire.RUN_MIN, 300])
+def test_entry_run_build_packs_as_entries_do(n):
+    """The primary's batch packing: the same bytes as packing each ``Entry``, on either side of RUN_MIN."""
+    rng = random.Random(n)
+    entries = [
+        Entry(
+            7,
+            (1 << 40) + i,
+            rng.choice([0, 1, (1 << 64) - 1]),
+            rng.getrandbits(64),
+            rng.getrandbits(64),
+            rng.randbytes(wire.COMMAND_SIZE),
+        )
+        for i in range(n)
+    ]
+    run = wire.EntryRun.build(
+        7,
+        1 << 40,
+        [e.client_id for e in entries],
+        [e.request_id for e in entries],
+        [e.digest for e in entries],
+        b"".join(e.command for e in entries),
+    )
+    assert run.raw == wire.pack_entries(entries) and run == entries
+    with pytest.raises(ValueError):
+        wire.EntryRun.build(7, 1, [1], [1, 2], [0], bytes(wire.COMMAND_SIZE))
+
+
+def test_published_entries_encode_alike_from_a_run_or_a_tuple():
+    entries = [Entry(2, 10 + i, 3, i, i * 7, bytes([i]) * wire.COMMAND_SIZE) for i in range(4)]
+    events = tuple(bytes([i]) * (wire.EVENT_SIZE * i) for i in range(4))
+    as_tuple = wire.Entries(2, 10, 9, tuple(entries), events)
+    as_run = wire.Entries(2, 10, 9, wire.EntryRun(wire.pack_entries(entries)), events)
+    assert wire.encode(as_run) == wire.encode(as_tuple)
+    assert wire.decode(wire.encode(as_run)) == as_tuple
+    with pytest.raises(ValueError):
+        wire.Entries(2, 10, 9, tuple(entries), events[:3]).payload()
