@@ -35,6 +35,10 @@ EXPIRED = object()  # lookup result: the request is older than the dedupe window
 # windows' worth of entries (or this many bytes of their events, whichever comes first).
 PENDING_WINDOWS = 32
 PENDING_BYTES = 16 << 20
+# Batches of at least this many requests record their results with one remember_run call;
+# smaller ones (the usual batch at low load) call _remember per request, as NumPy's per-call
+# overhead would cost more than it saves.
+REMEMBER_BULK = 16
 
 
 def default_engine_factory() -> Any:
@@ -192,10 +196,29 @@ class Replica:
         raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
         ends = [b * EVENT_SIZE for b in bounds]
         out = [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
-        remember = self._remember
-        for i in range(n):
-            if client_ids[i]:
-                remember(client_ids[i], request_ids[i], first + i, out[i])
+        if n < REMEMBER_BULK:
+            remember = self._remember
+            for i in range(n):
+                if client_ids[i]:
+                    remember(client_ids[i], request_ids[i], first + i, out[i])
+        else:
+            # The dedupe update in one call (in C when built): no bytecode per request. It makes
+            # its own copy of each result's events, which costs less than a Python call each.
+            client_ids = np.array(client_ids, dtype=np.uint64)
+            request_ids = np.array(request_ids, dtype=np.uint64)
+            offsets = np.array(ends, dtype=np.int64)
+            if self._pending:
+                self._flush()
+            remember_run(
+                self._results,
+                self.dedupe_window,
+                client_ids,
+                request_ids,
+                np.arange(first, first + n, dtype=np.uint64),
+                raw,
+                offsets[:-1],
+                offsets[1:],
+            )
         self.seq = first + n - 1
         self.last_epoch = epoch
         return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), out

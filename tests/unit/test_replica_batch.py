@@ -5,9 +5,7 @@ from __future__ import annotations
 from benchmarks import groups
 from replication import wire
 from replication.journal import MemoryJournal
-from replication.replica import Replica, recover
-
-REMEMBER_BULK = 16
+from replication.replica import REMEMBER_BULK, Replica, recover
 
 
 def _entries(n: int) -> list[wire.Entry]:
