@@ -192,14 +192,21 @@ class Driver:
         # everything else (and so after the journal sync below): a client cannot tell
         # the difference, and under load it saves a send and a checksum per order.
         replies: dict[bytes, list] = {}
-        Reply = wire.Reply
+        Reply, Send, timer = wire.Reply, wire.Send, self.reply_timer
+        # Consecutive replies mostly go to one client: its list is kept at hand (no dict
+        # look-up per reply).
+        last: bytes | None = None
+        bundle: list = []
         for o in outputs:
-            if isinstance(o, wire.Send):
+            if isinstance(o, Send):
                 msg = o.msg
                 if type(msg) is Reply and isinstance(o.dest, bytes):
-                    if self.reply_timer is not None:
-                        self.reply_timer.on_reply(msg)
-                    replies.setdefault(o.dest, []).append(msg)
+                    if timer is not None:
+                        timer.on_reply(msg)
+                    if o.dest != last:
+                        last = o.dest
+                        bundle = replies.setdefault(last, [])
+                    bundle.append(msg)
                     continue
                 if journal is not None and journal.dirty and type(msg) is not wire.Entries:
                     journal.sync()
@@ -227,6 +234,9 @@ class Driver:
 
     def _send_replies(self, dest: bytes, msgs: list) -> None:
         """One frame per client, split only where a frame would pass ``BUNDLE_BYTES``."""
+        if sum([len(m.events) for m in msgs]) + 64 * len(msgs) <= BUNDLE_BYTES:
+            self._send_client(dest, _reply_frame(msgs))  # the usual case: one frame, no loop of ours
+            return
         start, size = 0, 0
         for i, m in enumerate(msgs):
             size += len(m.events) + 64
@@ -281,9 +291,12 @@ class Driver:
             # A client's bundle: exactly as if its requests had arrived one by one.
             out: list = []
             handle, timer = self.machine.handle, self.reply_timer
+            if timer is None:
+                for req in msg.requests:
+                    out += handle(src, req, now)
+                return out
             for req in msg.requests:
-                if timer is not None:
-                    timer.on_request(req)
+                timer.on_request(req)
                 out += handle(src, req, now)
             return out
         if self.reply_timer is not None and type(msg) is wire.Request:

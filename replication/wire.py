@@ -27,6 +27,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -462,7 +463,7 @@ class Requests(Message):
         body = r.take(len(r.buf) - r.pos)
         if not body or len(body) % _REQUEST.size:
             raise DecodeError("bad_payload", "not a whole number of request records")
-        return cls(tuple([Request(*t) for t in _REQUEST.iter_unpack(body)]))
+        return cls(tuple(starmap(Request, _REQUEST.iter_unpack(body))))
 
 
 _BUNDLED_REPLY = struct.Struct(
@@ -484,12 +485,16 @@ class Replies(Message):
     def payload(self) -> bytes:
         parts = []
         pack = _BUNDLED_REPLY.pack
+        name, leader = None, b""  # a bundle's replies almost all name one leader: encoded once
         for p in self.replies:
-            leader = p.leader.encode("utf-8")
+            if p.leader != name:
+                name = p.leader
+                leader = name.encode("utf-8")
+            events = p.events
             parts += (
-                pack(p.client_id, p.request_id, p.status, p.epoch, p.seq, len(leader), len(p.events)),
+                pack(p.client_id, p.request_id, p.status, p.epoch, p.seq, len(leader), len(events)),
                 leader,
-                p.events,
+                events,
             )
         return b"".join(parts)
 
