@@ -39,6 +39,12 @@ log = logging.getLogger("replication.node")
 
 PEER_PREFIX = b"peer:"
 MAX_DRAIN = 4096  # inbound frames handled before the next tick (bounds batch latency)
+# Seconds of inbound handling per loop pass. A pass's acks, replies and heartbeats go out
+# only at its end (after the journal's fdatasync), so a node that fell behind must not
+# drain its whole backlog in one pass: a standby applying 4,096 queued frames held its
+# acks ~100 ms, long enough for the primary to drop it from the in-sync set (and for
+# sync replies to wait as long). With the budget the backlog drains in short passes.
+PASS_BUDGET = 0.002
 BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wire.MAX_PAYLOAD)
 
 
@@ -329,9 +335,13 @@ class Driver:
         watch = not was_primary and not self.state_path
         outs: list = []
         if self.router in events:
+            budget_end = now + PASS_BUDGET
             for _ in range(MAX_DRAIN):
                 if len(outs) > MAX_DRAIN or len(getattr(self.machine, "pending", ())) > MAX_DRAIN:
                     break  # enough for one pass; the rest waits in the socket (ZeroMQ's high-water mark)
+                if time.monotonic() > budget_end:
+                    self.count("pass_budget_spent")  # the rest waits for the next pass (polled at once)
+                    break
                 try:
                     parts = self.router.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
