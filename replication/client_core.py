@@ -10,14 +10,18 @@ blocking, or turning events into named tuples (``client.Client`` does that).
 
 Interface: ``submit(command, now) -> (request_id, outputs)``,
 ``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
-``wire.Send`` and ``Done(request_id, reply)``.
+``wire.Send`` and ``Done(request_id, reply)``. The pipelined driver path has
+a batch form with the same effect: ``submit_window`` (a window of commands,
+one timer).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from . import wire
 from .wire import Send
@@ -35,7 +39,7 @@ class Done:
     reply: wire.Reply
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     command: bytes
     target: str
@@ -64,8 +68,11 @@ class ClientCore:
         other requests is not suspected because one request is slow: that
         request alone is re-sent to it, with a growing interval.
 
-    Timers live in a heap of ``(next_at, request id)`` (stale items skipped on
-    pop), so ``tick`` costs O(expired · log n), not O(pending).
+    Timers live in a heap of ``(next_at, request id)`` items, plus one
+    ``(next_at, first id, last id)`` item per window from :meth:`submit_window`
+    standing for a run of ids armed together (stale ids skipped on pop), so
+    ``tick`` costs O(expired · log n), not O(pending), and a window costs one
+    heap push, not one per request.
     """
 
     def __init__(
@@ -102,23 +109,40 @@ class ClientCore:
     def submit_many(self, commands: list[bytes], now: float) -> tuple[str, list[wire.Request]]:
         """Queue several commands at once: the node they go to and their requests (ids in order).
 
-        The same state as one :meth:`submit` per command, with one timer
-        check for the lot: a pipelined window costs less per order.
+        The same state as one :meth:`submit` per command (see :meth:`submit_window`). O(n).
         """
-        at = now + self.retry_timeout
-        pending, timers, cid, target = self.pending, self.timers, self.client_id, self.primary
-        if len(timers) > 2 * (len(pending) + len(commands)) + 4096:
-            self.timers = timers = sorted((q.next_at, r) for r, q in pending.items())
+        target, cid = self.primary, self.client_id
+        rid = self.submit_window(commands, now)
+        return target, [wire.Request(cid, rid + i, c) for i, c in enumerate(commands)]
+
+    def submit_window(self, commands: Sequence[bytes], now: float) -> int:
+        """Queue a window of commands for the believed primary; return the first request id.
+
+        Their ids are consecutive from it, in order. The same state and the same
+        later ``tick`` outputs as one :meth:`submit` per command, but one timer item
+        stands for the whole window and no request object is made: the caller sends
+        ``Request(client_id, first + i, commands[i])`` to :attr:`primary`. O(n) and
+        one heap push.
+        """
         rid = self.next_id
-        reqs = []
-        push, Request, Pending = heapq.heappush, wire.Request, _Pending
-        for command in commands:
-            pending[rid] = Pending(command, target, now, at)
-            push(timers, (at, rid))
-            reqs.append(Request(cid, rid, command))
-            rid += 1
-        self.next_id = rid
-        return target, reqs
+        n = len(commands)
+        if not n:
+            return rid
+        at = now + self.retry_timeout
+        pending, timers = self.pending, self.timers
+        if len(timers) > 2 * (len(pending) + n) + 4096:
+            # Mostly answered requests' timers: rebuild (a sorted list is a heap). Amortised O(1).
+            self.timers = timers = sorted((q.next_at, r) for r, q in pending.items())
+        pending.update(
+            zip(
+                range(rid, rid + n),
+                map(_Pending, commands, repeat(self.primary), repeat(now), repeat(at)),
+                strict=True,
+            )
+        )
+        heapq.heappush(timers, (at, rid, rid + n - 1))
+        self.next_id = rid + n
+        return rid
 
     def _set_timer(self, rid: int, p: _Pending, at: float) -> None:
         p.next_at = at
@@ -227,20 +251,25 @@ class ClientCore:
         out: list = []
         timers, pending = self.timers, self.pending
         while timers and timers[0][0] <= now:
-            at, rid = heapq.heappop(timers)
-            p = pending.get(rid)
-            if p is None or p.next_at != at:
-                continue  # answered, or re-armed since
-            if p.target == self.primary and now - p.sent_at >= self.retry_timeout:
-                if now - self.heard_at.get(self.primary, NEVER) >= self.retry_timeout:
-                    return out + self._primary_lost(now)
-                # The primary is answering others: only this request is slow (or was
-                # lost). Re-send it alone, backing off, and keep the primary.
-                self.count("slow_resends")
-                p.resends += 1
-                out.append(self._send(rid, p, now, self.retry_timeout * (1 << min(p.resends, 3))))
-                continue
-            out.append(self._send(rid, p, now))
+            item = heapq.heappop(timers)
+            at, first = item[0], item[1]
+            last = item[2] if len(item) == 3 else first  # a window's run of ids, or one id
+            for rid in range(first, last + 1):
+                p = pending.get(rid)
+                if p is None or p.next_at != at:
+                    continue  # answered, or re-armed since
+                if p.target == self.primary and now - p.sent_at >= self.retry_timeout:
+                    if now - self.heard_at.get(self.primary, NEVER) >= self.retry_timeout:
+                        if rid < last:  # the rest of the run stays armed, as single items would
+                            heapq.heappush(timers, (at, rid + 1, last))
+                        return out + self._primary_lost(now)
+                    # The primary is answering others: only this request is slow (or was
+                    # lost). Re-send it alone, backing off, and keep the primary.
+                    self.count("slow_resends")
+                    p.resends += 1
+                    out.append(self._send(rid, p, now, self.retry_timeout * (1 << min(p.resends, 3))))
+                    continue
+                out.append(self._send(rid, p, now))
         return out
 
     def _primary_lost(self, now: float) -> list:

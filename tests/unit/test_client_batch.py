@@ -1,0 +1,123 @@
+"""The client's batch paths against the one-by-one ones they stand for, sans-IO and seeded.
+
+``ClientCore.submit_window`` (one timer item per window) must leave the same
+state and give the same later ``tick`` outputs as one ``submit`` per command;
+``client.encode_window`` the same bytes as ``wire.encode``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from replication import wire
+from replication.client_core import ClientCore, Done
+
+NODES = ["a", "b", "c"]
+
+
+def cmd(i: int) -> bytes:
+    return bytes([i % 256]) * wire.COMMAND_SIZE
+
+
+def state(c: ClientCore) -> tuple:
+    return (
+        c.pending,
+        c.primary,
+        c.next_id,
+        c.heard_at,
+        c.suspect_until,
+        c.counters,
+    )
+
+
+def random_reply(rng: random.Random, c: ClientCore) -> tuple[str, wire.Reply]:
+    ids = list(c.pending) or [c.next_id - 1]
+    rid = rng.choice(ids + [ids[0] - 1, c.next_id + 5])  # pending, answered already, unknown
+    src = rng.choice(NODES)
+    status = rng.choice([wire.OK] * 6 + [wire.EXPIRED, wire.NOT_PRIMARY, wire.UNAVAILABLE])
+    leader = rng.choice(["", *NODES]) if status != wire.OK else src
+    cid = 7 if rng.random() < 0.95 else 8
+    return src, wire.Reply(cid, rid, status, 1, rid, leader, b"")
+
+
+def run(seed: int, batched: bool) -> list:
+    """A seeded history of windows, reply bundles, hints and ticks; every output it gave."""
+    rng = random.Random(seed)
+    c = ClientCore(7, NODES, first_request_id=1000, retry_timeout=0.05)
+    now, log = 0.0, []
+    for _ in range(60):
+        now += rng.choice([0.0, 0.001, 0.01, 0.03, 0.06])
+        op = rng.random()
+        if op < 0.3:
+            cmds = [cmd(rng.randrange(256)) for _ in range(rng.randrange(0, 12))]
+            if batched:
+                first = c.submit_window(cmds, now)
+                log.append(("window", c.primary, list(range(first, first + len(cmds)))))
+            else:
+                outs = [c.submit(x, now) for x in cmds]
+                log.append(("window", c.primary, [rid for rid, _ in outs]))
+        elif op < 0.7:
+            src = rng.choice(NODES)
+            bundle = [random_reply(rng, c)[1] for _ in range(rng.randrange(1, 8))]
+            outs = [o for r in bundle for o in c.handle(src, r, now)]
+            got = [(o.request_id, o.reply) for o in outs if isinstance(o, Done)]
+            log.append(("replies", got, [o for o in outs if not isinstance(o, Done)]))
+        elif op < 0.8:
+            log.append(("down", c.handle("x", wire.PeerDown(rng.choice(NODES)), now)))
+        else:
+            log.append(("tick", c.tick(now)))
+        log.append(state(c))
+    log.append(("drain", c.tick(now + 10.0), state(c)))
+    return log
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_paths_behave_as_one_by_one(seed):
+    assert run(seed, batched=True) == run(seed, batched=False)
+
+
+def test_submit_window_arms_one_timer_and_resends_each_request():
+    one, many = ClientCore(7, NODES, 10, 0.05), ClientCore(7, NODES, 10, 0.05)
+    for i in range(5):
+        one.submit(cmd(i), 1.0)
+    assert many.submit_window([cmd(i) for i in range(5)], 1.0) == 10 and len(many.timers) == 1
+    assert many.pending == one.pending and many.next_id == one.next_id == 15
+    many.handle("a", wire.Reply(7, 12, wire.OK), 1.01)
+    one.handle("a", wire.Reply(7, 12, wire.OK), 1.01)
+    # a answered 12 at 1.01: the others are slow, not lost; each is re-sent alone to a.
+    outs = many.tick(1.055)
+    assert outs == one.tick(1.055)
+    assert [(o.dest, o.msg.request_id) for o in outs] == [("a", 10), ("a", 11), ("a", 13), ("a", 14)]
+    assert many.submit_window([], 2.0) == 15 and len(many.timers) == 4  # nothing armed
+
+
+def test_primary_lost_mid_window_keeps_the_rest_armed():
+    c = ClientCore(7, NODES, 1, 0.05)
+    c.submit_window([cmd(i) for i in range(4)], 0.0)
+    outs = c.tick(0.05)  # a never answered: fail over to b with all four
+    assert c.primary == "b" and [o.msg.request_id for o in outs] == [1, 2, 3, 4]
+    assert (0.05, 2, 4) in c.timers  # the rest of the window's item, now stale (re-armed)
+    assert c.tick(0.06) == []
+
+
+def test_encode_window_is_wire_encode():
+    from replication.client import MAX_BUNDLE, encode_window
+
+    cmds = [cmd(i) for i in range(MAX_BUNDLE)]
+    for n in (1, 2, 7, MAX_BUNDLE):
+        reqs = [wire.Request(7, (1 << 50) + i, cmds[i]) for i in range(n)]
+        want = wire.encode(reqs[0] if n == 1 else wire.Requests(tuple(reqs)))
+        got = encode_window(7, 1 << 50, cmds[:n])
+        assert got == want
+        assert wire.decode(got) == wire.decode(want)
+
+
+def test_pack_commands_is_pack_command():
+    from matching import commands
+    from replication.client import pack_commands
+
+    d = commands.new_order_dict(1, 5, "buy", 100, 10, "limit", "GTC", 0, False, 0, "none")
+    rec = commands.command_record(d)
+    assert pack_commands([d, tuple(rec), rec]) == [wire.pack_command(commands.command_record(d))] * 3
