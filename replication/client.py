@@ -192,6 +192,9 @@ class Client(EngineCalls):
         events = dict(self.poller.poll(timeout_ms))
         now = time.monotonic()
         outs: list = []
+        core, results = self.core, self.results
+        answered = len(results)
+        # Final replies go straight into ``results``, in arrival order (no ``Done`` each).
         for sock, name in self.by_sock.items():
             if sock not in events:
                 continue
@@ -205,11 +208,13 @@ class Client(EngineCalls):
                 except wire.DecodeError:
                     continue
                 if type(msg) is wire.Replies:
-                    handle = self.core.handle
-                    for reply in msg.replies:
-                        outs += handle(name, reply, now)
+                    outs += core.handle_replies(name, msg.replies, now, results)
+                elif type(msg) is wire.Reply:
+                    outs += core.handle_replies(name, (msg,), now, results)
                 else:
-                    outs += self.core.handle(name, msg, now)
+                    outs += core.handle(name, msg, now)
+        if len(results) > answered:
+            self.last_reply = next(reversed(results.values()))
         for mon, name in self.monitors.items():
             if mon in events and drain_disconnects(mon):
                 outs += self.core.handle(name, wire.PeerDown(name), now)

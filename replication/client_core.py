@@ -11,8 +11,8 @@ blocking, or turning events into named tuples (``client.Client`` does that).
 Interface: ``submit(command, now) -> (request_id, outputs)``,
 ``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
 ``wire.Send`` and ``Done(request_id, reply)``. The pipelined driver path has
-a batch form with the same effect: ``submit_window`` (a window of commands,
-one timer).
+batch forms with the same effect: ``submit_window`` (a window of commands,
+one timer) and ``handle_replies`` (a ``Replies`` bundle, answers into a dict).
 """
 
 from __future__ import annotations
@@ -243,6 +243,39 @@ class ClientCore:
                 self._set_timer(rid, q, now + delay)
         return []
 
+    def handle_replies(
+        self, src: str, replies: Sequence[wire.Reply], now: float, done: dict[int, wire.Reply]
+    ) -> list:
+        """:meth:`handle` for each of a ``Replies`` bundle from node ``src``, in order.
+
+        A final reply goes into ``done`` (request id -> reply, in the order the
+        ``Done`` outputs would come) instead of a ``Done`` output; the other
+        outputs are returned. The common case, an OK answer from a known node
+        to a pending request, is done inline with the same effect as
+        :meth:`handle`; anything else goes through it. O(len(replies)).
+        """
+        if src not in self.heard_at:
+            out = []
+            for reply in replies:
+                _take_done(self.handle(src, reply, now), done, out)
+            return out
+        out = []
+        cid, pending, handle, Reply, OK = self.client_id, self.pending, self.handle, wire.Reply, wire.OK
+        pop, heard, suspect = pending.pop, self.heard_at, self.suspect_until
+        for reply in replies:
+            if type(reply) is not Reply or reply.status != OK or reply.client_id != cid:
+                _take_done(handle(src, reply, now), done, out)
+                continue
+            heard[src] = now
+            rid = reply.request_id
+            if pop(rid, None) is None:
+                self.count("late_replies")
+                continue
+            suspect[src] = NEVER
+            self.primary = src
+            done[rid] = reply
+        return out
+
     def tick(self, now: float) -> list:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.
 
@@ -280,3 +313,12 @@ class ClientCore:
         if nxt == lost:
             return [self._send(rid, p, now) for rid, p in self.pending.items()]
         return self._switch(nxt, now, "timeout")
+
+
+def _take_done(outputs: list, done: dict[int, wire.Reply], out: list) -> None:
+    """``Done`` outputs into ``done``, the rest onto ``out`` (order kept)."""
+    for o in outputs:
+        if type(o) is Done:
+            done[o.request_id] = o.reply
+        else:
+            out.append(o)

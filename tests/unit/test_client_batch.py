@@ -2,7 +2,8 @@
 
 ``ClientCore.submit_window`` (one timer item per window) must leave the same
 state and give the same later ``tick`` outputs as one ``submit`` per command;
-``client.encode_window`` the same bytes as ``wire.encode``.
+``ClientCore.handle_replies`` the same state and outputs as one ``handle`` per
+reply; ``client.encode_window`` the same bytes as ``wire.encode``.
 """
 
 from __future__ import annotations
@@ -61,9 +62,14 @@ def run(seed: int, batched: bool) -> list:
         elif op < 0.7:
             src = rng.choice(NODES)
             bundle = [random_reply(rng, c)[1] for _ in range(rng.randrange(1, 8))]
-            outs = [o for r in bundle for o in c.handle(src, r, now)]
-            got = [(o.request_id, o.reply) for o in outs if isinstance(o, Done)]
-            log.append(("replies", got, [o for o in outs if not isinstance(o, Done)]))
+            if batched:
+                done: dict[int, wire.Reply] = {}
+                outs = c.handle_replies(src, bundle, now, done)
+                log.append(("replies", list(done.items()), outs))
+            else:
+                outs = [o for r in bundle for o in c.handle(src, r, now)]
+                got = [(o.request_id, o.reply) for o in outs if isinstance(o, Done)]
+                log.append(("replies", got, [o for o in outs if not isinstance(o, Done)]))
         elif op < 0.8:
             log.append(("down", c.handle("x", wire.PeerDown(rng.choice(NODES)), now)))
         else:
@@ -100,6 +106,23 @@ def test_primary_lost_mid_window_keeps_the_rest_armed():
     assert c.primary == "b" and [o.msg.request_id for o in outs] == [1, 2, 3, 4]
     assert (0.05, 2, 4) in c.timers  # the rest of the window's item, now stale (re-armed)
     assert c.tick(0.06) == []
+
+
+def test_handle_replies_fast_path_and_fallback():
+    c = ClientCore(7, NODES, 1, 0.05)
+    c.submit_window([cmd(i) for i in range(4)], 0.0)
+    done: dict[int, wire.Reply] = {}
+    bundle = [
+        wire.Reply(7, 2, wire.OK, 1, 1, "b"),
+        wire.Reply(7, 1, wire.EXPIRED, 1, 0, "b"),
+        wire.Reply(7, 2, wire.OK, 1, 1, "b"),  # a twin: late
+        wire.Reply(8, 3, wire.OK, 1, 2, "b"),  # not ours
+        wire.Reply(7, 4, wire.OK, 1, 3, "b"),
+    ]
+    assert c.handle_replies("b", bundle, 0.01, done) == []
+    assert list(done) == [2, 1, 4] and done[1].status == wire.EXPIRED
+    assert c.primary == "b" and list(c.pending) == [3] and c.heard_at["b"] == 0.01
+    assert c.counters == {"late_replies": 1, "unexpected_messages": 1}
 
 
 def test_encode_window_is_wire_encode():
