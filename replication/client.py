@@ -12,11 +12,9 @@ thread: its sockets belong to the thread that made it).
 from __future__ import annotations
 
 import select
-import struct
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import zmq
 
@@ -28,33 +26,6 @@ from .monitor import drain_disconnects
 from .node import tune_dealer
 
 MAX_BUNDLE = 1024  # requests per Requests frame
-_REQUEST = struct.Struct("<QQ56s")  # a ``wire.Request`` payload: client_id, request_id, command
-
-
-class _Window:
-    """A run of requests with consecutive ids, framed by ``wire.encode`` as the ``wire.Requests``
-    of the same requests (identical bytes) without a ``Request`` object per order."""
-
-    TYPE: ClassVar[int] = wire.Requests.TYPE
-    __slots__ = ("client_id", "first", "commands")
-
-    def __init__(self, client_id: int, first: int, commands: Sequence[bytes]) -> None:
-        self.client_id, self.first, self.commands = client_id, first, commands
-
-    def header_epoch_seq(self) -> tuple[int, int]:
-        return 0, 0
-
-    def payload(self) -> bytes:
-        ids = range(self.first, self.first + len(self.commands))
-        return b"".join(map(_REQUEST.pack, repeat(self.client_id), ids, self.commands))
-
-
-def encode_window(client_id: int, first: int, commands: Sequence[bytes]) -> bytes:
-    """The frame of requests ``first, first + 1, ...`` carrying ``commands``: byte for byte
-    ``wire.encode`` of their ``Requests`` (of their ``Request`` if there is one). O(n)."""
-    if len(commands) == 1:
-        return wire.encode(wire.Request(client_id, first, commands[0]))
-    return wire.encode(_Window(client_id, first, commands))  # type: ignore[arg-type]
 
 
 def pack_commands(commands: Iterable[Mapping | tuple]) -> list[bytes]:
@@ -247,7 +218,7 @@ class Client(EngineCalls):
         first = core.submit_window(packed, time.monotonic())
         cid = core.client_id
         for i in range(0, len(packed), MAX_BUNDLE):
-            self._send(target, encode_window(cid, first + i, packed[i : i + MAX_BUNDLE]))
+            self._send(target, wire.encode_request_window(cid, first + i, packed[i : i + MAX_BUNDLE]))
         return list(range(first, first + len(packed)))
 
     def poll(self, timeout: float = 0.0) -> list[tuple[int, list]]:

@@ -27,7 +27,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import starmap
+from itertools import repeat, starmap
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -841,11 +841,24 @@ def encode(msg: Message) -> bytes:
     bytes
         Header + payload, checksummed. O(payload).
     """
-    body = msg.payload()
     epoch, seq = msg.header_epoch_seq()
-    head = HEADER.pack(MAGIC, VERSION, msg.TYPE, epoch, seq, len(body), 0)[:20]
+    return _frame(msg.TYPE, epoch, seq, msg.payload())
+
+
+def _frame(type_: int, epoch: int, seq: int, body: bytes) -> bytes:
+    head = HEADER.pack(MAGIC, VERSION, type_, epoch, seq, len(body), 0)[:20]
     crc = zlib.crc32(body, zlib.crc32(head))
     return head + _U32.pack(crc) + body
+
+
+def encode_request_window(client_id: int, first: int, commands: Sequence[bytes]) -> bytes:
+    """The frame of one client's requests ``first, first + 1, ...`` carrying ``commands``:
+    byte for byte :func:`encode` of their ``Requests`` (of their ``Request`` if there is
+    one), without a ``Request`` object per order (the client's pipelined path). O(n)."""
+    if len(commands) == 1:
+        return encode(Request(client_id, first, commands[0]))
+    ids = range(first, first + len(commands))
+    return _frame(Requests.TYPE, 0, 0, b"".join(map(_REQUEST.pack, repeat(client_id), ids, commands)))
 
 
 def decode(frame: bytes) -> Message:

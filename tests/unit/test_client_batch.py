@@ -3,7 +3,7 @@
 ``ClientCore.submit_window`` (one timer item per window) must leave the same
 state and give the same later ``tick`` outputs as one ``submit`` per command;
 ``ClientCore.handle_replies`` the same state and outputs as one ``handle`` per
-reply; ``client.encode_window`` the same bytes as ``wire.encode``.
+reply; ``wire.encode_request_window`` the same bytes as ``wire.encode``.
 """
 
 from __future__ import annotations
@@ -125,14 +125,14 @@ def test_handle_replies_fast_path_and_fallback():
     assert c.counters == {"late_replies": 1, "unexpected_messages": 1}
 
 
-def test_encode_window_is_wire_encode():
-    from replication.client import MAX_BUNDLE, encode_window
+def test_encode_request_window_is_wire_encode():
+    from replication.client import MAX_BUNDLE
 
     cmds = [cmd(i) for i in range(MAX_BUNDLE)]
     for n in (1, 2, 7, MAX_BUNDLE):
         reqs = [wire.Request(7, (1 << 50) + i, cmds[i]) for i in range(n)]
         want = wire.encode(reqs[0] if n == 1 else wire.Requests(tuple(reqs)))
-        got = encode_window(7, 1 << 50, cmds[:n])
+        got = wire.encode_request_window(7, 1 << 50, cmds[:n])
         assert got == want
         assert wire.decode(got) == wire.decode(want)
 
