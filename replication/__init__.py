@@ -78,9 +78,13 @@ rounded up to whole milliseconds; 0 when work is queued) unless a message
 arrives: that is how the ZeroMQ driver keeps idle nodes off the CPU. Batching (one journal append and one
 ``Entries`` message for all requests that arrived since the last ``tick``)
 falls out of that: requests are queued by ``handle`` and sequenced by
-``tick``. Peer connection loss may be signalled as
-``handle(peer, wire.PeerDown(peer), now)`` — a hint that shortens the
-heartbeat timeout; never required for correctness.
+``tick``. A client's ``wire.Requests`` bundle may be fed in one call,
+``outputs = node.handle_requests(src, msg.requests, now)`` (``NodeMachine``
+only; the ZeroMQ driver does): the same outputs, in the same order, and the
+same state as ``handle(src, r, now)`` for each request in turn, with the
+per-request work of a primary's usual case done once per bundle. Peer
+connection loss may be signalled as ``handle(peer, wire.PeerDown(peer), now)``
+— a hint that shortens the heartbeat timeout; never required for correctness.
 """
 
 from __future__ import annotations

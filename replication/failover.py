@@ -187,6 +187,25 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             return []
         return handler(src, msg, now)
 
+    def handle_requests(self, src: wire.Address, requests: tuple | list, now: float) -> list:
+        """Feed a client's ``wire.Requests`` bundle: its ``wire.Request`` messages, in order.
+
+        The outputs, their order and the resulting state are exactly those of
+        ``handle(src, r, now)`` for each request in turn; on a primary the
+        common case takes a batch path (``SequencerMixin.on_requests``).
+        O(len(requests)).
+        """
+        if not requests:
+            return []
+        if self.role != wire.ROLE_PRIMARY or isinstance(src, str):
+            # Refusals, holds (a standby), peers' addresses: one request at a time.
+            handle = self.handle
+            out: list = []
+            for r in requests:
+                out += handle(src, r, now)
+            return out
+        return self.on_requests(src, requests, now)
+
     def _dispatch_table(self) -> dict:
         """Message type -> bound handler ``(src, msg, now) -> outputs``."""
         return {

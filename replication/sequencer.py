@@ -99,6 +99,35 @@ class SequencerMixin:
         self.waiting.append((seq, src, reply, now))
         return []
 
+    def on_requests(self: NodeMachine, src: wire.Address, requests: tuple | list, now: float) -> list:
+        """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
+
+        The usual case (well-formed, not executed before, not queued already)
+        is one test and one set insertion in a tight loop, and the queue grows
+        by runs (``pending.extend``); any other request goes through
+        :meth:`on_request` at its place, after the run before it is queued, so
+        outputs, counters and queue order are those of one call per request.
+        The caller has checked ``role == ROLE_PRIMARY`` (``on_request`` never
+        changes it). O(len(requests)).
+        """
+        out: list = []
+        keys, lookup, pending = self.pending_keys, self.replica.lookup, self.pending
+        add = keys.add
+        run: list = []  # the requests queued since the last other case
+        for m in requests:
+            key = (cid, rid) = (m.client_id, m.request_id)
+            if len(m.command) == COMMAND_SIZE and key not in keys and lookup(cid, rid) is None:
+                add(key)
+                run.append(m)
+                continue
+            if run:
+                pending.extend(zip(repeat(src), run))
+                run = []
+            out += self.on_request(src, m, now)
+        if run:
+            pending.extend(zip(repeat(src), run))
+        return out
+
     def _replies_at_once(self: NodeMachine) -> bool:
         return self.settings.mode == "async"
 
