@@ -63,6 +63,32 @@ _KIND_OF = {
 }
 
 
+class _Builders(dict):
+    """kind -> a function of the other eight raw words building that kind's named tuple."""
+
+    def __missing__(self, kind: int):
+        raise ValueError(f"unknown event kind {kind}")
+
+
+# One table for both decoders below: a dict look-up and one call per event, rather than
+# a chain of kind tests (events_from_bytes runs once per event of every reply a client gets).
+_BUILD = _Builders(
+    {
+        codes.EV_TRADE: lambda reason, ins, id_, maker, price, qty, a, b: Trade(
+            ins, id_, maker, price, qty, a, b
+        ),
+        codes.EV_ACCEPTED: lambda reason, ins, id_, maker, price, qty, a, b: Accepted(ins, id_),
+        codes.EV_CANCELLED: lambda reason, ins, id_, maker, price, qty, a, b: Cancelled(
+            ins, id_, a, codes.REASON_NAMES[reason]
+        ),
+        codes.EV_REPLACED: lambda reason, ins, id_, maker, price, qty, a, b: Replaced(ins, id_, price, qty),
+        codes.EV_REJECTED: lambda reason, ins, id_, maker, price, qty, a, b: Rejected(
+            ins, id_, codes.REASON_NAMES[reason]
+        ),
+    }
+)
+
+
 def make_event(
     kind: int,
     reason: int,
@@ -75,17 +101,7 @@ def make_event(
     open_b: int,
 ) -> Event:
     """Build the named tuple for one event from its nine raw words."""
-    if kind == codes.EV_TRADE:
-        return Trade(instrument, id, maker, price, qty, open_a, open_b)
-    if kind == codes.EV_ACCEPTED:
-        return Accepted(instrument, id)
-    if kind == codes.EV_CANCELLED:
-        return Cancelled(instrument, id, open_a, codes.REASON_NAMES[reason])
-    if kind == codes.EV_REPLACED:
-        return Replaced(instrument, id, price, qty)
-    if kind == codes.EV_REJECTED:
-        return Rejected(instrument, id, codes.REASON_NAMES[reason])
-    raise ValueError(f"unknown event kind {kind}")
+    return _BUILD[kind](reason, instrument, id, maker, price, qty, open_a, open_b)
 
 
 def event_words(ev: Event) -> tuple[int, ...]:
@@ -137,8 +153,9 @@ def events_from_bytes(buf: bytes) -> list[Event]:
     """
     if len(buf) % EVENT_RECORD.size:
         raise ValueError(f"{len(buf)} bytes is not a whole number of event records")
+    build = _BUILD
     return [
-        make_event(kind, reason, instrument, id_, maker, price, qty, a, b)
+        build[kind](reason, instrument, id_, maker, price, qty, a, b)
         for _, id_, maker, price, qty, a, b, instrument, kind, reason in EVENT_RECORD.iter_unpack(buf)
     ]
 

@@ -27,3 +27,9 @@ def test_same_events_as_the_array_decoder():
     assert events_from_bytes(b"") == []
     with pytest.raises(ValueError):
         events_from_bytes(bytes(63))
+
+
+def test_an_unknown_event_kind_is_a_clear_error():
+    bad = EVENT_RECORD.pack(0, 1, 0, 100, 10, 0, 0, 1, 99, 0)
+    with pytest.raises(ValueError, match="unknown event kind 99"):
+        events_from_bytes(bad)
