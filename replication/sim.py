@@ -52,6 +52,7 @@ NODE_FAULTS = (
     "cut_standby_witness",
     "partition_link",
     "switchover",
+    "switchover_crash",
     "witness_crash",
 )
 MESSAGE_FAULTS = ("drop", "duplicate", "reorder")
@@ -227,6 +228,7 @@ class SimNode:
     up: bool = True
     hung: bool = False
     crash_armed: bool = False
+    crash_after_handover: bool = False  # switchover_crash: crash once a step has sent its Handover
     backlog: list = field(default_factory=list)
     tick_gen: int = 0
     tick_at: float = float("inf")
@@ -394,9 +396,18 @@ class Sim:
             self._crash(node)
             return
         self._emit(node.name, outputs)
+        if node.crash_after_handover and any(
+            isinstance(o, wire.Send) and isinstance(o.msg, wire.Handover) for o in outputs
+        ):
+            self.log(f"{node.name} crashed right after sending its Handover")
+            self._crash(node)
+            links = self._fault_state.pop("cut_at_handover", set())
+            self._fault_state["links"] = links
+            self.cut |= links
 
     def _crash(self, node: SimNode) -> None:
         node.up, node.machine, node.crash_armed, node.backlog = False, None, False, []
+        node.crash_after_handover = False
         node.tick_gen += 1
         node.tick_at = float("inf")
         if self.rng.random() < 0.5:  # the peers' sockets notice the connection drop
@@ -586,6 +597,23 @@ class Sim:
             target = rng.choice(self._standbys())
             self.log(f"switchover {p} -> {target}")
             self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
+        elif f.kind == "switchover_crash":
+            # Three faults at once: a switchover, its old primary crashing right after the
+            # Handover leaves, and the target cut off from the witness and the old primary.
+            # The target takes the next epoch from the handover; the restarted old primary
+            # must not be granted the same epoch by a witness that has not heard of it.
+            if p is not None:
+                target = rng.choice(self._standbys())
+                self.nodes[p].crash_after_handover = True
+                st["node"], st["restart_as"] = p, f.restart_as
+                # The old primary restarts while the target is still cut off (two _HEAL
+                # events: the restart, then the cut's end).
+                self._push(self.now + self.RESTART_MIN, _HEAL)
+                heal_at = self.now + self.RESTART_MIN + max(f.duration, self.RESTART_MIN)
+                # Cut when the Handover leaves (see _step); it still reaches the target.
+                st["cut_at_handover"] = {(target, WITNESS), (WITNESS, target), (target, p)}
+                self.log(f"switchover {p} -> {target}; {p} crashes after its Handover, {target} cut off")
+                self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
         elif f.kind == "witness_crash":
             self.witness_up = False
             self.log(f"witness crashed; restarts from its state file at {heal_at:.4f}")
@@ -595,7 +623,19 @@ class Sim:
     def _heal(self) -> None:
         st = self._fault_state
         kind = st.get("kind")
-        if kind in ("crash", "crash_mid_step"):
+        if kind == "switchover_crash" and "node" in st:
+            node = self.nodes[st["node"]]
+            node.crash_after_handover = False  # a drain that never handed over: nothing to crash
+            if not st.get("restarted"):
+                st["restarted"] = True
+                if not node.up:
+                    self._start(node, st["restart_as"])
+                    self.count_fault("restart")
+                    self.log(f"restart {node.name} as {st['restart_as']} (the target still cut off)")
+                return  # the cut ends at the fault's second _HEAL
+            self.cut -= st.get("links", set())
+            self.log("heal switchover_crash (the target reachable again)")
+        elif kind in ("crash", "crash_mid_step"):
             node = self.nodes[st["node"]]
             if node.up:  # armed but it never stepped: crash it now
                 self._crash(node)
