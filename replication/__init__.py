@@ -67,8 +67,10 @@ lost the primary too), so nothing acknowledged is lost; an empty ISR is
 "solo" (no automatic fail-over). A standby (re)joins with ``Join``; the
 primary answers ``Fence(seq)``: "your journal agrees up to seq" (truncate the
 rest), then ``Entries`` / ``SnapshotChunk`` and ``Refill`` on gaps.
-Switchover: ``Switchover`` to the primary, which drains, sends ``Handover``
-(re-sent until the target serves) and follows the target.
+Switchover: ``Switchover`` to the primary, which drains (its heartbeat
+names the target), sends ``Handover`` (re-sent until the target serves) and
+follows the target; the target asks the witness for the next epoch, which
+grants a handover's target at once (without a witness it promotes itself).
 
 A driver must: call ``handle`` for each inbound message, call ``tick`` after
 each batch of inbound messages and at least every ``heartbeat_interval`` s,

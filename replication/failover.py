@@ -157,13 +157,15 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         return []
 
     def heartbeat(self) -> wire.Heartbeat:
+        # A draining primary names its switchover target as leader: that is how the
+        # witness knows which candidate the handover is for (``WitnessMachine.on_vote_request``).
         return wire.Heartbeat(
             self.epoch,
             self.replica.seq,
             self.name,
             self.role,
             self.commit,
-            self.leader,
+            self.drain_target if self.role == wire.ROLE_DRAINING else self.leader,
             self.replica.digest,
             self.isr_confirmed if self.is_primary else (),
         )
@@ -638,8 +640,17 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 self.replica.seq,
             )
             return []
-        self.candidate_since = now
-        return self.promote(now, "switchover")
+        if not self.witness:
+            self.candidate_since = now
+            return self.promote(now, "switchover")
+        # With a witness, the next epoch is the witness's to give, even for a handover:
+        # promoting by ourselves would take an epoch number the witness has not heard of,
+        # which it could then grant again (say to the old primary, restarted after a crash,
+        # while we are cut off). The witness grants a handover's target at once (the
+        # draining primary's heartbeat names us); the old primary re-sends its Handover
+        # until we serve, and each one re-asks.
+        self.vote_sent_at = NEVER
+        return self.run_for_primary(now, "handover")
 
     # -- status -------------------------------------------------------------------------------
 

@@ -484,16 +484,31 @@ class SequencerMixin:
             self.replica.seq,
         )
         # Tell the target at once: it holds the requests we now redirect to it until it serves.
-        return [self.heartbeat_to(m.target), Send(src, self.status_message())]
+        # The witness learns the drain and its target too: it grants the target's vote.
+        out = [self.heartbeat_to(m.target)] + ([self.heartbeat_to(self.witness)] if self.witness else [])
+        return out + [Send(src, self.status_message())]
 
     def check_drain(self: NodeMachine, now: float) -> list:
         if self.role != wire.ROLE_DRAINING:
             return []
         target = self.drain_target
         if self.acked.get(target, 0) >= self.replica.seq:
-            # The target, about to serve, holds everything: release all that waited.
-            self.commit = self.replica.seq
-            out = self.release()
+            if self.witness:
+                # The target serves only once the witness grants it the next epoch, and if it
+                # never does (cut off), the witness may promote another in-sync node instead:
+                # a reply may go out only on the usual commit rule. The rest are redirected to
+                # the target, which answers their re-sends from its dedupe table.
+                self.recompute_commit()
+                out = self.release()
+                out += [
+                    Send(dest, wire.Reply(r.client_id, r.request_id, wire.NOT_PRIMARY, self.epoch, 0, target))
+                    for _, dest, r, _ in self.waiting
+                ]
+                self.waiting.clear()
+            else:
+                # The target, about to serve by itself, holds everything: release all that waited.
+                self.commit = self.replica.seq
+                out = self.release()
             log.info(
                 "switchover_handover node=%s epoch=%d target=%s seq=%d",
                 self.name,

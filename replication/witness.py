@@ -201,6 +201,40 @@ class WitnessMachine:
             return deny(f"candidate skips epochs ({m.epoch} after {self.epoch})")
         if self.started is not None and now - self.started < self.settings.witness_grace:
             return deny("witness still learning the group")
+        # The primary of our epoch draining into the candidate (its heartbeat names the
+        # target), or already following it at the same epoch (it handed over).
+        drain = self.info.get(self.primary) if self.primary else None
+        handover = (
+            drain is not None
+            and drain.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
+            and drain.epoch == self.epoch
+            and drain.leader == m.node
+            and m.epoch == self.epoch + 1
+        )
+        if handover:
+            # A planned switchover: the primary drained into this candidate and names it in
+            # its heartbeat; the target asks only once the Handover's seq is its own, so it
+            # holds everything the primary did, acknowledged or not. Granted though the
+            # primary is alive (it is handing over), whatever the in-sync set.
+            self.count("handovers_granted")
+        else:
+            refused = self._refusal(m, now, parked_at)
+            if refused is not False:
+                return deny(refused) if isinstance(refused, str) else None
+        self.epoch, self.primary = m.epoch, m.node
+        self.isr_proposal = 0
+        # A new epoch starts with every node in sync (nothing of it is committed yet)
+        # but those we heard from and lost since: they are left out at once, so the new primary's
+        # first commits need no ISR shrink round trip; it is added back once caught up.
+        self.isr = tuple(
+            n for n in self.nodes if n != m.node and (self.alive(n, now) or self.last_heard[n] == NEVER)
+        )
+        self.count("votes_granted")
+        log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
+        return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
+
+    def _refusal(self, m: wire.VoteRequest, now: float, parked_at: float | None) -> str | None | bool:
+        """Why an ordinary vote request is refused (a reason), parked (None), or False: grant it."""
         if self.primary_alive(m.node, now):
             # The candidate lost the primary a little before we did (the same dropped
             # connection or heartbeat silence reaches us a moment later): decide then,
@@ -213,7 +247,7 @@ class WitnessMachine:
         if self.settings.mode == "sync" and self.epoch > 0 and self.isr is None:
             # Restarted without our state and not yet told the ISR by a live primary:
             # any standby may have missed acknowledged orders. Safe, not live.
-            return deny(
+            return (
                 f"the in-sync set of epoch {self.epoch} is unknown here (witness restarted without "
                 "its state file): no automatic promotion; an operator may `matchcore promote`"
             )
@@ -225,26 +259,14 @@ class WitnessMachine:
             and m.node not in self.isr
             and m.node != self.primary
         ):
-            return deny(
-                f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
-            )
+            return f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
         for node in self.nodes:
             hb = self.info.get(node)
             if node in (m.node, self.primary) or hb is None or not self.alive(node, now):
                 continue
             if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
-                return deny(f"standby {node} is further ahead ({hb.seq} > {m.seq})")
-        self.epoch, self.primary = m.epoch, m.node
-        self.isr_proposal = 0
-        # A new epoch starts with every node in sync (nothing of it is committed yet)
-        # but those we heard from and lost since: they are left out at once, so the new primary's
-        # first commits need no ISR shrink round trip; it is added back once caught up.
-        self.isr = tuple(
-            n for n in self.nodes if n != m.node and (self.alive(n, now) or self.last_heard[n] == NEVER)
-        )
-        self.count("votes_granted")
-        log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
-        return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
+                return f"standby {node} is further ahead ({hb.seq} > {m.seq})"
+        return False
 
     def primary_alive(self, candidate: str, now: float) -> bool:
         """Our epoch's primary, or any other node claiming to be a current primary, is alive to us."""

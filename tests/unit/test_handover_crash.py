@@ -44,7 +44,8 @@ def test_old_primary_restarted_after_its_handover_never_leads_the_handed_over_ep
     net.queue = type(net.queue)(q for q in net.queue if q[0] == "a" and q[1] == "b")  # the Handover only
     del net.machines["a"]  # crashed
     net.deliver_all()
-    assert b.is_primary and b.epoch == 2  # b took over by the handover
+    # The next epoch is the witness's to give, even for a handover: b asked, and is cut off.
+    assert not b.is_primary and b.epoch == 1 and b.candidate_since is not None
 
     net.run(0.2)  # the witness hears nothing from a (crashed) nor b (cut off)
     a2 = NodeMachine("a", ["a", "b"], net.journals["a"], net.settings, "witness", ReferenceEngine, "standby")
@@ -52,17 +53,21 @@ def test_old_primary_restarted_after_its_handover_never_leads_the_handed_over_ep
     net.run(0.2)  # a restarted: it may ask the witness, which knows only epoch 1
 
     leaders = sorted(n for n in ("a", "b") if net.machines[n].is_primary and net.machines[n].epoch == 2)
-    assert leaders == ["b"], f"epoch 2 led by {leaders}"
+    assert len(leaders) <= 1, f"epoch 2 led by {leaders}"
 
-    # The cut heals: one group again, led by b in epoch 2, a following with the same book.
+    # The cut heals: one group again, under one primary, the other following with the same book.
     net.drop = None
     for i in range(11, 21):
         net.emit(b"c1", c.submit(cmd(i), net.now)[1])
     net.run_until(lambda: not c.pending, 2.0)
     net.run(0.05)
-    assert b.is_primary and b.epoch == 2 and a2.leader == "b" and a2.joined
-    assert a2.replica.seq == b.replica.seq == 20 and a2.replica.digest == b.replica.digest
-    assert net.machines["witness"].epoch == 2 and net.machines["witness"].primary == "b"
+    primaries = [m for m in (a2, b) if m.is_primary]
+    assert len(primaries) == 1
+    p = primaries[0]
+    other = b if p is a2 else a2
+    assert other.leader == p.name and other.joined and other.epoch == p.epoch
+    assert other.replica.seq == p.replica.seq == 20 and other.replica.digest == p.replica.digest
+    assert net.machines["witness"].epoch == p.epoch and net.machines["witness"].primary == p.name
 
 
 def test_a_drain_that_times_out_gives_the_primary_back_its_claim():
