@@ -493,18 +493,16 @@ class SequencerMixin:
             return []
         target = self.drain_target
         if self.acked.get(target, 0) >= self.replica.seq:
+            stashed: list = []
             if self.witness:
                 # The target serves only once the witness grants it the next epoch, and if it
                 # never does (cut off), the witness may promote another in-sync node instead:
-                # a reply may go out only on the usual commit rule. The rest are redirected to
-                # the target, which answers their re-sends from its dedupe table.
+                # a reply may go out now only on the usual commit rule. The rest wait until
+                # the target's first heartbeat as primary proves the handover
+                # (resume_after_handover); if it never comes, the clients re-send.
                 self.recompute_commit()
                 out = self.release()
-                out += [
-                    Send(dest, wire.Reply(r.client_id, r.request_id, wire.NOT_PRIMARY, self.epoch, 0, target))
-                    for _, dest, r, _ in self.waiting
-                ]
-                self.waiting.clear()
+                stashed = [(dest, r) for _, dest, r, _ in self.waiting]
             else:
                 # The target, about to serve by itself, holds everything: release all that waited.
                 self.commit = self.replica.seq
@@ -522,6 +520,7 @@ class SequencerMixin:
             # Re-sent from standby_tick until the target serves a newer epoch: a lost
             # Handover must not leave two standbys following each other.
             self.handover = (target, handover, now)
+            self.handover_replies = stashed
             return out
         if now - self.drain_started > self.settings.switchover_timeout:
             log.warning(

@@ -60,6 +60,7 @@ class StandbyMixin:
         self.snap_parts: list[bytes] = []
         self.snap_key: tuple = ()
         self.handover: tuple | None = None  # (target, Handover, sent_at) after we drained into target
+        self.handover_replies: list = []  # (dest, Reply) held until the target proves it serves
 
     def follow(self: NodeMachine, leader: str, epoch: int, now: float) -> list:
         """Start following ``leader`` of ``epoch``: (re)join it."""
@@ -119,7 +120,11 @@ class StandbyMixin:
         self.leader_seq = hb.seq
         self.leader_commit = hb.commit
         self.count("handover_resumes")
-        return self.refuse_held()
+        # The target serves the next epoch (granted by the witness) from our whole journal:
+        # the replies that waited on the drain are safe to release now.
+        released = [Send(dest, r) for dest, r in self.handover_replies]
+        self.handover_replies = []
+        return released + self.refuse_held()
 
     def send_join(self: NodeMachine, now: float) -> list:
         if not self.leader or self.leader == self.name:
@@ -339,6 +344,7 @@ class StandbyMixin:
             target, msg, sent_at = self.handover
             if self.epoch > msg.epoch or self.leader != target:
                 self.handover = None
+                self.handover_replies = []  # not proven: their clients re-send
             elif now - sent_at >= self.settings.join_retry:
                 self.handover = (target, msg, now)
                 return [Send(target, msg)] + self.send_join(now)
