@@ -350,7 +350,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             if self.held:
                 due = min(due, self.held[0][2] + self.settings.heartbeat_timeout)  # refused after (>)
             return due
-        if (self.candidate_since is not None and not dead) or (self.held and not self._may_hold()):
+        if (self.candidate_since is not None and not dead and not self._handed_over_to_us()) or (
+            self.held and not self._may_hold()
+        ):
             return now  # candidacy dropped, held requests refused
         if self.followed_epoch != self.epoch:
             return INF  # no timer until we follow this epoch's leader
@@ -448,7 +450,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             # and a newer epoch's heartbeat makes us follow it instead.
             return self.run_for_primary(now, "restarted_last_primary")
         if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
-            if self.candidate_since is not None and self.leader and not self.leader_dead(now):
+            if (
+                self.candidate_since is not None
+                and self.leader
+                and not self.leader_dead(now)
+                and not self._handed_over_to_us()
+            ):
                 log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
                 self.candidate_since = None
             return self.refuse_held() if self.held and not self._may_hold() else []
@@ -464,11 +471,22 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         )
 
     def _may_hold(self) -> bool:
-        """Running for primary, suspecting the leader, or the leader is draining into us (switchover)."""
-        if self.candidate_since is not None or self._suspecting():
-            return True
+        """Running for primary, suspecting the leader, or the leader hands over to us (switchover)."""
+        return self.candidate_since is not None or self._suspecting() or self._handed_over_to_us()
+
+    def _handed_over_to_us(self) -> bool:
+        """Our leader drains into us, or has handed over and follows us, in our epoch.
+
+        Its heartbeat says so (a draining primary names its target as leader). Our
+        candidacy then waits for the witness's grant with the leader alive, as it should.
+        """
         hb = self.peer_info.get(self.leader) if self.leader else None
-        return hb is not None and hb.role == wire.ROLE_DRAINING and hb.epoch == self.epoch
+        return (
+            hb is not None
+            and hb.epoch == self.epoch
+            and hb.leader == self.name
+            and hb.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
+        )
 
     def hold_request(self, src: wire.Address, m: wire.Request, now: float) -> bool:
         """While running for primary (or suspecting the leader), keep a client request to serve it once promoted."""
