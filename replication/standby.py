@@ -171,9 +171,7 @@ class StandbyMixin:
                 if len(self.future) >= REORDER_BUFFER:
                     break
                 self.future[e.seq] = e
-        while self.role == wire.ROLE_STANDBY and self.replica.seq + 1 in self.future:
-            if not self._apply(self.future.pop(self.replica.seq + 1), applied):
-                break
+        self._apply_buffered(applied)
         out = self._finish_batch(applied)
         if self.future and self.role == wire.ROLE_STANDBY:
             out += self.request_refill(now, min(self.future) - 1)
@@ -199,6 +197,12 @@ class StandbyMixin:
             self.diverge(run[n])
             return False
         return True
+
+    def _apply_buffered(self: NodeMachine, applied: list) -> None:
+        """Apply the entries of the reorder buffer that now continue our journal."""
+        while self.role == wire.ROLE_STANDBY and self.replica.seq + 1 in self.future:
+            if not self._apply(self.future.pop(self.replica.seq + 1), applied):
+                break
 
     def _apply(self: NodeMachine, e: wire.Entry, applied: list) -> bool:
         _, ok = self.replica.apply_entry(e)
@@ -331,9 +335,16 @@ class StandbyMixin:
         self.followed_epoch = self.epoch
         self.count("snapshots_installed")
         log.info("snapshot_installed node=%s seq=%d bytes=%d", self.name, r.seq, len(blob))
-        return [Send(self.leader, wire.Ack(self.epoch, r.seq, self.name, r.digest))] + (
-            self.request_refill(now) if self.leader_seq > r.seq else []
-        )
+        out = [Send(self.leader, wire.Ack(self.epoch, r.seq, self.name, r.digest))]
+        # Entries buffered before the snapshot that now continue it are applied at once:
+        # left in the buffer, the refill below would ask for the empty range up to them,
+        # and with no new entries coming nothing would ever apply them (simulator seed 9777).
+        applied: list = []
+        self._apply_buffered(applied)
+        out += self._finish_batch(applied)
+        if self.leader_seq > self.replica.seq and self.role == wire.ROLE_STANDBY:
+            out += self.request_refill(now, min(self.future) - 1 if self.future else 0)
+        return out
 
     # -- timers -------------------------------------------------------------------------------
 

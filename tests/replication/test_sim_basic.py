@@ -148,6 +148,13 @@ def test_standby_caught_up_by_snapshot_rejoins_the_isr_without_new_orders():
     assert _liveness(4510) == []
 
 
+def test_entries_buffered_before_a_snapshot_are_applied_when_it_is_installed():
+    """Seed 9777: a standby installed a snapshot that ended right before an entry it had buffered
+    (it arrived ahead of a gap); left in the buffer, the standby asked for the empty refill range
+    up to it, over and over, and with no new orders never levelled. Installing now applies it."""
+    assert _liveness(9777) == []
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_primary_restarted_before_it_was_missed_runs_again(seed):
     """A primary restarted (as standby) inside the heartbeat timeout once left two standbys forever."""
