@@ -157,19 +157,6 @@ class Replica:
             ev.view(np.uint8).reshape(len(ev), -1)[:, self._pad :] = 0
         return ev.tobytes()
 
-    def execute_many(self, epoch: int, requests: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
-        """Apply ``requests`` (``(client_id, request_id, command)``) as the next seqs; ``[(events, digest)]``.
-
-        Same result as one :meth:`execute` per request; see :meth:`execute_run`. O(batch).
-        """
-        run, events = self.execute_run(
-            epoch,
-            [c for c, _, _ in requests],
-            [r for _, r, _ in requests],
-            b"".join([cmd for _, _, cmd in requests]),
-        )
-        return list(zip(events, [e.digest for e in run], strict=True))
-
     def execute_run(
         self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
     ) -> tuple[EntryRun, list[bytes]]:

@@ -43,12 +43,19 @@ def test_a_bad_digest_inside_a_run_is_located():
     assert r2.locate_divergence(bad[100:]) == 37  # seq 138
 
 
-def test_execute_many_matches_execute_one_by_one():
+def test_execute_run_gives_each_request_its_own_events_and_digest():
     """The primary's one-engine-call batch gives every request the events and digest of its own call."""
     setup, ops = groups.mix_records(800, 5)
     reqs = [(7 if i % 3 else 0, i + 1, wire.pack_command(rec)) for i, rec in enumerate((setup + ops)[:800])]
     a, b = Replica(), Replica()
-    got = a.execute_many(1, reqs[:300]) + a.execute_many(1, reqs[300:])
+
+    def batch(part):
+        run, events = a.execute_run(
+            1, [c for c, _, _ in part], [r for _, r, _ in part], b"".join(x for *_, x in part)
+        )
+        return list(zip(events, [e.digest for e in run], strict=True))
+
+    got = batch(reqs[:300]) + batch(reqs[300:])
     want = [b.execute(1, i + 1, c, r, cmd) for i, (c, r, cmd) in enumerate(reqs)]
     assert got == want
     assert a.results == b.results and (a.seq, a.digest) == (b.seq, b.digest)
