@@ -223,7 +223,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             wire.IsrAck: lambda src, m, now: self.on_isr_ack(m, now),
             wire.PeerDown: self.on_peer_down,
             wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
-            wire.Switchover: self.on_switchover_durably,
+            wire.Switchover: self.on_switchover,
             wire.Handover: self.on_handover,
             wire.Promote: self.on_promote,
         }
@@ -234,25 +234,6 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             self.suspect_at[m.node] = now
             self.count("peer_down_hints")
         return []
-
-    def on_switchover_durably(self, src: wire.Address, m: wire.Switchover, now: float) -> list:
-        """Start draining into the target, first giving up durably the claim to run again.
-
-        A primary restarted at the epoch it led runs for primary by itself
-        (``led_epoch``). Once it has handed the epoch over, that is wrong: the
-        target promotes itself into the next epoch without the witness, so if
-        this node crashed right after its ``Handover`` and the target were cut
-        off, the witness — which has not heard of the target's epoch yet —
-        would grant this node the same epoch number: two primaries in one
-        epoch. So the claim goes before anything of the switchover leaves (one
-        fdatasync, overlapped with the drain's last acks); an aborted drain
-        takes it back (``tick``). ``tests/unit/test_handover_crash.py``.
-        """
-        out = self.on_switchover(src, m, now)
-        if self.role == wire.ROLE_DRAINING and self.led_epoch:
-            self.led_epoch = 0
-            self.save_meta()
-        return out
 
     def on_promote(self, src: wire.Address, m: wire.Promote, now: float) -> list:
         """The operator's ``matchcore promote``: a standby promotes itself without a vote."""
@@ -267,9 +248,6 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             out += self.sequence_pending(now)
         if self.is_primary:
             out += self.check_drain(now)
-            if self.role == wire.ROLE_PRIMARY and self.led_epoch != self.epoch:
-                self.led_epoch = self.epoch  # a drain that timed out: the claim is ours again
-                self.save_meta()
             out += self.check_isr(now)
         else:
             out += self.standby_tick(now)
