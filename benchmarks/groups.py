@@ -277,6 +277,20 @@ def echo_server(endpoint: str, reply_bytes: int) -> int:
     return 0
 
 
+def _spawn(argv: list[str]) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    _live.append(proc)
+    return proc
+
+
+def start_echo_server(reply_bytes: int) -> tuple[str, subprocess.Popen]:
+    """An :func:`echo_server` process on a free loopback port: its endpoint and process."""
+    from replication.demo import free_ports
+
+    endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    return endpoint, _spawn([sys.executable, "-m", "benchmarks.groups", "echo", endpoint, str(reply_bytes)])
+
+
 class Echo:
     """The echo server in its own process, and a DEALER to it with the client's loop shape.
 
@@ -286,18 +300,16 @@ class Echo:
         Frame sizes, the same as a client request and a one-event reply.
     """
 
-    def __init__(self, request_bytes: int, reply_bytes: int) -> None:
+    def __init__(
+        self, request_bytes: int, reply_bytes: int, server: tuple[str, list[str]] | None = None
+    ) -> None:
         import zmq
 
-        from replication.demo import free_ports
-
-        self.endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.groups", "echo", self.endpoint, str(reply_bytes)],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        _live.append(self.proc)
+        if server is None:
+            self.endpoint, self.proc = start_echo_server(reply_bytes)
+        else:  # another server with the echo's contract (benchmarks.twohop's relay)
+            self.endpoint, argv = server
+            self.proc = _spawn(argv)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import common, groups
+from . import common, groups, twohop
 
 SUMMARY = "replicated end-to-end latency (paced, sync/async) and pipelined throughput vs a pyzmq floor"
 
@@ -223,6 +223,35 @@ def run_floor(n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, 
     return {"request_bytes": req, "reply_bytes": rep, "paced": lat, "pipelined": tput}
 
 
+def run_two_hop_floor(n_paced: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The bare pyzmq shape of a sync round trip (``benchmarks.twohop``): paced latency only."""
+    req, rep = groups.message_sizes()
+    chain = twohop.TwoHop(req, rep)
+
+    def cpu() -> dict[str, float | None]:
+        return {
+            "echo": groups.cpu_seconds(chain.upstream_proc.pid),
+            "relay": groups.cpu_seconds(chain.proc.pid),
+            "client": groups.cpu_seconds(),
+        }
+
+    try:
+        pipelined(2_000, 64, chain.send, chain.poll, 10)  # warm-up
+        cpu0, cpu1 = cpu(), {}
+        lat = paced(n_paced, args.rate, chain.send, chain.poll, 30, args.window, lambda: cpu1.update(cpu()))
+        lat["cpu_us_per_order"] = groups.cpu_per_order(cpu0, cpu1, n_paced)
+    finally:
+        chain.close()
+    forward, ack = twohop.frame_sizes()
+    return {
+        "request_bytes": req,
+        "forward_bytes": forward,
+        "ack_bytes": ack,
+        "reply_bytes": rep,
+        "paced": lat,
+    }
+
+
 def _epoch(g: Any) -> dict[str, Any]:
     st = g.status(0.5)
     return {n: (s.get("role"), s.get("epoch")) for n, s in st.items() if n in g.names}
@@ -342,7 +371,10 @@ def print_result(result: dict[str, Any], machine: str) -> None:
     floor = result.get("floor", {})
     f = floor.get("paced", {}).get("latency_ns", {})
     rows, trows = [], []
-    entries = [("floor (pyzmq echo)", floor)] + [(m, r) for m, r in result.get("modes", {}).items()]
+    two_hop = result.get("floor_two_hop", {})
+    entries = [("floor (pyzmq echo)", floor), ("two-hop floor (relay)", two_hop)] + [
+        (m, r) for m, r in result.get("modes", {}).items()
+    ]
     for name, r in entries:
         p = r.get("paced")
         if p and "error" not in p:
@@ -393,7 +425,8 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         ],
         rows,
         note="latency from each order's intended send time (no coordinated omission); one standby, loopback; "
-        "floor = bare pyzmq DEALER/ROUTER echo, same sizes, same loop",
+        "floor = bare pyzmq DEALER/ROUTER echo, same sizes, same loop; two-hop floor = the sync path's shape "
+        "in bare pyzmq (client -> relay -> echo -> relay -> client, no replication logic)",
     )
     common.print_table(
         f"pipelined throughput, window {result['window']} ({machine})",
@@ -401,7 +434,7 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         trows,
     )
     crows = []
-    for mode, r in [("floor", floor)] + list(result.get("modes", {}).items()):
+    for mode, r in [("floor", floor), ("two-hop floor", two_hop)] + list(result.get("modes", {}).items()):
         for name in ("paced", "pipelined"):
             cpu = (r.get(name) or {}).get("cpu_us_per_order")
             if cpu:
@@ -417,6 +450,19 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             "the client includes decoding every reply's events",
         )
     groups.print_targets("replication targets", result["targets"])
+    th = two_hop.get("paced", {}).get("latency_ns", {}).get("p50")
+    if th and f.get("p50"):
+        rows = [["two-hop floor", common.fmt_ns(th), f"{th / f['p50']:.2f}x", "1.00x"]]
+        for mode, r in result.get("modes", {}).items():
+            p50 = (r.get("paced") or {}).get("latency_ns", {}).get("p50")
+            if p50:
+                rows.append([mode, common.fmt_ns(p50), f"{p50 / f['p50']:.2f}x", f"{p50 / th:.2f}x"])
+        common.print_table(
+            f"p50 at {result['rate']:,.0f}/s against both floors ({machine})",
+            ["path", "p50", "x one-hop floor (the targets' unit)", "x two-hop floor"],
+            rows,
+            note="what the machine charges for the sync path's two round trips before any replication code runs",
+        )
 
 
 def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
@@ -425,6 +471,9 @@ def plot(result: dict[str, Any], out_dir: str, machine: str) -> list[str]:
     floor = result.get("floor", {})
     if floor.get("paced"):
         curves["floor (pyzmq echo)"] = floor["paced"]["curve"]
+    two_hop = result.get("floor_two_hop", {})
+    if two_hop.get("paced"):
+        curves["two-hop floor (relay)"] = two_hop["paced"]["curve"]
     for mode in ("async", "sync"):
         p = result.get("modes", {}).get(mode, {}).get("paced")
         if p:
@@ -482,6 +531,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with groups.sigterm_interrupts():
             common.say(f"replication: floor, {n_paced:,} paced + {n_tput:,} pipelined")
             result["floor"] = run_floor(n_paced, n_tput, args)
+            common.say(f"replication: two-hop floor, {n_paced:,} paced")
+            result["floor_two_hop"] = run_two_hop_floor(n_paced, args)
             for mode in modes:
                 common.say(f"replication: {mode} group, {n_paced:,} paced + {n_tput:,} pipelined")
                 try:

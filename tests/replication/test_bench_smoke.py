@@ -81,6 +81,10 @@ def test_bench_replication_smoke(tmp_path):
     )
     assert r["floor"]["paced"]["latency_ns"]["count"] == 300
     assert {"request_bytes", "reply_bytes", "pipelined"} <= set(r["floor"])
+    two_hop = r["floor_two_hop"]
+    assert two_hop["paced"]["latency_ns"]["count"] == 300
+    assert {"request_bytes", "forward_bytes", "ack_bytes", "reply_bytes"} <= set(two_hop)
+    assert {"relay", "echo", "client"} <= set(two_hop["paced"]["cpu_us_per_order"])
     for mode in ("sync", "async"):
         m = r["modes"][mode]
         assert "error" not in m, m
