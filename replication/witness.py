@@ -217,10 +217,19 @@ class WitnessMachine:
             # holds everything the primary did, acknowledged or not. Granted though the
             # primary is alive (it is handing over), whatever the in-sync set.
             self.count("handovers_granted")
+        elif self.primary_alive(m.node, now):
+            # The candidate lost the primary a little before we did (the same dropped
+            # connection or heartbeat silence reaches us a moment later): decide then,
+            # rather than refuse and wait for the candidate's next ask.
+            if parked_at is None:
+                self.count("votes_parked")
+                log.debug("vote_parked candidate=%s epoch=%d (a primary is alive here)", m.node, m.epoch)
+            self.parked[m.node] = (m, now if parked_at is None else parked_at)
+            return None
         else:
-            refused = self._refusal(m, now, parked_at)
-            if refused is not False:
-                return deny(refused) if isinstance(refused, str) else None
+            reason = self._refusal(m, now)
+            if reason is not None:
+                return deny(reason)
         self.epoch, self.primary = m.epoch, m.node
         self.isr_proposal = 0
         # A new epoch starts with every node in sync (nothing of it is committed yet)
@@ -233,17 +242,8 @@ class WitnessMachine:
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
         return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
 
-    def _refusal(self, m: wire.VoteRequest, now: float, parked_at: float | None) -> str | None | bool:
-        """Why an ordinary vote request is refused (a reason), parked (None), or False: grant it."""
-        if self.primary_alive(m.node, now):
-            # The candidate lost the primary a little before we did (the same dropped
-            # connection or heartbeat silence reaches us a moment later): decide then,
-            # rather than refuse and wait for the candidate's next ask.
-            if parked_at is None:
-                self.count("votes_parked")
-                log.debug("vote_parked candidate=%s epoch=%d (a primary is alive here)", m.node, m.epoch)
-            self.parked[m.node] = (m, now if parked_at is None else parked_at)
-            return None
+    def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
+        """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""
         if self.settings.mode == "sync" and self.epoch > 0 and self.isr is None:
             # Restarted without our state and not yet told the ISR by a live primary:
             # any standby may have missed acknowledged orders. Safe, not live.
@@ -266,7 +266,7 @@ class WitnessMachine:
                 continue
             if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
                 return f"standby {node} is further ahead ({hb.seq} > {m.seq})"
-        return False
+        return None
 
     def primary_alive(self, candidate: str, now: float) -> bool:
         """Our epoch's primary, or any other node claiming to be a current primary, is alive to us."""
