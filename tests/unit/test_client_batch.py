@@ -24,7 +24,7 @@ def cmd(i: int) -> bytes:
 
 def state(c: ClientCore) -> tuple:
     return (
-        c.pending,
+        c.request_state(),
         c.primary,
         c.next_id,
         c.heard_at,
@@ -89,7 +89,7 @@ def test_submit_window_arms_one_timer_and_resends_each_request():
     for i in range(5):
         one.submit(cmd(i), 1.0)
     assert many.submit_window([cmd(i) for i in range(5)], 1.0) == 10 and len(many.timers) == 1
-    assert many.pending == one.pending and many.next_id == one.next_id == 15
+    assert many.request_state() == one.request_state() and many.next_id == one.next_id == 15
     many.handle("a", wire.Reply(7, 12, wire.OK), 1.01)
     one.handle("a", wire.Reply(7, 12, wire.OK), 1.01)
     # a answered 12 at 1.01: the others are slow, not lost; each is re-sent alone to a.
@@ -97,6 +97,33 @@ def test_submit_window_arms_one_timer_and_resends_each_request():
     assert outs == one.tick(1.055)
     assert [(o.dest, o.msg.request_id) for o in outs] == [("a", 10), ("a", 11), ("a", 13), ("a", 14)]
     assert many.submit_window([], 2.0) == 15 and len(many.timers) == 4  # nothing armed
+
+
+def test_one_request_of_a_window_gets_its_own_state_and_the_rest_keep_theirs():
+    c = ClientCore(7, NODES, 1, 0.05)
+    c.submit_window([cmd(i) for i in range(4)], 0.0)
+    assert len({id(p) for p in c.pending.values()}) == 1  # one shared state object
+    outs = c.handle("a", wire.Reply(7, 3, wire.NOT_PRIMARY, 1, 0, "b"), 0.01)  # follow b at once
+    assert [(o.dest, o.msg.command) for o in outs] == [("b", cmd(i)) for i in range(4)]
+    st = c.request_state()
+    assert [st[r][4] for r in (1, 2, 3, 4)] == [0, 0, 1, 0]  # only 3 bounced
+    c.submit_window([cmd(i) for i in range(4, 8)], 0.02)
+    c.handle("b", wire.Reply(7, 5, wire.OK), 0.03)
+    outs = c.tick(0.07)  # b answers: each unanswered request of the window is re-sent alone
+    assert [o.msg.request_id for o in outs if o.msg.request_id > 4] == [6, 7, 8]
+    st = c.request_state()
+    assert [st[r][5] for r in (6, 7, 8)] == [1, 1, 1] and st[6][4] == 0
+    assert len({id(p) for p in c.pending.values()}) == 7
+
+
+def test_submit_records_is_submit_window():
+    a, b = ClientCore(7, NODES, 5, 0.05), ClientCore(7, NODES, 5, 0.05)
+    cmds = [cmd(i) for i in range(6)]
+    assert a.submit_records(b"".join(cmds), 1.0) == b.submit_window(cmds, 1.0) == 5
+    assert a.request_state() == b.request_state() and a.timers == b.timers
+    assert a.tick(1.05) == b.tick(1.05) and a.request_state() == b.request_state()
+    with pytest.raises(ValueError):
+        a.submit_records(bytes(wire.COMMAND_SIZE + 1), 2.0)
 
 
 def test_primary_lost_mid_window_keeps_the_rest_armed():
