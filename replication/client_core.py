@@ -12,7 +12,9 @@ Interface: ``submit(command, now) -> (request_id, outputs)``,
 ``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
 ``wire.Send`` and ``Done(request_id, reply)``. The pipelined driver path has
 batch forms with the same effect: ``submit_window`` (a window of commands,
-one timer) and ``handle_replies`` (a ``Replies`` bundle, answers into a dict).
+one timer; ``submit_records`` for packed records) and ``handle_replies`` (a
+``Replies`` bundle, answers into a dict); ``handle_answered`` takes a bundle
+the C decoder parsed, for the common all-OK case.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import wire
 from .wire import Send
+
+if TYPE_CHECKING:
+    from ._client_fast import ReplyBlock
 
 log = logging.getLogger("replication.client")
 
@@ -323,6 +329,27 @@ class ClientCore:
             self.primary = src
             done[rid] = reply
         return out
+
+    def handle_answered(self, src: str, block: ReplyBlock, now: float) -> bool:
+        """:meth:`handle_replies` of a decoded ``Replies`` bundle with no reply object per answer.
+
+        When every reply in ``block`` (a ``replication._client_fast.ReplyBlock``)
+        is an OK to this client from a known node, the bundle's effect is done
+        here (the block pops its answered ids from :attr:`pending` and keeps them:
+        they are the ``done`` answers, in order) and True returned. Otherwise
+        nothing changes and False says: use :meth:`handle_replies` on
+        ``block.replies()``. O(len(block)).
+        """
+        if src not in self.heard_at or not len(block) or not block.all_ok(self.client_id):
+            return False
+        late = block.pop_answered(self.pending)
+        self.heard_at[src] = now
+        if late:
+            self.counters["late_replies"] = self.counters.get("late_replies", 0) + late
+        if late < len(block):
+            self.suspect_until[src] = NEVER
+            self.primary = src
+        return True
 
     def tick(self, now: float) -> list:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.

@@ -33,17 +33,31 @@ def state(c: ClientCore) -> tuple:
     )
 
 
-def random_reply(rng: random.Random, c: ClientCore) -> tuple[str, wire.Reply]:
+def random_reply(rng: random.Random, c: ClientCore, clean: bool = False) -> tuple[str, wire.Reply]:
+    """A reply to a pending, answered or unknown id; ``clean``: an OK to this client."""
     ids = list(c.pending) or [c.next_id - 1]
     rid = rng.choice(ids + [ids[0] - 1, c.next_id + 5])  # pending, answered already, unknown
     src = rng.choice(NODES)
     status = rng.choice([wire.OK] * 6 + [wire.EXPIRED, wire.NOT_PRIMARY, wire.UNAVAILABLE])
     leader = rng.choice(["", *NODES]) if status != wire.OK else src
     cid = 7 if rng.random() < 0.95 else 8
-    return src, wire.Reply(cid, rid, status, 1, rid, leader, b"")
+    if clean:
+        status, cid = wire.OK, 7
+    return src, wire.Reply(cid, rid, status, 1, rid, leader, bytes([rid % 256]) * 64 * (rid % 3))
 
 
-def run(seed: int, batched: bool) -> list:
+def handle_bundle(c: ClientCore, src: str, bundle: list, now: float, done: dict) -> list:
+    """What ``Client`` does with a bundle: the C decoder's block, else ``handle_replies``."""
+    from replication._client_fast import decode_replies
+
+    block = decode_replies(wire.encode(wire.Replies(tuple(bundle))))
+    if c.handle_answered(src, block, now):
+        done.update((r.request_id, r) for r in block.answered_replies())
+        return []
+    return c.handle_replies(src, block.replies(), now, done)
+
+
+def run(seed: int, batched: bool | str) -> list:
     """A seeded history of windows, reply bundles, hints and ticks; every output it gave."""
     rng = random.Random(seed)
     c = ClientCore(7, NODES, first_request_id=1000, retry_timeout=0.05)
@@ -60,10 +74,15 @@ def run(seed: int, batched: bool) -> list:
                 outs = [c.submit(x, now) for x in cmds]
                 log.append(("window", c.primary, [rid for rid, _ in outs]))
         elif op < 0.7:
-            src = rng.choice(NODES)
-            bundle = [random_reply(rng, c)[1] for _ in range(rng.randrange(1, 8))]
-            if batched:
+            src = rng.choice(NODES + ["x"])
+            clean = rng.random() < 0.5
+            bundle = [random_reply(rng, c, clean)[1] for _ in range(rng.randrange(1, 8))]
+            if batched == "block":
                 done: dict[int, wire.Reply] = {}
+                outs = handle_bundle(c, src, bundle, now, done)
+                log.append(("replies", list(done.items()), outs))
+            elif batched:
+                done = {}
                 outs = c.handle_replies(src, bundle, now, done)
                 log.append(("replies", list(done.items()), outs))
             else:
@@ -82,6 +101,12 @@ def run(seed: int, batched: bool) -> list:
 @pytest.mark.parametrize("seed", range(40))
 def test_batch_paths_behave_as_one_by_one(seed):
     assert run(seed, batched=True) == run(seed, batched=False)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_decoded_bundles_behave_as_one_by_one(seed):
+    pytest.importorskip("replication._client_fast")
+    assert run(seed, batched="block") == run(seed, batched=False)
 
 
 def test_submit_window_arms_one_timer_and_resends_each_request():
@@ -171,3 +196,17 @@ def test_pack_commands_is_pack_command():
     d = commands.new_order_dict(1, 5, "buy", 100, 10, "limit", "GTC", 0, False, 0, "none")
     rec = commands.command_record(d)
     assert pack_commands([d, tuple(rec), rec]) == [wire.pack_command(commands.command_record(d))] * 3
+
+
+def test_encode_request_records_is_encode_request_window():
+    cmds = [bytes(range(i, i + wire.COMMAND_SIZE)) for i in range(40)]
+    for first in (1, 1 << 50, (1 << 64) - 40):
+        for n in (1, 2, 39, 40):
+            assert wire.encode_request_records(7, first, b"".join(cmds[:n])) == wire.encode_request_window(
+                7, first, cmds[:n]
+            )
+    for bad in (b"", bytes(wire.COMMAND_SIZE + 1)):
+        with pytest.raises(ValueError):
+            wire.encode_request_records(7, 1, bad)
+    with pytest.raises(ValueError):
+        wire.encode_request_records(7, (1 << 64) - 1, bytes(2 * wire.COMMAND_SIZE))
