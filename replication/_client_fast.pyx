@@ -252,12 +252,17 @@ def gather(list blocks, uint64_t row0=0):
             r = &b.recs[i]
             if not r.answered:
                 continue
-            rid_v[row], st_v[row], ep_v[row], seq_v[row] = r.request_id, r.status, r.epoch, r.seq
+            rid_v[row] = r.request_id
+            st_v[row] = r.status
+            ep_v[row] = r.epoch
+            seq_v[row] = r.seq
             if r.n_events:
                 memcpy(&ev_v[at], src + r.events, r.n_events)
                 cmd = row0 + <uint64_t>row
-                for k in range(at, at + r.n_events, EVENT_SIZE):
-                    _put_le(&ev_v[k], cmd)  # EVENT_DTYPE's cmd: <u8 at offset 0
+                k = at
                 at += r.n_events
+                while k < at:
+                    _put_le(&ev_v[k], cmd)  # EVENT_DTYPE's cmd: <u8 at offset 0
+                    k += EVENT_SIZE
             row += 1
     return request_id, status, epoch, seq, events

@@ -36,6 +36,7 @@ except ImportError:  # not built: every frame goes through wire.decode
     decode_replies = gather = None
 
 MAX_BUNDLE = 1024  # requests per Requests frame
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum object per check
 
 
 def pack_commands(commands: Iterable[Mapping | tuple]) -> list[bytes]:
@@ -75,6 +76,10 @@ def _columns(replies: list[wire.Reply], blocks: list) -> ReplyBatch:
     from matching import EVENT_DTYPE
 
     n = len(replies)
+    if not n:  # the common cases: nothing came, or only decoded blocks did
+        if blocks:
+            return ReplyBatch(*gather(blocks, 0))
+        return ReplyBatch(*(np.empty(0, t) for t in (np.uint64, np.uint8, np.uint32, np.uint64, EVENT_DTYPE)))
     cols = [
         np.fromiter((r.request_id for r in replies), np.uint64, n),
         np.fromiter((r.status for r in replies), np.uint8, n),
@@ -86,7 +91,7 @@ def _columns(replies: list[wire.Reply], blocks: list) -> ReplyBatch:
     cols[4]["cmd"] = np.repeat(np.arange(n, dtype=np.uint64), counts)
     if blocks:
         tail = gather(blocks, n)
-        cols = [np.concatenate((a, b)) if n else b for a, b in zip(cols, tail, strict=True)]
+        cols = [np.concatenate((a, b)) for a, b in zip(cols, tail, strict=True)]
     return ReplyBatch(*cols)
 
 
@@ -207,7 +212,7 @@ class Client(EngineCalls):
         ``ZMQ_EVENTS`` may have changed, so that is checked first.
         """
         for s in self._all_socks:
-            if s.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if s.getsockopt(_EVENTS) & _POLLIN:
                 return
         select.select(self._fds, [], [], timeout_ms / 1000)
 
