@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/_fast.pyx \
+	replication/_client_fast.pyx \
 	setup.py pyproject.toml
 
 .PHONY: all venv build test test-long demo bench lint clean
@@ -43,7 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi \
-		replication/_fast.pyx
+		replication/_fast.pyx replication/_client_fast.pyx
 
 clean:
-	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/*.so replication/_fast.c
+	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/*.so replication/_fast.c replication/_client_fast.c

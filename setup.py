@@ -30,6 +30,8 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     ),
+    # The client's Replies decoder; replication.client falls back to wire.decode when this is not built.
+    Extension("replication._client_fast", ["replication/_client_fast.pyx"], extra_compile_args=["-O3"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))

@@ -12,7 +12,9 @@ Interface: ``submit(command, now) -> (request_id, outputs)``,
 ``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
 ``wire.Send`` and ``Done(request_id, reply)``. The pipelined driver path has
 batch forms with the same effect: ``submit_window`` (a window of commands,
-one timer) and ``handle_replies`` (a ``Replies`` bundle, answers into a dict).
+one timer; ``submit_records`` for packed records) and ``handle_replies`` (a
+``Replies`` bundle, answers into a dict); ``handle_answered`` takes a bundle
+the C decoder parsed, for the common all-OK case.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from typing import TYPE_CHECKING
 
 from . import wire
 from .wire import Send
+
+if TYPE_CHECKING:
+    from ._client_fast import ReplyBlock
 
 log = logging.getLogger("replication.client")
 
@@ -47,6 +52,28 @@ class _Pending:
     next_at: float  # when to (re)send if still unanswered
     bounces: int = 0
     resends: int = 0  # re-sent alone to a primary that answers others (backoff)
+
+
+@dataclass(slots=True)
+class _Window(_Pending):
+    """The state all requests of one window share while none has needed its own.
+
+    Every pending id of the window maps to this one object (a window costs a
+    dict slot per request, not an object). The first change to one request's
+    state gives that request its own ``_Pending`` (``ClientCore._own``); ``command``
+    is unused here: request ``first + i`` carries ``commands[i]``, or the ``i``-th
+    56-byte record when ``commands`` is one ``bytes`` of records.
+    """
+
+    first: int = 0
+    commands: Sequence[bytes] | bytes = ()
+
+    def command_of(self, rid: int) -> bytes:
+        i = rid - self.first
+        c = self.commands
+        if type(c) is bytes:
+            return c[i * wire.COMMAND_SIZE : (i + 1) * wire.COMMAND_SIZE]
+        return c[i]
 
 
 class ClientCore:
@@ -120,12 +147,24 @@ class ClientCore:
 
         Their ids are consecutive from it, in order. The same state and the same
         later ``tick`` outputs as one :meth:`submit` per command, but one timer item
-        stands for the whole window and no request object is made: the caller sends
-        ``Request(client_id, first + i, commands[i])`` to :attr:`primary`. O(n) and
-        one heap push.
+        stands for the whole window and the requests share one state object until
+        one of them needs its own (see :meth:`request_state`): the caller sends
+        ``Request(client_id, first + i, commands[i])`` to :attr:`primary`. O(n) dict
+        inserts and one heap push.
         """
+        return self._window(commands, len(commands), now)
+
+    def submit_records(self, records: bytes, now: float) -> int:
+        """:meth:`submit_window` of the 56-byte command records packed back to back in ``records``.
+
+        No ``bytes`` object per command is made until a request is re-sent alone. O(n).
+        """
+        if len(records) % wire.COMMAND_SIZE:
+            raise ValueError(f"{len(records)} bytes is not a whole number of command records")
+        return self._window(bytes(records), len(records) // wire.COMMAND_SIZE, now)
+
+    def _window(self, commands: Sequence[bytes] | bytes, n: int, now: float) -> int:
         rid = self.next_id
-        n = len(commands)
         if not n:
             return rid
         at = now + self.retry_timeout
@@ -133,22 +172,36 @@ class ClientCore:
         if len(timers) > 2 * (len(pending) + n) + 4096:
             # Mostly answered requests' timers: rebuild (a sorted list is a heap). Amortised O(1).
             self.timers = timers = sorted((q.next_at, r) for r, q in pending.items())
-        pending.update(
-            zip(
-                range(rid, rid + n),
-                map(_Pending, commands, repeat(self.primary), repeat(now), repeat(at)),
-                strict=True,
-            )
-        )
+        shared = _Window(b"", self.primary, now, at, first=rid, commands=commands)
+        pending.update(dict.fromkeys(range(rid, rid + n), shared))
         heapq.heappush(timers, (at, rid, rid + n - 1))
         self.next_id = rid + n
         return rid
 
+    def _own(self, rid: int, p: _Pending) -> _Pending:
+        """Request ``rid``'s own state object, split off its window's shared one if need be."""
+        if type(p) is _Window:
+            p = self.pending[rid] = _Pending(p.command_of(rid), p.target, p.sent_at, p.next_at)
+        return p
+
+    def request_state(self) -> dict[int, tuple]:
+        """Each unanswered request's ``(command, target, sent_at, next_at, bounces, resends)``.
+
+        What :attr:`pending` means, whether a request shares its window's state
+        object or has its own: for tests and debugging. O(pending).
+        """
+        return {
+            rid: (p.command_of(rid) if type(p) is _Window else p.command, p.target, p.sent_at)
+            + (p.next_at, p.bounces, p.resends)
+            for rid, p in self.pending.items()
+        }
+
     def _set_timer(self, rid: int, p: _Pending, at: float) -> None:
-        p.next_at = at
+        self._own(rid, p).next_at = at
         heapq.heappush(self.timers, (at, rid))
 
     def _send(self, rid: int, p: _Pending, now: float, wait: float = 0.0) -> Send:
+        p = self._own(rid, p)
         p.target, p.sent_at = self.primary, now
         self._set_timer(rid, p, now + (wait or self.retry_timeout))
         return Send(self.primary, wire.Request(self.client_id, rid, p.command))
@@ -210,6 +263,7 @@ class ClientCore:
             return []
         # NOT_PRIMARY or UNAVAILABLE: follow the hint unless it points at a node we lost.
         self.count("redirects")
+        p = self._own(msg.request_id, p)
         p.bounces += 1
         hint = msg.leader
         here = src if isinstance(src, str) else self.primary
@@ -276,6 +330,27 @@ class ClientCore:
             done[rid] = reply
         return out
 
+    def handle_answered(self, src: str, block: ReplyBlock, now: float) -> bool:
+        """:meth:`handle_replies` of a decoded ``Replies`` bundle with no reply object per answer.
+
+        When every reply in ``block`` (a ``replication._client_fast.ReplyBlock``)
+        is an OK to this client from a known node, the bundle's effect is done
+        here (the block pops its answered ids from :attr:`pending` and keeps them:
+        they are the ``done`` answers, in order) and True returned. Otherwise
+        nothing changes and False says: use :meth:`handle_replies` on
+        ``block.replies()``. O(len(block)).
+        """
+        if src not in self.heard_at or not len(block) or not block.all_ok(self.client_id):
+            return False
+        late = block.pop_answered(self.pending)
+        self.heard_at[src] = now
+        if late:
+            self.counters["late_replies"] = self.counters.get("late_replies", 0) + late
+        if late < len(block):
+            self.suspect_until[src] = NEVER
+            self.primary = src
+        return True
+
     def tick(self, now: float) -> list:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.
 
@@ -299,6 +374,7 @@ class ClientCore:
                     # The primary is answering others: only this request is slow (or was
                     # lost). Re-send it alone, backing off, and keep the primary.
                     self.count("slow_resends")
+                    p = self._own(rid, p)
                     p.resends += 1
                     out.append(self._send(rid, p, now, self.retry_timeout * (1 << min(p.resends, 3))))
                     continue

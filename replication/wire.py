@@ -861,6 +861,29 @@ def encode_request_window(client_id: int, first: int, commands: Sequence[bytes])
     return _frame(Requests.TYPE, 0, 0, b"".join(map(_REQUEST.pack, repeat(client_id), ids, commands)))
 
 
+# A Requests record as a NumPy dtype: encode_request_records lays a window out with no per-order work.
+_REQUEST_DTYPE = np.dtype([("client_id", "<u8"), ("request_id", "<u8"), ("command", f"V{COMMAND_SIZE}")])
+
+
+def encode_request_records(client_id: int, first: int, records: bytes) -> bytes:
+    """:func:`encode_request_window` of the 56-byte command records packed back to back in
+    ``records`` (e.g. a ``COMMAND_DTYPE`` array's bytes): the same frame, byte for byte,
+    laid out by NumPy rather than a pack per order. O(n)."""
+    n, odd = divmod(len(records), COMMAND_SIZE)
+    if odd or not n:
+        raise ValueError(f"{len(records)} bytes is not a positive whole number of command records")
+    if first < 0 or first + n > 1 << 64:
+        raise ValueError("request ids out of the u64 range")
+    if n == 1:
+        return encode(Request(client_id, first, bytes(records)))
+    body = np.empty(n, _REQUEST_DTYPE)
+    body["client_id"] = client_id
+    body["request_id"] = np.arange(n, dtype=np.uint64)
+    body["request_id"] += np.uint64(first)
+    body["command"] = np.frombuffer(records, _REQUEST_DTYPE["command"])
+    return _frame(Requests.TYPE, 0, 0, body.tobytes())
+
+
 def decode(frame: bytes) -> Message:
     """Decode one frame made by :func:`encode`.
 

@@ -110,7 +110,7 @@ def test_submit_many_is_submit_one_by_one():
     sends = [one.submit(c, 1.0)[1][0] for c in cmds]
     target, reqs = many.submit_many(cmds, 1.0)
     assert target == "a" and reqs == [s.msg for s in sends] and all(s.dest == "a" for s in sends)
-    assert many.pending == one.pending and many.next_id == one.next_id == 105
+    assert many.request_state() == one.request_state() and many.next_id == one.next_id == 105
     # One timer item stands for the window: the re-sends are those of one item per request.
     assert len(many.timers) == 1
     assert many.tick(101.0) == one.tick(101.0) and many.pending == one.pending
