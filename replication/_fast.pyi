@@ -26,3 +26,16 @@ def remember_run(
     stops: npt.NDArray[np.int64],
 ) -> None:
     """Record applied entries in the dedupe table, entry by entry (``Replica._remember`` each). O(entries)."""
+
+def pack_reply_run(
+    client_ids: list[int],
+    request_ids: list[int],
+    lo: int,
+    hi: int,
+    epoch: int,
+    first_seq: int,
+    leader: bytes,
+    events: bytes,
+    offsets: list[int],
+) -> bytes:
+    """``wire.Replies`` payload records of a batch's OK replies ``lo .. hi - 1``. O(replies + events)."""
