@@ -39,3 +39,6 @@ def pack_reply_run(
     offsets: list[int],
 ) -> bytes:
     """``wire.Replies`` payload records of a batch's OK replies ``lo .. hi - 1``. O(replies + events)."""
+
+def fresh_requests(requests: tuple | list, start: int, keys: set, results: dict[int, list], size: int) -> int:
+    """How many of ``requests[start:]`` are new (adding their keys to ``keys``). O(that many)."""

@@ -5,7 +5,8 @@ and checks every record with one), recording a run of applied entries in the
 replica's dedupe table with no Python bytecode per entry, and starting the
 write-back of a file range (sync_file_range) so that a later fdatasync waits
 less, and packing a batch's OK replies to one client as ``Replies`` records
-(the primary's release path). Each function
+(the primary's release path), and the primary's dedupe look-up of a client's
+bundle of requests. Each function
 does exactly what its plain-Python twin in ``replication.fastpath`` does (the
 tests run both on the same cases); that twin is the specification.
 
@@ -273,3 +274,32 @@ def pack_reply_run(list client_ids, list request_ids, Py_ssize_t lo, Py_ssize_t 
         memcpy(dst + 35 + nl, ev + a, b - a)
         dst += 35 + nl + (b - a)
     return out
+
+
+def fresh_requests(requests, Py_ssize_t start, set keys, dict results, Py_ssize_t size):
+    """How many of ``requests[start:]``, from the first, are new: a ``size``-byte command, a
+    ``(client_id, request_id)`` not in ``keys`` (queued) and neither remembered nor below its
+    client's floor in ``results`` (the replica's dedupe table, flushed).
+
+    Their keys are added to ``keys``; the scan stops at the first request that
+    is not new. O(that many), with no bytecode per request.
+    """
+    cdef Py_ssize_t n = len(requests), i
+    cdef tuple key
+    cdef object cid, rid, slot
+    if start < 0:
+        raise ValueError("negative start")
+    for i in range(start, n):
+        m = requests[i]
+        cid = m.client_id
+        rid = m.request_id
+        if len(m.command) != size:
+            return i - start
+        key = (cid, rid)
+        if key in keys:
+            return i - start
+        slot = results.get(cid)
+        if slot is not None and (rid in slot[1] or rid < slot[0]):
+            return i - start
+        keys.add(key)
+    return max(n - start, 0)

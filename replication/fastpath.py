@@ -4,7 +4,8 @@ For: the CRC-32 of many fixed-size records and framing them as journal
 records (the journal's append and its check on open), starting the
 write-back of what a big append wrote, packing the dedupe table for a
 snapshot, recording a run of applied entries in the replica's dedupe table,
-and packing a batch's OK replies to one client as ``Replies`` records. The
+packing a batch's OK replies to one client as ``Replies`` records, and the
+primary's dedupe look-up of a client's bundle of requests. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -154,10 +155,37 @@ def pack_reply_run_py(
     return b"".join(parts)
 
 
+def fresh_requests_py(requests: tuple | list, start: int, keys: set, results: dict, size: int) -> int:
+    """How many of ``requests[start:]``, from the first, are new: a ``size``-byte command, a
+    ``(client_id, request_id)`` not in ``keys`` (queued) and neither remembered nor below its
+    client's floor in ``results`` (the replica's dedupe table, flushed). Their keys are added
+    to ``keys``; the scan stops at the first request that is not new. O(that many)."""
+    n = start
+    for m in requests[start:] if start else requests:
+        key = (cid, rid) = (m.client_id, m.request_id)
+        if len(m.command) != size or key in keys:
+            break
+        slot = results.get(cid)
+        if slot is not None and (rid in slot[1] or rid < slot[0]):
+            break
+        keys.add(key)
+        n += 1
+    return n - start
+
+
 # The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
-    from ._fast import crc32_each, frame_records, pack_reply_run, pack_results, remember_run, start_writeback
+    from ._fast import (
+        crc32_each,
+        frame_records,
+        fresh_requests,
+        pack_reply_run,
+        pack_results,
+        remember_run,
+        start_writeback,
+    )
 except ImportError:
+    fresh_requests = fresh_requests_py
     crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
     pack_results, start_writeback, pack_reply_run = pack_results_py, start_writeback_py, pack_reply_run_py
 

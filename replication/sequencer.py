@@ -22,6 +22,7 @@ from itertools import groupby, repeat
 from typing import TYPE_CHECKING
 
 from . import wire
+from .fastpath import fresh_requests
 from .replica import EXPIRED
 from .wire import COMMAND_SIZE, ROLE_PRIMARY, Publish, ReplyColumns, ReplyRun, Send
 
@@ -203,29 +204,26 @@ class SequencerMixin:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
 
         The usual case (well-formed, not executed before, not queued already)
-        is one test and one set insertion in a tight loop, and the queue grows
-        by runs (``pending.extend``); any other request goes through
+        is found by ``fastpath.fresh_requests`` (one look-up and one set insertion
+        per request, in C), and the queue grows by runs (``pending.extend``); any
+        other request goes through
         :meth:`on_request` at its place, after the run before it is queued, so
         outputs, counters and queue order are those of one call per request.
         The caller has checked ``role == ROLE_PRIMARY`` (``on_request`` never
         changes it). O(len(requests)).
         """
         out: list = []
-        keys, lookup, pending = self.pending_keys, self.replica.lookup, self.pending
-        add = keys.add
-        run: list = []  # the requests queued since the last other case
-        for m in requests:
-            key = (cid, rid) = (m.client_id, m.request_id)
-            if len(m.command) == COMMAND_SIZE and key not in keys and lookup(cid, rid) is None:
-                add(key)
-                run.append(m)
-                continue
-            if run:
-                pending.extend(zip(repeat(src), run))
-                run = []
-            out += self.on_request(src, m, now)
-        if run:
-            pending.extend(zip(repeat(src), run))
+        keys, pending, n, i = self.pending_keys, self.pending, len(requests), 0
+        while i < n:
+            # The new requests from i on (in C when built: no bytecode per request); the
+            # dedupe table is read flushed, as Replica.lookup reads it.
+            k = fresh_requests(requests, i, keys, self.replica.results, COMMAND_SIZE)
+            if k:
+                pending.extend(zip(repeat(src), requests[i : i + k]))
+                i += k
+            if i < n:
+                out += self.on_request(src, requests[i], now)
+                i += 1
         return out
 
     def _replies_at_once(self: NodeMachine) -> bool:
