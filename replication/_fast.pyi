@@ -26,3 +26,19 @@ def remember_run(
     stops: npt.NDArray[np.int64],
 ) -> None:
     """Record applied entries in the dedupe table, entry by entry (``Replica._remember`` each). O(entries)."""
+
+def pack_reply_run(
+    client_ids: list[int],
+    request_ids: list[int],
+    lo: int,
+    hi: int,
+    epoch: int,
+    first_seq: int,
+    leader: bytes,
+    events: bytes,
+    offsets: list[int],
+) -> bytes:
+    """``wire.Replies`` payload records of a batch's OK replies ``lo .. hi - 1``. O(replies + events)."""
+
+def fresh_requests(requests: tuple | list, start: int, keys: set, results: dict[int, list], size: int) -> int:
+    """How many of ``requests[start:]`` are new (adding their keys to ``keys``). O(that many)."""

@@ -3,7 +3,9 @@
 For: the CRC-32 of many fixed-size records and framing them as journal
 records (the journal's append and its check on open), starting the
 write-back of what a big append wrote, packing the dedupe table for a
-snapshot, and recording a run of applied entries in the replica's dedupe table. The
+snapshot, recording a run of applied entries in the replica's dedupe table,
+packing a batch's OK replies to one client as ``Replies`` records, and the
+primary's dedupe look-up of a client's bundle of requests. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -118,11 +120,73 @@ def remember_run_py(
                 slot[0] = old + 1
 
 
+_BUNDLED_REPLY = struct.Struct("<QQBIQHI")  # wire._BUNDLED_REPLY: ids, status, epoch, seq, lengths
+
+
+def pack_reply_run_py(
+    client_ids: list,
+    request_ids: list,
+    lo: int,
+    hi: int,
+    epoch: int,
+    first_seq: int,
+    leader: bytes,
+    events: bytes,
+    offsets: list,
+) -> bytes:
+    """``wire.Replies`` payload records of OK replies ``lo .. hi - 1`` of a batch: reply ``i``
+    answers request ``request_ids[i]`` of client ``client_ids[i]``, sequenced as
+    ``first_seq + i`` in ``epoch`` by ``leader``, with events ``events[offsets[i]:offsets[i + 1]]``.
+    Byte for byte ``Replies.payload`` of those ``Reply`` messages. O(hi - lo + their events)."""
+    if not 0 <= lo <= hi <= min(len(client_ids), len(request_ids), len(offsets) - 1):
+        raise ValueError("lo and hi must select replies that have ids and offsets")
+    if len(leader) > 0xFFFF:
+        raise ValueError("leader name longer than 65535 bytes")
+    if any(not 0 <= offsets[i] <= offsets[i + 1] <= len(events) for i in range(lo, hi)):
+        raise ValueError("event offsets out of order or out of range")
+    pack, parts = _BUNDLED_REPLY.pack, []
+    for i in range(lo, hi):
+        a, b = offsets[i], offsets[i + 1]
+        parts += (
+            pack(client_ids[i], request_ids[i], 0, epoch, first_seq + i, len(leader), b - a),
+            leader,
+            events[a:b],
+        )
+    return b"".join(parts)
+
+
+def fresh_requests_py(requests: tuple | list, start: int, keys: set, results: dict, size: int) -> int:
+    """How many of ``requests[start:]``, from the first, are new: a ``size``-byte command, a
+    ``(client_id, request_id)`` not in ``keys`` (queued) and neither remembered nor below its
+    client's floor in ``results`` (the replica's dedupe table, flushed). Their keys are added
+    to ``keys``; the scan stops at the first request that is not new. O(that many)."""
+    n = start
+    for m in requests[start:] if start else requests:
+        key = (cid, rid) = (m.client_id, m.request_id)
+        if len(m.command) != size or key in keys:
+            break
+        slot = results.get(cid)
+        if slot is not None and (rid in slot[1] or rid < slot[0]):
+            break
+        keys.add(key)
+        n += 1
+    return n - start
+
+
 # The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
-    from ._fast import crc32_each, frame_records, pack_results, remember_run, start_writeback
+    from ._fast import (
+        crc32_each,
+        frame_records,
+        fresh_requests,
+        pack_reply_run,
+        pack_results,
+        remember_run,
+        start_writeback,
+    )
 except ImportError:
+    fresh_requests = fresh_requests_py
     crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
-    pack_results, start_writeback = pack_results_py, start_writeback_py
+    pack_results, start_writeback, pack_reply_run = pack_results_py, start_writeback_py, pack_reply_run_py
 
 NATIVE = crc32_each is not crc32_each_py

@@ -167,6 +167,15 @@ class Replica:
         for the batch (each command still gets its own digest: entries carry it). The
         packed run is what the primary journals and streams: each entry packed once. O(batch).
         """
+        run, raw, ends = self.execute_batch(epoch, client_ids, request_ids, commands)
+        return run, [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
+
+    def execute_batch(
+        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+    ) -> tuple[EntryRun, bytes, list[int]]:
+        """:meth:`execute_run` with the events left together: ``(run, events, offsets)``, request
+        ``i``'s events being ``events[offsets[i]:offsets[i + 1]]`` (the primary's replies take
+        them so, as ``wire.ReplyColumns``, with no ``bytes`` per request). O(batch)."""
         n = len(client_ids)
         first = self.seq + 1
         if self.perturb_seq and first <= self.perturb_seq < first + n:
@@ -177,17 +186,19 @@ class Replica:
                 events, digest = self.execute(epoch, first + i, client_ids[i], request_ids[i], cmd)
                 entries.append(Entry(epoch, first + i, client_ids[i], request_ids[i], digest, cmd))
                 out.append(events)
-            return EntryRun(pack_entries(entries)), out
+            ends = [0]
+            for events in out:
+                ends.append(ends[-1] + len(events))
+            return EntryRun(pack_entries(entries)), b"".join(out), ends
         digests = np.empty(n, dtype=np.uint64)
         arr = np.frombuffer(commands, dtype=self._dtype)
         raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
         ends = [b * EVENT_SIZE for b in bounds]
-        out = [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
         if n < REMEMBER_BULK:
             remember = self._remember
             for i in range(n):
                 if client_ids[i]:
-                    remember(client_ids[i], request_ids[i], first + i, out[i])
+                    remember(client_ids[i], request_ids[i], first + i, raw[ends[i] : ends[i + 1]])
         else:
             # The dedupe update in one call (in C when built): no bytecode per request. It makes
             # its own copy of each result's events, which costs less than a Python call each.
@@ -208,7 +219,7 @@ class Replica:
             )
         self.seq = first + n - 1
         self.last_epoch = epoch
-        return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), out
+        return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), raw, ends
 
     def _split_events(self, events: np.ndarray, n: int) -> tuple[bytes, list[int]]:
         """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the end).

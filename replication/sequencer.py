@@ -10,19 +10,21 @@ the ISR and must confirm before a lagging member is dropped), serving joins and 
 from the journal, fencing stale joiners, and draining for a planned
 switchover. Not for: sockets, clocks (``now`` is an argument), or standby work.
 
-Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``).
+Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``, and
+``wire.ReplyRun`` for a sequenced batch's replies: see ``ReplyQueue``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from itertools import repeat
+from itertools import groupby, repeat
 from typing import TYPE_CHECKING
 
 from . import wire
+from .fastpath import fresh_requests
 from .replica import EXPIRED
-from .wire import COMMAND_SIZE, ROLE_PRIMARY, Publish, Send
+from .wire import COMMAND_SIZE, ROLE_PRIMARY, Publish, ReplyColumns, ReplyRun, Send
 
 if TYPE_CHECKING:  # pragma: no cover
     from .failover import NodeMachine
@@ -39,13 +41,112 @@ INF = float("inf")
 INF_PAST = float("-inf")
 
 
+class _Held:
+    """Replies ``lo .. hi - 1`` of a batch's columns, all to ``dest``, held since ``t``."""
+
+    __slots__ = ("dest", "cols", "lo", "hi", "t")
+
+    def __init__(self, dest: wire.Address, cols: ReplyColumns, lo: int, hi: int, t: float) -> None:
+        self.dest, self.cols, self.lo, self.hi, self.t = dest, cols, lo, hi, t
+
+
+def _stretches(srcs: tuple | list) -> list[tuple[wire.Address, int, int]]:
+    """``(dest, lo, hi)`` for each stretch of equal consecutive ``srcs``. O(len) (one C test
+    when a single client sent them all, the pipelined case)."""
+    if srcs.count(srcs[0]) == len(srcs):
+        return [(srcs[0], 0, len(srcs))]
+    out, lo = [], 0
+    for dest, group in groupby(srcs):
+        hi = lo + sum(1 for _ in group)
+        out.append((dest, lo, hi))
+        lo = hi
+    return out
+
+
+class ReplyQueue:
+    """The replies a primary holds until their seq is committed (``waiting``), in seq order.
+
+    Seen from outside, a sequence of ``(seq, dest, Reply, held since)``:
+    iterating makes those on demand. Inside, a sequenced batch's replies stay
+    the batch's columns (``wire.ReplyColumns``), one segment per stretch of
+    one client, and :meth:`release` hands a committed stretch on as one
+    ``wire.ReplyRun``: holding and releasing cost per stretch, not per order.
+    A single reply (a re-sent request's first result) is held as its tuple.
+    """
+
+    __slots__ = ("_q", "_n")
+
+    def __init__(self) -> None:
+        self._q: deque = deque()  # (seq, dest, Reply, t) tuples and _Held segments
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def append(self, item: tuple) -> None:
+        """Hold one ``(seq, dest, Reply, t)``; ``seq`` above all held. O(1)."""
+        self._q.append(item)
+        self._n += 1
+
+    def add_batch(self, cols: ReplyColumns, dests: tuple | list, t: float) -> None:
+        """Hold every reply of ``cols`` (reply ``i`` to ``dests[i]``), seqs above all held. O(stretches)."""
+        for dest, lo, hi in _stretches(dests):
+            self._q.append(_Held(dest, cols, lo, hi, t))
+        self._n += len(dests)
+
+    def head(self) -> tuple[int, float]:
+        """``(seq, held since)`` of the first reply held (the queue is not empty). O(1)."""
+        x = self._q[0]
+        if type(x) is tuple:
+            return x[0], x[3]
+        return x.cols.first_seq + x.lo, x.t
+
+    def __iter__(self):
+        for x in self._q:
+            if type(x) is tuple:
+                yield x
+                continue
+            first, reply = x.cols.first_seq, x.cols.reply
+            for i in range(x.lo, x.hi):
+                yield (first + i, x.dest, reply(i), x.t)
+
+    def release(self, commit: float) -> list:
+        """Outputs for the replies with seq <= ``commit``, removed in order: a ``Send`` per single
+        reply, a ``ReplyRun`` per stretch (or committed part of one). O(outputs)."""
+        q, out = self._q, []
+        append = out.append
+        while q:
+            x = q[0]
+            if type(x) is tuple:
+                if x[0] > commit:
+                    break
+                q.popleft()
+                self._n -= 1
+                append(Send(x[1], x[2]))
+                continue
+            first = x.cols.first_seq
+            if first + x.lo > commit:
+                break
+            hi = x.hi if commit >= first + x.hi - 1 else int(commit) - first + 1
+            append(ReplyRun(x.dest, x.cols, x.lo, hi))
+            self._n -= hi - x.lo
+            if hi < x.hi:
+                x.lo = hi
+                break
+            q.popleft()
+        return out
+
+
 class SequencerMixin:
     """Primary-side handlers; see ``failover.NodeMachine`` for the shared state."""
 
     def _reset_primary_state(self: NodeMachine) -> None:
         self.pending: deque = deque()  # (src, Request) not yet sequenced
         self.pending_keys: set = set()  # membership only; never iterated
-        self.waiting: deque = deque()  # (seq, dest, Reply) held until acked
+        self.waiting = ReplyQueue()  # (seq, dest, Reply, t) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
         self.commit = self.replica.seq
         # In-sync set: standbys whose ack every committed entry needs. The witness
@@ -103,29 +204,26 @@ class SequencerMixin:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
 
         The usual case (well-formed, not executed before, not queued already)
-        is one test and one set insertion in a tight loop, and the queue grows
-        by runs (``pending.extend``); any other request goes through
+        is found by ``fastpath.fresh_requests`` (one look-up and one set insertion
+        per request, in C), and the queue grows by runs (``pending.extend``); any
+        other request goes through
         :meth:`on_request` at its place, after the run before it is queued, so
         outputs, counters and queue order are those of one call per request.
         The caller has checked ``role == ROLE_PRIMARY`` (``on_request`` never
         changes it). O(len(requests)).
         """
         out: list = []
-        keys, lookup, pending = self.pending_keys, self.replica.lookup, self.pending
-        add = keys.add
-        run: list = []  # the requests queued since the last other case
-        for m in requests:
-            key = (cid, rid) = (m.client_id, m.request_id)
-            if len(m.command) == COMMAND_SIZE and key not in keys and lookup(cid, rid) is None:
-                add(key)
-                run.append(m)
-                continue
-            if run:
-                pending.extend(zip(repeat(src), run))
-                run = []
-            out += self.on_request(src, m, now)
-        if run:
-            pending.extend(zip(repeat(src), run))
+        keys, pending, n, i = self.pending_keys, self.pending, len(requests), 0
+        while i < n:
+            # The new requests from i on (in C when built: no bytecode per request); the
+            # dedupe table is read flushed, as Replica.lookup reads it.
+            k = fresh_requests(requests, i, keys, self.replica.results, COMMAND_SIZE)
+            if k:
+                pending.extend(zip(repeat(src), requests[i : i + k]))
+                i += k
+            if i < n:
+                out += self.on_request(src, requests[i], now)
+                i += 1
         return out
 
     def _replies_at_once(self: NodeMachine) -> bool:
@@ -162,15 +260,12 @@ class SequencerMixin:
             epoch, name, first = self.epoch, self.name, self.replica.seq + 1
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
-            run, events_list = self.replica.execute_run(
+            run, raw, ends = self.replica.execute_batch(
                 epoch, cids, rids, b"".join([m.command for m in reqs])
             )
-            # Column-wise (map and zip loop in C): a Reply and a waiting tuple per request,
-            # and no bytecode of ours for either.
-            seqs = range(first, first + n)
-            replies = list(
-                map(wire.Reply, cids, rids, repeat(wire.OK), repeat(epoch), seqs, repeat(name), events_list)
-            )
+            events_list = [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
+            # The replies stay columns (no Reply per request) until the driver packs them.
+            cols = ReplyColumns(epoch, first, name, cids, rids, raw, ends)
             self.journal.append(run)
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once
@@ -178,25 +273,18 @@ class SequencerMixin:
             out += [Send(p, msg) for p in self.peers]
             out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, tuple(events_list))))
             if self._replies_at_once():
-                out += map(Send, srcs, replies)
+                out += [ReplyRun(dest, cols, lo, hi) for dest, lo, hi in _stretches(srcs)]
             else:
-                self.waiting.extend(zip(seqs, srcs, replies, repeat(now)))
+                self.waiting.add_batch(cols, srcs, now)
                 out += self.release()
             out += self.maybe_snapshot()
         return out
 
     def release(self: NodeMachine) -> list:
         """Replies whose seq is now committed (or all of them, running solo/async)."""
-        waiting = self.waiting
-        out: list = []
-        if not waiting:
-            return out
-        commit = INF if self._replies_at_once() else self.commit
-        popleft, append = waiting.popleft, out.append
-        while waiting and waiting[0][0] <= commit:
-            _, dest, reply, _ = popleft()
-            append(Send(dest, reply))
-        return out
+        if not self.waiting:
+            return []
+        return self.waiting.release(INF if self._replies_at_once() else self.commit)
 
     # -- acks, joins, refills ------------------------------------------------------
 
@@ -364,7 +452,7 @@ class SequencerMixin:
         if self.settings.mode != "sync" or not self.witness:
             return []  # no witness: stay blocked rather than risk losing acknowledged entries
         out: list = []
-        if self.waiting and self.waiting[0][0] <= self.commit:
+        if self.waiting and self.waiting.head()[0] <= self.commit:
             out += self.release()
         desired = tuple(self.isr)
         lagging = self._lagging(now)
@@ -385,9 +473,11 @@ class SequencerMixin:
 
     def _lagging(self: NodeMachine, now: float) -> list[str]:
         """ISR members holding up the oldest waiting reply: dead, or no ack progress for a timeout."""
-        if not self.waiting or self.waiting[0][0] <= self.commit:
+        if not self.waiting:
             return []
-        head_seq, head_t = self.waiting[0][0], self.waiting[0][3]
+        head_seq, head_t = self.waiting.head()
+        if head_seq <= self.commit:
+            return []
         lagging = []
         for p in self.isr:
             if self.acked.get(p, 0) >= head_seq:
@@ -415,12 +505,12 @@ class SequencerMixin:
         if self.settings.mode != "sync" or not self.witness:
             return due
         waiting = self.waiting
-        if waiting and waiting[0][0] <= self.commit:
+        head_seq, head_t = waiting.head() if waiting else (0, 0.0)
+        if waiting and head_seq <= self.commit:
             return now  # replies to release
         lagging: list[str] = []
         if waiting:
             timeout = self.settings.heartbeat_timeout
-            head_seq, head_t = waiting[0][0], waiting[0][3]
             for p in self.isr:  # as in _lagging
                 if self.acked.get(p, 0) >= head_seq:
                     continue

@@ -426,6 +426,9 @@ class Sim:
         for o in outputs:
             if isinstance(o, wire.Send):
                 self._send(src, o.dest, wire.encode(o.msg))
+            elif isinstance(o, wire.ReplyRun):  # means one Send per reply: delivered so, in order
+                for r in o.replies():
+                    self._send(src, o.dest, wire.encode(r))
             # Publish: no subscriber in the simulation; Done is handled by the client loop.
 
     def _send(self, src: wire.Address, dest: wire.Address, frame: bytes) -> None:

@@ -2,8 +2,9 @@
 
 For: versioned, checksummed frames and the message dataclasses they carry
 (client requests and replies, journal entries, acks, heartbeats, refills,
-snapshots, status, switchover/fencing, witness votes), plus the two output
-kinds of the sans-IO machines (``Send``, ``Publish``). Not for: sockets,
+snapshots, status, switchover/fencing, witness votes), plus the output
+kinds of the sans-IO machines (``Send``, ``Publish``, and ``ReplyRun``: a
+batch's replies to one client, kept as columns). Not for: sockets,
 timing or any protocol decision — callers decide what to send; this module
 only turns messages into bytes and back.
 
@@ -958,3 +959,84 @@ class Publish:
 
     msg: Message
     topic: bytes = field(default=b"E")
+
+
+class ReplyColumns(NamedTuple):
+    """The OK replies of one sequenced batch, as columns: reply ``i`` answers request
+    ``request_ids[i]`` of client ``client_ids[i]``, sequenced as ``first_seq + i`` in
+    ``epoch`` by ``leader``, with events ``events[offsets[i]:offsets[i + 1]]``."""
+
+    epoch: int
+    first_seq: int
+    leader: str
+    client_ids: list[int]
+    request_ids: list[int]
+    events: bytes
+    offsets: list[int]  # one more than there are replies
+
+    def reply(self, i: int) -> Reply:
+        """Reply ``i`` as a message. O(its events)."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return Reply(
+            self.client_ids[i],
+            self.request_ids[i],
+            OK,
+            self.epoch,
+            self.first_seq + i,
+            self.leader,
+            self.events[a:b],
+        )
+
+
+@dataclass(slots=True, eq=False)
+class ReplyRun:
+    """Output: deliver replies ``lo .. hi - 1`` of ``cols`` to the client at ``dest``, in order.
+
+    Means exactly one ``Send(dest, reply)`` per reply (:meth:`sends`): the
+    primary releases a batch's replies this way, without a ``Reply`` object
+    per order, and the driver packs them straight into its ``Replies`` frame
+    (:func:`encode_replies`).
+    """
+
+    dest: Address
+    cols: ReplyColumns
+    lo: int
+    hi: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def replies(self) -> list[Reply]:
+        """The replies as messages. O(replies)."""
+        return [self.cols.reply(i) for i in range(self.lo, self.hi)]
+
+    def sends(self) -> list[Send]:
+        """The same outputs one ``Send`` per reply. O(replies)."""
+        return [Send(self.dest, r) for r in self.replies()]
+
+    def events_size(self) -> int:
+        """Bytes of events of its replies. O(1)."""
+        return self.cols.offsets[self.hi] - self.cols.offsets[self.lo]
+
+
+def encode_replies(items: Sequence[Reply | ReplyRun]) -> bytes:
+    """The frame of these replies (``Reply`` messages and runs, in order) to one client: byte
+    for byte :func:`encode` of the lone reply, or of the ``Replies`` bundle of them all. O(bytes)."""
+    from .fastpath import pack_reply_run
+
+    n = sum([1 if type(x) is Reply else len(x) for x in items])
+    if n == 1:
+        return encode(next(r for x in items for r in ([x] if type(x) is Reply else x.replies())))
+    parts = []
+    for x in items:
+        if type(x) is Reply:
+            parts.append(Replies((x,)).payload())
+        elif len(x):
+            c = x.cols
+            leader = c.leader.encode("utf-8")
+            parts.append(
+                pack_reply_run(
+                    c.client_ids, c.request_ids, x.lo, x.hi, c.epoch, c.first_seq, leader, c.events, c.offsets
+                )
+            )
+    return _frame(Replies.TYPE, 0, 0, b"".join(parts))

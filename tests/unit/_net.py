@@ -41,6 +41,8 @@ class Net:
                 self.published.append(o.msg)
             elif isinstance(o, Done):
                 self.done.setdefault(src, []).append(o)
+            elif isinstance(o, wire.ReplyRun):  # one Send per reply
+                self.emit(src, o.sends())
             else:
                 self.queue.append((src, o.dest, wire.decode(wire.encode(o.msg))))
 

@@ -31,6 +31,8 @@ def _encoded(outputs: list) -> list:
     for o in outputs:
         if isinstance(o, wire.Publish):
             out.append(("publish", wire.encode(o.msg)))
+        elif isinstance(o, wire.ReplyRun):
+            out += [("send", q.dest, wire.encode(q.msg)) for q in o.sends()]
         else:
             out.append(("send", o.dest, wire.encode(o.msg)))
     return out
