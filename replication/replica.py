@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .fastpath import pack_results, remember_run
-from .wire import EVENT_SIZE, Entry, EntryRun, pack_entries
+from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.replica")
 
@@ -175,9 +175,13 @@ class Replica:
     ) -> tuple[EntryRun, bytes, list[int]]:
         """:meth:`execute_run` with the events left together: ``(run, events, offsets)``, request
         ``i``'s events being ``events[offsets[i]:offsets[i + 1]]`` (the primary's replies take
-        them so, as ``wire.ReplyColumns``, with no ``bytes`` per request). O(batch)."""
+        them so, as ``wire.ReplyColumns``, with no ``bytes`` per request). The ids may come as
+        lists of ints or as uint64 arrays (a batch of packed requests). O(batch)."""
         n = len(client_ids)
         first = self.seq + 1
+        if type(client_ids) is np.ndarray and (n < RUN_MIN or self.perturb_seq):
+            # The per-entry paths below want ints (the dedupe table's keys are ints).
+            client_ids, request_ids = client_ids.tolist(), request_ids.tolist()
         if self.perturb_seq and first <= self.perturb_seq < first + n:
             size = len(commands) // n if n else 0
             entries, out = [], []
@@ -202,8 +206,8 @@ class Replica:
         else:
             # The dedupe update in one call (in C when built): no bytecode per request. It makes
             # its own copy of each result's events, which costs less than a Python call each.
-            client_ids = np.array(client_ids, dtype=np.uint64)
-            request_ids = np.array(request_ids, dtype=np.uint64)
+            client_ids = np.asarray(client_ids, dtype=np.uint64)
+            request_ids = np.asarray(request_ids, dtype=np.uint64)
             offsets = np.array(ends, dtype=np.int64)
             if self._pending:
                 self._flush()
