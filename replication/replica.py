@@ -196,8 +196,7 @@ class Replica:
             return EntryRun(pack_entries(entries)), b"".join(out), ends
         digests = np.empty(n, dtype=np.uint64)
         arr = np.frombuffer(commands, dtype=self._dtype)
-        raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
-        ends = [b * EVENT_SIZE for b in bounds]
+        raw, ends = self._split_events(self.engine.apply_batch(arr, digests), n, EVENT_SIZE)
         if n < REMEMBER_BULK:
             remember = self._remember
             for i in range(n):
@@ -225,16 +224,17 @@ class Replica:
         self.last_epoch = epoch
         return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), raw, ends
 
-    def _split_events(self, events: np.ndarray, n: int) -> tuple[bytes, list[int]]:
-        """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the end).
+    def _split_events(self, events: np.ndarray, n: int, unit: int = 1) -> tuple[bytes, list[int]]:
+        """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the
+        end), counted in records, or in bytes with ``unit=EVENT_SIZE``.
 
         ``cmd`` is zeroed, as a one-command batch reports it (the replies and
         the dedupe table hold exactly what ``execute`` would have).
         """
         if n == 1:  # the common case at low load: skip NumPy's per-call overhead
-            bounds = [0, len(events)]
+            bounds = [0, len(events) * unit]
         else:
-            bounds = np.searchsorted(events["cmd"], np.arange(n + 1)).tolist()
+            bounds = (np.searchsorted(events["cmd"], np.arange(n + 1)) * unit).tolist()
         events["cmd"] = 0
         return self._events(events), bounds
 
