@@ -28,8 +28,8 @@ def remember_run(
     """Record applied entries in the dedupe table, entry by entry (``Replica._remember`` each). O(entries)."""
 
 def pack_reply_run(
-    client_ids: list[int],
-    request_ids: list[int],
+    client_ids: list[int] | npt.NDArray[np.uint64],
+    request_ids: list[int] | npt.NDArray[np.uint64],
     lo: int,
     hi: int,
     epoch: int,
@@ -42,3 +42,9 @@ def pack_reply_run(
 
 def fresh_requests(requests: tuple | list, start: int, keys: set, results: dict[int, list], size: int) -> int:
     """How many of ``requests[start:]`` are new (adding their keys to ``keys``). O(that many)."""
+
+def request_stretch(raw: bytes, start: int) -> tuple[int, int, int]:
+    """``(k, client id, first request id)`` of the one-client, consecutive-id records from ``start``. O(k)."""
+
+def fresh_span(results: dict[int, list], client_id: int, first: int, count: int) -> int:
+    """How many of ids ``first ..`` of ``client_id``, from the first, the dedupe table lacks. O(that many)."""

@@ -5,8 +5,9 @@ and checks every record with one), recording a run of applied entries in the
 replica's dedupe table with no Python bytecode per entry, and starting the
 write-back of a file range (sync_file_range) so that a later fdatasync waits
 less, and packing a batch's OK replies to one client as ``Replies`` records
-(the primary's release path), and the primary's dedupe look-up of a client's
-bundle of requests. Each function
+(the primary's release path), the primary's dedupe look-up of a client's
+bundle of requests, and, for a bundle kept packed, finding a stretch of one
+client's consecutive request ids and looking such a stretch up. Each function
 does exactly what its plain-Python twin in ``replication.fastpath`` does (the
 tests run both on the same cases); that twin is the specification.
 
@@ -225,16 +226,23 @@ def pack_results(dict results):
     return out
 
 
-def pack_reply_run(list client_ids, list request_ids, Py_ssize_t lo, Py_ssize_t hi, uint32_t epoch,
+def pack_reply_run(client_ids, request_ids, Py_ssize_t lo, Py_ssize_t hi, uint32_t epoch,
                    uint64_t first_seq, bytes leader, bytes events, list offsets):
     """``wire.Replies`` payload records of OK replies ``lo .. hi - 1`` of a batch: per reply
     ``u64 client id, u64 request id, u8 status (OK), u32 epoch, u64 seq, u16 leader length,
     u32 events length`` (little-endian: checked at import), the leader, the events.
 
     Reply ``i`` is sequenced as ``first_seq + i``; its events are
-    ``events[offsets[i]:offsets[i + 1]]``. Two passes: the size, then one buffer
-    filled in place. O(hi - lo + their events).
+    ``events[offsets[i]:offsets[i + 1]]``. The id columns are both lists of ints
+    or both uint64 arrays (a batch of packed requests: ``sequencer.PendingQueue``).
+    Two passes: the size, then one buffer filled in place. O(hi - lo + their events).
     """
+    cdef const uint64_t[::1] cids, rids
+    if type(client_ids) is not list or type(request_ids) is not list:
+        cids, rids = client_ids, request_ids
+        if lo < 0 or lo > hi or hi > cids.shape[0] or hi > rids.shape[0] or hi >= len(offsets):
+            raise ValueError("lo and hi must select replies that have ids and offsets")
+        return _pack_reply_cols(cids, rids, lo, hi, epoch, first_seq, leader, events, offsets)
     if lo < 0 or lo > hi or hi > len(client_ids) or hi > len(request_ids) or hi >= len(offsets):
         raise ValueError("lo and hi must select replies that have ids and offsets")
     cdef Py_ssize_t nl = PyBytes_GET_SIZE(leader), ne = PyBytes_GET_SIZE(events), i, a, b
@@ -274,6 +282,102 @@ def pack_reply_run(list client_ids, list request_ids, Py_ssize_t lo, Py_ssize_t 
         memcpy(dst + 35 + nl, ev + a, b - a)
         dst += 35 + nl + (b - a)
     return out
+
+
+cdef bytes _pack_reply_cols(const uint64_t[::1] cids, const uint64_t[::1] rids, Py_ssize_t lo, Py_ssize_t hi,
+                            uint32_t epoch, uint64_t first_seq, bytes leader, bytes events, list offsets):
+    """``pack_reply_run`` for uint64 id columns (bounds checked by the caller)."""
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(leader), ne = PyBytes_GET_SIZE(events), i, a, b
+    if nl > 0xFFFF:
+        raise ValueError("leader name longer than 65535 bytes")
+    cdef Py_ssize_t size = (hi - lo) * (35 + nl)
+    for i in range(lo, hi):
+        a = offsets[i]
+        b = offsets[i + 1]
+        if a < 0 or a > b or b > ne:
+            raise ValueError("event offsets out of order or out of range")
+        size += b - a
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(out)
+    cdef const char *ev = PyBytes_AS_STRING(events)
+    cdef const char *name = PyBytes_AS_STRING(leader)
+    cdef uint64_t seq
+    cdef uint32_t n
+    cdef uint16_t nlead = <uint16_t>nl
+    for i in range(lo, hi):
+        a = offsets[i]
+        b = offsets[i + 1]
+        seq = first_seq + <uint64_t>i
+        n = <uint32_t>(b - a)
+        memcpy(dst, &cids[i], 8)
+        memcpy(dst + 8, &rids[i], 8)
+        dst[16] = 0  # status OK
+        memcpy(dst + 17, &epoch, 4)
+        memcpy(dst + 21, &seq, 8)
+        memcpy(dst + 29, &nlead, 2)
+        memcpy(dst + 31, &n, 4)
+        memcpy(dst + 35, name, nl)
+        memcpy(dst + 35 + nl, ev + a, b - a)
+        dst += 35 + nl + (b - a)
+    return out
+
+
+cdef enum:
+    REQUEST_SIZE = 72  # wire._REQUEST: u64 client id, u64 request id, 56-byte command
+
+
+def request_stretch(const unsigned char[::1] raw, Py_ssize_t start):
+    """``(k, client id, request id)``: records ``start .. start + k - 1`` of packed ``Requests``
+    records ``raw`` are all the client's of record ``start``, with request ids rising by one
+    from that record's (never wrapping past 2**64 - 1), and ``k`` is the most such (0 at
+    or past the end, with ids 0). O(k), without the GIL.
+    """
+    cdef Py_ssize_t n = raw.shape[0] // REQUEST_SIZE, i
+    if start < 0:
+        raise ValueError("negative start")
+    if start >= n:
+        return 0, 0, 0
+    cdef uint64_t cid, rid, c, r, prev
+    cdef const unsigned char *p = &raw[0]
+    memcpy(&cid, p + start * REQUEST_SIZE, 8)
+    memcpy(&rid, p + start * REQUEST_SIZE + 8, 8)
+    prev = rid
+    with nogil:
+        for i in range(start + 1, n):
+            memcpy(&c, p + i * REQUEST_SIZE, 8)
+            memcpy(&r, p + i * REQUEST_SIZE + 8, 8)
+            if c != cid or prev == 0xFFFFFFFFFFFFFFFFULL or r != prev + 1:
+                break
+            prev = r
+        else:
+            i = n
+    return i - start, cid, rid
+
+
+def fresh_span(dict results, uint64_t client_id, uint64_t first, Py_ssize_t count):
+    """How many of request ids ``first .. first + count - 1`` of ``client_id``, from the first,
+    are neither remembered nor below the client's floor in ``results`` (the replica's dedupe
+    table, flushed): ``Replica.lookup`` gives None for each. The ids must not pass 2**64 - 1.
+
+    O(that many): one dict probe per id, and none for a client the table does not hold.
+    """
+    if count < 0:
+        raise ValueError("negative count")
+    if count and first + <uint64_t>(count - 1) < first:
+        raise OverflowError("request ids pass 2**64 - 1")
+    slot = results.get(client_id)
+    if slot is None:
+        return count
+    if first < slot[0]:  # (a floor may be 2**64: compared as Python ints)
+        return 0  # ids rise: only the first can be below the floor and it is
+    table = slot[1]
+    if not table:
+        return count
+    cdef Py_ssize_t j
+    for j in range(count):
+        if (first + <uint64_t>j) in table:
+            return j
+    return count
 
 
 def fresh_requests(requests, Py_ssize_t start, set keys, dict results, Py_ssize_t size):

@@ -4,8 +4,10 @@ For: the CRC-32 of many fixed-size records and framing them as journal
 records (the journal's append and its check on open), starting the
 write-back of what a big append wrote, packing the dedupe table for a
 snapshot, recording a run of applied entries in the replica's dedupe table,
-packing a batch's OK replies to one client as ``Replies`` records, and the
-primary's dedupe look-up of a client's bundle of requests. The
+packing a batch's OK replies to one client as ``Replies`` records, the
+primary's dedupe look-up of a client's bundle of requests, and, for a bundle
+kept packed (``wire.RequestRun``), finding one client's stretch of consecutive
+request ids and looking a stretch of ids up in the dedupe table. The
 plain-Python functions here (``*_py``) are the specification; the Cython
 ones in ``_fast.pyx`` must give the same results (tests run both), only
 without bytecode per entry. Callers import the unsuffixed names. Not for:
@@ -173,19 +175,63 @@ def fresh_requests_py(requests: tuple | list, start: int, keys: set, results: di
     return n - start
 
 
+_IDS = struct.Struct("<QQ")  # the head of a wire.Requests record: client id, request id
+_REQUEST_SIZE = 72  # a wire.Requests record: the ids, then a 56-byte command
+
+
+def request_stretch_py(raw: bytes, start: int) -> tuple[int, int, int]:
+    """``(k, client id, request id)``: records ``start .. start + k - 1`` of packed ``Requests``
+    records ``raw`` are all the client's of record ``start``, with request ids rising by one
+    from that record's (never wrapping past 2**64 - 1), and ``k`` is the most such (0 at or
+    past the end, with ids 0). O(k)."""
+    if start < 0:
+        raise ValueError("negative start")
+    n = len(raw) // _REQUEST_SIZE
+    if start >= n:
+        return 0, 0, 0
+    cid, rid = _IDS.unpack_from(raw, start * _REQUEST_SIZE)
+    i, prev = start + 1, rid
+    while i < n:
+        c, r = _IDS.unpack_from(raw, i * _REQUEST_SIZE)
+        if c != cid or r != prev + 1:  # (a u64 never equals 2**64: no wrapping)
+            break
+        prev, i = r, i + 1
+    return i - start, cid, rid
+
+
+def fresh_span_py(results: dict, client_id: int, first: int, count: int) -> int:
+    """How many of request ids ``first .. first + count - 1`` of ``client_id``, from the first,
+    are neither remembered nor below the client's floor in ``results`` (the replica's dedupe
+    table, flushed): ``Replica.lookup`` gives None for each. O(that many)."""
+    if count < 0:
+        raise ValueError("negative count")
+    if count and first + count - 1 > 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError("request ids pass 2**64 - 1")
+    slot = results.get(client_id)
+    if slot is None:
+        return count
+    for j in range(count):
+        rid = first + j
+        if rid in slot[1] or rid < slot[0]:
+            return j
+    return count
+
+
 # The extension, if built; else (a source checkout before `make build`) the same results, slower.
 try:
     from ._fast import (
         crc32_each,
         frame_records,
         fresh_requests,
+        fresh_span,
         pack_reply_run,
         pack_results,
         remember_run,
+        request_stretch,
         start_writeback,
     )
 except ImportError:
-    fresh_requests = fresh_requests_py
+    fresh_requests, request_stretch, fresh_span = fresh_requests_py, request_stretch_py, fresh_span_py
     crc32_each, frame_records, remember_run = crc32_each_py, frame_records_py, remember_run_py
     pack_results, start_writeback, pack_reply_run = pack_results_py, start_writeback_py, pack_reply_run_py
 

@@ -317,7 +317,7 @@ class Driver:
 
     def _inbound(self, ident: bytes, frame: bytes, now: float) -> list:
         try:
-            msg = wire.decode(frame)
+            msg = wire.decode_packed(frame)  # a client's bundle stays packed (a wire.RequestRun)
         except wire.DecodeError as exc:
             key = f"decode_{exc.reason}"
             self.count(key)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .fastpath import pack_results, remember_run
-from .wire import EVENT_SIZE, Entry, EntryRun, pack_entries
+from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.replica")
 
@@ -175,9 +175,13 @@ class Replica:
     ) -> tuple[EntryRun, bytes, list[int]]:
         """:meth:`execute_run` with the events left together: ``(run, events, offsets)``, request
         ``i``'s events being ``events[offsets[i]:offsets[i + 1]]`` (the primary's replies take
-        them so, as ``wire.ReplyColumns``, with no ``bytes`` per request). O(batch)."""
+        them so, as ``wire.ReplyColumns``, with no ``bytes`` per request). The ids may come as
+        lists of ints or as uint64 arrays (a batch of packed requests). O(batch)."""
         n = len(client_ids)
         first = self.seq + 1
+        if type(client_ids) is np.ndarray and (n < RUN_MIN or self.perturb_seq):
+            # The per-entry paths below want ints (the dedupe table's keys are ints).
+            client_ids, request_ids = client_ids.tolist(), request_ids.tolist()
         if self.perturb_seq and first <= self.perturb_seq < first + n:
             size = len(commands) // n if n else 0
             entries, out = [], []
@@ -192,8 +196,7 @@ class Replica:
             return EntryRun(pack_entries(entries)), b"".join(out), ends
         digests = np.empty(n, dtype=np.uint64)
         arr = np.frombuffer(commands, dtype=self._dtype)
-        raw, bounds = self._split_events(self.engine.apply_batch(arr, digests), n)
-        ends = [b * EVENT_SIZE for b in bounds]
+        raw, ends = self._split_events(self.engine.apply_batch(arr, digests), n, EVENT_SIZE)
         if n < REMEMBER_BULK:
             remember = self._remember
             for i in range(n):
@@ -202,8 +205,8 @@ class Replica:
         else:
             # The dedupe update in one call (in C when built): no bytecode per request. It makes
             # its own copy of each result's events, which costs less than a Python call each.
-            client_ids = np.array(client_ids, dtype=np.uint64)
-            request_ids = np.array(request_ids, dtype=np.uint64)
+            client_ids = np.asarray(client_ids, dtype=np.uint64)
+            request_ids = np.asarray(request_ids, dtype=np.uint64)
             offsets = np.array(ends, dtype=np.int64)
             if self._pending:
                 self._flush()
@@ -221,16 +224,17 @@ class Replica:
         self.last_epoch = epoch
         return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), raw, ends
 
-    def _split_events(self, events: np.ndarray, n: int) -> tuple[bytes, list[int]]:
-        """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the end).
+    def _split_events(self, events: np.ndarray, n: int, unit: int = 1) -> tuple[bytes, list[int]]:
+        """A batch's events as bytes, and where each of its ``n`` commands' events start (plus the
+        end), counted in records, or in bytes with ``unit=EVENT_SIZE``.
 
         ``cmd`` is zeroed, as a one-command batch reports it (the replies and
         the dedupe table hold exactly what ``execute`` would have).
         """
         if n == 1:  # the common case at low load: skip NumPy's per-call overhead
-            bounds = [0, len(events)]
+            bounds = [0, len(events) * unit]
         else:
-            bounds = np.searchsorted(events["cmd"], np.arange(n + 1)).tolist()
+            bounds = (np.searchsorted(events["cmd"], np.arange(n + 1)) * unit).tolist()
         events["cmd"] = 0
         return self._events(events), bounds
 

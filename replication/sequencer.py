@@ -1,7 +1,8 @@
 """Primary logic: sequence requests, journal them, apply them, stream them, release replies.
 
 For: the primary role of ``failover.NodeMachine`` (this is a mixin over its
-state): queueing client requests, answering re-sent requests from the
+state): queueing client requests (``PendingQueue``: a client's window stays
+spans of its packed records), answering re-sent requests from the
 replicated dedupe table, turning every queued request into one batch (one
 journal append, one ``Entries`` message per peer, one ``Publish``), releasing
 replies once a standby acked them (``sync``) or at once (``async``, or
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from itertools import groupby, repeat
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import wire
-from .fastpath import fresh_requests
+from .fastpath import fresh_requests, fresh_span, request_stretch
 from .replica import EXPIRED
-from .wire import COMMAND_SIZE, ROLE_PRIMARY, Publish, ReplyColumns, ReplyRun, Send
+from .wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
 
 if TYPE_CHECKING:  # pragma: no cover
     from .failover import NodeMachine
@@ -93,9 +97,14 @@ class ReplyQueue:
 
     def add_batch(self, cols: ReplyColumns, dests: tuple | list, t: float) -> None:
         """Hold every reply of ``cols`` (reply ``i`` to ``dests[i]``), seqs above all held. O(stretches)."""
-        for dest, lo, hi in _stretches(dests):
+        self.add_stretches(cols, _stretches(dests), t)
+
+    def add_stretches(self, cols: ReplyColumns, stretches: list, t: float) -> None:
+        """Hold every reply of ``cols``, replies ``lo .. hi - 1`` to ``dest`` for each ``(dest, lo,
+        hi)`` of ``stretches`` (in order, covering them all), seqs above all held. O(stretches)."""
+        for dest, lo, hi in stretches:
             self._q.append(_Held(dest, cols, lo, hi, t))
-        self._n += len(dests)
+            self._n += hi - lo
 
     def head(self) -> tuple[int, float]:
         """``(seq, held since)`` of the first reply held (the queue is not empty). O(1)."""
@@ -140,12 +149,170 @@ class ReplyQueue:
         return out
 
 
+# A bundle's stretch of one client's consecutive request ids at least this long is queued as
+# one span (no Request object per request); a shorter one, request by request: a span's
+# columns cost a few NumPy calls when it is sequenced, a few requests' worth.
+SPAN_MIN = 8
+
+
+class _Span:
+    """Records ``lo .. hi - 1`` of ``run``, from ``src``: requests ``base + lo ..`` of client ``cid``."""
+
+    __slots__ = ("src", "run", "lo", "hi", "cid", "base")
+
+    def __init__(self, src: wire.Address, run: RequestRun, lo: int, hi: int, cid: int, base: int) -> None:
+        self.src, self.run, self.lo, self.hi, self.cid, self.base = src, run, lo, hi, cid, base
+
+
+class PendingQueue:
+    """The requests a primary queued and has not sequenced yet, in arrival order.
+
+    Seen from outside, a sequence of ``(src, Request)`` pairs: iterating makes
+    them on demand (the rare paths: refusing them at a step-down, tests).
+    Inside, a request queued alone stays its pair, and a stretch of a packed
+    bundle (``wire.RequestRun``) that is one client's consecutive request ids
+    stays a span of the bundle's records: queueing, the duplicate test and
+    :meth:`take` cost per span, not per request. ``loose`` holds the
+    ``(client id, request id)`` keys of the pairs (``fastpath.fresh_requests``
+    adds to it); :meth:`queued` also looks in the spans.
+    """
+
+    __slots__ = ("_q", "_n", "loose", "_spans")
+
+    def __init__(self) -> None:
+        self._q: deque = deque()  # (src, Request) pairs and _Span segments
+        self._n = 0
+        self.loose: set = set()  # the pairs' keys
+        self._spans: dict[int, list[_Span]] = {}  # client id -> its spans, in queue order
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def __iter__(self):
+        for x in self._q:
+            if type(x) is tuple:
+                yield x
+                continue
+            for i in range(x.lo, x.hi):
+                yield (x.src, x.run[i])
+
+    def keys(self) -> list[tuple[int, int]]:
+        """Every queued request's ``(client id, request id)``, sorted. O(n log n)."""
+        return sorted((m.client_id, m.request_id) for _, m in self)
+
+    def queued(self, client_id: int, request_id: int) -> bool:
+        """Is request ``request_id`` of ``client_id`` queued? O(1 + the client's spans)."""
+        if (client_id, request_id) in self.loose:
+            return True
+        return any(s.base + s.lo <= request_id < s.base + s.hi for s in self._spans.get(client_id, ()))
+
+    def unqueued(self, client_id: int, first: int, count: int) -> int:
+        """How many of request ids ``first .. first + count - 1`` of ``client_id``, from the
+        first, are not queued. O(the client's spans), or O(count) probes when pairs are queued."""
+        for s in self._spans.get(client_id, ()):
+            a, b = s.base + s.lo, s.base + s.hi
+            if a < first + count and b > first:
+                count = max(a, first) - first
+        loose = self.loose
+        if loose and count:
+            if len(loose) < count:  # the least id it holds in range: iteration order cannot matter
+                count = min(
+                    [r - first for c, r in loose if c == client_id and first <= r < first + count] or [count]
+                )
+            else:
+                count = next((j for j in range(count) if (client_id, first + j) in loose), count)
+        return count
+
+    def add(self, src: wire.Address, m: wire.Request) -> None:
+        """Queue one request (not queued already). O(1)."""
+        self.loose.add((m.client_id, m.request_id))
+        self._q.append((src, m))
+        self._n += 1
+
+    def extend(self, src: wire.Address, requests: tuple | list | RequestRun) -> None:
+        """Queue requests one by one, their keys already in ``loose``. O(len(requests))."""
+        self._q.extend(zip(repeat(src), requests))
+        self._n += len(requests)
+
+    def add_span(
+        self, src: wire.Address, run: RequestRun, lo: int, hi: int, client_id: int, first: int
+    ) -> None:
+        """Queue records ``lo .. hi - 1`` of ``run``: requests ``first ..`` of ``client_id``, none
+        queued already. O(1)."""
+        span = _Span(src, run, lo, hi, client_id, first - lo)
+        self._q.append(span)
+        self._spans.setdefault(client_id, []).append(span)
+        self._n += hi - lo
+
+    def take(self, n: int) -> tuple[list, list | np.ndarray, list | np.ndarray, bytes]:
+        """Remove the first ``n`` requests; ``(stretches, client ids, request ids, commands)``:
+        ``(src, lo, hi)`` per stretch of one sender, the id columns (lists, or uint64 arrays
+        if a span is among them) and the commands back to back. O(spans + pairs)."""
+        q, popleft = self._q, self._q.popleft
+        stretches: list = []
+        pieces: list = []  # per stretch of pairs: (client ids, request ids); per span: a _Span part
+        cmds: list = []
+        at = 0
+        while at < n:
+            x = q[0]
+            if type(x) is tuple:
+                k = 0
+                srcs, cids, rids = [], [], []
+                while at + k < n and type(q[0]) is tuple:
+                    src, m = popleft()
+                    srcs.append(src)
+                    cids.append(m.client_id)
+                    rids.append(m.request_id)
+                    cmds.append(m.command)
+                    k += 1
+                self.loose.difference_update(zip(cids, rids, strict=True))
+                pieces.append((cids, rids))
+                for dest, lo, hi in _stretches(srcs):
+                    _stretch(stretches, dest, at + lo, at + hi)
+            else:
+                k = min(n - at, x.hi - x.lo)
+                pieces.append((x.cid, x.base + x.lo, k))
+                cmds.append(x.run.commands(x.lo, x.lo + k))
+                _stretch(stretches, x.src, at, at + k)
+                x.lo += k
+                if x.lo == x.hi:
+                    popleft()
+                    spans = self._spans[x.cid]
+                    del spans[0]  # the client's oldest: the queue is first in, first out
+                    if not spans:
+                        del self._spans[x.cid]
+            at += k
+        self._n -= n
+        if len(pieces) == 1 and len(pieces[0]) == 2:
+            return stretches, pieces[0][0], pieces[0][1], b"".join(cmds)  # no span: lists, as queued
+        c_cols, r_cols = [], []
+        for p in pieces:
+            if len(p) == 2:
+                c_cols.append(np.array(p[0], dtype=np.uint64))
+                r_cols.append(np.array(p[1], dtype=np.uint64))
+            else:
+                cid, rid, k = p
+                c_cols.append(np.full(k, cid, dtype=np.uint64))
+                r_cols.append(np.arange(rid, rid + k, dtype=np.uint64))
+        return stretches, np.concatenate(c_cols), np.concatenate(r_cols), b"".join(cmds)
+
+
+def _stretch(stretches: list, dest: wire.Address, lo: int, hi: int) -> None:
+    """Add ``(dest, lo, hi)`` to ``stretches``, merged into the last one if that ends at ``lo`` for ``dest``."""
+    if stretches and stretches[-1][0] == dest and stretches[-1][2] == lo:
+        stretches[-1] = (dest, stretches[-1][1], hi)
+    else:
+        stretches.append((dest, lo, hi))
+
+
 class SequencerMixin:
     """Primary-side handlers; see ``failover.NodeMachine`` for the shared state."""
 
     def _reset_primary_state(self: NodeMachine) -> None:
-        self.pending: deque = deque()  # (src, Request) not yet sequenced
-        self.pending_keys: set = set()  # membership only; never iterated
+        self.pending = PendingQueue()  # (src, Request) not yet sequenced
         self.waiting = ReplyQueue()  # (seq, dest, Reply, t) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
         self.commit = self.replica.seq
@@ -180,14 +347,12 @@ class SequencerMixin:
         if len(m.command) != COMMAND_SIZE:
             self.count("requests_malformed")
             return []
-        key = (m.client_id, m.request_id)
-        got = self.replica.lookup(*key)
+        got = self.replica.lookup(m.client_id, m.request_id)
         if got is None:
-            if key in self.pending_keys:
+            if self.pending.queued(m.client_id, m.request_id):
                 self.count("requests_deduplicated")
                 return []
-            self.pending_keys.add(key)
-            self.pending.append((src, m))
+            self.pending.add(src, m)
             return []
         if got is EXPIRED:
             self.count("requests_expired")
@@ -209,21 +374,63 @@ class SequencerMixin:
         other request goes through
         :meth:`on_request` at its place, after the run before it is queued, so
         outputs, counters and queue order are those of one call per request.
-        The caller has checked ``role == ROLE_PRIMARY`` (``on_request`` never
-        changes it). O(len(requests)).
+        A packed bundle (``wire.RequestRun``) goes by stretches instead (see
+        :meth:`_on_request_run`). The caller has checked ``role == ROLE_PRIMARY``
+        (``on_request`` never changes it). O(len(requests)).
         """
-        out: list = []
-        keys, pending, n, i = self.pending_keys, self.pending, len(requests), 0
+        if type(requests) is RequestRun:
+            return self._on_request_run(src, requests, now)
+        return self._on_each_request(src, requests, now)
+
+    def _on_each_request(self: NodeMachine, src: wire.Address, requests: Sequence, now: float) -> list:
+        """:meth:`on_requests` request by request (pairs in the queue, no spans)."""
+        if self.pending._spans:
+            # fresh_requests looks for queued keys in pairs only: with spans queued, one by one.
+            out: list = []
+            for m in requests:
+                out += self.on_request(src, m, now)
+            return out
+        out = []
+        keys, pending, n, i = self.pending.loose, self.pending, len(requests), 0
         while i < n:
             # The new requests from i on (in C when built: no bytecode per request); the
             # dedupe table is read flushed, as Replica.lookup reads it.
             k = fresh_requests(requests, i, keys, self.replica.results, COMMAND_SIZE)
             if k:
-                pending.extend(zip(repeat(src), requests[i : i + k]))
+                pending.extend(src, requests[i : i + k])
                 i += k
             if i < n:
                 out += self.on_request(src, requests[i], now)
                 i += 1
+        return out
+
+    def _on_request_run(self: NodeMachine, src: wire.Address, run: RequestRun, now: float) -> list:
+        """:meth:`on_requests` of a packed bundle: each stretch of one client's consecutive request
+        ids (``fastpath.request_stretch``) has its new requests from the first (neither executed,
+        ``fastpath.fresh_span``, nor queued, ``PendingQueue.unqueued``) queued as one span; the
+        request that ends them goes through :meth:`on_request`, and a stretch shorter than
+        ``SPAN_MIN`` through the per-request path. O(stretches + the table probes), with no
+        ``Request`` object for a spanned request."""
+        out: list = []
+        raw, pending, n, i = run.raw, self.pending, len(run), 0
+        results = self.replica.results  # flushed (as Replica.lookup reads it); nothing here adds to it
+        while i < n:
+            k, cid, rid = request_stretch(raw, i)
+            end = i + k
+            if k < SPAN_MIN:
+                out += self._on_each_request(src, run[i:end], now)
+                i = end
+                continue
+            while i < end:  # record i is request rid of client cid
+                f = fresh_span(results, cid, rid, end - i)
+                if f:
+                    f = pending.unqueued(cid, rid, f)
+                if f:
+                    pending.add_span(src, run, i, i + f, cid, rid)
+                    i, rid = i + f, rid + f
+                if i < end:
+                    out += self.on_request(src, run[i], now)
+                    i, rid = i + 1, rid + 1
         return out
 
     def _replies_at_once(self: NodeMachine) -> bool:
@@ -252,18 +459,11 @@ class SequencerMixin:
         out: list = []
         if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
             n = min(len(self.pending), self.settings.max_batch)
-            popleft = self.pending.popleft
-            srcs, reqs = zip(*[popleft() for _ in range(n)], strict=True)
-            cids = [m.client_id for m in reqs]
-            rids = [m.request_id for m in reqs]
-            self.pending_keys.difference_update(zip(cids, rids, strict=True))
+            stretches, cids, rids, commands = self.pending.take(n)
             epoch, name, first = self.epoch, self.name, self.replica.seq + 1
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
-            run, raw, ends = self.replica.execute_batch(
-                epoch, cids, rids, b"".join([m.command for m in reqs])
-            )
-            events_list = [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
+            run, raw, ends = self.replica.execute_batch(epoch, cids, rids, commands)
             # The replies stay columns (no Reply per request) until the driver packs them.
             cols = ReplyColumns(epoch, first, name, cids, rids, raw, ends)
             self.journal.append(run)
@@ -271,11 +471,12 @@ class SequencerMixin:
             self.recompute_commit()  # an empty ISR commits at once
             msg = wire.Entries(self.epoch, first, self.commit, run)
             out += [Send(p, msg) for p in self.peers]
-            out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, tuple(events_list))))
+            # Each entry's events sliced only if the stream is encoded (someone subscribes).
+            out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, EventBlobs(raw, ends))))
             if self._replies_at_once():
-                out += [ReplyRun(dest, cols, lo, hi) for dest, lo, hi in _stretches(srcs)]
+                out += [ReplyRun(dest, cols, lo, hi) for dest, lo, hi in stretches]
             else:
-                self.waiting.add_batch(cols, srcs, now)
+                self.waiting.add_stretches(cols, stretches, now)
                 out += self.release()
             out += self.maybe_snapshot()
         return out

@@ -448,14 +448,17 @@ class Requests(Message):
     """Client -> node: several requests in one frame, handled as if sent one by one, in order.
 
     Records are ``Request`` payloads back to back, so a client under load pays
-    one socket send and one checksum per window instead of per order. The
-    driver unpacks them; the sans-IO machines only ever see ``Request``.
+    one socket send and one checksum per window instead of per order. ``decode``
+    gives a tuple of ``Request``; :func:`decode_packed` (the driver's) keeps the
+    records packed, as a ``RequestRun``.
     """
 
     TYPE: ClassVar[int] = 20
-    requests: tuple[Request, ...]
+    requests: tuple[Request, ...] | RequestRun
 
     def payload(self) -> bytes:
+        if type(self.requests) is RequestRun:
+            return self.requests.raw
         pack = _REQUEST.pack
         return b"".join([pack(q.client_id, q.request_id, q.command) for q in self.requests])
 
@@ -885,6 +888,111 @@ def encode_request_records(client_id: int, first: int, records: bytes) -> bytes:
     return _frame(Requests.TYPE, 0, 0, body.tobytes())
 
 
+class RequestRun(Sequence):
+    """A ``Requests`` payload kept as its packed records: a read-only sequence of ``Request``.
+
+    What the primary's driver hands the sequencer for a client's bundle, so that
+    a window of orders is queued, checked and sequenced as columns (see
+    ``sequencer.PendingQueue``), without a ``Request`` object per order.
+    Indexing and iterating make ``Request`` messages on demand (O(1) each); a
+    slice is another ``RequestRun`` (O(bytes)). Equal to any sequence of the
+    same requests, and hashed as their tuple. Every record's command is
+    ``COMMAND_SIZE`` bytes, by construction.
+    """
+
+    __slots__ = ("raw", "_arr")
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) % _REQUEST.size:
+            raise ValueError(f"{len(raw)} bytes is not a whole number of request records")
+        self.raw = bytes(raw)  # len(raw) // _REQUEST.size records: u64 client id, u64 request id, command
+        self._arr: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The records as a structured array (``client_id``, ``request_id``, ``command``) viewing ``raw``."""
+        if self._arr is None:
+            self._arr = np.frombuffer(self.raw, dtype=_REQUEST_DTYPE)
+        return self._arr
+
+    def commands(self, lo: int, hi: int) -> bytes:
+        """The commands of records ``lo .. hi - 1``, back to back. O(hi - lo), vectorised."""
+        return self.array["command"][lo:hi].tobytes()
+
+    def __len__(self) -> int:
+        return len(self.raw) // _REQUEST.size
+
+    def __getitem__(self, i):
+        n = len(self)
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if step != 1:
+                return tuple(self)[i]
+            stop = max(start, stop)
+            return RequestRun(self.raw[start * _REQUEST.size : stop * _REQUEST.size])
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("RequestRun index out of range")
+        return Request(*_REQUEST.unpack_from(self.raw, i * _REQUEST.size))
+
+    def __iter__(self):
+        return starmap(Request, _REQUEST.iter_unpack(self.raw))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RequestRun):
+            return self.raw == other.raw
+        if isinstance(other, (tuple, list)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))  # equal to the tuple of its requests, so hashed like it
+
+    def __repr__(self) -> str:
+        return f"RequestRun({len(self)} requests)"
+
+
+class EventBlobs(Sequence):
+    """A batch's events kept together: a read-only sequence of ``bytes``, blob ``i`` being
+    ``events[offsets[i]:offsets[i + 1]]``, sliced only when read (an ``Entries`` message for
+    the published stream carries them so: encoded only if someone subscribes). Equal to the
+    tuple of its blobs, and hashed as it."""
+
+    __slots__ = ("events", "offsets")
+
+    def __init__(self, events: bytes, offsets: Sequence[int]) -> None:
+        self.events, self.offsets = events, offsets  # one more offset than there are blobs
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("EventBlobs index out of range")
+        return self.events[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self):
+        ev, off = self.events, self.offsets
+        return (ev[a:b] for a, b in zip(off, off[1:], strict=False))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (EventBlobs, tuple, list)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"EventBlobs({len(self)} blobs, {len(self.events)} bytes)"
+
+
 def decode(frame: bytes) -> Message:
     """Decode one frame made by :func:`encode`.
 
@@ -904,6 +1012,29 @@ def decode(frame: bytes) -> Message:
         ``bad_length``, ``bad_checksum``, ``unknown_type``, ``bad_payload``.
         No other exception escapes for any input.
     """
+    typ, epoch, seq, body = _open_frame(frame)
+    if typ == 1 and len(body) == _REQUEST.size:  # fast path: the hot inbound message
+        return Request(*_REQUEST.unpack(body))
+    return _decode_payload(typ, epoch, seq, body)
+
+
+def decode_packed(frame: bytes) -> Message:
+    """:func:`decode`, except that a ``Requests`` frame keeps its records packed: its
+    ``requests`` is a ``RequestRun`` (equal to the tuple ``decode`` gives), so a bundle
+    costs no ``Request`` object per order. Raises ``DecodeError`` exactly where ``decode``
+    does. O(frame)."""
+    typ, epoch, seq, body = _open_frame(frame)
+    if typ == Requests.TYPE:
+        if not body or len(body) % _REQUEST.size:
+            raise DecodeError("bad_payload", "not a whole number of request records")
+        return Requests(RequestRun(body))
+    if typ == 1 and len(body) == _REQUEST.size:
+        return Request(*_REQUEST.unpack(body))
+    return _decode_payload(typ, epoch, seq, body)
+
+
+def _open_frame(frame: bytes) -> tuple[int, int, int, bytes]:
+    """``(type, epoch, seq, payload)`` of a frame whose header, length and checksum hold."""
     try:
         frame = bytes(frame)
     except TypeError as exc:
@@ -924,8 +1055,10 @@ def decode(frame: bytes) -> Message:
     body = frame[HEADER_SIZE:]
     if zlib.crc32(body, zlib.crc32(frame[:20])) != crc:
         raise DecodeError("bad_checksum")
-    if typ == 1 and length == _REQUEST.size:  # fast path: the hot inbound message
-        return Request(*_REQUEST.unpack(body))
+    return typ, epoch, seq, body
+
+
+def _decode_payload(typ: int, epoch: int, seq: int, body: bytes) -> Message:
     cls = MESSAGE_TYPES.get(typ)
     if cls is None:
         raise DecodeError("unknown_type", str(typ))
@@ -969,8 +1102,8 @@ class ReplyColumns(NamedTuple):
     epoch: int
     first_seq: int
     leader: str
-    client_ids: list[int]
-    request_ids: list[int]
+    client_ids: list[int] | np.ndarray  # both lists of ints, or both uint64 arrays
+    request_ids: list[int] | np.ndarray
     events: bytes
     offsets: list[int]  # one more than there are replies
 
@@ -978,8 +1111,8 @@ class ReplyColumns(NamedTuple):
         """Reply ``i`` as a message. O(its events)."""
         a, b = self.offsets[i], self.offsets[i + 1]
         return Reply(
-            self.client_ids[i],
-            self.request_ids[i],
+            int(self.client_ids[i]),
+            int(self.request_ids[i]),
             OK,
             self.epoch,
             self.first_seq + i,

@@ -49,7 +49,7 @@ def _state(m) -> tuple:
         r.digest,
         m.commit,
         [(s, wire.encode(q)) for s, q in m.pending],
-        sorted(m.pending_keys),
+        m.pending.keys(),
         [(seq, d, wire.encode(rep), t) for seq, d, rep, t in m.waiting],
         [(s, q.client_id, q.request_id, q.command, t) for s, q, t in m.held],
         sorted(m.counters.items()),

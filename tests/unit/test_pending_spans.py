@@ -1,0 +1,197 @@
+"""A packed bundle (``wire.RequestRun``) on a node is ``handle`` per request, exactly.
+
+As ``test_handle_requests``, but the bundles come packed, as the driver now
+decodes them, so stretches of one client's consecutive request ids are
+queued as spans (``sequencer.PendingQueue``) and sequenced as columns. Two
+groups run in lockstep: outputs (encoded, in order) and node state must agree
+after every step, with spans split across batches (a small ``max_batch``),
+duplicated while queued, re-sent after execution or expiry, mixed with
+single requests and with short bundles, held by a standby and refused at a
+step-down. Then ``PendingQueue`` against a plain list of pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from _net import cmd, group
+from hypothesis import given
+from hypothesis import strategies as st
+from test_handle_requests import _encoded, _state
+
+from replication import wire
+from replication.sequencer import SPAN_MIN, PendingQueue
+
+CLIENTS = (1, 2)
+SRCS = (b"c1", b"c2")
+
+
+def _request(cid: int, rid: int) -> wire.Request:
+    return wire.Request(cid, rid, cmd(cid * 1000 + rid, "buy" if (cid + rid) % 2 else "sell", 100 + rid % 3))
+
+
+def _pair(max_batch: int):
+    nets = []
+    for _ in range(2):
+        net = group("sync", dedupe_window=6, max_batch=max_batch)
+        net.run_until(lambda net=net: net.machines["b"].joined and net.machines["a"].is_primary)
+        nets.append(net)
+    return nets
+
+
+stretches = st.lists(
+    st.tuples(st.sampled_from(CLIENTS), st.integers(1, 30), st.integers(1, 2 * SPAN_MIN)),
+    min_size=1,
+    max_size=3,
+)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("bundle"), st.sampled_from(("a", "a", "a", "b")), st.sampled_from(SRCS), stretches),
+        st.tuples(st.just("single"), st.sampled_from(SRCS), st.sampled_from(CLIENTS), st.integers(1, 40)),
+        st.tuples(st.just("step")),
+        st.tuples(st.just("hold_acks"), st.booleans()),
+        st.tuples(st.just("suspect")),
+        st.tuples(st.just("switchover"), st.sampled_from(("a", "b")), st.booleans()),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(ops, st.sampled_from([3, 7, 1024]))
+def test_packed_bundles_are_handle_per_request(program, max_batch):
+    packed, single = _pair(max_batch)
+    held = [False]
+    for net in (packed, single):
+        net.drop = lambda s, d, m: held[0] and s == "b" and isinstance(m, (wire.Ack, wire.Heartbeat))
+    for op in program:
+        now = packed.now
+        if op[0] in ("bundle", "single"):
+            if op[0] == "bundle":
+                _, node, src, spec = op
+                reqs = tuple(_request(c, r + i) for c, r, n in spec for i in range(n))
+            else:
+                node, (_, src, c, r) = "a", op
+                reqs = (_request(c, r),)
+            run = wire.RequestRun(wire.Requests(reqs).payload())
+            out_p = packed.machines[node].handle_requests(src, run, now)
+            out_s: list = []
+            for r in reqs:
+                out_s += single.machines[node].handle(src, r, now)
+            assert _encoded(out_p) == _encoded(out_s)
+            packed.emit(node, out_p)
+            single.emit(node, out_s)
+        elif op[0] == "step":
+            packed.step()
+            single.step()
+        elif op[0] == "hold_acks":
+            held[0] = op[1]
+        else:
+            if op[0] == "switchover" and op[2]:
+                held[0] = True
+            if op[0] == "suspect":
+                node, src, msg = "b", "a", wire.PeerDown("a")
+            else:
+                node, src, msg = op[1], "operator", wire.Switchover("b" if op[1] == "a" else "a")
+            for net in (packed, single):
+                net.emit(node, net.machines[node].handle(src, msg, net.now))
+        for name in ("a", "b"):
+            assert _state(packed.machines[name]) == _state(single.machines[name])
+    held[0] = False
+    packed.run(0.05)
+    single.run(0.05)
+    for name in ("a", "b"):
+        assert _state(packed.machines[name]) == _state(single.machines[name])
+
+
+def test_a_window_is_queued_as_one_span_and_its_duplicates_are_caught():
+    (net, _) = _pair(1024)
+    a = net.machines["a"]
+    window = tuple(_request(1, r) for r in range(1, 21))
+    run = wire.RequestRun(wire.Requests(window).payload())
+    assert a.handle_requests(b"c1", run, net.now) == []
+    assert len(a.pending) == 20 and len(a.pending._q) == 1 and not a.pending.loose
+    assert list(a.pending) == [(b"c1", q) for q in window]
+    # The same ids again, alone, in a short bundle and in a window: all deduplicated, nothing queued.
+    assert a.handle(b"c1", window[4], net.now) == []
+    assert a.handle_requests(b"c1", window[2:4], net.now) == []
+    assert a.handle_requests(b"c1", run, net.now) == []
+    assert len(a.pending) == 20 and a.counters["requests_deduplicated"] == 23
+    net.run(0.01)
+    assert not a.pending and a.replica.seq == 20 and not a.pending._spans
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("pair"), st.sampled_from(SRCS), st.integers(0, 99)),
+            st.tuples(st.just("span"), st.sampled_from(SRCS), st.integers(0, 99), st.integers(1, 12)),
+            st.tuples(st.just("take"), st.integers(1, 20)),
+        ),
+        max_size=30,
+    )
+)
+def test_pending_queue_is_a_list_of_pairs(program):
+    q, model = PendingQueue(), []
+    cid = 0
+    for op in program:
+        if op[0] == "pair":
+            cid += 1  # every request its own key: what the queue is given is never queued already
+            m = _request(cid, op[2])
+            q.add(op[1], m)
+            model.append((op[1], m))
+        elif op[0] == "span":
+            cid += 1
+            reqs = tuple(_request(cid, op[2] + i) for i in range(op[3]))
+            run = wire.RequestRun(wire.Requests((_request(9999, 0), *reqs)).payload())
+            q.add_span(op[1], run, 1, 1 + op[3], cid, op[2])
+            model += [(op[1], m) for m in reqs]
+        else:
+            n = min(op[1], len(model))
+            if not n:
+                continue
+            stretches, cids, rids, commands = q.take(n)
+            got, model = model[:n], model[n:]
+            assert [int(c) for c in cids] == [m.client_id for _, m in got]
+            assert [int(r) for r in rids] == [m.request_id for _, m in got]
+            assert isinstance(cids, list) or cids.dtype == np.uint64
+            assert commands == b"".join(m.command for _, m in got)
+            assert [s for s, lo, hi in stretches for _ in range(lo, hi)] == [s for s, _ in got]
+            assert all(a[0] != b[0] or a[2] != b[1] for a, b in zip(stretches, stretches[1:], strict=False))
+        assert list(q) == model and len(q) == len(model) and bool(q) == bool(model)
+        assert q.keys() == sorted((m.client_id, m.request_id) for _, m in model)
+        for _, m in model:
+            assert q.queued(m.client_id, m.request_id)
+            assert not q.queued(m.client_id, m.request_id + 100)
+        assert q.loose == {(m.client_id, m.request_id) for s, m in model if m.client_id in _pairs(program)}
+
+
+def _pairs(program) -> set:
+    """The client ids ``test_pending_queue_is_a_list_of_pairs`` gave to single pairs."""
+    out, cid = set(), 0
+    for op in program:
+        if op[0] in ("pair", "span"):
+            cid += 1
+            if op[0] == "pair":
+                out.add(cid)
+    return out
+
+
+def test_execute_batch_takes_uint64_columns_as_lists():
+    from matching import Engine
+    from replication.replica import Replica
+
+    cols, lists = Replica(Engine, dedupe_window=50), Replica(Engine, dedupe_window=50)
+    rid = 1
+    for n in (1, 5, 20, 63, 64, 100):  # the per-request, bulk-remember and packed-run paths
+        cids = [7 if i % 3 else 0 for i in range(n)]  # client 0: not remembered
+        rids = list(range(rid, rid + n))
+        commands = b"".join(cmd(r, "buy" if r % 2 else "sell", 100 + r % 3) for r in rids)
+        rid += n
+        got = cols.execute_batch(
+            2, np.array(cids, dtype=np.uint64), np.array(rids, dtype=np.uint64), commands
+        )
+        assert got == lists.execute_batch(2, cids, rids, commands)
+        assert cols.snapshot() == lists.snapshot()
+        assert all(type(k) is int for k in cols.results) and all(
+            type(r) is int for _, t in cols.results.values() for r in t
+        )
