@@ -427,6 +427,7 @@ class SequencerMixin:
                     f = pending.unqueued(cid, rid, f)
                 if f:
                     pending.add_span(src, run, i, i + f, cid, rid)
+                    self.count("requests_spanned", f)
                     i, rid = i + f, rid + f
                 if i < end:
                     out += self.on_request(src, run[i], now)

@@ -108,6 +108,10 @@ class Schedule:
     requests: int = 40  # per client, spread over the fault phase
     tail_requests: int = 5  # per client, after every fault healed (liveness probe)
     window: int = 8  # requests in flight per client
+    # Requests a client sends per submit, as one Requests frame (ClientCore.submit_window, what
+    # Client.send_many and send_batch do): the primary keeps a bundle's run of ids packed, so
+    # bundles take its span path (sequencer.PendingQueue). 1: one Request each.
+    bundle: int = 1
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
@@ -128,7 +132,7 @@ class Schedule:
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
             f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
-            f"faults=[{faults}]"
+            f"bundle={self.bundle} faults=[{faults}]"
         )
 
 
@@ -166,6 +170,8 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         # Drawn last, so the draws above (and older seeds' schedules) stay as they were.
         # A corrupted standby again must replay its bad seq, not have it compacted away.
         journal_retain=100_000 if rng.random() < 0.5 or corrupt else 3,
+        # Last again: half the schedules send bundles (8 and more take the packed span path).
+        bundle=rng.choice((1, 1, 8, 24)),
     )
 
 
@@ -452,7 +458,8 @@ class Sim:
     def _deliver(self, src: wire.Address, dest: wire.Address, frame: Any) -> None:
         if (src, dest) in self.cut:
             return
-        msg = frame if isinstance(frame, wire.PeerDown) else wire.decode(frame)
+        # As the driver decodes: a client's bundle stays packed (a wire.RequestRun).
+        msg = frame if isinstance(frame, wire.PeerDown) else wire.decode_packed(frame)
         if dest in self.nodes:
             node = self.nodes[dest]
             if not node.up:
@@ -460,7 +467,7 @@ class Sim:
             if node.hung:
                 node.backlog.append((src, msg))
                 return
-            self._step(node, lambda: node.machine.handle(src, msg, self.now))
+            self._step(node, lambda: self._handle(node, src, msg))
             if node.up:
                 self._schedule_tick(node, self.now + 0.00001)
         elif dest == WITNESS:
@@ -470,6 +477,12 @@ class Sim:
                 self._emit(WITNESS, outs)
         elif dest in self.clients:
             self._client_handle(self.clients[dest], src, msg)
+
+    def _handle(self, node: SimNode, src: wire.Address, msg: wire.Message) -> list:
+        """One inbound message to a node's machine, a client's bundle as the driver passes it."""
+        if type(msg) is wire.Requests:
+            return node.machine.handle_requests(src, msg.requests, self.now)
+        return node.machine.handle(src, msg, self.now)
 
     # -- clients --------------------------------------------------------------------------
 
@@ -493,6 +506,15 @@ class Sim:
             return
         if len(cl.core.pending) >= self.schedule.window:
             self._push(self.now + 0.001, _SUBMIT, cl.addr)
+            return
+        n = min(self.schedule.bundle, limit - cl.next_cmd, self.schedule.window - len(cl.core.pending))
+        if n > 1:
+            cmds = cl.commands[cl.next_cmd : cl.next_cmd + n]
+            cl.next_cmd += n
+            first = cl.core.submit_window(cmds, self.now)
+            cl.sent.update(zip(range(first, first + n), cmds, strict=True))
+            cid = cl.core.client_id
+            self._send(cl.addr, cl.core.primary, wire.encode_request_window(cid, first, cmds))
             return
         cmd = cl.commands[cl.next_cmd]
         cl.next_cmd += 1
@@ -665,7 +687,7 @@ class Sim:
         for src, msg in backlog:
             if not node.up:
                 break
-            self._step(node, lambda s=src, m=msg: node.machine.handle(s, m, self.now))
+            self._step(node, lambda s=src, m=msg: self._handle(node, s, m))
         if node.up:
             self._schedule_tick(node, self.now)
 
