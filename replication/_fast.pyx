@@ -234,7 +234,7 @@ def pack_reply_run(client_ids, request_ids, Py_ssize_t lo, Py_ssize_t hi, uint32
 
     Reply ``i`` is sequenced as ``first_seq + i``; its events are
     ``events[offsets[i]:offsets[i + 1]]``. The id columns are both lists of ints
-    or both uint64 arrays (a batch of packed requests: ``sequencer.PendingQueue``).
+    or both uint64 arrays (a batch of packed requests: ``queues.PendingQueue``).
     Two passes: the size, then one buffer filled in place. O(hi - lo + their events).
     """
     cdef const uint64_t[::1] cids, rids

@@ -110,7 +110,7 @@ class Schedule:
     window: int = 8  # requests in flight per client
     # Requests a client sends per submit, as one Requests frame (ClientCore.submit_window, what
     # Client.send_many and send_batch do): the primary keeps a bundle's run of ids packed, so
-    # bundles take its span path (sequencer.PendingQueue). 1: one Request each.
+    # bundles take its span path (queues.PendingQueue). 1: one Request each.
     bundle: int = 1
     drop: float = 0.0
     duplicate: float = 0.0

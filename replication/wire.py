@@ -893,7 +893,7 @@ class RequestRun(Sequence):
 
     What the primary's driver hands the sequencer for a client's bundle, so that
     a window of orders is queued, checked and sequenced as columns (see
-    ``sequencer.PendingQueue``), without a ``Request`` object per order.
+    ``queues.PendingQueue``), without a ``Request`` object per order.
     Indexing and iterating make ``Request`` messages on demand (O(1) each); a
     slice is another ``RequestRun`` (O(bytes)). Equal to any sequence of the
     same requests, and hashed as their tuple. Every record's command is

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from replication import wire
-from replication.sequencer import PendingQueue
+from replication.queues import PendingQueue
 from replication.sim import NODE_FAULTS, Fault, Schedule, Sim, SimFailure, random_schedule, run_schedule
 from replication.sim_check import check_sim
 
@@ -186,7 +186,7 @@ def test_async_losses_are_counted_not_reported_as_wrong_replies(seed):
 @pytest.mark.parametrize("seed", range(1, 13))
 def test_bundled_requests_keep_every_rule_under_faults(seed, monkeypatch):
     """Clients sending bundles (``Client.send_many`` / ``send_batch``) reach the primary's packed
-    span path (``sequencer.PendingQueue``); crashes, a crash mid-step, a hang, switchovers (one
+    span path (``queues.PendingQueue``); crashes, a crash mid-step, a hang, switchovers (one
     whose old primary crashes after its Handover) and lost, doubled and reordered messages must
     still lose, duplicate and diverge nothing. (Ignoring the dedupe table for a span fails 7 of
     these seeds, ignoring the requests already queued 3: checked by mutating the code.)"""

@@ -2,7 +2,7 @@
 
 As ``test_handle_requests``, but the bundles come packed, as the driver now
 decodes them, so stretches of one client's consecutive request ids are
-queued as spans (``sequencer.PendingQueue``) and sequenced as columns. Two
+queued as spans (``queues.PendingQueue``) and sequenced as columns. Two
 groups run in lockstep: outputs (encoded, in order) and node state must agree
 after every step, with spans split across batches (a small ``max_batch``),
 duplicated while queued, re-sent after execution or expiry, mixed with
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_handle_requests import _encoded, _state
 
 from replication import wire
-from replication.sequencer import SPAN_MIN, PendingQueue
+from replication.queues import SPAN_MIN, PendingQueue
 
 CLIENTS = (1, 2)
 SRCS = (b"c1", b"c2")
@@ -110,6 +110,7 @@ def test_a_window_is_queued_as_one_span_and_its_duplicates_are_caught():
     run = wire.RequestRun(wire.Requests(window).payload())
     assert a.handle_requests(b"c1", run, net.now) == []
     assert len(a.pending) == 20 and len(a.pending._q) == 1 and not a.pending.loose
+    assert a.counters["requests_spanned"] == 20
     assert list(a.pending) == [(b"c1", q) for q in window]
     # The same ids again, alone, in a short bundle and in a window: all deduplicated, nothing queued.
     assert a.handle(b"c1", window[4], net.now) == []

@@ -2,7 +2,7 @@
 
 The plain form is the specification: the packer (C and Python) gives
 ``Replies.payload``'s bytes, ``encode_replies`` gives ``encode``'s frame,
-``sequencer.ReplyQueue`` holds and releases what a plain queue of
+``queues.ReplyQueue`` holds and releases what a plain queue of
 ``(seq, dest, Reply, t)`` would, and the driver sends the very frames it
 sends for the expanded outputs.
 """
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replication import fastpath, node, wire
-from replication.sequencer import ReplyQueue
+from replication.queues import ReplyQueue
 
 PACKERS = [pytest.param(fastpath.pack_reply_run_py, id="python")]
 if fastpath.NATIVE:
