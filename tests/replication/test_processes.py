@@ -231,6 +231,47 @@ def test_corrupted_standby_reports_divergence_and_never_promotes(group):
     assert "promotions" not in st["b"]["counters"]
 
 
+def test_published_events_equal_the_replies_of_bundled_orders(group):
+    """A client's bundles (``send_batch``) take the primary's packed path, where a batch's events
+    reach the PUB stream without being sliced per entry unless read (``wire.EventBlobs``) and the
+    replies as columns (``wire.ReplyRun``): every seq's published events equal its reply's."""
+    import io
+    import json
+    import threading
+
+    import numpy as np
+
+    from matching import EVENT_DTYPE, command_array, event_dict, events_from_array
+    from replication.subscribe import subscribe
+
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    commands = command_array([order(i) for i in range(600)])
+    out = io.StringIO()
+    sub = threading.Thread(
+        target=subscribe, args=(g.cfg,), kwargs={"count": len(commands), "idle_timeout": 10.0, "out": out}
+    )
+    sub.start()
+    time.sleep(0.3)  # the SUB sockets connect (a late joiner would get refills, which carry no events)
+    c = g.client(17)
+    replies: dict[int, wire.Reply] = {}
+    try:
+        for lo in range(0, len(commands), 200):
+            ids = c.send_batch(commands[lo : lo + 200])
+            deadline = time.monotonic() + 20
+            while any(i not in replies for i in ids) and time.monotonic() < deadline:
+                replies.update((r.request_id, r) for r in c.poll_replies(0.05))
+    finally:
+        c.close()
+        sub.join(20)
+    assert len(replies) == len(commands) and all(r.status == wire.OK for r in replies.values())
+    published = {x["seq"]: x for x in map(json.loads, out.getvalue().splitlines())}
+    for r in replies.values():
+        events = [event_dict(e) for e in events_from_array(np.frombuffer(r.events, dtype=EVENT_DTYPE))]
+        assert published[r.seq]["events"] == events, r.seq
+
+
 def test_subscriber_prints_the_stream_with_events(group):
     import json
 
