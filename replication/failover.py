@@ -130,9 +130,23 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.counters[key] = self.counters.get(key, 0) + n
 
     def save_meta(self) -> None:
+        self.history = self.trimmed_history()
         self.journal.save_meta(
             {"epoch": self.epoch, "history": [list(h) for h in self.history], "led_epoch": self.led_epoch}
         )
+
+    def trimmed_history(self) -> list[tuple[int, int]]:
+        """The epoch history from the epoch holding our journal's first entry (``base_seq + 1``) on.
+
+        Older epochs ended inside what a snapshot covers: a joiner whose last
+        entry is there is caught up by snapshot whatever it shares with us
+        (``common_prefix``), so they are not kept, and the metadata stays
+        bounded by the epochs the journal spans. O(epochs kept)."""
+        h, base = self.history, self.journal.base_seq
+        k = 0
+        while k + 1 < len(h) and h[k + 1][1] <= base + 1:
+            k += 1
+        return h[k:] if k else h
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:

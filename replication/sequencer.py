@@ -276,14 +276,25 @@ class SequencerMixin:
         mine = self.journal.entry(seq)
         if mine is not None and mine.epoch == last_epoch:
             return seq
-        # Below our journal (a snapshot, or compacted away): the epoch history still
-        # says where the joiner's epoch ended for us, which is all the check needs.
+        # Otherwise the epoch history says where the joiner's epoch ended for us: where the
+        # next epoch we know of began.
         end = self.replica.seq
         for epoch, first in self.history:
             if epoch > last_epoch:
                 end = first - 1
                 break
-        return max(0, min(seq, end))
+        t = max(0, min(seq, end))
+        # The history holds every epoch that began above our journal's base (we applied or
+        # sequenced those entries), but not always those that began at or below it: a
+        # snapshot we installed skipped them, and ``trimmed_history`` drops them. If the
+        # joiner's epoch did not begin above the base, the epoch after it may be one of
+        # those, and then it ended earlier than ``end``: agreeing that far would keep a
+        # stale suffix the next entries cannot fit (a divergence). Below the base, the
+        # joiner's catch-up is a snapshot, which replaces its whole journal.
+        base = self.journal.base_seq
+        if base and t >= base and not any(e == last_epoch and first > base for e, first in self.history):
+            t = base - 1
+        return t
 
     def catch_up(self: NodeMachine, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:
         """Send ``dest`` entries from ``from_seq`` (up to ``to_seq``; 0 = to the end), or a snapshot

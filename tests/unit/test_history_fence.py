@@ -1,0 +1,84 @@
+"""Fencing a joiner against an epoch history with holes below the journal's base, and trimming it.
+
+A node's epoch history holds every epoch that began above its journal's
+base, but not always those that began at or below it: a snapshot it
+installed skipped them, and ``NodeMachine.trimmed_history`` drops them. The
+primary's ``common_prefix`` must then not trust the history for a joiner
+whose epoch began there (it could agree past where that epoch really
+ended, and the joiner's stale suffix would sit under the entries it is sent
+next): it cuts the joiner to below the base, whose catch-up is a snapshot.
+"""
+
+from __future__ import annotations
+
+from replication.failover import NodeMachine
+from replication.journal import MemoryJournal
+from replication.wire import Entry
+
+BASE = 50
+
+
+def entry(epoch: int, seq: int) -> Entry:
+    return Entry(epoch, seq, 7, seq, seq * 31 + epoch, bytes([seq % 256]) * 56)
+
+
+def primary_over(journal: MemoryJournal, history: list[tuple[int, int]]) -> NodeMachine:
+    m = NodeMachine("a", ["a", "b"], MemoryJournal())
+    m.journal, m.history = journal, list(history)
+    return m
+
+
+def journal_from_base() -> MemoryJournal:
+    """Entries 51..60 of epoch 5 and 61..70 of epoch 6 over a snapshot at 50."""
+    j = MemoryJournal()
+    j.reset(BASE, 5, b"snapshot")
+    j.append([entry(5, s) for s in range(51, 61)] + [entry(6, s) for s in range(61, 71)])
+    return j
+
+
+def test_a_joiner_from_an_epoch_the_history_may_miss_is_cut_below_the_base():
+    # Truly: epoch 3 ended at 40 and epoch 4 ran 41..50, all under the snapshot we installed,
+    # so our history lacks epochs 3 and 4. The joiner is epoch 3's deposed primary, whose
+    # unacknowledged suffix runs to 55.
+    m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
+    t = m.common_prefix(3, 55)
+    assert t < BASE  # so its catch-up (from t + 1 <= BASE) is a snapshot, replacing its journal
+
+
+def test_a_joiner_from_an_epoch_that_began_above_the_base_is_fenced_exactly():
+    # Epoch 5 began at 51 (above the base): the history knows where it ended for us (60).
+    m = primary_over(journal_from_base(), [(1, 1), (5, 51), (6, 61)])
+    assert m.common_prefix(5, 65) == 60
+    assert m.common_prefix(6, 70) == 70
+    assert m.common_prefix(5, 58) == 58
+
+
+def test_a_joiner_below_the_base_is_unchanged():
+    m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
+    assert m.common_prefix(2, 30) == 30  # below the base either way: a snapshot follows
+    assert m.common_prefix(1, 12) == 10
+
+
+def test_without_a_base_the_history_is_whole_and_trusted():
+    j = MemoryJournal()
+    j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
+    m = primary_over(j, [(1, 1), (3, 11)])
+    assert m.common_prefix(2, 15) == 10  # epoch 2 left nothing here: our epoch 3 began at 11
+    assert m.common_prefix(1, 14) == 10
+
+
+def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
+    j = journal_from_base()
+    m = primary_over(j, [(1, 1), (2, 11), (3, 30), (4, 41), (5, 51), (6, 61)])
+    m.save_meta()
+    assert m.history == [(5, 51), (6, 61)]
+    assert j.load_meta()["history"] == [[5, 51], [6, 61]]
+    # The epoch holding the base's next entry stays even if it began below the base.
+    j2 = MemoryJournal()
+    j2.reset(55, 5, b"snapshot")
+    j2.append([entry(5, s) for s in range(56, 61)] + [entry(6, s) for s in range(61, 71)])
+    m2 = primary_over(j2, [(1, 1), (4, 41), (5, 51), (6, 61)])
+    m2.save_meta()
+    assert m2.history == [(5, 51), (6, 61)]
+    # And a joiner from a trimmed epoch is cut below the base (a snapshot).
+    assert m2.common_prefix(4, 58) < 55
