@@ -105,7 +105,6 @@ def test_batch_paths_behave_as_one_by_one(seed):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_decoded_bundles_behave_as_one_by_one(seed):
-    pytest.importorskip("replication._client_fast")
     assert run(seed, batched="block") == run(seed, batched=False)
 
 
