@@ -17,7 +17,6 @@ arguments beyond the bounds checks that keep memory safe.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsUnsignedLongLong
-from cpython.exc cimport PyErr_Occurred
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -237,51 +236,12 @@ def pack_reply_run(client_ids, request_ids, Py_ssize_t lo, Py_ssize_t hi, uint32
     or both uint64 arrays (a batch of packed requests: ``queues.PendingQueue``).
     Two passes: the size, then one buffer filled in place. O(hi - lo + their events).
     """
-    cdef const uint64_t[::1] cids, rids
-    if type(client_ids) is not list or type(request_ids) is not list:
-        cids, rids = client_ids, request_ids
-        if lo < 0 or lo > hi or hi > cids.shape[0] or hi > rids.shape[0] or hi >= len(offsets):
-            raise ValueError("lo and hi must select replies that have ids and offsets")
-        return _pack_reply_cols(cids, rids, lo, hi, epoch, first_seq, leader, events, offsets)
-    if lo < 0 or lo > hi or hi > len(client_ids) or hi > len(request_ids) or hi >= len(offsets):
+    # Lists (a batch of requests that came one by one) become uint64 columns first: one packer.
+    cdef const uint64_t[::1] cids = np.asarray(client_ids, dtype=np.uint64)
+    cdef const uint64_t[::1] rids = np.asarray(request_ids, dtype=np.uint64)
+    if lo < 0 or lo > hi or hi > cids.shape[0] or hi > rids.shape[0] or hi >= len(offsets):
         raise ValueError("lo and hi must select replies that have ids and offsets")
-    cdef Py_ssize_t nl = PyBytes_GET_SIZE(leader), ne = PyBytes_GET_SIZE(events), i, a, b
-    if nl > 0xFFFF:
-        raise ValueError("leader name longer than 65535 bytes")
-    cdef Py_ssize_t size = (hi - lo) * (35 + nl)
-    for i in range(lo, hi):
-        a = offsets[i]
-        b = offsets[i + 1]
-        if a < 0 or a > b or b > ne:
-            raise ValueError("event offsets out of order or out of range")
-        size += b - a
-    out = PyBytes_FromStringAndSize(NULL, size)
-    cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(out)
-    cdef const char *ev = PyBytes_AS_STRING(events)
-    cdef const char *name = PyBytes_AS_STRING(leader)
-    cdef uint64_t ids[2]
-    cdef uint64_t seq
-    cdef uint32_t n
-    cdef uint16_t nlead = <uint16_t>nl
-    for i in range(lo, hi):
-        a = offsets[i]
-        b = offsets[i + 1]
-        ids[0] = PyLong_AsUnsignedLongLong(client_ids[i])
-        ids[1] = PyLong_AsUnsignedLongLong(request_ids[i])
-        if (ids[0] == <uint64_t>-1 or ids[1] == <uint64_t>-1) and PyErr_Occurred():
-            raise OverflowError("client or request id does not fit in u64")
-        seq = first_seq + <uint64_t>i
-        n = <uint32_t>(b - a)
-        memcpy(dst, ids, 16)
-        dst[16] = 0  # status OK
-        memcpy(dst + 17, &epoch, 4)
-        memcpy(dst + 21, &seq, 8)
-        memcpy(dst + 29, &nlead, 2)
-        memcpy(dst + 31, &n, 4)
-        memcpy(dst + 35, name, nl)
-        memcpy(dst + 35 + nl, ev + a, b - a)
-        dst += 35 + nl + (b - a)
-    return out
+    return _pack_reply_cols(cids, rids, lo, hi, epoch, first_seq, leader, events, offsets)
 
 
 cdef bytes _pack_reply_cols(const uint64_t[::1] cids, const uint64_t[::1] rids, Py_ssize_t lo, Py_ssize_t hi,
