@@ -204,7 +204,68 @@ ENTRY_DTYPE = np.dtype(
 RUN_MIN = 64  # Entries of at least this many entries decode to an EntryRun (fewer: a tuple)
 
 
-class EntryRun(Sequence):
+class PackedRun(Sequence):
+    """Fixed-size records kept as their packed bytes: a read-only sequence of the messages they hold.
+
+    The common part of ``EntryRun`` and ``RequestRun``: a subclass names its
+    ``RECORD`` struct, its ``DTYPE`` (the same layout as a NumPy dtype) and
+    ``_make`` (one record's fields -> its message). Indexing and iterating make
+    messages on demand (O(1) each); a slice is another run of the same class
+    (O(bytes)). Equal to any tuple or list of the same messages, and hashed as
+    their tuple.
+    """
+
+    __slots__ = ("raw", "_arr")
+    RECORD: ClassVar[struct.Struct]
+    DTYPE: ClassVar[np.dtype]
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw  # len(raw) // RECORD.size records
+        self._arr: np.ndarray | None = None
+
+    @staticmethod
+    def _make(fields: tuple) -> object:
+        raise NotImplementedError
+
+    @property
+    def array(self) -> np.ndarray:
+        """The records as a ``DTYPE`` array viewing ``raw`` (read-only)."""
+        if self._arr is None:
+            self._arr = np.frombuffer(self.raw, dtype=self.DTYPE)
+        return self._arr
+
+    def __len__(self) -> int:
+        return len(self.raw) // self.RECORD.size
+
+    def __getitem__(self, i):
+        n, size = len(self), self.RECORD.size
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if step != 1:
+                return tuple(self)[i]
+            stop = max(start, stop)
+            return type(self)(self.raw[start * size : stop * size])
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"{type(self).__name__} index out of range")
+        return self._make(self.RECORD.unpack_from(self.raw, i * size))
+
+    def __iter__(self):
+        return map(self._make, self.RECORD.iter_unpack(self.raw))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self.raw == other.raw
+        if isinstance(other, (tuple, list)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))  # equal to the tuple of its messages, so hashed like it
+
+
+class EntryRun(PackedRun):
     """Consecutive entries kept as their packed bytes: a read-only sequence of ``Entry``.
 
     What the catch-up path passes from the primary's journal to the wire and
@@ -215,11 +276,10 @@ class EntryRun(Sequence):
     Built only from checked bytes: :meth:`from_bytes` verifies the seqs.
     """
 
-    __slots__ = ("raw", "_arr")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw  # len(raw) entries of ENTRY.size bytes, consecutive seqs
-        self._arr: np.ndarray | None = None
+    __slots__ = ()
+    RECORD = ENTRY
+    DTYPE = ENTRY_DTYPE
+    _make = staticmethod(Entry._make)  # consecutive seqs
 
     @classmethod
     def from_bytes(cls, raw: bytes, first_seq: int | None = None) -> EntryRun:
@@ -282,46 +342,9 @@ class EntryRun(Sequence):
         return cls(arr.tobytes())
 
     @property
-    def array(self) -> np.ndarray:
-        """The entries as an ``ENTRY_DTYPE`` array viewing ``raw`` (read-only)."""
-        if self._arr is None:
-            self._arr = np.frombuffer(self.raw, dtype=ENTRY_DTYPE)
-        return self._arr
-
-    @property
     def commands(self) -> bytes:
         """The commands back to back (``COMMAND_SIZE`` bytes each). O(n)."""
         return self.array["command"].tobytes()
-
-    def __len__(self) -> int:
-        return len(self.raw) // ENTRY.size
-
-    def __getitem__(self, i):
-        n = len(self)
-        if isinstance(i, slice):
-            start, stop, step = i.indices(n)
-            if step != 1:
-                return tuple(self)[i]
-            stop = max(start, stop)
-            return EntryRun(self.raw[start * ENTRY.size : stop * ENTRY.size])
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("EntryRun index out of range")
-        return Entry._make(ENTRY.unpack_from(self.raw, i * ENTRY.size))
-
-    def __iter__(self):
-        return map(Entry._make, ENTRY.iter_unpack(self.raw))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, EntryRun):
-            return self.raw == other.raw
-        if isinstance(other, (tuple, list)):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))  # equal to the tuple of its entries, so hashed like it
 
     def __repr__(self) -> str:
         if not self.raw:
@@ -888,7 +911,7 @@ def encode_request_records(client_id: int, first: int, records: bytes) -> bytes:
     return _frame(Requests.TYPE, 0, 0, body.tobytes())
 
 
-class RequestRun(Sequence):
+class RequestRun(PackedRun):
     """A ``Requests`` payload kept as its packed records: a read-only sequence of ``Request``.
 
     What the primary's driver hands the sequencer for a client's bundle, so that
@@ -900,54 +923,25 @@ class RequestRun(Sequence):
     ``COMMAND_SIZE`` bytes, by construction.
     """
 
-    __slots__ = ("raw", "_arr")
+    __slots__ = ()
+    RECORD = _REQUEST  # u64 client id, u64 request id, command
+    DTYPE = _REQUEST_DTYPE
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) % _REQUEST.size:
             raise ValueError(f"{len(raw)} bytes is not a whole number of request records")
-        self.raw = bytes(raw)  # len(raw) // _REQUEST.size records: u64 client id, u64 request id, command
-        self._arr: np.ndarray | None = None
+        super().__init__(bytes(raw))
 
-    @property
-    def array(self) -> np.ndarray:
-        """The records as a structured array (``client_id``, ``request_id``, ``command``) viewing ``raw``."""
-        if self._arr is None:
-            self._arr = np.frombuffer(self.raw, dtype=_REQUEST_DTYPE)
-        return self._arr
+    @staticmethod
+    def _make(fields: tuple) -> Request:
+        return Request(*fields)
 
     def commands(self, lo: int, hi: int) -> bytes:
         """The commands of records ``lo .. hi - 1``, back to back. O(hi - lo), vectorised."""
         return self.array["command"][lo:hi].tobytes()
 
-    def __len__(self) -> int:
-        return len(self.raw) // _REQUEST.size
-
-    def __getitem__(self, i):
-        n = len(self)
-        if isinstance(i, slice):
-            start, stop, step = i.indices(n)
-            if step != 1:
-                return tuple(self)[i]
-            stop = max(start, stop)
-            return RequestRun(self.raw[start * _REQUEST.size : stop * _REQUEST.size])
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("RequestRun index out of range")
-        return Request(*_REQUEST.unpack_from(self.raw, i * _REQUEST.size))
-
     def __iter__(self):
-        return starmap(Request, _REQUEST.iter_unpack(self.raw))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RequestRun):
-            return self.raw == other.raw
-        if isinstance(other, (tuple, list)):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))  # equal to the tuple of its requests, so hashed like it
+        return starmap(Request, _REQUEST.iter_unpack(self.raw))  # no call of _make per record
 
     def __repr__(self) -> str:
         return f"RequestRun({len(self)} requests)"
