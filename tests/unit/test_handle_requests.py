@@ -91,26 +91,32 @@ ops = st.lists(
 )
 
 
-@given(ops)
-def test_handle_requests_is_handle_per_request(program):
-    batched, single = _pair()
+def run_lockstep(fast, single, program, requests_of, pack=tuple) -> None:
+    """Run ``program`` on two groups in lockstep and require the same outputs and state throughout.
+
+    ``requests_of(op)`` gives a bundle op's ``(node, src, requests)`` (None for
+    the other ops): ``fast`` takes them in one ``handle_requests(src,
+    pack(requests))`` call, ``single`` one ``handle`` each. The other ops step
+    both nets, hold the standby's acks, make it suspect its leader, or ask
+    for a switchover.
+    """
     held = [False]
-    for net in (batched, single):
+    for net in (fast, single):
         net.drop = lambda s, d, m: held[0] and s == "b" and isinstance(m, (wire.Ack, wire.Heartbeat))
     for op in program:
-        if op[0] == "bundle":
-            _, node, src, spec = op
-            reqs = tuple(wire.Request(c, q, _command(c, q, kind)) for c, q, kind in spec)
-            now = batched.now
-            out_b = batched.machines[node].handle_requests(src, reqs, now)
+        bundle = requests_of(op)
+        if bundle is not None:
+            node, src, reqs = bundle
+            now = fast.now
+            out_f = fast.machines[node].handle_requests(src, pack(reqs), now)
             out_s: list = []
             for r in reqs:
                 out_s += single.machines[node].handle(src, r, now)
-            assert _encoded(out_b) == _encoded(out_s)
-            batched.emit(node, out_b)
+            assert _encoded(out_f) == _encoded(out_s)
+            fast.emit(node, out_f)
             single.emit(node, out_s)
         elif op[0] == "step":
-            batched.step()
+            fast.step()
             single.step()
         elif op[0] == "hold_acks":
             held[0] = op[1]
@@ -121,15 +127,27 @@ def test_handle_requests_is_handle_per_request(program):
                 node, src, msg = "b", "a", wire.PeerDown("a")
             else:  # a planned switchover, asked of either node (only a primary starts one)
                 node, src, msg = op[1], "operator", wire.Switchover("b" if op[1] == "a" else "a")
-            for net in (batched, single):
+            for net in (fast, single):
                 net.emit(node, net.machines[node].handle(src, msg, net.now))
         for name in ("a", "b"):
-            assert _state(batched.machines[name]) == _state(single.machines[name])
+            assert _state(fast.machines[name]) == _state(single.machines[name])
     held[0] = False
-    batched.run(0.05)
+    fast.run(0.05)
     single.run(0.05)
     for name in ("a", "b"):
-        assert _state(batched.machines[name]) == _state(single.machines[name])
+        assert _state(fast.machines[name]) == _state(single.machines[name])
+
+
+def _bundle(op):
+    if op[0] != "bundle":
+        return None
+    _, node, src, spec = op
+    return node, src, tuple(wire.Request(c, q, _command(c, q, kind)) for c, q, kind in spec)
+
+
+@given(ops)
+def test_handle_requests_is_handle_per_request(program):
+    run_lockstep(*_pair(), program, _bundle)
 
 
 def test_bundle_on_primary_queues_new_and_passes_the_rest_through():

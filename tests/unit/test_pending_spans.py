@@ -16,7 +16,7 @@ import numpy as np
 from _net import cmd, group
 from hypothesis import given
 from hypothesis import strategies as st
-from test_handle_requests import _encoded, _state
+from test_handle_requests import run_lockstep
 
 from replication import wire
 from replication.queues import SPAN_MIN, PendingQueue
@@ -57,50 +57,23 @@ ops = st.lists(
 )
 
 
+def _requests(op):
+    if op[0] == "bundle":
+        _, node, src, spec = op
+        return node, src, tuple(_request(c, r + i) for c, r, n in spec for i in range(n))
+    if op[0] == "single":
+        _, src, c, r = op
+        return "a", src, (_request(c, r),)
+    return None
+
+
+def _packed(reqs: tuple) -> wire.RequestRun:
+    return wire.RequestRun(wire.Requests(reqs).payload())
+
+
 @given(ops, st.sampled_from([3, 7, 1024]))
 def test_packed_bundles_are_handle_per_request(program, max_batch):
-    packed, single = _pair(max_batch)
-    held = [False]
-    for net in (packed, single):
-        net.drop = lambda s, d, m: held[0] and s == "b" and isinstance(m, (wire.Ack, wire.Heartbeat))
-    for op in program:
-        now = packed.now
-        if op[0] in ("bundle", "single"):
-            if op[0] == "bundle":
-                _, node, src, spec = op
-                reqs = tuple(_request(c, r + i) for c, r, n in spec for i in range(n))
-            else:
-                node, (_, src, c, r) = "a", op
-                reqs = (_request(c, r),)
-            run = wire.RequestRun(wire.Requests(reqs).payload())
-            out_p = packed.machines[node].handle_requests(src, run, now)
-            out_s: list = []
-            for r in reqs:
-                out_s += single.machines[node].handle(src, r, now)
-            assert _encoded(out_p) == _encoded(out_s)
-            packed.emit(node, out_p)
-            single.emit(node, out_s)
-        elif op[0] == "step":
-            packed.step()
-            single.step()
-        elif op[0] == "hold_acks":
-            held[0] = op[1]
-        else:
-            if op[0] == "switchover" and op[2]:
-                held[0] = True
-            if op[0] == "suspect":
-                node, src, msg = "b", "a", wire.PeerDown("a")
-            else:
-                node, src, msg = op[1], "operator", wire.Switchover("b" if op[1] == "a" else "a")
-            for net in (packed, single):
-                net.emit(node, net.machines[node].handle(src, msg, net.now))
-        for name in ("a", "b"):
-            assert _state(packed.machines[name]) == _state(single.machines[name])
-    held[0] = False
-    packed.run(0.05)
-    single.run(0.05)
-    for name in ("a", "b"):
-        assert _state(packed.machines[name]) == _state(single.machines[name])
+    run_lockstep(*_pair(max_batch), program, _requests, _packed)
 
 
 def test_a_window_is_queued_as_one_span_and_its_duplicates_are_caught():

@@ -14,6 +14,7 @@ from collections import deque
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_driver_replies import _driver
 
 from replication import fastpath, node, wire
 from replication.queues import ReplyQueue
@@ -154,24 +155,6 @@ def test_reply_queue_holds_and_releases_as_a_plain_queue_of_replies(ops):
 
 
 # --- the driver ------------------------------------------------------------------------------
-
-
-class _Sock:
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def send(self, frame, flags=0) -> None:
-        self.sent.append(frame)
-
-    def send_multipart(self, parts, flags=0) -> None:
-        self.sent.append(tuple(parts))
-
-
-def _driver() -> node.Driver:
-    d = object.__new__(node.Driver)  # no sockets, no machine: only what perform() reads
-    d.counters, d.reply_timer, d.pub, d.pub_topics, d.journal = {}, None, None, set(), None
-    d.router, d.dealers = _Sock(), {"b": _Sock()}
-    return d
 
 
 @given(
