@@ -237,6 +237,28 @@ def cpu_per_order(
 # ----- the floor: a bare pyzmq echo ------------------------------------------------------------
 
 
+def until_sigterm() -> list[bool]:
+    """``[True]`` until this process gets SIGTERM, then ``[False]``: a bare server's loop condition."""
+    running = [True]
+
+    def halt(signum: int, frame: Any) -> None:  # noqa: ARG001
+        running[0] = False
+
+    signal.signal(signal.SIGTERM, halt)
+    return running
+
+
+def bare_socket(ctx: Any, kind: int) -> Any:
+    """A socket of a floor server: no linger, high-water marks out of the way."""
+    import zmq
+
+    s = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVHWM, 1_000_000)
+    s.setsockopt(zmq.SNDHWM, 1_000_000)
+    return s
+
+
 def echo_server(endpoint: str, reply_bytes: int) -> int:
     """ROUTER at ``endpoint``: answer every frame with its first 8 bytes padded to ``reply_bytes``.
 
@@ -245,23 +267,14 @@ def echo_server(endpoint: str, reply_bytes: int) -> int:
     """
     import zmq
 
-    running = True
-
-    def halt(signum: int, frame: Any) -> None:  # noqa: ARG001
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, halt)
+    running = until_sigterm()
     ctx = zmq.Context()
-    s = ctx.socket(zmq.ROUTER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVHWM, 1_000_000)
-    s.setsockopt(zmq.SNDHWM, 1_000_000)
+    s = bare_socket(ctx, zmq.ROUTER)
     s.bind(endpoint)
     pad = bytes(max(0, reply_bytes - 8))
     poller = zmq.Poller()
     poller.register(s, zmq.POLLIN)
-    while running:
+    while running[0]:
         if not poller.poll(100):
             continue
         for _ in range(4096):

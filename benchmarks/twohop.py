@@ -24,9 +24,7 @@ explains.
 
 from __future__ import annotations
 
-import signal
 import sys
-from typing import Any
 
 from . import groups
 
@@ -50,20 +48,10 @@ def relay_server(endpoint: str, upstream: str, forward_bytes: int, reply_bytes: 
     """
     import zmq
 
-    running = True
-
-    def halt(signum: int, frame: Any) -> None:  # noqa: ARG001
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, halt)
+    running = groups.until_sigterm()
     ctx = zmq.Context()
-    front = ctx.socket(zmq.ROUTER)
-    back = ctx.socket(zmq.DEALER)
-    for s in (front, back):
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVHWM, 1_000_000)
-        s.setsockopt(zmq.SNDHWM, 1_000_000)
+    front = groups.bare_socket(ctx, zmq.ROUTER)
+    back = groups.bare_socket(ctx, zmq.DEALER)
     front.bind(endpoint)
     back.connect(upstream)
     forward_pad = bytes(max(0, forward_bytes - 8))
@@ -72,7 +60,7 @@ def relay_server(endpoint: str, upstream: str, forward_bytes: int, reply_bytes: 
     poller = zmq.Poller()
     poller.register(front, zmq.POLLIN)
     poller.register(back, zmq.POLLIN)
-    while running:
+    while running[0]:
         ready = dict(poller.poll(100))
         if front in ready:
             for _ in range(4096):
