@@ -70,10 +70,6 @@ class ReplyQueue:
         self._q.append(item)
         self._n += 1
 
-    def add_batch(self, cols: ReplyColumns, dests: tuple | list, t: float) -> None:
-        """Hold every reply of ``cols`` (reply ``i`` to ``dests[i]``), seqs above all held. O(stretches)."""
-        self.add_stretches(cols, _stretches(dests), t)
-
     def add_stretches(self, cols: ReplyColumns, stretches: list, t: float) -> None:
         """Hold every reply of ``cols``, replies ``lo .. hi - 1`` to ``dest`` for each ``(dest, lo,
         hi)`` of ``stretches`` (in order, covering them all), seqs above all held. O(stretches)."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_driver_replies import _driver
 
 from replication import fastpath, node, wire
-from replication.queues import ReplyQueue
+from replication.queues import ReplyQueue, _stretches
 
 PACKERS = [pytest.param(fastpath.pack_reply_run_py, id="python")]
 if fastpath.NATIVE:
@@ -134,7 +134,7 @@ def test_reply_queue_holds_and_releases_as_a_plain_queue_of_replies(ops):
                 bytes(64 * n),
                 [64 * i for i in range(n + 1)],
             )
-            q.add_batch(cols, dests, t)
+            q.add_stretches(cols, _stretches(dests), t)
             plain.extend((seq + 1 + i, dests[i], cols.reply(i), t) for i in range(n))
             seq += n
         elif op[0] == "single":
