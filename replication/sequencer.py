@@ -554,6 +554,10 @@ class SequencerMixin:
             handover = wire.Handover(self.epoch, self.replica.seq, self.name)
             out.append(Send(target, handover))
             out += self.become_standby(target, self.epoch, now)
+            if self.witness:
+                # Tell the witness at once that we follow the target with our final seq: that
+                # (not the drain) is what lets it grant the target's vote.
+                out.append(self.heartbeat_to(self.witness))
             # Re-sent from standby_tick until the target serves a newer epoch: a lost
             # Handover must not leave two standbys following each other.
             self.handover = (target, handover, now)

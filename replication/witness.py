@@ -201,21 +201,25 @@ class WitnessMachine:
             return deny(f"candidate skips epochs ({m.epoch} after {self.epoch})")
         if self.started is not None and now - self.started < self.settings.witness_grace:
             return deny("witness still learning the group")
-        # The primary of our epoch draining into the candidate (its heartbeat names the
-        # target), or already following it at the same epoch (it handed over).
+        # The primary of our epoch handed over to the candidate: it follows it at the same
+        # epoch (the heartbeat it sends the moment its Handover leaves), and the candidate
+        # holds every entry it has. A draining primary's heartbeat is not enough: its seq
+        # may still grow, and a target that crashed and restarted during the drain would be
+        # granted on its shorter journal, the old primary's acknowledged suffix fenced away.
         drain = self.info.get(self.primary) if self.primary else None
         handover = (
             drain is not None
-            and drain.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
+            and drain.role == wire.ROLE_STANDBY
             and drain.epoch == self.epoch
             and drain.leader == m.node
             and m.epoch == self.epoch + 1
+            and m.seq >= drain.seq
         )
         if handover:
-            # A planned switchover: the primary drained into this candidate and names it in
-            # its heartbeat; the target asks only once the Handover's seq is its own, so it
-            # holds everything the primary did, acknowledged or not. Granted though the
-            # primary is alive (it is handing over), whatever the in-sync set.
+            # A planned switchover: the primary drained into this candidate, and the target
+            # asks only once the Handover's seq is its own, so it holds everything the
+            # primary did, acknowledged or not. Granted though the primary is alive (it
+            # handed over), whatever the in-sync set.
             self.count("handovers_granted")
         elif self.primary_alive(m.node, now):
             # The candidate lost the primary a little before we did (the same dropped
@@ -232,15 +236,25 @@ class WitnessMachine:
                 return deny(reason)
         self.epoch, self.primary = m.epoch, m.node
         self.isr_proposal = 0
-        # A new epoch starts with every node in sync (nothing of it is committed yet)
-        # but those we heard from and lost since: they are left out at once, so the new primary's
-        # first commits need no ISR shrink round trip; it is added back once caught up.
-        self.isr = tuple(
-            n for n in self.nodes if n != m.node and (self.alive(n, now) or self.last_heard[n] == NEVER)
-        )
+        # A new epoch starts with the nodes that hold what the candidate holds: nothing of the
+        # new epoch is committed yet, but the previous epochs' commits are, and a node behind
+        # the candidate lacks some of them (say, a standby restarted during the last
+        # fail-over, not yet caught up); were it in the set, it could be promoted on its
+        # shorter journal should the candidate die before it catches up. Left out too: those
+        # we heard from and lost since (so the new primary's first commits need no shrink
+        # round trip). Each is added back once caught up. Nodes never heard from count only at
+        # a fresh start (the candidate holds nothing).
+        self.isr = tuple(n for n in self.nodes if n != m.node and self._holds(n, m.seq, now))
         self.count("votes_granted")
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
         return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
+
+    def _holds(self, node: str, seq: int, now: float) -> bool:
+        """Is ``node`` alive and, by its last heartbeat, at ``seq`` or beyond (or never heard, seq 0)?"""
+        if self.last_heard[node] == NEVER:
+            return seq == 0
+        hb = self.info.get(node)
+        return self.alive(node, now) and hb is not None and hb.seq >= seq
 
     def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
         """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""

@@ -137,3 +137,46 @@ def test_only_a_parked_vote_needs_the_clock():
     w.handle("a", hb("a", 1, 5, wire.ROLE_PRIMARY, "a"), 0.01)
     assert w.handle("b", wire.VoteRequest(2, 5, "b", 1), 0.02) == []  # parked: a looks alive here
     assert w.idle_wait() <= 0.001  # a's silence must be noticed on time
+
+
+def test_a_handover_is_granted_once_the_old_primary_follows_the_target_with_its_final_seq():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 20, wire.ROLE_DRAINING, "b"), 0.01)
+    # Draining: a is alive and its seq may still grow, so the target's vote waits.
+    assert w.handle("b", wire.VoteRequest(2, 20, "b", 1), 0.011) == []
+    # a handed over (it follows b at epoch 1, seq final): the parked vote is granted.
+    (out,) = w.handle("a", hb("a", 1, 20, wire.ROLE_STANDBY, "b"), 0.012)
+    assert out.dest == "b" and out.msg.granted and w.epoch == 2 and w.primary == "b"
+
+
+def test_a_handover_target_missing_entries_is_not_granted():
+    # b crashed during the drain and restarted with a shorter journal; a ran solo meanwhile
+    # (seq 51 acknowledged without b). a names b in its heartbeat, but b lacks 28..51.
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", wire.IsrUpdate(1, 28, "a", ()), 0.01)
+    w.handle("a", hb("a", 1, 51, wire.ROLE_DRAINING, "b"), 0.02)
+    assert w.handle("b", wire.VoteRequest(2, 27, "b", 1), 0.021) == []  # a is alive: parked
+    assert w.handle("a", hb("a", 1, 51, wire.ROLE_STANDBY, "b"), 0.022) == []  # still not b
+    assert w.epoch == 1 and w.primary == "a"
+    # Once a is gone for good, b is refused too: the in-sync set is empty (a ran solo).
+    assert not vote(w, "b", 2, 27, 1.0).granted
+
+
+def test_a_new_epoch_leaves_out_the_nodes_behind_the_candidate():
+    # c (seq 32) is granted epoch 2 while b, restarted during the fail-over, is at 16. Were b
+    # counted in sync, c's death would let b take epoch 3 without 17..32, acknowledged in epoch 1.
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("b", hb("b", 1, 16), 1.0)
+    w.handle("c", hb("c", 1, 32, leader="a"), 1.0)
+    assert vote(w, "c", 2, 32, 1.01).granted
+    assert w.isr == ()  # a is gone, b is behind: the new primary adds b back once caught up
+    assert not vote(w, "b", 3, 16, 2.0).granted
+    # A node at the candidate's seq is in sync from the start.
+    w2 = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w2, "a", 1, 0, 0.0).granted
+    w2.handle("b", hb("b", 1, 32), 1.0)
+    w2.handle("c", hb("c", 1, 32, leader="a"), 1.0)
+    assert vote(w2, "c", 2, 32, 1.01).granted and w2.isr == ("b",)
