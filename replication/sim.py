@@ -15,7 +15,10 @@ journals; hung nodes (SIGSTOP, then SIGCONT with a backlog); the witness
 crashed and restarted empty; planned switchovers; a standby whose engine is
 deliberately corrupted. Node faults come one at a time, each after the group
 has its redundancy back (the failure model a primary + standby + witness
-group is built for); message faults run all the time. ``sim_check`` then
+group is built for), or, in schedules with ``overlap``, each a little after
+the previous one started, so that cascades happen (the new primary crashing
+while it catches up or promotes, two nodes down at once, the witness lost in
+the middle of a vote); message faults run all the time. ``sim_check`` then
 verifies safety and liveness.
 
 Not for: timing figures (virtual time says nothing about real latency), or
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +104,8 @@ class SimNode:
     up: bool = True
     hung: bool = False
     crash_armed: bool = False
-    crash_after_handover: bool = False  # switchover_crash: crash once a step has sent its Handover
+    # switchover_crash: crash once a step has sent its Handover (the fault's state, which says what to cut)
+    crash_after_handover: dict | None = None
     backlog: list = field(default_factory=list)
     tick_gen: int = 0
     tick_at: float = float("inf")
@@ -191,7 +196,8 @@ class Sim:
                 cmds = [pack(c) for c in random_commands(self.rng, cid, total)]
             addr = f"client{cid}".encode()
             self.clients[addr] = SimClient(addr, ClientCore(cid, self.names, 1, retry_timeout=0.05), cmds)
-        self.cut: set[tuple[str, str]] = set()  # directed links that lose everything
+        # Directed links that lose everything, counted: overlapping faults may cut one link twice.
+        self.cut: Counter[tuple[str, str]] = Counter()
         self.drop, self.duplicate, self.reorder = schedule.drop, schedule.duplicate, schedule.reorder
         self.fault_log: list[str] = []
         self.faults_injected: dict[str, int] = {}
@@ -201,7 +207,6 @@ class Sim:
         self.steps = 0
         self.submitting = False
         self.tail_submitting = False
-        self._fault_state: dict[str, Any] = {}
         self.settle_failed = ""
 
     # -- queue ------------------------------------------------------------------------
@@ -268,18 +273,18 @@ class Sim:
             self._crash(node)
             return
         self._emit(node.name, outputs)
-        if node.crash_after_handover and any(
+        st = node.crash_after_handover
+        if st is not None and any(
             isinstance(o, wire.Send) and isinstance(o.msg, wire.Handover) for o in outputs
         ):
             self.log(f"{node.name} crashed right after sending its Handover")
             self._crash(node)
-            links = self._fault_state.pop("cut_at_handover", set())
-            self._fault_state["links"] = links
-            self.cut |= links
+            st["links"] = st.pop("cut_at_handover", set())
+            self._cut(st["links"])
 
     def _crash(self, node: SimNode) -> None:
         node.up, node.machine, node.crash_armed, node.backlog = False, None, False, []
-        node.crash_after_handover = False
+        node.crash_after_handover = None
         node.tick_gen += 1
         node.tick_at = float("inf")
         if self.rng.random() < 0.5:  # the peers' sockets notice the connection drop
@@ -440,83 +445,125 @@ class Sim:
         p = self.primary()
         return [n for n in self.names if n != p and n != self.corrupt]
 
+    def _cut(self, links: set[tuple[str, str]]) -> None:
+        self.cut.update(links)
+
+    def _uncut(self, links: set[tuple[str, str]]) -> None:
+        self.cut.subtract(links)
+        self.cut = +self.cut  # drop the links no fault cuts any more
+
     def _inject(self, f: Fault) -> float:
-        """Start fault ``f``; return when it heals (its heal event is queued)."""
-        self.count_fault(f.kind)
+        """Start fault ``f``; return when it heals (its heal event is queued).
+
+        With overlapping faults the group may be mid-fail-over: a fault that
+        needs what is not there (a primary to isolate, a live node to crash,
+        a witness to crash) is skipped, logged and counted as ``skipped``.
+        """
         p = self.primary()
         rng = self.rng
         heal_at = self.now + f.duration
         if f.kind in ("crash", "crash_mid_step"):
             # A process restart takes longer than failure detection (see RESTART_MIN).
             heal_at = self.now + max(f.duration, self.RESTART_MIN)
-        st = self._fault_state = {"kind": f.kind}
+        st: dict[str, Any] = {"kind": f.kind}
+        skip = ""
         if f.kind in ("crash", "crash_mid_step", "hang"):
-            target = rng.choice([p] + self._standbys()) if p else rng.choice(self._standbys())
-            node = self.nodes[target]
-            st["node"], st["restart_as"] = target, f.restart_as
-            role = "primary" if target == p else "standby"
-            if f.kind == "crash":
-                self.log(f"crash {target} ({role}); restart as {f.restart_as} at {heal_at:.4f}")
-                self._crash(node)
-            elif f.kind == "crash_mid_step":
-                self.log(
-                    f"crash {target} ({role}) in its next step; restart as {f.restart_as} at {heal_at:.4f}"
-                )
-                node.crash_armed = True
+            if not self.schedule.overlap:  # one fault at a time: every node is up
+                live = [p] + self._standbys() if p else self._standbys()
+            else:  # any live node but the corrupted one (a hung one may be crashed, not hung twice)
+                live = [
+                    n
+                    for n in self.names
+                    if n != self.corrupt
+                    and self.nodes[n].up
+                    and not self.nodes[n].crash_armed
+                    and self.nodes[n].crash_after_handover is None
+                    and not (f.kind == "hang" and self.nodes[n].hung)
+                ]
+            if not live:
+                skip = "no live node"
             else:
-                self.log(f"hang {target} ({role}) until {heal_at:.4f}")
-                node.hung = True
+                target = rng.choice(live)
+                node = self.nodes[target]
+                st["node"], st["restart_as"] = target, f.restart_as
+                role = "primary" if target == p else "standby"
+                if f.kind == "crash":
+                    self.log(f"crash {target} ({role}); restart as {f.restart_as} at {heal_at:.4f}")
+                    self._crash(node)
+                elif f.kind == "crash_mid_step":
+                    self.log(
+                        f"crash {target} ({role}) in its next step; restart as {f.restart_as} at {heal_at:.4f}"
+                    )
+                    node.crash_armed = True
+                else:
+                    self.log(f"hang {target} ({role}) until {heal_at:.4f}")
+                    node.hung = True
         elif f.kind in ("isolate_primary", "isolate_primary_all"):
-            others = [n for n in self.names if n != p] + [WITNESS]
-            if f.kind == "isolate_primary_all":
-                others += list(self.clients)
-            links = {(p, o) for o in others} | {(o, p) for o in others}
-            st["links"] = links
-            self.cut |= links
-            self.log(f"{f.kind} {p} until {heal_at:.4f}")
+            if not p:
+                skip = "no primary"
+            else:
+                others = [n for n in self.names if n != p] + [WITNESS]
+                if f.kind == "isolate_primary_all":
+                    others += list(self.clients)
+                st["links"] = {(p, o) for o in others} | {(o, p) for o in others}
+                self._cut(st["links"])
+                self.log(f"{f.kind} {p} until {heal_at:.4f}")
         elif f.kind == "cut_standby_witness":
             s = rng.choice(self._standbys())
             st["links"] = {(s, WITNESS), (WITNESS, s)}
-            self.cut |= st["links"]
+            self._cut(st["links"])
             self.log(f"cut standby {s} from the witness until {heal_at:.4f}")
         elif f.kind == "partition_link":
             ends = rng.sample(self.names + [WITNESS], 2)
             st["links"] = {(ends[0], ends[1]), (ends[1], ends[0])}
-            self.cut |= st["links"]
+            self._cut(st["links"])
             self.log(f"cut link {ends[0]}<->{ends[1]} until {heal_at:.4f}")
         elif f.kind == "switchover":
-            target = rng.choice(self._standbys())
-            self.log(f"switchover {p} -> {target}")
-            self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
+            if not p:
+                skip = "no primary"
+            else:
+                target = rng.choice(self._standbys())
+                self.log(f"switchover {p} -> {target}")
+                self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
         elif f.kind == "switchover_crash":
             # Three faults at once: a switchover, its old primary crashing right after the
             # Handover leaves, and the target cut off from the witness and the old primary.
             # The target takes the next epoch from the handover; the restarted old primary
             # must not be granted the same epoch by a witness that has not heard of it.
-            if p is not None:
+            if not p or self.nodes[p].crash_armed or self.nodes[p].crash_after_handover is not None:
+                skip = "no primary"
+            else:
                 target = rng.choice(self._standbys())
-                self.nodes[p].crash_after_handover = True
+                self.nodes[p].crash_after_handover = st
                 st["node"], st["restart_as"] = p, f.restart_as
                 # The old primary restarts while the target is still cut off (two _HEAL
                 # events: the restart, then the cut's end).
-                self._push(self.now + self.RESTART_MIN, _HEAL)
+                self._push(self.now + self.RESTART_MIN, _HEAL, st)
                 heal_at = self.now + self.RESTART_MIN + max(f.duration, self.RESTART_MIN)
                 # Cut when the Handover leaves (see _step); it still reaches the target.
                 st["cut_at_handover"] = {(target, WITNESS), (WITNESS, target), (target, p)}
                 self.log(f"switchover {p} -> {target}; {p} crashes after its Handover, {target} cut off")
                 self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
         elif f.kind == "witness_crash":
-            self.witness_up = False
-            self.log(f"witness crashed; restarts from its state file at {heal_at:.4f}")
-        self._push(heal_at, _HEAL)
+            if not self.witness_up:
+                skip = "the witness is down"
+            else:
+                self.witness_up = False
+                self.log(f"witness crashed; restarts from its state file at {heal_at:.4f}")
+        if skip:
+            self.count_fault("skipped")
+            self.log(f"{f.kind} skipped: {skip}")
+            return self.now
+        self.count_fault(f.kind)
+        self._push(heal_at, _HEAL, st)
         return heal_at
 
-    def _heal(self) -> None:
-        st = self._fault_state
+    def _heal(self, st: dict[str, Any]) -> None:
         kind = st.get("kind")
         if kind == "switchover_crash" and "node" in st:
             node = self.nodes[st["node"]]
-            node.crash_after_handover = False  # a drain that never handed over: nothing to crash
+            if node.crash_after_handover is st:
+                node.crash_after_handover = None  # a drain that never handed over: nothing to crash
             if not st.get("restarted"):
                 st["restarted"] = True
                 if not node.up:
@@ -524,28 +571,32 @@ class Sim:
                     self.count_fault("restart")
                     self.log(f"restart {node.name} as {st['restart_as']} (the target still cut off)")
                 return  # the cut ends at the fault's second _HEAL
-            self.cut -= st.get("links", set())
+            self._uncut(st.get("links", set()))
             self.log("heal switchover_crash (the target reachable again)")
         elif kind in ("crash", "crash_mid_step"):
             node = self.nodes[st["node"]]
-            if node.up:  # armed but it never stepped: crash it now
+            if node.up and node.crash_armed:  # armed but it never stepped: crash it now
                 self._crash(node)
-            self._start(node, st["restart_as"])
-            self.count_fault("restart")
-            self.log(f"restart {node.name} as {st['restart_as']} (journal last_seq={node.journal.last_seq})")
+            if node.up:  # an overlapping fault restarted it already
+                self.log(f"{node.name} is up already")
+            else:
+                self._start(node, st["restart_as"])
+                self.count_fault("restart")
+                self.log(
+                    f"restart {node.name} as {st['restart_as']} (journal last_seq={node.journal.last_seq})"
+                )
         elif kind == "hang":
             node = self.nodes[st["node"]]
             self.log(f"resume {node.name} with {len(node.backlog)} queued messages")
             self._push(self.now, _RESUME, node.name)
         elif "links" in st:
-            self.cut -= st["links"]
+            self._uncut(st["links"])
             self.log(f"heal {kind}")
         elif kind == "witness_crash":
             # It comes back with what its driver saved before each of its outputs.
             self.witness = WitnessMachine(self.names, self.settings, state=self.witness_saved)
             self.witness_up = True
             self.log("witness restarted")
-        self._fault_state = {}
 
     def _resume(self, node: SimNode) -> None:
         node.hung = False
@@ -585,7 +636,7 @@ class Sim:
                 self._client_out(cl, cl.core.tick(self.now))
                 self._push(self.now + self.CLIENT_TICK, _CTICK, a)
             elif kind == _HEAL:
-                self._heal()
+                self._heal(a)
             elif kind == _RESUME:
                 self._resume(self.nodes[a])
             if stop is not None and stop():
@@ -599,7 +650,7 @@ class Sim:
                 self._push(start + self.rng.uniform(0, span), _SUBMIT, cl.addr)
 
     def run(self) -> Sim:
-        """Warm up, inject the faults one at a time, heal, then wait for the group to converge."""
+        """Warm up, inject the faults (one at a time, or overlapping), heal, then wait for convergence."""
         s = self.schedule
         for cl in self.clients.values():
             self._push(self.rng.uniform(0, self.CLIENT_TICK), _CTICK, cl.addr)
@@ -610,7 +661,13 @@ class Sim:
         self.submitting = True
         span = max(0.05, sum(f.gap + f.duration for f in s.faults))
         self._schedule_submits(self.now, span, s.requests)
-        for f in s.faults:
+        if s.overlap:
+            last_heal = self.now
+            for f in s.faults:
+                self._run_until(self.now + f.gap)
+                last_heal = max(last_heal, self._inject(f))
+            self._run_until(last_heal)  # every heal event processed
+        for f in () if s.overlap else s.faults:
             if not self._run_until(self.now + self.SETTLE_BOUND, self.redundant):
                 self.settle_failed = f"redundancy not restored within {self.SETTLE_BOUND}s before {f.kind}"
                 return self

@@ -16,14 +16,26 @@ import time
 from typing import Any
 
 
-def _one(args: tuple[int, str, str]) -> dict[str, Any]:
+def _schedule(seed: int, mode: str, engine: str, overlap: str) -> Any:
+    """Seed ``seed``'s schedule with the command line's overrides ("" / "drawn": as drawn)."""
     from dataclasses import replace
 
-    from .sim import random_schedule, run_schedule
+    from .sim import random_schedule
 
-    seed, mode, engine = args
     sched = random_schedule(seed)
-    sched = replace(sched, mode=mode or sched.mode, engine=engine)
+    return replace(
+        sched,
+        mode=mode or sched.mode,
+        engine=engine,
+        overlap=sched.overlap if overlap == "drawn" else overlap == "on",
+    )
+
+
+def _one(args: tuple[int, str, str, str]) -> dict[str, Any]:
+    from .sim import run_schedule
+
+    seed = args[0]
+    sched = _schedule(*args)
     try:
         return run_schedule(sched, check=False).as_dict()
     except Exception as exc:  # noqa: BLE001 - a crash in the simulated logic is a finding, not the end
@@ -51,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--mode", choices=("sync", "async"), default="", help="override the schedules' mode")
     ap.add_argument("--engine", choices=("native", "reference"), default="native")
+    ap.add_argument(
+        "--overlap",
+        choices=("drawn", "on", "off"),
+        default="drawn",
+        help="faults overlap (on), come one at a time (off), or as each seed draws it (default)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--verbose", action="store_true", help="let the machines' log lines through")
     args = ap.parse_args(argv)
@@ -60,13 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)
 
     if not args.schedules:
-        from dataclasses import replace
-
-        from .sim import Sim, random_schedule
+        from .sim import Sim
         from .sim_check import check_sim
 
-        sched = random_schedule(args.seed)
-        sched = replace(sched, mode=args.mode or sched.mode, engine=args.engine)
+        sched = _schedule(args.seed, args.mode, args.engine, args.overlap)
         sim = Sim(sched).run()
         rep = check_sim(sim)
         if args.json:
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if rep.violations else 0
 
     t0 = time.monotonic()  # wall time of the whole batch, for the report only
-    work = [(args.seed + i, args.mode, args.engine) for i in range(args.schedules)]
+    work = [(args.seed + i, args.mode, args.engine, args.overlap) for i in range(args.schedules)]
     if args.jobs > 1:
         import multiprocessing
 

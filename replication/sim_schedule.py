@@ -72,6 +72,10 @@ class Schedule:
     snapshot_every: int = 0
     journal_retain: int = 100_000  # Settings.journal_retain (small values compact after each snapshot)
     engine: str = "native"
+    # Faults overlap: each starts ``gap`` after the previous one *started*, without waiting for
+    # the group to regain its redundancy, so a fail-over can be hit by the next fault while it is
+    # under way (a crash during a catch-up, a witness crash during a vote, two nodes down).
+    overlap: bool = False
 
     @property
     def nodes(self) -> list[str]:
@@ -84,7 +88,7 @@ class Schedule:
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
             f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
-            f"bundle={self.bundle} faults=[{faults}]"
+            f"bundle={self.bundle} overlap={self.overlap} faults=[{faults}]"
         )
 
 
@@ -124,6 +128,8 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         journal_retain=100_000 if rng.random() < 0.5 or corrupt else 3,
         # Last again: half the schedules send bundles (8 and more take the packed span path).
         bundle=rng.choice((1, 1, 8, 24)),
+        # Last again: a third of the schedules overlap their faults.
+        overlap=rng.random() < 1 / 3,
     )
 
 
