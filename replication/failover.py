@@ -398,7 +398,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             proven = (mine is not None and mine.digest == hb.digest) or (
                 hb.seq == self.replica.seq and hb.digest == self.replica.digest
             )
-            if proven and hb.seq > self.acked.get(src, 0):
+            if proven and hb.seq > self.acked.get(src, -1):
                 return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
             return []
         if hb.epoch < self.epoch:

@@ -230,7 +230,7 @@ class SequencerMixin:
         seq = min(m.seq, self.replica.seq)
         if m.node not in self.peers:
             return []
-        if seq > self.acked.get(m.node, 0):
+        if seq > self.acked.get(m.node, -1):  # (seq 0 too: a standby that joined an empty journal)
             self.acked[m.node] = seq
             self.ack_progress_at[m.node] = now
         out: list = []
@@ -446,7 +446,7 @@ class SequencerMixin:
         """
         due = INF
         if self.role == wire.ROLE_DRAINING:
-            if self.acked.get(self.drain_target, 0) >= self.replica.seq:
+            if self.acked.get(self.drain_target, -1) >= self.replica.seq:
                 return now  # the handover
             due = self.drain_started + self.settings.switchover_timeout  # the abort
         if self.settings.mode != "sync" or not self.witness:
@@ -529,7 +529,10 @@ class SequencerMixin:
         if self.role != wire.ROLE_DRAINING:
             return []
         target = self.drain_target
-        if self.acked.get(target, 0) >= self.replica.seq:
+        # The target must have acknowledged our seq in this epoch: one that never joined us
+        # (down, cut off, or restarted in an older epoch) holds nothing we can vouch for,
+        # and a Handover would leave it refusing and us following it, with no primary at all.
+        if self.acked.get(target, -1) >= self.replica.seq:
             stashed: list = []
             if self.witness:
                 # The target serves only once the witness grants it the next epoch, and if it

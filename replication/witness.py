@@ -274,9 +274,16 @@ class WitnessMachine:
             and m.node != self.primary
         ):
             return f"{m.node} is not in the in-sync set {','.join(self.isr) or '(empty: primary ran solo)'}"
+        # Prefer the standby holding the most. In sync mode with a known in-sync set only its
+        # members compare: every commit is on each of them, and a node outside it may be
+        # "ahead" only by a suffix that was never acknowledged (an old primary's, to be
+        # fenced away), which must not block the only node that may take over.
+        sync_isr = self.isr if self.settings.mode == "sync" else None
         for node in self.nodes:
             hb = self.info.get(node)
             if node in (m.node, self.primary) or hb is None or not self.alive(node, now):
+                continue
+            if sync_isr is not None and node not in sync_isr:
                 continue
             if hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.seq > m.seq:
                 return f"standby {node} is further ahead ({hb.seq} > {m.seq})"

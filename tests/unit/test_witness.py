@@ -180,3 +180,18 @@ def test_a_new_epoch_leaves_out_the_nodes_behind_the_candidate():
     w2.handle("b", hb("b", 1, 32), 1.0)
     w2.handle("c", hb("c", 1, 32, leader="a"), 1.0)
     assert vote(w2, "c", 2, 32, 1.01).granted and w2.isr == ("b",)
+
+
+def test_a_node_ahead_only_outside_the_in_sync_set_blocks_no_promotion():
+    # b took epoch 2 while a, the old primary, was cut off (so the set is empty) with entries
+    # 2..5 of epoch 1 that nobody acknowledged. b restarted and asks again; a is back, a
+    # standby of epoch 2 whose seq counts that suffix. a may not be promoted (it is not in
+    # sync), so it must not block b either: with both refused, the group had no primary.
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("b", hb("b", 1, 1, leader="a"), 1.0)
+    assert vote(w, "b", 2, 1, 1.01).granted and w.isr == ()
+    w.handle("a", hb("a", 2, 5), 1.5)
+    w.handle("b", hb("b", 2, 1), 1.5)
+    assert vote(w, "b", 3, 1, 1.51).granted
+    # In the in-sync set, the standby further ahead still wins (test_standby_further_ahead_wins).
