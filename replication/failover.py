@@ -256,6 +256,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
+        if self.ticked_at is None:
+            self.first_tick_at = now
         self.ticked_at = now
         out: list = []
         if self.pending:
@@ -277,6 +279,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     # -- when tick() next has work: the driver sleeps until then -----------------------
 
     ticked_at: float | None = None  # ``now`` of the last tick (None: never ticked)
+    first_tick_at: float = NEVER  # ``now`` of the first tick: when the node started, to its clock
 
     def idle_wait(self, now: float | None = None) -> float:
         """Seconds the driver may wait for a message before the next ``tick``.
@@ -335,7 +338,11 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 or (self.led_epoch == self.epoch > 0 and self.followed_epoch != self.epoch)
             ):
                 return self._candidacy_due(now, start)
-            return now if self.held and not self._may_hold() else INF
+        unled = self._unled_due()
+        if unled <= now:
+            return self._candidacy_due(now, False)
+        if not self.leader:
+            return min(unled, now if self.held and not self._may_hold() else INF)
         dead = self.leader_dead(now)
         if self.followed_epoch == self.epoch and dead:
             due = self._candidacy_due(now, False)
@@ -347,7 +354,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         ):
             return now  # candidacy dropped, held requests refused
         if self.followed_epoch != self.epoch:
-            return INF  # no timer until we follow this epoch's leader
+            return unled  # no leader timer until we follow this epoch's leader
         return self._leader_dead_at()
 
     def _candidacy_due(self, now: float, start: bool) -> float:
@@ -441,6 +448,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             # us started as a standby): ask. The witness refuses while a primary lives,
             # and a newer epoch's heartbeat makes us follow it instead.
             return self.run_for_primary(now, "restarted_last_primary")
+        if self._unled_due() <= now:
+            # We follow nobody in our epoch, and no node has claimed to lead it (or a later
+            # one) for a heartbeat timeout: say we stepped down to an epoch whose primary
+            # then restarted as a standby. Ask; the witness decides (and refuses while a
+            # primary lives, or a node that holds more may take over).
+            return self.run_for_primary(now, "leaderless")
         if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
             if (
                 self.candidate_since is not None
@@ -455,6 +468,22 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         if self.held and now - self.held[0][2] > self.settings.heartbeat_timeout:
             out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
         return out
+
+    def _unled_due(self) -> float:
+        """When a standby that follows nobody in its epoch may run for primary (INF: it does follow).
+
+        A heartbeat timeout after it last heard a node claim to lead its epoch or a
+        later one, or after its start. Never in epoch 0 (a new group waits for the node
+        started as primary). O(peers).
+        """
+        if self.epoch == 0 or self.followed_epoch == self.epoch:
+            return INF
+        last = self.first_tick_at
+        for p in self.peers:  # list order: deterministic
+            hb = self.peer_info.get(p)
+            if hb is not None and hb.epoch >= self.epoch and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+                last = max(last, self.last_heard.get(p, NEVER))
+        return last + self.settings.heartbeat_timeout
 
     def _suspecting(self) -> bool:
         """Our leader's connection dropped and we have not heard from it since."""

@@ -294,6 +294,13 @@ class SequencerMixin:
         base = self.journal.base_seq
         if base and t >= base and not any(e == last_epoch and first > base for e, first in self.history):
             t = base - 1
+        elif not base and not any(e == last_epoch for e, _ in self.history):
+            # We hold no entry of the joiner's epoch: our line skipped it (we were granted a
+            # later epoch holding only older entries, as async mode or a cascade of
+            # fail-overs allows). Where that epoch began in the joiner's journal is unknown
+            # here, and the next epoch we know of may begin after it: keep nothing we cannot
+            # vouch for. (Above, a base means the same cut ends in a snapshot.)
+            t = 0
         return t
 
     def catch_up(self: NodeMachine, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:

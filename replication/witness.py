@@ -290,8 +290,15 @@ class WitnessMachine:
         return None
 
     def primary_alive(self, candidate: str, now: float) -> bool:
-        """Our epoch's primary, or any other node claiming to be a current primary, is alive to us."""
-        if self.primary and self.primary != candidate and self.alive(self.primary, now):
+        """Our epoch's primary, or any other node claiming to be a current primary, is alive to us.
+
+        Our primary is not, though, once its own heartbeat says it is a standby of our epoch
+        (it restarted; a handover is decided before this): it will not serve that epoch again,
+        and waiting for it to fall silent would park every other candidate for good.
+        """
+        hb = self.info.get(self.primary) if self.primary else None
+        stepped_down = hb is not None and hb.epoch == self.epoch and hb.role == wire.ROLE_STANDBY
+        if self.primary and self.primary != candidate and self.alive(self.primary, now) and not stepped_down:
             return True
         for node in self.nodes:
             hb = self.info.get(node)

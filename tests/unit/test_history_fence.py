@@ -63,8 +63,23 @@ def test_without_a_base_the_history_is_whole_and_trusted():
     j = MemoryJournal()
     j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
     m = primary_over(j, [(1, 1), (3, 11)])
-    assert m.common_prefix(2, 15) == 10  # epoch 2 left nothing here: our epoch 3 began at 11
-    assert m.common_prefix(1, 14) == 10
+    assert m.common_prefix(1, 14) == 10  # epoch 1 ended at 10 for us: our epoch 3 began at 11
+    assert m.common_prefix(3, 15) == 15
+
+
+def test_a_joiner_from_an_epoch_our_line_skipped_keeps_nothing():
+    """sim seeds 26, 3284, 6066, 6418, 7149, 9143 (async, overlapping faults): a healthy node diverged.
+
+    Our line went from epoch 1 (1..10) to epoch 3 (11..20): we were granted epoch 3
+    holding none of epoch 2. The joiner led epoch 2, which may have begun anywhere up to
+    its seq 15: say at 5, if it held epoch 1 only up to 4 when granted (5..10 of epoch 1
+    were never acknowledged, then ours became part of epoch 3's line). Trusting "our next
+    epoch began at 11" kept its epoch-2 entries 5..10 under ours.
+    """
+    j = MemoryJournal()
+    j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
+    m = primary_over(j, [(1, 1), (3, 11)])
+    assert m.common_prefix(2, 15) == 0  # catch-up from 1 replaces its whole journal
 
 
 def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():

@@ -70,3 +70,49 @@ def test_stale_fence_does_not_truncate_a_joined_standby():
     b.handle("a", wire.Fence(1, 1, "b"), 0.002)  # a stale answer to a Join that is no longer outstanding
     assert b.replica.seq == 3 and b.journal.last_seq == 3 and b.joined
     assert b.replica.digest == e[2].digest
+
+
+def _restarted_standby(epoch: int) -> NodeMachine:
+    """Node ``a`` restarted as a standby whose saved epoch is ``epoch`` (it never led it)."""
+    j = MemoryJournal()
+    j.save_meta({"epoch": epoch, "history": [], "led_epoch": 0})
+    return NodeMachine("a", ["a", "b"], j, settings(), "witness", ReferenceEngine, "standby")
+
+
+def _asks_witness(outputs) -> bool:
+    return any(isinstance(o, wire.Send) and isinstance(o.msg, wire.VoteRequest) for o in outputs)
+
+
+def test_a_standby_nobody_leads_runs_for_primary_after_a_heartbeat_timeout():
+    """sim seeds 1405, 1176 (async, overlapping faults): no primary, and nobody asked the witness.
+
+    ``a`` stepped down to epoch 2, whose primary ``b`` then crashed and came back as a
+    standby: ``a`` followed nobody in epoch 2 and only ran for primary when it had led the
+    epoch or its leader, followed in that epoch, fell silent. Now a standby that follows
+    nobody in its epoch, and has heard no node claim to lead it (or a later one) for a
+    heartbeat timeout, asks; the witness decides.
+    """
+    a = _restarted_standby(2)
+    timeout = a.settings.heartbeat_timeout
+    a.tick(0.0)
+    a.handle("b", wire.Heartbeat(2, 1, "b", wire.ROLE_STANDBY, 0, "", 0), 0.001)  # b: no primary either
+    assert not _asks_witness(a.tick(timeout * 0.9))
+    assert a.timer_due(timeout * 0.9) == timeout  # the driver wakes for it
+    assert _asks_witness(a.tick(timeout + 0.001)) and a.candidate_since is not None
+
+
+def test_a_standby_that_hears_a_primary_of_its_epoch_does_not_run():
+    a = _restarted_standby(2)
+    a.tick(0.0)
+    t = 0.0
+    while t < 0.2:  # b leads epoch 2 and heartbeats; a follows it instead of running
+        t += 0.005
+        a.handle("b", wire.Heartbeat(2, 0, "b", wire.ROLE_PRIMARY, 0, "b", 0), t)
+        assert not _asks_witness(a.tick(t))
+    assert a.leader == "b" and a.candidate_since is None
+
+
+def test_a_node_of_a_new_group_waits_for_the_node_started_as_primary():
+    a = _restarted_standby(0)
+    a.tick(0.0)
+    assert not _asks_witness(a.tick(1.0)) and a.timer_due(1.0) > 1.0

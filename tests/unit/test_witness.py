@@ -158,7 +158,8 @@ def test_a_handover_target_missing_entries_is_not_granted():
     w.handle("a", wire.IsrUpdate(1, 28, "a", ()), 0.01)
     w.handle("a", hb("a", 1, 51, wire.ROLE_DRAINING, "b"), 0.02)
     assert w.handle("b", wire.VoteRequest(2, 27, "b", 1), 0.021) == []  # a is alive: parked
-    assert w.handle("a", hb("a", 1, 51, wire.ROLE_STANDBY, "b"), 0.022) == []  # still not b
+    out = w.handle("a", hb("a", 1, 51, wire.ROLE_STANDBY, "b"), 0.022)
+    assert not any(o.msg.granted for o in out)  # not a handover (b lacks 28..51), and b is out of sync
     assert w.epoch == 1 and w.primary == "a"
     # Once a is gone for good, b is refused too: the in-sync set is empty (a ran solo).
     assert not vote(w, "b", 2, 27, 1.0).granted
@@ -195,3 +196,18 @@ def test_a_node_ahead_only_outside_the_in_sync_set_blocks_no_promotion():
     w.handle("b", hb("b", 2, 1), 1.5)
     assert vote(w, "b", 3, 1, 1.51).granted
     # In the in-sync set, the standby further ahead still wins (test_standby_further_ahead_wins).
+
+
+def test_a_primary_that_restarted_as_a_standby_parks_no_vote():
+    # Async (no in-sync set): b led epoch 2, crashed, and came back a standby of epoch 2.
+    # b is alive but will not serve epoch 2 again; a (ahead: it holds more) asks for epoch 3.
+    # Waiting for b to fall silent would park a's vote for good.
+    w = WitnessMachine(["a", "b"], settings(mode="async"))
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("b", hb("b", 1, 1, leader="a"), 1.0)
+    assert vote(w, "b", 2, 1, 1.01).granted
+    w.handle("b", hb("b", 2, 1, wire.ROLE_PRIMARY, "b"), 1.02)
+    assert w.handle("a", wire.VoteRequest(3, 2, "a", 1), 1.03) == []  # b serves: parked
+    w.handle("b", hb("b", 2, 1), 1.5)  # b restarted: a standby of its own epoch
+    w.handle("a", hb("a", 2, 2), 1.5)
+    assert vote(w, "a", 3, 2, 1.51).granted
