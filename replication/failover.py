@@ -280,6 +280,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     ticked_at: float | None = None  # ``now`` of the last tick (None: never ticked)
     first_tick_at: float = NEVER  # ``now`` of the first tick: when the node started, to its clock
+    standby_since: float = NEVER  # when a primary last became a standby (stepped down, handed over)
 
     def idle_wait(self, now: float | None = None) -> float:
         """Seconds the driver may wait for a message before the next ``tick``.
@@ -473,12 +474,15 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """When a standby that follows nobody in its epoch may run for primary (INF: it does follow).
 
         A heartbeat timeout after it last heard a node claim to lead its epoch or a
-        later one, or after its start. Never in epoch 0 (a new group waits for the node
-        started as primary). O(peers).
+        later one, after its start, or after it stopped being a primary, or (after a
+        handover) since it last heard its target, which asks the witness meanwhile. Never in
+        epoch 0 (a new group waits for the node started as primary). O(peers).
         """
         if self.epoch == 0 or self.followed_epoch == self.epoch:
             return INF
-        last = self.first_tick_at
+        last = max(self.first_tick_at, self.standby_since)
+        if self.handover is not None:  # our switchover's target: not while it is alive (it asks)
+            last = max(last, self.last_heard.get(self.handover[0], NEVER))
         for p in self.peers:  # list order: deterministic
             hb = self.peer_info.get(p)
             if hb is not None and hb.epoch >= self.epoch and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
@@ -658,6 +662,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def become_standby(self, leader: str, epoch: int, now: float) -> list:
         self.role = wire.ROLE_STANDBY
+        self.standby_since = now
         self._reset_primary_state()
         self._reset_standby_state()
         self.leader = ""

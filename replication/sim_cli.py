@@ -16,13 +16,13 @@ import time
 from typing import Any
 
 
-def _schedule(seed: int, mode: str, engine: str, overlap: str) -> Any:
+def _schedule(seed: int, mode: str, engine: str, overlap: str, max_faults: int = 5) -> Any:
     """Seed ``seed``'s schedule with the command line's overrides ("" / "drawn": as drawn)."""
     from dataclasses import replace
 
     from .sim import random_schedule
 
-    sched = random_schedule(seed)
+    sched = random_schedule(seed, max_faults)
     return replace(
         sched,
         mode=mode or sched.mode,
@@ -31,7 +31,7 @@ def _schedule(seed: int, mode: str, engine: str, overlap: str) -> Any:
     )
 
 
-def _one(args: tuple[int, str, str, str]) -> dict[str, Any]:
+def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
     from .sim import run_schedule
 
     seed = args[0]
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         default="drawn",
         help="faults overlap (on), come one at a time (off), or as each seed draws it (default)",
     )
+    ap.add_argument(
+        "--max-faults",
+        type=int,
+        default=5,
+        help="node faults per schedule drawn from 0..N (default 5; another N draws other schedules)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--verbose", action="store_true", help="let the machines' log lines through")
     args = ap.parse_args(argv)
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         from .sim import Sim
         from .sim_check import check_sim
 
-        sched = _schedule(args.seed, args.mode, args.engine, args.overlap)
+        sched = _schedule(args.seed, args.mode, args.engine, args.overlap, args.max_faults)
         sim = Sim(sched).run()
         rep = check_sim(sim)
         if args.json:
@@ -94,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if rep.violations else 0
 
     t0 = time.monotonic()  # wall time of the whole batch, for the report only
-    work = [(args.seed + i, args.mode, args.engine, args.overlap) for i in range(args.schedules)]
+    work = [
+        (args.seed + i, args.mode, args.engine, args.overlap, args.max_faults) for i in range(args.schedules)
+    ]
     if args.jobs > 1:
         import multiprocessing
 

@@ -54,3 +54,29 @@ def test_a_target_that_joined_an_empty_journal_takes_a_switchover():
     net.emit("operator", [wire.Send("a", wire.Switchover("b"))])
     net.run_until(lambda: b.is_primary and b.epoch == 2, 1.0)
     assert a.role == wire.ROLE_STANDBY and a.replica.seq == b.replica.seq == 0
+
+
+def test_the_old_primary_does_not_run_for_primary_while_its_target_takes_over():
+    """chaos seed 7: right after its Handover the old primary, a standby that followed nobody
+    in its epoch yet, ran as 'leaderless' and won the next epoch before its target asked."""
+    net = group("sync")
+    a, b = net.machines["a"], net.machines["b"]
+    net.run_until(lambda: b.joined and a.isr_confirmed == ("b",))
+    asked: list = []
+    emit = net.emit
+
+    def recording(src, outputs):
+        outputs = list(outputs)
+        if src == "a":
+            asked.extend(o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.VoteRequest))
+        emit(src, outputs)
+
+    net.emit = recording
+    net.emit("operator", [wire.Send("a", wire.Switchover("b"))])
+    # The target's vote is held back as long as a heartbeat timeout: the old primary waits.
+    net.drop = lambda src, dest, msg: src == "b" and dest == "witness" and isinstance(msg, wire.VoteRequest)
+    net.run(net.settings.heartbeat_timeout * 0.9)
+    assert a.role == wire.ROLE_STANDBY and not asked
+    net.drop = None
+    net.run_until(lambda: b.is_primary and b.epoch == 2, 1.0)
+    assert not asked and a.leader == "b"
