@@ -485,7 +485,11 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             last = max(last, self.last_heard.get(self.handover[0], NEVER))
         for p in self.peers:  # list order: deterministic
             hb = self.peer_info.get(p)
-            if hb is not None and hb.epoch >= self.epoch and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+            if (
+                hb is not None
+                and hb.epoch >= self.epoch
+                and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+            ):
                 last = max(last, self.last_heard.get(p, NEVER))
         return last + self.settings.heartbeat_timeout
 

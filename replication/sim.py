@@ -202,6 +202,7 @@ class Sim:
         self.fault_log: list[str] = []
         self.faults_injected: dict[str, int] = {}
         self.primaries: dict[int, set[str]] = {}  # epoch -> nodes seen serving as primary of it
+        self.switchovers: list[tuple[str, int]] = []  # (target, epoch it was asked in): plain switchovers
         self.diverged: dict[str, int] = {}  # node -> seq at which it declared divergence
         self.corrupt_was_primary = False
         self.steps = 0
@@ -523,6 +524,7 @@ class Sim:
                 skip = "no primary"
             else:
                 target = rng.choice(self._standbys())
+                self.switchovers.append((target, self.nodes[p].machine.epoch))
                 self.log(f"switchover {p} -> {target}")
                 self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
         elif f.kind == "switchover_crash":

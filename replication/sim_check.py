@@ -127,6 +127,8 @@ class Report:
     virtual_time: float = 0.0
     steps: int = 0
     converged: bool = False
+    switchovers: int = 0  # plain switchovers asked for
+    switchovers_landed: int = 0  # ... whose target led the next epoch (not a rule: faults may abort one)
 
     def as_dict(self) -> dict:
         return {
@@ -143,6 +145,8 @@ class Report:
             "virtual_time": round(self.virtual_time, 6),
             "steps": self.steps,
             "converged": self.converged,
+            "switchovers": self.switchovers,
+            "switchovers_landed": self.switchovers_landed,
         }
 
 
@@ -164,6 +168,8 @@ def _reference_node(sim: Sim) -> str:
 def check_sim(sim: Sim) -> Report:
     """Check one finished simulation. O(history + replies)."""
     rep = Report(sim.schedule.seed, faults=dict(sim.faults_injected), virtual_time=sim.now, steps=sim.steps)
+    rep.switchovers = len(sim.switchovers)
+    rep.switchovers_landed = sum(1 for t, e in sim.switchovers if t in sim.primaries.get(e + 1, ()))
     v = rep.violations
     strict = sim.schedule.mode == "sync"
     if sim.settle_failed:

@@ -53,6 +53,8 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
             "expired": 0,
             "history": 0,
             "converged": False,
+            "switchovers": 0,
+            "switchovers_landed": 0,
         }
 
 
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "history_entries": 0,
         "virtual_seconds": 0.0,
         "not_converged": 0,
+        "switchovers": 0,
+        "switchovers_landed": 0,
         "failed_seeds": [],
     }
     for r in sorted(results, key=lambda r: r["seed"]):
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         total["history_entries"] += r["history"]
         total["virtual_seconds"] += r["virtual_time"]
         total["not_converged"] += 0 if r["converged"] else 1
+        total["switchovers"] += r["switchovers"]
+        total["switchovers_landed"] += r["switchovers_landed"]
         if r["violations"]:
             total["failed_seeds"].append({"seed": r["seed"], "violations": r["violations"][:3]})
     total["faults"] = dict(sorted(total["faults"].items()))
@@ -158,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             "expired",
             "history_entries",
             "not_converged",
+            "switchovers",
+            "switchovers_landed",
             "virtual_seconds",
             "wall_seconds",
         ):

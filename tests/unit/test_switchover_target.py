@@ -68,7 +68,9 @@ def test_the_old_primary_does_not_run_for_primary_while_its_target_takes_over():
     def recording(src, outputs):
         outputs = list(outputs)
         if src == "a":
-            asked.extend(o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.VoteRequest))
+            asked.extend(
+                o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.VoteRequest)
+            )
         emit(src, outputs)
 
     net.emit = recording
