@@ -182,6 +182,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             self.drain_target if self.role == wire.ROLE_DRAINING else self.leader,
             self.replica.digest,
             self.isr_confirmed if self.is_primary else (),
+            self.replica.last_epoch,
         )
 
     def heartbeat_to(self, dest: wire.Address) -> Send:

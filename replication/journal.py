@@ -87,9 +87,10 @@ class JournalBase(ABC):
     def last_epoch(self) -> int:
         """Epoch of the last entry (or of the installed snapshot's last entry, or 0)."""
         e = self.entry(self.last_seq)
-        return e.epoch if e is not None else self._base_epoch()
+        return e.epoch if e is not None else self.base_epoch()
 
-    def _base_epoch(self) -> int:
+    def base_epoch(self) -> int:
+        """Epoch of the entry at ``base_seq`` (the installed snapshot's last), or 0. Reads the snapshot."""
         snap = self.load_snapshot()
         return snap[1] if snap is not None and snap[0] == self.base_seq else 0
 

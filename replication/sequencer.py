@@ -292,6 +292,11 @@ class SequencerMixin:
         # stale suffix the next entries cannot fit (a divergence). Below the base, the
         # joiner's catch-up is a snapshot, which replaces its whole journal.
         base = self.journal.base_seq
+        if base and seq <= base and last_epoch and last_epoch == self.journal.base_epoch():
+            # The joiner's last entry is of the epoch of our snapshot's last entry, at or below
+            # it: that epoch's primary sequenced both, so its journal is a prefix of our history.
+            # (Cutting it below the base would take committed entries from an in-sync node.)
+            return seq
         if base and t >= base and not any(e == last_epoch and first > base for e, first in self.history):
             t = base - 1
         elif not base and not any(e == last_epoch for e, _ in self.history):

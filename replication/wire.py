@@ -637,6 +637,7 @@ class Heartbeat(Message):
     leader: str = ""
     digest: int = 0
     isr: tuple[str, ...] = ()  # a sync primary's witness-confirmed in-sync set
+    last_epoch: int = 0  # the epoch of entry ``seq``: with it, (last_epoch, seq) names a history
     LAYOUT = (
         ("node", "text"),
         ("role", "u8"),
@@ -644,6 +645,7 @@ class Heartbeat(Message):
         ("digest", "u64"),
         ("leader", "text"),
         ("isr", "names"),
+        ("last_epoch", "u32"),
     )
 
 

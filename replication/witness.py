@@ -244,17 +244,31 @@ class WitnessMachine:
         # we heard from and lost since (so the new primary's first commits need no shrink
         # round trip). Each is added back once caught up. Nodes never heard from count only at
         # a fresh start (the candidate holds nothing).
-        self.isr = tuple(n for n in self.nodes if n != m.node and self._holds(n, m.seq, now))
+        self.isr = tuple(n for n in self.nodes if n != m.node and self._holds(n, m, now))
         self.count("votes_granted")
         log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
         return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
 
-    def _holds(self, node: str, seq: int, now: float) -> bool:
-        """Is ``node`` alive and, by its last heartbeat, at ``seq`` or beyond (or never heard, seq 0)?"""
+    def _holds(self, node: str, m: wire.VoteRequest, now: float) -> bool:
+        """Does ``node`` hold exactly the candidate's journal (alive, by their last heartbeats)?
+
+        Same last entry, (epoch, seq), as the candidate's: the same history (one primary
+        per epoch). A node at the same seq in another epoch lacks some of the
+        candidate's entries (its primary's fence will cut them), however equal the
+        books (a re-sent request sequenced in both epochs gives equal digests), as
+        does a node behind; one ahead may hold a suffix that is not the candidate's
+        either. All of them join once caught up. (Never heard from: only at a fresh
+        start, when the candidate holds nothing.)
+        """
         if self.last_heard[node] == NEVER:
-            return seq == 0
+            return m.seq == 0
         hb = self.info.get(node)
-        return self.alive(node, now) and hb is not None and hb.seq >= seq
+        return (
+            self.alive(node, now)
+            and hb is not None
+            and hb.seq == m.seq
+            and (hb.last_epoch == m.last_epoch or m.seq == 0)
+        )
 
     def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
         """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""

@@ -268,3 +268,15 @@ def test_switchovers_without_other_faults_land_on_their_target():
         )
         rep = run_schedule(sched)
         assert rep.switchovers == 3 and rep.switchovers_landed == 3, (seed, rep.as_dict())
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        4044,  # a node at the candidate's seq in another epoch counted in sync: promoted, lost one
+        2074,  # an in-sync node fenced below the primary's snapshot, then promoted without it
+        2371,  # no primary after the above
+    ],
+)
+def test_overlapping_fault_seeds_with_up_to_ten_faults_that_once_broke_a_rule(seed):
+    run_schedule(replace(random_schedule(seed, max_faults=10), overlap=True))

@@ -97,3 +97,22 @@ def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
     assert m2.history == [(5, 51), (6, 61)]
     # And a joiner from a trimmed epoch is cut below the base (a snapshot).
     assert m2.common_prefix(4, 58) < 55
+
+
+def test_a_joiner_whose_last_entry_is_of_our_snapshots_epoch_keeps_its_journal():
+    """sim seed 2074 (--max-faults 10): an in-sync node lost a committed entry to a fence.
+
+    Our journal starts at a snapshot whose last entry is (5, 50). A joiner at (5, 50), or
+    at (5, 45), holds a prefix of our history: epoch 5's primary sequenced both. Cutting
+    it below the base (as for a joiner we cannot vouch for) took entry 50 from a node the
+    witness counted in sync; had we then died, it could have been promoted without it.
+    """
+    # We caught up by that snapshot, then were promoted into epoch 6 at 51: our history
+    # holds only epoch 6.
+    j = MemoryJournal()
+    j.reset(BASE, 5, b"snapshot")
+    j.append([entry(6, s) for s in range(51, 61)])
+    m = primary_over(j, [(6, 51)])
+    assert m.common_prefix(5, 50) == 50
+    assert m.common_prefix(5, 45) == 45
+    assert m.common_prefix(4, 50) < BASE  # another epoch at the base: cut below it, as before

@@ -8,8 +8,11 @@ from replication import wire
 from replication.witness import WitnessMachine
 
 
-def hb(node, epoch, seq, role=wire.ROLE_STANDBY, leader=""):
-    return wire.Heartbeat(epoch, seq, node, role, 0, leader, 0)
+def hb(node, epoch, seq, role=wire.ROLE_STANDBY, leader="", last_epoch=None):
+    """A heartbeat; its last entry is of ``epoch`` unless ``last_epoch`` says otherwise."""
+    return wire.Heartbeat(
+        epoch, seq, node, role, 0, leader, 0, (), epoch if last_epoch is None else last_epoch
+    )
 
 
 def vote(w, node, epoch, seq, now):
@@ -181,6 +184,13 @@ def test_a_new_epoch_leaves_out_the_nodes_behind_the_candidate():
     w2.handle("b", hb("b", 1, 32), 1.0)
     w2.handle("c", hb("c", 1, 32, leader="a"), 1.0)
     assert vote(w2, "c", 2, 32, 1.01).granted and w2.isr == ("b",)
+    # At the candidate's seq but in another epoch: another history (a re-sent request
+    # sequenced by two primaries may even give equal digests). Out, until caught up.
+    w3 = WitnessMachine(["a", "b", "c"], settings())
+    w3.handle("b", hb("b", 3, 32, last_epoch=2), 1.0)
+    asks = wire.VoteRequest(4, 32, "c", 3)  # c's last entry is (3, 32), b's is (2, 32)
+    assert not w3._holds("b", asks, 1.01)
+    assert w3._holds("b", wire.VoteRequest(4, 32, "c", 2), 1.01)  # the same last entry
 
 
 def test_a_node_ahead_only_outside_the_in_sync_set_blocks_no_promotion():
