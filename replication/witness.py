@@ -307,11 +307,16 @@ class WitnessMachine:
         """Our epoch's primary, or any other node claiming to be a current primary, is alive to us.
 
         Our primary is not, though, once its own heartbeat says it is a standby of our epoch
-        (it restarted; a handover is decided before this): it will not serve that epoch again,
-        and waiting for it to fall silent would park every other candidate for good.
+        following nobody (it restarted): it will not serve that epoch again, and waiting for
+        it to fall silent would park every other candidate for good. (One that follows a node
+        handed over to it: that node's vote is the handover branch's, on its final seq; a
+        request it sent earlier, parked here, must not be granted by the ordinary rules on a
+        seq it has since passed.)
         """
         hb = self.info.get(self.primary) if self.primary else None
-        stepped_down = hb is not None and hb.epoch == self.epoch and hb.role == wire.ROLE_STANDBY
+        stepped_down = (
+            hb is not None and hb.epoch == self.epoch and hb.role == wire.ROLE_STANDBY and not hb.leader
+        )
         if self.primary and self.primary != candidate and self.alive(self.primary, now) and not stepped_down:
             return True
         for node in self.nodes:

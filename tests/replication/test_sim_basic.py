@@ -280,3 +280,8 @@ def test_switchovers_without_other_faults_land_on_their_target():
 )
 def test_overlapping_fault_seeds_with_up_to_ten_faults_that_once_broke_a_rule(seed):
     run_schedule(replace(random_schedule(seed, max_faults=10), overlap=True))
+
+
+def test_seed_1666_with_up_to_ten_faults():
+    """A target's request parked before its switchover was granted on the seq it had then."""
+    run_schedule(replace(random_schedule(1666, max_faults=10), overlap=True))

@@ -221,3 +221,20 @@ def test_a_primary_that_restarted_as_a_standby_parks_no_vote():
     w.handle("b", hb("b", 2, 1), 1.5)  # b restarted: a standby of its own epoch
     w.handle("a", hb("a", 2, 2), 1.5)
     assert vote(w, "a", 3, 2, 1.51).granted
+
+
+def test_a_stale_request_parked_before_a_handover_is_not_granted_on_the_ordinary_rules():
+    """sim seed 1666 (--max-faults 10): granted on a seq the target had since passed.
+
+    b asked while at seq 1 (parked: a served). a then drained into b (b caught up to
+    12) and handed over. The parked request must not be granted now: its seq says b
+    holds (1, 1), and the new epoch's in-sync set would be computed from that.
+    """
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 12, wire.ROLE_PRIMARY, "a"), 1.0)
+    w.handle("c", hb("c", 1, 1, leader="a"), 1.0)
+    assert w.handle("b", wire.VoteRequest(2, 1, "b", 1), 1.001) == []  # parked
+    assert w.handle("a", hb("a", 1, 12, wire.ROLE_STANDBY, "b"), 1.002) == []  # handed over
+    outs = w.handle("b", wire.VoteRequest(2, 12, "b", 1), 1.003)  # b's fresh request
+    assert outs[0].msg.granted and w.epoch == 2 and w.isr == ("a",)  # c, at 1, is not in sync
