@@ -121,6 +121,51 @@ def test_whole_group_restart_comes_back_with_every_acked_order(group):
         c.close()
 
 
+def test_two_primaries_killed_in_turn_lose_nothing_and_the_group_comes_back_whole(group):
+    """Three nodes: the primary is SIGKILLed, then the node that took over; the last standby
+    serves, and both dead nodes come back as standbys of the newest epoch with its journal."""
+    g = group(("a", "b", "c"), "sync")
+    g.start_all()
+    g.wait_ready()
+    c = g.client(15, retry_timeout=0.02)
+    try:
+        acked = flow(c, 0, 40)
+        g.kill("a")
+        acked.update(flow(c, 40, 30))
+        st = g.wait_for(
+            lambda s: (
+                {s["b"].get("role"), s["c"].get("role")} == {"primary", "standby"}
+                and (s["b"].get("joined") or s["c"].get("joined"))
+            ),
+            what="b or c serves, the other follows it",
+        )
+        second = next(n for n in ("b", "c") if st[n]["role"] == "primary")
+        last = "c" if second == "b" else "b"
+        g.kill(second)
+        acked.update(flow(c, 70, 30))
+        st = g.wait_for(lambda s: s[last].get("role") == "primary", what=f"{last} serves")
+        assert st[last]["epoch"] >= 3, st
+        g.start("a", "standby")
+        g.start(second, "standby")
+        st = g.wait_for(
+            lambda s: (
+                all(s[n].get("last_seq") == s[last].get("last_seq") == 100 for n in ("a", "b", "c"))
+                and s["a"].get("joined")
+                and s[second].get("joined")
+            ),
+            what="both restarted nodes caught up",
+        )
+        assert st["a"]["digest"] == st["b"]["digest"] == st["c"]["digest"]
+    finally:
+        c.close()
+    for name in ("a", "b", "c", "witness"):
+        g.kill(name, signal.SIGTERM)
+    entries = g.journal_entries(last)
+    keys = [(e.client_id, e.request_id) for e in entries]
+    assert len(acked) == 100 and len(keys) == len(set(keys)) == 100  # nothing executed twice
+    assert all((15, rid) in set(keys) for rid in acked)  # nothing acknowledged lost
+
+
 def test_late_standby_catches_up_by_snapshot_and_tail(group):
     g = group(("a", "b"), "sync", extra={"catchup_snapshot_lag": 20})
     g.start("witness")
