@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat, starmap
@@ -224,8 +225,9 @@ class PackedRun(Sequence):
         self._arr: np.ndarray | None = None
 
     @staticmethod
+    @abstractmethod
     def _make(fields: tuple) -> object:
-        raise NotImplementedError
+        """One record's unpacked fields -> its message (each subclass's own)."""
 
     @property
     def array(self) -> np.ndarray:

@@ -76,15 +76,20 @@ items = st.lists(
     min_size=1,
     max_size=12,
 )
+#: The ops ``run_lockstep`` runs besides bundles: step both nets, hold the standby's acks,
+#: make it suspect its leader, ask either node for a switchover (optionally with acks held).
+LOCKSTEP_CONTROL = (
+    st.tuples(st.just("step")),
+    st.tuples(st.just("hold_acks"), st.booleans()),
+    st.tuples(st.just("suspect")),
+    st.tuples(st.just("switchover"), st.sampled_from(("a", "b")), st.booleans()),
+)
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("bundle"), st.sampled_from(("a", "b")), st.sampled_from(SRCS), items),
         st.tuples(st.just("bundle"), st.just("a"), st.sampled_from(SRCS), items),  # the first primary
         st.tuples(st.just("bundle"), st.just("a"), st.sampled_from(SRCS), items),
-        st.tuples(st.just("step")),
-        st.tuples(st.just("hold_acks"), st.booleans()),
-        st.tuples(st.just("suspect")),
-        st.tuples(st.just("switchover"), st.sampled_from(("a", "b")), st.booleans()),
+        *LOCKSTEP_CONTROL,
     ),
     min_size=1,
     max_size=40,

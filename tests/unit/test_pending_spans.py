@@ -16,7 +16,7 @@ import numpy as np
 from _net import cmd, group
 from hypothesis import given
 from hypothesis import strategies as st
-from test_handle_requests import run_lockstep
+from test_handle_requests import LOCKSTEP_CONTROL, run_lockstep
 
 from replication import wire
 from replication.queues import SPAN_MIN, PendingQueue
@@ -47,10 +47,7 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("bundle"), st.sampled_from(("a", "a", "a", "b")), st.sampled_from(SRCS), stretches),
         st.tuples(st.just("single"), st.sampled_from(SRCS), st.sampled_from(CLIENTS), st.integers(1, 40)),
-        st.tuples(st.just("step")),
-        st.tuples(st.just("hold_acks"), st.booleans()),
-        st.tuples(st.just("suspect")),
-        st.tuples(st.just("switchover"), st.sampled_from(("a", "b")), st.booleans()),
+        *LOCKSTEP_CONTROL,
     ),
     min_size=1,
     max_size=30,
