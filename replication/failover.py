@@ -258,7 +258,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
         if self.ticked_at is None:
-            self.first_tick_at = now
+            self.standby_since = now  # every node starts as a standby
         self.ticked_at = now
         out: list = []
         if self.pending:
@@ -280,8 +280,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     # -- when tick() next has work: the driver sleeps until then -----------------------
 
     ticked_at: float | None = None  # ``now`` of the last tick (None: never ticked)
-    first_tick_at: float = NEVER  # ``now`` of the first tick: when the node started, to its clock
-    standby_since: float = NEVER  # when a primary last became a standby (stepped down, handed over)
+    # When the node last became a standby: its first tick (it starts as one), or when it
+    # stepped down or handed over as a primary.
+    standby_since: float = NEVER
 
     def idle_wait(self, now: float | None = None) -> float:
         """Seconds the driver may wait for a message before the next ``tick``.
@@ -474,14 +475,14 @@ class NodeMachine(SequencerMixin, StandbyMixin):
     def _unled_due(self) -> float:
         """When a standby that follows nobody in its epoch may run for primary (INF: it does follow).
 
-        A heartbeat timeout after it last heard a node claim to lead its epoch or a
-        later one, after its start, or after it stopped being a primary, or (after a
-        handover) since it last heard its target, which asks the witness meanwhile. Never in
+        A heartbeat timeout after the latest of: it last heard a node claim to lead its
+        epoch or a later one; it became a standby (started, stepped down, handed over);
+        after a handover, it last heard its target (which asks the witness meanwhile). Never in
         epoch 0 (a new group waits for the node started as primary). O(peers).
         """
         if self.epoch == 0 or self.followed_epoch == self.epoch:
             return INF
-        last = max(self.first_tick_at, self.standby_since)
+        last = self.standby_since
         if self.handover is not None:  # our switchover's target: not while it is alive (it asks)
             last = max(last, self.last_heard.get(self.handover[0], NEVER))
         for p in self.peers:  # list order: deterministic
