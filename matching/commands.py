@@ -46,7 +46,20 @@ class CommandRecord(NamedTuple):
 # command is rejected with ``bad_field`` instead.
 COMMAND_KEYS: dict[int, frozenset[str]] = {
     codes.OP_NEW: frozenset(
-        ("op", "instrument", "id", "side", "type", "price", "qty", "tif", "account", "post_only", "display_qty", "stp")
+        (
+            "op",
+            "instrument",
+            "id",
+            "side",
+            "type",
+            "price",
+            "qty",
+            "tif",
+            "account",
+            "post_only",
+            "display_qty",
+            "stp",
+        )
     ),
     codes.OP_CANCEL: frozenset(("op", "instrument", "id")),
     codes.OP_REPLACE: frozenset(("op", "instrument", "id", "price", "qty")),

@@ -61,7 +61,9 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "suspect_ms": _Key("number", default=0, unit="ms"),  # ... or this long after its connection dropped
     "fsync": _Key("str", default="batch"),  # none | batch | always
     "snapshot_every": _Key("int", default=100_000, unit="entries"),  # between journal snapshots (0 = never)
-    "journal_retain": _Key("int", default=100_000, unit="entries"),  # kept behind the latest snapshot (-1 = all)
+    "journal_retain": _Key(
+        "int", default=100_000, unit="entries"
+    ),  # kept behind the latest snapshot (-1 = all)
     "dedupe_window": _Key("int", default=4096, unit="requests"),  # results remembered per client
     "max_batch": _Key("int", default=1024, unit="requests"),  # sequenced per batch
     "catchup_snapshot_lag": _Key("int", default=50_000, unit="entries"),  # further behind: snapshot first
@@ -105,7 +107,9 @@ def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: s
                 raise ConfigError(f"{path}: missing required key {where}{key!r}")
             continue
         if not _type_ok(spec.kind, doc[key]):
-            want = {"str": "a string", "int": "an integer", "number": "a number", "table": "a table"}[spec.kind]
+            want = {"str": "a string", "int": "an integer", "number": "a number", "table": "a table"}[
+                spec.kind
+            ]
             raise ConfigError(f"{path}: {where}{key!r} must be {want}, not {doc[key]!r}")
 
 
