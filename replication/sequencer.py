@@ -122,10 +122,15 @@ class SequencerMixin:
         """The session the client id's open still in the queue will open, if any (newer than the
         replica's: once sequenced, or dropped with the queue, it no longer counts). O(1 + spans)."""
         q = self.opens.get(client_id)
-        if q is None or not self.pending.queued(client_id, opened_id(q.session)):
+        if q is None:
             return None
         held = self.replica.sessions.get(client_id)
-        return q if held is None or q.session > held.session else None
+        if (held is not None and q.session <= held.session) or not self.pending.queued(
+            client_id, opened_id(q.session)
+        ):
+            del self.opens[client_id]  # sequenced (or dropped): the replica's table says the rest
+            return None
+        return q
 
     def _session_now(self: NodeMachine, client_id: int) -> int:
         """The client id's current session as this primary will have sequenced it: the replica's,

@@ -119,19 +119,29 @@ def _load(g: Group, name: str, out: str) -> dict:
         return json.load(f)
 
 
-def _run_two_processes(g: Group) -> tuple[dict, dict, list[wire.Entry]]:
+def _wait_file(path: str, p: subprocess.Popen, g: Group) -> None:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        assert p.poll() is None, f"a client exited before 50 of its orders were acknowledged\n{g.tail_logs()}"
+        assert time.monotonic() < deadline, g.tail_logs()
+        time.sleep(0.01)
+
+
+def _run_two_processes(g: Group, kill_primary: bool = False) -> tuple[dict, dict, list[wire.Entry]]:
     progress = os.path.join(g.dir, "older.progress")
+    newer_progress = os.path.join(g.dir, "newer.progress")
     older = newer = None
     try:
         # The older process sends until fenced (at most 50 N orders); the newer starts once
         # the older has had 50 orders acknowledged, and sends N.
         older, older_out = _child(g, "older", 1_000_000, 50 * N, progress)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(progress):
-            assert older.poll() is None, "the older client exited before it was acknowledged"
-            assert time.monotonic() < deadline, g.tail_logs()
-            time.sleep(0.01)
-        newer, newer_out = _child(g, "newer", 2_000_000, N)
+        _wait_file(progress, older, g)
+        newer, newer_out = _child(g, "newer", 2_000_000, N, newer_progress)
+        if kill_primary:
+            # Both clients mid-flow, requests in flight: the primary dies, b takes over with
+            # the session table it replicated.
+            _wait_file(newer_progress, newer, g)
+            g.kill("a")
         _reap(newer, 90)
         _reap(older, 60)
     finally:
@@ -188,6 +198,20 @@ def test_two_processes_with_one_client_id():
         g.start_all()
         g.wait_ready()
         older, newer, entries = _run_two_processes(g)
+        _check(older, newer, entries)
+    finally:
+        g.stop()
+
+
+def test_two_processes_with_one_client_id_across_a_primary_sigkill():
+    """The primary is SIGKILLed while both run: b, from its replicated session table, keeps
+    fencing the older session and answers the newer's re-sent requests with their first results."""
+    g = Group(nodes=("a", "b"), mode="sync")
+    try:
+        g.start_all()
+        g.wait_ready()
+        older, newer, entries = _run_two_processes(g, kill_primary=True)
+        assert entries[-1].epoch >= 2  # b sequenced after the kill
         _check(older, newer, entries)
     finally:
         g.stop()

@@ -146,6 +146,31 @@ def test_client_core_bundle_never_takes_another_sessions_reply():
     assert list(got) == [first + 1]
 
 
+def test_client_core_decoded_bundle_of_another_session_is_no_answer():
+    fast = pytest.importorskip("replication._client_fast")
+    c = ClientCore(7, ["a", "b"], first_id(4))
+    first = c.submit_window([cmd(i) for i in range(3)], 0.0)
+    # Another session's replies, and one of ours: the C path must not take the bundle whole.
+    theirs = [wire.Reply(7, first_id(3) + i, wire.OK, 1, 10 + i, "a") for i in range(2)]
+    block = fast.decode_replies(
+        wire.encode(wire.Replies((*theirs, wire.Reply(7, first, wire.OK, 1, 12, "a"))))
+    )
+    assert not c.handle_answered("a", block, 0.01) and len(c.pending) == 3
+    got: dict = {}
+    c.handle_replies("a", block.replies(), 0.01, got)
+    assert list(got) == [first] and c.counters == {"foreign_replies": 2}
+    block = fast.decode_replies(wire.encode(wire.Replies(tuple(theirs))))
+    assert not c.handle_answered("a", block, 0.02) and len(c.pending) == 2
+
+
+def test_client_core_open_answered_inside_a_bundle():
+    c = ClientCore(7, ["a", "b"])
+    c.open(3, 0.0)
+    got: dict = {}
+    c.handle_replies("a", [wire.Reply(7, opened_id(2), wire.OK, 1, 5, "a", bytes(64))], 0.01, got)
+    assert got == {} and c.session == 2 and not c.opening and not c.pending
+
+
 def test_client_core_fenced_reply_fences_the_session():
     c = ClientCore(7, ["a", "b"], first_id(2))
     rid, _ = c.submit(cmd(1), 0.0)
