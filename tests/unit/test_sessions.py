@@ -366,3 +366,22 @@ def test_recover_from_snapshot_and_tail_keeps_sessions():
     assert j.base_seq == at  # the first open is in the snapshot only
     r = recover(j, a.engine_factory)
     assert r.sessions == a.replica.sessions == {7: Held(1, 1), 8: Held(1, 2)}
+
+
+def test_drop_copy_of_an_open_replays_to_the_groups_digest():
+    """The subscriber prints an open as ``session_open``; ``matchcore replay`` of those lines
+    (a command it rejects, as the engine rejected the open) reaches the group's digest."""
+    import matching
+    from matching.commands import command_record
+    from replication.subscribe import entry_json
+
+    r = Replica()
+    run, _, _ = r.execute_batch(
+        1, [7, 7, 8], [opened_id(1), first_id(1), opened_id(1)], open_command(9) + cmd(1) + open_command(4)
+    )
+    lines = [entry_json(e, None)["command"] for e in run]
+    assert lines[0] == lines[2] == {"op": "session_open", "session": 1}
+    local = matching.ReferenceEngine()
+    for d in lines:
+        local.apply_batch(np.array([tuple(command_record(d))], dtype=matching.COMMAND_DTYPE))
+    assert local.digest == r.digest
