@@ -233,6 +233,19 @@ def test_request_of_older_session_is_fenced_in_a_bundle_too():
     assert {m.status for m in sink.got} == {wire.FENCED}
 
 
+def test_request_that_arrives_while_a_newer_open_is_queued_is_fenced():
+    net = started("async")
+    old = opened(net, b"c1", 7, 1)
+    new = add_client(net, b"c2", 7, ["a", "b"])
+    net.emit(b"c2", new.open(2, net.now))
+    rid, outs = old.submit(cmd(1), net.now)
+    net.emit(b"c1", outs)
+    net.deliver_all()  # both reach the primary before it sequences either
+    net.run(0.005)
+    assert done(net, b"c1")[rid].status == wire.FENCED and new.session == 2
+    assert (7, rid) not in journal_keys(net)
+
+
 def test_resent_open_opens_nothing():
     net = started("sync")
     c = add_client(net, b"c1", 7, ["a", "b"])
@@ -385,3 +398,84 @@ def test_drop_copy_of_an_open_replays_to_the_groups_digest():
     for d in lines:
         local.apply_batch(np.array([tuple(command_record(d))], dtype=matching.COMMAND_DTYPE))
     assert local.digest == r.digest
+
+
+def test_a_lost_open_still_gives_the_next_session_a_higher_number():
+    """Async may lose an acknowledged open at a fail-over; its client goes on in that session. The
+    next open of the id must still be above it (the dedupe table's ids say so) and fence it."""
+    net = started("async")
+    lost = add_client(net, b"c1", 7, ["a", "b"], first=first_id(3))  # as if session 3's open was lost
+    (rid,) = send(net, b"c1", lost, [1])
+    net.run(0.005)
+    assert done(net, b"c1")[rid].status == wire.OK and not net.machines["a"].replica.sessions
+    assert opened(net, b"c2", 7, 5).session == 4
+    (rid,) = send(net, b"c1", lost, [2])
+    net.run(0.005)
+    assert done(net, b"c1")[rid].status == wire.FENCED
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_three_processes_one_id_under_loss_and_duplication(seed):
+    """Three client cores with one id open in turn while the network drops and duplicates client
+    traffic: every request executes at most once, a fenced one never, every OK reply is its own
+    request's first result, and the sessions are the ones the primary handed out, in order."""
+    net, cores = _three_processes(seed)
+    statuses = [d.reply.status for c in cores for d in net.done.get(c, [])]
+    assert wire.FENCED in statuses and statuses.count(wire.OK) >= 40  # both outcomes were exercised
+
+
+def _three_processes(seed):
+    import random
+
+    rng = random.Random(seed)
+    net = started("sync")
+    net.drop = lambda s, d, m: isinstance(m, (wire.Request, wire.Reply)) and rng.random() < 0.2
+    deliver = net.emit
+
+    def emit(src, outputs):  # duplicate some client messages
+        deliver(src, outputs)
+        twins = [o for o in outputs if isinstance(o, wire.Send) and isinstance(o.msg, wire.Request)]
+        deliver(src, [o for o in twins if rng.random() < 0.2])
+
+    net.emit = emit
+    cores, sent = {}, {}
+    for k, addr in enumerate((b"p1", b"p2", b"p3")):
+        c = cores[addr] = add_client(net, addr, 7, ["a", "b"])
+        net.emit(addr, c.open(100 + k, net.now))
+        for _ in range(rng.randint(0, 30)):  # earlier processes keep sending meanwhile
+            for other, oc in cores.items():
+                if other != addr and not oc.opening and not oc.fenced:
+                    rid, outs = oc.submit(cmd(len(sent) + 1), net.now)
+                    sent[(other, rid)] = len(sent) + 1
+                    net.emit(other, outs)
+            net.step()
+        net.run_until(lambda c=c: not c.opening, 2.0)
+        for _ in range(20):
+            rid, outs = c.submit(cmd(len(sent) + 1), net.now)
+            sent[(addr, rid)] = len(sent) + 1
+            net.emit(addr, outs)
+    net.drop = None
+    net.run_until(lambda: all(not c.pending for c in cores.values()), 5.0)
+    assert [cores[a].session for a in (b"p1", b"p2", b"p3")] == [1, 2, 3]
+    entries = [e for e in net.journals["a"].read(1) if e.client_id == 7]
+    by_rid = {e.request_id: e for e in entries}
+    assert len(by_rid) == len(entries)  # nothing executed twice
+    replay = Replica(net.machines["a"].engine_factory)
+    events_at = {}
+    for e in net.journals["a"].read(1):
+        events_at[e.seq], _ = replay.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
+    for addr in cores:
+        for d in net.done.get(addr, []):
+            e = by_rid.get(d.request_id)
+            if d.reply.status == wire.FENCED:
+                assert e is None  # never executed
+            else:
+                assert d.reply.status == wire.OK and e.command == cmd(sent[(addr, d.request_id)])
+                assert d.reply.seq == e.seq and d.reply.events == events_at[e.seq]
+    assert [e.request_id for e in entries if is_open_entry(e.request_id)] == [opened_id(s) for s in (1, 2, 3)]
+    current = 0
+    for e in entries:  # in journal order, nothing of a session older than the last one opened
+        assert session_of(e.request_id) >= current
+        current = max(current, session_of(e.request_id))
+    assert all(c.counters.get("foreign_replies", 0) == 0 for c in cores.values())
+    return net, cores
