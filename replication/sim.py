@@ -377,6 +377,13 @@ class Sim:
         limit = self.schedule.requests + (self.schedule.tail_requests if self.tail_submitting else 0)
         if cl.next_cmd >= limit or not (self.submitting or self.tail_submitting):
             return
+        if not cl.core.session or cl.core.opening:
+            # Each client first opens its session (faults may be under way): the open is re-sent
+            # like any request, and must open exactly one session (sim_check checks the history).
+            if not cl.core.opening:
+                self._client_out(cl, cl.core.open(cl.core.client_id, self.now))  # a nonce unique per open
+            self._push(self.now + 0.001, _SUBMIT, cl.addr)
+            return
         if len(cl.core.pending) >= self.schedule.window:
             self._push(self.now + 0.001, _SUBMIT, cl.addr)
             return
