@@ -275,6 +275,8 @@ class StandbyMixin:
         self.leader = src
         self.last_heard[src] = now
         if m.seq >= self.replica.seq:
+            if self.damaged and not self.repairing:
+                self.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
             if not self.joined:
                 log.info(
                     "joined node=%s leader=%s epoch=%d at_seq=%d",
@@ -329,6 +331,7 @@ class StandbyMixin:
         if r.seq <= self.replica.seq and self.joined:
             return []  # older than what we hold
         self.journal.reset(r.seq, r.last_epoch, blob)
+        self.repairing = self.repairing or bool(self.damaged)
         self.replica = r
         self.future = {s: e for s, e in self.future.items() if s > r.seq}
         self.joined = True
@@ -351,6 +354,8 @@ class StandbyMixin:
     def standby_tick(self: NodeMachine, now: float) -> list:
         if self.role != wire.ROLE_STANDBY or not self.leader:
             return []
+        if self.repairing:
+            self.check_repaired()
         if self.handover is not None:
             target, msg, sent_at = self.handover
             if self.epoch > msg.epoch or self.leader != target:
