@@ -215,7 +215,7 @@ class Driver:
             self._perform(outputs)
         except JournalFault as exc:
             # Its fdatasync failed: what this pass had not sent yet stays unsent.
-            self._perform([o for o in self.machine.on_journal_fault(exc) if _harmless(o)])
+            self._perform(self.machine.on_journal_fault(exc))  # refusals only
 
     def _perform(self, outputs: list) -> None:
         """Perform outputs in order.

@@ -154,3 +154,82 @@ def test_a_damaged_standby_rejoins_with_nothing_and_catches_up_by_snapshot():
     assert b.damaged
     net.run_until(lambda: not b.damaged, 2.0)
     assert b.counters.get("snapshots_installed") == 1 and b.replica.digest == net.machines["a"].replica.digest
+
+
+# -- the driver: what leaves a pass whose journal failed ------------------------------------
+
+
+def _driver_over(tmp_path, machine):
+    from test_driver_replies import _Sock
+
+    from replication import node
+
+    d = object.__new__(node.Driver)  # no sockets: only what perform() reads
+    d.counters, d.reply_timer, d.pub, d.pub_topics = {}, None, None, set()
+    d.router, d.dealers = _Sock(), {"a": _Sock(), "b": _Sock(), "witness": _Sock()}
+    d.machine, d.journal = machine, machine.journal
+    machine.journal.defer_sync = True
+    return d
+
+
+def _standby_with_file_journal(tmp_path):
+    """A joined standby over a FileJournal, fed entries by a primary on the test network."""
+    from replication.journal import FileJournal
+
+    net, c = started()
+    submit(net, c, 1, 3)
+    net.run_until(lambda: len(acked(net)) == 3)
+    j = FileJournal(str(tmp_path / "b"))
+    j.append(net.journals["b"].read(1))
+    b = NodeMachine("b", ["a", "b"], j, net.settings, "witness", ReferenceEngine, "standby")
+    net.machines["b"], net.journals["b"] = b, j
+    net.run_until(lambda: b.joined, 1.0)
+    return net, c, b
+
+
+def test_a_failed_fdatasync_in_the_driver_sends_no_ack_and_is_not_retried(tmp_path, monkeypatch):
+    """The deferred fsync fails at the end of a pass: the Ack and heartbeat that pass made for
+    the unsynced entries are dropped, the machine stops, and fdatasync is never called again."""
+    import errno
+    import os
+
+    net, c, b = _standby_with_file_journal(tmp_path)
+    d = _driver_over(tmp_path, b)
+    a = net.machines["a"]
+    a_out = a.handle(b"c1", wire.Request(7, 100, cmd(100)), net.now) + a.tick(net.now + 0.001)
+    entries = [o for o in a_out if isinstance(o, wire.Send) and o.dest == "b" and type(o.msg) is wire.Entries]
+    assert entries
+    outs = b.handle("a", entries[0].msg, net.now) + b.tick(net.now + 1.0)
+    assert any(type(o.msg) is wire.Ack for o in outs) and b.journal.dirty
+    calls = []
+
+    def eio(fd):
+        calls.append(fd)
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    d.perform(outs)
+    assert calls and not d.dealers["a"].sent and not d.dealers["witness"].sent
+    assert b.journal_error == f"journal: EIO syncing {tmp_path / 'b' / 'entries.log'}"
+    d.perform(b.tick(net.now + 2.0) + b.handle("a", entries[0].msg, net.now + 2.0))
+    assert len(calls) == 1 and not d.dealers["a"].sent
+
+
+def test_outputs_of_a_pass_made_before_the_journal_failed_are_dropped(tmp_path):
+    """Two batches in one pass: the first appended (not yet synced) and acked, the second's append
+    failed. The first Ack must not leave either: it was never synced."""
+    net, c, b = _standby_with_file_journal(tmp_path)
+    d = _driver_over(tmp_path, b)
+    a = net.machines["a"]
+    batches = []
+    for rid in (100, 101):
+        out = a.handle(b"c1", wire.Request(7, rid, cmd(rid)), net.now) + a.tick(net.now)
+        batches += [
+            o.msg for o in out if isinstance(o, wire.Send) and o.dest == "b" and type(o.msg) is wire.Entries
+        ]
+    outs = b.handle("a", batches[0], net.now)
+    assert [type(o.msg) for o in outs] == [wire.Ack]
+    b.journal.failed = "journal: ENOSPC writing entries.log"  # as a failed append leaves it
+    outs += b.handle("a", batches[1], net.now)
+    d.perform(outs)
+    assert not d.dealers["a"].sent and b.journal_error
