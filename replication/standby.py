@@ -224,6 +224,8 @@ class StandbyMixin:
         self.refill_sent_at = -1.0
         out = self.maybe_snapshot()
         out.append(Send(self.leader, wire.Ack(self.epoch, self.replica.seq, self.name, self.replica.digest)))
+        if self.repairing:
+            self.check_repaired()
         return out
 
     def diverge(self: NodeMachine, e: wire.Entry) -> None:
@@ -297,7 +299,12 @@ class StandbyMixin:
             self.replica.seq - m.seq,
         )
         self.count("fenced")
-        self.journal.truncate_after(m.seq)
+        if m.seq < self.journal.base_seq:
+            # The cut is inside our snapshot: nothing we hold can be rebuilt without it. Start
+            # over empty; the leader's catch-up (a snapshot) gives back what it shares with us.
+            self.journal.reset(0, 0, b"")
+        else:
+            self.journal.truncate_after(m.seq)
         self.history = [(e, s) for e, s in self.history if s <= m.seq + 1]
         self.save_meta()
         self.replica = self.rebuild()
