@@ -13,7 +13,8 @@ steps or in the middle of one (the step's outputs never leave and its
 journal keeps a torn prefix of what it appended) and restarted from their
 journals; hung nodes (SIGSTOP, then SIGCONT with a backlog); the witness
 crashed and restarted empty; planned switchovers; a standby whose engine is
-deliberately corrupted. Node faults come one at a time, each after the group
+deliberately corrupted; disk faults (``sim_disk``: a failed journal append
+or sync, a journal damaged mid-way on restart). Node faults come one at a time, each after the group
 has its redundancy back (the failure model a primary + standby + witness
 group is built for), or, in schedules with ``overlap``, each a little after
 the previous one started, so that cascades happen (the new primary crashing
