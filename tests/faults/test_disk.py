@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -165,6 +166,13 @@ def test_full_disk_under_a_solo_primary_acknowledges_only_what_it_wrote(env):
     assert 0 < len(acked) < n
     assert st["a"]["error"] == f"journal: ENOSPC writing {os.path.join(g.dir, 'a', 'entries.log')}"
     assert st["a"]["role"] == "standby" and g.procs["a"].poll() is None  # up, not serving
+    shown = subprocess.run(
+        [sys.executable, "-m", "replication.cli", "status", "--config", g.path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert f"error: {st['a']['error']}" in shown.stdout, shown.stdout
     assert_clear_error(g, "a", "journal_failed node=a")
     g.kill("a", signal.SIGTERM)
     check_acked(g, acked, ["a"], 7)
