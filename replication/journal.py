@@ -483,7 +483,8 @@ class FileJournal(JournalBase):
         """Record (and log, one line) corruption found on open; hold nothing; touch no file."""
         at = f" (seq {seq})" if seq is not None else ""
         self.damage = f"journal: damaged {path} at offset {offset}{at}: {why}"
-        log.error("journal_damaged path=%s offset=%d seq=%s reason=%s", path, offset, seq, why)
+        # (The owner logs it, once: the node's journal_damaged line names all of this.)
+        log.debug("journal_damaged path=%s offset=%d seq=%s reason=%s", path, offset, seq, why)
         self._hold_nothing()
 
     def _hold_nothing(self) -> None:
@@ -525,7 +526,7 @@ class FileJournal(JournalBase):
         """
         self.failed = describe(exc, doing, path)
         self.dirty = False
-        log.error("journal_failed path=%s error=%s", self.path, self.failed)
+        log.debug("journal_failed path=%s error=%s", self.path, self.failed)  # the owner logs it, once
         if fd >= 0 and keep >= 0:
             try:
                 os.ftruncate(fd, keep)
