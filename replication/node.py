@@ -537,7 +537,10 @@ def node_driver(
     if name not in cfg.nodes:
         raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
     spec = cfg.nodes[name]
-    journal = FileJournal(spec.journal, cfg.settings.fsync)
+    try:
+        journal = FileJournal(spec.journal, cfg.settings.fsync)
+    except OSError as exc:  # a disk that cannot even be read or written at start: say so, no traceback
+        raise SystemExit(f"node {name}: cannot open its journal {spec.journal}: {exc}") from None
     machine = NodeMachine(
         name,
         cfg.node_names,

@@ -399,3 +399,16 @@ def test_a_damaged_snapshot_of_the_standby(env, how):
     for name in ("a", "b"):
         g.kill(name, signal.SIGTERM)
     check_acked(g, acked, ["a", "b"], 7)
+
+
+def test_a_journal_that_cannot_be_opened_stops_the_start_with_one_line(env):
+    """A journal directory the node cannot create (a file is in its way): a clear message and a
+    non-zero exit, no traceback."""
+    make, _ = env
+    g = make(("a",), "sync")
+    with open(os.path.join(g.dir, "a"), "w") as f:
+        f.write("not a directory")
+    p = g.start("a")
+    assert p.wait(30) != 0
+    text = log_of(g, "a")
+    assert "Traceback" not in text and f"node a: cannot open its journal {os.path.join(g.dir, 'a')}" in text
