@@ -52,23 +52,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-import numpy as np
-
 from .diskio import JournalDamaged, JournalFailed, describe, write_all
-from .fastpath import crc32_each, frame_records, start_writeback
+from .fastpath import start_writeback
+from .journal_records import REC, RECORD, frame, good_records, payloads  # noqa: F401 (REC: re-exported)
 from .slotfile import SlotFile, fsync_dir
-from .wire import ENTRY, Entry, EntryRun, pack_entries
+from .wire import Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.journal")
 
-REC = struct.Struct("<II")
 SNAP = struct.Struct("<4sQIIQ")
 SNAP_MAGIC = b"MCSN"
 MAX_RECORD = 1 << 20
 FSYNC_POLICIES = ("none", "batch", "always")
 META_SLOT = 64 * 1024  # meta.bin's slot size (see slotfile)
-RECORD = REC.size + ENTRY.size  # every record holds one entry: fixed size, so seq -> offset is arithmetic
-REC_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{ENTRY.size}")])
 SEGMENT_ENTRIES = 65536  # compact() seals the active segment past this many entries (~7 MB)
 WRITEBACK_MIN = 64 * 1024  # appends this big start their write-back at once (see append)
 
@@ -328,37 +324,6 @@ def _segment_name(first: int) -> str:
     return f"entries.{first:020d}.log"
 
 
-def _records(raw: bytes) -> bytes:
-    """Packed entries (``ENTRY.size`` bytes each) framed as journal records. O(n), one C pass when built."""
-    return frame_records(raw, ENTRY.size)
-
-
-def _payloads(data: bytes) -> bytes:
-    """Journal records (all well-formed, as written or scanned) back to packed entries. O(n)."""
-    return np.frombuffer(data, dtype=REC_DTYPE)["payload"].tobytes()
-
-
-def _good_records(data: bytes, first: int | None) -> tuple[int | None, int]:
-    """How many whole records lead ``data`` with a right length, CRC and seq (from ``first``, or
-    whatever the first says); ``(first seq, count)``. O(n), vectorised."""
-    k = len(data) // RECORD
-    if k == 0:
-        return first, 0
-    rec = np.frombuffer(data, dtype=REC_DTYPE, count=k)
-    good = np.asarray(rec["length"] == ENTRY.size)
-    if first is None:
-        if not good[0]:
-            return None, 0
-        first = int(np.frombuffer(data, dtype="<u8", count=1, offset=REC.size + 4)[0])
-    # The seq field, record by record (records are RECORD bytes apart, entries ENTRY.size).
-    seqs = np.ndarray((k,), dtype="<u8", buffer=data, offset=REC.size + 4, strides=(RECORD,))
-    good &= seqs == np.arange(first, first + k, dtype=np.uint64)
-    bad = np.flatnonzero(~good)
-    k = int(bad[0]) if len(bad) else k
-    bad = np.flatnonzero(crc32_each(data, REC.size, RECORD, ENTRY.size, k) != rec["crc"][:k])
-    return first, int(bad[0]) if len(bad) else k
-
-
 class FileJournal(JournalBase):
     """The on-disk journal; see the module docstring for the layout.
 
@@ -424,7 +389,7 @@ class FileJournal(JournalBase):
             path = os.path.join(self.path, name)
             fd = os.open(path, os.O_RDWR)
             data = os.pread(fd, os.fstat(fd).st_size, 0)
-            got, n = _good_records(data, first if expect is None else expect)
+            got, n = good_records(data, first if expect is None else expect)
             if got != first or n == 0 or n * RECORD != len(data):
                 os.close(fd)
                 start = first if expect is None else expect
@@ -434,7 +399,7 @@ class FileJournal(JournalBase):
             expect = first + n
         fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        first, n = _good_records(data, expect)
+        first, n = good_records(data, expect)
         self._segs.append(_Segment(0, n, self._log_path, fd))
         bad = len(data) - n * RECORD
         if bad > RECORD:
@@ -569,7 +534,7 @@ class FileJournal(JournalBase):
             raw = pack_entries(entries)
         if self.failed or self.damage:
             self._writable()
-        recs = _records(raw)
+        recs = frame(raw)
         active = self._segs[-1]
         end = active.n * RECORD
         try:
@@ -617,7 +582,7 @@ class FileJournal(JournalBase):
             lo, hi = max(from_seq, seg.first), min(stop, seg.last)
             if lo <= hi:
                 start = (lo - seg.first) * RECORD
-                parts.append(_payloads(os.pread(seg.fd, (hi - lo + 1) * RECORD, start)))
+                parts.append(payloads(os.pread(seg.fd, (hi - lo + 1) * RECORD, start)))
         return EntryRun(b"".join(parts))
 
     def truncate_after(self, seq: int) -> None:
