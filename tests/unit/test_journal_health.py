@@ -156,6 +156,25 @@ def test_a_damaged_standby_rejoins_with_nothing_and_catches_up_by_snapshot():
     assert b.counters.get("snapshots_installed") == 1 and b.replica.digest == net.machines["a"].replica.digest
 
 
+def test_a_crash_mid_repair_comes_back_damaged():
+    """Once the damaged files are replaced, the journal looks clean but holds only part of the
+    history: the metadata keeps "damaged" until the node has caught up, so a restart then is
+    damaged again (seq 0, no candidacy), not a node that trusts a partial journal."""
+    net, c = started(catchup_snapshot_lag=10_000, refill_chunk=10)
+    submit(net, c, 1, 40)
+    net.run_until(lambda: len(acked(net)) == 40)
+    net.journals["b"].corrupt("journal: damaged entries.log at offset 500 (seq 6): bad record")
+    b = restart(net, "b")
+    net.drop = lambda src, dest, msg: type(msg) is wire.Entries and msg.seq > 10  # a partial catch-up
+    net.run_until(lambda: b.repairing and b.replica.seq == 10, 1.0)
+    assert b.damaged and net.journals["b"].last_seq == 10 and not net.journals["b"].damage
+    b = restart(net, "b")
+    assert b.damaged and b.replica.seq == 0 and b.status()["damaged"]
+    net.drop = None
+    net.run_until(lambda: not b.damaged, 2.0)
+    assert b.replica.digest == net.machines["a"].replica.digest
+
+
 # -- the driver: what leaves a pass whose journal failed ------------------------------------
 
 
