@@ -668,7 +668,7 @@ class FileJournal(JournalBase):
         with self._writing("resetting", self.path):
             self._reset(seq, last_epoch, blob, damaged)
         if damaged:
-            log.warning("journal_repair_started path=%s was=%r", self.path, damaged)
+            log.debug("journal_repair_started path=%s was=%r", self.path, damaged)  # the node logs it
 
     def _reset(self, seq: int, last_epoch: int, blob: bytes, damaged: str) -> None:
         # Snapshot first: if we crash in between, the old entries stand and the
