@@ -129,6 +129,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
             f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}"
         )
+        for key in ("error", "damaged"):  # a failed or damaged journal: why this node does not serve
+            if s.get(key):
+                print(f"{'':<10}{key}: {s[key]}")
     return 0
 
 

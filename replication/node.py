@@ -33,6 +33,7 @@ import zmq
 
 from . import wire
 from .config import GroupConfig, pub_endpoint
+from .diskio import JournalFault, describe
 from .monitor import drain_disconnects
 from .witness_state import load_witness_state, save_witness_state
 
@@ -81,6 +82,12 @@ def sender_may_send(src: wire.Address, msg: wire.Message) -> bool:
     if type(msg) in SELF_NAMED_MESSAGES:
         return msg.node == src  # type: ignore[attr-defined]
     return True
+
+
+def _harmless(o: Any) -> bool:
+    """An output that acknowledges nothing: a refusal or a status (all a failed journal lets out)."""
+    msg = getattr(o, "msg", None)
+    return type(msg) is wire.Status or (type(msg) is wire.Reply and msg.status != wire.OK)
 
 
 def _reply_frame(msgs: list) -> bytes:
@@ -184,6 +191,7 @@ class Driver:
         # The witness's durable decisions: saved before any output of a pass that changed them.
         self.state_path = ""
         self.saved_state: dict | None = None
+        self.state_error = ""  # the witness's state file failed: it decides nothing more
         self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
 
     def enable_metrics(self, port: int, host: str = "127.0.0.1") -> None:
@@ -198,6 +206,18 @@ class Driver:
     # -- outputs ----------------------------------------------------------------------
 
     def perform(self, outputs: list) -> None:
+        """Perform outputs in order (see :meth:`_perform`); a failed journal lets only refusals and
+        status out (``journal_health``): nothing that may acknowledge what is not on disk."""
+        journal = self.journal
+        if journal is not None and journal.failed:
+            outputs = [o for o in outputs if _harmless(o)]
+        try:
+            self._perform(outputs)
+        except JournalFault as exc:
+            # Its fdatasync failed: what this pass had not sent yet stays unsent.
+            self._perform(self.machine.on_journal_fault(exc))  # refusals only
+
+    def _perform(self, outputs: list) -> None:
         """Perform outputs in order.
 
         Durability rule: the machine has written (not yet fsynced) its journal
@@ -227,7 +247,7 @@ class Driver:
                     for msg in o.replies():
                         timer.on_reply(msg)
                 if not isinstance(o.dest, bytes):
-                    self.perform(o.sends())  # a peer's address: one frame per reply, as a Send each
+                    self._perform(o.sends())  # a peer's address: one frame per reply, as a Send each
                     continue
                 if o.dest != last:
                     last = o.dest
@@ -413,14 +433,37 @@ class Driver:
             self._pub_subscriptions()
         outs += self.machine.tick(now)
         if self.state_path:
-            state = self.machine.durable_state()
-            if state != self.saved_state:
-                save_witness_state(self.state_path, state)  # before the Vote or IsrAck that announces it
-                self.saved_state = state
+            outs = self._save_witness_state(outs)
         if watch and self.machine.is_primary:
             self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
         else:
             self.perform(outs)
+
+    def _save_witness_state(self, outs: list) -> list:
+        """Save the witness's decisions before the Vote or IsrAck that announces them leaves.
+
+        A failed save (ENOSPC, EIO, a failed fdatasync, never retried) ends the witness's
+        decisions for good: it announces nothing more, answers only ``status`` (with the
+        error), and stays up. Without it no automatic fail-over happens; an operator's
+        ``promote`` still can.
+        """
+        if self.state_error:
+            return [o for o in outs if _harmless(o)]
+        state = self.machine.durable_state()
+        if state == self.saved_state:
+            return outs
+        try:
+            save_witness_state(self.state_path, state)
+        except OSError as exc:
+            self.state_error = describe(exc, "writing", self.state_path).replace("journal:", "witness state:")
+            log.error(
+                "witness_state_failed error=%r: no more votes; the witness stays up to report status",
+                self.state_error,
+            )
+            self.machine.error = self.state_error
+            return [o for o in outs if _harmless(o)]
+        self.saved_state = state
+        return outs
 
     def _serve_promotion(self, outs: list, decided: float) -> None:
         """Perform a promotion's outputs at once and record decision -> serving.
@@ -494,7 +537,10 @@ def node_driver(
     if name not in cfg.nodes:
         raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
     spec = cfg.nodes[name]
-    journal = FileJournal(spec.journal, cfg.settings.fsync)
+    try:
+        journal = FileJournal(spec.journal, cfg.settings.fsync)
+    except OSError as exc:  # a disk that cannot even be read or written at start: say so, no traceback
+        raise SystemExit(f"node {name}: cannot open its journal {spec.journal}: {exc}") from None
     machine = NodeMachine(
         name,
         cfg.node_names,

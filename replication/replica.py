@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .diskio import JournalDamaged
 from .fastpath import pack_results, remember_run
 from .session import COUNTER_MASK, SESSION_SHIFT, Held, nonce_of
 from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
@@ -579,10 +580,12 @@ def recover(
 ) -> Replica:
     """Rebuild the replica from a journal: its snapshot (if any) then the entries after it.
 
-    A journal entry whose digest does not match what the engine computes
-    (local corruption that passed the CRC, or an engine change) ends the
-    replay there and the journal is truncated to the last good entry: the
-    node then re-fetches the rest from the primary. O(entries replayed).
+    Raises ``JournalDamaged`` rather than drop anything: a journal entry whose
+    digest does not match what the engine computes (local corruption that
+    passed the CRC, or an engine change), or entries that start past 1 with no
+    usable snapshot to rebuild from. (A snapshot that does not restore while the
+    entries start at 1 is skipped: the entries rebuild the same state.) The node
+    then gets its history back from a peer. O(entries replayed).
     """
     snap = journal.load_snapshot()
     r = None
@@ -590,12 +593,13 @@ def recover(
         try:
             r = Replica.restore(snap[2], engine_factory, dedupe_window)
         except ValueError as exc:
-            log.warning("snapshot_unusable reason=%s", exc)
+            log.warning("snapshot_unusable seq=%d reason=%s", snap[0], exc)
     if r is None:
         if journal.base_seq > 0:
-            # Entries start past 1 and there is no usable snapshot: nothing to rebuild from.
-            log.warning("journal_unrecoverable base_seq=%d; starting empty", journal.base_seq)
-            journal.reset(0, 0, b"")
+            raise JournalDamaged(
+                f"journal: entries start at seq {journal.base_seq + 1} and no usable snapshot covers "
+                f"seq {journal.base_seq}"
+            )
         r = Replica(engine_factory, dedupe_window)
     while r.seq < journal.last_seq:
         batch = journal.read(r.seq + 1, chunk)
@@ -604,7 +608,7 @@ def recover(
         for e in batch:
             _, ok = r.apply_entry(e)
             if not ok:
-                log.error("journal_digest_mismatch seq=%d; truncating journal to seq %d", e.seq, e.seq - 1)
-                journal.truncate_after(e.seq - 1)
-                return recover(journal, engine_factory, dedupe_window, chunk)
+                raise JournalDamaged(
+                    f"journal: entry seq {e.seq} (epoch {e.epoch}) does not replay to its recorded digest"
+                )
     return r

@@ -261,6 +261,7 @@ def check_sim(sim: Sim) -> Report:
     for c in sim.registry.conflicts:
         rep.split_brain += 1
         v.append(f"split brain: {c}")
+    v.extend(f"journal: {b}" for b in sorted(sim.bad_primaries))
 
     # Every node against the history, seq by seq.
     for n, nd in sim.nodes.items():

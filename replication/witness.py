@@ -65,6 +65,7 @@ class WitnessMachine:
         self.info: dict[str, wire.Heartbeat] = {}
         self.started: float | None = None
         self.counters: dict[str, int] = {}
+        self.error = ""  # set by the driver when the state file cannot be written: no more decisions
         # Vote requests refused only because the primary still looks alive to us, kept
         # (candidate -> (request, first asked)) and granted the moment we lose it too.
         self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
@@ -354,5 +355,6 @@ class WitnessMachine:
             "epoch": self.epoch,
             "primary": self.primary,
             "isr": list(self.isr) if self.isr is not None else None,
+            "error": self.error,
             "counters": dict(sorted(self.counters.items())),
         }
