@@ -10,7 +10,7 @@ checking a run (``sim_check``).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import wire
 
@@ -108,7 +108,7 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
                 rng.choice(("standby", "standby", "primary")),
             )
         )
-    return Schedule(
+    sched = Schedule(
         seed=seed,
         standbys=standbys,
         corrupt=corrupt,
@@ -131,6 +131,14 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         # Last again: a third of the schedules overlap their faults.
         overlap=rng.random() < 1 / 3,
     )
+    # Last again: half the groups with two healthy standbys end with both losing the primary, and
+    # each other, at once: two candidates for one epoch.
+    if standbys == 2 and not corrupt and rng.random() < 0.5:
+        split = Fault(
+            "isolate_primary_split", round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.15, 0.4), 4)
+        )
+        sched = replace(sched, faults=sched.faults + (split,))
+    return sched
 
 
 # --- commands ----------------------------------------------------------------------------
