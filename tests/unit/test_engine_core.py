@@ -475,6 +475,7 @@ def test_well_framed_garbage_is_refused_or_consistent():
 
     blob = _loaded().snapshot()
     rng = random.Random(8)
+    refused = 0
     for _ in range(400):
         payload = bytearray(blob[24:])
         for _ in range(rng.randrange(1, 4)):
@@ -485,5 +486,9 @@ def test_well_framed_garbage_is_refused_or_consistent():
         try:
             clone = Engine.restore(bytes(header + payload))
         except ValueError:
+            refused += 1
             continue
         clone._check()
+    # Most damage is refused by restore's own checks (279 of these 400): the loop above
+    # must not pass only because restore trusts whatever carries a good checksum.
+    assert refused > 200
