@@ -137,7 +137,7 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         # Last again: a third of the schedules overlap their faults.
         overlap=rng.random() < 1 / 3,
     )
-    # Last of all: some schedules end their fault list with a disk fault.
+    # Then: some schedules end their fault list with a disk fault.
     if rng.random() < DISK_FAULT_RATE:
         disk = Fault(
             rng.choice(DISK_FAULTS),
@@ -145,7 +145,14 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
             round(rng.uniform(0.005, 0.3), 4),
             rng.choice(("standby", "standby", "primary")),
         )
-        schedule = replace(schedule, faults=(*faults, disk))
+        schedule = replace(schedule, faults=(*schedule.faults, disk))
+    # Last of all: half the groups with two healthy standbys end with both losing the
+    # primary, and each other, at once: two candidates for one epoch.
+    if standbys == 2 and not corrupt and rng.random() < 0.5:
+        split = Fault(
+            "isolate_primary_split", round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.15, 0.4), 4)
+        )
+        schedule = replace(schedule, faults=(*schedule.faults, split))
     return schedule
 
 
