@@ -17,12 +17,25 @@ Optional keys (top level; all have defaults)::
     max_batch = 1024          # requests sequenced per batch
     catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
     switchover_timeout_ms = 3000
+    lease_ms = 30             # async: a primary acknowledges only while its lease holds (see below)
+    max_in_flight = 16384     # requests one client connection may have queued at the primary
     keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
 In ``[witness]``, besides ``endpoint``: ``state = "var/witness.state"``, the
 file that keeps the witness's decisions (epoch, primary, in-sync set) across
 its restarts. Without it a restarted witness refuses automatic promotions in
 sync mode until the primary has told it the in-sync set.
+
+``lease_ms`` (async mode): an async primary acknowledges only while it has
+heard, less than ``lease_ms`` ago, an echo of a lease ask from the witness
+or from every standby; each supporter in turn helps no node to a newer
+epoch for ``lease_ms`` (plus a heartbeat of margin for clock rates) after
+its echo. So no standby is granted the next epoch while the old primary may
+still acknowledge. It must be at least two heartbeats (a renewal must get
+there in time) and at most ``timeout_ms`` (a fail-over on heartbeat silence
+is not slowed; one detected at once by a dropped connection waits up to a
+lease). ``max_in_flight``: past it, a client's further requests get a
+``busy`` reply and are not sequenced (``replication.queues``).
 
 Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
 stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
@@ -71,6 +84,11 @@ class Settings:
     vote_retry_refused: float = 0.001
     join_retry: float = 0.05
     witness_grace: float = 0.0  # witness: refuse votes this long after start (learn from heartbeats)
+    # Async mode: how long an echo of a lease ask lets the primary acknowledge (see the module
+    # docstring; ``failover.NodeMachine.on_lease``). Supporters promise this plus lease_margin.
+    lease: float = 0.030
+    lease_margin: float = 0.005  # one heartbeat: room for the clocks' rates to differ
+    max_in_flight: int = 16384  # per client connection: requests queued (received, not sequenced)
 
 
 @dataclass
@@ -152,14 +170,35 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.catchup_snapshot_lag = int(doc.get("catchup_snapshot_lag", 50_000))
     s.switchover_timeout = float(doc.get("switchover_timeout_ms", 3000)) * ms
     s.witness_grace = float(doc.get("witness_grace_ms", 0)) * ms
+    s.lease = float(doc.get("lease_ms", 30)) * ms
+    s.lease_margin = s.heartbeat_interval
+    s.max_in_flight = int(doc.get("max_in_flight", 16384))
     if s.fsync not in ("none", "batch", "always"):
         raise ValueError(f"fsync must be none, batch or always, not {s.fsync!r}")
     if s.heartbeat_timeout <= s.heartbeat_interval:
         raise ValueError("timeout_ms must be larger than heartbeat_ms")
+    check_bounds(s, path)
     keys_dir = str(doc.get("keys_dir", ""))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
     return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+
+
+def check_bounds(s: Settings, path: str = "group.toml") -> None:
+    """Refuse a lease that cannot be renewed in time or that would slow a fail-over on silence,
+    and batches whose Entries frames would not fit a node's ``wire.MAX_INBOUND_FRAME``."""
+    from .wire import MAX_INBOUND_ENTRIES
+
+    if not 2 * s.heartbeat_interval <= s.lease <= s.heartbeat_timeout:
+        raise ValueError(
+            f"{path}: lease_ms must lie between two heartbeats ({2 * s.heartbeat_interval * 1000:g}) "
+            f"and timeout_ms ({s.heartbeat_timeout * 1000:g}), not {s.lease * 1000:g}"
+        )
+    if not 1 <= s.max_in_flight <= 1 << 20:
+        raise ValueError(f"{path}: max_in_flight must lie between 1 and {1 << 20}, not {s.max_in_flight}")
+    for key, n in (("max_batch", s.max_batch), ("refill_chunk", s.refill_chunk)):
+        if not 1 <= n <= MAX_INBOUND_ENTRIES:
+            raise ValueError(f"{path}: {key} must lie between 1 and {MAX_INBOUND_ENTRIES}, not {n}")
 
 
 def pub_endpoint(endpoint: str, offset: int = 100) -> str:

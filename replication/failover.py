@@ -27,6 +27,7 @@ from typing import Any
 
 from . import wire
 from .config import Settings
+from .lease import LeaseMixin
 from .replica import default_engine_factory, recover
 from .sequencer import SequencerMixin
 from .standby import StandbyMixin
@@ -40,7 +41,7 @@ IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 INF = float("inf")
 
 
-class NodeMachine(SequencerMixin, StandbyMixin):
+class NodeMachine(SequencerMixin, StandbyMixin, LeaseMixin):
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -214,8 +215,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """
         if not requests:
             return []
-        if self.role != wire.ROLE_PRIMARY or isinstance(src, str):
-            # Refusals, holds (a standby), peers' addresses: one request at a time.
+        if self.role != wire.ROLE_PRIMARY or isinstance(src, str) or not self.lease_held(now):
+            # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
             handle = self.handle
             out: list = []
             for r in requests:
@@ -241,6 +242,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             wire.Switchover: self.on_switchover,
             wire.Handover: self.on_handover,
             wire.Promote: self.on_promote,
+            wire.Lease: self.on_lease,
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
@@ -259,6 +261,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
         if self.ticked_at is None:
             self.standby_since = now  # every node starts as a standby
+            self.promise_lease_from_start(now)
         self.ticked_at = now
         out: list = []
         if self.pending:
@@ -275,6 +278,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             out += [Send(p, hb) for p in self.peers]
             if self.witness:
                 out.append(Send(self.witness, hb))
+            if self.is_primary:
+                out += self.lease_asks(now)
         return out
 
     # -- when tick() next has work: the driver sleeps until then -----------------------
@@ -322,8 +327,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         ``_leader_due`` (leader silence, disconnect grace, vote retries, held
         requests). O(peers).
         """
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
-            return now  # the next batch
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
+            return now  # the next batch (without the lease, only a message can renew it)
         due = self.hb_sent_at + self.settings.heartbeat_interval
         if self.is_primary:
             return min(due, self.primary_due(now))
@@ -367,7 +372,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         if not self.witness:
             return now if start and not self.peers else INF  # a group of one promotes at once
         # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
-        return self.vote_sent_at + self.settings.vote_retry
+        due = self.vote_sent_at + self.settings.vote_retry
+        return max(due, self.lease_promised) if self.settings.mode == "async" else due
 
     def _leader_dead_at(self) -> float:
         """The earliest time at which :meth:`leader_dead` holds, as things stand."""
@@ -567,8 +573,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         if not self.witness:
             # No tie-breaker: a group of one may start alone; a standby waits for the operator.
             return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
-        if now - self.vote_sent_at < self.settings.vote_retry:
-            return []
+        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise_open(now):
+            return []  # (a lease we echoed may still let the primary acknowledge: no vote before)
         self.vote_sent_at = now
         return [
             Send(
@@ -588,6 +594,11 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                     self.vote_sent_at = min(self.vote_sent_at, soon)
             return []
         if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
+            return []
+        if self.lease_promise_open(now):
+            # The old primary may still acknowledge under a lease we echoed: not yet. The witness
+            # re-sends the grant on our heartbeats (it holds the epoch for us).
+            self.count("votes_deferred_by_lease")
             return []
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old
@@ -616,6 +627,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.candidate_since = None
         self._reset_primary_state()
         self._reset_standby_state()
+        self.lease_promised = NEVER  # our own epoch now: our promises were to the old primary
         if isr is not None:
             self.isr = [p for p in self.peers if p in isr]
             self.isr_confirmed = self.isr_proposed = tuple(self.isr)
@@ -642,6 +654,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         out = [Send(p, hb) for p in self.peers]
         if self.witness:
             out.append(Send(self.witness, hb))
+        out += self.lease_asks(now)  # async: what we hold is sequenced once the first echo is back
         held, self.held = self.held, deque()
         for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
             out += self.on_request(src, m, now)
@@ -690,6 +703,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
                 self.replica.seq,
             )
             return []
+        if src == self.leader:
+            self.lease_promised = NEVER  # the primary we echoed stopped acknowledging: it handed over
         if not self.witness:
             self.candidate_since = now
             return self.promote(now, "switchover")
@@ -729,6 +744,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "candidacy_ms": self.candidacy_ms,
             "epoch_start_seq": self.history[-1][1] if self.history else 1,
             "diverged_at": self.diverged_at,
+            "lease": self.lease_status(self.ticked_at),
             "counters": dict(sorted(self.counters.items())),
         }
 

@@ -62,7 +62,7 @@ CLIENT_MESSAGES = frozenset(
 )
 # Peer messages whose ``node`` field names their sender.
 SELF_NAMED_MESSAGES = frozenset(
-    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill}
+    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill, wire.Lease}
 )
 
 
@@ -442,7 +442,8 @@ class Driver:
 
     def _has_queued_requests(self) -> bool:
         m = self.machine
-        return bool(getattr(m, "pending", None)) and getattr(m, "is_primary", False)
+        # (Async without its lease, a primary sequences nothing: sleep until a message renews it.)
+        return bool(getattr(m, "pending", None)) and getattr(m, "is_primary", False) and m.lease_held(time.monotonic())
 
     def run(self, poll_ms: float = 1.0) -> int:
         """Loop until SIGTERM/SIGINT; return an exit code."""

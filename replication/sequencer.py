@@ -65,6 +65,7 @@ class SequencerMixin:
         # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to, sent with a
         # Fence and not asked for since).
         self.refill_sent: dict[wire.Address, tuple[int, int, int, bool]] = {}
+        self._reset_lease()
 
     # -- requests -----------------------------------------------------------------
 
@@ -81,6 +82,10 @@ class SequencerMixin:
         if len(m.command) != COMMAND_SIZE:
             self.count("requests_malformed")
             return []
+        if self.lease_lapsed(now):  # async: stopped acknowledging until a supporter answers
+            self.note_lease_lapse(now)
+            self.count("requests_refused_no_lease")
+            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, ""))]
         got = self.replica.lookup(m.client_id, m.request_id)
         if got is None:
             if self.pending.queued(m.client_id, m.request_id):
@@ -88,6 +93,11 @@ class SequencerMixin:
                 return []
             self.pending.add(src, m)
             return []
+        if not self.lease_held(now):
+            # Async, promoted and not yet renewed: a new request waits in the queue above; any
+            # other answer waits for the lease too (an old primary answers nothing past its lease).
+            self.count("requests_refused_no_lease")
+            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, ""))]
         if got is EXPIRED:
             self.count("requests_expired")
             return [Send(src, wire.Reply(m.client_id, m.request_id, wire.EXPIRED, self.epoch, 0, self.name))]
@@ -192,7 +202,7 @@ class SequencerMixin:
         without waiting while requests are still queued.
         """
         out: list = []
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
             n = min(len(self.pending), self.settings.max_batch)
             stretches, cids, rids, commands = self.pending.take(n)
             epoch, name, first = self.epoch, self.name, self.replica.seq + 1

@@ -168,13 +168,14 @@ def test_primary_restarted_before_it_was_missed_runs_again(seed):
     assert rep.violations == []
 
 
-@pytest.mark.parametrize("seed", [5004, 5017])
+@pytest.mark.parametrize("seed", [5017, 5020])
 def test_async_losses_are_counted_not_reported_as_wrong_replies(seed):
     """Async mode may lose an acknowledged execution at fail-over; the re-sent request then runs once more.
 
     These seeds lead the checker to "told seq X, history has it at Y" (re-found when the
-    switchover_crash fault changed every schedule's draws); that is the async trade-off, so it
-    counts as a loss, and every safety rule still holds. (Seeds found by re-checking
+    switchover_crash fault changed every schedule's draws, and again when the async lease
+    made seed 5004 lose nothing); that is the async trade-off, so it counts as a loss, and
+    every safety rule still holds, the lease's included. (Seeds found by re-checking
     async runs strictly: ``mode="sync"`` on the finished ``Sim``'s schedule.)
     """
     report = run_schedule(replace(random_schedule(seed), mode="async"), check=False)
