@@ -18,7 +18,7 @@ Optional keys (top level; all have defaults)::
     catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
     switchover_timeout_ms = 3000
     lease_ms = 30             # async: a primary acknowledges only while its lease holds (see below)
-    max_in_flight = 16384     # requests one client connection may have queued at the primary
+    max_in_flight = 4096      # requests one client connection may have queued at the primary
     keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
 In ``[witness]``, besides ``endpoint``: ``state = "var/witness.state"``, the
@@ -88,7 +88,7 @@ class Settings:
     # docstring; ``failover.NodeMachine.on_lease``). Supporters promise this plus lease_margin.
     lease: float = 0.030
     lease_margin: float = 0.005  # one heartbeat: room for the clocks' rates to differ
-    max_in_flight: int = 16384  # per client connection: requests queued (received, not sequenced)
+    max_in_flight: int = 4096  # per client connection: requests queued (received, not sequenced)
 
 
 @dataclass
@@ -172,7 +172,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.witness_grace = float(doc.get("witness_grace_ms", 0)) * ms
     s.lease = float(doc.get("lease_ms", 30)) * ms
     s.lease_margin = s.heartbeat_interval
-    s.max_in_flight = int(doc.get("max_in_flight", 16384))
+    s.max_in_flight = int(doc.get("max_in_flight", 4096))
     if s.fsync not in ("none", "batch", "always"):
         raise ValueError(f"fsync must be none, batch or always, not {s.fsync!r}")
     if s.heartbeat_timeout <= s.heartbeat_interval:

@@ -91,6 +91,8 @@ class SequencerMixin:
             if self.pending.queued(m.client_id, m.request_id):
                 self.count("requests_deduplicated")
                 return []
+            if not self.pending.room(src, self.settings.max_in_flight):
+                return self._busy(src, m)
             self.pending.add(src, m)
             return []
         if not self.lease_held(now):
@@ -108,6 +110,11 @@ class SequencerMixin:
             return [Send(src, reply)]
         self.waiting.append((seq, src, reply, now))
         return []
+
+    def _busy(self: NodeMachine, src: wire.Address, m: wire.Request) -> list:
+        """``src`` has ``max_in_flight`` requests queued: refuse this one, unsequenced (it may re-send)."""
+        self.count("requests_busy")
+        return [Send(src, wire.Reply(m.client_id, m.request_id, wire.BUSY, self.epoch, 0, self.name))]
 
     def on_requests(self: NodeMachine, src: wire.Address, requests: tuple | list, now: float) -> list:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
@@ -136,10 +143,14 @@ class SequencerMixin:
             return out
         out = []
         keys, pending, n, i = self.pending.loose, self.pending, len(requests), 0
+        limit = self.settings.max_in_flight
         while i < n:
             # The new requests from i on (in C when built: no bytecode per request); the
-            # dedupe table is read flushed, as Replica.lookup reads it.
-            k = fresh_requests(requests, i, keys, self.replica.results, COMMAND_SIZE)
+            # dedupe table is read flushed, as Replica.lookup reads it. No further than the
+            # client's room (the scan marks what it finds as queued): past it, on_request says busy.
+            room = pending.room(src, limit)
+            upto = requests if n - i <= room else requests[: i + room]
+            k = fresh_requests(upto, i, keys, self.replica.results, COMMAND_SIZE) if room else 0
             if k:
                 pending.extend(src, requests[i : i + k])
                 i += k
@@ -168,7 +179,7 @@ class SequencerMixin:
             while i < end:  # record i is request rid of client cid
                 f = fresh_span(results, cid, rid, end - i)
                 if f:
-                    f = pending.unqueued(cid, rid, f)
+                    f = min(pending.unqueued(cid, rid, f), pending.room(src, self.settings.max_in_flight))
                 if f:
                     pending.add_span(src, run, i, i + f, cid, rid)
                     self.count("requests_spanned", f)
