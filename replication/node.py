@@ -54,12 +54,13 @@ BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wir
 # (about 13% of a loaded primary's CPU). Above a pass's live objects, almost all of them
 # die young and unscanned. Startup objects are frozen out of every scan (gc.freeze).
 GC_THRESHOLD0 = 100_000
-# Frames queued per connection, each way, on a node's ROUTER (and on a DEALER). Bounded memory: a
-# client that sends without reading fills its reply pipe to this and its further replies are
-# dropped and counted (``replies_dropped_hwm``; it re-asks, and the dedupe table answers); one that
-# sends faster than the node reads waits in its own socket. Frames are at most
-# wire.MAX_INBOUND_FRAME in, one reply bundle (BUNDLE_BYTES) out.
-ROUTER_HWM = 1000
+# Frames queued per connection, each way, on a node's ROUTER. Bounded memory: a client that sends
+# without reading fills its reply pipe to this and its further replies are dropped and counted
+# (``replies_dropped_hwm``; it re-asks, and the dedupe table answers); one that sends faster than
+# the node reads waits in its own socket. A client that reads has about one reply frame per pass
+# queued. Frames are at most wire.MAX_INBOUND_FRAME in, one reply bundle (BUNDLE_BYTES, usually
+# far less) out. (At 1,000,000 a client that never read grew a primary by ~170 MB/s.)
+ROUTER_HWM = 200
 DEALER_HWM = 10_000  # Entries to one peer: past it they are dropped (counted) and the peer refills
 
 
