@@ -108,7 +108,9 @@ class LeaseMixin:
 
         (Not at epoch 0: no node has led yet, so no ask was ever echoed.)"""
         if self.settings.mode == "async" and self.epoch > 0:
-            self.lease_promised = max(self.lease_promised, now + self.settings.lease + self.settings.lease_margin)
+            self.lease_promised = max(
+                self.lease_promised, now + self.settings.lease + self.settings.lease_margin
+            )
 
     def on_lease(self: NodeMachine, src: wire.Address, m: wire.Lease, now: float) -> list:
         """An echo (on a primary) or an ask (on a standby). O(1) amortised."""
@@ -122,7 +124,9 @@ class LeaseMixin:
             and m.epoch == self.epoch == self.followed_epoch
             and self.candidate_since is None
         ):
-            self.lease_promised = max(self.lease_promised, now + self.settings.lease + self.settings.lease_margin)
+            self.lease_promised = max(
+                self.lease_promised, now + self.settings.lease + self.settings.lease_margin
+            )
             return [Send(src, wire.Lease(m.epoch, m.seq, self.name))]
         return []
 
@@ -137,7 +141,9 @@ class LeaseMixin:
             self.lease_support[src] = sent
         if self.lease_held(now):
             if self.lease_lapse_logged:
-                log.warning("lease_renewed node=%s epoch=%d by=%s: acknowledging again", self.name, self.epoch, src)
+                log.warning(
+                    "lease_renewed node=%s epoch=%d by=%s: acknowledging again", self.name, self.epoch, src
+                )
                 self.lease_lapse_logged = False
             self.lease_ever = True
         return []

@@ -468,7 +468,11 @@ class Driver:
     def _has_queued_requests(self) -> bool:
         m = self.machine
         # (Async without its lease, a primary sequences nothing: sleep until a message renews it.)
-        return bool(getattr(m, "pending", None)) and getattr(m, "is_primary", False) and m.lease_held(time.monotonic())
+        return (
+            bool(getattr(m, "pending", None))
+            and getattr(m, "is_primary", False)
+            and m.lease_held(time.monotonic())
+        )
 
     def run(self, poll_ms: float = 1.0) -> int:
         """Loop until SIGTERM/SIGINT; return an exit code."""

@@ -250,7 +250,11 @@ class WitnessMachine:
             # rather than refuse and wait for the candidate's next ask.
             if parked_at is None:
                 self.count("votes_parked")
-                log.debug("vote_parked candidate=%s epoch=%d (a primary is alive or its lease runs)", m.node, m.epoch)
+                log.debug(
+                    "vote_parked candidate=%s epoch=%d (a primary is alive or its lease runs)",
+                    m.node,
+                    m.epoch,
+                )
             self.parked[m.node] = (m, now if parked_at is None else parked_at)
             return None
         else:

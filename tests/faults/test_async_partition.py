@@ -101,7 +101,11 @@ def netns():
     try:
         n = Netns()
     except (subprocess.CalledProcessError, OSError) as exc:
-        msg = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        msg = (
+            exc.stderr.decode(errors="replace").strip()
+            if isinstance(exc, subprocess.CalledProcessError)
+            else exc
+        )
         pytest.skip(f"network namespaces refused here: {msg}")
         return
     try:
@@ -140,7 +144,9 @@ class NetnsGroup(Group):
         env = dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1")
         # ``ip netns exec`` enters the namespace and execs: the pid is the node's own.
         cmd = ["ip", "netns", "exec", self.net.ns[name], sys.executable, "-m", "replication.cli", *args]
-        p = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        p = subprocess.Popen(
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
         self.procs[name] = p
         return p
 
@@ -194,8 +200,12 @@ def test_a_cut_off_async_primary_stops_acknowledging_once_its_lease_runs_out(net
             stubborn.step()
         cut_st = g.wait_for(lambda s: s["b"].get("role") == "primary", what="b primary")
         netns.heal("a")
-        st = g.wait_for(
-            lambda s: s["a"].get("role") == "standby" and s["a"].get("joined") and s["a"].get("last_seq") == s["b"].get("last_seq"),
+        g.wait_for(
+            lambda s: (
+                s["a"].get("role") == "standby"
+                and s["a"].get("joined")
+                and s["a"].get("last_seq") == s["b"].get("last_seq")
+            ),
             timeout=30,
             what="a fenced, back as b's standby",
         )
@@ -203,7 +213,7 @@ def test_a_cut_off_async_primary_stops_acknowledging_once_its_lease_runs_out(net
             stubborn.step()
         with g.client(CLIENT_ID + 1) as c:
             c.submit(instrument=3, id=77, side="buy", price=10, qty=1)
-        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq"), what="a level with b")
+        g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq"), what="a level with b")
         for name in ("a", "b", "witness"):
             g.kill(name, 15)
         history = g.journal_entries("b")
@@ -231,4 +241,6 @@ def test_a_cut_off_async_primary_stops_acknowledging_once_its_lease_runs_out(net
     for r in replies:
         if r.status == wire.OK and r not in lost:
             assert at[(CLIENT_ID, r.request_id)] == r.seq, r
-    print(f"cut-off primary: {len(lost)} acknowledged orders lost (within its lease), {len(replies) - stop} refused or redirected after")
+    print(
+        f"cut-off primary: {len(lost)} acknowledged orders lost (within its lease), {len(replies) - stop} refused or redirected after"
+    )

@@ -63,7 +63,14 @@ def flood(endpoint: str, stop: threading.Event, sent: list[int]) -> None:
             1 + k * MAX_BUNDLE,
             b"".join(
                 pack_commands(
-                    {"op": "new", "instrument": 7, "id": 10**9 + k * MAX_BUNDLE + i, "side": "buy", "price": 50 + i % 10, "qty": 1}
+                    {
+                        "op": "new",
+                        "instrument": 7,
+                        "id": 10**9 + k * MAX_BUNDLE + i,
+                        "side": "buy",
+                        "price": 50 + i % 10,
+                        "qty": 1,
+                    }
                     for i in range(MAX_BUNDLE)
                 )
             ),
@@ -189,5 +196,7 @@ def test_a_flood_and_oversized_frames_neither_starve_others_nor_grow_memory_nor_
         seen[(e.client_id, e.request_id)] = e.seq
         events_at[e.seq], _ = replica.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
     for rid, r in replies.items():
-        assert seen.get((GOOD_CID, rid)) == r.seq, f"request {rid} acknowledged at {r.seq}, not in the journal there"
+        assert seen.get((GOOD_CID, rid)) == r.seq, (
+            f"request {rid} acknowledged at {r.seq}, not in the journal there"
+        )
         assert r.events == events_at[r.seq]

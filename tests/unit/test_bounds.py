@@ -25,7 +25,9 @@ def command(i: int) -> bytes:
 
 def solo_primary() -> NodeMachine:
     """A group of one (no witness), serving, with a 4-request bound per client."""
-    a = NodeMachine("a", ["a"], MemoryJournal(), Settings(max_in_flight=LIMIT), None, ReferenceEngine, "primary")
+    a = NodeMachine(
+        "a", ["a"], MemoryJournal(), Settings(max_in_flight=LIMIT), None, ReferenceEngine, "primary"
+    )
     a.tick(0.0)
     assert a.is_primary
     return a
@@ -42,14 +44,18 @@ def statuses(out: list) -> dict[int, int]:
 
 def bundle(first: int, n: int) -> wire.Message:
     """A client's bundle as the driver decodes it (a packed RequestRun from 64 requests on)."""
-    return wire.decode_packed(wire.encode_request_window(7, first, [command(i) for i in range(first, first + n)]))
+    return wire.decode_packed(
+        wire.encode_request_window(7, first, [command(i) for i in range(first, first + n)])
+    )
 
 
 @pytest.mark.parametrize(("n", "packed"), [(10, True), (100, True), (10, False), (40, False)])
 def test_past_its_bound_a_clients_requests_are_answered_busy_and_not_sequenced(n, packed):
     """Packed: the driver's RequestRun (the span path); else Request objects (the pair path)."""
     a = solo_primary()
-    requests = bundle(1, n).requests if packed else tuple(wire.Request(7, i, command(i)) for i in range(1, n + 1))
+    requests = (
+        bundle(1, n).requests if packed else tuple(wire.Request(7, i, command(i)) for i in range(1, n + 1))
+    )
     out = a.handle_requests(b"c", requests, 0.001)
     assert statuses(out) == {rid: wire.BUSY for rid in range(LIMIT + 1, n + 1)}
     assert len(a.pending) == LIMIT and a.pending.by_src == {b"c": LIMIT}

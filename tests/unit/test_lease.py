@@ -15,7 +15,6 @@ from replication.journal import MemoryJournal
 from replication.witness import WitnessMachine
 
 
-
 def command(i: int) -> bytes:
     from replication.sim_schedule import pack
 
@@ -28,7 +27,9 @@ def request(rid: int) -> wire.Request:
 
 def primary(peers=("a", "b"), witness="witness") -> NodeMachine:
     """Async primary a of epoch 1, granted at t=0 (its first lease ask, stamp 1, sent then)."""
-    a = NodeMachine("a", list(peers), MemoryJournal(), Settings(mode="async"), witness, ReferenceEngine, "primary")
+    a = NodeMachine(
+        "a", list(peers), MemoryJournal(), Settings(mode="async"), witness, ReferenceEngine, "primary"
+    )
     a.tick(0.0)
     a.handle("witness", wire.Vote(1, "a", True, "granted"), 0.0)
     assert a.is_primary and a.lease_stamp == 1
@@ -105,7 +106,9 @@ def test_echoes_from_strangers_other_epochs_or_forged_names_count_for_nothing():
 
 
 def test_sync_mode_has_no_lease():
-    a = NodeMachine("a", ["a", "b"], MemoryJournal(), Settings(mode="sync"), "witness", ReferenceEngine, "primary")
+    a = NodeMachine(
+        "a", ["a", "b"], MemoryJournal(), Settings(mode="sync"), "witness", ReferenceEngine, "primary"
+    )
     a.tick(0.0)
     out = a.handle("witness", wire.Vote(1, "a", True, "granted"), 0.0)
     assert not any(isinstance(o.msg, wire.Lease) for o in out if isinstance(o, wire.Send))
@@ -114,7 +117,9 @@ def test_sync_mode_has_no_lease():
 
 def follower() -> NodeMachine:
     """Standby b following a in epoch 1."""
-    b = NodeMachine("b", ["a", "b"], MemoryJournal(), Settings(mode="async"), "witness", ReferenceEngine, "standby")
+    b = NodeMachine(
+        "b", ["a", "b"], MemoryJournal(), Settings(mode="async"), "witness", ReferenceEngine, "standby"
+    )
     b.tick(0.0)
     b.handle("a", wire.Heartbeat(1, 0, "a", wire.ROLE_PRIMARY, 0, "a"), 0.0)
     b.handle("a", wire.Fence(1, 0, "b"), 0.0)  # a accepted our Join
@@ -172,10 +177,14 @@ def test_the_witness_echoes_its_primary_and_grants_nothing_while_the_lease_may_r
 
 
 def test_a_restarted_witness_or_node_promises_a_lease_from_its_start():
-    w = WitnessMachine(["a", "b"], Settings(mode="async"), state={"epoch": 3, "primary": "a", "isr": None, "isr_proposal": 0})
+    w = WitnessMachine(
+        ["a", "b"], Settings(mode="async"), state={"epoch": 3, "primary": "a", "isr": None, "isr_proposal": 0}
+    )
     w.tick(1.0)
     assert w.handle("b", wire.VoteRequest(4, 9, "b", 3), 1.02) == []
-    b = NodeMachine("b", ["a", "b"], MemoryJournal(), Settings(mode="async"), "witness", ReferenceEngine, "standby")
+    b = NodeMachine(
+        "b", ["a", "b"], MemoryJournal(), Settings(mode="async"), "witness", ReferenceEngine, "standby"
+    )
     b.epoch = 3
     b.tick(1.0)
     assert b.lease_promised == pytest.approx(1.035)
