@@ -251,7 +251,9 @@ def check_sim(sim: Sim) -> Report:
                     # in a later epoch carries the entry's own events: it never comes here).
                     rep.lost += 1
                 else:
-                    v.append(f"reply: ({cid},{reply.request_id}) events differ from the history's at seq {seq}")
+                    v.append(
+                        f"reply: ({cid},{reply.request_id}) events differ from the history's at seq {seq}"
+                    )
 
     # Async: the lease bounds what a fail-over loses. No reply of an epoch may leave after a
     # later epoch was granted (an old primary stops acknowledging when its lease runs out, and
