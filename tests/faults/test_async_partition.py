@@ -54,6 +54,13 @@ class Netns:
         self.ns = {m: f"mc{tag}{m[0]}" for m in PEERS}
         self.net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
         self.made: list[tuple[str, str]] = []  # ("ns" | "link", name), for cleanup
+        try:
+            self._make(tag)
+        except BaseException:
+            self.remove()  # refused half-way (say, veth not allowed): leave nothing behind
+            raise
+
+    def _make(self, tag: str) -> None:
         ip("link", "add", self.bridge, "type", "bridge")
         self.made.append(("link", self.bridge))
         ip("addr", "add", f"{self.net}.254/24", "dev", self.bridge)
