@@ -31,6 +31,7 @@ HARNESSES: dict[str, str] = {
     "replication": "benchmarks.replication",
     "failover": "benchmarks.failover",
     "catchup": "benchmarks.catchup",
+    "flood": "benchmarks.flood",
 }
 
 

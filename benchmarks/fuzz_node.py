@@ -66,14 +66,17 @@ def serving_primary(engine_factory: Any = None) -> NodeMachine:
         "a",
         ["a", "b"],
         MemoryJournal(),
-        Settings(mode="async", snapshot_every=0),
+        # The async lease (replication.lease) is granted once, below, for the whole run: the
+        # fuzz target has no live witness to renew it, and what is fuzzed here is the inbound path.
+        Settings(mode="async", snapshot_every=0, lease=1e9),
         "witness",
         factory,
         "primary",
     )
     m.tick(0.0)
     m.handle("witness", wire.Vote(1, "a", True, "granted"), 0.0)
-    assert m.is_primary, "could not promote the fuzz target"
+    m.handle("witness", wire.Lease(1, m.lease_stamp, "witness"), 0.0)  # the echo of its first ask
+    assert m.is_primary and m.lease_held(0.0), "could not promote the fuzz target"
     return m
 
 

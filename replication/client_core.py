@@ -10,7 +10,10 @@ answered, choosing which node to send to (the believed primary, a leader
 hint from a ``NOT_PRIMARY`` reply, or the next node after a timeout or a
 connection-loss hint), and re-sending every unanswered request to the new
 primary on fail-over. The replicated dedupe table makes re-sending safe: a
-request that already executed returns its first result. Not for: sockets,
+request that already executed returns its first result. A ``BUSY`` answer
+(the primary already holds ``max_in_flight`` of this client's requests) is
+backpressure, not an error: the request is re-sent to the same primary after
+a growing backoff (``BUSY_BACKOFF``), never given up. Not for: sockets,
 blocking, or turning events into named tuples (``client.Client`` does that).
 
 Interface: ``submit(command, now) -> (request_id, outputs)``,
@@ -48,6 +51,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("replication.client")
 
 NEVER = float("-inf")
+# A request answered ``busy`` (the primary holds max_in_flight of ours) is re-sent after this,
+# doubled with each busy answer it gets, up to half the retry timeout. The primary did not
+# sequence it; if a copy did run meanwhile, the dedupe table answers the re-send with its result.
+BUSY_BACKOFF = 0.001
 
 
 @dataclass(slots=True)
@@ -285,7 +292,7 @@ class ClientCore:
             if isinstance(msg, wire.Reply):
                 self.count("foreign_replies")  # another client id's: never a result here
             return []
-        if isinstance(src, str) and src in self.heard_at and msg.status == wire.OK:
+        if isinstance(src, str) and src in self.heard_at and msg.status in (wire.OK, wire.BUSY):
             self.heard_at[src] = now  # the node is alive and serving: see tick()
         rid = msg.request_id
         if (
@@ -310,6 +317,15 @@ class ClientCore:
             self.count("fenced_replies")
             del self.pending[rid]
             return [Done(rid, msg)]
+        if msg.status == wire.BUSY:
+            # Backpressure: the primary serves, but holds as many of ours as it takes. Re-send
+            # this one to it later (tick), backing off; nothing else changes.
+            self.count("busy")
+            p = self._own(msg.request_id, p)
+            p.resends += 1
+            wait = min(BUSY_BACKOFF * (1 << min(p.resends - 1, 10)), self.retry_timeout / 2)
+            self._set_timer(msg.request_id, p, now + wait)
+            return []
         if msg.status in (wire.OK, wire.EXPIRED):
             del self.pending[msg.request_id]
             if isinstance(src, str) and src != self.primary and msg.status == wire.OK:

@@ -17,6 +17,17 @@ file that keeps the witness's decisions (epoch, primary, in-sync set) across
 its restarts. Without it a restarted witness refuses automatic promotions in
 sync mode until the primary has told it the in-sync set.
 
+``lease_ms`` (async mode): an async primary acknowledges only while it has
+heard, less than ``lease_ms`` ago, an echo of a lease ask from the witness
+or from every standby; each supporter in turn helps no node to a newer
+epoch for ``lease_ms`` (plus a heartbeat of margin for clock rates) after
+its echo. So no standby is granted the next epoch while the old primary may
+still acknowledge. It must be at least two heartbeats (a renewal must get
+there in time) and at most ``timeout_ms`` (a fail-over on heartbeat silence
+is not slowed; one detected at once by a dropped connection waits up to a
+lease). ``max_in_flight``: past it, a client's further requests get a
+``busy`` reply and are not sequenced (``replication.queues``).
+
 Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
 stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
 """
@@ -69,6 +80,8 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "catchup_snapshot_lag": _Key("int", default=50_000, unit="entries"),  # further behind: snapshot first
     "switchover_timeout_ms": _Key("number", default=3000, unit="ms"),  # a drain that takes longer aborts
     "witness_grace_ms": _Key("number", default=0, unit="ms"),  # witness: no votes this long after start
+    "lease_ms": _Key("number", default=30, unit="ms"),  # async: acknowledge only while the lease holds
+    "max_in_flight": _Key("int", default=4096, unit="requests"),  # queued per client connection (then busy)
     "keys_dir": _Key("str", default=""),  # CURVE keys (``matchcore keys`` makes them); "" = open mode
     "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
     "witness": _Key("table"),  # [witness]
@@ -171,6 +184,11 @@ class Settings:
     vote_retry_refused: float = 0.001
     join_retry: float = 0.05
     witness_grace: float = 0.0  # witness: refuse votes this long after start (learn from heartbeats)
+    # Async mode: how long an echo of a lease ask lets the primary acknowledge (see the module
+    # docstring; ``failover.NodeMachine.on_lease``). Supporters promise this plus lease_margin.
+    lease: float = 0.030
+    lease_margin: float = 0.005  # one heartbeat: room for the clocks' rates to differ
+    max_in_flight: int = 4096  # per client connection: requests queued (received, not sequenced)
 
 
 @dataclass
@@ -253,12 +271,33 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.catchup_snapshot_lag = int(_get(doc, "catchup_snapshot_lag"))
     s.switchover_timeout = float(_get(doc, "switchover_timeout_ms")) * ms
     s.witness_grace = float(_get(doc, "witness_grace_ms")) * ms
+    s.lease = float(_get(doc, "lease_ms")) * ms
+    s.lease_margin = s.heartbeat_interval
+    s.max_in_flight = int(_get(doc, "max_in_flight"))
     if s.heartbeat_timeout <= s.heartbeat_interval:
         raise ConfigError(f"{path}: timeout_ms must be larger than heartbeat_ms")
+    check_bounds(s, path)
     keys_dir = str(_get(doc, "keys_dir"))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
     return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+
+
+def check_bounds(s: Settings, path: str = "group.toml") -> None:
+    """Refuse a lease that cannot be renewed in time or that would slow a fail-over on silence,
+    and batches whose Entries frames would not fit a node's ``wire.MAX_INBOUND_FRAME``."""
+    from .wire import MAX_INBOUND_ENTRIES
+
+    if not 2 * s.heartbeat_interval <= s.lease <= s.heartbeat_timeout:
+        raise ConfigError(
+            f"{path}: lease_ms must lie between two heartbeats ({2 * s.heartbeat_interval * 1000:g}) "
+            f"and timeout_ms ({s.heartbeat_timeout * 1000:g}), not {s.lease * 1000:g}"
+        )
+    if not 1 <= s.max_in_flight <= 1 << 20:
+        raise ConfigError(f"{path}: max_in_flight must lie between 1 and {1 << 20}, not {s.max_in_flight}")
+    for key, n in (("max_batch", s.max_batch), ("refill_chunk", s.refill_chunk)):
+        if not 1 <= n <= MAX_INBOUND_ENTRIES:
+            raise ConfigError(f"{path}: {key} must lie between 1 and {MAX_INBOUND_ENTRIES}, not {n}")
 
 
 def pub_endpoint(endpoint: str, offset: int = 100) -> str:

@@ -29,6 +29,7 @@ from . import wire
 from .config import Settings
 from .diskio import JournalFault
 from .journal_health import JournalHealthMixin
+from .lease import LeaseMixin
 from .replica import default_engine_factory
 from .sequencer import SequencerMixin
 from .standby import StandbyMixin
@@ -42,7 +43,7 @@ IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 INF = float("inf")
 
 
-class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
+class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -223,8 +224,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         """
         if not requests:
             return []
-        if self.role != wire.ROLE_PRIMARY or isinstance(src, str):
-            # Refusals, holds (a standby), peers' addresses: one request at a time.
+        if self.role != wire.ROLE_PRIMARY or isinstance(src, str) or not self.lease_held(now):
+            # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
             handle = self.handle
             out: list = []
             for r in requests:
@@ -253,6 +254,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
             wire.Switchover: self.on_switchover,
             wire.Handover: self.on_handover,
             wire.Promote: self.on_promote,
+            wire.Lease: self.on_lease,
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
@@ -282,6 +284,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
     def _tick(self, now: float) -> list:
         if self.ticked_at is None:
             self.standby_since = now  # every node starts as a standby
+            self.promise_lease_from_start(now)
         self.ticked_at = now
         out: list = []
         if self.pending:
@@ -300,6 +303,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
             out += [Send(p, hb) for p in self.peers]
             if self.witness:
                 out.append(Send(self.witness, hb))
+            if self.is_primary:
+                out += self.lease_asks(now)
         return out
 
     # -- when tick() next has work: the driver sleeps until then -----------------------
@@ -347,10 +352,10 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         ``_leader_due`` (leader silence, disconnect grace, vote retries, held
         requests). O(peers).
         """
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
-            return now  # the next batch
         if self.journal_error:
             return INF  # tick does nothing any more
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
+            return now  # the next batch (without the lease, only a message can renew it)
         due = self.hb_sent_at + self.settings.heartbeat_interval
         if self.is_primary:
             return min(due, self.primary_due(now))
@@ -396,7 +401,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         if not self.witness:
             return now if start and not self.peers else INF  # a group of one promotes at once
         # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
-        return self.vote_sent_at + self.settings.vote_retry
+        due = self.vote_sent_at + self.settings.vote_retry
+        return max(due, self.lease_promised) if self.settings.mode == "async" else due
 
     def _leader_dead_at(self) -> float:
         """The earliest time at which :meth:`leader_dead` holds, as things stand."""
@@ -598,8 +604,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         if not self.witness:
             # No tie-breaker: a group of one may start alone; a standby waits for the operator.
             return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
-        if now - self.vote_sent_at < self.settings.vote_retry:
-            return []
+        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise_open(now):
+            return []  # (a lease we echoed may still let the primary acknowledge: no vote before)
         self.vote_sent_at = now
         return [
             Send(
@@ -619,6 +625,11 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
                     self.vote_sent_at = min(self.vote_sent_at, soon)
             return []
         if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
+            return []
+        if self.lease_promise_open(now):
+            # The old primary may still acknowledge under a lease we echoed: not yet. The witness
+            # re-sends the grant on our heartbeats (it holds the epoch for us).
+            self.count("votes_deferred_by_lease")
             return []
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old
@@ -647,6 +658,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         self.candidate_since = None
         self._reset_primary_state()
         self._reset_standby_state()
+        self.lease_promised = NEVER  # our own epoch now: our promises were to the old primary
         if isr is not None:
             self.isr = [p for p in self.peers if p in isr]
             self.isr_confirmed = self.isr_proposed = tuple(self.isr)
@@ -673,6 +685,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
         out = [Send(p, hb) for p in self.peers]
         if self.witness:
             out.append(Send(self.witness, hb))
+        out += self.lease_asks(now)  # async: what we hold is sequenced once the first echo is back
         held, self.held = self.held, deque()
         for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
             out += self.on_request(src, m, now)
@@ -726,6 +739,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
                 self.replica.seq,
             )
             return []
+        if src == self.leader:
+            self.lease_promised = NEVER  # the primary we echoed stopped acknowledging: it handed over
         if not self.witness:
             self.candidate_since = now
             return self.promote(now, "switchover")
@@ -767,6 +782,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
             "diverged_at": self.diverged_at,
             "error": self.journal_error,
             "damaged": self.damaged,
+            "lease": self.lease_status(self.ticked_at),
             "counters": dict(sorted(self.counters.items())),
         }
 

@@ -55,6 +55,14 @@ BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wir
 # (about 13% of a loaded primary's CPU). Above a pass's live objects, almost all of them
 # die young and unscanned. Startup objects are frozen out of every scan (gc.freeze).
 GC_THRESHOLD0 = 100_000
+# Frames queued per connection, each way, on a node's ROUTER. Bounded memory: a client that sends
+# without reading fills its reply pipe to this and its further replies are dropped and counted
+# (``replies_dropped_hwm``; it re-asks, and the dedupe table answers); one that sends faster than
+# the node reads waits in its own socket. A client that reads has about one reply frame per pass
+# queued. Frames are at most wire.MAX_INBOUND_FRAME in, one reply bundle (BUNDLE_BYTES, usually
+# far less) out. (At 1,000,000 a client that never read grew a primary by ~170 MB/s.)
+ROUTER_HWM = 200
+DEALER_HWM = 10_000  # Entries to one peer: past it they are dropped (counted) and the peer refills
 
 
 # What a non-peer identity (client, operator tool, subscriber) may send a node.
@@ -63,7 +71,7 @@ CLIENT_MESSAGES = frozenset(
 )
 # Peer messages whose ``node`` field names their sender.
 SELF_NAMED_MESSAGES = frozenset(
-    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill}
+    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill, wire.Lease}
 )
 
 
@@ -105,8 +113,8 @@ def tune_gc() -> None:
 def tune_dealer(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.SNDHWM, 100_000)
-    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.SNDHWM, DEALER_HWM)
+    sock.setsockopt(zmq.RCVHWM, DEALER_HWM)
     sock.setsockopt(zmq.RECONNECT_IVL, 5)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 50)
     sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
@@ -127,6 +135,8 @@ class Driver:
     publish : bool
         Bind a PUB socket at the derived port.
     """
+
+    router_monitor: zmq.Socket | None = None  # the ROUTER's disconnect events (set by __init__)
 
     def __init__(
         self,
@@ -150,8 +160,14 @@ class Driver:
         if keys_dir:
             security.make_server(self.router, keys_dir, name)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.router.setsockopt(zmq.SNDHWM, 1_000_000)
+        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+        self.router.setsockopt(zmq.SNDHWM, ROUTER_HWM)
+        # A bigger frame is never buffered: ZeroMQ drops it and disconnects its sender (counted
+        # below as inbound_disconnects; the sender may reconnect, and a real peer never sends one).
+        self.router.setsockopt(zmq.MAXMSGSIZE, wire.MAX_INBOUND_FRAME)
+        # A full reply pipe (a client that does not read) raises instead of dropping silently.
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router_monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.router.bind(endpoint)
         self.pub = None
         # Topics some subscriber holds (XPUB reports the first subscribe and last
@@ -160,6 +176,7 @@ class Driver:
         if publish:
             self.pub = self.ctx.socket(zmq.XPUB)
             self.pub.setsockopt(zmq.LINGER, 0)
+            self.pub.setsockopt(zmq.MAXMSGSIZE, 4096)  # inbound: subscriptions only
             if keys_dir:
                 security.make_server(self.pub, keys_dir, name)
             self.pub.bind(pub_endpoint(endpoint))
@@ -169,6 +186,7 @@ class Driver:
             d = self.ctx.socket(zmq.DEALER)
             d.setsockopt(zmq.IDENTITY, PEER_PREFIX + name.encode())
             tune_dealer(d)
+            d.setsockopt(zmq.MAXMSGSIZE, wire.MAX_INBOUND_FRAME)  # (peers answer on our ROUTER)
             if keys_dir:
                 security.make_client(d, keys_dir, server=peer, me=name)
             mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED)
@@ -177,6 +195,7 @@ class Driver:
             self.monitors[mon] = peer
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
+        self.poller.register(self.router_monitor, zmq.POLLIN)
         for mon in self.monitors:
             self.poller.register(mon, zmq.POLLIN)
         if self.pub is not None:
@@ -320,7 +339,9 @@ class Driver:
         try:
             self.router.send_multipart([dest, frame], zmq.NOBLOCK)
         except zmq.Again:
-            self.count("dropped_sends")
+            self.count("replies_dropped_hwm")  # it does not read: its re-send gets the same answer
+        except zmq.ZMQError:
+            self.count("replies_unroutable")  # gone (EHOSTUNREACH): nobody to tell
 
     def _pub_subscriptions(self) -> None:
         while True:
@@ -425,6 +446,10 @@ class Driver:
                     watch = False
                     self._serve_promotion(outs, decided)
                     outs = []
+        if self.router_monitor is not None and self.router_monitor in events:
+            # Clients that left, and senders of frames past MAXMSGSIZE (ZeroMQ drops those).
+            n = drain_disconnects(self.router_monitor)
+            self.counters["inbound_disconnects"] = self.counters.get("inbound_disconnects", 0) + n
         for mon, peer in self.monitors.items():
             if mon in events and drain_disconnects(mon):
                 log.info("peer_disconnected node=%s peer=%s", self.name, peer)
@@ -485,7 +510,12 @@ class Driver:
 
     def _has_queued_requests(self) -> bool:
         m = self.machine
-        return bool(getattr(m, "pending", None)) and getattr(m, "is_primary", False)
+        # (Async without its lease, a primary sequences nothing: sleep until a message renews it.)
+        return (
+            bool(getattr(m, "pending", None))
+            and getattr(m, "is_primary", False)
+            and m.lease_held(time.monotonic())
+        )
 
     def run(self, poll_ms: float = 1.0) -> int:
         """Loop until SIGTERM/SIGINT; return an exit code."""
@@ -512,6 +542,9 @@ class Driver:
     def close(self) -> None:
         for mon in self.monitors:
             mon.close(0)
+        if self.router_monitor is not None:
+            self.router.disable_monitor()
+            self.router_monitor.close(0)
         for d in self.dealers.values():
             d.disable_monitor()
             d.close(0)

@@ -145,16 +145,20 @@ class PendingQueue:
     stays a span of the bundle's records: queueing, the duplicate test and
     :meth:`take` cost per span, not per request. ``loose`` holds the
     ``(client id, request id)`` keys of the pairs (``fastpath.fresh_requests``
-    adds to it); :meth:`queued` also looks in the spans.
+    adds to it); :meth:`queued` also looks in the spans. ``by_src`` counts the
+    requests queued per sender: the sequencer refuses a client's requests
+    past ``Settings.max_in_flight`` with a ``busy`` reply, so the queue holds
+    at most that many per client connection.
     """
 
-    __slots__ = ("_q", "_n", "loose", "_spans")
+    __slots__ = ("_q", "_n", "loose", "_spans", "by_src")
 
     def __init__(self) -> None:
         self._q: deque = deque()  # (src, Request) pairs and _Span segments
         self._n = 0
         self.loose: set = set()  # the pairs' keys
         self._spans: dict[int, list[_Span]] = {}  # client id -> its spans, in queue order
+        self.by_src: dict[wire.Address, int] = {}  # sender -> requests of it queued
 
     def __len__(self) -> int:
         return self._n
@@ -197,16 +201,22 @@ class PendingQueue:
                 count = next((j for j in range(count) if (client_id, first + j) in loose), count)
         return count
 
+    def room(self, src: wire.Address, limit: int) -> int:
+        """How many more requests of ``src`` may be queued under ``limit``. O(1)."""
+        return max(0, limit - self.by_src.get(src, 0))
+
     def add(self, src: wire.Address, m: wire.Request) -> None:
         """Queue one request (not queued already). O(1)."""
         self.loose.add((m.client_id, m.request_id))
         self._q.append((src, m))
         self._n += 1
+        self.by_src[src] = self.by_src.get(src, 0) + 1
 
     def extend(self, src: wire.Address, requests: tuple | list | RequestRun) -> None:
         """Queue requests one by one, their keys already in ``loose``. O(len(requests))."""
         self._q.extend(zip(repeat(src), requests))
         self._n += len(requests)
+        self.by_src[src] = self.by_src.get(src, 0) + len(requests)
 
     def add_span(
         self, src: wire.Address, run: RequestRun, lo: int, hi: int, client_id: int, first: int
@@ -217,6 +227,7 @@ class PendingQueue:
         self._q.append(span)
         self._spans.setdefault(client_id, []).append(span)
         self._n += hi - lo
+        self.by_src[src] = self.by_src.get(src, 0) + hi - lo
 
     def take(self, n: int) -> tuple[list, list | np.ndarray, list | np.ndarray, bytes]:
         """Remove the first ``n`` requests; ``(stretches, client ids, request ids, commands)``:
@@ -257,6 +268,13 @@ class PendingQueue:
                         del self._spans[x.cid]
             at += k
         self._n -= n
+        by_src = self.by_src
+        for src, lo, hi in stretches:
+            left = by_src[src] - (hi - lo)
+            if left:
+                by_src[src] = left
+            else:
+                del by_src[src]
         if len(pieces) == 1 and len(pieces[0]) == 2:
             return stretches, pieces[0][0], pieces[0][1], b"".join(cmds)  # no span: lists, as queued
         c_cols, r_cols = [], []

@@ -73,6 +73,7 @@ class SequencerMixin:
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see _session_now).
         self.opens: dict[int, Held] = {}
+        self._reset_lease()
 
     # -- requests -----------------------------------------------------------------
 
@@ -89,6 +90,10 @@ class SequencerMixin:
         if len(m.command) != COMMAND_SIZE:
             self.count("requests_malformed")
             return []
+        if self.lease_lapsed(now):  # async: stopped acknowledging until a supporter answers
+            self.note_lease_lapse(now)
+            self.count("requests_refused_no_lease")
+            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, ""))]
         if not m.request_id & COUNTER_MASK:
             return self.on_open(src, m, now)
         got = self.replica.lookup(m.client_id, m.request_id)
@@ -101,12 +106,19 @@ class SequencerMixin:
                 return [
                     Send(src, wire.Reply(m.client_id, m.request_id, wire.FENCED, self.epoch, 0, self.name))
                 ]
+            if not self.pending.room(src, self.settings.max_in_flight):
+                return self._busy(src, m)
             self.pending.add(src, m)
             return []
         return self._first_result(src, m.client_id, m.request_id, got, now)
 
     def _first_result(self: NodeMachine, src: wire.Address, cid: int, rid: int, got, now: float) -> list:
         """The answer to a request the dedupe table knows (``got``: its first result or EXPIRED)."""
+        if not self.lease_held(now):
+            # Async, promoted and not yet renewed: a new request waits in the queue above; any
+            # other answer waits for the lease too (an old primary answers nothing past its lease).
+            self.count("requests_refused_no_lease")
+            return [Send(src, wire.Reply(cid, rid, wire.UNAVAILABLE, self.epoch, 0, ""))]
         if got is EXPIRED:
             self.count("requests_expired")
             return [Send(src, wire.Reply(cid, rid, wire.EXPIRED, self.epoch, 0, self.name))]
@@ -183,6 +195,11 @@ class SequencerMixin:
                 return False
         return True
 
+    def _busy(self: NodeMachine, src: wire.Address, m: wire.Request) -> list:
+        """``src`` has ``max_in_flight`` requests queued: refuse this one, unsequenced (it may re-send)."""
+        self.count("requests_busy")
+        return [Send(src, wire.Reply(m.client_id, m.request_id, wire.BUSY, self.epoch, 0, self.name))]
+
     def on_requests(self: NodeMachine, src: wire.Address, requests: tuple | list, now: float) -> list:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
 
@@ -210,10 +227,14 @@ class SequencerMixin:
             return out
         out = []
         keys, pending, n, i = self.pending.loose, self.pending, len(requests), 0
+        limit = self.settings.max_in_flight
         while i < n:
             # The new requests from i on (in C when built: no bytecode per request); the
-            # dedupe table is read flushed, as Replica.lookup reads it.
-            k = fresh_requests(requests, i, keys, self.replica.results, COMMAND_SIZE)
+            # dedupe table is read flushed, as Replica.lookup reads it. No further than the
+            # client's room (the scan marks what it finds as queued): past it, on_request says busy.
+            room = pending.room(src, limit)
+            upto = requests if n - i <= room else requests[: i + room]
+            k = fresh_requests(upto, i, keys, self.replica.results, COMMAND_SIZE) if room else 0
             if k:
                 pending.extend(src, requests[i : i + k])
                 i += k
@@ -244,7 +265,7 @@ class SequencerMixin:
             while i < end:  # record i is request rid of client cid
                 f = fresh_span(results, cid, rid, end - i)
                 if f:
-                    f = pending.unqueued(cid, rid, f)
+                    f = min(pending.unqueued(cid, rid, f), pending.room(src, self.settings.max_in_flight))
                 if f:
                     pending.add_span(src, run, i, i + f, cid, rid)
                     self.count("requests_spanned", f)
@@ -278,7 +299,7 @@ class SequencerMixin:
         without waiting while requests are still queued.
         """
         out: list = []
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
+        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
             n = min(len(self.pending), self.settings.max_batch)
             stretches, cids, rids, commands = self.pending.take(n)
             epoch, name, first = self.epoch, self.name, self.replica.seq + 1

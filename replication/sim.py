@@ -211,6 +211,8 @@ class Sim(DiskFaultsMixin):
         self.faults_injected: dict[str, int] = {}
         self.primaries: dict[int, set[str]] = {}  # epoch -> nodes seen serving as primary of it
         self.grants: dict[int, set[str]] = {}  # epoch -> nodes the witness granted it to (sim_check)
+        self.last_ack_at: dict[int, float] = {}  # epoch -> when an OK reply of it last left a node
+        self.granted_at: dict[int, float] = {}  # epoch -> when the witness first granted it
         self.switchovers: list[tuple[str, int]] = []  # (target, epoch it was asked in): plain switchovers
         self.diverged: dict[str, int] = {}  # node -> seq at which it declared divergence
         self.corrupt_was_primary = False
@@ -319,11 +321,21 @@ class Sim(DiskFaultsMixin):
     def _emit(self, src: wire.Address, outputs: Iterable) -> None:
         for o in outputs:
             if isinstance(o, wire.Send):
+                self._note(o.msg)
                 self._send(src, o.dest, wire.encode(o.msg))
             elif isinstance(o, wire.ReplyRun):  # means one Send per reply: delivered so, in order
                 for r in o.replies():
+                    self._note(r)
                     self._send(src, o.dest, wire.encode(r))
             # Publish: no subscriber in the simulation; Done is handled by the client loop.
+
+    def _note(self, msg: wire.Message) -> None:
+        """For the checker's lease rule: when each epoch last acknowledged, when each was granted."""
+        t = type(msg)
+        if t is wire.Reply and msg.status == wire.OK:
+            self.last_ack_at[msg.epoch] = self.now
+        elif t is wire.Vote and msg.granted:
+            self.granted_at.setdefault(msg.epoch, self.now)
 
     def _send(self, src: wire.Address, dest: wire.Address, frame: bytes) -> None:
         rng = self.rng

@@ -38,15 +38,32 @@ MAGIC = b"MC"
 VERSION = 1
 HEADER = struct.Struct("<2sBBIQII")
 HEADER_SIZE = HEADER.size  # 24
-MAX_PAYLOAD = 64 * 1024 * 1024  # absurd-length guard: no frame is bigger
+# Absurd-length guard of the decoder: no frame is bigger. It is this large for what a node *sends*:
+# one reply carries all its command's events (a mass cancel of a large account), and a published
+# batch all its batch's. What a node *accepts* is far smaller: see MAX_INBOUND_FRAME.
+MAX_PAYLOAD = 64 * 1024 * 1024
+# The largest frame a node's or the witness's sockets accept (ZeroMQ's MAXMSGSIZE on every socket a
+# driver opens, so a bigger one is never even buffered: ZeroMQ drops it and disconnects its sender).
+# The biggest legitimate inbound frames: a snapshot chunk (sequencer.SNAPSHOT_CHUNK, 512 KiB), an
+# Entries message of a batch or a refill chunk (``config`` keeps max_batch and refill_chunk entries
+# within MAX_INBOUND_ENTRIES), a client's Requests bundle (client.MAX_BUNDLE = 1,024 requests of
+# 72 bytes). 2 MiB leaves room above all of them.
+MAX_INBOUND_FRAME = 2 * 1024 * 1024
 COMMAND_SIZE = 56  # one matching.codes.COMMAND_DTYPE record
 EVENT_SIZE = 64  # one matching.codes.EVENT_DTYPE record
 
-# Reply statuses.
-OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE = 0, 1, 2, 3
-FENCED = 4  # the request's session is older than its client id's current one: never executed
-STATUS_NAMES = {OK: "ok", NOT_PRIMARY: "not_primary", EXPIRED: "expired", UNAVAILABLE: "unavailable"}
-STATUS_NAMES[FENCED] = "fenced"
+# Reply statuses. FENCED: the request's session is older than its client id's current one;
+# it was never executed. BUSY: the client already has ``max_in_flight`` requests queued at the
+# primary; this one was not sequenced (re-send it later: the dedupe table keeps that exactly-once).
+OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE, FENCED, BUSY = 0, 1, 2, 3, 4, 5
+STATUS_NAMES = {
+    OK: "ok",
+    NOT_PRIMARY: "not_primary",
+    EXPIRED: "expired",
+    UNAVAILABLE: "unavailable",
+    FENCED: "fenced",
+    BUSY: "busy",
+}
 
 # Node roles as carried in heartbeats.
 ROLE_STANDBY, ROLE_PRIMARY, ROLE_DIVERGED, ROLE_WITNESS, ROLE_DRAINING = 0, 1, 2, 3, 4
@@ -166,6 +183,9 @@ def unpack_command(b: bytes) -> tuple:
 # --- journal entries ------------------------------------------------------------
 
 ENTRY = struct.Struct("<IQQQQ56s")  # epoch, seq, client_id, request_id, digest, command
+# Entries per Entries message a node may send a peer (a batch, a refill chunk): they must fit
+# MAX_INBOUND_FRAME with room for the header (``config`` refuses a larger max_batch or refill_chunk).
+MAX_INBOUND_ENTRIES = (MAX_INBOUND_FRAME - 4096) // ENTRY.size
 _REQUEST = struct.Struct("<QQ56s")  # client_id, request_id, command
 _ENTRIES_HEAD = struct.Struct("<QIB")  # commit, count, flags
 _REPLY_HEAD = struct.Struct("<QQBH")  # client_id, request_id, status, leader length
@@ -830,6 +850,24 @@ class PeerDown(Message):
     LAYOUT = (("node", "text"),)
 
 
+@dataclass(slots=True, unsafe_hash=True)
+class Lease(Message):
+    """Async primary -> witness and standbys: renew my lease (``seq`` is the ask's stamp); and the echo.
+
+    A supporter (the witness, or a standby following ``node`` in ``epoch``)
+    answers with the same stamp and its own name in ``node``, and promises not
+    to help any node to a newer epoch for a lease period from then (see
+    ``failover.NodeMachine.on_lease``). The primary acknowledges only while an
+    echo of an ask it sent less than a lease period ago holds.
+    """
+
+    TYPE: ClassVar[int] = 22
+    epoch: int
+    seq: int
+    node: str
+    LAYOUT = (("node", "text"),)
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -854,6 +892,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         IsrUpdate,
         IsrAck,
         PeerDown,
+        Lease,
     )
 }
 

@@ -69,6 +69,9 @@ class WitnessMachine:
         # Vote requests refused only because the primary still looks alive to us, kept
         # (candidate -> (request, first asked)) and granted the moment we lose it too.
         self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
+        # Async mode: no grant (but a handover's) before this time: an async primary may
+        # acknowledge until then under a lease we echoed (see replication.lease; on_lease).
+        self.lease_promised = NEVER
         if state:
             self.epoch = int(state["epoch"])
             self.primary = str(state["primary"])
@@ -97,7 +100,7 @@ class WitnessMachine:
 
     def _handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         if self.started is None:
-            self.started = now
+            self.start(now)
         if isinstance(src, str) and src in self.last_heard and not isinstance(msg, wire.PeerDown):
             self.last_heard[src] = now
         if isinstance(msg, wire.Heartbeat):
@@ -120,6 +123,8 @@ class WitnessMachine:
             return [Send(src, vote)] if vote is not None else []
         if isinstance(msg, wire.IsrUpdate):
             return [Send(src, self.on_isr(msg))]
+        if isinstance(msg, wire.Lease):
+            return self.on_lease(src, msg, now)
         if isinstance(msg, wire.PeerDown):
             # A dropped connection means we lost that node now, not after a timeout.
             if msg.node in self.last_heard:
@@ -133,9 +138,27 @@ class WitnessMachine:
         self.count("unexpected_messages")
         return []
 
+    def start(self, now: float) -> None:
+        """First message or tick. Restarted, we cannot know what lease we echoed last: promise one."""
+        self.started = now
+        if self.settings.mode == "async":
+            self.lease_promised = now + self.settings.lease + self.settings.lease_margin
+
+    def on_lease(self, src: wire.Address, m: wire.Lease, now: float) -> list:
+        """The primary of our epoch asks for its lease: echo it, and promise no grant for a lease."""
+        if self.settings.mode != "async" or src != m.node or m.node != self.primary or m.epoch != self.epoch:
+            return []
+        self.lease_promised = max(self.lease_promised, now + self.settings.lease + self.settings.lease_margin)
+        return [Send(src, wire.Lease(m.epoch, m.seq, self.name))]
+
+    def _lease_runs(self, m: wire.VoteRequest, now: float) -> bool:
+        """Async: an old primary may still acknowledge under a lease we echoed (never for epoch 1:
+        before it no node led, so no lease was ever asked for)."""
+        return self.settings.mode == "async" and m.epoch > 1 and now < self.lease_promised
+
     def tick(self, now: float) -> list:
         if self.started is None:
-            self.started = now
+            self.start(now)
         return self.unpark(now) if self.parked else []
 
     def idle_wait(self, now: float | None = None) -> float:  # noqa: ARG002 - same call as NodeMachine's
@@ -222,13 +245,17 @@ class WitnessMachine:
             # primary did, acknowledged or not. Granted though the primary is alive (it
             # handed over), whatever the in-sync set.
             self.count("handovers_granted")
-        elif self.primary_alive(m.node, now):
+        elif self.primary_alive(m.node, now) or self._lease_runs(m, now):
             # The candidate lost the primary a little before we did (the same dropped
             # connection or heartbeat silence reaches us a moment later): decide then,
             # rather than refuse and wait for the candidate's next ask.
             if parked_at is None:
                 self.count("votes_parked")
-                log.debug("vote_parked candidate=%s epoch=%d (a primary is alive here)", m.node, m.epoch)
+                log.debug(
+                    "vote_parked candidate=%s epoch=%d (a primary is alive or its lease runs)",
+                    m.node,
+                    m.epoch,
+                )
             self.parked[m.node] = (m, now if parked_at is None else parked_at)
             return None
         else:

@@ -454,6 +454,7 @@ def test_held_requests_are_refused_after_a_long_candidacy():
 def test_queued_work_and_a_granted_candidacy_need_no_wait():
     a = primary(mode="async")
     a.tick(0.001)
+    a.handle("witness", wire.Lease(1, a.lease_stamp, "witness"), 0.001)  # async: its lease first
     a.handle(b"c", request(1), 0.002)
     assert a.timer_due(0.002) <= 0.002 and a.idle_wait(0.002) == 0.0  # pending: the next batch at once
     a.tick(0.002)

@@ -40,6 +40,8 @@ SAMPLES = [
     wire.IsrUpdate(4, 12, "b", ()),
     wire.IsrAck(4, "b", ("a",), True),
     wire.PeerDown("a"),
+    wire.Lease(4, 99, "witness"),
+    wire.Reply(7, 6, wire.BUSY, 2, 0, "a", b""),
     wire.Requests((wire.Request(7, 1, CMD), wire.Request(7, 2, bytes(56)))),
     wire.Replies(
         (wire.Reply(7, 5, wire.OK, 2, 44, "a", EV), wire.Reply(7, 6, wire.NOT_PRIMARY, 2, 0, "bé", b""))
