@@ -19,6 +19,19 @@ Optional keys (top level; all have defaults)::
     switchover_timeout_ms = 3000
     keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
 
+Identities under CURVE (see ``replication.security`` and ``replication.trust``)::
+
+    [operators.ops]          # an operator tool's key (status, switchover, promote, subscribe)
+    public_key = "..."       # Z85; optional: else keys_dir/operator-ops.key
+    [clients.desk1]          # a client's key, and what it may do (DESIGN.md "Entitlements")
+    client_id = 7            # the only client id this key may use (0 or absent: any)
+    public_key = "..."       # Z85; optional: else keys_dir/client-desk1.key
+    accounts = [1, 2]        # recorded; enforcement is the sequencer's
+
+With no ``[operators]`` (``[clients]``) table, one implicit operator
+``operator`` (client ``client``, any client id) uses keys_dir/operator.key
+(client.key).
+
 In ``[witness]``, besides ``endpoint``: ``state = "var/witness.state"``, the
 file that keeps the witness's decisions (epoch, primary, in-sync set) across
 its restarts. Without it a restarted witness refuses automatic promotions in
@@ -81,6 +94,16 @@ class NodeSpec:
 
 
 @dataclass
+class KeySpec:
+    """An ``[operators.NAME]`` or ``[clients.NAME]`` table (``client_id``/``accounts``: clients only)."""
+
+    name: str
+    public_key: str = ""  # Z85; "" = read keys_dir/<role>-<name>.key
+    client_id: int = 0  # 0 = any
+    accounts: tuple[int, ...] = ()
+
+
+@dataclass
 class GroupConfig:
     """A parsed group file."""
 
@@ -92,6 +115,8 @@ class GroupConfig:
     keys_dir: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     witness_state: str = ""  # [witness] state: the witness's durable decisions (see replication.witness)
+    operators: dict[str, KeySpec] = field(default_factory=dict)  # [operators.NAME]
+    clients: dict[str, KeySpec] = field(default_factory=dict)  # [clients.NAME]
 
     @property
     def node_names(self) -> list[str]:
@@ -159,7 +184,39 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     keys_dir = str(doc.get("keys_dir", ""))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
-    return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+    cfg = GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+    cfg.operators = _key_tables(doc, "operators", path)
+    cfg.clients = _key_tables(doc, "clients", path)
+    return cfg
+
+
+def _key_tables(doc: dict[str, Any], table: str, path: str) -> dict[str, KeySpec]:
+    """``[operators.NAME]`` / ``[clients.NAME]`` tables, checked (a bad one names itself and the file)."""
+    known = {"public_key"} | ({"client_id", "accounts"} if table == "clients" else set())
+    out: dict[str, KeySpec] = {}
+    tables = doc.get(table, {})
+    if not isinstance(tables, dict):
+        raise ValueError(f"{path}: [{table}] must hold [{table}.NAME] tables")
+    for name, spec in tables.items():
+        where = f"{path}: [{table}.{name}]"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where} must be a table")
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})"
+            )
+        key = spec.get("public_key", "")
+        if not isinstance(key, str) or (key and len(key) != 40):
+            raise ValueError(f"{where}: public_key must be a 40-character Z85 CURVE public key")
+        cid = spec.get("client_id", 0)
+        accounts = spec.get("accounts", [])
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < 1 << 64:
+            raise ValueError(f"{where}: client_id must be a non-negative integer")
+        if not isinstance(accounts, list) or not all(isinstance(a, int) for a in accounts):
+            raise ValueError(f"{where}: accounts must be a list of integers")
+        out[str(name)] = KeySpec(str(name), key, cid, tuple(accounts))
+    return out
 
 
 def pub_endpoint(endpoint: str, offset: int = 100) -> str:
@@ -177,8 +234,12 @@ def write(
     witness: str | None,
     extra: dict[str, Any] | None = None,
     witness_state: str = "",
+    tables: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> None:
-    """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal)."""
+    """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal).
+
+    ``tables``: further ``[KIND.NAME]`` tables, e.g. ``{"clients": {"desk1": {"client_id": 7}}}``.
+    """
     lines = [f'mode = "{mode}"']
     for k, v in (extra or {}).items():
         lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
@@ -188,5 +249,9 @@ def write(
         lines += ["", "[witness]", f'endpoint = "{witness}"']
         if witness_state:
             lines.append(f'state = "{witness_state}"')
+    for kind, named in (tables or {}).items():
+        for name, body in named.items():
+            lines += ["", f"[{kind}.{name}]"]
+            lines += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in body.items()]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

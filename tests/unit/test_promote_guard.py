@@ -1,0 +1,141 @@
+"""Operator ``Promote`` in groups that have a witness, and the witness's record guard, sans-IO."""
+
+from __future__ import annotations
+
+from _net import add_client, cmd, group, settings
+
+from replication import wire
+from replication.witness import WitnessMachine
+
+
+def started():
+    net = group("sync")
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.run_until(lambda: net.machines["b"].joined)
+    return net, c
+
+
+def submit(net, c, first, n):
+    for i in range(first, first + n):
+        net.emit(b"c1", c.submit(cmd(i, "buy" if i % 2 else "sell", 100 + i % 5), net.now)[1])
+
+
+class Operator:
+    """The operator tool as a machine of the test network: keeps what it is answered."""
+
+    def __init__(self) -> None:
+        self.answers: list = []
+
+    def handle(self, src, msg, now):  # noqa: ARG002
+        self.answers.append(msg)
+        return []
+
+    def tick(self, now):  # noqa: ARG002
+        return []
+
+
+def promote(net, node, force=False):
+    """Send the operator's Promote; return the Status body the node answered with."""
+    import json
+
+    op = net.machines[b"op"] = Operator()
+    net.emit(b"op", [wire.Send(node, wire.Promote(force))])
+    net.step()
+    del net.machines[b"op"]
+    (status,) = op.answers
+    return json.loads(status.body)
+
+
+def acked(net):
+    return sorted(d.request_id for d in net.done.get(b"c1", []) if d.reply.status == wire.OK)
+
+
+def test_a_lagging_standby_refuses_promote_unless_forced():
+    """Finding 2: a standby cut off while the primary acknowledged orders solo is not promoted by a
+    plain Promote; --force promotes it and says what may be lost."""
+    net, c = started()
+    submit(net, c, 1, 5)
+    net.run_until(lambda: len(acked(net)) == 5)
+    # b hears only a's heartbeats: a drops it from the in-sync set (the witness agrees) and goes on solo.
+    net.drop = lambda s, d, m: s == "a" and d == "b" and not isinstance(m, wire.Heartbeat)
+    submit(net, c, 6, 15)
+    net.run_until(lambda: len(acked(net)) == 20, 2.0)
+    a, b = net.machines["a"], net.machines["b"]
+    assert b.replica.seq == 5 and a.replica.seq == 20 and a.isr_confirmed == ()
+    net.run(0.01)  # a heartbeat after the shrink (the node knows only what heartbeats told it)
+    body = promote(net, "b")
+    assert "acknowledged up to seq 20, we hold 5" in body["promote_refused"]
+    assert body["role"] == "standby" and b.counters["promotes_refused"] == 1
+    net.run(0.05)
+    assert a.is_primary and a.epoch == 1 and acked(net) == list(range(1, 21))
+    body = promote(net, "b", force=True)
+    assert body["role"] == "primary" and b.counters["promotes_forced"] == 1 and b.epoch == 2
+
+
+def test_promote_with_a_witness_that_cannot_decide_loses_nothing():
+    """The case promote is for: the primary is dead and the witness, restarted without its state,
+    refuses every automatic promotion. A caught-up standby takes the operator's Promote; the witness
+    learns the new epoch from it; nothing acknowledged is lost or executed twice."""
+    net, c = started()
+    submit(net, c, 1, 10)
+    net.run_until(lambda: len(acked(net)) == 10)
+    net.run(0.02)
+    net.machines["witness"] = WitnessMachine(["a", "b"], net.settings)  # restarted, no state file
+    net.down.add("a")
+    net.run(0.3)
+    b, w = net.machines["b"], net.machines["witness"]
+    assert not b.is_primary and w.counters.get("votes_denied", 0) > 0  # "in-sync set unknown"
+    body = promote(net, "b")
+    assert "promote_refused" not in body and body["role"] == "primary" and b.epoch == 2
+    submit(net, c, 11, 5)
+    net.run_until(lambda: len(acked(net)) == 15, 2.0)
+    assert acked(net) == list(range(1, 16)) and b.replica.seq == 15  # each executed once
+    net.run(0.02)
+    assert w.epoch == 2 and w.primary == "b"
+
+
+def test_a_node_that_heard_no_peer_refuses_promote():
+    net = group("sync")
+    b = net.machines["b"]
+    net.down.add("a")
+    net.run(0.01)
+    body = promote(net, "b")
+    assert "heard from no peer" in body["promote_refused"] and not b.is_primary
+
+
+# -- the witness's record ------------------------------------------------------------------------
+
+
+def test_the_witness_refuses_an_in_sync_set_that_does_not_fit_its_record():
+    w = WitnessMachine(["a", "b", "c"], settings())
+    (vote,) = w.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
+    assert vote.msg.granted and w.isr == ("b", "c")
+    for members in (("b",) * 500, ("x" * 5000,), ("a", "b"), ("b", "b")):
+        (ack,) = w.handle("a", wire.IsrUpdate(1, 1, "a", members, 1), 0.01)
+        assert not ack.msg.granted and w.isr == ("b", "c")
+    w.handle("a", wire.Heartbeat(1000, 1, "a", wire.ROLE_PRIMARY, 0, "", 0, ("y" * 5000,)), 0.02)
+    assert w.epoch == 1 and w.counters["heartbeats_refused"] == 1
+    w.handle("evil", wire.Heartbeat(1000, 1, "evil", wire.ROLE_PRIMARY), 0.02)
+    assert w.epoch == 1 and w.primary == "a" and w.counters["heartbeats_refused"] == 2
+
+
+def test_a_witness_state_that_cannot_be_saved_withholds_the_vote_and_keeps_running(tmp_path, monkeypatch):
+    from test_witness_state import _group
+
+    from replication import node
+
+    cfg = _group(tmp_path)
+    d = node.witness_driver(cfg)
+    sent = []
+    monkeypatch.setattr(d, "perform", sent.append)
+
+    def full(path, state):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node, "save_witness_state", full)
+    try:
+        d.machine.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
+        d.run_once(0)
+        assert sent == [] and d.counters["state_save_failed"] == 1
+    finally:
+        d.close()
