@@ -110,6 +110,10 @@ def group_status(cfg: Any, timeout: float = 1.0, key: str = "") -> dict[str, Any
     """``{name: status dict}`` for every node and the witness (``role: unreachable`` if silent)."""
     from . import wire
 
+    if cfg.keys_dir and not key:
+        from .security import default_operator_key
+
+        key = default_operator_key(cfg)
     out: dict[str, Any] = {}
     targets = {n: s.endpoint for n, s in cfg.nodes.items()}
     if cfg.witness:
