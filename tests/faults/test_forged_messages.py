@@ -142,6 +142,11 @@ def test_open_group_refuses_forged_peer_witness_and_operator_messages(group):
         # ... and in-sync sets that do not fit the witness's record (5 KB of names).
         forge(g, "witness", [wire.IsrUpdate(epoch, 0, "a", ("b",) * 1000, 99)])
         forge(g, "witness", [wire.IsrUpdate(epoch, 0, "evil", ("x" * 5000,), 99)], evil)
+        acked |= flow(c, n, n)
+        st = g.status()
+        assert st["a"]["role"] == "primary" and st["a"]["epoch"] == epoch, st["a"]
+        assert (st["witness"]["epoch"], st["witness"]["primary"]) == (epoch, "a"), st["witness"]
+        assert st["b"]["role"] == "standby" and st["b"]["epoch"] == epoch, st["b"]
         wait_refused(
             g,
             {
@@ -153,11 +158,6 @@ def test_open_group_refuses_forged_peer_witness_and_operator_messages(group):
                 ("witness", "role"): 2,
             },
         )
-        acked |= flow(c, n, n)
-        st = g.status()
-        assert st["a"]["role"] == "primary" and st["a"]["epoch"] == epoch, st["a"]
-        assert (st["witness"]["epoch"], st["witness"]["primary"]) == (epoch, "a"), st["witness"]
-        assert st["b"]["role"] == "standby" and st["b"]["epoch"] == epoch, st["b"]
 
         # Finding 2: b is down while a acknowledges orders solo; a Promote from a plain client is
         # queued for b before it starts, so b reads it first: it must not promote a shorter history.
@@ -233,6 +233,11 @@ def test_curve_group_refuses_forgeries_from_client_keys_and_peer_keys_claiming_o
             g, "a", [wire.Request(8, 1, cmd), wire.Request(7, 1, cmd)], key="client-desk", wait=2.0
         )
         assert [type(m) for m in answers] == [wire.Reply] and answers[0].client_id == 7, answers
+        acked |= flow(c, n, n)
+        st = g.status()
+        assert st["a"]["role"] == "primary" and st["a"]["epoch"] == epoch, st["a"]
+        assert st["b"]["role"] == "standby" and st["b"]["epoch"] == epoch, st["b"]
+        assert (st["witness"]["epoch"], st["witness"]["primary"]) == (epoch, "a"), st["witness"]
         wait_refused(
             g,
             {
@@ -245,11 +250,6 @@ def test_curve_group_refuses_forgeries_from_client_keys_and_peer_keys_claiming_o
                 ("a", "client_id"): 1,
             },
         )
-        acked |= flow(c, n, n)
-        st = g.status()
-        assert st["a"]["role"] == "primary" and st["a"]["epoch"] == epoch, st["a"]
-        assert st["b"]["role"] == "standby" and st["b"]["epoch"] == epoch, st["b"]
-        assert (st["witness"]["epoch"], st["witness"]["primary"]) == (epoch, "a"), st["witness"]
         g.wait_for(lambda s: s["b"].get("last_seq") == s["a"].get("last_seq"), what="b replicated")
     finally:
         c.close()

@@ -139,3 +139,30 @@ def test_a_witness_state_that_cannot_be_saved_withholds_the_vote_and_keeps_runni
         assert sent == [] and d.counters["state_save_failed"] == 1
     finally:
         d.close()
+
+
+def test_a_late_fence_from_a_deposed_primary_changes_nothing():
+    """The Fence guard (``standby.on_fence``): the policy lets a Fence through only from a node
+    naming its recipient; the standby then ignores one of an older epoch. A deposed primary's
+    late Fence, cutting to seq 0, reaches a standby of the newer epoch: nothing changes."""
+    from replication.trust import Policy
+
+    net = group("sync", n_standbys=2)
+    c = add_client(net, b"c1", 7, ["a", "b", "c"])
+    net.run_until(lambda: net.machines["b"].joined and net.machines["c"].joined)
+    submit(net, c, 1, 10)
+    net.run_until(lambda: len(acked(net)) == 10)
+    net.down.add("a")
+    net.run_until(lambda: any(net.machines[n].is_primary for n in "bc") and not c.pending, 2.0)
+    new = next(n for n in "bc" if net.machines[n].is_primary)
+    other = "c" if new == "b" else "b"
+    net.run_until(lambda: net.machines[other].joined and net.machines[other].leader == new)
+    follower = net.machines[other]
+    before = (follower.epoch, follower.replica.seq, follower.replica.digest, follower.leader)
+    assert before[0] == 2 and before[1] == 10
+    late = wire.Fence(1, 0, other)
+    assert Policy(other, "abc").check(Policy(other, "abc").identify(b"peer:a"), late) is None
+    net.down.discard("a")
+    assert follower.handle("a", late, net.now) == []
+    assert (follower.epoch, follower.replica.seq, follower.replica.digest, follower.leader) == before
+    assert net.machines[other].journal.last_seq == 10
