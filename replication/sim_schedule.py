@@ -76,6 +76,8 @@ class Schedule:
     # the group to regain its redundancy, so a fail-over can be hit by the next fault while it is
     # under way (a crash during a catch-up, a witness crash during a vote, two nodes down).
     overlap: bool = False
+    # Forged peer, witness and operator messages an outsider sends during the fault phase (sim_forge).
+    forge: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -88,7 +90,7 @@ class Schedule:
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
             f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
-            f"bundle={self.bundle} overlap={self.overlap} faults=[{faults}]"
+            f"bundle={self.bundle} overlap={self.overlap} forge={self.forge} faults=[{faults}]"
         )
 
 
@@ -130,6 +132,8 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         bundle=rng.choice((1, 1, 8, 24)),
         # Last again: a third of the schedules overlap their faults.
         overlap=rng.random() < 1 / 3,
+        # Last again: a quarter of the schedules have an outsider forging messages.
+        forge=rng.choice((0, 0, 0, 24)),
     )
 
 
