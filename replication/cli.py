@@ -220,6 +220,11 @@ def promote_risk(st: dict[str, Any], target: str, mode: str) -> str:
     me = st.get(target, {})
     if "last_seq" not in me:
         return f"{target} does not answer"
+    serving = [n for n, s in st.items() if n != target and s.get("role") in ("primary", "draining")]
+    if serving:
+        # A live primary keeps acknowledging until it hears of the new epoch: a planned move
+        # is a switchover (nothing lost); promote is for a primary that is gone.
+        return f"{serving[0]} is primary and answers (use switchover)"
     heard = [
         (s["epoch"], _role_code(s["role"]), s["last_seq"], s.get("commit", 0), tuple(s.get("isr", ())))
         for n, s in st.items()

@@ -281,9 +281,10 @@ class WitnessMachine:
 
     def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
         """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""
-        if self.settings.mode == "sync" and self.epoch > 0 and self.isr is None:
+        if self.settings.mode == "sync" and (self.epoch > 0 or m.epoch > 1) and self.isr is None:
             # Restarted without our state and not yet told the ISR by a live primary:
-            # any standby may have missed acknowledged orders. Safe, not live.
+            # any standby may have missed acknowledged orders. Safe, not live. (A candidate
+            # for epoch 2 or later says an epoch ran before, even when no heartbeat told us yet.)
             return (
                 f"the in-sync set of epoch {self.epoch} is unknown here (witness restarted without "
                 "its state file): no automatic promotion; an operator may `matchcore promote`"

@@ -166,3 +166,14 @@ def test_a_late_fence_from_a_deposed_primary_changes_nothing():
     assert follower.handle("a", late, net.now) == []
     assert (follower.epoch, follower.replica.seq, follower.replica.digest, follower.leader) == before
     assert net.machines[other].journal.last_seq == 10
+
+
+def test_a_witness_restarted_without_state_refuses_a_later_epoch_before_any_heartbeat():
+    """A candidate for epoch 2 says epoch 1 ran: a witness that lost its state file (epoch 0, in-sync
+    set unknown) must not grant it just because no heartbeat reached it yet."""
+    w = WitnessMachine(["a", "b"], settings())
+    (vote,) = w.handle("b", wire.VoteRequest(2, 200, "b", 1), 0.0)
+    assert not vote.msg.granted and "in-sync set" in vote.msg.reason
+    fresh = WitnessMachine(["a", "b"], settings())
+    (first,) = fresh.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
+    assert first.msg.granted  # a group's very first epoch needs no history
