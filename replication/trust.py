@@ -191,7 +191,7 @@ class Policy:
             return key if key.role in (OPERATOR, CLIENT) else Identity(UNKNOWN, str(user_id))
         named = self._peer_identity(peer)
         if named.role == UNKNOWN or named != key:
-            return Identity(UNKNOWN, f"{peer} with key {user_id}")
+            return Identity(UNKNOWN, f"peer:{peer[:32]} with key {user_id}")
         return named
 
     def _peer_identity(self, peer: str) -> Identity:
@@ -202,7 +202,7 @@ class Policy:
         return Identity(UNKNOWN, "peer:" + peer[:32])
 
     def _key_identity(self, user_id: str) -> Identity:
-        """A ZAP User-Id (``security.user_id``) as an identity; anything unexpected is unknown."""
+        """A ZAP User-Id (``security.user_ids``) as an identity; anything unexpected is unknown."""
         role, _, name = user_id.partition(":")
         if role == NODE and name in self.nodes:
             return Identity(NODE, name)
@@ -227,10 +227,10 @@ class Policy:
             return self._check_names(who.name, msg)
         if who.role == WITNESS_ROLE and typ in RECIPIENT_NAMED:
             if msg.node != self.me:  # type: ignore[attr-defined]
-                return Refusal("name", f"{typ.__name__} from the witness names {msg.node!r}, not us")  # type: ignore[attr-defined]
+                return Refusal("name", f"{typ.__name__} from the witness names {msg.node[:32]!r}, not us")  # type: ignore[attr-defined]
             return self._check_set(getattr(msg, "isr", None) or getattr(msg, "members", None) or ())
         if typ is wire.Switchover and msg.target not in self.nodes:  # type: ignore[attr-defined]
-            return Refusal("name", f"switchover to {msg.target!r}, not a node of the group")  # type: ignore[attr-defined]
+            return Refusal("name", f"switchover to {msg.target[:32]!r}, not a node of the group")  # type: ignore[attr-defined]
         if who.client_id and typ in (wire.Request, wire.Requests):
             return self._check_client_id(who, msg)
         return None
@@ -239,9 +239,9 @@ class Policy:
         """A node's message: the names it carries are the sender's, the recipient's, or nodes'."""
         typ = type(msg)
         if typ in SENDER_NAMED and msg.node != sender:  # type: ignore[attr-defined]
-            return Refusal("name", f"{typ.__name__} from {sender} names {msg.node!r}")  # type: ignore[attr-defined]
+            return Refusal("name", f"{typ.__name__} from {sender} names {msg.node[:32]!r}")  # type: ignore[attr-defined]
         if typ in RECIPIENT_NAMED and msg.node != self.me:  # type: ignore[attr-defined]
-            return Refusal("name", f"{typ.__name__} from {sender} is for {msg.node!r}, not {self.me}")  # type: ignore[attr-defined]
+            return Refusal("name", f"{typ.__name__} from {sender} is for {msg.node[:32]!r}, not {self.me}")  # type: ignore[attr-defined]
         if typ is wire.Heartbeat:
             if msg.leader and msg.leader not in self.nodes:  # type: ignore[attr-defined]
                 return Refusal("name", f"heartbeat from {sender} names leader {msg.leader[:32]!r}")  # type: ignore[attr-defined]
