@@ -240,3 +240,12 @@ def test_policy_for_a_group_file():
 )
 def test_promote_gap(mode, heard, want):
     assert trust.promote_gap("b", 100, 1, heard, mode) == want
+
+
+def test_identities_are_remembered_within_a_bound():
+    p = Policy("a", NODES)
+    assert p.identify(b"peer:b") is p.identify(b"peer:b")
+    for i in range(trust.IDENTITY_CACHE + 10):
+        p.identify(i.to_bytes(5, "big"))
+    assert len(p._known) <= trust.IDENTITY_CACHE
+    assert p.identify(b"peer:b") == Identity(NODE, "b")
