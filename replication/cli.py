@@ -268,11 +268,14 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 def _cmd_keys(args: argparse.Namespace) -> int:
     from .config import load
-    from .security import create_keys
+    from .security import create_keys, user_ids
 
     cfg = load(args.config)
     made = create_keys(cfg)
     print(f"keys in {cfg.keys_dir}: created {', '.join(made) if made else 'none (all present)'}")
+    # Who may connect, as each process will know it (a key file for each, or the group file's key).
+    for key, user in sorted(user_ids(cfg).items(), key=lambda kv: kv[1]):
+        print(f"  {user:<24} {key.decode()}")
     return 0
 
 

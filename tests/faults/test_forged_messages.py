@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -86,6 +88,16 @@ def forge(g, target, msgs, routing_id=b"", key="", wait=0.2):
         return answers
     finally:
         s.close(0)
+
+
+def cli(g, *args):
+    """``matchcore ARGS --config <the group file>`` as a process; its CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "replication.cli", *args, "--config", g.path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def refused(st, name, code):
@@ -251,6 +263,15 @@ def test_curve_group_refuses_forgeries_from_client_keys_and_peer_keys_claiming_o
             },
         )
         g.wait_for(lambda s: s["b"].get("last_seq") == s["a"].get("last_seq"), what="b replicated")
+        # The operator CLI with a client's key: status is anyone's, promote (even --force) is not.
+        out = cli(g, "status", "--json", "--key", "client-desk")
+        assert json.loads(out.stdout)["a"]["auth"] == "curve", out.stderr
+        out = cli(g, "promote", "--node", "b", "--force", "--key", "client-desk")
+        assert out.returncode == 1 and "no answer" in out.stderr, out.stdout + out.stderr
+        out = cli(g, "status", "--key", "operator-ops")
+        assert out.stdout.startswith("auth: curve"), out.stdout + out.stderr
+        st = g.wait_for(lambda s: refused(s, "b", "role") >= 3, what="b refused the client's Promote")
+        assert st["b"]["role"] == "standby" and st["a"]["role"] == "primary"
     finally:
         c.close()
     assert len(acked) == 2 * n

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -20,21 +18,11 @@ zmq = pytest.importorskip("zmq")
 
 from replication.demo import Group  # noqa: E402
 
-from .test_forged_messages import check_nothing_lost, flow  # noqa: E402
+from .test_forged_messages import check_nothing_lost, cli, flow  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
 SCALE = int(os.environ.get("MATCHCORE_FAULT_SCALE", "1"))
-
-
-def cli(g, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "replication.cli", *args, "--config", g.path],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
 
 
 def test_promote_with_a_witness_that_cannot_decide_loses_nothing():
