@@ -258,7 +258,7 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """
         if self.role != wire.ROLE_STANDBY:
             return [Send(src, self.status_message())]
-        refusal = self.promote_refusal()
+        refusal = self.promote_refusal(now)
         if refusal and not m.force:
             self.count("promotes_refused")
             log.warning(
@@ -271,8 +271,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             log.error("promote_forced node=%s may_lose=%s", self.name, refusal)
         return self.promote(now, "operator") + [Send(src, self.status_message())]
 
-    def promote_refusal(self) -> str:
-        """Why an operator promotion might lose acknowledged orders ("" if it cannot, as far as we know)."""
+    def promote_refusal(self, now: float) -> str:
+        """Why an operator promotion might lose acknowledged orders ("" if it cannot, as far as we know).
+
+        Also refused while our primary is alive: it would go on acknowledging until our
+        heartbeat reaches it, and the witness, which did not grant our epoch, could grant
+        it again. A planned move is a switchover."""
         heard = [(hb.epoch, hb.role, hb.seq, hb.commit, hb.isr) for hb in self.peer_info.values()]
         if not heard:
             return "heard from no peer since start: what the group acknowledged is unknown here"
@@ -281,6 +285,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             return f"epoch {newer} exists (we are at {self.epoch}): its acknowledged orders are unknown here"
         if needed:
             return f"acknowledged up to seq {needed}, we hold {self.replica.seq}: {needed - self.replica.seq} would be lost"
+        if self.leader and self.leader != self.name and not self.leader_dead(now):
+            return f"primary {self.leader} is alive (a planned move is a switchover)"
         return ""
 
     def tick(self, now: float) -> list:

@@ -177,3 +177,18 @@ def test_a_witness_restarted_without_state_refuses_a_later_epoch_before_any_hear
     fresh = WitnessMachine(["a", "b"], settings())
     (first,) = fresh.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
     assert first.msg.granted  # a group's very first epoch needs no history
+
+
+def test_a_standby_whose_primary_is_alive_refuses_promote_unless_forced():
+    net, c = started()
+    submit(net, c, 1, 5)
+    net.run_until(lambda: len(acked(net)) == 5)
+    net.run(0.01)
+    b = net.machines["b"]
+    assert b.replica.seq == 5  # caught up: only the live primary stands in the way
+    body = promote(net, "b")
+    assert "primary a is alive" in body["promote_refused"] and not b.is_primary
+    body = promote(net, "b", force=True)
+    assert body["role"] == "primary" and b.epoch == 2
+    net.run(0.05)
+    assert not net.machines["a"].is_primary  # it heard the new epoch and stepped down
