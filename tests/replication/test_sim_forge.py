@@ -45,11 +45,12 @@ def test_random_schedules_with_an_outsider():
 
 def test_checker_catches_an_admitted_forgery(monkeypatch):
     """A policy that admits everything: the forgeries reach the machines and the checker says so."""
+    sched = replace(FORGED, seed=15)
+    assert run_schedule(sched).forged_refused > 0  # with the policy: every rule holds
     monkeypatch.setattr(trust.Policy, "check", lambda self, who, msg: None)
-    sim = Sim(FORGED).run()
-    rep = check_sim(sim)
+    rep = check_sim(Sim(sched).run())
     assert any(v.startswith("trust: a forgery was admitted") for v in rep.violations), rep.violations
-    assert rep.lost > 0  # and they do harm: acknowledged orders lost (this seed: 5)
+    assert rep.lost > 0  # and they do harm: acknowledged orders lost (this seed: 19)
 
 
 def test_checker_catches_a_refused_message_of_the_group(monkeypatch):
