@@ -8,7 +8,7 @@ EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.p
 	replication/_client_fast.pyx \
 	setup.py pyproject.toml
 
-.PHONY: all venv build test test-long demo bench lint clean
+.PHONY: all venv build test test-long test-faults demo bench lint clean
 
 all: test
 
@@ -33,6 +33,11 @@ test: build
 
 test-long: build
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests
+
+# The fault suite on real processes at full size (forged messages, full disks, flipped
+# bytes, partitions, floods); `make test` runs the same tests at scale 1.
+test-faults: build
+	MATCHCORE_FAULT_SCALE=20 $(PY) -m pytest -q -p no:cacheprovider tests/faults
 
 demo: build
 	$(VENV)/bin/matchcore demo

@@ -21,6 +21,8 @@ try:
         lambda st: st.get("a", {}).get("role") == "primary" and st.get("b", {}).get("joined"),
         what="a primary with a joined standby",
     )
+    # client_id: distinct per live client. The Client opens a session for it, and a second
+    # live Client with the same id would fence this one (its next call: SessionFenced).
     with Client.from_config(group.path, client_id=1) as client:
         print(client.submit(instrument=1, id=1, side="sell", price=1251, qty=100))
         print(client.submit(instrument=1, id=2, side="buy", price=1251, qty=40))

@@ -39,6 +39,7 @@ try:
     with open(routes, "w", encoding="utf-8") as f:
         f.write(ROUTES.format(g1=g1.path, g2=g2.path))
 
+    # One session per group for this client id: the id must be this router's alone.
     with Router.from_file(routes, client_id=1) as router:
         for instrument in (1, 2, 3):
             oid = 10 * instrument  # order ids are unique within a group, across its instruments

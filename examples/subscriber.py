@@ -28,9 +28,11 @@ try:
     reader = threading.Thread(
         target=subscribe,
         args=(load(group.path),),
-        kwargs={"node": "a", "count": 3, "idle_timeout": 10.0, "out": stream},
+        kwargs={"node": "a", "count": 4, "idle_timeout": 10.0, "out": stream},
     )
     reader.start()
+    # A client id is held by one live client at a time: the Client opens a session (entry 1
+    # of the stream), and a second live Client with the same id would fence this one.
     with Client.from_config(group.path, client_id=2) as client:
         time.sleep(0.3)  # PUB/SUB joins late (ZeroMQ's slow joiner): let it connect first
         client.submit(instrument=1, id=1, side="sell", price=1251, qty=100)

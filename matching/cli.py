@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from . import codes
+from .commands import unknown_keys
 from .events import Rejected, event_dict
 
 # Reasons that mean the line itself was malformed, as opposed to a well-formed
@@ -72,7 +73,9 @@ def replay(
         for ev in engine.apply(cmd):
             if isinstance(ev, Rejected) and ev.reason in MALFORMED_REASONS:
                 bad += 1
-                print(f"line {n + 1}: invalid command ({ev.reason}): {text[:200]}", file=err)
+                unknown = unknown_keys(cmd) if isinstance(cmd, dict) else []
+                why = f"{ev.reason}: unknown key(s) {', '.join(unknown)}" if unknown else ev.reason
+                print(f"line {n + 1}: invalid command ({why}): {text[:200]}", file=err)
             out.write(json.dumps({"cmd": n, **event_dict(ev)}) + "\n")
     if depth:
         for instrument in engine.instruments():
@@ -93,19 +96,34 @@ def replay(
     return bad
 
 
+# Exit codes of ``replay``: every line was a valid command; some were not (each is
+# reported on stderr, and replay went on); the file could not be read at all.
+EXIT_OK, EXIT_INVALID_LINES, EXIT_NO_INPUT = 0, 1, 2
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     if args.file == "-":
-        replay(sys.stdin, sys.stdout, sys.stderr, args.depth, args.reference)
+        bad = replay(sys.stdin, sys.stdout, sys.stderr, args.depth, args.reference)
     else:
-        with open(args.file, encoding="utf-8") as f:
-            replay(f, sys.stdout, sys.stderr, args.depth, args.reference)
-    return 0
+        try:
+            f = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            print(f"matchcore replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_NO_INPUT
+        with f:
+            bad = replay(f, sys.stdout, sys.stderr, args.depth, args.reference)
+    return EXIT_INVALID_LINES if bad else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matchcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("replay", help="apply a JSON-lines command log and print the events")
+    p = sub.add_parser(
+        "replay",
+        help="apply a JSON-lines command log and print the events",
+        description="Apply a JSON-lines command log to a fresh engine and print one JSON event per line. "
+        "Exit status: 0 all lines valid, 1 some lines invalid (reported on stderr), 2 file unreadable.",
+    )
     p.add_argument("file", help="command log, one JSON command per line ('-' for stdin)")
     p.add_argument("--depth", action="store_true", help="then print every book and the digest")
     p.add_argument("--reference", action="store_true", help="use the plain-Python reference engine")

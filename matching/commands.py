@@ -5,7 +5,8 @@ those of ``codes.COMMAND_DTYPE`` (a tuple in that field order, or a row of a
 NumPy array of that dtype). This module is the only place that reads the
 human-readable form: it never raises on bad content, but encodes what is
 wrong (an unknown op or side is code 255; a field of the wrong type sets
-``BAD_FIELD``; an integer that does not fit its C type sets ``OUT_OF_RANGE``)
+``BAD_FIELD``, and so does a key the op does not know, see
+``COMMAND_KEYS``; an integer that does not fit its C type sets ``OUT_OF_RANGE``)
 so that the engine, not the parser, rejects the command with a reason.
 """
 
@@ -37,6 +38,45 @@ class CommandRecord(NamedTuple):
     stp: int = codes.STP_NONE
     post_only: int = 0
     flags: int = 0
+
+
+# The keys each op knows. A key outside its op's set is a typo or a feature this
+# engine does not have (``dispaly_qty``); running the command without it would
+# do something the sender did not ask for (a fully visible "iceberg"), so the
+# command is rejected with ``bad_field`` instead.
+COMMAND_KEYS: dict[int, frozenset[str]] = {
+    codes.OP_NEW: frozenset(
+        (
+            "op",
+            "instrument",
+            "id",
+            "side",
+            "type",
+            "price",
+            "qty",
+            "tif",
+            "account",
+            "post_only",
+            "display_qty",
+            "stp",
+        )
+    ),
+    codes.OP_CANCEL: frozenset(("op", "instrument", "id")),
+    codes.OP_REPLACE: frozenset(("op", "instrument", "id", "price", "qty")),
+    codes.OP_MASS_CANCEL: frozenset(("op", "id", "account", "instrument")),
+}
+
+
+def unknown_keys(d: Mapping) -> list[str]:
+    """The keys of command dict ``d`` that its op does not know, sorted.
+
+    ``[]`` when every key is known, or when the op itself is unknown (that
+    command is rejected as ``invalid_op`` whatever its keys). O(len(d)).
+    """
+    known = COMMAND_KEYS.get(_Reader(d).code("op", codes.OP_NAMES, None))
+    if known is None:
+        return []
+    return sorted(str(k) for k in d if k not in known)
 
 
 class _Reader:
@@ -94,6 +134,8 @@ def command_record(d: Any) -> CommandRecord:
         return CommandRecord()
     r = _Reader(d)
     op = r.code("op", codes.OP_NAMES, None)
+    if op in COMMAND_KEYS and not COMMAND_KEYS[op].issuperset(d):
+        r.flags |= codes.BAD_FIELD  # an unknown key (see COMMAND_KEYS): never run without it
     id_ = r.integer("id", 0, UINT64_MAX)
     if op == codes.OP_MASS_CANCEL:
         account = r.integer("account", 0, UINT64_MAX, codes.HAS_ACCOUNT)

@@ -17,6 +17,7 @@ Layers
 ``failover``     ``NodeMachine``: one node, owning the replica and switching roles;
                  heartbeats, promotion through the witness, switchover, fencing.
 ``witness``      ``WitnessMachine``: grants at most one promotion per epoch.
+``session``      client sessions: request-id layout, the open request, ``SessionFenced``.
 ``client_core``  ``ClientCore``: pending requests, re-send on fail-over.
 ``node``         the thin ZeroMQ driver that runs the machines in a process.
 ``client``       ``Client``: the blocking / pipelined user-facing client over ZeroMQ.
@@ -91,7 +92,9 @@ connection loss may be signalled as ``handle(peer, wire.PeerDown(peer), now)``
 
 from __future__ import annotations
 
-__all__ = ["Client", "Router"]
+from .session import SessionFenced
+
+__all__ = ["Client", "Router", "SessionFenced"]
 
 
 def __getattr__(name: str):

@@ -5,13 +5,15 @@ import numpy.typing as npt
 
 from .wire import Reply
 
+SESSION_RANGE: bool
+
 class ReplyBlock:
     """The replies of one ``Replies`` frame, parsed into a C array."""
 
     answered: int
     def __len__(self) -> int: ...
-    def all_ok(self, client_id: int) -> bool:
-        """Whether every reply is an ``OK`` to ``client_id``. O(n)."""
+    def all_ok(self, client_id: int, lo: int = 0, hi: int = 2**64 - 1) -> bool:
+        """Whether every reply is an ``OK`` to ``client_id`` for a request id in ``lo .. hi - 1``. O(n)."""
     def pop_answered(self, pending: dict) -> int:
         """Pop each reply's request id from ``pending``; how many were not there. Call once. O(n)."""
     def replies(self) -> tuple[Reply, ...]:

@@ -37,6 +37,7 @@ cdef Py_ssize_t BUNDLED = wire._BUNDLED_REPLY.size  # client_id, request_id, sta
 cdef int REPLIES_TYPE = wire.Replies.TYPE
 cdef int VERSION = wire.VERSION
 cdef int OK = wire.OK
+SESSION_RANGE = True  # all_ok takes the session's id range (client.py refuses an older build)
 
 _Reply = wire.Reply
 _DecodeError = wire.DecodeError
@@ -91,11 +92,14 @@ cdef class ReplyBlock:
     def __len__(self):
         return self.n
 
-    def all_ok(self, uint64_t client_id):
-        """Whether every reply is an ``OK`` to ``client_id`` (the case ``ClientCore`` batches). O(n)."""
+    def all_ok(self, uint64_t client_id, uint64_t lo=0, uint64_t hi=0xFFFFFFFFFFFFFFFF):
+        """Whether every reply is an ``OK`` to ``client_id`` for a request id in ``lo .. hi - 1``
+        (the case ``ClientCore`` batches: its session's ids). O(n)."""
         cdef Py_ssize_t i
+        cdef rec_t *r
         for i in range(self.n):
-            if self.recs[i].status != OK or self.recs[i].client_id != client_id:
+            r = &self.recs[i]
+            if r.status != OK or r.client_id != client_id or r.request_id < lo or r.request_id >= hi:
                 return False
         return True
 

@@ -145,6 +145,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
             f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}"
         )
+        for key in ("error", "damaged"):  # a failed or damaged journal: why this node does not serve
+            if s.get(key):
+                print(f"{'':<10}{key}: {s[key]}")
     return 0
 
 
@@ -391,6 +394,29 @@ def add_subcommands(subparsers: Any) -> None:
 
     _add_chaos(subparsers)
     _add_route(subparsers)
+    for p in subparsers.choices.values():
+        func = p.get_default("func")
+        if func is not None:
+            p.set_defaults(func=_config_errors_as_one_line(func))
+
+
+# Exit status of any subcommand given a group file it cannot use (see config.ConfigError).
+EXIT_BAD_CONFIG = 2
+
+
+def _config_errors_as_one_line(func: Any) -> Any:
+    """Wrap a subcommand so a bad group file ends in one clear line and exit 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .config import ConfigError
+
+        try:
+            return func(args)
+        except ConfigError as exc:
+            print(f"matchcore {args.command}: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+
+    return run
 
 
 def _add_chaos(subparsers: Any) -> None:

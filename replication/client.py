@@ -6,7 +6,10 @@ named tuples), a pipelined API for throughput (``send`` + ``poll``,
 ``submit_many``), a column-wise pipelined API with no Python object per
 order (``send_batch`` + ``poll_batch``: NumPy command records in, NumPy
 columns and an ``EVENT_DTYPE`` array out), and fail-over with re-sending,
-all delegated to the sans-IO ``client_core.ClientCore``. ``Replies`` bundles
+all delegated to the sans-IO ``client_core.ClientCore``. A ``Client`` opens
+a session when it is made (its client id's next session: any older session
+of the id is fenced, and this one is fenced by the next open of the id, its
+calls then raising ``SessionFenced``). ``Replies`` bundles
 are decoded by ``_client_fast`` when it is built (its answers stay in C
 records until a caller asks for objects), else by ``wire.decode``. Not for: routing between groups by
 instrument (one ``Client`` talks to one group) or threads (one ``Client`` per
@@ -15,6 +18,7 @@ thread: its sockets belong to the thread that made it).
 
 from __future__ import annotations
 
+import secrets
 import select
 import time
 from collections.abc import Iterable, Mapping
@@ -29,11 +33,12 @@ from .client_core import ClientCore, Done
 from .config import load
 from .monitor import drain_disconnects
 from .node import tune_dealer
+from .session import SessionFenced
 
 try:
-    from ._client_fast import ReplyBlock, decode_replies, gather
-except ImportError:  # not built: every frame goes through wire.decode
-    decode_replies = gather = None
+    from ._client_fast import SESSION_RANGE, ReplyBlock, decode_replies, gather
+except ImportError:  # not built (or built before sessions): every frame goes through wire.decode
+    decode_replies = gather = SESSION_RANGE = None
 
 MAX_BUNDLE = 1024  # requests per Requests frame
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum object per check
@@ -53,8 +58,9 @@ def pack_commands(commands: Iterable[Mapping | tuple]) -> list[bytes]:
 class ReplyBatch(NamedTuple):
     """Finished requests as columns (:meth:`Client.poll_batch`), a row per request in arrival order.
 
-    ``status`` is ``wire.OK`` or ``wire.EXPIRED`` (an expired request has no
-    events and was not executed again). ``events`` holds every row's events
+    ``status`` is ``wire.OK``, ``wire.EXPIRED`` (an expired request has no
+    events and was not executed again) or ``wire.FENCED`` (never executed: a
+    newer session holds the client id). ``events`` holds every row's events
     as ``matching.EVENT_DTYPE`` records, row by row, each with ``cmd`` set to
     its row, as ``Engine.apply_batch`` numbers its commands;
     ``matching.events_from_array`` turns a row's slice into the named tuples
@@ -107,14 +113,18 @@ class Client(EngineCalls):
     endpoints : dict
         Node name -> ZeroMQ endpoint, in group-file order.
     client_id : int
-        Positive; identifies this client in the replicated dedupe table.
+        Positive; identifies this client in the replicated dedupe table. One
+        live client per id: making a ``Client`` opens a new session of the id,
+        which fences any older one (its next call raises ``SessionFenced``).
     timeout : float
         Seconds a blocking call waits for its reply before ``TimeoutError``.
     retry_timeout : float
         Seconds without an answer before re-sending to the next node.
     first_request_id : int or None
-        Defaults to the wall clock in microseconds, so a restarted client with
-        the same id never reuses a request id the group remembers.
+        None (the default): open a session; request ids are then
+        ``session << 40 | counter``, unique across processes and restarts
+        without any clock. An int: no session; ids count from it and the
+        caller keeps them unique for the id (for tests of a bare node).
     keys_dir : str
         CURVE keys directory of the group ("" = plaintext); see ``security``.
     cert : str
@@ -134,9 +144,7 @@ class Client(EngineCalls):
         from matching import events_from_bytes
 
         self._events_from_bytes = events_from_bytes
-        if first_request_id is None:
-            first_request_id = time.time_ns() // 1000
-        self.core = ClientCore(client_id, list(endpoints), first_request_id, retry_timeout)
+        self.core = ClientCore(client_id, list(endpoints), first_request_id or 1, retry_timeout)
         self.timeout = timeout
         self.ctx = zmq.Context.instance()
         self.socks: dict[str, zmq.Socket] = {}
@@ -168,6 +176,9 @@ class Client(EngineCalls):
         self._arrived: list[ReplyBlock] = []
         self.last_reply: wire.Reply | None = None
         self.closed = False
+        if first_request_id is None:
+            # The nonce only tells this open's answer (and re-sends) from another's: not a clock.
+            self._perform(self.core.open(secrets.randbits(64) or 1, time.monotonic()))
 
     @classmethod
     def from_config(cls, path: str, client_id: int, **kw: Any) -> Client:
@@ -282,7 +293,27 @@ class Client(EngineCalls):
                     results[r.request_id] = r
             self._arrived.clear()
 
+    def _ready(self) -> None:
+        """Before sending: raise ``SessionFenced`` if a newer session fenced ours; wait for our
+        session's open to be answered (up to ``timeout``)."""
+        core = self.core
+        if core.opening:
+            deadline = time.monotonic() + self.timeout
+            while core.opening:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no group answered the session open of client id {core.client_id}")
+                self._pump(2)
+        if core.fenced:
+            raise SessionFenced(core.client_id, core.session)
+
+    @property
+    def session(self) -> int:
+        """This client's session number (0 while opening, or without a session)."""
+        return 0 if self.core.opening else self.core.session
+
     def _events(self, reply: wire.Reply) -> list:
+        if reply.status == wire.FENCED:
+            raise SessionFenced(self.core.client_id, self.core.session)
         if reply.status == wire.EXPIRED:
             raise RequestExpired(f"request {reply.request_id} is older than the group's dedupe window")
         return self._events_from_bytes(reply.events)
@@ -294,6 +325,7 @@ class Client(EngineCalls):
         from matching.commands import command_record
 
         rec = command_record(command) if isinstance(command, Mapping) else command
+        self._ready()
         rid, outs = self.core.submit(wire.pack_command(rec), time.monotonic())
         self._perform(outs)
         return rid
@@ -303,6 +335,7 @@ class Client(EngineCalls):
         packed = pack_commands(commands)
         if not packed:
             return []
+        self._ready()
         core = self.core
         target = core.primary
         first = core.submit_window(packed, time.monotonic())
@@ -335,6 +368,7 @@ class Client(EngineCalls):
         else:
             records = b"".join(pack_commands(commands))
         core = self.core
+        self._ready()
         if not records:
             return range(core.next_id, core.next_id)
         target, cid = core.primary, core.client_id
@@ -373,10 +407,10 @@ class Client(EngineCalls):
         """Collect finished requests: ``[(request_id, events), ...]`` (waits up to ``timeout`` s for one)."""
         self._wait_any(timeout)
         self._flush()
-        # An expired request raises, once: it leaves the results first, and the
+        # An expired or fenced request raises, once: it leaves the results first, and the
         # other finished requests stay for the next call.
         for rid, r in self.results.items():
-            if r.status == wire.EXPIRED:
+            if r.status in (wire.EXPIRED, wire.FENCED):
                 del self.results[rid]
                 self._events(r)
         out = [(rid, self._events(r)) for rid, r in self.results.items()]
@@ -398,6 +432,8 @@ class Client(EngineCalls):
             if self._arrived:
                 self._flush()
                 continue
+            if self.core.fenced:
+                raise SessionFenced(self.core.client_id, self.core.session)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no reply to request {request_id} within the timeout")
             self._pump(2)

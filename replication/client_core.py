@@ -1,6 +1,11 @@
 """``ClientCore``: the sans-IO heart of the replication client.
 
-For: numbering requests (monotonic per client), tracking the ones not yet
+For: opening a session (``open``: the group gives it the client id's next
+session number, and request ids are ``session << 40 | counter``, never a
+clock: see ``session``), numbering requests within it, checking that every
+reply answers a request of this session it sent (any other is counted as
+``foreign_replies`` and never becomes a result), noticing that a newer
+session fenced this one (``fenced``), tracking the requests not yet
 answered, choosing which node to send to (the believed primary, a leader
 hint from a ``NOT_PRIMARY`` reply, or the next node after a timeout or a
 connection-loss hint), and re-sending every unanswered request to the new
@@ -26,6 +31,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import wire
+from .session import (
+    COUNTER_MASK,
+    OPEN_REQUEST,
+    SESSION_SHIFT,
+    SessionFenced,
+    first_id,
+    open_command,
+    opened_id,
+)
 from .wire import Send
 
 if TYPE_CHECKING:
@@ -38,7 +52,7 @@ NEVER = float("-inf")
 
 @dataclass(slots=True)
 class Done:
-    """Output: request ``request_id`` has its final ``reply`` (status OK or EXPIRED)."""
+    """Output: request ``request_id`` has its final ``reply`` (status OK, EXPIRED or FENCED)."""
 
     request_id: int
     reply: wire.Reply
@@ -86,8 +100,10 @@ class ClientCore:
     nodes : list of str
         Node names in group-file order (the first is tried first).
     first_request_id : int
-        Request ids start here and grow by one; pick it above anything this
-        client id used before (e.g. from a wall clock) after a restart.
+        Request ids start here and grow by one until :meth:`open` opens a
+        session (then they are that session's, from ``session << 40 | 1``).
+        Without a session (session 0) the caller must keep ids unique for the
+        client id; the group never fences such a client until the id opens one.
     retry_timeout : float
         Seconds without any reply from the believed primary (while a request
         to it is unanswered) before it is suspected and every unanswered
@@ -110,6 +126,10 @@ class ClientCore:
         self.client_id = client_id
         self.nodes = list(nodes)
         self.next_id = first_request_id
+        self.session = first_request_id >> SESSION_SHIFT  # 0: none opened
+        self.session_first = first_request_id  # the lowest id this session sends
+        self.opening = 0  # the nonce of the open in flight (0: none)
+        self.fenced = False  # a newer session of this client id fenced this one
         self.retry_timeout = retry_timeout
         self.primary = self.nodes[0]
         self.pending: dict[int, _Pending] = {}  # insertion order == request id order
@@ -121,8 +141,28 @@ class ClientCore:
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
+    def open(self, nonce: int, now: float) -> list:
+        """Open a new session (``nonce``: a non-zero u64 the caller draws, unique to this open):
+        the outputs that send it. Re-sent like any request until answered; meanwhile nothing
+        else may be submitted. The answer sets :attr:`session`; ids restart from its first. O(1)."""
+        if self.pending:
+            raise RuntimeError("open a session before sending requests (or once they are all answered)")
+        cmd = open_command(nonce)
+        self.opening = nonce
+        at = now + self.retry_timeout
+        self.pending[OPEN_REQUEST] = _Pending(cmd, self.primary, now, at)
+        heapq.heappush(self.timers, (at, OPEN_REQUEST))
+        return [Send(self.primary, wire.Request(self.client_id, OPEN_REQUEST, cmd))]
+
+    def _check_submit(self) -> None:
+        if self.fenced:
+            raise SessionFenced(self.client_id, self.session)
+        if self.opening:
+            raise RuntimeError("the session is still opening: wait for its answer before submitting")
+
     def submit(self, command: bytes, now: float) -> tuple[int, list]:
         """Queue one command (a 56-byte record); return its request id and the send."""
+        self._check_submit()
         rid = self.next_id
         self.next_id += 1
         at = now + self.retry_timeout
@@ -164,6 +204,7 @@ class ClientCore:
         return self._window(bytes(records), len(records) // wire.COMMAND_SIZE, now)
 
     def _window(self, commands: Sequence[bytes] | bytes, n: int, now: float) -> int:
+        self._check_submit()
         rid = self.next_id
         if not n:
             return rid
@@ -241,15 +282,34 @@ class ClientCore:
             return []
         if not isinstance(msg, wire.Reply) or msg.client_id != self.client_id:
             self.count("unexpected_messages")
+            if isinstance(msg, wire.Reply):
+                self.count("foreign_replies")  # another client id's: never a result here
             return []
         if isinstance(src, str) and src in self.heard_at and msg.status == wire.OK:
             self.heard_at[src] = now  # the node is alive and serving: see tick()
-        p = self.pending.get(msg.request_id)
+        rid = msg.request_id
+        if (
+            self.opening
+            and rid >> SESSION_SHIFT > self.session
+            and not rid & COUNTER_MASK
+            and msg.status == wire.OK
+        ):
+            return self._opened(src, msg)  # (a session newer than any we had: not an old open's twin)
+        p = self.pending.get(rid)
         if p is None:
-            self.count("late_replies")  # answered already (a re-send's twin): nothing to do
+            self._unmatched(rid)
             return []
         if isinstance(src, str) and src in self.suspect_until:
             self.suspect_until[src] = NEVER
+        if msg.status == wire.FENCED:
+            # A newer session holds our client id: this request was never executed. The
+            # others are still re-sent, so that each learns its fate (first result or FENCED).
+            if not self.fenced:
+                log.warning("client_fenced client=%d session=%d", self.client_id, self.session)
+            self.fenced = True
+            self.count("fenced_replies")
+            del self.pending[rid]
+            return [Done(rid, msg)]
         if msg.status in (wire.OK, wire.EXPIRED):
             del self.pending[msg.request_id]
             if isinstance(src, str) and src != self.primary and msg.status == wire.OK:
@@ -297,6 +357,37 @@ class ClientCore:
                 self._set_timer(rid, q, now + delay)
         return []
 
+    def _opened(self, src: wire.Address, msg: wire.Reply) -> list:
+        """The answer to our open (the group's replies come back on our own connection only):
+        the session number it gives. A twin (an open re-sent) carries the same number."""
+        del self.pending[OPEN_REQUEST]
+        self.opening = 0
+        self.fenced = False
+        self.session = msg.request_id >> SESSION_SHIFT
+        self.next_id = self.session_first = first_id(self.session)
+        if isinstance(src, str) and src in self.nodes:
+            self.primary = src
+            self.suspect_until[src] = NEVER
+        self.count("sessions_opened")
+        log.info("client_session client=%d session=%d", self.client_id, self.session)
+        return []
+
+    def _unmatched(self, rid: int) -> None:
+        """Count a reply that answers no pending request: a re-send's twin of one this session
+        sent and had answered (late, harmless), or one it never sent (foreign: an error)."""
+        if self.session_first <= rid < self.next_id or (self.session and rid == opened_id(self.session)):
+            self.count("late_replies")
+        else:
+            self.count("foreign_replies")
+            if self.counters["foreign_replies"] == 1:  # the counter tells how many; one line tells why
+                log.warning(
+                    "client_foreign_reply client=%d session=%d request=%d (a reply to no request of "
+                    "this session: ignored)",
+                    self.client_id,
+                    self.session,
+                    rid,
+                )
+
     def handle_replies(
         self, src: str, replies: Sequence[wire.Reply], now: float, done: dict[int, wire.Reply]
     ) -> list:
@@ -317,13 +408,18 @@ class ClientCore:
         cid, pending, handle, Reply, OK = self.client_id, self.pending, self.handle, wire.Reply, wire.OK
         pop, heard, suspect = pending.pop, self.heard_at, self.suspect_until
         for reply in replies:
-            if type(reply) is not Reply or reply.status != OK or reply.client_id != cid:
+            if (
+                type(reply) is not Reply
+                or reply.status != OK
+                or reply.client_id != cid
+                or not reply.request_id & COUNTER_MASK  # an open's answer
+            ):
                 _take_done(handle(src, reply, now), done, out)
                 continue
             heard[src] = now
             rid = reply.request_id
             if pop(rid, None) is None:
-                self.count("late_replies")
+                self._unmatched(rid)
                 continue
             suspect[src] = NEVER
             self.primary = src
@@ -340,8 +436,10 @@ class ClientCore:
         nothing changes and False says: use :meth:`handle_replies` on
         ``block.replies()``. O(len(block)).
         """
-        if src not in self.heard_at or not len(block) or not block.all_ok(self.client_id):
+        if src not in self.heard_at or not len(block):
             return False
+        if not block.all_ok(self.client_id, self.session_first, self.next_id):
+            return False  # also when one answers no request of this session: handle_replies sorts it
         late = block.pop_answered(self.pending)
         self.heard_at[src] = now
         if late:

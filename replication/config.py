@@ -5,19 +5,12 @@ For: reading the group TOML whose contract keys are fixed by DESIGN.md
 optional keys with defaults, and deriving the extra ports a process uses.
 Not for: sockets (``node``) or protocol decisions (the machines).
 
-Optional keys (top level; all have defaults)::
-
-    heartbeat_ms = 5          # heartbeat interval
-    timeout_ms = 40           # a peer silent this long is dead
-    suspect_ms = 0            # ... or this long after its connection dropped (the witness still must agree)
-    fsync = "batch"           # none | batch | always
-    snapshot_every = 100000   # entries between journal snapshots (0 = never)
-    journal_retain = 100000   # after a snapshot, entries older than it by more are deleted (-1 = keep all)
-    dedupe_window = 4096      # results remembered per client
-    max_batch = 1024          # requests sequenced per batch
-    catchup_snapshot_lag = 50000  # a joiner further behind gets a snapshot, then the tail
-    switchover_timeout_ms = 3000
-    keys_dir = ""             # CURVE keys (see replication.security; `matchcore keys` makes them)
+Every key the file may hold is listed in ``TOP_LEVEL_KEYS``, ``NODE_KEYS`` and
+``WITNESS_KEYS`` (with its type, unit and default; docs/operations.md has the
+same table). A key or table outside them, a missing required key or a value
+of the wrong type is refused with a :class:`ConfigError` naming the key and
+the file: a typo such as ``[witnes]`` would otherwise leave the group without
+a witness, and so without automatic fail-over.
 
 Identities under CURVE (see ``replication.security`` and ``replication.trust``)::
 
@@ -43,10 +36,11 @@ stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +48,114 @@ else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
 MODES = ("sync", "async")
+FSYNC_POLICIES = ("none", "batch", "always")
+
+
+class ConfigError(ValueError):
+    """A group file that cannot be used. The message names the file and the key; the CLI
+    prints it as one line (no traceback) and exits 2."""
+
+
+class _Key(NamedTuple):
+    """One key a group-file table may hold: its TOML type, whether it must be there, and
+    (for the docs and ``--help``) its unit and default."""
+
+    kind: str  # "str", "int" (an integer), "number" (integer or float), "table"
+    required: bool = False
+    default: Any = None
+    unit: str = ""
+
+
+# The top level of a group file. Times are milliseconds.
+TOP_LEVEL_KEYS: dict[str, _Key] = {
+    "mode": _Key("str", default="sync"),  # sync | async
+    "heartbeat_ms": _Key("number", default=5, unit="ms"),  # heartbeat interval
+    "timeout_ms": _Key("number", default=40, unit="ms"),  # a peer silent this long is dead
+    "suspect_ms": _Key("number", default=0, unit="ms"),  # ... or this long after its connection dropped
+    "fsync": _Key("str", default="batch"),  # none | batch | always
+    "snapshot_every": _Key("int", default=100_000, unit="entries"),  # between journal snapshots (0 = never)
+    "journal_retain": _Key(
+        "int", default=100_000, unit="entries"
+    ),  # kept behind the latest snapshot (-1 = all)
+    "dedupe_window": _Key("int", default=4096, unit="requests"),  # results remembered per client
+    "max_batch": _Key("int", default=1024, unit="requests"),  # sequenced per batch
+    "catchup_snapshot_lag": _Key("int", default=50_000, unit="entries"),  # further behind: snapshot first
+    "switchover_timeout_ms": _Key("number", default=3000, unit="ms"),  # a drain that takes longer aborts
+    "witness_grace_ms": _Key("number", default=0, unit="ms"),  # witness: no votes this long after start
+    "keys_dir": _Key("str", default=""),  # CURVE keys (``matchcore keys`` makes them); "" = open mode
+    "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
+    "witness": _Key("table"),  # [witness]
+    "operators": _Key("table"),  # [operators.NAME]: operator keys (CURVE; see replication.security)
+    "clients": _Key("table"),  # [clients.NAME]: client keys, client_id, accounts (DESIGN.md "Entitlements")
+}
+NODE_KEYS: dict[str, _Key] = {
+    "endpoint": _Key("str", required=True),  # where clients and peers reach the node
+    "journal": _Key("str", required=True),  # its journal directory (relative to the file)
+}
+WITNESS_KEYS: dict[str, _Key] = {
+    "endpoint": _Key("str", required=True),
+    "state": _Key("str", default=""),  # the witness's durable decisions (relative to the file)
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "table":
+        return isinstance(value, dict)
+    if isinstance(value, bool):  # TOML true/false is not a number here
+        return False
+    return isinstance(value, int) or (kind == "number" and isinstance(value, float))
+
+
+def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: str) -> None:
+    """Refuse an unknown key (suggesting the closest known one), a missing required key, or
+    a value of the wrong type, in one table ``where`` of file ``path``."""
+    for key in doc:
+        if key not in keys:
+            near = difflib.get_close_matches(str(key), list(keys), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(keys)})"
+            raise ConfigError(f"{path}: unknown key {where}{key!r}{hint}")
+    for key, spec in keys.items():
+        if key not in doc:
+            if spec.required:
+                raise ConfigError(f"{path}: missing required key {where}{key!r}")
+            continue
+        if not _type_ok(spec.kind, doc[key]):
+            want = {"str": "a string", "int": "an integer", "number": "a number", "table": "a table"}[
+                spec.kind
+            ]
+            raise ConfigError(f"{path}: {where}{key!r} must be {want}, not {doc[key]!r}")
+
+
+def _get(doc: dict[str, Any], key: str) -> Any:
+    """A top-level value, or its schema default."""
+    return doc.get(key, TOP_LEVEL_KEYS[key].default)
+
+
+def validate(doc: dict[str, Any], path: str = "group.toml") -> None:
+    """Check a parsed group file against the schema above; raise :class:`ConfigError`. O(keys)."""
+    _check_table(doc, TOP_LEVEL_KEYS, "", path)
+    if not doc["nodes"]:
+        raise ConfigError(f"{path}: the group file needs at least one [nodes.<name>] table")
+    for name, spec in doc["nodes"].items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: nodes.{name} must be a table [nodes.{name}]")
+        _check_table(spec, NODE_KEYS, f"[nodes.{name}] ", path)
+    if "witness" in doc:
+        _check_table(doc["witness"], WITNESS_KEYS, "[witness] ", path)
+    if doc.get("mode", "sync") not in MODES:
+        raise ConfigError(f"{path}: mode must be one of {', '.join(MODES)}, not {doc['mode']!r}")
+    if doc.get("fsync", "batch") not in FSYNC_POLICIES:
+        raise ConfigError(f"{path}: fsync must be one of {', '.join(FSYNC_POLICIES)}, not {doc['fsync']!r}")
+    for key in ("heartbeat_ms", "timeout_ms"):
+        if doc.get(key, 1) <= 0:
+            raise ConfigError(f"{path}: {key} must be positive, not {doc[key]!r}")
+    for key in ("suspect_ms", "switchover_timeout_ms", "witness_grace_ms", "snapshot_every", "dedupe_window"):
+        if doc.get(key, 0) < 0:
+            raise ConfigError(f"{path}: {key} must not be negative, not {doc[key]!r}")
+    if doc.get("max_batch", 1) < 1:
+        raise ConfigError(f"{path}: max_batch must be at least 1, not {doc['max_batch']!r}")
 
 
 @dataclass
@@ -133,55 +235,54 @@ def load(path: str) -> GroupConfig:
 
     Raises
     ------
-    ValueError
-        On a missing or malformed contract key.
+    ConfigError
+        The file cannot be read, is not TOML (the message gives the line), or
+        breaks the schema (the message names the key). Always names ``path``.
     """
-    with open(path, "rb") as f:
-        doc = tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the group file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(doc, path)
 
 
 def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
-    """Build a ``GroupConfig`` from an already-parsed TOML document."""
-    mode = doc.get("mode", "sync")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    nodes_doc = doc.get("nodes")
-    if not isinstance(nodes_doc, dict) or not nodes_doc:
-        raise ValueError("the group file needs at least one [nodes.<name>] table")
+    """Build a ``GroupConfig`` from an already-parsed TOML document (validated first)."""
+    validate(doc, path)
+    mode = _get(doc, "mode")
+    nodes_doc = doc["nodes"]
     base = os.path.dirname(os.path.abspath(path))
     nodes = {}
     for name, spec in nodes_doc.items():
-        if not isinstance(spec, dict) or "endpoint" not in spec or "journal" not in spec:
-            raise ValueError(f"[nodes.{name}] needs endpoint and journal")
         journal = spec["journal"]
         if not os.path.isabs(journal):
             journal = os.path.join(base, journal)
         nodes[name] = NodeSpec(name, str(spec["endpoint"]), journal)
     witness_doc = doc.get("witness") if isinstance(doc.get("witness"), dict) else {}
     witness = witness_doc.get("endpoint")
-    witness_state = str(witness_doc.get("state", ""))
+    witness_state = str(witness_doc.get("state", WITNESS_KEYS["state"].default))
     if witness_state and not os.path.isabs(witness_state):
         witness_state = os.path.join(base, witness_state)
     s = Settings(mode=mode)
     ms = 0.001
-    s.heartbeat_interval = float(doc.get("heartbeat_ms", 5)) * ms
-    s.heartbeat_timeout = float(doc.get("timeout_ms", 40)) * ms
-    s.suspect_timeout = float(doc.get("suspect_ms", 0)) * ms
+    s.heartbeat_interval = float(_get(doc, "heartbeat_ms")) * ms
+    s.heartbeat_timeout = float(_get(doc, "timeout_ms")) * ms
+    s.suspect_timeout = float(_get(doc, "suspect_ms")) * ms
     s.vote_retry = s.heartbeat_interval
-    s.fsync = str(doc.get("fsync", "batch"))
-    s.snapshot_every = int(doc.get("snapshot_every", 100_000))
-    s.journal_retain = int(doc.get("journal_retain", 100_000))
-    s.dedupe_window = int(doc.get("dedupe_window", 4096))
-    s.max_batch = int(doc.get("max_batch", 1024))
-    s.catchup_snapshot_lag = int(doc.get("catchup_snapshot_lag", 50_000))
-    s.switchover_timeout = float(doc.get("switchover_timeout_ms", 3000)) * ms
-    s.witness_grace = float(doc.get("witness_grace_ms", 0)) * ms
-    if s.fsync not in ("none", "batch", "always"):
-        raise ValueError(f"fsync must be none, batch or always, not {s.fsync!r}")
+    s.fsync = str(_get(doc, "fsync"))
+    s.snapshot_every = int(_get(doc, "snapshot_every"))
+    s.journal_retain = int(_get(doc, "journal_retain"))
+    s.dedupe_window = int(_get(doc, "dedupe_window"))
+    s.max_batch = int(_get(doc, "max_batch"))
+    s.catchup_snapshot_lag = int(_get(doc, "catchup_snapshot_lag"))
+    s.switchover_timeout = float(_get(doc, "switchover_timeout_ms")) * ms
+    s.witness_grace = float(_get(doc, "witness_grace_ms")) * ms
     if s.heartbeat_timeout <= s.heartbeat_interval:
-        raise ValueError("timeout_ms must be larger than heartbeat_ms")
-    keys_dir = str(doc.get("keys_dir", ""))
+        raise ConfigError(f"{path}: timeout_ms must be larger than heartbeat_ms")
+    keys_dir = str(_get(doc, "keys_dir"))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
     cfg = GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
@@ -196,25 +297,25 @@ def _key_tables(doc: dict[str, Any], table: str, path: str) -> dict[str, KeySpec
     out: dict[str, KeySpec] = {}
     tables = doc.get(table, {})
     if not isinstance(tables, dict):
-        raise ValueError(f"{path}: [{table}] must hold [{table}.NAME] tables")
+        raise ConfigError(f"{path}: [{table}] must hold [{table}.NAME] tables")
     for name, spec in tables.items():
         where = f"{path}: [{table}.{name}]"
         if not isinstance(spec, dict):
-            raise ValueError(f"{where} must be a table")
+            raise ConfigError(f"{where} must be a table")
         unknown = sorted(set(spec) - known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})"
             )
         key = spec.get("public_key", "")
         if not isinstance(key, str) or (key and len(key) != 40):
-            raise ValueError(f"{where}: public_key must be a 40-character Z85 CURVE public key")
+            raise ConfigError(f"{where}: public_key must be a 40-character Z85 CURVE public key")
         cid = spec.get("client_id", 0)
         accounts = spec.get("accounts", [])
         if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < 1 << 64:
-            raise ValueError(f"{where}: client_id must be a non-negative integer")
+            raise ConfigError(f"{where}: client_id must be a non-negative integer")
         if not isinstance(accounts, list) or not all(isinstance(a, int) for a in accounts):
-            raise ValueError(f"{where}: accounts must be a list of integers")
+            raise ConfigError(f"{where}: accounts must be a list of integers")
         out[str(name)] = KeySpec(str(name), key, cid, tuple(accounts))
     return out
 
@@ -223,7 +324,7 @@ def pub_endpoint(endpoint: str, offset: int = 100) -> str:
     """The derived stream (PUB) endpoint of a node: same host, port + ``offset``."""
     head, _, port = endpoint.rpartition(":")
     if not port.isdigit():
-        raise ValueError(f"cannot derive a port from {endpoint!r}")
+        raise ConfigError(f"cannot derive a port from {endpoint!r}")
     return f"{head}:{int(port) + offset}"
 
 

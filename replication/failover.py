@@ -27,7 +27,9 @@ from typing import Any
 
 from . import trust, wire
 from .config import Settings
-from .replica import default_engine_factory, recover
+from .diskio import JournalFault
+from .journal_health import JournalHealthMixin
+from .replica import default_engine_factory
 from .sequencer import SequencerMixin
 from .standby import StandbyMixin
 from .wire import Send
@@ -40,7 +42,7 @@ IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 INF = float("inf")
 
 
-class NodeMachine(SequencerMixin, StandbyMixin):
+class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin):
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -85,9 +87,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.perturb_seq = perturb_seq
         self.counters: dict[str, int] = {}
         self._handlers = self._dispatch_table()
-        self.replica = recover(journal, engine_factory, self.settings.dedupe_window)
-        self.replica.perturb_seq = perturb_seq
         meta = journal.load_meta()
+        self.replica = self.open_replica(meta)  # empty if the journal is damaged (journal_health)
         self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
         self.history: list[tuple[int, int]] = [(int(e), int(s)) for e, s in meta.get("history", [])]
         # The epoch this node was promoted into last (0: never). Restarted while still at
@@ -115,6 +116,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         self.held: deque = deque()
         self._reset_primary_state()
         self._reset_standby_state()
+        if self.damaged:
+            self.announce_damage()
         log.info(
             "node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s",
             name,
@@ -131,9 +134,10 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def save_meta(self) -> None:
         self.history = self.trimmed_history()
-        self.journal.save_meta(
-            {"epoch": self.epoch, "history": [list(h) for h in self.history], "led_epoch": self.led_epoch}
-        )
+        meta = {"epoch": self.epoch, "history": [list(h) for h in self.history], "led_epoch": self.led_epoch}
+        if self.damaged:
+            meta["damaged"] = self.damaged  # until repaired: a crash mid-repair comes back damaged
+        self.journal.save_meta(meta)
 
     def trimmed_history(self) -> list[tuple[int, int]]:
         """The epoch history from the epoch holding our journal's first entry (``base_seq + 1``) on.
@@ -196,13 +200,18 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         """Feed one inbound message; return outputs to perform in order."""
+        if self.journal_error:
+            return self.failed_answer(src, msg)
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
         handler = self._handlers.get(type(msg))
         if handler is None:
             self.count("unexpected_messages")
             return []
-        return handler(src, msg, now)
+        try:
+            return handler(src, msg, now)
+        except JournalFault as exc:
+            return self.on_journal_fault(exc)
 
     def handle_requests(self, src: wire.Address, requests: tuple | list, now: float) -> list:
         """Feed a client's ``wire.Requests`` bundle: its ``wire.Request`` messages, in order.
@@ -221,7 +230,10 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             for r in requests:
                 out += handle(src, r, now)
             return out
-        return self.on_requests(src, requests, now)
+        try:
+            return self.on_requests(src, requests, now)
+        except JournalFault as exc:
+            return self.on_journal_fault(exc)
 
     def _dispatch_table(self) -> dict:
         """Message type -> bound handler ``(src, msg, now) -> outputs``."""
@@ -256,6 +268,9 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         Only if it holds what the group acknowledged as far as its peers' heartbeats
         tell (``trust.promote_gap``); ``force`` promotes anyway and logs what may be lost.
         """
+        if self.damaged:
+            log.error("promote_refused node=%s: journal damaged (%s)", self.name, self.damaged)
+            return [Send(src, self.status_message())]
         if self.role != wire.ROLE_STANDBY:
             return [Send(src, self.status_message())]
         refusal = self.promote_refusal(now)
@@ -291,6 +306,14 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
+        if self.journal_error:
+            return []  # silent, as a crashed node (journal_health)
+        try:
+            return self._tick(now)
+        except JournalFault as exc:
+            return self.on_journal_fault(exc)
+
+    def _tick(self, now: float) -> list:
         if self.ticked_at is None:
             self.standby_since = now  # every node starts as a standby
         self.ticked_at = now
@@ -305,6 +328,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             out += self.check_leader(now)
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
+            if self.damaged and not self.leader:
+                return out  # a damaged node is down to the group until a primary takes it back
             hb = self.heartbeat()
             out += [Send(p, hb) for p in self.peers]
             if self.witness:
@@ -358,6 +383,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """
         if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
             return now  # the next batch
+        if self.journal_error:
+            return INF  # tick does nothing any more
         due = self.hb_sent_at + self.settings.heartbeat_interval
         if self.is_primary:
             return min(due, self.primary_due(now))
@@ -367,6 +394,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """When :meth:`check_leader` next acts on its own; mirrors it branch by branch."""
         if self.role != wire.ROLE_STANDBY:
             return INF
+        if self.damaged:
+            return now if self.held else INF
         if not self.leader:
             start = self.want_primary and self.followed_epoch != self.epoch
             if (
@@ -474,6 +503,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
         """Standby: run for promotion when the leader we followed this epoch is gone."""
         if self.role != wire.ROLE_STANDBY:
             return []
+        if self.damaged:
+            return self.refuse_held() if self.held else []  # never a candidate (journal_health)
         if self.want_primary and self.followed_epoch != self.epoch and not self.leader:
             return self.run_for_primary(now, "start")
         if not self.leader and self._followers_waiting(now):
@@ -713,7 +744,12 @@ class NodeMachine(SequencerMixin, StandbyMixin):
 
     def on_handover(self, src: wire.Address, m: wire.Handover, now: float) -> list:
         """Switchover target: the old primary drained into us; take over with the next epoch."""
-        if self.role != wire.ROLE_STANDBY or m.epoch != self.epoch or m.seq != self.replica.seq:
+        if (
+            self.role != wire.ROLE_STANDBY
+            or m.epoch != self.epoch
+            or m.seq != self.replica.seq
+            or self.damaged
+        ):
             log.warning(
                 "handover_refused node=%s from=%s their=(%d,%d) mine=(%d,%d)",
                 self.name,
@@ -763,6 +799,8 @@ class NodeMachine(SequencerMixin, StandbyMixin):
             "candidacy_ms": self.candidacy_ms,
             "epoch_start_seq": self.history[-1][1] if self.history else 1,
             "diverged_at": self.diverged_at,
+            "error": self.journal_error,
+            "damaged": self.damaged,
             "counters": dict(sorted(self.counters.items())),
         }
 

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from . import wire
+from .session import COUNTER_MASK
 
 log = logging.getLogger("matchcore.metrics")
 
@@ -128,7 +129,8 @@ class ReplyTimer:
         self.started.setdefault((msg.client_id, msg.request_id), time.perf_counter())
 
     def on_reply(self, msg: wire.Reply) -> None:
-        t0 = self.started.pop((msg.client_id, msg.request_id), None)
+        rid = msg.request_id if msg.request_id & COUNTER_MASK else 0  # an open's answer names its session
+        t0 = self.started.pop((msg.client_id, rid), None)
         if t0 is not None:
             self.latency.observe(time.perf_counter() - t0)
         if len(self.started) > 1_000_000:  # requests that never got a reply (refused, lost)

@@ -36,6 +36,7 @@ import zmq
 
 from . import trust, wire
 from .config import GroupConfig, pub_endpoint
+from .diskio import JournalFault, describe
 from .monitor import drain_disconnects
 from .witness_state import load_witness_state, save_witness_state
 
@@ -57,6 +58,12 @@ BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wir
 # (about 13% of a loaded primary's CPU). Above a pass's live objects, almost all of them
 # die young and unscanned. Startup objects are frozen out of every scan (gc.freeze).
 GC_THRESHOLD0 = 100_000
+
+
+def _harmless(o: Any) -> bool:
+    """An output that acknowledges nothing: a refusal or a status (all a failed journal lets out)."""
+    msg = getattr(o, "msg", None)
+    return type(msg) is wire.Status or (type(msg) is wire.Reply and msg.status != wire.OK)
 
 
 def _reply_frame(msgs: list) -> bytes:
@@ -175,6 +182,7 @@ class Driver:
         # The witness's durable decisions: saved before any output of a pass that changed them.
         self.state_path = ""
         self.saved_state: dict | None = None
+        self.state_error = ""  # the witness's state file failed: it decides nothing more
         self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
 
     def _log_trust(self) -> None:
@@ -207,6 +215,18 @@ class Driver:
     # -- outputs ----------------------------------------------------------------------
 
     def perform(self, outputs: list) -> None:
+        """Perform outputs in order (see :meth:`_perform`); a failed journal lets only refusals and
+        status out (``journal_health``): nothing that may acknowledge what is not on disk."""
+        journal = self.journal
+        if journal is not None and journal.failed:
+            outputs = [o for o in outputs if _harmless(o)]
+        try:
+            self._perform(outputs)
+        except JournalFault as exc:
+            # Its fdatasync failed: what this pass had not sent yet stays unsent.
+            self._perform(self.machine.on_journal_fault(exc))  # refusals only
+
+    def _perform(self, outputs: list) -> None:
         """Perform outputs in order.
 
         Durability rule: the machine has written (not yet fsynced) its journal
@@ -236,7 +256,7 @@ class Driver:
                     for msg in o.replies():
                         timer.on_reply(msg)
                 if not isinstance(o.dest, bytes):
-                    self.perform(o.sends())  # a peer's address: one frame per reply, as a Send each
+                    self._perform(o.sends())  # a peer's address: one frame per reply, as a Send each
                     continue
                 if o.dest != last:
                     last = o.dest
@@ -426,19 +446,7 @@ class Driver:
             self._pub_subscriptions()
         outs += self.machine.tick(now)
         if self.state_path:
-            state = self.machine.durable_state()
-            if state != self.saved_state:
-                try:
-                    save_witness_state(self.state_path, state)  # before the Vote or IsrAck that announces it
-                except (OSError, ValueError) as exc:
-                    # Not durable, so not announced: this pass's outputs are dropped (the nodes
-                    # re-ask); the witness stays up and says why.
-                    self.count("state_save_failed")
-                    log.error(
-                        "witness_state_not_saved path=%s error=%s: outputs withheld", self.state_path, exc
-                    )
-                    return
-                self.saved_state = state
+            outs = self._save_witness_state(outs)
         if watch and self.machine.is_primary:
             self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
         else:
@@ -450,6 +458,39 @@ class Driver:
             return self.router.recv_multipart(zmq.NOBLOCK), None
         frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
         return [f.bytes for f in frames], frames[-1].get("User-Id")
+
+    def _save_witness_state(self, outs: list) -> list:
+        """Save the witness's decisions before the Vote or IsrAck that announces them leaves.
+
+        A failed save (ENOSPC, EIO, a failed fdatasync, never retried) ends the witness's
+        decisions for good: it announces nothing more, answers only ``status`` (with the
+        error), and stays up. Without it no automatic fail-over happens; an operator's
+        ``promote`` still can.
+        """
+        if self.state_error:
+            return [o for o in outs if _harmless(o)]
+        state = self.machine.durable_state()
+        if state == self.saved_state:
+            return outs
+        try:
+            save_witness_state(self.state_path, state)
+        except (
+            OSError,
+            ValueError,
+        ) as exc:  # ValueError: a record larger than its slot (trust refuses those)
+            self.state_error = (
+                describe(exc, "writing", self.state_path).replace("journal:", "witness state:")
+                if isinstance(exc, OSError)
+                else f"witness state: {exc}"
+            )
+            log.error(
+                "witness_state_failed error=%r: no more votes; the witness stays up to report status",
+                self.state_error,
+            )
+            self.machine.error = self.state_error
+            return [o for o in outs if _harmless(o)]
+        self.saved_state = state
+        return outs
 
     def _serve_promotion(self, outs: list, decided: float) -> None:
         """Perform a promotion's outputs at once and record decision -> serving.
@@ -523,7 +564,10 @@ def node_driver(
     if name not in cfg.nodes:
         raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
     spec = cfg.nodes[name]
-    journal = FileJournal(spec.journal, cfg.settings.fsync)
+    try:
+        journal = FileJournal(spec.journal, cfg.settings.fsync)
+    except OSError as exc:  # a disk that cannot even be read or written at start: say so, no traceback
+        raise SystemExit(f"node {name}: cannot open its journal {spec.journal}: {exc}") from None
     machine = NodeMachine(
         name,
         cfg.node_names,

@@ -3,7 +3,9 @@
 For: applying sequenced entries to an engine, the dedupe table of executed
 ``(client_id, request_id)`` -> first result (replicated by replay, so a
 standby that takes over answers a re-sent request with its first result),
-snapshot/restore of all of it, and rebuilding it from a journal. Not for:
+the session table (client id -> its current session, learnt from the
+entries that open sessions: see ``session``), snapshot/restore of all of
+it, and rebuilding it from a journal. Not for:
 deciding what to apply (the sequencer and standby do that) or any I/O.
 """
 
@@ -18,7 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .diskio import JournalDamaged
 from .fastpath import pack_results, remember_run
+from .session import COUNTER_MASK, SESSION_SHIFT, Held, nonce_of
 from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.replica")
@@ -26,8 +30,10 @@ log = logging.getLogger("replication.replica")
 SNAP_HEAD = struct.Struct("<4sBQIQQ")  # magic, version, seq, last_epoch, engine blob len, n clients
 CLIENT_HEAD = struct.Struct("<QQI")  # client id, floor, n results
 RESULT_HEAD = struct.Struct("<QQI")  # request id, seq, events len
+SESSIONS_HEAD = struct.Struct("<Q")  # n sessions (version 2 on: after the dedupe table)
+SESSION_REC = struct.Struct("<QQQ")  # client id, session, nonce
 MAGIC = b"MCRP"
-VERSION = 1
+VERSION = 2  # 1: no session table (still restored: every client id without a session)
 
 EXPIRED = object()  # lookup result: the request is older than the dedupe window remembers
 # How much of packed runs may wait for its dedupe update (see Replica._pending). A flush
@@ -95,6 +101,9 @@ class Replica:
         # after many front deletions) scans the deleted slots: O(window), not O(1).
         # Read it through ``results``, which first applies the deferred updates.
         self._results: dict[int, list] = {}
+        # client id -> its current session (session.Held), in the order the ids first
+        # opened one: the same on every replica, as it follows the journal.
+        self.sessions: dict[int, Held] = {}
         # Packed runs applied but not yet recorded in the table: (first seq, client ids,
         # request ids, events, starts, stops). A catch-up streams hundreds of thousands
         # of entries past a window of a few thousand: recorded in bulk, most of them
@@ -150,6 +159,8 @@ class Replica:
         self.last_epoch = epoch
         if client_id:
             self._remember(client_id, request_id, seq, events)
+            if request_id and not request_id & COUNTER_MASK:
+                self._opened(client_id, request_id, command)
         return events, int(self.engine.digest)
 
     def _events(self, ev: np.ndarray) -> bytes:
@@ -220,6 +231,7 @@ class Replica:
                 offsets[:-1],
                 offsets[1:],
             )
+        self._note_opens(client_ids, request_ids, commands)
         self.seq = first + n - 1
         self.last_epoch = epoch
         return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), raw, ends
@@ -276,6 +288,8 @@ class Replica:
                 remember(
                     e.client_id, e.request_id, e.seq, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
                 )
+                if e.request_id and not e.request_id & COUNTER_MASK:
+                    self._opened(e.client_id, e.request_id, e.command)
         self.seq = entries[-1].seq
         self.last_epoch = entries[-1].epoch
         return n
@@ -303,6 +317,7 @@ class Replica:
         cids = np.ascontiguousarray(cols["client_id"][:k])
         rids = np.ascontiguousarray(cols["request_id"][:k])
         self._pending.append(_run(seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
+        self._note_opens(cids, rids, run.array["command"][:k])
         self._pending_n += k
         self._pending_bytes += len(raw)
         if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
@@ -322,6 +337,29 @@ class Replica:
         """Apply a journal entry; return ``(events, digest_matches)``."""
         events, digest = self.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)
         return events, digest == e.digest
+
+    def _note_opens(self, client_ids, request_ids, commands) -> None:
+        """Learn the sessions opened by a batch of applied entries (ids as lists or uint64 arrays;
+        commands back to back as bytes, or a ``V56`` array). O(batch), vectorised for arrays."""
+        if type(request_ids) is np.ndarray:
+            if not len(request_ids):
+                return
+            hits = np.flatnonzero(
+                ((request_ids & np.uint64(COUNTER_MASK)) == 0) & (request_ids != 0)
+            ).tolist()
+        else:
+            hits = [i for i, r in enumerate(request_ids) if r and not r & COUNTER_MASK]
+        for i in hits:
+            cmd = bytes(commands[i]) if type(commands) is np.ndarray else commands[i * 56 : (i + 1) * 56]
+            if client_ids[i]:
+                self._opened(int(client_ids[i]), int(request_ids[i]), cmd)
+
+    def _opened(self, client_id: int, request_id: int, command: bytes) -> None:
+        """Entry ``request_id`` of ``client_id`` opened a session: it is the id's current one."""
+        session = request_id >> SESSION_SHIFT
+        held = self.sessions.get(client_id)
+        if held is None or session > held.session:  # (the primary only opens newer ones)
+            self.sessions[client_id] = Held(session, nonce_of(command))
 
     def _flush(self) -> None:
         runs, self._pending, self._pending_n, self._pending_bytes = self._pending, [], 0, 0
@@ -355,7 +393,10 @@ class Replica:
         blob = self.engine.snapshot()
         results = self.results
         head = SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(results))
-        body = b"".join([head, blob, pack_results(results)])  # CLIENT_HEAD, RESULT_HEADs and events
+        sessions = [SESSIONS_HEAD.pack(len(self.sessions))]
+        sessions += [SESSION_REC.pack(cid, h.session, h.nonce) for cid, h in self.sessions.items()]
+        # CLIENT_HEAD, RESULT_HEADs and events, then the session table.
+        body = b"".join([head, blob, pack_results(results), *sessions])
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -370,7 +411,7 @@ class Replica:
         if len(blob) < SNAP_HEAD.size + 4 or zlib.crc32(blob[:-4]) != struct.unpack("<I", blob[-4:])[0]:
             raise ValueError("replica snapshot damaged (short or bad checksum)")
         magic, ver, seq, last_epoch, elen, nclients = SNAP_HEAD.unpack_from(blob)
-        if magic != MAGIC or ver != VERSION:
+        if magic != MAGIC or ver not in (1, VERSION):
             raise ValueError("not a replica snapshot")
         r = cls(engine_factory, dedupe_window, perturb_seq)
         pos = SNAP_HEAD.size
@@ -386,6 +427,15 @@ class Replica:
                 table[rid] = (s, bytes(blob[pos : pos + ln]))
                 pos += ln
             r.results[cid] = [floor, table]
+        if ver >= 2:
+            (n,) = SESSIONS_HEAD.unpack_from(blob, pos)
+            pos += SESSIONS_HEAD.size
+            if pos + n * SESSION_REC.size > len(blob) - 4:
+                raise ValueError("replica snapshot damaged (session table runs past its end)")
+            for _ in range(n):
+                cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
+                pos += SESSION_REC.size
+                r.sessions[cid] = Held(session, nonce)
         r.seq, r.last_epoch = seq, last_epoch
         return r
 
@@ -530,10 +580,12 @@ def recover(
 ) -> Replica:
     """Rebuild the replica from a journal: its snapshot (if any) then the entries after it.
 
-    A journal entry whose digest does not match what the engine computes
-    (local corruption that passed the CRC, or an engine change) ends the
-    replay there and the journal is truncated to the last good entry: the
-    node then re-fetches the rest from the primary. O(entries replayed).
+    Raises ``JournalDamaged`` rather than drop anything: a journal entry whose
+    digest does not match what the engine computes (local corruption that
+    passed the CRC, or an engine change), or entries that start past 1 with no
+    usable snapshot to rebuild from. (A snapshot that does not restore while the
+    entries start at 1 is skipped: the entries rebuild the same state.) The node
+    then gets its history back from a peer. O(entries replayed).
     """
     snap = journal.load_snapshot()
     r = None
@@ -541,12 +593,13 @@ def recover(
         try:
             r = Replica.restore(snap[2], engine_factory, dedupe_window)
         except ValueError as exc:
-            log.warning("snapshot_unusable reason=%s", exc)
+            log.warning("snapshot_unusable seq=%d reason=%s", snap[0], exc)
     if r is None:
         if journal.base_seq > 0:
-            # Entries start past 1 and there is no usable snapshot: nothing to rebuild from.
-            log.warning("journal_unrecoverable base_seq=%d; starting empty", journal.base_seq)
-            journal.reset(0, 0, b"")
+            raise JournalDamaged(
+                f"journal: entries start at seq {journal.base_seq + 1} and no usable snapshot covers "
+                f"seq {journal.base_seq}"
+            )
         r = Replica(engine_factory, dedupe_window)
     while r.seq < journal.last_seq:
         batch = journal.read(r.seq + 1, chunk)
@@ -555,7 +608,7 @@ def recover(
         for e in batch:
             _, ok = r.apply_entry(e)
             if not ok:
-                log.error("journal_digest_mismatch seq=%d; truncating journal to seq %d", e.seq, e.seq - 1)
-                journal.truncate_after(e.seq - 1)
-                return recover(journal, engine_factory, dedupe_window, chunk)
+                raise JournalDamaged(
+                    f"journal: entry seq {e.seq} (epoch {e.epoch}) does not replay to its recorded digest"
+                )
     return r

@@ -241,7 +241,9 @@ class Router(EngineCalls):
         From :func:`load_routes`.
     client_id : int
         Positive; the same id is used in every group (each group keeps its
-        own dedupe table, so that is safe).
+        own dedupe table and sessions, so that is safe), and must be this
+        router's alone: the ``Client`` it opens in a group opens a session
+        there, fencing any older live client of the id in that group.
     timeout : float
         Seconds a blocking call waits for its reply before ``TimeoutError``.
     **client_kw

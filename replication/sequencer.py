@@ -9,7 +9,11 @@ replies once a standby acked them (``sync``) or at once (``async``, or
 ``sync``: every member of the in-sync set (ISR) acked; the witness records
 the ISR and must confirm before a lagging member is dropped), serving joins and refills
 from the journal, fencing stale joiners, and draining for a planned
-switchover. Not for: sockets, clocks (``now`` is an argument), or standby work.
+switchover, and opening client sessions (a session-open request is
+sequenced like any other under the client id's next session number; a
+request of an older session than its client id's current one is answered
+``FENCED``, never executed: see ``session``). Not for: sockets, clocks
+(``now`` is an argument), or standby work.
 
 Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``, and
 ``wire.ReplyRun`` for a sequenced batch's replies: see ``ReplyQueue``).
@@ -25,6 +29,7 @@ from . import wire
 from .fastpath import fresh_requests, fresh_span, request_stretch
 from .queues import SPAN_MIN, PendingQueue, ReplyQueue
 from .replica import EXPIRED
+from .session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
 from .wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +70,9 @@ class SequencerMixin:
         # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to, sent with a
         # Fence and not asked for since).
         self.refill_sent: dict[wire.Address, tuple[int, int, int, bool]] = {}
+        # Client id -> the session its last queued open will open (it counts only while that
+        # open is still queued: see _session_now).
+        self.opens: dict[int, Held] = {}
 
     # -- requests -----------------------------------------------------------------
 
@@ -81,23 +89,99 @@ class SequencerMixin:
         if len(m.command) != COMMAND_SIZE:
             self.count("requests_malformed")
             return []
+        if not m.request_id & COUNTER_MASK:
+            return self.on_open(src, m, now)
         got = self.replica.lookup(m.client_id, m.request_id)
         if got is None:
             if self.pending.queued(m.client_id, m.request_id):
                 self.count("requests_deduplicated")
                 return []
+            if m.request_id >> SESSION_SHIFT < self._session_now(m.client_id):
+                self.count("requests_fenced")  # a newer session holds the client id: never executed
+                return [
+                    Send(src, wire.Reply(m.client_id, m.request_id, wire.FENCED, self.epoch, 0, self.name))
+                ]
             self.pending.add(src, m)
             return []
+        return self._first_result(src, m.client_id, m.request_id, got, now)
+
+    def _first_result(self: NodeMachine, src: wire.Address, cid: int, rid: int, got, now: float) -> list:
+        """The answer to a request the dedupe table knows (``got``: its first result or EXPIRED)."""
         if got is EXPIRED:
             self.count("requests_expired")
-            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.EXPIRED, self.epoch, 0, self.name))]
+            return [Send(src, wire.Reply(cid, rid, wire.EXPIRED, self.epoch, 0, self.name))]
         seq, events = got  # executed before: its first result
         self.count("requests_deduplicated")
-        reply = wire.Reply(m.client_id, m.request_id, wire.OK, self.epoch, seq, self.name, events)
+        reply = wire.Reply(cid, rid, wire.OK, self.epoch, seq, self.name, events)
         if seq <= self.commit or self._replies_at_once():
             return [Send(src, reply)]
         self.waiting.append((seq, src, reply, now))
         return []
+
+    def _queued_open(self: NodeMachine, client_id: int) -> Held | None:
+        """The session the client id's open still in the queue will open, if any (newer than the
+        replica's: once sequenced, or dropped with the queue, it no longer counts). O(1 + spans)."""
+        q = self.opens.get(client_id)
+        if q is None:
+            return None
+        held = self.replica.sessions.get(client_id)
+        if (held is not None and q.session <= held.session) or not self.pending.queued(
+            client_id, opened_id(q.session)
+        ):
+            del self.opens[client_id]  # sequenced (or dropped): the replica's table says the rest
+            return None
+        return q
+
+    def _session_now(self: NodeMachine, client_id: int) -> int:
+        """The client id's current session as this primary will have sequenced it: the replica's,
+        or the one its still-queued open opens (0: none). O(1 + the client's queued spans)."""
+        held = self._queued_open(client_id) or self.replica.sessions.get(client_id)
+        return held.session if held is not None else 0
+
+    def on_open(self: NodeMachine, src: wire.Address, m: wire.Request, now: float) -> list:
+        """A session open (request id 0, an ``open_command``): queue it under the client id's next
+        session number, which fences every older session once sequenced. A re-sent open (same
+        nonce) opens nothing: it is answered with its first result, or waits for it if queued."""
+        cid, nonce = m.client_id, nonce_of(m.command)
+        if m.request_id or not nonce:
+            self.count("requests_malformed")  # counter 0 of a session is the primary's to give
+            return []
+        held = self._queued_open(cid)
+        if held is not None and held.nonce == nonce:
+            self.count("requests_deduplicated")  # queued already: answered once sequenced
+            return []
+        if held is None:
+            held = self.replica.sessions.get(cid)
+            if held is not None and held.nonce == nonce:
+                rid = opened_id(held.session)
+                got = self.replica.lookup(cid, rid)
+                return self._first_result(src, cid, rid, EXPIRED if got is None else got, now)
+        slot = self.replica.results.get(cid)
+        floor, newest = (slot[0], max(slot[1], default=0)) if slot is not None else (0, 0)
+        session = next_session(held, floor, newest)
+        if session >> (64 - SESSION_SHIFT):
+            self.count("sessions_exhausted")
+            log.error("sessions_exhausted client=%d: every session number of this client id is used", cid)
+            return [Send(src, wire.Reply(cid, 0, wire.UNAVAILABLE, self.epoch, 0, self.name))]
+        self.opens[cid] = Held(session, nonce)
+        self.pending.add(src, wire.Request(cid, opened_id(session), m.command))
+        self.count("sessions_opened")
+        log.info("session_open client=%d session=%d", cid, session)
+        return []
+
+    def _plain_bundle(self: NodeMachine, requests: Sequence) -> bool:
+        """No request of the bundle is an open or could be fenced: the batch paths may take it.
+        O(len(requests)), and one look-up per request only for client ids that have sessions."""
+        sessions, opens = self.replica.sessions, self.opens
+        for m in requests:
+            rid = m.request_id
+            if not rid & COUNTER_MASK:
+                return False
+            if (m.client_id in sessions or m.client_id in opens) and rid >> SESSION_SHIFT < self._session_now(
+                m.client_id
+            ):
+                return False
+        return True
 
     def on_requests(self: NodeMachine, src: wire.Address, requests: tuple | list, now: float) -> list:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
@@ -118,7 +202,7 @@ class SequencerMixin:
 
     def _on_each_request(self: NodeMachine, src: wire.Address, requests: Sequence, now: float) -> list:
         """:meth:`on_requests` request by request (pairs in the queue, no spans)."""
-        if self.pending._spans:
+        if self.pending._spans or not self._plain_bundle(requests):
             # fresh_requests looks for queued keys in pairs only: with spans queued, one by one.
             out: list = []
             for m in requests:
@@ -151,7 +235,9 @@ class SequencerMixin:
         while i < n:
             k, cid, rid = request_stretch(raw, i)
             end = i + k
-            if k < SPAN_MIN:
+            # An open, a session boundary, or a fenced session: request by request.
+            odd = not rid & COUNTER_MASK or (rid + k - 1) >> SESSION_SHIFT != rid >> SESSION_SHIFT
+            if k < SPAN_MIN or odd or rid >> SESSION_SHIFT < self._session_now(cid):
                 out += self._on_each_request(src, run[i:end], now)
                 i = end
                 continue

@@ -13,7 +13,8 @@ steps or in the middle of one (the step's outputs never leave and its
 journal keeps a torn prefix of what it appended) and restarted from their
 journals; hung nodes (SIGSTOP, then SIGCONT with a backlog); the witness
 crashed and restarted empty; planned switchovers; a standby whose engine is
-deliberately corrupted. Node faults come one at a time, each after the group
+deliberately corrupted; disk faults (``sim_disk``: a failed journal append
+or sync, a journal damaged mid-way on restart). Node faults come one at a time, each after the group
 has its redundancy back (the failure model a primary + standby + witness
 group is built for), or, in schedules with ``overlap``, each a little after
 the previous one started, so that cascades happen (the new primary crashing
@@ -43,8 +44,10 @@ from .client_core import ClientCore, Done
 from .config import Settings
 from .failover import NodeMachine
 from .sim_check import RecordingJournal, Registry
+from .sim_disk import DiskFaultsMixin
 from .sim_forge import SimTrust
 from .sim_schedule import (  # the schedule's names are the simulator's API too (tests, sim_cli)
+    DISK_FAULTS,
     MESSAGE_FAULTS,
     NODE_FAULTS,
     Fault,
@@ -125,7 +128,7 @@ class SimClient:
     ok_replies: list[wire.Reply] = field(default_factory=list)  # every OK reply received, late twins too
 
 
-class Sim:
+class Sim(DiskFaultsMixin):
     """One simulated group under one :class:`Schedule`.
 
     Parameters
@@ -207,6 +210,7 @@ class Sim:
         self.switchovers: list[tuple[str, int]] = []  # (target, epoch it was asked in): plain switchovers
         self.diverged: dict[str, int] = {}  # node -> seq at which it declared divergence
         self.corrupt_was_primary = False
+        self.bad_primaries: set[str] = set()  # a damaged or failed journal never serves
         self.steps = 0
         self.submitting = False
         self.tail_submitting = False
@@ -263,8 +267,13 @@ class Sim:
         elif m is not None and m.role == wire.ROLE_DIVERGED and node.name not in self.diverged:
             self.diverged[node.name] = m.diverged_at
             self.log(f"{node.name} declared divergence at seq {m.diverged_at}")
+        if m is not None and m.is_primary and (m.damaged or m.journal_error):
+            self.bad_primaries.add(
+                f"{node.name} served as primary with journal {m.damaged or m.journal_error}"
+            )
         if node.crash_armed:
             j = node.journal
+            j.crash()  # a failed disk: what it did not sync goes with the process (else: nothing)
             appended = j.last_seq - before[0] if j.base_seq == before[1] else 0
             if appended > 0:
                 keep = self.rng.randint(0, appended)
@@ -288,6 +297,7 @@ class Sim:
             self._cut(st["links"])
 
     def _crash(self, node: SimNode) -> None:
+        node.journal.crash()  # (loses only what a failed disk never synced: appends are synced)
         node.up, node.machine, node.crash_armed, node.backlog = False, None, False, []
         node.crash_after_handover = None
         node.tick_gen += 1
@@ -384,6 +394,13 @@ class Sim:
         limit = self.schedule.requests + (self.schedule.tail_requests if self.tail_submitting else 0)
         if cl.next_cmd >= limit or not (self.submitting or self.tail_submitting):
             return
+        if not cl.core.session or cl.core.opening:
+            # Each client first opens its session (faults may be under way): the open is re-sent
+            # like any request, and must open exactly one session (sim_check checks the history).
+            if not cl.core.opening:
+                self._client_out(cl, cl.core.open(cl.core.client_id, self.now))  # a nonce unique per open
+            self._push(self.now + 0.001, _SUBMIT, cl.addr)
+            return
         if len(cl.core.pending) >= self.schedule.window:
             self._push(self.now + 0.001, _SUBMIT, cl.addr)
             return
@@ -471,7 +488,7 @@ class Sim:
         p = self.primary()
         rng = self.rng
         heal_at = self.now + f.duration
-        if f.kind in ("crash", "crash_mid_step"):
+        if f.kind in ("crash", "crash_mid_step", "corrupt_restart"):
             # A process restart takes longer than failure detection (see RESTART_MIN).
             heal_at = self.now + max(f.duration, self.RESTART_MIN)
         st: dict[str, Any] = {"kind": f.kind}
@@ -554,6 +571,8 @@ class Sim:
                 st["cut_at_handover"] = {(target, WITNESS), (WITNESS, target), (target, p)}
                 self.log(f"switchover {p} -> {target}; {p} crashes after its Handover, {target} cut off")
                 self._send(OPERATOR, p, wire.encode(wire.Switchover(target)))
+        elif f.kind in DISK_FAULTS:
+            skip = self._inject_disk(f, st, p)
         elif f.kind == "witness_crash":
             if not self.witness_up:
                 skip = "the witness is down"
@@ -570,7 +589,9 @@ class Sim:
 
     def _heal(self, st: dict[str, Any]) -> None:
         kind = st.get("kind")
-        if kind == "switchover_crash" and "node" in st:
+        if kind in DISK_FAULTS:
+            self._heal_disk(st)
+        elif kind == "switchover_crash" and "node" in st:
             node = self.nodes[st["node"]]
             if node.crash_after_handover is st:
                 node.crash_after_handover = None  # a drain that never handed over: nothing to crash

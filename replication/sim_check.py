@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from . import wire
 from .journal import MemoryJournal
 from .replica import Replica
+from .session import is_open_entry, opened_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sim import Sim
@@ -222,6 +223,14 @@ def check_sim(sim: Sim) -> Report:
     # What clients were told.
     for cl in sim.clients.values():
         cid = cl.core.client_id
+        # One open per client, re-sent through any fault, opens one session: the one it was told
+        # (async may lose an acknowledged open at a fail-over, as any acknowledged entry).
+        opens = [e.request_id for e in chain if e.client_id == cid and is_open_entry(e.request_id)]
+        told = [opened_id(cl.core.session)] if cl.core.session and not cl.core.opening else []
+        if opens != told and (strict or len(opens) > 1 or not set(opens) <= set(told)):
+            v.append(f"session: client {cid} was told session {cl.core.session}, the history opened {opens}")
+        if cl.core.fenced:
+            v.append(f"session: client {cid} was fenced, though no other client has its id")
         for rid, reply in sorted(cl.done.items()):
             if reply.status == wire.EXPIRED:
                 rep.expired += 1
@@ -258,6 +267,7 @@ def check_sim(sim: Sim) -> Report:
     for c in sim.registry.conflicts:
         rep.split_brain += 1
         v.append(f"split brain: {c}")
+    v.extend(f"journal: {b}" for b in sorted(sim.bad_primaries))
 
     # Every node against the history, seq by seq.
     for n, nd in sim.nodes.items():

@@ -10,7 +10,7 @@ checking a run (``sim_check``).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import wire
 
@@ -27,6 +27,12 @@ NODE_FAULTS = (
     "witness_crash",
 )
 MESSAGE_FAULTS = ("drop", "duplicate", "reorder")
+# Disk faults (``journal_health``), drawn last and apart from NODE_FAULTS so that the schedules
+# of seeds that draw none are what they were: a node's next journal append fails (nothing,
+# half or all of it written, the sync failed), healed by the operator's restart on a good disk;
+# or a node restarts to find its journal damaged mid-way, and gets its history back from a peer.
+DISK_FAULTS = ("disk_fail", "corrupt_restart")
+DISK_FAULT_RATE = 0.2
 
 
 # --- schedules ------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
                 rng.choice(("standby", "standby", "primary")),
             )
         )
-    return Schedule(
+    schedule = Schedule(
         seed=seed,
         standbys=standbys,
         corrupt=corrupt,
@@ -132,9 +138,19 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         bundle=rng.choice((1, 1, 8, 24)),
         # Last again: a third of the schedules overlap their faults.
         overlap=rng.random() < 1 / 3,
-        # Last again: a quarter of the schedules have an outsider forging messages.
-        forge=rng.choice((0, 0, 0, 24)),
     )
+    # Last of all: some schedules end their fault list with a disk fault.
+    if rng.random() < DISK_FAULT_RATE:
+        disk = Fault(
+            rng.choice(DISK_FAULTS),
+            round(rng.uniform(0.0, 0.1), 4),
+            round(rng.uniform(0.005, 0.3), 4),
+            rng.choice(("standby", "standby", "primary")),
+        )
+        schedule = replace(schedule, faults=(*faults, disk))
+    # A quarter of the schedules have an outsider forging messages: drawn from a stream of its
+    # own, so every draw above (and the disk fault's) stays as it was.
+    return replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
 
 
 # --- commands ----------------------------------------------------------------------------

@@ -29,6 +29,8 @@ import os
 import struct
 import zlib
 
+from .diskio import write_all
+
 HEAD = struct.Struct("<QII")  # counter, body length, crc32(body)
 
 
@@ -135,7 +137,7 @@ class SlotFile:
             self._fd = fd
         self.counter += 1
         try:
-            os.pwrite(self._fd, self._record(body), (self.counter % 2) * self.slot_size)
+            write_all(self._fd, self._record(body), (self.counter % 2) * self.slot_size)
             os.fdatasync(self._fd)
         except BaseException:
             # Not known durable: the next save retries the same slot, never the one holding

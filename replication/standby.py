@@ -224,6 +224,8 @@ class StandbyMixin:
         self.refill_sent_at = -1.0
         out = self.maybe_snapshot()
         out.append(Send(self.leader, wire.Ack(self.epoch, self.replica.seq, self.name, self.replica.digest)))
+        if self.repairing:
+            self.check_repaired()
         return out
 
     def diverge(self: NodeMachine, e: wire.Entry) -> None:
@@ -275,6 +277,8 @@ class StandbyMixin:
         self.leader = src
         self.last_heard[src] = now
         if m.seq >= self.replica.seq:
+            if self.damaged and not self.repairing:
+                self.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
             if not self.joined:
                 log.info(
                     "joined node=%s leader=%s epoch=%d at_seq=%d",
@@ -295,7 +299,12 @@ class StandbyMixin:
             self.replica.seq - m.seq,
         )
         self.count("fenced")
-        self.journal.truncate_after(m.seq)
+        if m.seq < self.journal.base_seq:
+            # The cut is inside our snapshot: nothing we hold can be rebuilt without it. Start
+            # over empty; the leader's catch-up (a snapshot) gives back what it shares with us.
+            self.journal.reset(0, 0, b"")
+        else:
+            self.journal.truncate_after(m.seq)
         self.history = [(e, s) for e, s in self.history if s <= m.seq + 1]
         self.save_meta()
         self.replica = self.rebuild()
@@ -329,6 +338,7 @@ class StandbyMixin:
         if r.seq <= self.replica.seq and self.joined:
             return []  # older than what we hold
         self.journal.reset(r.seq, r.last_epoch, blob)
+        self.repairing = self.repairing or bool(self.damaged)
         self.replica = r
         self.future = {s: e for s, e in self.future.items() if s > r.seq}
         self.joined = True
@@ -351,6 +361,8 @@ class StandbyMixin:
     def standby_tick(self: NodeMachine, now: float) -> list:
         if self.role != wire.ROLE_STANDBY or not self.leader:
             return []
+        if self.repairing:
+            self.check_repaired()
         if self.handover is not None:
             target, msg, sent_at = self.handover
             if self.epoch > msg.epoch or self.leader != target:

@@ -20,6 +20,7 @@ import zmq
 
 from . import wire
 from .config import GroupConfig, pub_endpoint
+from .session import is_open_entry, session_of
 
 
 def entry_json(e: wire.Entry, events: bytes | None) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def entry_json(e: wire.Entry, events: bytes | None) -> dict[str, Any]:
         "digest": f"{e.digest:016x}",
         "command": command_dict(wire.unpack_command(e.command)),
     }
+    if is_open_entry(e.request_id):  # a client session's open, not an engine command
+        out["command"] = {"op": "session_open", "session": session_of(e.request_id)}
     if events is not None:
         out["events"] = [event_dict(ev) for ev in events_from_array(np.frombuffer(events, dtype=EVENT_DTYPE))]
     return out

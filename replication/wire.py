@@ -44,7 +44,9 @@ EVENT_SIZE = 64  # one matching.codes.EVENT_DTYPE record
 
 # Reply statuses.
 OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE = 0, 1, 2, 3
+FENCED = 4  # the request's session is older than its client id's current one: never executed
 STATUS_NAMES = {OK: "ok", NOT_PRIMARY: "not_primary", EXPIRED: "expired", UNAVAILABLE: "unavailable"}
+STATUS_NAMES[FENCED] = "fenced"
 
 # Node roles as carried in heartbeats.
 ROLE_STANDBY, ROLE_PRIMARY, ROLE_DIVERGED, ROLE_WITNESS, ROLE_DRAINING = 0, 1, 2, 3, 4

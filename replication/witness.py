@@ -65,6 +65,7 @@ class WitnessMachine:
         self.info: dict[str, wire.Heartbeat] = {}
         self.started: float | None = None
         self.counters: dict[str, int] = {}
+        self.error = ""  # set by the driver when the state file cannot be written: no more decisions
         # Vote requests refused only because the primary still looks alive to us, kept
         # (candidate -> (request, first asked)) and granted the moment we lose it too.
         self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
@@ -374,5 +375,6 @@ class WitnessMachine:
             "heard": {
                 n: [hb.epoch, hb.role, hb.seq, hb.commit, list(hb.isr)] for n, hb in sorted(self.info.items())
             },
+            "error": self.error,
             "counters": dict(sorted(self.counters.items())),
         }

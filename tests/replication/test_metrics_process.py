@@ -43,9 +43,10 @@ def test_primary_serves_role_seq_and_reply_latency():
                 c.submit(instrument=1, id=i, side="buy", price=100 + i, qty=10)
         text = scrape(port, time.monotonic() + 20)
         assert 'matchcore_role{node="a",role="primary"} 1.0' in text
-        assert 'matchcore_last_seq{node="a"} 5.0' in text
-        assert "matchcore_client_requests_total 5.0" in text
-        assert "matchcore_reply_latency_seconds_count 5.0" in text
+        # Five orders after the client's session open (an entry and a request of its own).
+        assert 'matchcore_last_seq{node="a"} 6.0' in text
+        assert "matchcore_client_requests_total 6.0" in text
+        assert "matchcore_reply_latency_seconds_count 6.0" in text
         assert 'matchcore_diverged{node="a"} 0.0' in text
     finally:
         g.stop()

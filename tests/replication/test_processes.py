@@ -22,6 +22,8 @@ from replication.demo import Group, order, run_flow  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
+OPEN = 1  # each Client's session open is one sequenced entry (replication.session)
+
 
 @pytest.fixture
 def group(request):
@@ -82,7 +84,9 @@ def test_fenced_old_primary_rejoins_as_standby(group):
         )
         assert st["a"]["epoch"] == 2 and st["a"]["digest"] == st["b"]["digest"]
         flow(c, 100, 20)
-        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 120, what="a follows")
+        st = g.wait_for(
+            lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 120 + OPEN, what="a follows"
+        )
         assert st["a"]["digest"] == st["b"]["digest"]
     finally:
         c.close()
@@ -99,7 +103,7 @@ def test_whole_group_restart_comes_back_with_every_acked_order(group):
         g.kill("a")  # b takes over: the last primary is b, at epoch 2
         acked.update(flow(c, 40, 20))
         g.wait_for(
-            lambda s: s["b"].get("role") == "primary" and s["b"].get("last_seq") == 60, what="b serves"
+            lambda s: s["b"].get("role") == "primary" and s["b"].get("last_seq") == 60 + OPEN, what="b serves"
         )
     finally:
         c.close()
@@ -110,12 +114,14 @@ def test_whole_group_restart_comes_back_with_every_acked_order(group):
     g.start("b", "standby")
     st = g.wait_ready()
     assert st["b"]["role"] == "primary" and st["b"]["epoch"] == 3, st
-    assert st["a"]["last_seq"] == st["b"]["last_seq"] == 60 and st["a"]["digest"] == st["b"]["digest"]
+    assert st["a"]["last_seq"] == st["b"]["last_seq"] == 60 + OPEN and st["a"]["digest"] == st["b"]["digest"]
     assert len(acked) == 60
     c = g.client(14, retry_timeout=0.02)
     try:
         flow(c, 60, 20)
-        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 80, what="a follows")
+        st = g.wait_for(
+            lambda s: s["a"].get("last_seq") == s["b"].get("last_seq") == 80 + 2 * OPEN, what="a follows"
+        )
         assert st["a"]["digest"] == st["b"]["digest"]
     finally:
         c.close()
@@ -149,7 +155,7 @@ def test_two_primaries_killed_in_turn_lose_nothing_and_the_group_comes_back_whol
         g.start(second, "standby")
         st = g.wait_for(
             lambda s: (
-                all(s[n].get("last_seq") == s[last].get("last_seq") == 100 for n in ("a", "b", "c"))
+                all(s[n].get("last_seq") == s[last].get("last_seq") == 100 + OPEN for n in ("a", "b", "c"))
                 and s["a"].get("joined")
                 and s[second].get("joined")
             ),
@@ -162,7 +168,7 @@ def test_two_primaries_killed_in_turn_lose_nothing_and_the_group_comes_back_whol
         g.kill(name, signal.SIGTERM)
     entries = g.journal_entries(last)
     keys = [(e.client_id, e.request_id) for e in entries]
-    assert len(acked) == 100 and len(keys) == len(set(keys)) == 100  # nothing executed twice
+    assert len(acked) == 100 and len(keys) == len(set(keys)) == 100 + OPEN  # nothing executed twice
     assert all((15, rid) in set(keys) for rid in acked)  # nothing acknowledged lost
 
 
@@ -175,12 +181,14 @@ def test_late_standby_catches_up_by_snapshot_and_tail(group):
     try:
         flow(c, 0, 100)  # no standby: the primary runs solo with the witness's consent
         g.start("b")
-        st = g.wait_for(lambda s: s["b"].get("joined") and s["b"].get("last_seq") == 100, what="b caught up")
+        st = g.wait_for(
+            lambda s: s["b"].get("joined") and s["b"].get("last_seq") == 100 + OPEN, what="b caught up"
+        )
         assert st["b"]["digest"] == st["a"]["digest"]
         assert st["b"]["counters"].get("snapshots_installed", 0) >= 1
         flow(c, 100, 30)
         st = g.wait_for(
-            lambda s: s["b"].get("last_seq") == 130 and s["a"].get("solo") is False, what="b live"
+            lambda s: s["b"].get("last_seq") == 130 + OPEN and s["a"].get("solo") is False, what="b live"
         )
         assert st["b"]["digest"] == st["a"]["digest"]
     finally:
@@ -215,14 +223,14 @@ def test_planned_switchover_loses_nothing(group):
             ),
             what="switched",
         )
-        assert len(acked) == 200 and st["b"]["last_seq"] == 200 and st["b"]["epoch"] == 2
+        assert len(acked) == 200 and st["b"]["last_seq"] == 200 + OPEN and st["b"]["epoch"] == 2
         assert st["a"]["digest"] == st["b"]["digest"]
     finally:
         c.close()
     g.kill("a", signal.SIGTERM)
     g.kill("b", signal.SIGTERM)
     keys = [(e.client_id, e.request_id) for e in g.journal_entries("b")]
-    assert len(keys) == len(set(keys)) == 200
+    assert len(keys) == len(set(keys)) == 200 + OPEN
 
 
 def test_resent_request_is_not_executed_twice(group):
@@ -253,7 +261,7 @@ def test_resent_request_is_not_executed_twice(group):
 
     assert first == ReferenceEngine().submit(instrument=1, id=1, side="buy", price=100, qty=5)
     st = g.status()
-    assert st["a"]["last_seq"] == 1 and st["a"]["counters"]["requests_deduplicated"] == 1
+    assert st["a"]["last_seq"] == 1 + OPEN and st["a"]["counters"]["requests_deduplicated"] == 1
 
 
 def test_corrupted_standby_reports_divergence_and_never_promotes(group):
@@ -295,7 +303,9 @@ def test_published_events_equal_the_replies_of_bundled_orders(group):
     commands = command_array([order(i) for i in range(600)])
     out = io.StringIO()
     sub = threading.Thread(
-        target=subscribe, args=(g.cfg,), kwargs={"count": len(commands), "idle_timeout": 10.0, "out": out}
+        target=subscribe,
+        args=(g.cfg,),
+        kwargs={"count": len(commands) + OPEN, "idle_timeout": 10.0, "out": out},
     )
     sub.start()
     time.sleep(0.3)  # the SUB sockets connect (a late joiner would get refills, which carry no events)
@@ -357,7 +367,7 @@ def test_subscriber_prints_the_stream_with_events(group):
     assert len(lines) == 10, err
     seqs = [x["seq"] for x in lines]
     assert seqs == list(range(seqs[0], seqs[0] + 10))
-    assert all("events" in x and x["command"]["op"] in ("new", "cancel") for x in lines)
+    assert all("events" in x and x["command"]["op"] in ("new", "cancel", "session_open") for x in lines)
 
 
 def test_curve_group_serves_keyed_clients_only(group):
@@ -370,7 +380,7 @@ def test_curve_group_serves_keyed_clients_only(group):
         flow(c, 0, 20)
     finally:
         c.close()
-    st = g.wait_for(lambda s: s["b"].get("last_seq") == 20, what="b replicated over CURVE")
+    st = g.wait_for(lambda s: s["b"].get("last_seq") == 20 + OPEN, what="b replicated over CURVE")
     assert st["a"]["digest"] == st["b"]["digest"]
     # Without keys, nothing gets through.
     assert ask(g.endpoints["a"], wire.StatusRequest(), 0.5) is None

@@ -35,11 +35,15 @@ def test_each_fault_alone_loses_nothing(kind, restart_as):
 
 
 def test_primary_crash_fails_over_to_a_new_epoch():
-    sim = Sim(Schedule(seed=3, requests=40, faults=(Fault("crash", 0.01, 0.3),))).run()
+    # The crash picks its node from the seeded history: the first seed whose crash hits the primary.
+    for seed in range(1, 20):
+        sim = Sim(Schedule(seed=seed, requests=40, faults=(Fault("crash", 0.01, 0.3),))).run()
+        if any("crash a (primary)" in line for line in sim.fault_log):
+            break
+    assert any("crash a (primary)" in line for line in sim.fault_log)
     rep = check_sim(sim)
     assert not rep.violations and rep.converged
     assert max(sim.primaries) >= 2 and all(len(v) == 1 for v in sim.primaries.values())
-    assert any("crash a (primary)" in line for line in sim.fault_log)
 
 
 def test_torn_tail_crash_mid_step_recovers_and_loses_nothing_acknowledged():

@@ -173,7 +173,7 @@ def test_handle_replies_fast_path_and_fallback():
     assert c.handle_replies("b", bundle, 0.01, done) == []
     assert list(done) == [2, 1, 4] and done[1].status == wire.EXPIRED
     assert c.primary == "b" and list(c.pending) == [3] and c.heard_at["b"] == 0.01
-    assert c.counters == {"late_replies": 1, "unexpected_messages": 1}
+    assert c.counters == {"late_replies": 1, "unexpected_messages": 1, "foreign_replies": 1}
 
 
 def test_encode_request_window_is_wire_encode():

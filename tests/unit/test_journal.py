@@ -1,4 +1,5 @@
-"""The journal: append/read, torn and corrupt tails cut on open, truncation, snapshots, metadata."""
+"""The journal: append/read, a torn last record cut on open and any other corruption reported (never
+cut), writes that complete or fail the journal, truncation, snapshots, metadata."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 import pytest
 
+from replication.diskio import JournalDamaged, JournalFailed
 from replication.journal import REC, FileJournal, MemoryJournal
 from replication.wire import ENTRY, Entry
 
@@ -103,6 +105,7 @@ def test_torn_tail_every_offset(tmp_path):
 
 
 def test_flipped_bytes(tmp_path):
+    """A flip in the last record is a torn write (cut); one in the record before is damage (kept)."""
     path = str(tmp_path / "j")
     log_path = os.path.join(path, "entries.log")
     j = FileJournal(path)
@@ -116,9 +119,11 @@ def test_flipped_bytes(tmp_path):
             with open(log_path, "wb") as f:
                 f.write(bad)
             j = FileJournal(path)
-            # The record holding the flipped byte and everything after it is gone.
-            assert j.last_seq == pos // RECORD, (pos, bit)
-            assert j.read(1) == entries(1, pos // RECORD)
+            if pos >= 4 * RECORD:  # the last record: cut, the four before it kept
+                assert not j.damage and j.last_seq == 4 and j.read(1) == entries(1, 4), (pos, bit)
+            else:  # record 4 of 5: reported, the file left exactly as it was
+                assert j.damage and "offset 300 (seq 4)" in j.damage, (pos, bit)
+                assert j.last_seq == 0 and open(log_path, "rb").read() == bad, (pos, bit)
             j.close()
 
 
@@ -161,25 +166,77 @@ def test_deferred_sync_of_big_appends(tmp_path):
     j.close()
 
 
-def test_a_flipped_byte_deep_in_a_big_file_cuts_there(tmp_path):
-    """The scan on open checks every record's CRC in one call: the first bad one ends the run."""
+def test_torn_last_record_versus_a_flipped_byte_in_record_10_of_1000(tmp_path):
+    """Only the last record may be treated as torn. A flipped byte in record 10 of 1,000 (or in
+    record 999) is corruption: reported by file, offset and seq, and not one byte is cut."""
     path = str(tmp_path / "j")
     log_path = os.path.join(path, "entries.log")
     j = FileJournal(path, "none")
     j.append(entries(1, 1000))
     j.close()
     full = open(log_path, "rb").read()
-    for victim, pos in ((0, 9), (517, 60), (998, RECORD - 1), (999, REC.size)):
+    for victim, pos in ((9, 9), (9, 60), (517, 60), (998, RECORD - 1), (999, REC.size), (999, 9)):
         bad = bytearray(full)
         bad[victim * RECORD + pos] ^= 0x10
         with open(log_path, "wb") as f:
             f.write(bad)
         j = FileJournal(path)
-        assert j.last_seq == victim and j.truncated_bytes == (1000 - victim) * RECORD, victim
-        assert j.read(1) == entries(1, victim)
+        if victim == 999:  # the last record: a torn write, never acknowledged; cut
+            assert not j.damage and j.last_seq == 999 and j.truncated_bytes == RECORD
+            assert j.read(1) == entries(1, 999)
+        else:
+            assert j.damage == (
+                f"journal: damaged {log_path} at offset {victim * RECORD} (seq {victim + 1}): bad record"
+            )
+            assert j.last_seq == 0 and j.truncated_bytes == 0 and j.read(1) == []
+            assert open(log_path, "rb").read() == bad  # nothing cut
+            with pytest.raises(JournalDamaged):
+                j.append(entries(1, 1))
         j.close()
         with open(log_path, "wb") as f:
             f.write(full)
+
+
+def test_a_torn_last_record_after_a_bad_one_is_damage(tmp_path):
+    """Two bad records at the end (a flip, then a partial record) are more than a torn write."""
+    path = str(tmp_path / "j")
+    log_path = os.path.join(path, "entries.log")
+    j = FileJournal(path)
+    j.append(entries(1, 10))
+    j.close()
+    bad = bytearray(open(log_path, "rb").read()[: 9 * RECORD + 40])
+    bad[8 * RECORD + 30] ^= 1
+    open(log_path, "wb").write(bad)
+    j = FileJournal(path)
+    assert "(seq 9)" in j.damage and os.path.getsize(log_path) == len(bad)
+    j.close()
+
+
+def test_a_damaged_journal_is_repaired_by_reset(tmp_path):
+    """reset() (a peer's snapshot, or empty) is the one write a damaged journal takes."""
+    path = str(tmp_path / "j")
+    log_path = os.path.join(path, "entries.log")
+    j = FileJournal(path)
+    j.append(entries(1, 20))
+    j.close()
+    bad = bytearray(open(log_path, "rb").read())
+    bad[3 * RECORD + 50] ^= 4
+    open(log_path, "wb").write(bad)
+    j = FileJournal(path)
+    assert j.damage
+    for write in (lambda: j.truncate_after(2), lambda: j.save_snapshot(1, 1, b"x"), lambda: j.compact(5)):
+        try:
+            write()
+        except JournalDamaged:
+            pass
+    assert open(log_path, "rb").read() == bad
+    j.reset(0, 0, b"")
+    assert not j.damage and (j.base_seq, j.last_seq) == (0, 0) and j.load_snapshot() is None
+    j.append(entries(1, 20))
+    j.close()
+    j = FileJournal(path)
+    assert not j.damage and j.read(1) == entries(1, 20)
+    j.close()
 
 
 def test_bad_seq_order_is_cut(tmp_path):
@@ -199,7 +256,9 @@ def test_bad_seq_order_is_cut(tmp_path):
     j.close()
 
 
-def test_corrupt_snapshot_ignored(tmp_path):
+@pytest.mark.parametrize("how", ["flip", "truncate", "header"])
+def test_a_damaged_snapshot_is_reported_not_ignored(tmp_path, how):
+    """A flipped or truncated snapshot is damage: never "start empty", nothing unlinked."""
     path = str(tmp_path / "j")
     j = FileJournal(path)
     j.append(entries(1, 3))
@@ -207,11 +266,92 @@ def test_corrupt_snapshot_ignored(tmp_path):
     j.close()
     snap = os.path.join(path, "snapshot.bin")
     data = bytearray(open(snap, "rb").read())
-    data[-1] ^= 0xFF
+    if how == "flip":
+        data[-1] ^= 0xFF
+    elif how == "truncate":
+        data = data[:-2]
+    else:
+        data = data[:10]
     open(snap, "wb").write(data)
+    before = sorted(os.listdir(path))
     j = FileJournal(path)
-    assert j.load_snapshot() is None and j.last_seq == 3
+    assert j.damage.startswith(f"journal: damaged {snap}") and j.load_snapshot() is None
+    assert j.last_seq == 0 and sorted(os.listdir(path)) == before
+    assert open(snap, "rb").read() == data
     j.close()
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch):
+    """os.pwrite may write less than asked: the journal writes the rest, byte count by byte count."""
+    real = os.pwrite
+    calls = []
+
+    def stingy(fd, data, off):
+        calls.append(len(data))
+        return real(fd, bytes(data)[:7], off)  # at most 7 bytes a call
+
+    path = str(tmp_path / "j")
+    j = FileJournal(path, "batch")
+    monkeypatch.setattr(os, "pwrite", stingy)
+    j.append(entries(1, 3))
+    monkeypatch.undo()
+    assert len(calls) == -(-3 * RECORD // 7)
+    j.close()
+    j = FileJournal(path)
+    assert not j.damage and j.read(1) == entries(1, 3)
+    j.close()
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EIO"])
+def test_a_failed_write_fails_the_journal(tmp_path, monkeypatch, errno_name):
+    import errno
+
+    path = str(tmp_path / "j")
+    log_path = os.path.join(path, "entries.log")
+    j = FileJournal(path, "batch")
+    j.append(entries(1, 2))
+    real = os.pwrite
+
+    def half_then_fail(fd, data, off):
+        if len(data) > RECORD:
+            return real(fd, bytes(data)[: len(data) // 2], off)
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+
+    monkeypatch.setattr(os, "pwrite", half_then_fail)
+    with pytest.raises(JournalFailed) as exc:
+        j.append(entries(3, 4))
+    monkeypatch.undo()
+    assert str(exc.value) == j.failed == f"journal: {errno_name} writing {log_path}"
+    assert j.last_seq == 2 and os.path.getsize(log_path) == 2 * RECORD  # the half written is cut back
+    with pytest.raises(JournalFailed):
+        j.append(entries(3, 1))  # the disk may be fine again: the journal stays failed
+    with pytest.raises(JournalFailed):
+        j.save_meta({"epoch": 2})
+    j.close()
+
+
+def test_a_failed_fdatasync_is_never_retried(tmp_path, monkeypatch):
+    """The fsyncgate lesson: after a failed fdatasync, a second one could "succeed" over lost pages."""
+    import errno
+
+    j = FileJournal(str(tmp_path / "j"), "batch")
+    j.defer_sync = True
+    j.append(entries(1, 2))
+    syncs = []
+
+    def failing(fd):
+        syncs.append(fd)
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(JournalFailed, match="EIO syncing"):
+        j.sync()
+    monkeypatch.setattr(os, "fdatasync", lambda fd: syncs.append(fd))
+    j.sync()  # nothing left to sync: it was not retried
+    with pytest.raises(JournalFailed):
+        j.append(entries(3, 1))
+    j.close()
+    assert len(syncs) == 1
 
 
 def test_memory_crash():

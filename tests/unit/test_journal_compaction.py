@@ -160,17 +160,60 @@ def test_crash_at_any_step_of_compaction(tmp_path, monkeypatch, crash_after):
     j2.close()
 
 
-def test_torn_tail_of_a_sealed_segment_drops_what_follows(tmp_path):
+def _files(path: str) -> dict[str, bytes]:
+    return {n: open(os.path.join(path, n), "rb").read() for n in sorted(os.listdir(path))}
+
+
+@pytest.mark.parametrize("how", ["torn", "flip"])
+def test_damage_in_a_sealed_segment_is_reported_and_nothing_deleted(tmp_path, how):
+    """Sealed segments were synced whole: a torn or flipped record in one is damage, not a tail.
+    Every later segment and the valid snapshot stay on disk, byte for byte."""
     path = str(tmp_path / "j")
     _journal_with_segments(path)
     sealed = sorted(n for n in os.listdir(path) if n.startswith("entries.0"))
     victim = os.path.join(path, sealed[2])  # seqs 21..30
     with open(victim, "r+b") as f:
-        f.truncate(5 * RECORD + 17)
+        if how == "torn":
+            f.truncate(5 * RECORD + 17)
+        else:
+            f.seek(5 * RECORD + 40)
+            byte = f.read(1)
+            f.seek(5 * RECORD + 40)
+            f.write(bytes([byte[0] ^ 0x08]))
+    before = _files(path)
     j = FileJournal(path)
-    assert j.last_seq == 25 and j.read(1) == ENTRIES[:25]
-    assert sorted(n for n in os.listdir(path) if n.startswith("entries.0")) == sealed[:3]
-    assert recover(j, ReferenceEngine).digest == ENTRIES[24].digest
+    assert j.damage == f"journal: damaged {victim} at offset {5 * RECORD} (seq 26): bad record"
+    assert j.last_seq == 0 and j.load_snapshot() is None
+    assert _files(path) == before
+    j.close()
+    assert _files(path) == before
+
+
+def test_a_missing_sealed_segment_is_damage(tmp_path):
+    path = str(tmp_path / "j")
+    _journal_with_segments(path)
+    sealed = sorted(n for n in os.listdir(path) if n.startswith("entries.0"))
+    os.rename(os.path.join(path, sealed[1]), str(tmp_path / "aside"))  # seqs 11..20 gone
+    before = _files(path)
+    j = FileJournal(path)
+    assert "(seq 11): starts at seq 21, not 11" in j.damage and _files(path) == before
+    j.close()
+
+
+def test_entries_past_a_missing_snapshot_are_damage(tmp_path):
+    """Compacted entries and no snapshot to rebuild them from: the node must not "start empty"."""
+    path = str(tmp_path / "j")
+    j = FileJournal(path, segment_entries=10)
+    j.append(ENTRIES[:25])
+    j.save_snapshot(25, 1, snapshot_at(25))
+    j.compact(20)
+    j.append(ENTRIES[25:40])
+    j.save_snapshot(40, 1, snapshot_at(40))
+    assert j.compact(30) == 25
+    j.close()
+    os.unlink(os.path.join(path, "snapshot.bin"))
+    j = FileJournal(path)
+    assert "entries start at seq 26 and no snapshot" in j.damage
     j.close()
 
 

@@ -1,12 +1,13 @@
-"""Journal recovery, byte by byte: a damaged file journal comes back at its last good entry, book included.
+"""Journal recovery, byte by byte: a torn last record is cut, any other damage is reported and kept.
 
-``test_journal.py`` pins the journal alone (cuts in the last two records,
-two bits per byte). This goes further and through the node's recovery
-(``replica.recover``): every bit of every byte of the last few records,
-a flip *and* a cut together, a record whose checksum was recomputed over
-wrong content (only the chained digest can catch that), junk after the last
-record, and a torn tail behind a snapshot. Each time the rebuilt replica
-must hold exactly the good prefix, with the digest the primary recorded.
+``test_journal.py`` pins the journal alone. This goes further and through the
+node's recovery (``replica.recover``): every bit of every byte of the last
+few records, a flip *and* a cut together, a record whose checksum was
+recomputed over wrong content (only the chained digest can catch that), junk
+after the last record, and a torn tail behind a snapshot. Where only the
+last record is bad, the rebuilt replica holds exactly the good prefix, with
+the digest the primary recorded; anywhere else the journal says where the
+damage is and the file is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import zlib
 import pytest
 
 from matching import ReferenceEngine
+from replication.diskio import JournalDamaged
 from replication.journal import REC, FileJournal
 from replication.replica import Replica, recover
 from replication.wire import ENTRY, Entry, pack_command
@@ -79,6 +81,13 @@ def assert_at(j: FileJournal, r: Replica, good: int, what) -> None:
     assert j.read(1) == ENTRIES[:good], what
 
 
+def assert_damaged(j: FileJournal, log_path: str, data: bytes, seq: int, what) -> None:
+    assert f"(seq {seq})" in j.damage and log_path in j.damage, what
+    assert j.last_seq == 0 and j.read(1) == [], what
+    with open(log_path, "rb") as f:
+        assert f.read() == data, what  # not one byte cut
+
+
 def test_every_bit_of_the_last_records(good_file):
     path, log_path, full = good_file
     for pos in range((N - LAST) * RECORD, N * RECORD):
@@ -86,17 +95,28 @@ def test_every_bit_of_the_last_records(good_file):
             bad = bytearray(full)
             bad[pos] ^= 1 << bit
             j, r = reopen(path, log_path, bytes(bad))
-            assert_at(j, r, pos // RECORD, (pos, bit))
+            if pos >= (N - 1) * RECORD:
+                assert_at(j, r, N - 1, (pos, bit))
+            else:
+                assert_damaged(j, log_path, bytes(bad), pos // RECORD + 1, (pos, bit))
             j.close()
 
 
 def test_flip_and_cut_together(good_file):
+    """A flip then a cut: torn only if the bad bytes from the flipped record on are one record at most."""
     path, log_path, full = good_file
     start = (N - LAST) * RECORD
     for pos in range(start, N * RECORD, 13):
         for cut in range(pos + 1, N * RECORD + 1, 29):
             bad = bytearray(full[:cut])
             bad[pos] ^= 0x10
+            if cut - pos // RECORD * RECORD > RECORD:
+                with open(log_path, "wb") as f:
+                    f.write(bad)
+                j = FileJournal(path)
+                assert_damaged(j, log_path, bytes(bad), pos // RECORD + 1, (pos, cut))
+                j.close()
+                continue
             j, r = reopen(path, log_path, bytes(bad))
             assert_at(j, r, pos // RECORD, (pos, cut))
             # and it takes new entries right after the good prefix
@@ -107,7 +127,8 @@ def test_flip_and_cut_together(good_file):
 
 
 def test_recomputed_checksum_over_wrong_content_is_caught_by_the_digest(good_file):
-    """A record that passes its CRC but holds another command: replay disagrees with the recorded digest."""
+    """A record that passes its CRC but holds another command: replay disagrees with the recorded
+    digest. No torn write makes a right CRC: it is damage, even in the last record, and kept."""
     path, log_path, full = good_file
     for victim in range(N - LAST, N):
         bad = bytearray(full)
@@ -116,8 +137,12 @@ def test_recomputed_checksum_over_wrong_content_is_caught_by_the_digest(good_fil
         payload = ENTRY.pack(*e._replace(command=ENTRIES[0].command))  # a different, well-formed command
         bad[off : off + ENTRY.size] = payload
         struct.pack_into("<I", bad, victim * RECORD + 4, zlib.crc32(payload))
-        j, r = reopen(path, log_path, bytes(bad))
-        assert_at(j, r, victim, victim)  # the journal was cut back to the last entry that replays right
+        with open(log_path, "wb") as f:
+            f.write(bad)
+        j = FileJournal(path)
+        with pytest.raises(JournalDamaged, match=f"entry seq {victim + 1} .* does not replay"):
+            recover(j, ReferenceEngine)
+        assert j.last_seq == N  # nothing cut
         j.close()
 
 

@@ -119,7 +119,9 @@ def test_the_witness_refuses_an_in_sync_set_that_does_not_fit_its_record():
     assert w.epoch == 1 and w.primary == "a" and w.counters["heartbeats_refused"] == 2
 
 
-def test_a_witness_state_that_cannot_be_saved_withholds_the_vote_and_keeps_running(tmp_path, monkeypatch):
+def test_a_witness_record_too_large_for_its_slot_is_not_fatal(tmp_path, monkeypatch):
+    """The last line of defence behind trust.Policy and WitnessMachine.fits: a state that does not
+    fit the state file stops the witness's decisions, never the witness."""
     from test_witness_state import _group
 
     from replication import node
@@ -129,14 +131,17 @@ def test_a_witness_state_that_cannot_be_saved_withholds_the_vote_and_keeps_runni
     sent = []
     monkeypatch.setattr(d, "perform", sent.append)
 
-    def full(path, state):
-        raise OSError(28, "No space left on device")
+    def too_large(path, state):
+        raise ValueError("record larger than its slot")
 
-    monkeypatch.setattr(node, "save_witness_state", full)
+    monkeypatch.setattr(node, "save_witness_state", too_large)
     try:
-        d.machine.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
+        (vote,) = d.machine.handle("a", wire.VoteRequest(1, 0, "a", 0), 0.0)
         d.run_once(0)
-        assert sent == [] and d.counters["state_save_failed"] == 1
+        assert d.state_error == "witness state: record larger than its slot"
+        d.machine.handle("b", wire.VoteRequest(2, 0, "b", 1), 0.0)
+        d.run_once(0)
+        assert all(not isinstance(o.msg, wire.Vote) for outs in sent for o in outs)
     finally:
         d.close()
 
