@@ -8,7 +8,8 @@ wall clock, no sleeping, and one ``random.Random`` owned by the simulator
 (the machines never see it). Every message goes through the wire codec, as
 in production. Faults: messages dropped, duplicated, reordered and delayed;
 links cut and healed (the primary isolated from its peers, or from everyone;
-a standby cut off from the witness; any one link); nodes crashed between
+a standby cut off from the witness; any one link; the primary isolated and
+two standbys from each other, so both run for one epoch); nodes crashed between
 steps or in the middle of one (the step's outputs never leave and its
 journal keeps a torn prefix of what it appended) and restarted from their
 journals; hung nodes (SIGSTOP, then SIGCONT with a backlog); the witness
@@ -151,6 +152,9 @@ class Sim(DiskFaultsMixin):
     # and never ran: seed 47 with a 5 ms restart), closed by the 'leaderless' candidacy; seeds 1..600
     # pass with 5 ms. The minimum stays, so that every seed keeps its history.
     RESTART_MIN = 0.1
+    # isolate_primary_split: when the candidate that won loses the witness (after the
+    # candidates' detection, heartbeat_timeout, and their vote).
+    SPLIT_SECOND_CUT = 0.08
 
     def __init__(
         self,
@@ -207,6 +211,7 @@ class Sim(DiskFaultsMixin):
         self.fault_log: list[str] = []
         self.faults_injected: dict[str, int] = {}
         self.primaries: dict[int, set[str]] = {}  # epoch -> nodes seen serving as primary of it
+        self.grants: dict[int, set[str]] = {}  # epoch -> nodes the witness granted it to (sim_check)
         self.switchovers: list[tuple[str, int]] = []  # (target, epoch it was asked in): plain switchovers
         self.diverged: dict[str, int] = {}  # node -> seq at which it declared divergence
         self.corrupt_was_primary = False
@@ -364,6 +369,9 @@ class Sim(DiskFaultsMixin):
             if self.witness_up:
                 outs = self.witness.handle(src, msg, self.now)
                 self.witness_saved = self.witness.durable_state()  # as its driver saves it before sending
+                for o in outs:  # every grant that leaves, for the checker's one-grant-per-epoch rule
+                    if isinstance(o.msg, wire.Vote) and o.msg.granted:
+                        self.grants.setdefault(o.msg.epoch, set()).add(o.msg.node)
                 self._emit(WITNESS, outs)
         elif dest in self.clients:
             self._client_handle(self.clients[dest], src, msg)
@@ -534,6 +542,23 @@ class Sim(DiskFaultsMixin):
                 st["links"] = {(p, o) for o in others} | {(o, p) for o in others}
                 self._cut(st["links"])
                 self.log(f"{f.kind} {p} until {heal_at:.4f}")
+        elif f.kind == "isolate_primary_split":
+            # Concurrent candidates: the primary cut off from everyone, and the two standbys from
+            # each other, so both lose it at once, neither hears the other's promotion, and both
+            # ask the witness for the same epoch: it must grant it once (sim_check).
+            standbys = [n for n in self._standbys() if self.nodes[n].up and not self.nodes[n].hung]
+            if not p or len(standbys) < 2:
+                skip = "no primary with two live standbys"
+            else:
+                others = [n for n in self.names if n != p] + [WITNESS]
+                st["links"] = {(p, o) for o in others} | {(o, p) for o in others}
+                st["links"] |= {(standbys[0], standbys[1]), (standbys[1], standbys[0])}
+                st["candidates"] = standbys
+                self._cut(st["links"])
+                self.log(f"isolate {p}, and {standbys[0]} from {standbys[1]}, until {heal_at:.4f}")
+                # Then the winner loses the witness too, while the loser, which never heard of
+                # the new epoch, still asks for it (see _heal).
+                self._push(min(self.now + self.SPLIT_SECOND_CUT, heal_at), _HEAL, st)
         elif f.kind == "cut_standby_witness":
             s = rng.choice(self._standbys())
             st["links"] = {(s, WITNESS), (WITNESS, s)}
@@ -589,6 +614,17 @@ class Sim(DiskFaultsMixin):
 
     def _heal(self, st: dict[str, Any]) -> None:
         kind = st.get("kind")
+        if kind == "isolate_primary_split" and "candidates" in st:
+            # Phase two (the heal comes later): cut the candidate that won from the witness.
+            won = [
+                n for n in st.pop("candidates") if self.nodes[n].machine and self.nodes[n].machine.is_primary
+            ]
+            for w in won:
+                cut = {(w, WITNESS), (WITNESS, w)} - st["links"]
+                st["links"] |= cut
+                self._cut(cut)
+                self.log(f"cut {w}, the new primary, from the witness")
+            return
         if kind in DISK_FAULTS:
             self._heal_disk(st)
         elif kind == "switchover_crash" and "node" in st:

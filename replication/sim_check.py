@@ -11,7 +11,9 @@ list of violations, empty when the run kept every rule:
   trades away);
 - no request is executed twice; the history is self-consistent (replaying it
   gives every entry's recorded digest);
-- at most one node serves as primary in any epoch, and no two journals ever
+- at most one node serves as primary in any epoch, the witness grants each
+  epoch to at most one candidate (and to none other than the node that serves
+  it), and no two journals ever
   held different entries for one (epoch, seq) or one entry on two different
   predecessors;
 - every node's journal and book agree with the primary's chained digest at
@@ -264,6 +266,17 @@ def check_sim(sim: Sim) -> Report:
         if len(names) > 1:
             rep.split_brain += 1
             v.append(f"split brain: epoch {epoch} served by {sorted(names)}")
+    # The witness's rule: one candidate per epoch, and none that another node already serves
+    # (a handover target takes its epoch without a vote). Checked on the grants themselves,
+    # whether or not the second grantee got to serve.
+    for epoch, granted in sorted(sim.grants.items()):
+        claimants = granted | sim.primaries.get(epoch, set())
+        if len(claimants) > 1:
+            rep.split_brain += 1
+            v.append(
+                f"split brain: the witness granted epoch {epoch} to {sorted(granted)}, "
+                f"served by {sorted(sim.primaries.get(epoch, ()))}"
+            )
     for c in sim.registry.conflicts:
         rep.split_brain += 1
         v.append(f"split brain: {c}")

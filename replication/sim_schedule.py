@@ -139,7 +139,7 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         # Last again: a third of the schedules overlap their faults.
         overlap=rng.random() < 1 / 3,
     )
-    # Last of all: some schedules end their fault list with a disk fault.
+    # Then: some schedules end their fault list with a disk fault.
     if rng.random() < DISK_FAULT_RATE:
         disk = Fault(
             rng.choice(DISK_FAULTS),
@@ -147,9 +147,16 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
             round(rng.uniform(0.005, 0.3), 4),
             rng.choice(("standby", "standby", "primary")),
         )
-        schedule = replace(schedule, faults=(*faults, disk))
+        schedule = replace(schedule, faults=(*schedule.faults, disk))
+    # Last of all: half the groups with two healthy standbys end with both losing the
+    # primary, and each other, at once: two candidates for one epoch.
+    if standbys == 2 and not corrupt and rng.random() < 0.5:
+        split = Fault(
+            "isolate_primary_split", round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.15, 0.4), 4)
+        )
+        schedule = replace(schedule, faults=(*schedule.faults, split))
     # A quarter of the schedules have an outsider forging messages: drawn from a stream of its
-    # own, so every draw above (and the disk fault's) stays as it was.
+    # own, so every draw above (the disk and split faults' too) stays as it was.
     return replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
 
 

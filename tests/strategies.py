@@ -159,17 +159,74 @@ _COMMANDS = commands()
 
 
 @st.composite
+def queue_position_runs(draw) -> list[dict]:
+    """Orders queued at one price, one of them (not the first) replaced, then a fill.
+
+    Time priority is invisible until the level trades: the replace shrinks (or
+    keeps) a queued order's quantity, which must keep its place, or moves its
+    price back and forth or grows it, which must send it to the back; then an
+    order from the other side takes part of the level, and the order of the
+    trades shows the queue. Plain limit orders, no account: nothing else
+    (STP, icebergs, post-only) decides who trades first.
+    """
+    instrument = draw(st.sampled_from((1, 1, 2)))
+    side = draw(st.sampled_from(("buy", "sell")))
+    price = draw(st.integers(min_value=MID - 2, max_value=MID + 2))
+    ids = draw(st.lists(st.integers(min_value=1, max_value=16), min_size=3, max_size=5, unique=True))
+    sizes = [draw(st.sampled_from((2, 3, 5, 8, 10))) for _ in ids]
+    out: list[dict] = [
+        {"op": "new", "instrument": instrument, "id": i, "side": side, "price": price, "qty": q}
+        for i, q in zip(ids, sizes, strict=True)
+    ]
+    k = draw(st.integers(min_value=1, max_value=len(ids) - 1))  # never the front of the queue
+    how = draw(st.sampled_from(("shrink", "shrink", "same", "grow", "away_and_back")))
+    replace = {"op": "replace", "instrument": instrument, "id": ids[k]}
+    if how == "shrink":
+        replace["qty"] = draw(st.integers(min_value=1, max_value=sizes[k]))
+    elif how == "same":
+        replace["price"], replace["qty"] = price, sizes[k]
+    elif how == "grow":
+        replace["qty"] = sizes[k] + draw(st.integers(min_value=1, max_value=5))
+    else:
+        away = price - 3 if side == "buy" else price + 3  # off the level without crossing
+        out.append({"op": "replace", "instrument": instrument, "id": ids[k], "price": away})
+        replace["price"] = price
+    out.append(replace)
+    taker = "sell" if side == "buy" else "buy"
+    qty = draw(st.integers(min_value=1, max_value=sum(sizes) + 5))
+    out.append(
+        {
+            "op": "new",
+            "instrument": instrument,
+            "id": draw(order_ids),
+            "side": taker,
+            "price": price,
+            "qty": qty,
+            "tif": "IOC",
+        }
+    )
+    return out
+
+
+@st.composite
 def command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
     """A session of commands against one engine.
 
     Most cancels and replaces are re-aimed at an order the session already
     sent (live, filled or cancelled by then), the way real flow refers to
-    its own orders; the rest keep hitting unknown ids.
+    its own orders; the rest keep hitting unknown ids. Now and then a run
+    from :func:`queue_position_runs` shows whether replaces kept (or lost)
+    their place in the queue.
     """
     n = draw(st.integers(min_value=min_size, max_value=max_size), label="length")
     issued: list[tuple[int, int]] = []
     out = []
     for _ in range(n):
+        if draw(st.integers(0, 11)) == 0:
+            run = draw(queue_position_runs())
+            issued += [(c["instrument"], c["id"]) for c in run if c["op"] == "new"]
+            out += run
+            continue
         cmd = draw(_COMMANDS)
         op = cmd.get("op")
         if op in ("cancel", "replace") and issued and draw(st.integers(0, 4)):

@@ -92,6 +92,18 @@ def test_bench_replication_smoke(tmp_path):
             assert key in m, (mode, key)
         assert {"p50", "p99", "p99.9", "max"} <= set(m["paced"]["latency_ns"])
         assert "throughput" in m["pipelined"]
+        # What the passes did, not only that they reported: every order answered OK (a late
+        # duplicate answer may add to the count, never another status), no fail-over, and
+        # the group left as one primary and one standby on one history.
+        assert m["paced"]["orders"] == 300 and m["pipelined"]["orders"] == 300
+        assert set(m["reply_statuses"]) == {"ok"} and m["reply_statuses"]["ok"] >= 600, m["reply_statuses"]
+        assert m["unplanned_failover"] is False
+        final = m["final_status"]
+        assert sorted(final[n]["role"] for n in ("a", "b")) == ["primary", "standby"], final
+        assert final["a"]["epoch"] == final["b"]["epoch"], final
+        if mode == "sync":  # every acknowledged entry is on the standby: the same seq, the same book
+            assert final["a"]["last_seq"] == final["b"]["last_seq"] > 0, final
+            assert final["a"]["digest"] == final["b"]["digest"], final
 
 
 def _alive_floor_child(pid: int) -> bool:
@@ -107,8 +119,15 @@ def test_bench_failover_smoke(tmp_path):
     assert set(r["summary"]) == {"sigkill", "sigstop", "switchover"}
     for s in r["summary"].values():
         assert {"first_accepted_ms", "first_reply_ms", "promotion_ms", "lost", "duplicated"} <= set(s)
-    assert {"acked", "lost", "duplicated"} <= set(r["journal_check"])
+        assert s["rounds"] == 1 and s["failed"] == 0, s
+        assert s["lost"] == 0 and s["duplicated"] == 0, s  # sync mode: a fail-over loses nothing
+    j = r["journal_check"]
+    assert {"acked", "lost", "duplicated"} <= set(j)
+    assert j["lost"] == 0 and j["duplicated"] == 0 and not j["duplicated_seqs"], j
+    assert 0 < j["acked"] <= j["entries"] + j["unchecked_below_base"], j
     assert len(r["rounds"]) == 3
+    assert sum(rnd["lost"] for rnd in r["rounds"]) == j["lost"]
+    assert sum(rnd["duplicated"] for rnd in r["rounds"]) == j["duplicated"]
     # The teardown floor: two passes of two children, every one killed, timed, reaped.
     for key in ("teardown_floor_before", "teardown_floor_after"):
         f = r[key]
@@ -142,3 +161,7 @@ def test_bench_catchup_smoke(tmp_path):
         assert "error" not in v, v
         for key in ("target_seq", "catchup_s", "rate", "digest_equal", "curve_ms_seq", "standby_up_s"):
             assert key in v, key
+        # The standby caught up to the primary's whole journal, and holds the same book.
+        assert v["entries"] == 3000 and v["target_seq"] >= 3000, v
+        assert v["digest_equal"] is True, v
+        assert v["curve_ms_seq"][-1][1] >= v["target_seq"], v["curve_ms_seq"][-3:]

@@ -59,4 +59,5 @@ def test_cli_emits_json():
     res = json.loads(out.stdout)
     for key in ("cycles", "acked", "lost", "duplicates", "divergences", "split_brain", "max_failover_ms"):
         assert key in res
-    assert res["cycles"] == 2 and res["lost"] == 0
+    assert res["cycles"] == 2 and res["acked"] >= 2 * 10
+    assert res["lost"] == res["duplicates"] == res["divergences"] == res["split_brain"] == 0, res

@@ -41,7 +41,8 @@ ms = st.integers(min_value=0, max_value=300).map(lambda n: n / 1000)
 
 faults = st.builds(
     Fault,
-    kind=st.sampled_from(NODE_FAULTS),
+    # isolate_primary_split: two candidates for one epoch (random_schedule draws it apart).
+    kind=st.sampled_from((*NODE_FAULTS, "isolate_primary_split")),
     gap=st.integers(min_value=0, max_value=100).map(lambda n: n / 1000),
     duration=st.integers(min_value=5, max_value=300).map(lambda n: n / 1000),
     restart_as=st.sampled_from(("standby", "primary")),

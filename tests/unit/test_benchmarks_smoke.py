@@ -76,7 +76,15 @@ def test_engine_harness_writes_expected_json(tmp_path):
         assert PATH_KEYS <= set(res), name
         assert LATENCY_KEYS <= set(res["latency_ns"]), name
         assert res["throughput"] > 0
-    assert all(variant["checks"].values()), variant["checks"]
+        # Every command ran and was timed once; a full-length run ends with the workload's book.
+        n = 100 if name == "reference" else 300
+        assert res["commands"] == n and res["latency_ns"]["count"] == n, (name, res["commands"])
+        if n == 300:
+            assert res["live_orders_after"] == variant["workload"]["live_orders_after"], name
+    # The checks themselves (all() of nothing would pass): the built paths agree with each other.
+    checks = variant["checks"]
+    assert {"batch_equals_per_call", "reference_equals_batch_on_prefix"} <= set(checks), checks
+    assert all(checks.values()), checks
     assert not list(tmp_path.glob("*.png"))
 
 

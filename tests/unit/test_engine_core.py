@@ -428,28 +428,43 @@ def test_depth_levels_argument():
 
 
 def test_threads_cannot_enter_a_running_batch():
+    """A call from another thread while a batch runs without the GIL raises, every time.
+
+    The batch writes each command's digest into ``digests`` as it goes: a call made
+    after the first was written and before the last was is certainly inside the
+    batch, so it must have raised. Tried until such calls happened (the batch is
+    long, so once is the rule even on a busy machine).
+    """
     import threading
 
-    e = Engine()
+    import numpy as np
+
     cmds = command_array(random_session(4, 200000))
-    errors = []
-    started = threading.Event()
-
-    def run():
-        started.set()
-        e.apply_batch(cmds)
-
-    t = threading.Thread(target=run)
-    t.start()
-    started.wait()
-    for _ in range(2000):
-        try:
-            e.depth(1)
-        except RuntimeError as exc:
-            errors.append(exc)
-    t.join()
-    e._check()  # whatever interleaving happened, the core is intact
-    assert all("another thread" in str(x) for x in errors)
+    inside, unguarded = 0, []
+    for _attempt in range(5):
+        e = Engine()
+        digests = np.zeros(len(cmds), dtype=np.uint64)
+        t = threading.Thread(target=e.apply_batch, args=(cmds, digests))
+        t.start()
+        while digests[-1] == 0 and t.is_alive():
+            started = digests[0] != 0
+            try:
+                e.depth(1)
+                refused = None
+            except RuntimeError as exc:
+                refused = exc
+            if started and digests[-1] == 0:  # the call began and ended inside the batch
+                inside += 1
+                if refused is None:
+                    unguarded.append(inside)
+                else:
+                    assert "another thread" in str(refused)
+        t.join()
+        e._check()  # whatever interleaving happened, the core is intact
+        if inside:
+            break
+    assert inside > 0, "no call landed inside a batch in 5 tries"
+    assert not unguarded, f"{len(unguarded)} of {inside} calls entered a running batch"
 
 
 def test_well_framed_garbage_is_refused_or_consistent():
@@ -460,6 +475,7 @@ def test_well_framed_garbage_is_refused_or_consistent():
 
     blob = _loaded().snapshot()
     rng = random.Random(8)
+    refused = 0
     for _ in range(400):
         payload = bytearray(blob[24:])
         for _ in range(rng.randrange(1, 4)):
@@ -470,5 +486,9 @@ def test_well_framed_garbage_is_refused_or_consistent():
         try:
             clone = Engine.restore(bytes(header + payload))
         except ValueError:
+            refused += 1
             continue
         clone._check()
+    # Most damage is refused by restore's own checks (279 of these 400): the loop above
+    # must not pass only because restore trusts whatever carries a good checksum.
+    assert refused > 200

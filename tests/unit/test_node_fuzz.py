@@ -31,9 +31,10 @@ def test_node_survives_garbage_and_keeps_serving(seed):
     assert res["good_answered_live"] == 400
     assert res["audited"] > 100 and res["audit_mismatches"] == 0
     assert res["dropped"] > 15_000
-    assert {"truncated", "bad_magic", "bad_version", "bad_length", "bad_checksum", "bad_payload"} <= set(
-        res["dropped_by_reason"]
-    )
+    # Every kind of damage met, and counted under its own name (not only named).
+    by_reason = res["dropped_by_reason"]
+    for reason in ("truncated", "bad_magic", "bad_version", "bad_length", "bad_checksum", "bad_payload"):
+        assert by_reason.get(reason, 0) > 0, (reason, by_reason)
 
 
 def test_peer_protocol_messages_from_a_client_are_refused():

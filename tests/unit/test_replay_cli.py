@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from matching import command_array, command_dict, command_record
+from matching import Engine, ReferenceEngine, Rejected, command_array, command_dict, command_record
 from matching.cli import replay
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -54,9 +54,13 @@ def test_replay_reports_bad_lines_and_keeps_going():
 
 
 def test_replay_of_every_example_is_reproducible():
-    for path in sorted(EXAMPLES.glob("*.jsonl")):
+    paths = sorted(EXAMPLES.glob("*.jsonl"))
+    assert paths, EXAMPLES  # an empty loop would prove nothing
+    for path in paths:
         text = path.read_text()
-        assert run(text) == run(text), path
+        first = run(text)
+        assert first[0], path  # it wrote events
+        assert run(text) == first, path
 
 
 def test_console_script_reads_stdin():
@@ -100,16 +104,32 @@ def test_command_record_round_trips_valid_commands():
     assert [command_dict(row) for row in arr] == cmds
 
 
-def test_command_record_never_raises_on_garbage():
-    for junk in [
-        None,
-        3,
-        "new",
-        [],
-        {"op": None},
-        {"op": "new", "qty": 1.5},
-        {"op": "new", "side": 4},
-        {"op": "new", "post_only": "yes"},
-        {"op": "cancel", "id": 1 << 70},
-    ]:
-        command_record(junk)
+GOOD_NEW = {"op": "new", "instrument": 1, "id": 9, "side": "buy", "price": 100, "qty": 5}
+
+
+def test_command_record_never_raises_on_garbage_and_the_engine_rejects_it_by_name():
+    # Each command is a good one with one thing wrong, so the reason names that thing.
+    garbage = [
+        (None, "invalid_op"),
+        (3, "invalid_op"),
+        ("new", "invalid_op"),
+        ([], "invalid_op"),
+        ({"op": None}, "invalid_op"),
+        (GOOD_NEW | {"qty": 1.5}, "bad_field"),
+        (GOOD_NEW | {"price": "100"}, "bad_field"),
+        (GOOD_NEW | {"side": 4}, "invalid_side"),
+        (GOOD_NEW | {"post_only": "yes"}, "bad_field"),
+        ({"op": "cancel", "instrument": 1, "id": 1 << 70}, "out_of_range"),
+    ]
+    engines = (ReferenceEngine, *([Engine] if Engine is not None else []))
+    for make in engines:  # the command without its fault is accepted
+        assert type(make().apply_record(command_record(GOOD_NEW))[0]).__name__ == "Accepted"
+    for junk, reason in garbage:
+        rec = command_record(junk)
+        for engine in (make() for make in engines):
+            events = engine.apply_record(rec)
+            assert events == [Rejected(instrument=events[0].instrument, id=events[0].id, reason=reason)], (
+                junk,
+                type(engine).__name__,
+            )
+            assert engine.live_orders == 0

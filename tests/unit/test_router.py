@@ -341,7 +341,7 @@ def test_mass_cancel_with_instrument_goes_to_one_group(router):
 def test_close_closes_every_client_and_refuses_new_ones(router):
     router.submit(instrument=1, id=1, side="buy", price=10, qty=1)
     router.close()
-    assert all(c.closed for c in FakeClient.made.values())
+    assert FakeClient.made and all(c.closed for c in FakeClient.made.values())
     with pytest.raises(RuntimeError, match="closed"):
         router.submit(instrument=3, id=1, side="buy", price=10, qty=1)
 

@@ -134,6 +134,7 @@ def test_garbage_command_is_a_reject_not_a_crash():
 
     evs = events_from_array(np.frombuffer(net.done[b"c1"][0].reply.events, dtype=EVENT_DTYPE))
     assert net.machines["a"].replica.seq == 1 and isinstance(evs[0], Rejected)
+    assert [d.request_id for d in net.done[b"c1"]] == [rid]  # the reply is to that request
 
 
 def test_published_stream_carries_events():

@@ -127,7 +127,8 @@ def test_failover_loses_nothing_acknowledged_and_fences_old_primary(engine):
     net.drop = None
     net.run_until(lambda: not c.pending, 1.0)
     b = net.machines["b"]
-    assert roles(net)["b"] == "primary" and b.epoch == 2 and b.promotion_ms is not None
+    # promotion_ms: 0.0 here, set by promote(); the driver measures the real figure.
+    assert roles(net)["b"] == "primary" and b.epoch == 2 and b.promotion_ms == 0.0
     assert sorted(d.request_id for d in net.done[b"c1"]) == list(range(1, 9))
     assert b.replica.seq == 8  # 6..8 re-executed once each on b, nothing twice
     # The old primary comes back from its journal, is fenced, truncates 6..8 and follows b.
@@ -177,7 +178,10 @@ def test_switchover_to_unknown_node_is_refused():
     net, c = started("sync")
     net.emit("operator", [wire.Send("a", wire.Switchover("zz"))])
     net.run(0.01)
-    assert roles(net)["a"] == "primary"
+    assert roles(net) == {"a": "primary", "b": "standby"}
+    assert net.machines["a"].epoch == net.machines["b"].epoch == 1 and net.machines["b"].leader == "a"
+    submit(net, c, 1, 3)  # and a still serves
+    net.run_until(lambda: not c.pending, 1.0)
 
 
 def test_restart_recovers_from_journal_and_snapshot():
@@ -187,7 +191,9 @@ def test_restart_recovers_from_journal_and_snapshot():
     submit(net, c, 1, 20)
     net.run(0.01)
     j = net.journals["b"]
-    assert j.load_snapshot() is not None
+    snap = j.load_snapshot()
+    assert snap is not None and snap[:2] == (20, 1)  # taken at the last entry (one batch of 20)
+    assert snap[2] == net.machines["a"].replica.snapshot()  # the primary's book, byte for byte
     b2 = NodeMachine("b", ["a", "b"], j, net.settings, "witness", ReferenceEngine)
     assert b2.replica.seq == 20 and b2.replica.digest == net.machines["a"].replica.digest
     assert b2.replica.results == net.machines["a"].replica.results

@@ -1,0 +1,136 @@
+"""The operator's ``Promote`` sent to a standby of a group that has a witness (sans-IO).
+
+``Promote`` makes a standby primary of the next epoch at once, without asking
+the witness. Whatever the moment it arrives, two rules must hold: no epoch
+is ever served by two primaries, and no entry a client was told about is
+lost (it stays in the surviving history exactly once).
+"""
+
+from __future__ import annotations
+
+import pytest
+from _net import add_client, cmd, group
+
+from replication import wire
+
+NODES = ("a", "b", "c")
+
+
+def watch_primaries(net) -> dict:
+    """Record, after every step of every node, which nodes serve as primary of which epoch."""
+    seen: dict[int, set[str]] = {}
+    for name in [n for n in net.machines if n in NODES]:
+        m = net.machines[name]
+
+        def wrap(fn, m=m, name=name):
+            def step(*args):
+                out = fn(*args)
+                if m.is_primary:
+                    seen.setdefault(m.epoch, set()).add(name)
+                return out
+
+            return step
+
+        m.handle, m.tick = wrap(m.handle), wrap(m.tick)
+    return seen
+
+
+def submit(net, c, first, n):
+    for i in range(first, first + n):
+        net.emit(b"c1", c.submit(cmd(i, "buy" if i % 2 else "sell", 100 + i % 3), net.now)[1])
+
+
+def acknowledged(net) -> set[int]:
+    return {d.request_id for d in net.done.get(b"c1", []) if d.reply.status == wire.OK}
+
+
+def history_ids(net, name) -> list[int]:
+    return [e.request_id for e in net.journals[name].read(1) if e.client_id == 7]
+
+
+def assert_nothing_lost(net, primary):
+    ids = history_ids(net, primary)
+    assert len(ids) == len(set(ids)), "a request executed twice"
+    assert acknowledged(net) <= set(ids), sorted(acknowledged(net) - set(ids))
+
+
+def test_promote_a_standby_while_the_primary_serves():
+    net = group("sync")
+    seen = watch_primaries(net)
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.run_until(lambda: net.machines["b"].joined)
+    submit(net, c, 1, 10)
+    net.run_until(lambda: not c.pending, 1.0)
+    # b refuses a plain Promote while a is alive (test_promote_guard): forced, the rules still hold.
+    net.emit("operator", [wire.Send("b", wire.Promote(force=True))])
+    submit(net, c, 11, 10)
+    net.run_until(lambda: not c.pending, 1.0)
+    net.run(0.05)
+    a, b, w = net.machines["a"], net.machines["b"], net.machines["witness"]
+    assert b.role == wire.ROLE_PRIMARY and b.epoch == 2
+    assert a.role == wire.ROLE_STANDBY and a.leader == "b" and a.replica.digest == b.replica.digest
+    assert (w.epoch, w.primary) == (2, "b")  # learned from b's heartbeats
+    assert seen == {1: {"a"}, 2: {"b"}}
+    assert acknowledged(net) == set(range(1, 21))
+    assert_nothing_lost(net, "b")
+
+
+def test_promote_the_in_sync_standby_of_a_dead_primary():
+    net = group("sync", n_standbys=2)
+    seen = watch_primaries(net)
+    c = add_client(net, b"c1", 7, list(NODES))
+    net.run_until(lambda: net.machines["b"].joined and net.machines["c"].joined)
+    submit(net, c, 1, 10)
+    net.run_until(lambda: not c.pending, 1.0)
+    net.down.add("a")
+    net.emit("operator", [wire.Send("b", wire.Promote())])  # before anyone notices a is gone
+    submit(net, c, 11, 10)
+    net.run_until(lambda: not c.pending, 1.0)
+    net.run(0.2)  # long past the heartbeat timeout: c and the witness had every chance to run
+    b, cc, w = net.machines["b"], net.machines["c"], net.machines["witness"]
+    assert b.role == wire.ROLE_PRIMARY and cc.role == wire.ROLE_STANDBY and cc.leader == "b"
+    assert w.epoch == b.epoch == cc.epoch and w.primary == "b"
+    assert all(len(names) == 1 for names in seen.values()), seen
+    assert acknowledged(net) == set(range(1, 21))
+    assert_nothing_lost(net, "b")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: Promote bypasses the witness, so the witness can grant the same epoch to "
+    "another standby; both then serve epoch 2 for good (async: b's acknowledged entries are not "
+    "in c's history). Fixed when an operator promotion takes its epoch from the witness.",
+)
+def test_promote_while_the_witness_elects_another_standby(mode):
+    """a dies; c runs and the witness grants it epoch 2; the operator's Promote reaches b
+    while that grant is on its way (b cannot reach the witness, so it never asks itself)."""
+    net = group(mode, n_standbys=2)
+    seen = watch_primaries(net)
+    c = add_client(net, b"c1", 7, list(NODES))
+    net.run_until(lambda: net.machines["b"].joined and net.machines["c"].joined)
+    submit(net, c, 1, 10)
+    net.run_until(lambda: not c.pending, 1.0)
+    net.down.add("a")
+    promoted = []
+
+    def drop(src, dest, msg):
+        if isinstance(msg, wire.Vote) and msg.granted and not promoted:
+            promoted.append(msg.node)
+            net.queue.append(("operator", "b", wire.Promote()))
+        return {src, dest} == {"b", "witness"}
+
+    net.drop = drop
+    net.run_until(lambda: promoted, 1.0)
+    assert promoted == ["c"]
+    submit(net, c, 11, 10)
+    net.run(0.3)
+    net.drop = None  # everyone reachable again: the group must end with one primary
+    net.run_until(lambda: not c.pending, 2.0)
+    net.run(0.5)
+    roles = {n: net.machines[n].role for n in ("b", "c")}
+    primaries = [n for n in ("b", "c") if roles[n] == wire.ROLE_PRIMARY]
+    assert len(primaries) == 1, roles
+    assert acknowledged(net) == set(range(1, 21))
+    assert_nothing_lost(net, primaries[0])
+    assert all(len(names) == 1 for names in seen.values()), seen
