@@ -127,6 +127,11 @@ def run_variant(variant: str, records: list[tuple], args: argparse.Namespace, pr
         t = time.perf_counter()
         out["primary_digest"] = write_journal(g.cfg.nodes["a"].journal, records, prog)
         out["journal_write_s"] = round(time.perf_counter() - t, 3)
+        # The witness's record of that history: a led epoch 1 alone (a witness with no record
+        # refuses a candidate for epoch 2, which says an epoch ran before it).
+        from replication.witness_state import save_witness_state
+
+        save_witness_state(g.cfg.witness_state, {"epoch": 1, "primary": "a", "isr": [], "isr_proposal": 0})
         g.start("witness")
         g.start("a", "primary")
         deadline = time.monotonic() + 60

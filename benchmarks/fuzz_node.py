@@ -28,13 +28,14 @@ from replication import wire
 from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
+from replication.trust import Policy
 
 CLIENT = b"fuzz-client"
 GOOD_EVERY = 50  # one good client request per this many frames
-# Noise comes from client addresses. Operator commands (Switchover, Promote) and peer acks are trusted by
-# design until CURVE authentication exists: a well-formed Switchover plus an Ack naming the target (the
-# primary takes an Ack's sender from its payload, not from the socket) hands the primary over. Those are
-# attacks, not bad frames, so the noise never re-seals a frame as one of those types.
+# Noise comes from client addresses. In an open group a client address may send operator commands
+# (Switchover, Promote: the group trusts its network, see replication.trust), so a well-formed Switchover
+# could hand the primary over. That is an attack, not a bad frame, so the noise never re-seals a frame as
+# one of those types (nor as an Ack, which trust.Policy refuses from a client anyway).
 PRIVILEGED = {wire.Switchover.TYPE, wire.Promote.TYPE, wire.Ack.TYPE}
 UNPRIVILEGED = sorted(t for t in wire.MESSAGE_TYPES if t not in PRIVILEGED)
 
@@ -48,9 +49,13 @@ class _Inbound:
         self.counters: dict[str, int] = {}
         self._last_drop_log = 0.0
         self.reply_timer = None  # metrics off, as in a driver started without --metrics-port
+        self.policy = Policy(machine.name, [machine.name, *machine.peers], bool(machine.witness))
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _refuse(self, who: Any, msg: wire.Message, refusal: Any, now: float) -> None:  # noqa: ARG002
+        self.count(f"refused_{refusal.code}")  # as the driver counts it (its log line left out)
 
 
 def _dropped(drv: _Inbound) -> int:

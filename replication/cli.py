@@ -67,10 +67,13 @@ def _cmd_witness(args: argparse.Namespace) -> int:
 # -- operator commands -------------------------------------------------------------------
 
 
-def ask(endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", server: str = "") -> Any:
+def ask(
+    endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", server: str = "", key: str = ""
+) -> Any:
     """Send one message to a node's ROUTER and wait for one answer (None on timeout).
 
-    With ``keys_dir``, connect over CURVE to the node named ``server`` as the client key pair.
+    With ``keys_dir``, connect over CURVE to the node named ``server`` as key ``key`` (a name in
+    ``keys_dir`` or a ``.key_secret`` path; default: the implicit operator's).
     """
     import zmq
 
@@ -83,7 +86,7 @@ def ask(endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", serve
         if keys_dir:
             from .security import make_client
 
-            make_client(s, keys_dir, server=server)
+            make_client(s, keys_dir, server=server, me=key or "operator")
         s.connect(endpoint)
         s.send(wire.encode(msg))
         if not s.poll(int(timeout * 1000)):
@@ -96,16 +99,27 @@ def ask(endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", serve
         s.close(0)
 
 
-def group_status(cfg: Any, timeout: float = 1.0) -> dict[str, Any]:
+def operator_key(cfg: Any, args: argparse.Namespace) -> str:
+    """The key an operator command uses: ``--key``, else the group's first operator's."""
+    from .security import default_operator_key
+
+    return getattr(args, "key", "") or default_operator_key(cfg)
+
+
+def group_status(cfg: Any, timeout: float = 1.0, key: str = "") -> dict[str, Any]:
     """``{name: status dict}`` for every node and the witness (``role: unreachable`` if silent)."""
     from . import wire
 
+    if cfg.keys_dir and not key:
+        from .security import default_operator_key
+
+        key = default_operator_key(cfg)
     out: dict[str, Any] = {}
     targets = {n: s.endpoint for n, s in cfg.nodes.items()}
     if cfg.witness:
         targets["witness"] = cfg.witness
     for name, ep in targets.items():
-        got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name)
+        got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name, key)
         out[name] = (
             json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
         )
@@ -116,12 +130,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from .config import load
 
     cfg = load(args.config)
-    st = group_status(cfg, args.timeout)
+    st = group_status(cfg, args.timeout, operator_key(cfg, args))
     if args.node:
         st = {args.node: st.get(args.node, {"role": "unknown node"})}
     if args.json:
         print(json.dumps(st, sort_keys=True))
         return 0
+    auth = "curve" if cfg.keys_dir else "open"
+    print(f"auth: {auth}" + ("" if cfg.keys_dir else " (no keys_dir: the group trusts its network)"))
     print(f"{'node':<10}{'role':<12}{'epoch':>6}{'last_seq':>10}  {'digest':<17}{'lag':>6}  counters")
     for name, s in st.items():
         counters = " ".join(f"{k}={v}" for k, v in s.get("counters", {}).items())
@@ -143,7 +159,8 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
     if args.to not in cfg.nodes:
         print(f"switchover: no node {args.to!r}", file=sys.stderr)
         return 2
-    st = group_status(cfg, args.timeout)
+    key = operator_key(cfg, args)
+    st = group_status(cfg, args.timeout, key)
     primary = args.node or next((n for n, s in st.items() if s.get("role") == "primary"), None)
     if primary is None:
         print("switchover: no primary found", file=sys.stderr)
@@ -152,10 +169,10 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         print(f"switchover: {args.to} is already primary")
         return 0
     t0 = time.monotonic()
-    ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout, cfg.keys_dir, primary)
+    ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout, cfg.keys_dir, primary, key)
     deadline = t0 + args.timeout + cfg.settings.switchover_timeout
     while time.monotonic() < deadline:
-        got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout, cfg.keys_dir, args.to)
+        got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout, cfg.keys_dir, args.to, key)
         if isinstance(got, wire.Status) and json.loads(got.body).get("role") == "primary":
             body = json.loads(got.body)
             print(
@@ -179,12 +196,70 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     if args.node not in cfg.nodes:
         print("promote: --node NAME is required", file=sys.stderr)
         return 2
-    got = ask(cfg.nodes[args.node].endpoint, wire.Promote(), args.timeout, cfg.keys_dir, args.node)
+    key = operator_key(cfg, args)
+    risk = promote_risk(group_status(cfg, args.timeout, key), args.node, cfg.settings.mode)
+    if risk and not args.force:
+        print(f"promote: refused: {risk} (--force promotes anyway, losing that)", file=sys.stderr)
+        return 1
+    if risk:
+        print(f"promote --force: {args.node} promoted although {risk}", file=sys.stderr)
+    got = ask(
+        cfg.nodes[args.node].endpoint, wire.Promote(args.force), args.timeout, cfg.keys_dir, args.node, key
+    )
     if not isinstance(got, wire.Status):
         print("promote: no answer", file=sys.stderr)
         return 1
+    body = json.loads(got.body)
+    if body.get("promote_refused"):
+        print(f"promote: {args.node} refused: {body['promote_refused']} (--force overrides)", file=sys.stderr)
     print(got.body.decode())
-    return 0 if json.loads(got.body).get("role") == "primary" else 1
+    return 0 if body.get("role") == "primary" else 1
+
+
+def promote_risk(st: dict[str, Any], target: str, mode: str) -> str:
+    """What promoting ``target`` may lose, by every node's and the witness's report ("" if nothing)."""
+    from .trust import promote_gap
+
+    me = st.get(target, {})
+    if "last_seq" not in me:
+        return f"{target} does not answer"
+    serving = [n for n, s in st.items() if n != target and s.get("role") in ("primary", "draining")]
+    if serving:
+        # A live primary keeps acknowledging until it hears of the new epoch: a planned move
+        # is a switchover (nothing lost); promote is for a primary that is gone.
+        return f"{serving[0]} is primary and answers (use switchover)"
+    heard = [
+        (s["epoch"], _role_code(s["role"]), s["last_seq"], s.get("commit", 0), tuple(s.get("isr", ())))
+        for n, s in st.items()
+        if n != target and "last_seq" in s and s.get("role") in ("primary", "draining", "standby")
+    ]
+    witness = st.get("witness", {})
+    for n, (epoch, role, seq, commit, isr) in witness.get("heard", {}).items():
+        if n != target:
+            heard.append((epoch, role, seq, commit, tuple(isr)))
+    # The witness's record is newer than any heartbeat: a primary shrinks its in-sync set there
+    # before it acknowledges what the dropped member lacks.
+    isr = witness.get("isr")
+    if (
+        isr is not None
+        and witness.get("epoch") == me["epoch"]
+        and target not in isr
+        and target != witness.get("primary")
+    ):
+        return f"{target} is not in the in-sync set {','.join(isr) or '(empty: the primary ran solo)'} the witness recorded"
+    needed, newer = promote_gap(target, me["last_seq"], me["epoch"], heard, mode)
+    if newer:
+        return f"epoch {newer} exists and {target} is at epoch {me['epoch']}"
+    if needed:
+        lost = needed - me["last_seq"]
+        return f"the group acknowledged up to seq {needed} and {target} holds {me['last_seq']}: {lost} may be lost"
+    return ""
+
+
+def _role_code(role: str) -> int:
+    from . import wire
+
+    return {v: k for k, v in wire.ROLE_NAMES.items()}.get(role, wire.ROLE_STANDBY)
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
@@ -196,11 +271,14 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 def _cmd_keys(args: argparse.Namespace) -> int:
     from .config import load
-    from .security import create_keys
+    from .security import create_keys, user_ids
 
     cfg = load(args.config)
     made = create_keys(cfg)
     print(f"keys in {cfg.keys_dir}: created {', '.join(made) if made else 'none (all present)'}")
+    # Who may connect, as each process will know it (a key file for each, or the group file's key).
+    for key, user in sorted(user_ids(cfg).items(), key=lambda kv: kv[1]):
+        print(f"  {user:<24} {key.decode()}")
     return 0
 
 
@@ -219,6 +297,14 @@ def add_subcommands(subparsers: Any) -> None:
     def common(p: argparse.ArgumentParser, node_required: bool = False) -> None:
         p.add_argument("--config", default="group.toml", help="the group TOML file (default: group.toml)")
         p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
+
+    def key_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--key",
+            default="",
+            metavar="NAME",
+            help="CURVE key: a name in keys_dir (operator-NAME) or a .key_secret path (default: first operator)",
+        )
 
     def metrics_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -263,17 +349,25 @@ def add_subcommands(subparsers: Any) -> None:
     common(p)
     p.add_argument("--json", action="store_true", help="one JSON object keyed by node name")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each node")
+    key_flag(p)
     p.set_defaults(func=_cmd_status)
 
     p = subparsers.add_parser("switchover", help="planned hand-over from the primary to another node")
     common(p)
     p.add_argument("--to", required=True, help="the node that becomes primary")
     p.add_argument("--timeout", type=float, default=2.0)
+    key_flag(p)
     p.set_defaults(func=_cmd_switchover)
 
     p = subparsers.add_parser("promote", help="operator: promote a standby without the witness")
     common(p, node_required=False)
     p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even a node behind what the group acknowledged (says what may be lost)",
+    )
+    key_flag(p)
     p.set_defaults(func=_cmd_promote)
 
     p = subparsers.add_parser(

@@ -128,7 +128,7 @@ class Client(EngineCalls):
     keys_dir : str
         CURVE keys directory of the group ("" = plaintext); see ``security``.
     cert : str
-        Name of this client's key pair in ``keys_dir``.
+        This client's key pair: a name in ``keys_dir`` (``client-NAME``) or a ``.key_secret`` path.
     """
 
     def __init__(
@@ -185,6 +185,10 @@ class Client(EngineCalls):
         """A client for the group described by the TOML file ``path``."""
         cfg = load(path)
         kw.setdefault("keys_dir", cfg.keys_dir)
+        if cfg.keys_dir and "cert" not in kw:
+            from .security import client_key_for
+
+            kw["cert"] = client_key_for(cfg, client_id)  # its [clients] entry's key, else the implicit one
         return cls({n: s.endpoint for n, s in cfg.nodes.items()}, client_id, **kw)
 
     # -- plumbing ----------------------------------------------------------------------

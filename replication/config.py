@@ -12,6 +12,19 @@ of the wrong type is refused with a :class:`ConfigError` naming the key and
 the file: a typo such as ``[witnes]`` would otherwise leave the group without
 a witness, and so without automatic fail-over.
 
+Identities under CURVE (see ``replication.security`` and ``replication.trust``)::
+
+    [operators.ops]          # an operator tool's key (status, switchover, promote, subscribe)
+    public_key = "..."       # Z85; optional: else keys_dir/operator-ops.key
+    [clients.desk1]          # a client's key, and what it may do (DESIGN.md "Entitlements")
+    client_id = 7            # the only client id this key may use (0 or absent: any)
+    public_key = "..."       # Z85; optional: else keys_dir/client-desk1.key
+    accounts = [1, 2]        # recorded; enforcement is the sequencer's
+
+With no ``[operators]`` (``[clients]``) table, one implicit operator
+``operator`` (client ``client``, any client id) uses keys_dir/operator.key
+(client.key).
+
 In ``[witness]``, besides ``endpoint``: ``state = "var/witness.state"``, the
 file that keeps the witness's decisions (epoch, primary, in-sync set) across
 its restarts. Without it a restarted witness refuses automatic promotions in
@@ -85,6 +98,8 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "keys_dir": _Key("str", default=""),  # CURVE keys (``matchcore keys`` makes them); "" = open mode
     "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
     "witness": _Key("table"),  # [witness]
+    "operators": _Key("table"),  # [operators.NAME]: operator keys (CURVE; see replication.security)
+    "clients": _Key("table"),  # [clients.NAME]: client keys, client_id, accounts (DESIGN.md "Entitlements")
 }
 NODE_KEYS: dict[str, _Key] = {
     "endpoint": _Key("str", required=True),  # where clients and peers reach the node
@@ -199,6 +214,16 @@ class NodeSpec:
 
 
 @dataclass
+class KeySpec:
+    """An ``[operators.NAME]`` or ``[clients.NAME]`` table (``client_id``/``accounts``: clients only)."""
+
+    name: str
+    public_key: str = ""  # Z85; "" = read keys_dir/<role>-<name>.key
+    client_id: int = 0  # 0 = any
+    accounts: tuple[int, ...] = ()
+
+
+@dataclass
 class GroupConfig:
     """A parsed group file."""
 
@@ -210,6 +235,8 @@ class GroupConfig:
     keys_dir: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     witness_state: str = ""  # [witness] state: the witness's durable decisions (see replication.witness)
+    operators: dict[str, KeySpec] = field(default_factory=dict)  # [operators.NAME]
+    clients: dict[str, KeySpec] = field(default_factory=dict)  # [clients.NAME]
 
     @property
     def node_names(self) -> list[str]:
@@ -280,7 +307,39 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     keys_dir = str(_get(doc, "keys_dir"))
     if keys_dir and not os.path.isabs(keys_dir):
         keys_dir = os.path.join(base, keys_dir)
-    return GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+    cfg = GroupConfig(path, mode, nodes, witness, s, keys_dir, doc, witness_state)
+    cfg.operators = _key_tables(doc, "operators", path)
+    cfg.clients = _key_tables(doc, "clients", path)
+    return cfg
+
+
+def _key_tables(doc: dict[str, Any], table: str, path: str) -> dict[str, KeySpec]:
+    """``[operators.NAME]`` / ``[clients.NAME]`` tables, checked (a bad one names itself and the file)."""
+    known = {"public_key"} | ({"client_id", "accounts"} if table == "clients" else set())
+    out: dict[str, KeySpec] = {}
+    tables = doc.get(table, {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [{table}] must hold [{table}.NAME] tables")
+    for name, spec in tables.items():
+        where = f"{path}: [{table}.{name}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})"
+            )
+        key = spec.get("public_key", "")
+        if not isinstance(key, str) or (key and len(key) != 40):
+            raise ConfigError(f"{where}: public_key must be a 40-character Z85 CURVE public key")
+        cid = spec.get("client_id", 0)
+        accounts = spec.get("accounts", [])
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < 1 << 64:
+            raise ConfigError(f"{where}: client_id must be a non-negative integer")
+        if not isinstance(accounts, list) or not all(isinstance(a, int) for a in accounts):
+            raise ConfigError(f"{where}: accounts must be a list of integers")
+        out[str(name)] = KeySpec(str(name), key, cid, tuple(accounts))
+    return out
 
 
 def check_bounds(s: Settings, path: str = "group.toml") -> None:
@@ -304,7 +363,7 @@ def pub_endpoint(endpoint: str, offset: int = 100) -> str:
     """The derived stream (PUB) endpoint of a node: same host, port + ``offset``."""
     head, _, port = endpoint.rpartition(":")
     if not port.isdigit():
-        raise ValueError(f"cannot derive a port from {endpoint!r}")
+        raise ConfigError(f"cannot derive a port from {endpoint!r}")
     return f"{head}:{int(port) + offset}"
 
 
@@ -315,8 +374,12 @@ def write(
     witness: str | None,
     extra: dict[str, Any] | None = None,
     witness_state: str = "",
+    tables: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> None:
-    """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal)."""
+    """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal).
+
+    ``tables``: further ``[KIND.NAME]`` tables, e.g. ``{"clients": {"desk1": {"client_id": 7}}}``.
+    """
     lines = [f'mode = "{mode}"']
     for k, v in (extra or {}).items():
         lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
@@ -326,5 +389,9 @@ def write(
         lines += ["", "[witness]", f'endpoint = "{witness}"']
         if witness_state:
             lines.append(f'state = "{witness_state}"')
+    for kind, named in (tables or {}).items():
+        for name, body in named.items():
+            lines += ["", f"[{kind}.{name}]"]
+            lines += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in body.items()]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

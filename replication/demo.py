@@ -70,6 +70,8 @@ class Group:
         ``auto`` | ``native`` | ``reference``.
     extra : dict
         Extra top-level keys of the group file.
+    tables : dict
+        Further ``[KIND.NAME]`` tables (``operators``, ``clients``), as ``config.write`` takes them.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Group:
         witness: bool = True,
         keep: bool = False,
         curve: bool = False,
+        tables: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.dir = tempfile.mkdtemp(prefix="matchcore-group-")
         self.keep = keep
@@ -104,6 +107,7 @@ class Group:
             self.witness_endpoint,
             defaults,
             witness_state=os.path.join(self.dir, "witness.state"),
+            tables=tables,
         )
         self.cfg = config.load(self.path)
         if curve:

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from . import trust, wire
 from .config import Settings
 from .diskio import JournalFault
 from .journal_health import JournalHealthMixin
@@ -265,12 +265,46 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
         return []
 
     def on_promote(self, src: wire.Address, m: wire.Promote, now: float) -> list:
-        """The operator's ``matchcore promote``: a standby promotes itself without a vote."""
+        """The operator's ``matchcore promote``: a standby promotes itself without a vote.
+
+        Only if it holds what the group acknowledged as far as its peers' heartbeats
+        tell (``trust.promote_gap``); ``force`` promotes anyway and logs what may be lost.
+        """
         if self.damaged:
             log.error("promote_refused node=%s: journal damaged (%s)", self.name, self.damaged)
             return [Send(src, self.status_message())]
-        out = self.promote(now, "operator") if self.role == wire.ROLE_STANDBY else []
-        return out + [Send(src, self.status_message())]
+        if self.role != wire.ROLE_STANDBY:
+            return [Send(src, self.status_message())]
+        refusal = self.promote_refusal(now)
+        if refusal and not m.force:
+            self.count("promotes_refused")
+            log.warning(
+                "promote_refused node=%s reason=%s (matchcore promote --force overrides)", self.name, refusal
+            )
+            body = {**self.status(), "promote_refused": refusal}
+            return [Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
+        if refusal:
+            self.count("promotes_forced")
+            log.error("promote_forced node=%s may_lose=%s", self.name, refusal)
+        return self.promote(now, "operator") + [Send(src, self.status_message())]
+
+    def promote_refusal(self, now: float) -> str:
+        """Why an operator promotion might lose acknowledged orders ("" if it cannot, as far as we know).
+
+        Also refused while our primary is alive: it would go on acknowledging until our
+        heartbeat reaches it, and the witness, which did not grant our epoch, could grant
+        it again. A planned move is a switchover."""
+        heard = [(hb.epoch, hb.role, hb.seq, hb.commit, hb.isr) for hb in self.peer_info.values()]
+        if not heard:
+            return "heard from no peer since start: what the group acknowledged is unknown here"
+        needed, newer = trust.promote_gap(self.name, self.replica.seq, self.epoch, heard, self.settings.mode)
+        if newer:
+            return f"epoch {newer} exists (we are at {self.epoch}): its acknowledged orders are unknown here"
+        if needed:
+            return f"acknowledged up to seq {needed}, we hold {self.replica.seq}: {needed - self.replica.seq} would be lost"
+        if self.leader and self.leader != self.name and not self.leader_dead(now):
+            return f"primary {self.leader} is alive (a planned move is a switchover)"
+        return ""
 
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""

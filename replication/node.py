@@ -17,7 +17,10 @@ Sockets (one ``zmq.Context`` per process, all used from this one thread):
 - ``PUB`` at ``config.pub_endpoint(endpoint)`` (nodes only): the entry stream,
   with events, for subscribers; gaps are filled by a ``Refill`` to the ROUTER.
 
-With ``keys_dir`` in the group file every socket uses CURVE (``security``).
+With ``keys_dir`` in the group file every socket uses CURVE (``security``), and
+each frame's sender is the identity its key's ZAP ``User-Id`` names. Every
+inbound message passes ``trust.Policy`` (who may send what) before the machine
+sees it; a refusal is counted (``refused_<code>``) and logged once a second at most.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import zmq
 
-from . import wire
+from . import trust, wire
 from .config import GroupConfig, pub_endpoint
 from .diskio import JournalFault, describe
 from .monitor import drain_disconnects
@@ -65,33 +68,6 @@ ROUTER_HWM = 200
 DEALER_HWM = 10_000  # Entries to one peer: past it they are dropped (counted) and the peer refills
 
 
-# What a non-peer identity (client, operator tool, subscriber) may send a node.
-CLIENT_MESSAGES = frozenset(
-    {wire.Request, wire.Requests, wire.StatusRequest, wire.Switchover, wire.Promote, wire.Refill}
-)
-# Peer messages whose ``node`` field names their sender.
-SELF_NAMED_MESSAGES = frozenset(
-    {wire.Ack, wire.Heartbeat, wire.Join, wire.VoteRequest, wire.IsrUpdate, wire.Refill, wire.Lease}
-)
-
-
-def sender_may_send(src: wire.Address, msg: wire.Message) -> bool:
-    """Peer-protocol messages only from peers, and only about themselves.
-
-    A client (any non-peer identity) may send requests, operator commands
-    and a subscriber's refill; a forged ``Ack`` or ``Heartbeat`` from a
-    client could otherwise release sync replies no standby holds. A peer's
-    self-describing messages must name the peer they came from. (Without
-    CURVE a ZeroMQ identity is not authenticated; with ``keys_dir`` only
-    holders of the group's keys connect at all.)
-    """
-    if isinstance(src, bytes):
-        return type(msg) in CLIENT_MESSAGES
-    if type(msg) in SELF_NAMED_MESSAGES:
-        return msg.node == src  # type: ignore[attr-defined]
-    return True
-
-
 def _harmless(o: Any) -> bool:
     """An output that acknowledges nothing: a refusal or a status (all a failed journal lets out)."""
     msg = getattr(o, "msg", None)
@@ -123,6 +99,9 @@ def tune_dealer(sock: zmq.Socket) -> None:
 class Driver:
     """Runs ``machine`` (``handle``/``tick``) behind ZeroMQ sockets.
 
+    ``policy`` (``trust.Policy``) decides who may send what; the class default,
+    an open group with no peers, serves stand-ins that skip ``__init__``.
+
     Parameters
     ----------
     machine : NodeMachine or WitnessMachine
@@ -137,6 +116,8 @@ class Driver:
     """
 
     router_monitor: zmq.Socket | None = None  # the ROUTER's disconnect events (set by __init__)
+    policy = trust.Policy("", ())
+    auth = None  # the ZAP thread under CURVE
 
     def __init__(
         self,
@@ -147,6 +128,7 @@ class Driver:
         publish: bool = True,
         ctx: zmq.Context | None = None,
         keys_dir: str = "",
+        cfg: GroupConfig | None = None,
     ) -> None:
         from . import security
 
@@ -155,7 +137,15 @@ class Driver:
         self.ctx = ctx or zmq.Context()
         self.counters: dict[str, int] = {}
         self.running = False
-        self.auth = security.start_authenticator(self.ctx, keys_dir) if keys_dir else None
+        if cfg is not None:
+            self.policy = trust.policy_for(cfg, name)
+        else:  # open mode, the group as ``peers`` shows it
+            if keys_dir:
+                raise ValueError("a CURVE driver needs its group file (cfg)")
+            nodes = [p for p in [name, *peers] if p != trust.WITNESS]
+            self.policy = trust.Policy(name, nodes, trust.WITNESS in (name, *peers))
+        self.auth = security.start_authenticator(self.ctx, cfg) if keys_dir and cfg is not None else None
+        self._log_trust()
         self.router = self.ctx.socket(zmq.ROUTER)
         if keys_dir:
             security.make_server(self.router, keys_dir, name)
@@ -212,6 +202,24 @@ class Driver:
         self.saved_state: dict | None = None
         self.state_error = ""  # the witness's state file failed: it decides nothing more
         self.reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
+
+    def _log_trust(self) -> None:
+        """Say at start how this process knows who sends what (DESIGN.md "Trust")."""
+        p = self.policy
+        if p.curve:
+            log.info(
+                "auth=curve node=%s: every connection is tied to its key (%d operators, %d clients)",
+                self.name,
+                len(p.operators),
+                len(p.clients),
+            )
+        else:
+            log.warning(
+                "auth=open node=%s: no keys_dir, the group trusts its network: any host that reaches "
+                "this process may send requests and operator commands; peers are known by name only (%s)",
+                self.name,
+                ", ".join(sorted(p.nodes)),
+            )
 
     def enable_metrics(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve Prometheus metrics on ``http://host:port/metrics`` (see ``replication.metrics``)."""
@@ -356,7 +364,8 @@ class Driver:
 
     # -- inbound ----------------------------------------------------------------------
 
-    def _inbound(self, ident: bytes, frame: bytes, now: float) -> list:
+    def _inbound(self, ident: bytes, frame: bytes, now: float, user_id: str | None = None) -> list:
+        """Decode one frame from ``ident`` (under CURVE, its key's ``user_id``), check it, hand it on."""
         try:
             msg = wire.decode_packed(frame)  # a client's bundle stays packed (a wire.RequestRun)
         except wire.DecodeError as exc:
@@ -372,11 +381,15 @@ class Driver:
                     self.counters[key],
                 )
             return []
-        src: wire.Address = (
-            ident[len(PEER_PREFIX) :].decode("utf-8", "replace") if ident.startswith(PEER_PREFIX) else ident
-        )
+        who = self.policy.identify(ident, user_id)
+        refusal = self.policy.check(who, msg)
+        if refusal is not None:
+            self._refuse(who, msg, refusal, now)
+            return []
+        src: wire.Address = who.name if who.role in (trust.NODE, trust.WITNESS_ROLE) else ident
         if isinstance(msg, wire.StatusRequest):
             body = self.machine.status()
+            body["auth"] = self.policy.mode
             body["driver"] = dict(sorted(self.counters.items()))
             return [wire.Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
         if type(msg) is wire.Requests:
@@ -395,23 +408,22 @@ class Driver:
             return out
         if self.reply_timer is not None and type(msg) is wire.Request:
             self.reply_timer.on_request(msg)
-        if isinstance(msg, wire.PeerDown):
-            self.count("peer_down_from_wire")  # a driver-local hint: never accepted from outside
-            return []
-        if not sender_may_send(src, msg):
-            key = f"refused_{type(msg).__name__.lower()}"
-            self.count(key)
-            if now - self._last_drop_log > 1.0:
-                self._last_drop_log = now
-                log.warning(
-                    "refused_message node=%s type=%s from=%r total=%d",
-                    self.name,
-                    type(msg).__name__,
-                    src if isinstance(src, str) else src[:32],
-                    self.counters[key],
-                )
-            return []
         return self.machine.handle(src, msg, now)
+
+    def _refuse(self, who: trust.Identity, msg: wire.Message, refusal: trust.Refusal, now: float) -> None:
+        """Count a refused message (``refused_<code>``) and log it, one line a second at most."""
+        key = f"refused_{refusal.code}"
+        self.count(key)
+        if now - self._last_drop_log > 1.0:
+            self._last_drop_log = now
+            log.warning(
+                "refused_message node=%s type=%s from=%s reason=%s total=%d",
+                self.name,
+                type(msg).__name__,
+                who,
+                refusal.detail,
+                self.counters[key],
+            )
 
     def run_once(self, timeout_ms: float) -> None:
         events = dict(self.poller.poll(timeout_ms))
@@ -431,17 +443,17 @@ class Driver:
                     self.count("pass_budget_spent")  # the rest waits for the next pass (polled at once)
                     break
                 try:
-                    parts = self.router.recv_multipart(zmq.NOBLOCK)
+                    parts, user_id = self._recv()
                 except zmq.Again:
                     break
                 if len(parts) != 2:
                     self.count("decode_bad_parts")
                     continue
                 if not watch:
-                    outs += self._inbound(parts[0], parts[1], now)
+                    outs += self._inbound(parts[0], parts[1], now, user_id)
                     continue
                 decided = time.monotonic()
-                outs += self._inbound(parts[0], parts[1], now)
+                outs += self._inbound(parts[0], parts[1], now, user_id)
                 if self.machine.is_primary:
                     watch = False
                     self._serve_promotion(outs, decided)
@@ -464,6 +476,13 @@ class Driver:
         else:
             self.perform(outs)
 
+    def _recv(self) -> tuple[list, str | None]:
+        """One ROUTER message's frames and, under CURVE, the ZAP User-Id of its sender's key."""
+        if self.auth is None:
+            return self.router.recv_multipart(zmq.NOBLOCK), None
+        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+        return [f.bytes for f in frames], frames[-1].get("User-Id")
+
     def _save_witness_state(self, outs: list) -> list:
         """Save the witness's decisions before the Vote or IsrAck that announces them leaves.
 
@@ -479,8 +498,15 @@ class Driver:
             return outs
         try:
             save_witness_state(self.state_path, state)
-        except OSError as exc:
-            self.state_error = describe(exc, "writing", self.state_path).replace("journal:", "witness state:")
+        except (
+            OSError,
+            ValueError,
+        ) as exc:  # ValueError: a record larger than its slot (trust refuses those)
+            self.state_error = (
+                describe(exc, "writing", self.state_path).replace("journal:", "witness state:")
+                if isinstance(exc, OSError)
+                else f"witness state: {exc}"
+            )
             log.error(
                 "witness_state_failed error=%r: no more votes; the witness stays up to report status",
                 self.state_error,
@@ -587,7 +613,7 @@ def node_driver(
     peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
     if cfg.witness:
         peers["witness"] = cfg.witness
-    return Driver(machine, name, spec.endpoint, peers, publish=True, keys_dir=cfg.keys_dir)
+    return Driver(machine, name, spec.endpoint, peers, publish=True, keys_dir=cfg.keys_dir, cfg=cfg)
 
 
 def witness_driver(cfg: GroupConfig) -> Driver:
@@ -605,7 +631,7 @@ def witness_driver(cfg: GroupConfig) -> Driver:
         )
     machine = WitnessMachine(cfg.node_names, cfg.settings, state=state)
     peers = {n: s.endpoint for n, s in cfg.nodes.items()}
-    driver = Driver(machine, "witness", cfg.witness, peers, publish=False, keys_dir=cfg.keys_dir)
+    driver = Driver(machine, "witness", cfg.witness, peers, publish=False, keys_dir=cfg.keys_dir, cfg=cfg)
     driver.state_path = cfg.witness_state
     driver.saved_state = machine.durable_state()
     return driver

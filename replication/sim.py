@@ -46,6 +46,7 @@ from .config import Settings
 from .failover import NodeMachine
 from .sim_check import RecordingJournal, Registry
 from .sim_disk import DiskFaultsMixin
+from .sim_forge import SimTrust
 from .sim_schedule import (  # the schedule's names are the simulator's API too (tests, sim_cli)
     DISK_FAULTS,
     MESSAGE_FAULTS,
@@ -78,7 +79,7 @@ __all__ = [
 WITNESS = "witness"
 OPERATOR = "operator"
 # Event kinds on the queue.
-_DELIVER, _TICK, _SUBMIT, _CTICK, _FAULT, _HEAL, _RESUME = range(7)
+_DELIVER, _TICK, _SUBMIT, _CTICK, _FAULT, _HEAL, _RESUME, _FORGE = range(8)
 
 
 class SimFailure(AssertionError):
@@ -221,6 +222,8 @@ class Sim(DiskFaultsMixin):
         self.submitting = False
         self.tail_submitting = False
         self.settle_failed = ""
+        # Every delivery to a node or the witness passes trust.Policy; an outsider forges (sim_forge).
+        self.trust = SimTrust(self.names, schedule.seed)
 
     # -- queue ------------------------------------------------------------------------
 
@@ -360,6 +363,10 @@ class Sim(DiskFaultsMixin):
             return
         # As the driver decodes: a client's bundle stays packed (a wire.RequestRun).
         msg = frame if isinstance(frame, wire.PeerDown) else wire.decode_packed(frame)
+        if (dest in self.nodes or dest == WITNESS) and not isinstance(frame, wire.PeerDown):
+            src = self.trust.admit(src, dest, msg)  # as the driver checks it (a PeerDown is its own)
+            if src is None:
+                return
         if dest in self.nodes:
             node = self.nodes[dest]
             if not node.up:
@@ -711,10 +718,23 @@ class Sim(DiskFaultsMixin):
                 self._heal(a)
             elif kind == _RESUME:
                 self._resume(self.nodes[a])
+            elif kind == _FORGE:
+                self._forge()
             if stop is not None and stop():
                 return True
         self.now = max(self.now, t_end)
         return stop() if stop is not None else False
+
+    def _forge(self) -> None:
+        """The outsider sends one forged message, built from the group's newest epoch, straight in."""
+        machines = [nd.machine for nd in self.nodes.values() if nd.machine is not None]
+        if not machines:
+            return  # every node is down: nobody to forge to
+        epoch = max(m.epoch for m in machines)
+        seq = max(m.replica.seq for m in machines)
+        src, dest, msg = self.trust.forgery(epoch, seq)
+        self.count_fault("forge")
+        self._deliver(src, dest, wire.encode(msg))
 
     def _schedule_submits(self, start: float, span: float, count: int) -> None:
         for cl in self.clients.values():
@@ -733,6 +753,8 @@ class Sim(DiskFaultsMixin):
         self.submitting = True
         span = max(0.05, sum(f.gap + f.duration for f in s.faults))
         self._schedule_submits(self.now, span, s.requests)
+        for _ in range(s.forge):  # the outsider's own random stream: the other draws stay as they were
+            self._push(self.now + self.trust.rng.uniform(0, span), _FORGE)
         if s.overlap:
             last_heal = self.now
             for f in s.faults:

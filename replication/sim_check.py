@@ -134,6 +134,7 @@ class Report:
     converged: bool = False
     switchovers: int = 0  # plain switchovers asked for
     switchovers_landed: int = 0  # ... whose target led the next epoch (not a rule: faults may abort one)
+    forged_refused: int = 0  # the outsider's forgeries, every one refused by trust.Policy
 
     def as_dict(self) -> dict:
         return {
@@ -153,6 +154,7 @@ class Report:
             "converged": self.converged,
             "switchovers": self.switchovers,
             "switchovers_landed": self.switchovers_landed,
+            "forged_refused": self.forged_refused,
         }
 
 
@@ -180,6 +182,10 @@ def check_sim(sim: Sim) -> Report:
     strict = sim.schedule.mode == "sync"
     if sim.settle_failed:
         v.append(f"liveness: {sim.settle_failed}")
+    # Trust: the group's own messages all pass the policy, and no forgery does (sim_forge).
+    rep.forged_refused = sim.trust.refused
+    v += [f"trust: the group's own message refused: {x}" for x in sim.trust.legit_refused[:3]]
+    v += [f"trust: a forgery was admitted: {x}" for x in sim.trust.forged_admitted[:3]]
     rep.converged = not sim.settle_failed and sim.converged()
     if not sim.settle_failed and not rep.converged:
         v.append(

@@ -55,6 +55,7 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
             "converged": False,
             "switchovers": 0,
             "switchovers_landed": 0,
+            "forged_refused": 0,
         }
 
 
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "not_converged": 0,
         "switchovers": 0,
         "switchovers_landed": 0,
+        "forged_refused": 0,
         "failed_seeds": [],
     }
     for r in sorted(results, key=lambda r: r["seed"]):
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         total["not_converged"] += 0 if r["converged"] else 1
         total["switchovers"] += r["switchovers"]
         total["switchovers_landed"] += r["switchovers_landed"]
+        total["forged_refused"] += r["forged_refused"]
         if r["violations"]:
             total["failed_seeds"].append({"seed": r["seed"], "violations": r["violations"][:3]})
     total["faults"] = dict(sorted(total["faults"].items()))
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "not_converged",
             "switchovers",
             "switchovers_landed",
+            "forged_refused",
             "virtual_seconds",
             "wall_seconds",
         ):

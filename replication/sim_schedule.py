@@ -82,6 +82,8 @@ class Schedule:
     # the group to regain its redundancy, so a fail-over can be hit by the next fault while it is
     # under way (a crash during a catch-up, a witness crash during a vote, two nodes down).
     overlap: bool = False
+    # Forged peer, witness and operator messages an outsider sends during the fault phase (sim_forge).
+    forge: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -94,7 +96,7 @@ class Schedule:
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
             f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
-            f"bundle={self.bundle} overlap={self.overlap} faults=[{faults}]"
+            f"bundle={self.bundle} overlap={self.overlap} forge={self.forge} faults=[{faults}]"
         )
 
 
@@ -153,7 +155,9 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
             "isolate_primary_split", round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.15, 0.4), 4)
         )
         schedule = replace(schedule, faults=(*schedule.faults, split))
-    return schedule
+    # A quarter of the schedules have an outsider forging messages: drawn from a stream of its
+    # own, so every draw above (the disk and split faults' too) stays as it was.
+    return replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
 
 
 # --- commands ----------------------------------------------------------------------------

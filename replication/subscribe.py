@@ -60,9 +60,11 @@ def subscribe(
         for s, ep in ((subs[n], pub_endpoint(cfg.nodes[n].endpoint)), (req[n], cfg.nodes[n].endpoint)):
             s.setsockopt(zmq.LINGER, 0)
             if cfg.keys_dir:
-                from .security import make_client
+                from .security import default_operator_key, make_client
 
-                make_client(s, cfg.keys_dir, server=n)
+                make_client(
+                    s, cfg.keys_dir, server=n, me=default_operator_key(cfg)
+                )  # the drop copy is the operators'
             s.connect(ep)
             poller.register(s, zmq.POLLIN)
         subs[n].setsockopt(zmq.SUBSCRIBE, b"")

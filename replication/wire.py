@@ -768,9 +768,14 @@ class Handover(Message):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Promote(Message):
-    """Operator -> standby: promote now (the operator breaks the tie instead of the witness)."""
+    """Operator -> standby: promote now (the operator breaks the tie instead of the witness).
+
+    Refused by a node behind what the group acknowledged, unless ``force``.
+    """
 
     TYPE: ClassVar[int] = 14
+    force: bool = False
+    LAYOUT = (("force", "bool?"),)
 
 
 @dataclass(slots=True, unsafe_hash=True)

@@ -188,7 +188,16 @@ class WitnessMachine:
                 out.append(Send(node, vote))
         return out
 
+    def fits(self, node: str, names: tuple[str, ...]) -> bool:
+        """An in-sync set the record may hold: distinct nodes of the group other than ``node``
+        (its primary). So a record always fits the state file (``trust.Policy`` refuses the
+        rest before they reach us; this keeps the machine safe on its own). O(len(names))."""
+        return len(names) == len(set(names)) and set(names) <= set(self.nodes) - {node}
+
     def on_heartbeat(self, src: str, hb: wire.Heartbeat) -> None:
+        if src not in self.last_heard or not self.fits(src, hb.isr):
+            self.count("heartbeats_refused")
+            return
         self.info[src] = hb
         if hb.epoch > self.epoch:
             # Learned (after our restart, or a planned switchover) that a newer epoch exists.
@@ -300,9 +309,10 @@ class WitnessMachine:
 
     def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
         """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""
-        if self.settings.mode == "sync" and self.epoch > 0 and self.isr is None:
+        if self.settings.mode == "sync" and (self.epoch > 0 or m.epoch > 1) and self.isr is None:
             # Restarted without our state and not yet told the ISR by a live primary:
-            # any standby may have missed acknowledged orders. Safe, not live.
+            # any standby may have missed acknowledged orders. Safe, not live. (A candidate
+            # for epoch 2 or later says an epoch ran before, even when no heartbeat told us yet.)
             return (
                 f"the in-sync set of epoch {self.epoch} is unknown here (witness restarted without "
                 "its state file): no automatic promotion; an operator may `matchcore promote`"
@@ -360,7 +370,12 @@ class WitnessMachine:
         return False
 
     def on_isr(self, m: wire.IsrUpdate) -> wire.IsrAck:
-        if m.epoch != self.epoch or m.node != self.primary or (m.proposal and m.proposal < self.isr_proposal):
+        if (
+            m.epoch != self.epoch
+            or m.node != self.primary
+            or (m.proposal and m.proposal < self.isr_proposal)
+            or not self.fits(m.node, m.members)
+        ):
             self.count("isr_refused")  # (or a reordered, older proposal: never undo a later one)
             return wire.IsrAck(m.epoch, m.node, m.members, False)
         self.isr_proposal = max(self.isr_proposal, m.proposal)
@@ -382,6 +397,11 @@ class WitnessMachine:
             "epoch": self.epoch,
             "primary": self.primary,
             "isr": list(self.isr) if self.isr is not None else None,
+            # Each node's last heartbeat (epoch, role, seq, commit, in-sync set): what
+            # `matchcore promote` checks a target against (trust.promote_gap).
+            "heard": {
+                n: [hb.epoch, hb.role, hb.seq, hb.commit, list(hb.isr)] for n, hb in sorted(self.info.items())
+            },
             "error": self.error,
             "counters": dict(sorted(self.counters.items())),
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replication import node, wire
+from replication import node, trust, wire
 
 
 class _Sock:
@@ -104,6 +104,7 @@ def test_a_pass_stops_draining_when_its_time_budget_is_spent(monkeypatch):
     d = _driver()
     d.router = _Inbound([[b"peer:a", hb] for _ in range(100)])
     d.machine, d.monitors, d.state_path = _Machine(), {}, ""
+    d.policy = trust.Policy("b", ["a", "b"])  # peer a is a node of this group
 
     class _Poller:
         def poll(self, timeout):

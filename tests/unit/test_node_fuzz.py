@@ -40,12 +40,14 @@ def test_node_survives_garbage_and_keeps_serving(seed):
 def test_peer_protocol_messages_from_a_client_are_refused():
     """A forged Ack from a client address must never count as a standby's acknowledgement."""
     from replication import wire
-    from replication.node import sender_may_send
+    from replication.trust import Policy
 
+    p = Policy("a", ["a", "b"])
+    client, peer_a, peer_b = p.identify(b"\x00client"), p.identify(b"peer:a"), p.identify(b"peer:b")
     forged = wire.Ack(1, 10, "b", 0)
-    assert not sender_may_send(b"\x00client", forged)
-    assert not sender_may_send("a", forged)  # peer a speaking for b
-    assert sender_may_send("b", forged)
-    assert sender_may_send(b"\x00client", wire.Request(1, 1, b"\0" * wire.COMMAND_SIZE))
-    assert sender_may_send(b"\x00client", wire.StatusRequest())
-    assert not sender_may_send(b"\x00client", wire.Heartbeat(1, 1, "b", wire.ROLE_PRIMARY, 1, "b", 0, ()))
+    assert p.check(client, forged) is not None
+    assert p.check(peer_a, forged) is not None  # peer a speaking for b
+    assert p.check(peer_b, forged) is None
+    assert p.check(client, wire.Request(1, 1, b"\0" * wire.COMMAND_SIZE)) is None
+    assert p.check(client, wire.StatusRequest()) is None
+    assert p.check(client, wire.Heartbeat(1, 1, "b", wire.ROLE_PRIMARY, 1, "b", 0, ())) is not None

@@ -61,7 +61,8 @@ def test_promote_a_standby_while_the_primary_serves():
     net.run_until(lambda: net.machines["b"].joined)
     submit(net, c, 1, 10)
     net.run_until(lambda: not c.pending, 1.0)
-    net.emit("operator", [wire.Send("b", wire.Promote())])
+    # b refuses a plain Promote while a is alive (test_promote_guard): forced, the rules still hold.
+    net.emit("operator", [wire.Send("b", wire.Promote(force=True))])
     submit(net, c, 11, 10)
     net.run_until(lambda: not c.pending, 1.0)
     net.run(0.05)
