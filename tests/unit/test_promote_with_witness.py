@@ -96,12 +96,6 @@ def test_promote_the_in_sync_standby_of_a_dead_primary():
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Promote bypasses the witness, so the witness can grant the same epoch to "
-    "another standby; both then serve epoch 2 for good (async: b's acknowledged entries are not "
-    "in c's history). Fixed when an operator promotion takes its epoch from the witness.",
-)
 def test_promote_while_the_witness_elects_another_standby(mode):
     """a dies; c runs and the witness grants it epoch 2; the operator's Promote reaches b
     while that grant is on its way (b cannot reach the witness, so it never asks itself)."""
