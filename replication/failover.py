@@ -627,6 +627,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             # The old primary may still acknowledge under a lease we echoed: not yet. The witness
             # re-sends the grant on our heartbeats (it holds the epoch for us).
             self.count("votes_deferred_by_lease")
+            if self.operator_ask is not None:
+                self.operator_ask.granted = True  # the operator waits for this promotion, not the witness
             return []
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old

@@ -66,6 +66,10 @@ class OperatorAsk:
     since: float  # when the Promote arrived (the wait counts from it)
     asked_at: float  # when the VoteRequest last left
     refusal: str = ""  # the witness's last refusal ("" : it has not answered)
+    # The witness granted the epoch, but a lease we echoed defers the promotion: no more
+    # asks, no timeout (we echo no lease while waiting, so the promise runs out, and the
+    # witness re-sends the grant on our heartbeat).
+    granted: bool = False
 
 
 class OperatorPromoteMixin:
@@ -155,6 +159,8 @@ class OperatorPromoteMixin:
             return self.refuse_promote(
                 ask.src, f"epoch {self.epoch} is another node's (leader {self.leader})"
             )
+        if ask.granted:
+            return []
         if now - ask.since < promote_wait(self.settings):
             if now - ask.asked_at >= self.settings.vote_retry:
                 return self.ask_witness_for_operator(now)
@@ -188,4 +194,6 @@ class OperatorPromoteMixin:
             return INF
         if self.role != wire.ROLE_STANDBY or self.epoch >= ask.epoch:
             return NEVER
+        if ask.granted:
+            return INF
         return min(ask.asked_at + self.settings.vote_retry, ask.since + promote_wait(self.settings))

@@ -185,3 +185,48 @@ def test_a_forced_promote_never_takes_an_epoch_the_reachable_witness_gave_anothe
     body = answers_to_promote(net, "b", True)
     assert "not newer" in body["promote_refused"] and not b.is_primary and b.epoch == 1
     assert b.counters.get("promotes_without_witness", 0) == 0
+
+
+def test_a_forced_async_promote_while_the_primary_serves_waits_out_its_lease():
+    """Async, a alive and acknowledging under its lease: b's forced promote is granted only once
+    the lease the witness and b echoed ran out (neither renews it meanwhile); b then serves epoch
+    2, a steps down, and nothing a acknowledged is missing from b's history."""
+    net = group("async", n_standbys=1)
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.run_until(lambda: net.machines["b"].joined)
+    for i in range(1, 11):
+        net.emit(b"c1", c.submit(cmd(i), net.now)[1])
+    net.run_until(lambda: not c.pending, 1.0)
+    net.run(0.02)  # b follows a and echoes its lease asks too
+    a, b, w = net.machines["a"], net.machines["b"], net.machines["witness"]
+    assert a.lease_held(net.now) and b.lease_promise_open(net.now)
+    promised = max(w.lease_promised, b.lease_promised)
+    body = answers_to_promote(net, "b", True)
+    assert body["role"] == "primary" and b.epoch == 2 and (w.epoch, w.primary) == (2, "b")
+    assert net.now >= promised  # not before the lease a may still acknowledge under ran out
+    assert w.counters["votes_denied"] >= 1  # "the primary's lease echoed here still runs"
+    net.run(0.05)
+    assert not a.is_primary and a.leader == "b"
+    acked = {d.request_id for d in net.done[b"c1"] if d.reply.status == wire.OK}
+    held = {e.request_id for e in net.journals["b"].read(1) if e.client_id == 7}
+    assert acked == set(range(1, 11)) and acked <= held
+
+
+def test_a_grant_deferred_by_our_own_lease_promise_is_waited_for_not_refused():
+    """The witness granted the operator's ask, but a lease b echoed still runs: b promotes when the
+    grant comes again after it, and only then answers the operator (never a 'did not answer')."""
+    net = lost_primary_and_witness()
+    b = net.machines["b"]
+    now = net.now
+    (ask_out,) = b.handle(b"op", wire.Promote(True), now)
+    assert ask_out.msg == wire.VoteRequest(2, 5, "b", 1, FORCED)
+    b.settings.mode = "async"  # (the group ran sync: only b's lease promise matters here)
+    b.lease_promised = now + 10 * promote_wait(b.settings)  # a lease b echoed, from before
+    grant = wire.Vote(2, "b", True, "granted", (), FORCED)
+    assert b.handle("witness", grant, now) == [] and b.counters["votes_deferred_by_lease"] == 1
+    late = now + 3 * promote_wait(b.settings)
+    assert all(o.dest != b"op" for o in b.tick(late)) and not b.is_primary
+    b.lease_promised = late  # the promise ran out; the witness re-sends the grant on b's heartbeat
+    out = b.handle("witness", wire.Vote(2, "b", True, "granted (re-sent)", ()), late + 0.001)
+    (answer,) = [o for o in out if o.dest == b"op"]
+    assert b.is_primary and json.loads(answer.msg.body)["role"] == "primary"
