@@ -768,9 +768,10 @@ class Handover(Message):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Promote(Message):
-    """Operator -> standby: promote now (the operator breaks the tie instead of the witness).
+    """Operator -> standby: promote now (the operator breaks the tie when the witness cannot).
 
-    Refused by a node behind what the group acknowledged, unless ``force``.
+    Refused by a node behind what the group acknowledged, unless ``force``. With a
+    witness, the node still takes its epoch from it (``operator_promote``).
     """
 
     TYPE: ClassVar[int] = 14
