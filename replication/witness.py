@@ -290,6 +290,7 @@ class WitnessMachine:
         """Record ``m.node`` as the primary of ``m.epoch`` (checked: the next epoch) and say so."""
         self.epoch, self.primary = m.epoch, m.node
         self.isr_proposal = 0
+        self.lease_frozen_until = NEVER  # (frozen for the old primary's lease: the new one's is echoed)
         # A new epoch starts with the nodes that hold what the candidate holds: nothing of the
         # new epoch is committed yet, but the previous epochs' commits are, and a node behind
         # the candidate lacks some of them (say, a standby restarted during the last

@@ -109,6 +109,7 @@ def test_a_forced_ask_waits_out_an_async_lease_which_the_witness_stops_renewing(
     end = 0.18 + s.lease + s.lease_margin
     assert not ask(w, "b", FORCED, end - 0.001).granted
     assert ask(w, "b", FORCED, end + 0.001).granted and w.primary == "b"
+    assert w.handle("b", wire.Lease(2, 1, "b"), end + 0.002)  # the new primary's lease is echoed
 
 
 def test_an_unknown_flag_and_the_grace_period_refuse_even_a_forced_ask():
