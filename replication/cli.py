@@ -361,13 +361,15 @@ def add_subcommands(subparsers: Any) -> None:
     key_flag(p)
     p.set_defaults(func=_cmd_switchover)
 
-    p = subparsers.add_parser("promote", help="operator: promote a standby (the witness, if any, grants the epoch)")
+    p = subparsers.add_parser(
+        "promote", help="operator: promote a standby (the witness, if any, grants the epoch)"
+    )
     common(p, node_required=False)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument(
         "--force",
         action="store_true",
-        help="promote even a node behind what the group acknowledged (says what may be lost)",
+        help="promote even a node behind what the group acknowledged, or whose primary is alive, or (after a bounded wait) without a witness that does not answer (says what may be lost)",
     )
     key_flag(p)
     p.set_defaults(func=_cmd_promote)
