@@ -72,6 +72,8 @@ Switchover: ``Switchover`` to the primary, which drains (its heartbeat
 names the target), sends ``Handover`` (re-sent until the target serves) and
 follows the target; the target asks the witness for the next epoch, which
 grants a handover's target at once (without a witness it promotes itself).
+An operator's ``Promote`` also asks the witness (``VoteRequest.operator``),
+which keeps one grant per epoch for it too (``operator_promote``).
 
 A driver must: call ``handle`` for each inbound message, call ``tick`` after
 each batch of inbound messages and at least every ``heartbeat_interval`` s,

@@ -203,9 +203,11 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         return 1
     if risk:
         print(f"promote --force: {args.node} promoted although {risk}", file=sys.stderr)
-    got = ask(
-        cfg.nodes[args.node].endpoint, wire.Promote(args.force), args.timeout, cfg.keys_dir, args.node, key
-    )
+    # With a witness the node answers once the witness decided: up to promote_wait after our ask.
+    from .operator_promote import promote_wait
+
+    wait = args.timeout + (promote_wait(cfg.settings) if cfg.witness else 0.0)
+    got = ask(cfg.nodes[args.node].endpoint, wire.Promote(args.force), wait, cfg.keys_dir, args.node, key)
     if not isinstance(got, wire.Status):
         print("promote: no answer", file=sys.stderr)
         return 1
@@ -359,13 +361,15 @@ def add_subcommands(subparsers: Any) -> None:
     key_flag(p)
     p.set_defaults(func=_cmd_switchover)
 
-    p = subparsers.add_parser("promote", help="operator: promote a standby without the witness")
+    p = subparsers.add_parser(
+        "promote", help="operator: promote a standby (the witness, if any, grants the epoch)"
+    )
     common(p, node_required=False)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument(
         "--force",
         action="store_true",
-        help="promote even a node behind what the group acknowledged (says what may be lost)",
+        help="promote even a node behind what the group acknowledged, or whose primary is alive, or (after a bounded wait) without a witness that does not answer (says what may be lost)",
     )
     key_flag(p)
     p.set_defaults(func=_cmd_promote)

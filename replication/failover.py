@@ -25,11 +25,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import trust, wire
+from . import wire
 from .config import Settings
 from .diskio import JournalFault
 from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
+from .operator_promote import OperatorPromoteMixin
 from .replica import default_engine_factory
 from .sequencer import SequencerMixin
 from .standby import StandbyMixin
@@ -43,7 +44,7 @@ IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 INF = float("inf")
 
 
-class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
+class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -264,48 +265,6 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
             self.count("peer_down_hints")
         return []
 
-    def on_promote(self, src: wire.Address, m: wire.Promote, now: float) -> list:
-        """The operator's ``matchcore promote``: a standby promotes itself without a vote.
-
-        Only if it holds what the group acknowledged as far as its peers' heartbeats
-        tell (``trust.promote_gap``); ``force`` promotes anyway and logs what may be lost.
-        """
-        if self.damaged:
-            log.error("promote_refused node=%s: journal damaged (%s)", self.name, self.damaged)
-            return [Send(src, self.status_message())]
-        if self.role != wire.ROLE_STANDBY:
-            return [Send(src, self.status_message())]
-        refusal = self.promote_refusal(now)
-        if refusal and not m.force:
-            self.count("promotes_refused")
-            log.warning(
-                "promote_refused node=%s reason=%s (matchcore promote --force overrides)", self.name, refusal
-            )
-            body = {**self.status(), "promote_refused": refusal}
-            return [Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
-        if refusal:
-            self.count("promotes_forced")
-            log.error("promote_forced node=%s may_lose=%s", self.name, refusal)
-        return self.promote(now, "operator") + [Send(src, self.status_message())]
-
-    def promote_refusal(self, now: float) -> str:
-        """Why an operator promotion might lose acknowledged orders ("" if it cannot, as far as we know).
-
-        Also refused while our primary is alive: it would go on acknowledging until our
-        heartbeat reaches it, and the witness, which did not grant our epoch, could grant
-        it again. A planned move is a switchover."""
-        heard = [(hb.epoch, hb.role, hb.seq, hb.commit, hb.isr) for hb in self.peer_info.values()]
-        if not heard:
-            return "heard from no peer since start: what the group acknowledged is unknown here"
-        needed, newer = trust.promote_gap(self.name, self.replica.seq, self.epoch, heard, self.settings.mode)
-        if newer:
-            return f"epoch {newer} exists (we are at {self.epoch}): its acknowledged orders are unknown here"
-        if needed:
-            return f"acknowledged up to seq {needed}, we hold {self.replica.seq}: {needed - self.replica.seq} would be lost"
-        if self.leader and self.leader != self.name and not self.leader_dead(now):
-            return f"primary {self.leader} is alive (a planned move is a switchover)"
-        return ""
-
     def tick(self, now: float) -> list:
         """Timers and queued work: sequence pending requests, detect failures, heartbeat."""
         if self.journal_error:
@@ -329,6 +288,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
         else:
             out += self.standby_tick(now)
             out += self.check_leader(now)
+            out += self.operator_tick(now)  # an operator's promote waiting for the witness
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
             if self.damaged and not self.leader:
@@ -393,7 +353,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
         due = self.hb_sent_at + self.settings.heartbeat_interval
         if self.is_primary:
             return min(due, self.primary_due(now))
-        return min(due, self.standby_due(now), self._leader_due(now))
+        return min(due, self.standby_due(now), self._leader_due(now), self.operator_due())
 
     def _leader_due(self, now: float) -> float:
         """When :meth:`check_leader` next acts on its own; mirrors it branch by branch."""
@@ -649,6 +609,9 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
         ]
 
     def on_vote(self, m: wire.Vote, now: float) -> list:
+        if m.operator and not m.granted:
+            self.on_operator_vote(m)  # our operator's ask, refused (operator_promote)
+            return []
         if not m.granted:
             self.count("votes_denied")
             if m.node == self.name and self.candidate_since is not None and m.epoch == self.epoch + 1:
@@ -664,6 +627,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
             # The old primary may still acknowledge under a lease we echoed: not yet. The witness
             # re-sends the grant on our heartbeats (it holds the epoch for us).
             self.count("votes_deferred_by_lease")
+            if self.operator_ask is not None:
+                self.operator_ask.granted = True  # the operator waits for this promotion, not the witness
             return []
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old
@@ -723,7 +688,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin):
         held, self.held = self.held, deque()
         for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
             out += self.on_request(src, m, now)
-        return out
+        return out + self.answer_operator()
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
         """A higher epoch exists: stop serving, refuse what waited, rejoin as a standby (fenced)."""

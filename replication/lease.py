@@ -123,6 +123,7 @@ class LeaseMixin:
             and src == self.leader
             and m.epoch == self.epoch == self.followed_epoch
             and self.candidate_since is None
+            and self.operator_ask is None  # an operator's promote asks the witness: no promise now
         ):
             self.lease_promised = max(
                 self.lease_promised, now + self.settings.lease + self.settings.lease_margin

@@ -108,6 +108,9 @@ SENDER_NAMED = frozenset(
     }
 )
 RECIPIENT_NAMED = frozenset({wire.Fence, wire.Vote, wire.IsrAck})
+# VoteRequest.operator: a node says its operator asked (it checked the Promote's sender: an
+# operator). The witness cannot check that itself; a node's key is trusted that far.
+OPERATOR_FLAGS = frozenset({wire.VOTE_ORDINARY, wire.VOTE_OPERATOR, wire.VOTE_FORCED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +275,8 @@ class Policy:
             return self._check_set(msg.isr, sender)  # type: ignore[attr-defined]
         if typ is wire.IsrUpdate:
             return self._check_set(msg.members, sender)  # type: ignore[attr-defined]
+        if typ is wire.VoteRequest and msg.operator not in OPERATOR_FLAGS:  # type: ignore[attr-defined]
+            return Refusal("flag", f"vote request from {sender} with operator flag {msg.operator}")  # type: ignore[attr-defined]
         return None
 
     def _check_set(self, names: tuple[str, ...], sender: str = "") -> Refusal | None:

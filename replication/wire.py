@@ -768,9 +768,10 @@ class Handover(Message):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Promote(Message):
-    """Operator -> standby: promote now (the operator breaks the tie instead of the witness).
+    """Operator -> standby: promote now (the operator breaks the tie when the witness cannot).
 
-    Refused by a node behind what the group acknowledged, unless ``force``.
+    Refused by a node behind what the group acknowledged, unless ``force``. With a
+    witness, the node still takes its epoch from it (``operator_promote``).
     """
 
     TYPE: ClassVar[int] = 14
@@ -780,14 +781,25 @@ class Promote(Message):
 
 @dataclass(slots=True, unsafe_hash=True)
 class VoteRequest(Message):
-    """Candidate -> witness: may I be primary of ``epoch``? My last entry is (``last_epoch``, ``seq``)."""
+    """Candidate -> witness: may I be primary of ``epoch``? My last entry is (``last_epoch``, ``seq``).
+
+    ``operator``: ``VOTE_OPERATOR`` (``VOTE_FORCED``) when an operator's ``Promote``
+    (``--force``) asks, not the node's own failure detection: the witness then applies
+    its operator rules (``WitnessMachine.operator_refusal``). An optional trailing field:
+    an ordinary request is byte for byte what it was before the field existed.
+    """
 
     TYPE: ClassVar[int] = 15
     epoch: int
     seq: int
     node: str
     last_epoch: int
-    LAYOUT = (("node", "text"), ("last_epoch", "u32"))
+    operator: int = 0  # VOTE_ORDINARY, VOTE_OPERATOR or VOTE_FORCED
+    LAYOUT = (("node", "text"), ("last_epoch", "u32"), ("operator", "u8?"))
+
+
+# VoteRequest.operator (and its echo in Vote.operator).
+VOTE_ORDINARY, VOTE_OPERATOR, VOTE_FORCED = 0, 1, 2
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -800,12 +812,25 @@ class Vote(Message):
     granted: bool
     reason: str = ""
     isr: tuple[str, ...] | None = None  # the in-sync set recorded with the grant (None: every other node)
+    # The answered request's ``VoteRequest.operator``, so a node tells the answer to its operator's
+    # ask from one to its own candidacy. It travels in the frame header's seq slot (a Vote has no
+    # seq): ``isr`` may be left off the payload, and decoders older than the field ignore the slot.
+    operator: int = 0
     LAYOUT = (
         ("node", "text"),
         ("granted", "bool"),
         ("reason", "text"),
         ("isr", "names?"),
     )
+
+    def header_epoch_seq(self) -> tuple[int, int]:
+        return self.epoch, self.operator
+
+    @classmethod
+    def from_payload(cls, r, epoch, seq):
+        vote = super(Vote, cls).from_payload(r, epoch, 0)
+        vote.operator = seq
+        return vote
 
 
 @dataclass(slots=True, unsafe_hash=True)

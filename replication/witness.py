@@ -72,6 +72,8 @@ class WitnessMachine:
         # Async mode: no grant (but a handover's) before this time: an async primary may
         # acknowledge until then under a lease we echoed (see replication.lease; on_lease).
         self.lease_promised = NEVER
+        # Async: no lease echoed before this time: a forced operator promote asked (operator_refusal).
+        self.lease_frozen_until = NEVER
         if state:
             self.epoch = int(state["epoch"])
             self.primary = str(state["primary"])
@@ -148,6 +150,8 @@ class WitnessMachine:
         """The primary of our epoch asks for its lease: echo it, and promise no grant for a lease."""
         if self.settings.mode != "async" or src != m.node or m.node != self.primary or m.epoch != self.epoch:
             return []
+        if now < self.lease_frozen_until:
+            return []  # a forced operator promote waits for this lease to end (operator_refusal)
         self.lease_promised = max(self.lease_promised, now + self.settings.lease + self.settings.lease_margin)
         return [Send(src, wire.Lease(m.epoch, m.seq, self.name))]
 
@@ -224,16 +228,25 @@ class WitnessMachine:
         def deny(reason: str) -> wire.Vote:
             self.count("votes_denied")
             log.info("vote_denied candidate=%s epoch=%d reason=%s", m.node, m.epoch, reason)
-            return wire.Vote(m.epoch, m.node, False, reason)
+            return wire.Vote(m.epoch, m.node, False, reason, None, m.operator)
 
+        # One grant per epoch, each epoch after the last: absolute, for an operator's ask too.
         if m.epoch == self.epoch and self.primary == m.node:
-            return wire.Vote(m.epoch, m.node, True, "already granted", self.isr)  # a retransmitted request
+            # A retransmitted request.
+            return wire.Vote(m.epoch, m.node, True, "already granted", self.isr, m.operator)
         if m.epoch <= self.epoch:
             return deny(f"epoch {m.epoch} is not newer than {self.epoch}")
         if self.epoch and m.epoch != self.epoch + 1:
             return deny(f"candidate skips epochs ({m.epoch} after {self.epoch})")
         if self.started is not None and now - self.started < self.settings.witness_grace:
             return deny("witness still learning the group")
+        if m.operator:
+            # An operator's promote: never parked (the node must tell a refusal from silence).
+            reason = self.operator_refusal(m, now)
+            if reason is not None:
+                return deny("operator promote: " + reason)
+            self.count("operator_votes_granted")
+            return self.grant(m, now)
         # The primary of our epoch handed over to the candidate: it follows it at the same
         # epoch (the heartbeat it sends the moment its Handover leaves), and the candidate
         # holds every entry it has. A draining primary's heartbeat is not enough: its seq
@@ -271,8 +284,13 @@ class WitnessMachine:
             reason = self._refusal(m, now)
             if reason is not None:
                 return deny(reason)
+        return self.grant(m, now)
+
+    def grant(self, m: wire.VoteRequest, now: float) -> wire.Vote:
+        """Record ``m.node`` as the primary of ``m.epoch`` (checked: the next epoch) and say so."""
         self.epoch, self.primary = m.epoch, m.node
         self.isr_proposal = 0
+        self.lease_frozen_until = NEVER  # (frozen for the old primary's lease: the new one's is echoed)
         # A new epoch starts with the nodes that hold what the candidate holds: nothing of the
         # new epoch is committed yet, but the previous epochs' commits are, and a node behind
         # the candidate lacks some of them (say, a standby restarted during the last
@@ -283,8 +301,40 @@ class WitnessMachine:
         # a fresh start (the candidate holds nothing).
         self.isr = tuple(n for n in self.nodes if n != m.node and self._holds(n, m, now))
         self.count("votes_granted")
-        log.warning("vote_granted candidate=%s epoch=%d last_seq=%d", m.node, m.epoch, m.seq)
-        return wire.Vote(m.epoch, m.node, True, "granted", self.isr)
+        log.warning(
+            "vote_granted candidate=%s epoch=%d last_seq=%d operator=%d", m.node, m.epoch, m.seq, m.operator
+        )
+        return wire.Vote(m.epoch, m.node, True, "granted", self.isr, m.operator)
+
+    def operator_refusal(self, m: wire.VoteRequest, now: float) -> str | None:
+        """Why an operator's promote of ``m.node`` to the next epoch is refused; None grants it.
+
+        The epoch rules were checked already (one grant per epoch, no skipping), and are
+        never relaxed. Of the rest, an operator overrides:
+
+        - always: an in-sync set unknown here (we restarted without our state file), which
+          refuses every automatic promotion: the case ``matchcore promote`` is for. The
+          node checked its own peers' reports first (``trust.promote_gap``);
+        - with ``--force`` only: the primary still alive here, the candidate outside the
+          in-sync set, a live standby further ahead. Each may lose acknowledged orders;
+          the node logs what before it asks.
+
+        Never overridden: an async lease we echoed (it runs out within ``lease +
+        lease_margin``; for a forced ask we stop renewing it, so it does, and the node asks
+        again). O(nodes).
+        """
+        forced = m.operator == wire.VOTE_FORCED
+        if m.operator not in (wire.VOTE_OPERATOR, wire.VOTE_FORCED):
+            return f"unknown operator flag {m.operator}"
+        if self._lease_runs(m, now):
+            if forced:
+                self.lease_frozen_until = now + self.settings.lease + self.settings.lease_margin
+            return "the primary's lease echoed here still runs: asked again when it ends"
+        if forced:
+            return None
+        if self.primary_alive(m.node, now):
+            return f"a primary ({self.primary or 'of a newer epoch'}) is alive here (--force overrides)"
+        return self._refusal(m, now, operator=True)
 
     def _holds(self, node: str, m: wire.VoteRequest, now: float) -> bool:
         """Does ``node`` hold exactly the candidate's journal (alive, by their last heartbeats)?
@@ -307,9 +357,16 @@ class WitnessMachine:
             and (hb.last_epoch == m.last_epoch or m.seq == 0)
         )
 
-    def _refusal(self, m: wire.VoteRequest, now: float) -> str | None:
-        """Why an ordinary vote request (the primary gone here too) is refused; None grants it."""
-        if self.settings.mode == "sync" and (self.epoch > 0 or m.epoch > 1) and self.isr is None:
+    def _refusal(self, m: wire.VoteRequest, now: float, operator: bool = False) -> str | None:
+        """Why an ordinary vote request (the primary gone here too) is refused; None grants it.
+
+        ``operator``: an operator's (unforced) ask, granted though the in-sync set is unknown here."""
+        if (
+            self.settings.mode == "sync"
+            and (self.epoch > 0 or m.epoch > 1)
+            and self.isr is None
+            and not operator
+        ):
             # Restarted without our state and not yet told the ISR by a live primary:
             # any standby may have missed acknowledged orders. Safe, not live. (A candidate
             # for epoch 2 or later says an epoch ran before, even when no heartbeat told us yet.)

@@ -88,3 +88,47 @@ def test_promote_refuses_a_primary_that_answers_and_force_says_what_it_risks():
         assert st["a"]["role"] == "primary" and st["b"]["role"] == "standby"
     finally:
         g.stop()
+
+
+def test_promote_with_the_witness_gone_needs_force_and_says_what_it_risks():
+    """The witness and the primary are both gone. A plain ``promote`` asks the witness for the
+    epoch, hears nothing, and is refused; ``--force`` promotes without it once the bounded wait
+    is over, logging what that risks. The witness, back with its state file, learns epoch 2 from
+    b; nothing acknowledged is lost or executed twice."""
+    g = Group(("a", "b"), "sync")
+    try:
+        g.start_all()
+        g.wait_ready()
+        c = g.client(32, retry_timeout=0.05)
+        try:
+            n = 100 * SCALE
+            acked = flow(c, 0, n)
+            g.wait_for(
+                lambda s: s["b"].get("last_seq") == s["a"].get("last_seq") >= n, what="b holds every order"
+            )
+            g.kill("witness")
+            g.kill("a")
+            g.wait_for(lambda s: s["b"].get("leader") == "a" and s["b"]["role"] == "standby", what="b")
+            out = cli(g, "promote", "--node", "b")
+            assert out.returncode == 1 and "the witness did not answer" in out.stderr, out.stderr
+            assert g.status()["b"]["role"] == "standby"
+            out = cli(g, "promote", "--node", "b", "--force")
+            assert out.returncode == 0, out.stdout + out.stderr
+            body = json.loads(out.stdout.splitlines()[-1])
+            assert body["role"] == "primary" and body["epoch"] == 2
+            assert body["counters"]["promotes_without_witness"] == 1
+            assert "promote_forced_without_witness" in g.tail_logs(200)
+            # A sync primary drops its dead standby from the in-sync set only with the witness's
+            # agreement: b serves again once the witness is back and has learned epoch 2 from it.
+            g.start("witness")
+            g.wait_for(
+                lambda s: s["witness"].get("epoch") == 2 and s["witness"].get("primary") == "b",
+                what="the witness learned epoch 2 from b",
+            )
+            acked |= flow(c, n, n)
+        finally:
+            c.close()
+        assert len(acked) == 2 * n
+        check_nothing_lost(g, 32, acked, ("b",))
+    finally:
+        g.stop()

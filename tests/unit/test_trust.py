@@ -252,3 +252,17 @@ def test_identities_are_remembered_within_a_bound():
         p.identify(i.to_bytes(5, "big"))
     assert len(p._known) <= trust.IDENTITY_CACHE
     assert p.identify(b"peer:b") == Identity(NODE, "b")
+
+
+def test_an_operator_vote_request_comes_from_a_node_with_a_known_flag():
+    """VoteRequest.operator: a node may flag its operator's ask (plain or forced); anything else,
+    or the same request from an operator or a client connection, is refused at the witness."""
+    p = Policy("witness", NODES, curve=True, clients={"desk": ClientEntry()}, operators=["ops"])
+    a = p.identify(b"peer:a", "node:a")
+    for flag in (wire.VOTE_ORDINARY, wire.VOTE_OPERATOR, wire.VOTE_FORCED):
+        assert p.check(a, wire.VoteRequest(2, 1, "a", 1, flag)) is None
+    assert p.check(a, wire.VoteRequest(2, 1, "a", 1, 3)).code == "flag"
+    forced = wire.VoteRequest(2, 1, "a", 1, wire.VOTE_FORCED)
+    assert p.check(p.identify(b"\x00ab", "operator:ops"), forced).code == "role"
+    assert p.check(p.identify(b"\x00ab", "client:desk"), forced).code == "role"
+    assert p.check(p.identify(b"peer:b", "node:b"), forced).code == "name"
