@@ -1,8 +1,9 @@
 """Primary logic: sequence requests, journal them, apply them, stream them, release replies.
 
 For: the primary role of ``failover.NodeMachine`` (this is a mixin over its
-state): queueing client requests (``PendingQueue``: a client's window stays
-spans of its packed records), answering re-sent requests from the
+state): queueing client requests (``PendingQueue``: one queue per
+connection, batched in turn; a client's window stays spans of its packed
+records), answering re-sent requests from the
 replicated dedupe table, turning every queued request into one batch (one
 journal append, one ``Entries`` message per peer, one ``Publish``), releasing
 replies once a standby acked them (``sync``) or at once (``async``, or
