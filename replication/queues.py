@@ -1,7 +1,8 @@
 """The primary's two queues: requests waiting to be sequenced, and replies waiting for their commit.
 
 For: ``PendingQueue`` (the requests a primary queued and has not sequenced
-yet: a client's window of a packed bundle stays one span of its records)
+yet, one queue per sender, served in turn: a client's window of a packed
+bundle stays one span of its records)
 and ``ReplyQueue`` (the replies held until their seq is committed: a
 sequenced batch's replies stay its columns, released as ``wire.ReplyRun``).
 Both look like plain queues of pairs or tuples from outside, and cost per
@@ -12,11 +13,11 @@ release — ``sequencer.SequencerMixin`` does that.
 from __future__ import annotations
 
 from collections import deque
-from itertools import groupby, repeat
 
 import numpy as np
 
 from . import wire
+from .session import COUNTER_MASK
 from .wire import ReplyColumns, ReplyRun, RequestRun, Send
 
 
@@ -27,19 +28,6 @@ class _Held:
 
     def __init__(self, dest: wire.Address, cols: ReplyColumns, lo: int, hi: int, t: float) -> None:
         self.dest, self.cols, self.lo, self.hi, self.t = dest, cols, lo, hi, t
-
-
-def _stretches(srcs: tuple | list) -> list[tuple[wire.Address, int, int]]:
-    """``(dest, lo, hi)`` for each stretch of equal consecutive ``srcs``. O(len) (one C test
-    when a single client sent them all, the pipelined case)."""
-    if srcs.count(srcs[0]) == len(srcs):
-        return [(srcs[0], 0, len(srcs))]
-    out, lo = [], 0
-    for dest, group in groupby(srcs):
-        hi = lo + sum(1 for _ in group)
-        out.append((dest, lo, hi))
-        lo = hi
-    return out
 
 
 class ReplyQueue:
@@ -136,29 +124,43 @@ class _Span:
 
 
 class PendingQueue:
-    """The requests a primary queued and has not sequenced yet, in arrival order.
+    """The requests a primary queued and has not sequenced yet: one first-in-first-out queue per sender.
 
     Seen from outside, a sequence of ``(src, Request)`` pairs: iterating makes
-    them on demand (the rare paths: refusing them at a step-down, tests).
-    Inside, a request queued alone stays its pair, and a stretch of a packed
-    bundle (``wire.RequestRun``) that is one client's consecutive request ids
-    stays a span of the bundle's records: queueing, the duplicate test and
+    them on demand, sender by sender (the rare paths: refusing them at a
+    step-down, tests). Inside, each sender's queue holds its requests queued
+    alone (``Request``) and its spans: a stretch of a packed bundle
+    (``wire.RequestRun``) that is one client's consecutive request ids stays a
+    span of the bundle's records, so queueing, the duplicate test and
     :meth:`take` cost per span, not per request. ``loose`` holds the
-    ``(client id, request id)`` keys of the pairs (``fastpath.fresh_requests``
-    adds to it); :meth:`queued` also looks in the spans. ``by_src`` counts the
-    requests queued per sender: the sequencer refuses a client's requests
-    past ``Settings.max_in_flight`` with a ``busy`` reply, so the queue holds
-    at most that many per client connection.
+    ``(client id, request id)`` keys of the lone requests
+    (``fastpath.fresh_requests`` adds to it); :meth:`queued` also looks in the
+    spans. ``by_src`` counts the requests queued per sender: the sequencer
+    refuses a client's requests past ``Settings.max_in_flight`` with a
+    ``busy`` reply, so the queue holds at most that many per client connection.
+
+    :meth:`take` serves the senders in turn (a deficit round-robin by request
+    count), so a sender's one request waits for at most one quantum of each
+    other sender's backlog, not for all of it; each sender's requests keep
+    their order. The senders are a dict (insertion-ordered: the turn is
+    deterministic), the one to serve next first. One order across senders
+    still holds: a session open is sequenced after every request of its
+    client id queued before it (sent by an older session, perhaps on another
+    connection), as the first in, first out queue did; so no entry of an
+    older session follows the open that fenced it. Such an open waits in
+    ``_held`` until those are taken (none can join them: ``on_request``
+    fences them once the open is queued).
     """
 
-    __slots__ = ("_q", "_n", "loose", "_spans", "by_src")
+    __slots__ = ("_q", "_n", "loose", "_spans", "by_src", "_held")
 
     def __init__(self) -> None:
-        self._q: deque = deque()  # (src, Request) pairs and _Span segments
+        self._q: dict[wire.Address, deque] = {}  # sender -> its Requests and _Spans, oldest first
         self._n = 0
-        self.loose: set = set()  # the pairs' keys
+        self.loose: set = set()  # the lone requests' keys
         self._spans: dict[int, list[_Span]] = {}  # client id -> its spans, in queue order
         self.by_src: dict[wire.Address, int] = {}  # sender -> requests of it queued
+        self._held: list[tuple[wire.Address, wire.Request]] = []  # opens behind older requests
 
     def __len__(self) -> int:
         return self._n
@@ -166,13 +168,21 @@ class PendingQueue:
     def __bool__(self) -> bool:
         return self._n > 0
 
+    @property
+    def ready(self) -> int:
+        """How many requests :meth:`take` may take now (all but the held opens; at least one
+        while any is queued: a held open waits for requests in the senders' queues). O(1)."""
+        return self._n - len(self._held)
+
     def __iter__(self):
-        for x in self._q:
-            if type(x) is tuple:
-                yield x
-                continue
-            for i in range(x.lo, x.hi):
-                yield (x.src, x.run[i])
+        yield from self._held
+        for src, dq in self._q.items():
+            for x in dq:
+                if type(x) is not _Span:
+                    yield (src, x)
+                    continue
+                for i in range(x.lo, x.hi):
+                    yield (src, x.run[i])
 
     def keys(self) -> list[tuple[int, int]]:
         """Every queued request's ``(client id, request id)``, sorted. O(n log n)."""
@@ -205,16 +215,44 @@ class PendingQueue:
         """How many more requests of ``src`` may be queued under ``limit``. O(1)."""
         return max(0, limit - self.by_src.get(src, 0))
 
+    def _of(self, src: wire.Address) -> deque:
+        """``src``'s queue, made (last in the turn) if it has none. O(1)."""
+        dq = self._q.get(src)
+        if dq is None:
+            dq = self._q[src] = deque()
+        return dq
+
     def add(self, src: wire.Address, m: wire.Request) -> None:
-        """Queue one request (not queued already). O(1)."""
+        """Queue one request (not queued already). O(1); O(queued) for a session open."""
         self.loose.add((m.client_id, m.request_id))
-        self._q.append((src, m))
+        if not m.request_id & COUNTER_MASK and self._behind(m):
+            self._held.append((src, m))
+        else:
+            self._of(src).append(m)
         self._n += 1
         self.by_src[src] = self.by_src.get(src, 0) + 1
 
+    def _behind(self, m: wire.Request) -> bool:
+        """A request of an older session of ``m``'s client id (a lower request id) is queued or
+        held. O(lone requests queued + the client's spans)."""
+        cid, rid = m.client_id, m.request_id
+        return any(sp.base + sp.lo < rid for sp in self._spans.get(cid, ())) or any(
+            c == cid and r < rid for c, r in self.loose
+        )
+
+    def _release(self) -> None:
+        """Move each held open nothing of its client id is queued before any more to the end of
+        its sender's queue, oldest first. O(held x lone requests queued)."""
+        held, self._held = self._held, []
+        for src, m in held:
+            if self._behind(m):
+                self._held.append((src, m))
+            else:
+                self._of(src).append(m)
+
     def extend(self, src: wire.Address, requests: tuple | list | RequestRun) -> None:
         """Queue requests one by one, their keys already in ``loose``. O(len(requests))."""
-        self._q.extend(zip(repeat(src), requests))
+        self._of(src).extend(requests)
         self._n += len(requests)
         self.by_src[src] = self.by_src.get(src, 0) + len(requests)
 
@@ -224,62 +262,51 @@ class PendingQueue:
         """Queue records ``lo .. hi - 1`` of ``run``: requests ``first ..`` of ``client_id``, none
         queued already. O(1)."""
         span = _Span(src, run, lo, hi, client_id, first - lo)
-        self._q.append(span)
+        self._of(src).append(span)
         self._spans.setdefault(client_id, []).append(span)
         self._n += hi - lo
         self.by_src[src] = self.by_src.get(src, 0) + hi - lo
 
     def take(self, n: int) -> tuple[list, list | np.ndarray, list | np.ndarray, bytes]:
-        """Remove the first ``n`` requests; ``(stretches, client ids, request ids, commands)``:
-        ``(src, lo, hi)`` per stretch of one sender, the id columns (lists, or uint64 arrays
-        if a span is among them) and the commands back to back. O(spans + pairs)."""
-        q, popleft = self._q, self._q.popleft
+        """Remove ``n`` requests, the senders served in turn; ``(stretches, client ids, request
+        ids, commands)``: ``(src, lo, hi)`` per stretch of one sender, the id columns (lists, or
+        uint64 arrays if a span is among them) and the commands back to back.
+
+        Each sender in turn gives up to a quantum, ``n`` shared evenly among
+        the senders queued (rounded up), from the front of its queue; one that
+        still has requests then goes last in the turn, and the next batch
+        starts with the sender after it. A lone sender (the pipelined case)
+        gives all ``n`` at once. O(senders served + spans + lone requests).
+        """
+        senders = self._q
+        quantum = -(-n // len(senders))
         stretches: list = []
-        pieces: list = []  # per stretch of pairs: (client ids, request ids); per span: a _Span part
+        pieces: list = []  # lone requests: [client ids, request ids] lists; a span's part: a tuple
         cmds: list = []
         at = 0
         while at < n:
-            x = q[0]
-            if type(x) is tuple:
-                k = 0
-                srcs, cids, rids = [], [], []
-                while at + k < n and type(q[0]) is tuple:
-                    src, m = popleft()
-                    srcs.append(src)
-                    cids.append(m.client_id)
-                    rids.append(m.request_id)
-                    cmds.append(m.command)
-                    k += 1
-                self.loose.difference_update(zip(cids, rids, strict=True))
-                pieces.append((cids, rids))
-                for dest, lo, hi in _stretches(srcs):
-                    _stretch(stretches, dest, at + lo, at + hi)
-            else:
-                k = min(n - at, x.hi - x.lo)
-                pieces.append((x.cid, x.base + x.lo, k))
-                cmds.append(x.run.commands(x.lo, x.lo + k))
-                _stretch(stretches, x.src, at, at + k)
-                x.lo += k
-                if x.lo == x.hi:
-                    popleft()
-                    spans = self._spans[x.cid]
-                    del spans[0]  # the client's oldest: the queue is first in, first out
-                    if not spans:
-                        del self._spans[x.cid]
+            src = next(iter(senders))
+            dq = senders.pop(src)
+            k = self._take_from(dq, min(quantum, n - at), pieces, cmds)
+            _stretch(stretches, src, at, at + k)
             at += k
-        self._n -= n
-        by_src = self.by_src
-        for src, lo, hi in stretches:
-            left = by_src[src] - (hi - lo)
+            left = self.by_src[src] - k
             if left:
-                by_src[src] = left
+                self.by_src[src] = left
+                senders[src] = dq  # its turn is over: last in line
             else:
-                del by_src[src]
-        if len(pieces) == 1 and len(pieces[0]) == 2:
+                del self.by_src[src]
+        self._n -= n
+        lone = [p for p in pieces if type(p) is list]
+        for p in lone:
+            self.loose.difference_update(zip(p[0], p[1], strict=True))
+        if self._held:
+            self._release()  # after the keys taken are gone from loose
+        if len(pieces) == 1 and lone:
             return stretches, pieces[0][0], pieces[0][1], b"".join(cmds)  # no span: lists, as queued
         c_cols, r_cols = [], []
         for p in pieces:
-            if len(p) == 2:
+            if type(p) is list:
                 c_cols.append(np.array(p[0], dtype=np.uint64))
                 r_cols.append(np.array(p[1], dtype=np.uint64))
             else:
@@ -287,6 +314,40 @@ class PendingQueue:
                 c_cols.append(np.full(k, cid, dtype=np.uint64))
                 r_cols.append(np.arange(rid, rid + k, dtype=np.uint64))
         return stretches, np.concatenate(c_cols), np.concatenate(r_cols), b"".join(cmds)
+
+    def _take_from(self, dq: deque, n: int, pieces: list, cmds: list) -> int:
+        """Remove up to ``n`` requests from the front of one sender's queue ``dq``, adding their
+        ids to ``pieces`` (lone requests join the last piece if it is of lone requests too) and
+        their commands to ``cmds``. How many it removed. O(spans + lone requests)."""
+        at = 0
+        while at < n and dq:
+            x = dq[0]
+            if type(x) is not _Span:
+                if not pieces or type(pieces[-1]) is not list:
+                    pieces.append([[], []])
+                cids, rids = pieces[-1]
+                while at < n and dq and type(dq[0]) is not _Span:
+                    m = dq.popleft()
+                    cids.append(m.client_id)
+                    rids.append(m.request_id)
+                    cmds.append(m.command)
+                    at += 1
+                continue
+            k = min(n - at, x.hi - x.lo)
+            pieces.append((x.cid, x.base + x.lo, k))
+            cmds.append(x.run.commands(x.lo, x.lo + k))
+            x.lo += k
+            at += k
+            if x.lo == x.hi:
+                dq.popleft()
+                spans = self._spans[x.cid]
+                if spans[0] is x:
+                    del spans[0]  # the client's oldest: the usual case
+                else:
+                    spans.remove(x)  # the client id has spans from another sender queued before it
+                if not spans:
+                    del self._spans[x.cid]
+        return at
 
 
 def _stretch(stretches: list, dest: wire.Address, lo: int, hi: int) -> None:

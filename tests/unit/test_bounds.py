@@ -85,8 +85,8 @@ def test_the_queue_counts_per_sender_through_spans_pairs_and_takes():
     a.handle_requests(b"c", bundle(1, 100).requests, 0.001)  # a span
     a.handle(b"d", wire.Request(8, 1, command(1)), 0.001)  # a pair
     assert a.pending.by_src == {b"c": 100, b"d": 1}
-    a.pending.take(60)
-    assert a.pending.by_src == {b"c": 40, b"d": 1}
+    a.pending.take(60)  # the senders in turn: d's one request is in this batch, c gives the rest
+    assert a.pending.by_src == {b"c": 41}
     a.pending.take(41)
     assert a.pending.by_src == {} and not a.pending
 
@@ -103,3 +103,28 @@ def test_the_client_backs_off_and_resends_a_busy_request_to_the_same_primary():
     assert c.tick(0.0045) == [] and len(c.tick(0.0051)) == 1  # doubled: 2 ms
     done = c.handle("a", wire.Reply(7, rid, wire.OK, 1, 1, "a"), 0.006)
     assert [d.request_id for d in done] == [rid] and not c.pending and c.primary == "a"
+
+
+def replies_to(out: list, dest: bytes) -> list[tuple[int, int]]:
+    """``(request id, status)`` of every reply in ``out`` to ``dest``, in order."""
+    got = []
+    for o in out:
+        if getattr(o, "dest", None) == dest:
+            for r in o.replies() if isinstance(o, wire.ReplyRun) else [o.msg]:
+                got.append((r.request_id, r.status))
+    return got
+
+
+def test_one_request_behind_a_flooders_backlog_is_in_the_next_batch():
+    """The queue serves its senders in turn: the flooder's 4,096 queued requests do not go first."""
+    a = solo_primary()
+    a.settings.max_in_flight, a.settings.max_batch = 4096, 1024
+    for first in range(1, 4097, 1024):
+        assert a.handle_requests(b"flood", bundle(first, 1024).requests, 0.001) == []
+    assert a.handle(b"good", wire.Request(8, 1, command(5000)), 0.001) == []
+    assert a.pending.by_src == {b"flood": 4096, b"good": 1}
+    out = a.tick(0.002)
+    assert replies_to(out, b"good") == [(1, wire.OK)]
+    # The flooder's requests went in its order: its first 1,023 (the rest of the batch).
+    assert replies_to(out, b"flood") == [(rid, wire.OK) for rid in range(1, 1024)]
+    assert a.replica.seq == 1024 and a.pending.by_src == {b"flood": 4096 - 1023}

@@ -10,6 +10,7 @@ sends for the expanded outputs.
 from __future__ import annotations
 
 from collections import deque
+from itertools import groupby
 
 import pytest
 from hypothesis import given
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from test_driver_replies import _driver
 
 from replication import fastpath, node, wire
-from replication.queues import ReplyQueue, _stretches
+from replication.queues import ReplyQueue
 
 PACKERS = [pytest.param(fastpath.pack_reply_run_py, id="python")]
 if fastpath.NATIVE:
@@ -26,6 +27,18 @@ if fastpath.NATIVE:
     PACKERS.append(pytest.param(_fast.pack_reply_run, id="native"))
 
 U64 = st.integers(0, (1 << 64) - 1)
+
+
+def _stretches(srcs: tuple | list) -> list[tuple[wire.Address, int, int]]:
+    """``(dest, lo, hi)`` for each stretch of equal consecutive ``srcs``: what ``add_stretches`` takes."""
+    if srcs.count(srcs[0]) == len(srcs):
+        return [(srcs[0], 0, len(srcs))]
+    out, lo = [], 0
+    for dest, group in groupby(srcs):
+        hi = lo + sum(1 for _ in group)
+        out.append((dest, lo, hi))
+        lo = hi
+    return out
 
 
 @st.composite
