@@ -1,4 +1,4 @@
-"""Shared pytest set-up: hypothesis profiles.
+"""Shared pytest set-up: hypothesis profiles, and the ``group`` fixture of the process tests.
 
 ``ci`` (the default) is bounded and deterministic so ``make test`` is
 repeatable and fast; ``long`` (``HYPOTHESIS_PROFILE=long``, used by
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -27,3 +28,21 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def group():
+    """``group(*args, **kw)`` starts a ``replication.demo.Group`` of real processes; every group
+    made is stopped (its processes killed, its directory removed) when the test ends."""
+    from replication.demo import Group
+
+    groups = []
+
+    def make(*args, **kw):
+        g = Group(*args, **kw)
+        groups.append(g)
+        return g
+
+    yield make
+    for g in groups:
+        g.stop()

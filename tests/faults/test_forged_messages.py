@@ -27,25 +27,11 @@ zmq = pytest.importorskip("zmq")
 
 from matching.commands import command_record  # noqa: E402
 from replication import wire  # noqa: E402
-from replication.demo import Group, order  # noqa: E402
+from replication.demo import order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
 SCALE = int(os.environ.get("MATCHCORE_FAULT_SCALE", "1"))
-
-
-@pytest.fixture
-def group():
-    groups = []
-
-    def make(*args, **kw):
-        g = Group(*args, **kw)
-        groups.append(g)
-        return g
-
-    yield make
-    for g in groups:
-        g.stop()
 
 
 def flow(c, first, n, window=16):

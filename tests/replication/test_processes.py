@@ -18,25 +18,11 @@ zmq = pytest.importorskip("zmq")
 
 from replication import wire  # noqa: E402
 from replication.cli import ask  # noqa: E402
-from replication.demo import Group, order, run_flow  # noqa: E402
+from replication.demo import order, run_flow  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
 OPEN = 1  # each Client's session open is one sequenced entry (replication.session)
-
-
-@pytest.fixture
-def group(request):
-    groups = []
-
-    def make(*args, **kw):
-        g = Group(*args, **kw)
-        groups.append(g)
-        return g
-
-    yield make
-    for g in groups:
-        g.stop()
 
 
 def flow(c, first, n, window=16):
