@@ -627,6 +627,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             # The old primary may still acknowledge under a lease we echoed: not yet. The witness
             # re-sends the grant on our heartbeats (it holds the epoch for us).
             self.count("votes_deferred_by_lease")
+            self.grant_deferred = max(self.grant_deferred, m.epoch)  # no more echoes (lease.on_lease)
             if self.operator_ask is not None:
                 self.operator_ask.granted = True  # the operator waits for this promotion, not the witness
             return []

@@ -24,7 +24,11 @@ fail-over loses at most what the standby lacked when the lease last ran
 (its lag) plus what was acknowledged within that lease. Timers are data here:
 the ask times, the support times, the promise's end; ``now`` is an argument.
 A restarted node or witness cannot know what it promised: it promises a lease
-from its first tick. An operator's ``promote`` overrides all of this.
+from its first tick. A grant may still reach a standby whose promise runs (it
+echoed after asking: its candidacy dropped, or it restarted): it defers the
+grant (the witness re-sends it) and echoes the old primary no more, so its
+promise ends and it takes the epoch; the old primary may acknowledge after the
+grant, never after the new epoch serves. An operator's ``promote`` overrides all of this.
 
 Not for: sync mode (the in-sync set keeps every acknowledged entry on a
 promotable standby there), sockets or clocks.
@@ -53,6 +57,9 @@ class LeaseMixin:
 
     lease_stamp = 0  # the last ask's stamp (grows for the node's life, across epochs)
     lease_promised = NEVER  # a standby: no vote request, no grant taken before this time
+    # A standby: the epoch the witness granted us while our promise ran (we took it not yet).
+    # Above our epoch, we echo the old primary no more, so our promise ends and we take it.
+    grant_deferred = 0
 
     def _reset_lease(self: NodeMachine) -> None:
         """A primary's lease state, empty at each promotion and step-down."""
@@ -124,6 +131,9 @@ class LeaseMixin:
             and m.epoch == self.epoch == self.followed_epoch
             and self.candidate_since is None
             and self.operator_ask is None  # an operator's promote asks the witness: no promise now
+            # Granted the next epoch (the witness serves the old primary no more): renewing our
+            # promise would keep the old primary acknowledging, and us from ever taking it.
+            and self.grant_deferred <= self.epoch
         ):
             self.lease_promised = max(
                 self.lease_promised, now + self.settings.lease + self.settings.lease_margin

@@ -214,6 +214,7 @@ class Sim(DiskFaultsMixin):
         self.grants: dict[int, set[str]] = {}  # epoch -> nodes the witness granted it to (sim_check)
         self.last_ack_at: dict[int, float] = {}  # epoch -> when an OK reply of it last left a node
         self.granted_at: dict[int, float] = {}  # epoch -> when the witness first granted it
+        self.served_at: dict[int, float] = {}  # epoch -> when a node first served as its primary
         self.switchovers: list[tuple[str, int]] = []  # (target, epoch it was asked in): plain switchovers
         self.diverged: dict[str, int] = {}  # node -> seq at which it declared divergence
         self.corrupt_was_primary = False
@@ -269,6 +270,7 @@ class Sim(DiskFaultsMixin):
         m = node.machine
         if m is not None and m.is_primary:
             self.primaries.setdefault(m.epoch, set()).add(node.name)
+            self.served_at.setdefault(m.epoch, self.now)
             if node.name == self.corrupt:
                 self.corrupt_was_primary = True
         elif m is not None and m.role == wire.ROLE_DIVERGED and node.name not in self.diverged:

@@ -148,6 +148,19 @@ def test_a_standby_echoes_its_leader_and_then_helps_no_one_to_a_new_epoch_for_th
     assert len(votes) == 1
 
 
+def test_a_standby_that_deferred_a_grant_echoes_the_old_primary_no_more():
+    """Granted epoch 2 inside its promise, b defers the grant; renewing the promise with more
+    echoes would keep a acknowledging on b's support and b from ever taking the epoch (seed 8766)."""
+    b = follower()
+    b.handle("a", wire.Lease(1, 5, "a"), 0.010)
+    b.handle("witness", wire.Vote(2, "b", True, "granted"), 0.030)
+    assert not b.is_primary and b.counters["votes_deferred_by_lease"] == 1
+    assert b.handle("a", wire.Lease(1, 6, "a"), 0.035) == []  # no echo, no longer promise
+    assert b.lease_promised == pytest.approx(0.045)
+    b.handle("witness", wire.Vote(2, "b", True, "granted (re-sent)"), 0.046)
+    assert b.is_primary and b.epoch == 2
+
+
 def test_a_standby_echoes_no_one_but_its_leader():
     b = follower()
     assert b.handle("c", wire.Lease(1, 5, "c"), 0.01) == []
