@@ -109,6 +109,14 @@ WITNESS_KEYS: dict[str, _Key] = {
     "endpoint": _Key("str", required=True),
     "state": _Key("str", default=""),  # the witness's durable decisions (relative to the file)
 }
+OPERATOR_KEYS: dict[str, _Key] = {
+    "public_key": _Key("str", default=""),  # Z85; else keys_dir/operator-NAME.key
+}
+CLIENT_KEYS: dict[str, _Key] = {
+    "public_key": _Key("str", default=""),  # Z85; else keys_dir/client-NAME.key
+    "client_id": _Key("int", default=0),  # the only client id this key may use (0: any)
+    "accounts": _Key("ints", default=[]),  # the accounts it may use
+}
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -116,6 +124,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "ints":
+        return isinstance(value, list) and all(_type_ok("int", v) for v in value)
     if isinstance(value, bool):  # TOML true/false is not a number here
         return False
     return isinstance(value, int) or (kind == "number" and isinstance(value, float))
@@ -135,9 +145,13 @@ def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: s
                 raise ConfigError(f"{path}: missing required key {where}{key!r}")
             continue
         if not _type_ok(spec.kind, doc[key]):
-            want = {"str": "a string", "int": "an integer", "number": "a number", "table": "a table"}[
-                spec.kind
-            ]
+            want = {
+                "str": "a string",
+                "int": "an integer",
+                "number": "a number",
+                "table": "a table",
+                "ints": "a list of integers",
+            }[spec.kind]
             raise ConfigError(f"{path}: {where}{key!r} must be {want}, not {doc[key]!r}")
 
 
@@ -314,31 +328,23 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
 
 
 def _key_tables(doc: dict[str, Any], table: str, path: str) -> dict[str, KeySpec]:
-    """``[operators.NAME]`` / ``[clients.NAME]`` tables, checked (a bad one names itself and the file)."""
-    known = {"public_key"} | ({"client_id", "accounts"} if table == "clients" else set())
+    """``[operators.NAME]`` / ``[clients.NAME]`` tables, checked against ``OPERATOR_KEYS`` /
+    ``CLIENT_KEYS`` like every other table (a bad one names itself and the file)."""
+    keys = CLIENT_KEYS if table == "clients" else OPERATOR_KEYS
     out: dict[str, KeySpec] = {}
-    tables = doc.get(table, {})
-    if not isinstance(tables, dict):
-        raise ConfigError(f"{path}: [{table}] must hold [{table}.NAME] tables")
-    for name, spec in tables.items():
-        where = f"{path}: [{table}.{name}]"
+    for name, spec in doc.get(table, {}).items():
         if not isinstance(spec, dict):
-            raise ConfigError(f"{where} must be a table")
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})"
-            )
+            raise ConfigError(f"{path}: {table}.{name} must be a table [{table}.{name}]")
+        _check_table(spec, keys, f"[{table}.{name}] ", path)
         key = spec.get("public_key", "")
-        if not isinstance(key, str) or (key and len(key) != 40):
-            raise ConfigError(f"{where}: public_key must be a 40-character Z85 CURVE public key")
+        if key and len(key) != 40:
+            raise ConfigError(
+                f"{path}: [{table}.{name}] public_key must be a 40-character Z85 CURVE public key"
+            )
         cid = spec.get("client_id", 0)
-        accounts = spec.get("accounts", [])
-        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < 1 << 64:
-            raise ConfigError(f"{where}: client_id must be a non-negative integer")
-        if not isinstance(accounts, list) or not all(isinstance(a, int) for a in accounts):
-            raise ConfigError(f"{where}: accounts must be a list of integers")
-        out[str(name)] = KeySpec(str(name), key, cid, tuple(accounts))
+        if not 0 <= cid < 1 << 64:
+            raise ConfigError(f"{path}: [{table}.{name}] client_id must be a non-negative 64-bit integer")
+        out[str(name)] = KeySpec(str(name), key, cid, tuple(spec.get("accounts", [])))
     return out
 
 

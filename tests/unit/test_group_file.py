@@ -139,3 +139,18 @@ def test_the_cli_says_one_line_and_exits_2(tmp_path, command):
     assert "Traceback" not in proc.stderr
     assert "unknown key 'witnes'" in proc.stderr and path in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "table, named",
+    [
+        ("[clients.desk]\nacounts = [1]\n", "unknown key [clients.desk] 'acounts' (did you mean 'accounts'?)"),
+        ('[clients.desk]\naccounts = [1, "x"]\n', "'accounts' must be a list of integers"),
+        ("[clients.desk]\nclient_id = true\n", "'client_id' must be an integer"),
+        ("[clients.desk]\nclient_id = -1\n", "client_id must be a non-negative 64-bit integer"),
+        ('[operators.ops]\npublic_key = "short"\n', "public_key must be a 40-character Z85"),
+        ("[operators.ops]\nclient_id = 7\n", "unknown key [operators.ops] 'client_id'"),
+    ],
+)
+def test_key_tables_follow_the_same_schema(tmp_path, table, named):
+    assert named in refusal(tmp_path, GOOD + table)

@@ -222,7 +222,9 @@ def test_policy_for_a_group_file():
     bare = trust.policy_for(config.parse({"nodes": doc["nodes"]}), "a")
     assert not bare.curve and not bare.has_witness
     assert bare.operators == {"operator"} and set(bare.clients) == {"client"}  # the implicit ones
-    with pytest.raises(ValueError, match=r"\[clients.desk\]: unknown key"):
+    with pytest.raises(
+        ValueError, match=r"unknown key \[clients.desk\] 'client' \(did you mean 'client_id'\?\)"
+    ):
         config.parse({**doc, "clients": {"desk": {"client": 7}}})
     with pytest.raises(ValueError, match="public_key"):
         config.parse({**doc, "operators": {"ops": {"public_key": "short"}}})
