@@ -8,7 +8,7 @@ EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.p
 	replication/_client_fast.pyx \
 	setup.py pyproject.toml
 
-.PHONY: all venv build test test-long test-faults demo bench lint clean
+.PHONY: all venv build test test-long test-faults golden demo bench lint clean
 
 all: test
 
@@ -38,6 +38,11 @@ test-long: build
 # bytes, partitions, floods); `make test` runs the same tests at scale 1.
 test-faults: build
 	MATCHCORE_FAULT_SCALE=20 $(PY) -m pytest -q -p no:cacheprovider tests/faults
+
+# Every golden trace (8,000 simulator schedules: sync/async, faults overlapping or not); `make test`
+# runs the first 25 seeds of each. A restructuring of the protocol code must reproduce them all.
+golden: build
+	$(PY) -m replication.sim_golden --check --jobs 2
 
 demo: build
 	$(VENV)/bin/matchcore demo

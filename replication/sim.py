@@ -225,6 +225,7 @@ class Sim(DiskFaultsMixin):
         self.settle_failed = ""
         # Every delivery to a node or the witness passes trust.Policy; an outsider forges (sim_forge).
         self.trust = SimTrust(self.names, schedule.seed)
+        self.trace: Any = None  # sim_golden.Trace: every frame sent, when a golden trace is recorded
 
     # -- queue ------------------------------------------------------------------------
 
@@ -324,14 +325,23 @@ class Sim(DiskFaultsMixin):
     # -- network --------------------------------------------------------------------------
 
     def _emit(self, src: wire.Address, outputs: Iterable) -> None:
+        trace = self.trace
         for o in outputs:
             if isinstance(o, wire.Send):
                 self._note(o.msg)
-                self._send(src, o.dest, wire.encode(o.msg))
+                frame = wire.encode(o.msg)
+                if trace is not None:
+                    trace.frame(self.now, src, o.dest, frame)
+                self._send(src, o.dest, frame)
             elif isinstance(o, wire.ReplyRun):  # means one Send per reply: delivered so, in order
                 for r in o.replies():
                     self._note(r)
-                    self._send(src, o.dest, wire.encode(r))
+                    frame = wire.encode(r)
+                    if trace is not None:
+                        trace.frame(self.now, src, o.dest, frame)
+                    self._send(src, o.dest, frame)
+            elif trace is not None and isinstance(o, wire.Publish):
+                trace.frame(self.now, src, o.topic.decode(), wire.encode(o.msg))
             # Publish: no subscriber in the simulation; Done is handled by the client loop.
 
     def _note(self, msg: wire.Message) -> None:
