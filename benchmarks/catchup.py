@@ -1,6 +1,6 @@
 """Catch-up harness: how fast a late-joining standby reaches a primary that holds N journal entries.
 
-Set-up, per variant, on loopback with real processes (``replication.demo.Group``):
+Set-up, per variant, on loopback with real processes (``replication.harness.Group``):
 
 1. The primary's journal is written before it starts: ``--entries`` commands
    of the standard mix (:mod:`benchmarks.workload`) applied one by one to a
@@ -106,7 +106,7 @@ def write_journal(path: str, records: list[tuple], prog: Any = None) -> str:
 
 def _status(g: Any, name: str, timeout: float) -> dict[str, Any] | None:
     from replication import wire
-    from replication.cli import ask
+    from replication.admin import ask
 
     got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout)
     if not isinstance(got, wire.Status):

@@ -1,7 +1,7 @@
 """Fail-over harness: how long clients wait when the primary dies, hangs, or hands over.
 
 One group on loopback (primary, standby, witness; real processes started by
-:class:`replication.demo.Group`, ``sync`` mode, the group file's default
+:class:`replication.harness.Group`, ``sync`` mode, the group file's default
 failure-detector settings unless ``--heartbeat-ms/--timeout-ms/--suspect-ms``
 say otherwise) and one :class:`replication.Client` in this process that keeps
 ``--window`` orders in flight all the time. Rounds go round-robin over three
@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     groups.add_timing_arguments(parser)
     # The failure detector as a group file without those keys runs it (config.py's defaults),
     # so the figures are what an operator gets out of the box.
-    from replication.config import Settings
+    from replication.settings import Settings
 
     d = Settings()
     parser.set_defaults(
@@ -121,7 +121,7 @@ class Flow:
     """The client's continuous order flow: keep ``window`` in flight, log every reply with its time."""
 
     def __init__(self, client: Any, window: int) -> None:
-        from replication.demo import order
+        from replication.harness import order
 
         self.c, self.window, self.order = client, window, order
         self.sent = 0
@@ -201,7 +201,7 @@ def _node_status(g: Any, name: str, timeout: float = 0.3) -> dict[str, Any]:
     import json
 
     from replication import wire
-    from replication.cli import ask
+    from replication.admin import ask
 
     got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout, g.cfg.keys_dir, name)
     return json.loads(got.body) if isinstance(got, wire.Status) else {}

@@ -25,9 +25,9 @@ import zlib
 from typing import Any
 
 from replication import wire
-from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
+from replication.settings import Settings
 from replication.trust import Policy
 
 CLIENT = b"fuzz-client"

@@ -1,6 +1,6 @@
 """Process plumbing shared by the replication harnesses (replication, failover, catchup).
 
-For: starting a real group on loopback through :class:`replication.demo.Group`
+For: starting a real group on loopback through :class:`replication.harness.Group`
 (the same helper the demo and the process tests use) with the timing keys a
 harness asks for; making sure every process it started ends on every path
 (``finally``, ``atexit``, SIGTERM turned into ``KeyboardInterrupt``); the
@@ -29,8 +29,8 @@ from . import common
 
 
 def _config_defaults() -> dict[str, float]:
-    """The group file's failure-detector defaults, read from ``replication.config.Settings``."""
-    from replication.config import Settings
+    """The group file's failure-detector defaults, read from ``replication.settings.Settings``."""
+    from replication.settings import Settings
 
     d = Settings()
     return {
@@ -84,7 +84,7 @@ def group(
     extra: dict[str, Any] | None = None,
     engine: str = "auto",
 ) -> Iterator[Any]:
-    """A :class:`replication.demo.Group` that is stopped however the block ends.
+    """A :class:`replication.harness.Group` that is stopped however the block ends.
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def group(
     engine : str
         ``auto`` | ``native`` | ``reference``.
     """
-    from replication.demo import Group
+    from replication.harness import Group
 
     g = Group(nodes, mode, engine, extra=extra)
     _live.append(g)
@@ -298,7 +298,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
 
 def start_echo_server(reply_bytes: int) -> tuple[str, subprocess.Popen]:
     """An :func:`echo_server` process on a free loopback port: its endpoint and process."""
-    from replication.demo import free_ports
+    from replication.harness import free_ports
 
     endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     return endpoint, _spawn([sys.executable, "-m", "benchmarks.groups", "echo", endpoint, str(reply_bytes)])

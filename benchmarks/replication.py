@@ -1,7 +1,7 @@
 """Replication harness: end-to-end latency and throughput of a group, next to the bare-pyzmq floor.
 
 What it measures, all on loopback with real processes (primary, one
-standby, witness; started by :class:`replication.demo.Group` as the demo
+standby, witness; started by :class:`replication.harness.Group` as the demo
 does) and a :class:`replication.Client` in this process:
 
 - **paced latency** (``--rate``, default 10,000 orders/s), ``sync`` and

@@ -102,7 +102,7 @@ class TwoHop(groups.Echo):
     """
 
     def __init__(self, request_bytes: int, reply_bytes: int) -> None:
-        from replication.demo import free_ports
+        from replication.harness import free_ports
 
         forward, ack = frame_sizes()
         self.upstream, self.upstream_proc = groups.start_echo_server(ack)

@@ -14,7 +14,7 @@ import time
 
 from replication import Client
 from replication.config import load
-from replication.demo import Group
+from replication.harness import Group
 from replication.subscribe import subscribe
 
 group = Group(nodes=("a", "b"), mode="sync")

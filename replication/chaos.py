@@ -139,7 +139,7 @@ def run_chaos(
                     action = rng.choices(("kill_primary", "kill_standby", "switchover"), (7, 2, 1))[0]
                     load.pump(len(load.acked) + rng.randint(1, per_cycle))  # the kill lands mid-flow
                     if action == "switchover":
-                        from .cli import ask
+                        from .admin import ask
 
                         ask(g.endpoints[primary], wire.Switchover(standby), 2.0)
                         res["switchovers"] += 1
@@ -198,7 +198,7 @@ def run_chaos(
 
 def check(load: _Load, journals: dict[str, list[wire.Entry]], engine: str = "auto") -> dict[str, Any]:
     """Client records against the journals: lost, duplicates, divergences, split brain, wrong replies."""
-    from .cli import _engine_factory
+    from .engines import engine_factory
     from .replica import Replica
 
     longest = max(journals, key=lambda n: (journals[n][-1].seq if journals[n] else 0, n))
@@ -221,7 +221,7 @@ def check(load: _Load, journals: dict[str, list[wire.Entry]], engine: str = "aut
     # Reply events against a replay of the surviving history (only if it starts at seq 1).
     wrong = 0
     if history and history[0].seq == 1:
-        r = Replica(_engine_factory(engine))
+        r = Replica(engine_factory(engine))
         events_at = {}
         for e in history:
             events_at[e.seq], _ = r.execute(e.epoch, e.seq, e.client_id, e.request_id, e.command)

@@ -18,6 +18,9 @@ import sys
 import time
 from typing import Any
 
+from .admin import ask, group_status  # noqa: F401 (the operator calls, re-exported for tools)
+from .engines import engine_factory
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -25,16 +28,6 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr
     )
-
-
-def _engine_factory(kind: str) -> Any:
-    import matching
-
-    if kind == "reference" or (kind == "auto" and matching.Engine is None):
-        return matching.ReferenceEngine
-    if matching.Engine is None:
-        raise SystemExit("the Cython engine is not built (run `make build`), or pass --engine reference")
-    return matching.Engine
 
 
 # -- long-running processes ------------------------------------------------------------
@@ -47,7 +40,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
     _setup_logging(args)
     cfg = load(args.config)
     role = "primary" if args.command == "primary" else "standby"
-    driver = node_driver(cfg, args.node, role, _engine_factory(args.engine), args.debug_perturb_seq)
+    driver = node_driver(cfg, args.node, role, engine_factory(args.engine), args.debug_perturb_seq)
     if args.metrics_port:
         driver.enable_metrics(args.metrics_port)
     return driver.run()
@@ -67,63 +60,11 @@ def _cmd_witness(args: argparse.Namespace) -> int:
 # -- operator commands -------------------------------------------------------------------
 
 
-def ask(
-    endpoint: str, msg: Any, timeout: float = 1.0, keys_dir: str = "", server: str = "", key: str = ""
-) -> Any:
-    """Send one message to a node's ROUTER and wait for one answer (None on timeout).
-
-    With ``keys_dir``, connect over CURVE to the node named ``server`` as key ``key`` (a name in
-    ``keys_dir`` or a ``.key_secret`` path; default: the implicit operator's).
-    """
-    import zmq
-
-    from . import wire
-
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    try:
-        if keys_dir:
-            from .security import make_client
-
-            make_client(s, keys_dir, server=server, me=key or "operator")
-        s.connect(endpoint)
-        s.send(wire.encode(msg))
-        if not s.poll(int(timeout * 1000)):
-            return None
-        try:
-            return wire.decode(s.recv())
-        except wire.DecodeError:
-            return None
-    finally:
-        s.close(0)
-
-
 def operator_key(cfg: Any, args: argparse.Namespace) -> str:
     """The key an operator command uses: ``--key``, else the group's first operator's."""
     from .security import default_operator_key
 
     return getattr(args, "key", "") or default_operator_key(cfg)
-
-
-def group_status(cfg: Any, timeout: float = 1.0, key: str = "") -> dict[str, Any]:
-    """``{name: status dict}`` for every node and the witness (``role: unreachable`` if silent)."""
-    from . import wire
-
-    if cfg.keys_dir and not key:
-        from .security import default_operator_key
-
-        key = default_operator_key(cfg)
-    out: dict[str, Any] = {}
-    targets = {n: s.endpoint for n, s in cfg.nodes.items()}
-    if cfg.witness:
-        targets["witness"] = cfg.witness
-    for name, ep in targets.items():
-        got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name, key)
-        out[name] = (
-            json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
-        )
-    return out
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

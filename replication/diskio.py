@@ -22,17 +22,7 @@ from __future__ import annotations
 import errno
 import os
 
-
-class JournalFault(Exception):
-    """Base of the journal's failures; ``str(exc)`` is the one-line reason (no traceback needed)."""
-
-
-class JournalFailed(JournalFault):
-    """A write or sync failed: nothing more is acknowledged from this journal until a restart."""
-
-
-class JournalDamaged(JournalFault):
-    """Opening found corruption other than a torn last record: the history must come from a peer."""
+from .journal_api import JournalDamaged, JournalFailed, JournalFault  # noqa: F401 (re-exported: raised here)
 
 
 def describe(exc: OSError, doing: str, path: str) -> str:

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wire
-from .config import Settings
-from .diskio import JournalFault
+from .journal_api import JournalFault
 from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
 from .operator_promote import OperatorPromoteMixin
 from .replica import default_engine_factory
 from .sequencer import SequencerMixin
+from .settings import Settings
 from .standby import StandbyMixin
 from .wire import Send
 

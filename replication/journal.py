@@ -47,13 +47,13 @@ import logging
 import os
 import struct
 import zlib
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from .diskio import JournalDamaged, JournalFailed, describe, write_all
+from .diskio import describe, write_all
 from .fastpath import start_writeback
+from .journal_api import JournalBase, JournalDamaged, JournalFailed
 from .journal_records import REC, RECORD, frame, good_records, payloads  # noqa: F401 (REC: re-exported)
 from .slotfile import SlotFile, fsync_dir
 from .wire import Entry, EntryRun, pack_entries
@@ -67,85 +67,6 @@ FSYNC_POLICIES = ("none", "batch", "always")
 META_SLOT = 64 * 1024  # meta.bin's slot size (see slotfile)
 SEGMENT_ENTRIES = 65536  # compact() seals the active segment past this many entries (~7 MB)
 WRITEBACK_MIN = 64 * 1024  # appends this big start their write-back at once (see append)
-
-
-class JournalBase(ABC):
-    """The interface every journal offers (documented here, implemented twice)."""
-
-    fsync: str = "batch"
-
-    @property
-    @abstractmethod
-    def base_seq(self) -> int:
-        """Seq of the installed snapshot (0 for a journal that began empty)."""
-
-    @property
-    @abstractmethod
-    def last_seq(self) -> int:
-        """Seq of the last entry held (``base_seq`` when there is none)."""
-
-    @property
-    def last_epoch(self) -> int:
-        """Epoch of the last entry (or of the installed snapshot's last entry, or 0)."""
-        e = self.entry(self.last_seq)
-        return e.epoch if e is not None else self.base_epoch()
-
-    def base_epoch(self) -> int:
-        """Epoch of the entry at ``base_seq`` (the installed snapshot's last), or 0. Reads the snapshot."""
-        snap = self.load_snapshot()
-        return snap[1] if snap is not None and snap[0] == self.base_seq else 0
-
-    @abstractmethod
-    def append(self, entries: list[Entry]) -> None:
-        """Append consecutive entries (the first must be ``last_seq + 1``). O(len)."""
-
-    @abstractmethod
-    def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:
-        """Entries ``from_seq ..`` (at most ``max_count``); ``[]`` if none are held. O(count)."""
-
-    def entry(self, seq: int) -> Entry | None:
-        """The entry at ``seq``, or None if not held. O(1)."""
-        got = self.read(seq, 1)
-        return got[0] if got and got[0].seq == seq else None
-
-    def read_run(self, from_seq: int, max_count: int = 1 << 30) -> Sequence[Entry]:
-        """Like :meth:`read`, as cheap as the journal can make it (the file journal: an ``EntryRun``)."""
-        return self.read(from_seq, max_count)
-
-    @abstractmethod
-    def compact(self, upto: int) -> int:
-        """Drop entries up to ``upto`` — some or all, never past the snapshot; how many were dropped.
-
-        ``base_seq`` rises to the last one dropped. Crash-safe: any prefix of the
-        work leaves a journal that recovers to the same state.
-        """
-
-    @abstractmethod
-    def truncate_after(self, seq: int) -> None:
-        """Discard every entry after ``seq`` (and a snapshot beyond it)."""
-
-    @abstractmethod
-    def save_snapshot(self, seq: int, last_epoch: int, blob: bytes) -> None:
-        """Store a snapshot covering entries up to ``seq`` (atomically replaces the old one)."""
-
-    @abstractmethod
-    def load_snapshot(self) -> tuple[int, int, bytes] | None:
-        """``(seq, last_epoch, blob)`` of the stored snapshot, or None."""
-
-    @abstractmethod
-    def reset(self, seq: int, last_epoch: int, blob: bytes) -> None:
-        """Forget every entry; install a snapshot at ``seq`` so the next append is ``seq + 1``."""
-
-    @abstractmethod
-    def load_meta(self) -> dict[str, Any]:
-        """The metadata last saved (``{}`` if none)."""
-
-    @abstractmethod
-    def save_meta(self, meta: dict[str, Any]) -> None:
-        """Durably replace the metadata (always synced: it holds the epoch)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook: a memory journal has nothing to close
-        """Release files (a no-op where there are none)."""
 
 
 class MemoryJournal(JournalBase):

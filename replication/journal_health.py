@@ -36,7 +36,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from . import wire
-from .diskio import JournalDamaged, JournalFailed, JournalFault
+from .journal_api import JournalDamaged, JournalFailed, JournalFault
 from .replica import Replica
 from .wire import Send
 

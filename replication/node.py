@@ -36,7 +36,8 @@ import zmq
 
 from . import trust, wire
 from .config import GroupConfig, pub_endpoint
-from .diskio import JournalFault, describe
+from .diskio import describe
+from .journal_api import JournalFault
 from .monitor import drain_disconnects
 from .witness_state import load_witness_state, save_witness_state
 

@@ -38,8 +38,8 @@ from . import trust, wire
 from .wire import Send
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
     from .failover import NodeMachine
+    from .settings import Settings
 
 log = logging.getLogger("replication.failover")
 

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .diskio import JournalDamaged
 from .fastpath import pack_results, remember_run
+from .journal_api import JournalDamaged
 from .session import COUNTER_MASK, SESSION_SHIFT, Held, nonce_of
 from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
 

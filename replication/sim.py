@@ -42,8 +42,8 @@ from typing import Any
 
 from . import wire
 from .client_core import ClientCore, Done
-from .config import Settings
 from .failover import NodeMachine
+from .settings import Settings
 from .sim_check import RecordingJournal, Registry
 from .sim_disk import DiskFaultsMixin
 from .sim_forge import SimTrust

@@ -28,7 +28,7 @@ import json
 import logging
 
 from . import wire
-from .config import Settings
+from .settings import Settings
 from .wire import Send
 
 log = logging.getLogger("replication.witness")

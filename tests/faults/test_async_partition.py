@@ -30,7 +30,7 @@ zmq = pytest.importorskip("zmq")
 
 from replication import config, wire  # noqa: E402
 from replication.client import pack_commands  # noqa: E402
-from replication.demo import Group, order  # noqa: E402
+from replication.harness import Group, order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 

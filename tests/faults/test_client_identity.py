@@ -27,7 +27,7 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from replication import wire  # noqa: E402
-from replication.demo import Group, replay_digest  # noqa: E402
+from replication.harness import Group, replay_digest  # noqa: E402
 from replication.session import is_open_entry, opened_id, session_of  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,6 +1,6 @@
 """Disk faults on real processes: a full disk under each role, and bytes flipped in stopped journals.
 
-Each test runs a small group (``replication.demo.Group``) on loopback. A full
+Each test runs a small group (``replication.harness.Group``) on loopback. A full
 disk is a small tmpfs the test mounts over a node's journal directory (or the
 witness's state directory) and fills with a filler file, leaving a few pages
 free; it needs root, and the test skips cleanly where the mount is refused.
@@ -27,7 +27,7 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from replication import wire  # noqa: E402
-from replication.demo import Group, order  # noqa: E402
+from replication.harness import Group, order  # noqa: E402
 from replication.journal import RECORD  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)

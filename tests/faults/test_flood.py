@@ -23,7 +23,7 @@ zmq = pytest.importorskip("zmq")
 
 from replication import wire  # noqa: E402
 from replication.client import MAX_BUNDLE, pack_commands  # noqa: E402
-from replication.demo import Group, order  # noqa: E402
+from replication.harness import Group, order  # noqa: E402
 from replication.replica import Replica  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,6 +1,6 @@
 """Forged peer, witness and operator messages against real processes (issue 13, findings 1-4).
 
-Each test starts a group on loopback (``replication.demo.Group``), acknowledges
+Each test starts a group on loopback (``replication.harness.Group``), acknowledges
 orders, then sends forged messages through sockets of its own: from an
 outsider (a routing id ``peer:evil``, or none), from a client key, and
 (CURVE) from a peer key claiming another peer's name. It then checks that
@@ -27,7 +27,7 @@ zmq = pytest.importorskip("zmq")
 
 from matching.commands import command_record  # noqa: E402
 from replication import wire  # noqa: E402
-from replication.demo import order  # noqa: E402
+from replication.harness import order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,7 +10,7 @@ import logging
 
 from replication import wire
 from replication.client_core import ClientCore
-from replication.config import Settings
+from replication.settings import Settings
 from replication.sim import Fault, Schedule, Sim
 from replication.sim_check import check_sim
 from replication.witness import WitnessMachine

@@ -1,6 +1,6 @@
 """Process-level fail-over: real node processes on loopback, killed and restarted.
 
-Few and quick: each test starts a small group (``replication.demo.Group``),
+Few and quick: each test starts a small group (``replication.harness.Group``),
 whose ``stop()`` kills every process and removes the temp dir, always.
 Nothing here asserts a duration or a rate.
 """
@@ -17,8 +17,9 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from replication import wire  # noqa: E402
-from replication.cli import ask  # noqa: E402
-from replication.demo import order, run_flow  # noqa: E402
+from replication.admin import ask  # noqa: E402
+from replication.demo import run_flow  # noqa: E402
+from replication.harness import order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

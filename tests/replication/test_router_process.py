@@ -1,6 +1,6 @@
 """``replication.Router`` against two real groups on loopback.
 
-Two groups (primary, standby, witness each; ``replication.demo.Group``) on
+Two groups (primary, standby, witness each; ``replication.harness.Group``) on
 distinct ports, one routes file over them, and a router sending orders for
 instruments of both: each group must have executed exactly the commands of
 its own instruments, in order — its nodes' ``last_seq`` and digest equal a
@@ -22,7 +22,7 @@ import matching  # noqa: E402
 from matching import commands  # noqa: E402
 from replication import Router  # noqa: E402
 from replication.config import pub_endpoint  # noqa: E402
-from replication.demo import Group  # noqa: E402
+from replication.harness import Group  # noqa: E402
 from replication.session import open_command  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,9 +11,9 @@ from collections import deque
 
 from replication import wire
 from replication.client_core import ClientCore, Done
-from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
+from replication.settings import Settings
 from replication.witness import WitnessMachine
 
 

@@ -11,9 +11,9 @@ import pytest
 from matching import ReferenceEngine
 from replication import wire
 from replication.client_core import ClientCore
-from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
+from replication.settings import Settings
 from replication.sim_schedule import pack
 
 LIMIT = 4

@@ -6,11 +6,11 @@ import pytest
 
 import matching
 from replication import wire
-from replication.config import Settings
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
 from replication.replica import Replica
 from replication.sequencer import REFILL_WINDOW
+from replication.settings import Settings
 from replication.wire import Entry, EntryRun, pack_entries
 
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="native engine not built")

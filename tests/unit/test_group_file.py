@@ -144,7 +144,10 @@ def test_the_cli_says_one_line_and_exits_2(tmp_path, command):
 @pytest.mark.parametrize(
     "table, named",
     [
-        ("[clients.desk]\nacounts = [1]\n", "unknown key [clients.desk] 'acounts' (did you mean 'accounts'?)"),
+        (
+            "[clients.desk]\nacounts = [1]\n",
+            "unknown key [clients.desk] 'acounts' (did you mean 'accounts'?)",
+        ),
         ('[clients.desk]\naccounts = [1, "x"]\n', "'accounts' must be a list of integers"),
         ("[clients.desk]\nclient_id = true\n", "'client_id' must be an integer"),
         ("[clients.desk]\nclient_id = -1\n", "client_id must be a non-negative 64-bit integer"),

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from replication.diskio import JournalDamaged, JournalFailed
 from replication.journal import REC, FileJournal, MemoryJournal
+from replication.journal_api import JournalDamaged, JournalFailed
 from replication.wire import ENTRY, Entry
 
 RECORD = REC.size + ENTRY.size

@@ -19,8 +19,8 @@ import zlib
 import pytest
 
 from matching import ReferenceEngine
-from replication.diskio import JournalDamaged
 from replication.journal import REC, FileJournal
+from replication.journal_api import JournalDamaged
 from replication.replica import Replica, recover
 from replication.wire import ENTRY, Entry, pack_command
 

@@ -9,9 +9,10 @@ import pytest
 
 from matching import ReferenceEngine
 from replication import wire
-from replication.config import Settings, parse
+from replication.config import parse
 from replication.failover import NodeMachine
 from replication.journal import MemoryJournal
+from replication.settings import Settings
 from replication.witness import WitnessMachine
 
 

@@ -54,7 +54,7 @@ def syncs(monkeypatch):
 def _group(tmp_path, state: str = "w/witness.state"):
     pytest.importorskip("zmq")
     from replication import config
-    from replication.demo import free_ports
+    from replication.harness import free_ports
 
     ports = free_ports(3)
     path = str(tmp_path / "group.toml")
