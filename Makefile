@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/_fast.pyx \
-	replication/_client_fast.pyx \
+EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/native/_fast.pyx \
+	replication/protocol/_client_fast.pyx \
 	setup.py pyproject.toml
 
 .PHONY: all venv build test test-long test-faults golden demo bench lint clean
@@ -42,7 +42,7 @@ test-faults: build
 # Every golden trace (8,000 simulator schedules: sync/async, faults overlapping or not); `make test`
 # runs the first 25 seeds of each. A restructuring of the protocol code must reproduce them all.
 golden: build
-	$(PY) -m replication.sim_golden --check --jobs 2
+	$(PY) -m replication.testing.golden --check --jobs 2
 
 demo: build
 	$(VENV)/bin/matchcore demo
@@ -54,7 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi \
-		replication/_fast.pyx replication/_client_fast.pyx
+		replication/native/_fast.pyx replication/protocol/_client_fast.pyx
 
 clean:
-	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/*.so replication/_fast.c replication/_client_fast.c
+	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/protocol/_client_fast.c

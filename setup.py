@@ -23,15 +23,19 @@ extensions = [
         extra_compile_args=["-O3"],
     ),
     # The catch-up path's per-entry loops (CRC-32 of records, dedupe-table updates);
-    # replication.fastpath falls back to plain Python when this is not built.
+    # replication.native.fastpath falls back to plain Python when this is not built.
     Extension(
-        "replication._fast",
-        ["replication/_fast.pyx"],
+        "replication.native._fast",
+        ["replication/native/_fast.pyx"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     ),
-    # The client's Replies decoder; replication.client falls back to wire.decode when this is not built.
-    Extension("replication._client_fast", ["replication/_client_fast.pyx"], extra_compile_args=["-O3"]),
+    # The client's Replies decoder; replication.client.group_client falls back to wire.decode when this is not built.
+    Extension(
+        "replication.protocol._client_fast",
+        ["replication/protocol/_client_fast.pyx"],
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))

@@ -1,11 +1,11 @@
 """Catch-up harness: how fast a late-joining standby reaches a primary that holds N journal entries.
 
-Set-up, per variant, on loopback with real processes (``replication.harness.Group``):
+Set-up, per variant, on loopback with real processes (``replication.testing.harness.Group``):
 
 1. The primary's journal is written before it starts: ``--entries`` commands
    of the standard mix (:mod:`benchmarks.workload`) applied one by one to a
-   ``replication.replica.Replica`` and appended, as ``wire.Entry`` records
-   with the digest after each, to a ``replication.journal.FileJournal`` —
+   ``replication.protocol.replica.Replica`` and appended, as ``wire.Entry`` records
+   with the digest after each, to a ``replication.storage.journal.FileJournal`` —
    the same classes and the same bytes the primary's sequencer produces,
    only without a client and sockets in front (loading a million entries
    through a client would take minutes and measure something else). A
@@ -78,9 +78,9 @@ def write_journal(path: str, records: list[tuple], prog: Any = None) -> str:
     O(N): each command is applied once to a fresh ``Replica``, exactly as the
     sequencer does, and its entry carries the digest after it.
     """
-    from replication import wire
-    from replication.journal import FileJournal
-    from replication.replica import Replica
+    from replication.protocol import wire
+    from replication.protocol.replica import Replica
+    from replication.storage.journal import FileJournal
 
     j = FileJournal(path, "none")
     try:
@@ -105,8 +105,8 @@ def write_journal(path: str, records: list[tuple], prog: Any = None) -> str:
 
 
 def _status(g: Any, name: str, timeout: float) -> dict[str, Any] | None:
-    from replication import wire
-    from replication.admin import ask
+    from replication.client.admin import ask
+    from replication.protocol import wire
 
     got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout)
     if not isinstance(got, wire.Status):
@@ -129,7 +129,7 @@ def run_variant(variant: str, records: list[tuple], args: argparse.Namespace, pr
         out["journal_write_s"] = round(time.perf_counter() - t, 3)
         # The witness's record of that history: a led epoch 1 alone (a witness with no record
         # refuses a candidate for epoch 2, which says an epoch ran before it).
-        from replication.witness_state import save_witness_state
+        from replication.storage.witness_state import save_witness_state
 
         save_witness_state(g.cfg.witness_state, {"epoch": 1, "primary": "a", "isr": [], "isr_proposal": 0})
         g.start("witness")

@@ -1,7 +1,7 @@
 """Fail-over harness: how long clients wait when the primary dies, hangs, or hands over.
 
 One group on loopback (primary, standby, witness; real processes started by
-:class:`replication.harness.Group`, ``sync`` mode, the group file's default
+:class:`replication.testing.harness.Group`, ``sync`` mode, the group file's default
 failure-detector settings unless ``--heartbeat-ms/--timeout-ms/--suspect-ms``
 say otherwise) and one :class:`replication.Client` in this process that keeps
 ``--window`` orders in flight all the time. Rounds go round-robin over three
@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     groups.add_timing_arguments(parser)
     # The failure detector as a group file without those keys runs it (config.py's defaults),
     # so the figures are what an operator gets out of the box.
-    from replication.settings import Settings
+    from replication.protocol.settings import Settings
 
     d = Settings()
     parser.set_defaults(
@@ -121,7 +121,7 @@ class Flow:
     """The client's continuous order flow: keep ``window`` in flight, log every reply with its time."""
 
     def __init__(self, client: Any, window: int) -> None:
-        from replication.harness import order
+        from replication.testing.harness import order
 
         self.c, self.window, self.order = client, window, order
         self.sent = 0
@@ -145,7 +145,7 @@ class Flow:
 
     def pump(self, seconds: float) -> None:
         """Send and receive for ``seconds`` (at least one poll)."""
-        from replication import wire
+        from replication.protocol import wire
 
         end = time.monotonic() + seconds
         while True:
@@ -200,8 +200,8 @@ def _node_status(g: Any, name: str, timeout: float = 0.3) -> dict[str, Any]:
     """One node's status dict (``{}`` if it does not answer within ``timeout``)."""
     import json
 
-    from replication import wire
-    from replication.admin import ask
+    from replication.client.admin import ask
+    from replication.protocol import wire
 
     got = ask(g.cfg.nodes[name].endpoint, wire.StatusRequest(), timeout, g.cfg.keys_dir, name)
     return json.loads(got.body) if isinstance(got, wire.Status) else {}
@@ -209,7 +209,7 @@ def _node_status(g: Any, name: str, timeout: float = 0.3) -> dict[str, Any]:
 
 def _first_new(flow: Flow, g: Any, new: str, t0: float, timeout: float = 20.0) -> dict[str, Any]:
     """Pump until the new primary has accepted a new order; the round's timings (ms after ``t0``)."""
-    from replication import wire
+    from replication.protocol import wire
 
     deadline = time.monotonic() + timeout
     st: dict[str, Any] = {}
@@ -252,7 +252,7 @@ def _switchover_socket(endpoint: str) -> Any:
 
 def one_round(g: Any, flow: Flow, kind: str, round_no: int) -> dict[str, Any]:
     """One fail-over of ``kind`` on a ready group; the killed node is back as a joined standby after."""
-    from replication import wire
+    from replication.protocol import wire
 
     st = _ready(g, flow)
     old = next(n for n in g.names if st[n].get("role") == "primary")

@@ -1,6 +1,6 @@
 """Flood harness: a well-behaved client's latency while another client floods the primary.
 
-Set-up, on loopback with real processes (``replication.harness.Group``, sync
+Set-up, on loopback with real processes (``replication.testing.harness.Group``, sync
 mode): a "good" client sends ``--orders`` orders one at a time (each waits
 for its reply: the latency a careful trading client sees) and records each
 round trip. It does so twice: alone, then while a flooder (a raw ZeroMQ
@@ -60,8 +60,8 @@ def _flood(endpoint: str, stop: Any, sent: Any) -> None:
     """
     import zmq
 
-    from replication import wire
-    from replication.client import MAX_BUNDLE, pack_commands
+    from replication.client.group_client import MAX_BUNDLE, pack_commands
+    from replication.protocol import wire
 
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
@@ -92,7 +92,7 @@ def _flood(endpoint: str, stop: Any, sent: Any) -> None:
 
 def _good_run(g: Any, orders: int) -> list[int]:
     """Round trips (ns) of ``orders`` orders sent one at a time."""
-    from replication.harness import order
+    from replication.testing.harness import order
 
     lat = []
     with g.client(GOOD_CID) as c:

@@ -5,7 +5,7 @@ bad checksums, absurd lengths, unknown types, checksum-valid garbage
 payloads — is dropped and counted per reason while the node keeps serving:
 good client requests interleaved with the garbage are all answered, and at
 the end the node's book equals a fresh replay of its own journal. Frames go
-through ``replication.node.Driver._inbound`` (the very function the ZeroMQ
+through ``replication.transport.driver.Driver._inbound`` (the very function the ZeroMQ
 loop calls per frame) with the sockets left out; the clock is virtual.
 Not for: speed figures of the decoder (the rate is printed for scale only).
 
@@ -24,16 +24,16 @@ import time
 import zlib
 from typing import Any
 
-from replication import wire
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.settings import Settings
-from replication.trust import Policy
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.settings import Settings
+from replication.protocol.trust import Policy
+from replication.storage.journal import MemoryJournal
 
 CLIENT = b"fuzz-client"
 GOOD_EVERY = 50  # one good client request per this many frames
 # Noise comes from client addresses. In an open group a client address may send operator commands
-# (Switchover, Promote: the group trusts its network, see replication.trust), so a well-formed Switchover
+# (Switchover, Promote: the group trusts its network, see replication.protocol.trust), so a well-formed Switchover
 # could hand the primary over. That is an attack, not a bad frame, so the noise never re-seals a frame as
 # one of those types (nor as an Ack, which trust.Policy refuses from a client anyway).
 PRIVILEGED = {wire.Switchover.TYPE, wire.Promote.TYPE, wire.Ack.TYPE}
@@ -71,7 +71,7 @@ def serving_primary(engine_factory: Any = None) -> NodeMachine:
         "a",
         ["a", "b"],
         MemoryJournal(),
-        # The async lease (replication.lease) is granted once, below, for the whole run: the
+        # The async lease (replication.protocol.node.lease) is granted once, below, for the whole run: the
         # fuzz target has no live witness to renew it, and what is fuzzed here is the inbound path.
         Settings(mode="async", snapshot_every=0, lease=1e9),
         "witness",
@@ -87,7 +87,7 @@ def serving_primary(engine_factory: Any = None) -> NodeMachine:
 
 def _samples(rng: random.Random) -> list[bytes]:
     """Good frames of every type (the seeds of mutation)."""
-    from replication.sim import pack, random_commands
+    from replication.testing.sim import pack, random_commands
 
     cmds = [pack(c) for c in random_commands(rng, 9, 16)]
     e = wire.Entry(1, 5, 9, 9, 123, cmds[0])
@@ -144,9 +144,9 @@ def mutate(rng: random.Random, frame: bytes) -> bytes:
 
 def run(frames: int, seed: int = 1) -> dict[str, Any]:
     """Feed ``frames`` frames; return the figures. Raises ``AssertionError`` if the node misbehaved."""
-    from replication.node import Driver
-    from replication.replica import Replica
-    from replication.sim import pack, random_commands
+    from replication.protocol.replica import Replica
+    from replication.testing.sim import pack, random_commands
+    from replication.transport.driver import Driver
 
     rng = random.Random(seed)
     node = serving_primary()
@@ -230,7 +230,7 @@ def run(frames: int, seed: int = 1) -> dict[str, Any]:
 def _client_replies(outs: list) -> list:
     """The replies among a node's outputs to ``CLIENT``: single ``Send``s and ``ReplyRun``s (a
     sequenced batch's replies, one ``Send`` each in meaning)."""
-    from replication import wire
+    from replication.protocol import wire
 
     got = []
     for o in outs:

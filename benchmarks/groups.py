@@ -1,6 +1,6 @@
 """Process plumbing shared by the replication harnesses (replication, failover, catchup).
 
-For: starting a real group on loopback through :class:`replication.harness.Group`
+For: starting a real group on loopback through :class:`replication.testing.harness.Group`
 (the same helper the demo and the process tests use) with the timing keys a
 harness asks for; making sure every process it started ends on every path
 (``finally``, ``atexit``, SIGTERM turned into ``KeyboardInterrupt``); the
@@ -29,8 +29,8 @@ from . import common
 
 
 def _config_defaults() -> dict[str, float]:
-    """The group file's failure-detector defaults, read from ``replication.settings.Settings``."""
-    from replication.settings import Settings
+    """The group file's failure-detector defaults, read from ``replication.protocol.settings.Settings``."""
+    from replication.protocol.settings import Settings
 
     d = Settings()
     return {
@@ -84,7 +84,7 @@ def group(
     extra: dict[str, Any] | None = None,
     engine: str = "auto",
 ) -> Iterator[Any]:
-    """A :class:`replication.harness.Group` that is stopped however the block ends.
+    """A :class:`replication.testing.harness.Group` that is stopped however the block ends.
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def group(
     engine : str
         ``auto`` | ``native`` | ``reference``.
     """
-    from replication.harness import Group
+    from replication.testing.harness import Group
 
     g = Group(nodes, mode, engine, extra=extra)
     _live.append(g)
@@ -185,7 +185,7 @@ def mix_records(n: int, seed: int, instruments: int = 1) -> tuple[list[tuple], l
 def message_sizes() -> tuple[int, int]:
     """Encoded sizes of a client request and of a one-event reply (what the floor echoes)."""
     from matching import EVENT_DTYPE
-    from replication import wire
+    from replication.protocol import wire
 
     req = wire.encode(wire.Request(7, 1 << 50, bytes(56)))
     rep = wire.encode(wire.Reply(7, 1 << 50, wire.OK, 1, 1 << 20, "a", bytes(EVENT_DTYPE.itemsize)))
@@ -298,7 +298,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
 
 def start_echo_server(reply_bytes: int) -> tuple[str, subprocess.Popen]:
     """An :func:`echo_server` process on a free loopback port: its endpoint and process."""
-    from replication.harness import free_ports
+    from replication.testing.harness import free_ports
 
     endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     return endpoint, _spawn([sys.executable, "-m", "benchmarks.groups", "echo", endpoint, str(reply_bytes)])

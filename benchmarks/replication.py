@@ -1,7 +1,7 @@
 """Replication harness: end-to-end latency and throughput of a group, next to the bare-pyzmq floor.
 
 What it measures, all on loopback with real processes (primary, one
-standby, witness; started by :class:`replication.harness.Group` as the demo
+standby, witness; started by :class:`replication.testing.harness.Group` as the demo
 does) and a :class:`replication.Client` in this process:
 
 - **paced latency** (``--rate``, default 10,000 orders/s), ``sync`` and
@@ -264,7 +264,7 @@ def _epoch(g: Any) -> dict[str, Any]:
 def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> dict[str, Any]:
     """One group in ``mode``: setup, the paced pass, then the pipelined pass on the same book."""
     from matching import COMMAND_DTYPE, events_from_bytes
-    from replication import wire
+    from replication.protocol import wire
 
     setup, ops = groups.mix_records(n_paced + n_tput, args.seed)
     ops_array = np.array(ops, dtype=COMMAND_DTYPE)  # the pipelined pass sends records as they are

@@ -27,18 +27,18 @@ import sys
 import time
 from typing import Any
 
-#: What a serving node has imported: ``python -m replication.cli`` (runpy, the CLI), what its
+#: What a serving node has imported: ``python -m replication.ops.cli`` (runpy, the CLI), what its
 #: ``primary|standby`` command and ``node_driver`` import, and the engine package. (A node started
 #: with ``PYTHONPROFILEIMPORTTIME=1`` lists the same modules once the CLI's parser has run too.)
 FLOOR_IMPORTS = (
     "runpy",
-    "replication.cli",
-    "replication.config",
-    "replication.node",
-    "replication.failover",
-    "replication.journal",
-    "replication.replica",
-    "replication.security",
+    "replication.ops.cli",
+    "replication.transport.group_file",
+    "replication.transport.driver",
+    "replication.protocol.node.machine",
+    "replication.storage.journal",
+    "replication.protocol.replica",
+    "replication.transport.curve",
     "matching",
 )
 #: The floor's child: the node's imports and CLI parse, one ZeroMQ context, a DEALER that has sent
@@ -52,8 +52,8 @@ import zmq
 
 import {imports}
 
-parser = argparse.ArgumentParser(prog="python -m replication.cli")
-replication.cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+parser = argparse.ArgumentParser(prog="python -m replication.ops.cli")
+replication.ops.cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
 parser.parse_args(["primary", "--config", "group.toml", "--node", "a"])
 ctx = zmq.Context()
 s = ctx.socket(zmq.DEALER)
@@ -83,7 +83,7 @@ def _kill_and_watch(proc: subprocess.Popen, mon: Any, timeout: float) -> tuple[f
     """
     import zmq
 
-    from replication.monitor import drain_disconnects
+    from replication.transport.monitor import drain_disconnects
 
     drain_disconnects(mon)  # nothing stale
     pidfd = os.pidfd_open(proc.pid) if hasattr(os, "pidfd_open") else None

@@ -31,7 +31,7 @@ from . import groups
 
 def frame_sizes() -> tuple[int, int]:
     """Encoded sizes of a one-entry ``Entries`` frame and of an ``Ack`` (the standby's hop)."""
-    from replication import wire
+    from replication.protocol import wire
 
     entry = wire.Entry(1, 1 << 20, 7, 1 << 50, 1 << 63, bytes(56))
     forward = wire.encode(wire.Entries(1, 1 << 20, 1 << 20, (entry,)))
@@ -102,7 +102,7 @@ class TwoHop(groups.Echo):
     """
 
     def __init__(self, request_bytes: int, reply_bytes: int) -> None:
-        from replication.harness import free_ports
+        from replication.testing.harness import free_ports
 
         forward, ack = frame_sizes()
         self.upstream, self.upstream_proc = groups.start_echo_server(ack)

@@ -12,7 +12,7 @@ executed twice.
 import signal
 
 from replication import Client
-from replication.harness import Group
+from replication.testing.harness import Group
 
 group = Group(nodes=("a", "b"), mode="sync")  # writes a group.toml in a temp dir
 try:

@@ -13,7 +13,7 @@ commands in its sequence.
 import os
 
 from replication import Router
-from replication.harness import Group
+from replication.testing.harness import Group
 
 ROUTES = """\
 [groups.g1]

@@ -13,9 +13,9 @@ import threading
 import time
 
 from replication import Client
-from replication.config import load
-from replication.harness import Group
-from replication.subscribe import subscribe
+from replication.testing.harness import Group
+from replication.transport.group_file import load
+from replication.transport.subscriber import subscribe
 
 group = Group(nodes=("a", "b"), mode="sync")
 try:

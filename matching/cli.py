@@ -2,7 +2,7 @@
 
 ``replay`` lives here (it needs only the engine). The node commands
 (``primary``, ``standby``, ``witness``, ``switchover``, ``status``, ``demo``, ...)
-come from ``replication.cli`` and the ``bench`` family from
+come from ``replication.ops.cli`` and the ``bench`` family from
 ``benchmarks.cli``; each registers itself through ``add_subcommands`` so this
 module stays a thin dispatcher.
 """
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
     # The other packages register their own subcommands; a missing optional
     # dependency only removes its commands, never `replay`.
-    for module in ("replication.cli", "benchmarks.cli"):
+    for module in ("replication.ops.cli", "benchmarks.cli"):
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:

@@ -38,7 +38,7 @@ input: ``now`` is a float number of seconds from any monotonic origin.
 ``"b"``, ``"witness"``, or ``"operator"`` for local tooling), a ``bytes`` is an
 opaque client address (a ZeroMQ routing id in production, anything hashable
 and ordered in a simulator). ``msg`` is one of the dataclasses of
-``replication.wire``. Outputs are a ``list`` of:
+``replication.protocol.wire``. Outputs are a ``list`` of:
 
 ``wire.Send(dest, msg)``
     deliver ``msg`` to ``dest`` (same address space as ``src``). Delivery may
@@ -94,7 +94,7 @@ connection loss may be signalled as ``handle(peer, wire.PeerDown(peer), now)``
 
 from __future__ import annotations
 
-from .session import SessionFenced
+from .protocol.session import SessionFenced
 
 __all__ = ["Client", "Router", "SessionFenced"]
 
@@ -102,11 +102,11 @@ __all__ = ["Client", "Router", "SessionFenced"]
 def __getattr__(name: str):
     # Lazy so that the sans-IO modules can be imported without pyzmq.
     if name == "Client":
-        from .client import Client
+        from .client.group_client import Client
 
         return Client
     if name == "Router":
-        from .router import Router
+        from .client.router import Router
 
         return Router
     raise AttributeError(name)

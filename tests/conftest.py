@@ -32,9 +32,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture
 def group():
-    """``group(*args, **kw)`` starts a ``replication.harness.Group`` of real processes; every group
+    """``group(*args, **kw)`` starts a ``replication.testing.harness.Group`` of real processes; every group
     made is stopped (its processes killed, its directory removed) when the test ends."""
-    from replication.harness import Group
+    from replication.testing.harness import Group
 
     groups = []
 

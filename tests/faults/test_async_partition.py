@@ -28,9 +28,10 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication import config, wire  # noqa: E402
-from replication.client import pack_commands  # noqa: E402
-from replication.harness import Group, order  # noqa: E402
+from replication.client.group_client import pack_commands  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.testing.harness import Group, order  # noqa: E402
+from replication.transport import group_file as config  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -150,7 +151,7 @@ class NetnsGroup(Group):
         self.logs[name] = log
         env = dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1")
         # ``ip netns exec`` enters the namespace and execs: the pid is the node's own.
-        cmd = ["ip", "netns", "exec", self.net.ns[name], sys.executable, "-m", "replication.cli", *args]
+        cmd = ["ip", "netns", "exec", self.net.ns[name], sys.executable, "-m", "replication.ops.cli", *args]
         p = subprocess.Popen(
             cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )

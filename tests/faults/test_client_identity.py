@@ -26,9 +26,9 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication import wire  # noqa: E402
-from replication.harness import Group, replay_digest  # noqa: E402
-from replication.session import is_open_entry, opened_id, session_of  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.protocol.session import is_open_entry, opened_id, session_of  # noqa: E402
+from replication.testing.harness import Group, replay_digest  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,7 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # reply's fate, and stop when fenced (then learn the fate of what was still in flight).
 CHILD = r"""
 import json, sys, time
-from replication import Client, SessionFenced, wire
+from replication import Client, SessionFenced
+
+from replication.protocol import wire
 
 path, out, base, limit, progress = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rec = {"session": 0, "sent": {}, "ok": {}, "fenced": [], "error": "", "other": []}

@@ -1,6 +1,6 @@
 """Disk faults on real processes: a full disk under each role, and bytes flipped in stopped journals.
 
-Each test runs a small group (``replication.harness.Group``) on loopback. A full
+Each test runs a small group (``replication.testing.harness.Group``) on loopback. A full
 disk is a small tmpfs the test mounts over a node's journal directory (or the
 witness's state directory) and fills with a filler file, leaving a few pages
 free; it needs root, and the test skips cleanly where the mount is refused.
@@ -26,9 +26,9 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication import wire  # noqa: E402
-from replication.harness import Group, order  # noqa: E402
-from replication.journal import RECORD  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.storage.journal import RECORD  # noqa: E402
+from replication.testing.harness import Group, order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -167,7 +167,7 @@ def test_full_disk_under_a_solo_primary_acknowledges_only_what_it_wrote(env):
     assert st["a"]["error"] == f"journal: ENOSPC writing {os.path.join(g.dir, 'a', 'entries.log')}"
     assert st["a"]["role"] == "standby" and g.procs["a"].poll() is None  # up, not serving
     shown = subprocess.run(
-        [sys.executable, "-m", "replication.cli", "status", "--config", g.path],
+        [sys.executable, "-m", "replication.ops.cli", "status", "--config", g.path],
         capture_output=True,
         text=True,
         timeout=30,
@@ -243,7 +243,7 @@ def test_full_disk_under_the_standby_leaves_the_primary_serving(env):
 
 def _witness_state_on_tmpfs(g: Group, disks: Disks) -> str:
     """Point the group file's witness state at a fresh tmpfs; return that directory."""
-    from replication import config
+    from replication.transport import group_file as config
 
     wdir = os.path.join(g.dir, "w")
     disks.mount(wdir, "64k")

@@ -21,10 +21,10 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication import wire  # noqa: E402
-from replication.client import MAX_BUNDLE, pack_commands  # noqa: E402
-from replication.harness import Group, order  # noqa: E402
-from replication.replica import Replica  # noqa: E402
+from replication.client.group_client import MAX_BUNDLE, pack_commands  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.protocol.replica import Replica  # noqa: E402
+from replication.testing.harness import Group, order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,6 +1,6 @@
 """Forged peer, witness and operator messages against real processes (issue 13, findings 1-4).
 
-Each test starts a group on loopback (``replication.harness.Group``), acknowledges
+Each test starts a group on loopback (``replication.testing.harness.Group``), acknowledges
 orders, then sends forged messages through sockets of its own: from an
 outsider (a routing id ``peer:evil``, or none), from a client key, and
 (CURVE) from a peer key claiming another peer's name. It then checks that
@@ -26,8 +26,8 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from matching.commands import command_record  # noqa: E402
-from replication import wire  # noqa: E402
-from replication.harness import order  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.testing.harness import order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -55,7 +55,7 @@ def forge(g, target, msgs, routing_id=b"", key="", wait=0.2):
     ``routing_id``: the ZeroMQ identity to claim (``peer:NAME`` poses as a peer);
     ``key``: under CURVE, the key pair to connect with (a name in the group's keys_dir).
     """
-    from replication.security import make_client
+    from replication.transport.curve import make_client
 
     endpoint = g.witness_endpoint if target == "witness" else g.endpoints[target]
     s = zmq.Context.instance().socket(zmq.DEALER)
@@ -79,7 +79,7 @@ def forge(g, target, msgs, routing_id=b"", key="", wait=0.2):
 def cli(g, *args):
     """``matchcore ARGS --config <the group file>`` as a process; its CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", "replication.cli", *args, "--config", g.path],
+        [sys.executable, "-m", "replication.ops.cli", *args, "--config", g.path],
         capture_output=True,
         text=True,
         timeout=30,

@@ -16,7 +16,7 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication.harness import Group  # noqa: E402
+from replication.testing.harness import Group  # noqa: E402
 
 from .test_forged_messages import check_nothing_lost, cli, flow  # noqa: E402
 

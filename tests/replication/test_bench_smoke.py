@@ -36,7 +36,7 @@ def _node_pids(tmp: str) -> set[int]:
             cmd = (d / "cmdline").read_bytes().decode("utf-8", "replace")
         except OSError:
             continue
-        if tmp in cmd and "replication.cli" in cmd:
+        if tmp in cmd and "replication.ops.cli" in cmd:
             pids.add(int(d.name))
     return pids
 
@@ -133,7 +133,7 @@ def test_bench_failover_smoke(tmp_path):
         f = r[key]
         assert "error" not in f, f
         assert f["children"] == 2 and len(f["samples"]) == 2
-        assert "replication.node" in f["imports"]
+        assert "replication.transport.driver" in f["imports"]
         for x in f["samples"]:
             assert isinstance(x["disconnect_ms"], float)
             assert x["rss_kb"] > 0

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("zmq")
 
-from replication.chaos import run_chaos  # noqa: E402
+from replication.testing.chaos import run_chaos  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,7 +41,7 @@ def test_cli_emits_json():
         [
             sys.executable,
             "-m",
-            "replication.cli",
+            "replication.ops.cli",
             "chaos",
             "--cycles",
             "2",

@@ -1,6 +1,6 @@
 """The fail-over fast paths, on virtual time: witness parking, handover resume, stale refusals.
 
-Each test drives the sans-IO machines (directly or through ``replication.sim``)
+Each test drives the sans-IO machines (directly or through ``replication.testing.sim``)
 with explicit ``now`` values; nothing sleeps and nothing asserts a duration.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from replication import wire
-from replication.client_core import ClientCore
-from replication.settings import Settings
-from replication.sim import Fault, Schedule, Sim
-from replication.sim_check import check_sim
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore
+from replication.protocol.settings import Settings
+from replication.protocol.witness import WitnessMachine
+from replication.testing.sim import Fault, Schedule, Sim
+from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

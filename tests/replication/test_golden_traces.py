@@ -2,7 +2,7 @@
 
 A subset here (the first seeds of each configuration); ``make golden`` runs
 all of them. A difference means the protocol's observable behaviour changed:
-intended changes re-record (``python -m replication.sim_golden --record``)
+intended changes re-record (``python -m replication.testing.golden --record``)
 and say so in the commit.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import matching
-from replication import sim_golden
+from replication.testing import golden as sim_golden
 
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="extension not built")
 

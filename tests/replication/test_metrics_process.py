@@ -11,7 +11,7 @@ pytest.importorskip("zmq")
 pytest.importorskip("prometheus_client")
 
 from replication import Client  # noqa: E402
-from replication.harness import Group, free_ports  # noqa: E402
+from replication.testing.harness import Group, free_ports  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 

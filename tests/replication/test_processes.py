@@ -1,6 +1,6 @@
 """Process-level fail-over: real node processes on loopback, killed and restarted.
 
-Few and quick: each test starts a small group (``replication.harness.Group``),
+Few and quick: each test starts a small group (``replication.testing.harness.Group``),
 whose ``stop()`` kills every process and removes the temp dir, always.
 Nothing here asserts a duration or a rate.
 """
@@ -16,14 +16,14 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from replication import wire  # noqa: E402
-from replication.admin import ask  # noqa: E402
-from replication.demo import run_flow  # noqa: E402
-from replication.harness import order  # noqa: E402
+from replication.client.admin import ask  # noqa: E402
+from replication.ops.demo import run_flow  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.testing.harness import order  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
-OPEN = 1  # each Client's session open is one sequenced entry (replication.session)
+OPEN = 1  # each Client's session open is one sequenced entry (replication.protocol.session)
 
 
 def flow(c, first, n, window=16):
@@ -190,7 +190,7 @@ def test_planned_switchover_loses_nothing(group):
     try:
         acked = flow(c, 0, 50)
         sw = subprocess.Popen(
-            [sys.executable, "-m", "replication.cli", "switchover", "--config", g.path, "--to", "b"],
+            [sys.executable, "-m", "replication.ops.cli", "switchover", "--config", g.path, "--to", "b"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -282,7 +282,7 @@ def test_published_events_equal_the_replies_of_bundled_orders(group):
     import numpy as np
 
     from matching import EVENT_DTYPE, command_array, event_dict, events_from_array
-    from replication.subscribe import subscribe
+    from replication.transport.subscriber import subscribe
 
     g = group(("a", "b"), "sync")
     g.start_all()
@@ -324,7 +324,7 @@ def test_subscriber_prints_the_stream_with_events(group):
         [
             sys.executable,
             "-m",
-            "replication.cli",
+            "replication.ops.cli",
             "subscribe",
             "--config",
             g.path,

@@ -1,6 +1,6 @@
 """``replication.Router`` against two real groups on loopback.
 
-Two groups (primary, standby, witness each; ``replication.harness.Group``) on
+Two groups (primary, standby, witness each; ``replication.testing.harness.Group``) on
 distinct ports, one routes file over them, and a router sending orders for
 instruments of both: each group must have executed exactly the commands of
 its own instruments, in order — its nodes' ``last_seq`` and digest equal a
@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 import matching  # noqa: E402
 from matching import commands  # noqa: E402
 from replication import Router  # noqa: E402
-from replication.config import pub_endpoint  # noqa: E402
-from replication.harness import Group  # noqa: E402
-from replication.session import open_command  # noqa: E402
+from replication.protocol.session import open_command  # noqa: E402
+from replication.testing.harness import Group  # noqa: E402
+from replication.transport.group_file import pub_endpoint  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +95,7 @@ def test_router_sends_each_instrument_to_its_group_and_mass_cancel_to_both(two_g
         for name in names:
             if not sent[name]:
                 # The router's first command to a group opens its session there: one entry, the
-                # same effect on the digest whatever the open's nonce (replication.session).
+                # same effect on the digest whatever the open's nonce (replication.protocol.session).
                 engines[name].apply_batch(np.frombuffer(open_command(1), dtype=matching.COMMAND_DTYPE).copy())
                 sent[name] += 1
             sent[name] += 1

@@ -1,8 +1,8 @@
 """The fault simulator on fixed seeds and targeted scenarios, and the checker shown to bite.
 
-Everything here runs on virtual time (``replication.sim``): nothing sleeps,
+Everything here runs on virtual time (``replication.testing.sim``): nothing sleeps,
 nothing asserts a duration. A failure prints the seed and fault log; replay
-it with ``python -m replication.sim --seed S``.
+it with ``python -m replication.testing.sim --seed S``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,18 @@ from dataclasses import replace
 
 import pytest
 
-from replication import wire
-from replication.queues import PendingQueue
-from replication.sim import NODE_FAULTS, Fault, Schedule, Sim, SimFailure, random_schedule, run_schedule
-from replication.sim_check import check_sim
+from replication.protocol import wire
+from replication.protocol.queues import PendingQueue
+from replication.testing.sim import (
+    NODE_FAULTS,
+    Fault,
+    Schedule,
+    Sim,
+    SimFailure,
+    random_schedule,
+    run_schedule,
+)
+from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
@@ -98,12 +106,16 @@ def test_failure_names_its_seed_and_fault_log():
     rep = check_sim(sim)
     assert rep.lost == 1 and any(v.startswith("lost") for v in rep.violations)
     err = SimFailure(sim.schedule, rep.violations, sim.fault_log)
-    assert "seed=99" in str(err) and "python -m replication.sim --seed 99" in str(err) and "crash" in str(err)
+    assert (
+        "seed=99" in str(err)
+        and "python -m replication.testing.sim --seed 99" in str(err)
+        and "crash" in str(err)
+    )
 
 
 def test_checker_catches_a_broken_dedupe_table(monkeypatch):
     """With the dedupe table switched off, re-sent requests execute twice: the checker must say so."""
-    from replication.replica import Replica
+    from replication.protocol.replica import Replica
 
     monkeypatch.setattr(Replica, "lookup", lambda self, cid, rid: None)
     sched = Schedule(
@@ -115,7 +127,7 @@ def test_checker_catches_a_broken_dedupe_table(monkeypatch):
 
 def test_checker_catches_an_undetected_divergence(monkeypatch):
     """A standby that skips the digest comparison keeps a wrong book: the per-seq digest check finds it."""
-    from replication.replica import Replica
+    from replication.protocol.replica import Replica
 
     real = Replica.apply_entry
 

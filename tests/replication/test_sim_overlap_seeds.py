@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from replication.sim import Fault, Schedule, Sim, random_schedule
-from replication.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, random_schedule
+from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
@@ -59,7 +59,7 @@ def test_a_deferred_grant_is_taken_once_the_grantees_promise_ends():
 def test_the_lease_rule_still_catches_an_old_primary_acknowledging_past_its_lease(monkeypatch):
     """The checker's rule can fail: a primary that ignores its lease, cut off from its peers and
     the witness (not its clients), acknowledges in epoch 1 after epoch 2 began serving."""
-    from replication.lease import LeaseMixin
+    from replication.protocol.node.lease import LeaseMixin
 
     monkeypatch.setattr(LeaseMixin, "lease_held", lambda self, now: True)
     fault = Fault("isolate_primary", 0.02, 0.3)

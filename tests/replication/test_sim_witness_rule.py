@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 
-import replication.sim as sim_module
-from replication.sim import Fault, Schedule, Sim, random_schedule
-from replication.sim_check import check_sim
-from replication.witness import WitnessMachine
+import replication.testing.sim as sim_module
+from replication.protocol.witness import WitnessMachine
+from replication.testing.sim import Fault, Schedule, Sim, random_schedule
+from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
-# A drawn schedule whose only fault is isolate_primary_split (python -m replication.sim --seed 384).
+# A drawn schedule whose only fault is isolate_primary_split (python -m replication.testing.sim --seed 384).
 SPLIT_SEED = 384
 
 

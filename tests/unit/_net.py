@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 
-from replication import wire
-from replication.client_core import ClientCore, Done
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.settings import Settings
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore, Done
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.settings import Settings
+from replication.protocol.witness import WitnessMachine
+from replication.storage.journal import MemoryJournal
 
 
 def settings(**kw) -> Settings:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.client_core import ClientCore
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.settings import Settings
-from replication.sim_schedule import pack
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.settings import Settings
+from replication.storage.journal import MemoryJournal
+from replication.testing.sim_schedule import pack
 
 LIMIT = 4
 

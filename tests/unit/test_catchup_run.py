@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 import matching
-from replication import wire
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.replica import Replica
-from replication.sequencer import REFILL_WINDOW
-from replication.settings import Settings
-from replication.wire import Entry, EntryRun, pack_entries
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.node.primary import REFILL_WINDOW
+from replication.protocol.replica import Replica
+from replication.protocol.settings import Settings
+from replication.protocol.wire import Entry, EntryRun, pack_entries
+from replication.storage.journal import MemoryJournal
 
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="native engine not built")
 
@@ -196,7 +196,7 @@ def test_an_ask_crossing_the_window_sent_with_the_fence_is_not_served_twice():
 )
 def test_epoch_starts_packed_equals_entry_by_entry(epochs, last):
     """Where a run starts new epochs (what the standby notes in its history), from the packed columns."""
-    from replication.standby import _epoch_starts
+    from replication.protocol.node.standby import _epoch_starts
 
     entries = [e._replace(epoch=ep) for e, ep in zip(ENTRIES, epochs, strict=False)]
     want, top = [], last

@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from replication import wire
-from replication.client_core import ClientCore, Done
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore, Done
 
 NODES = ["a", "b", "c"]
 
@@ -48,7 +48,7 @@ def random_reply(rng: random.Random, c: ClientCore, clean: bool = False) -> tupl
 
 def handle_bundle(c: ClientCore, src: str, bundle: list, now: float, done: dict) -> list:
     """What ``Client`` does with a bundle: the C decoder's block, else ``handle_replies``."""
-    from replication._client_fast import decode_replies
+    from replication.protocol._client_fast import decode_replies
 
     block = decode_replies(wire.encode(wire.Replies(tuple(bundle))))
     if c.handle_answered(src, block, now):
@@ -177,7 +177,7 @@ def test_handle_replies_fast_path_and_fallback():
 
 
 def test_encode_request_window_is_wire_encode():
-    from replication.client import MAX_BUNDLE
+    from replication.client.group_client import MAX_BUNDLE
 
     cmds = [cmd(i) for i in range(MAX_BUNDLE)]
     for n in (1, 2, 7, MAX_BUNDLE):
@@ -190,7 +190,7 @@ def test_encode_request_window_is_wire_encode():
 
 def test_pack_commands_is_pack_command():
     from matching import commands
-    from replication.client import pack_commands
+    from replication.client.group_client import pack_commands
 
     d = commands.new_order_dict(1, 5, "buy", 100, 10, "limit", "GTC", 0, False, 0, "none")
     rec = commands.command_record(d)

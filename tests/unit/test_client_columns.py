@@ -18,9 +18,9 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from matching import EVENT_DTYPE, Engine, command_array, commands, events_from_array  # noqa: E402
-from replication import client as client_mod  # noqa: E402
-from replication import wire  # noqa: E402
-from replication.client import Client, pack_commands  # noqa: E402
+from replication.client import group_client as client_mod  # noqa: E402
+from replication.client.group_client import Client, pack_commands  # noqa: E402
+from replication.protocol import wire  # noqa: E402
 
 CMDS = [
     commands.new_order_dict(1, 1, "sell", 100, 10, "limit", "GTC", 0, False, 0, "none"),
@@ -37,7 +37,7 @@ def pair(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(client_mod, "decode_replies", None)
     else:
-        assert client_mod.decode_replies is not None, "replication._client_fast is not built"
+        assert client_mod.decode_replies is not None, "replication.protocol._client_fast is not built"
     router = zmq.Context.instance().socket(zmq.ROUTER)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     c = Client({"a": f"tcp://127.0.0.1:{port}"}, client_id=7, first_request_id=FIRST, retry_timeout=5.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from replication import wire
-from replication.client_core import ClientCore, Done
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore, Done
 
 CMD = bytes(56)
 

@@ -1,4 +1,4 @@
-"""``replication._client_fast`` against ``wire.decode``, its specification, seeded.
+"""``replication.protocol._client_fast`` against ``wire.decode``, its specification, seeded.
 
 Valid ``Replies`` frames decode to the same replies; truncated, corrupt and
 re-checksummed garbage frames are rejected with the same ``DecodeError``
@@ -13,8 +13,8 @@ import random
 import pytest
 
 from matching import EVENT_DTYPE
-from replication import _client_fast as fast  # built by every make target: missing is a failure
-from replication import wire
+from replication.protocol import _client_fast as fast  # built by every make target: missing is a failure
+from replication.protocol import wire
 
 LEADERS = ["", "a", "b", "nodé"]
 

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("zmq")
 
-from replication import wire  # noqa: E402
-from replication.client import Client, RequestExpired  # noqa: E402
-from replication.harness import free_ports  # noqa: E402
+from replication.client.group_client import Client, RequestExpired  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from replication.testing.harness import free_ports  # noqa: E402
 
 
 def test_an_expired_reply_raises_once_and_keeps_the_other_results():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from replication import node
+from replication.transport import driver as node
 
 
 def test_tune_gc_freezes_startup_objects_and_raises_the_young_threshold():

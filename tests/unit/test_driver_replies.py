@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from replication import node, trust, wire
+from replication.protocol import trust, wire
+from replication.transport import driver as node
 
 
 class _Sock:

@@ -1,5 +1,5 @@
-"""The catch-up path's per-entry loops: the C versions (``replication._fast``) against their plain-Python
-specification (``replication.fastpath.*_py``), and the bulk dedupe update against one ``_remember`` per entry."""
+"""The catch-up path's per-entry loops: the C versions (``replication.native._fast``) against their plain-Python
+specification (``replication.native.fastpath.*_py``), and the bulk dedupe update against one ``_remember`` per entry."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replication import fastpath
-from replication.replica import Replica, _remember_runs, _run
+from replication.native import fastpath
+from replication.protocol.replica import Replica, _remember_runs, _run
 
 # (crc32_each, remember_run, frame_records, pack_results): the specification, and the C if built.
 IMPLS = [
@@ -28,7 +28,7 @@ IMPLS = [
     )
 ]
 if fastpath.NATIVE:
-    from replication import _fast
+    from replication.native import _fast
 
     IMPLS.append(
         pytest.param(

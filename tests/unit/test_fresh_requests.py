@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replication import fastpath, wire
+from replication.native import fastpath
+from replication.protocol import wire
 
 IMPLS = [pytest.param(fastpath.fresh_requests_py, id="python")]
 if fastpath.NATIVE:
-    from replication import _fast
+    from replication.native import _fast
 
     IMPLS.append(pytest.param(_fast.fresh_requests, id="native"))
 

@@ -14,7 +14,7 @@ from _net import cmd, group
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replication import wire
+from replication.protocol import wire
 
 CLIENTS = (1, 2)
 RIDS = range(1, 25)
@@ -182,7 +182,7 @@ class _Timer:
 
 
 def test_driver_feeds_a_bundle_in_one_call_and_still_times_each_request():
-    from replication import node
+    from replication.transport import driver as node
 
     batched, single = _pair()
     d = object.__new__(node.Driver)  # no sockets: only what _inbound reads

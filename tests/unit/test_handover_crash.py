@@ -10,8 +10,8 @@ from __future__ import annotations
 from _net import add_client, cmd, group
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.failover import NodeMachine
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
 
 
 def test_old_primary_restarted_after_its_handover_never_leads_the_handed_over_epoch():

@@ -11,9 +11,9 @@ next): it cuts the joiner to below the base, whose catch-up is a snapshot.
 
 from __future__ import annotations
 
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.wire import Entry
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.wire import Entry
+from replication.storage.journal import MemoryJournal
 
 BASE = 50
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from replication.journal import REC, FileJournal, MemoryJournal
-from replication.journal_api import JournalDamaged, JournalFailed
-from replication.wire import ENTRY, Entry
+from replication.protocol.journal_api import JournalDamaged, JournalFailed
+from replication.protocol.wire import ENTRY, Entry
+from replication.storage.journal import REC, FileJournal, MemoryJournal
 
 RECORD = REC.size + ENTRY.size
 
@@ -132,7 +132,7 @@ def test_big_appends_are_framed_like_small_ones(tmp_path):
     when built): the same bytes as record by record with zlib.crc32."""
     import zlib
 
-    from replication.wire import RUN_MIN, EntryRun, pack_entries
+    from replication.protocol.wire import RUN_MIN, EntryRun, pack_entries
 
     path = str(tmp_path / "j")
     j = FileJournal(path, "none")
@@ -147,8 +147,8 @@ def test_big_appends_are_framed_like_small_ones(tmp_path):
 def test_deferred_sync_of_big_appends(tmp_path):
     """fsync "batch" with the driver's deferred sync: a big append starts its write-back at once and
     leaves the fdatasync to sync(); what is read back, and after a reopen, is what was written."""
-    from replication.journal import WRITEBACK_MIN
-    from replication.wire import EntryRun, pack_entries
+    from replication.protocol.wire import EntryRun, pack_entries
+    from replication.storage.journal import WRITEBACK_MIN
 
     path = str(tmp_path / "j")
     j = FileJournal(path, "batch")
@@ -368,7 +368,7 @@ def test_memory_crash():
 
 
 def test_meta_slots_survive_a_torn_write_and_reopen(tmp_path):
-    from replication.journal import META_SLOT, FileJournal
+    from replication.storage.journal import META_SLOT, FileJournal
 
     j = FileJournal(str(tmp_path / "j"))
     for e in range(1, 6):

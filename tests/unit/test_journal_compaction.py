@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from matching import ReferenceEngine
-from replication.journal import RECORD, FileJournal, MemoryJournal
-from replication.replica import Replica, recover
-from replication.wire import Entry, EntryRun, pack_entries
+from replication.protocol.replica import Replica, recover
+from replication.protocol.wire import Entry, EntryRun, pack_entries
+from replication.storage.journal import RECORD, FileJournal, MemoryJournal
 
 N = 60
 
@@ -18,7 +18,7 @@ N = 60
 def real_entries(n: int) -> list[Entry]:
     """Entries with real commands and digests (so recovery replays and checks them)."""
     from matching.commands import command_record
-    from replication import wire
+    from replication.protocol import wire
 
     r = Replica(ReferenceEngine)
     out = []

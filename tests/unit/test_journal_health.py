@@ -14,8 +14,8 @@ import pytest
 from _net import add_client, cmd, group
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.failover import NodeMachine
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
 
 
 def started(mode="sync", **kw):
@@ -181,7 +181,7 @@ def test_a_crash_mid_repair_comes_back_damaged():
 def _driver_over(tmp_path, machine):
     from test_driver_replies import _Sock
 
-    from replication import node
+    from replication.transport import driver as node
 
     d = object.__new__(node.Driver)  # no sockets: only what perform() reads
     d.counters, d.reply_timer, d.pub, d.pub_topics = {}, None, None, set()
@@ -193,7 +193,7 @@ def _driver_over(tmp_path, machine):
 
 def _standby_with_file_journal(tmp_path):
     """A joined standby over a FileJournal, fed entries by a primary on the test network."""
-    from replication.journal import FileJournal
+    from replication.storage.journal import FileJournal
 
     net, c = started()
     submit(net, c, 1, 3)

@@ -19,10 +19,10 @@ import zlib
 import pytest
 
 from matching import ReferenceEngine
-from replication.journal import REC, FileJournal
-from replication.journal_api import JournalDamaged
-from replication.replica import Replica, recover
-from replication.wire import ENTRY, Entry, pack_command
+from replication.protocol.journal_api import JournalDamaged
+from replication.protocol.replica import Replica, recover
+from replication.protocol.wire import ENTRY, Entry, pack_command
+from replication.storage.journal import REC, FileJournal
 
 RECORD = REC.size + ENTRY.size
 N = 8

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from _net import add_client, cmd, group
 
-from replication import wire
+from replication.protocol import wire
 
 
 def failed_over():

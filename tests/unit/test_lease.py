@@ -1,4 +1,4 @@
-"""The async lease (``replication.lease``), sans-IO: the primary's side, a standby's promise, the witness's.
+"""The async lease (``replication.protocol.node.lease``), sans-IO: the primary's side, a standby's promise, the witness's.
 
 Times are virtual; the default lease is 30 ms with a 5 ms margin.
 """
@@ -8,16 +8,16 @@ from __future__ import annotations
 import pytest
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.config import parse
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.settings import Settings
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.settings import Settings
+from replication.protocol.witness import WitnessMachine
+from replication.storage.journal import MemoryJournal
+from replication.transport.group_file import parse
 
 
 def command(i: int) -> bytes:
-    from replication.sim_schedule import pack
+    from replication.testing.sim_schedule import pack
 
     return pack({"op": "new", "instrument": 1, "id": i, "side": "buy", "price": 100, "qty": 1})
 

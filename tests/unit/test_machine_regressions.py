@@ -1,4 +1,4 @@
-"""Regressions found by the fault simulator (``replication.sim``), each reduced to a few sans-IO calls.
+"""Regressions found by the fault simulator (``replication.testing.sim``), each reduced to a few sans-IO calls.
 
 Every test names the simulator seed that found it; the machines are driven
 directly, with hand-made messages, so the failure needs no network at all.
@@ -9,10 +9,10 @@ from __future__ import annotations
 from _net import cmd, settings
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.failover import NodeMachine
-from replication.journal import MemoryJournal
-from replication.replica import Replica
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
+from replication.protocol.replica import Replica
+from replication.storage.journal import MemoryJournal
 
 
 def primary_entries(n: int, epoch: int = 1) -> list[wire.Entry]:

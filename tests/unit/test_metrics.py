@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from replication import wire
-from replication.metrics import NodeCollector, ReplyTimer
+from replication.protocol import wire
+from replication.transport.metrics import NodeCollector, ReplyTimer
 
 
 class FakeMachine:

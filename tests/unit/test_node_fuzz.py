@@ -39,8 +39,8 @@ def test_node_survives_garbage_and_keeps_serving(seed):
 
 def test_peer_protocol_messages_from_a_client_are_refused():
     """A forged Ack from a client address must never count as a standby's acknowledgement."""
-    from replication import wire
-    from replication.trust import Policy
+    from replication.protocol import wire
+    from replication.protocol.trust import Policy
 
     p = Policy("a", ["a", "b"])
     client, peer_a, peer_b = p.identify(b"\x00client"), p.identify(b"peer:a"), p.identify(b"peer:b")

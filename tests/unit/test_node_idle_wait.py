@@ -5,7 +5,7 @@ bound on when ``tick`` next does anything by itself. Then a node ticked only
 after a message or once ``timer_due`` has come (what the driver does) gives
 the very outputs, and passes through the very states, of a node ticked
 every 0.1 ms. The randomised test runs the project's fault simulator
-(``replication.sim``: loss, duplication, reordering, crashes mid-step,
+(``replication.testing.sim``: loss, duplication, reordering, crashes mid-step,
 hangs, partitions, switchovers, a witness restart, clients) with every node
 ticked every 0.1 ms, and checks that each tick the lazy schedule would have
 skipped returned nothing and changed no state — so the lazy run *is* the
@@ -31,10 +31,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from matching import ReferenceEngine
-from replication import wire
-from replication.failover import IDLE_CAP, NodeMachine
-from replication.journal import MemoryJournal
-from replication.sim import NODE_FAULTS, Fault, Schedule, Sim
+from replication.protocol import wire
+from replication.protocol.node.machine import IDLE_CAP, NodeMachine
+from replication.storage.journal import MemoryJournal
+from replication.testing.sim import NODE_FAULTS, Fault, Schedule, Sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

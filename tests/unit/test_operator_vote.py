@@ -13,9 +13,9 @@ import json
 
 from _net import add_client, cmd, group, settings
 
-from replication import wire
-from replication.operator_promote import promote_wait
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.node.operator_promote import promote_wait
+from replication.protocol.witness import WitnessMachine
 
 PLAIN, FORCED = wire.VOTE_OPERATOR, wire.VOTE_FORCED
 

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_handle_requests import LOCKSTEP_CONTROL, run_lockstep
 
-from replication import wire
-from replication.queues import SPAN_MIN, PendingQueue
-from replication.session import opened_id
+from replication.protocol import wire
+from replication.protocol.queues import SPAN_MIN, PendingQueue
+from replication.protocol.session import opened_id
 
 CLIENTS = (1, 2)
 SRCS = (b"c1", b"c2")
@@ -178,7 +178,7 @@ def _pairs(program) -> set:
 
 def test_execute_batch_takes_uint64_columns_as_lists():
     from matching import Engine
-    from replication.replica import Replica
+    from replication.protocol.replica import Replica
 
     cols, lists = Replica(Engine, dedupe_window=50), Replica(Engine, dedupe_window=50)
     rid = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replication.cli import promote_risk
+from replication.ops.cli import promote_risk
 
 
 def node(role, epoch, seq, commit=0, isr=()):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from _net import add_client, cmd, group, settings
 
-from replication import wire
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.witness import WitnessMachine
 
 
 def started():
@@ -124,7 +124,7 @@ def test_a_witness_record_too_large_for_its_slot_is_not_fatal(tmp_path, monkeypa
     fit the state file stops the witness's decisions, never the witness."""
     from test_witness_state import _group
 
-    from replication import node
+    from replication.transport import driver as node
 
     cfg = _group(tmp_path)
     d = node.witness_driver(cfg)
@@ -150,7 +150,7 @@ def test_a_late_fence_from_a_deposed_primary_changes_nothing():
     """The Fence guard (``standby.on_fence``): the policy lets a Fence through only from a node
     naming its recipient; the standby then ignores one of an older epoch. A deposed primary's
     late Fence, cutting to seq 0, reaches a standby of the newer epoch: nothing changes."""
-    from replication.trust import Policy
+    from replication.protocol.trust import Policy
 
     net = group("sync", n_standbys=2)
     c = add_client(net, b"c1", 7, ["a", "b", "c"])

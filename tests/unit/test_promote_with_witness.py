@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from _net import add_client, cmd, group
 
-from replication import wire
+from replication.protocol import wire
 
 NODES = ("a", "b", "c")
 

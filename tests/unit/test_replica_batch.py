@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from benchmarks import groups
-from replication import wire
-from replication.journal import MemoryJournal
-from replication.replica import REMEMBER_BULK, Replica, recover
+from replication.protocol import wire
+from replication.protocol.replica import REMEMBER_BULK, Replica, recover
+from replication.storage.journal import MemoryJournal
 
 
 def _entries(n: int) -> list[wire.Entry]:

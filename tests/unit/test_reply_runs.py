@@ -17,12 +17,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_driver_replies import _driver
 
-from replication import fastpath, node, wire
-from replication.queues import ReplyQueue
+from replication.native import fastpath
+from replication.protocol import wire
+from replication.protocol.queues import ReplyQueue
+from replication.transport import driver as node
 
 PACKERS = [pytest.param(fastpath.pack_reply_run_py, id="python")]
 if fastpath.NATIVE:
-    from replication import _fast
+    from replication.native import _fast
 
     PACKERS.append(pytest.param(_fast.pack_reply_run, id="native"))
 

@@ -18,12 +18,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replication import fastpath, wire
-from replication.wire import DecodeError
+from replication.native import fastpath
+from replication.protocol import wire
+from replication.protocol.wire import DecodeError
 
 NATIVE = []
 if fastpath.NATIVE:
-    from replication import _fast
+    from replication.native import _fast
 
     NATIVE = [_fast]
 

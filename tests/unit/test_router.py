@@ -1,4 +1,4 @@
-"""``replication.router``: the routes file, its validation, and the Router's bookkeeping.
+"""``replication.client.router``: the routes file, its validation, and the Router's bookkeeping.
 
 The routing logic runs here against in-process fake clients (one local
 engine per group, replies handed back out of order and with the same wire
@@ -15,8 +15,9 @@ import pytest
 
 import matching
 from matching import Cancelled, commands
-from replication import config, wire
-from replication.router import Router, format_ranges, load_routes, parse_routes
+from replication.client.router import Router, format_ranges, load_routes, parse_routes
+from replication.protocol import wire
+from replication.transport import group_file as config
 
 
 def write(tmp_path, name: str, text: str) -> str:
@@ -204,10 +205,10 @@ class FakeClient:
 
 @pytest.fixture
 def router(tmp_path, monkeypatch):
-    import replication.client
+    import replication.client.group_client
 
     FakeClient.made = {}
-    monkeypatch.setattr(replication.client, "Client", FakeClient)
+    monkeypatch.setattr(replication.client.group_client, "Client", FakeClient)
     doc = {
         "groups": {
             "g1": {"config": "g1.toml", "instruments": [1, 2]},
@@ -257,10 +258,10 @@ def test_unrouted_instrument_raises_before_anything_is_sent(router):
 
 
 def test_default_group_takes_the_rest(tmp_path, monkeypatch):
-    import replication.client
+    import replication.client.group_client
 
     FakeClient.made = {}
-    monkeypatch.setattr(replication.client, "Client", FakeClient)
+    monkeypatch.setattr(replication.client.group_client, "Client", FakeClient)
     doc = {"default": "g2", "groups": {"g1": {"config": "a", "instruments": [1]}, "g2": {"config": "b"}}}
     with Router(parse_routes(doc, str(tmp_path / "r.toml")), 7) as r:
         assert r.route(commands.cancel_dict(55, 1)) == "g2"
@@ -350,7 +351,7 @@ def test_close_closes_every_client_and_refuses_new_ones(router):
 
 
 def test_route_check_prints_the_table(tmp_path, capsys):
-    from replication.cli import main
+    from replication.ops.cli import main
 
     group_file(tmp_path, "g1.toml", 6001)
     (tmp_path / "sub").mkdir()
@@ -363,7 +364,7 @@ def test_route_check_prints_the_table(tmp_path, capsys):
 
 
 def test_route_check_refuses_a_bad_file(tmp_path, capsys):
-    from replication.cli import main
+    from replication.ops.cli import main
 
     path = write(tmp_path, "routes.toml", '[groups.g1]\nconfig = "g1.toml"\ninstruments = [1]\n')
     assert main(["route", "check", path]) == 2
@@ -372,7 +373,7 @@ def test_route_check_refuses_a_bad_file(tmp_path, capsys):
 
 
 def test_an_expired_request_is_reported_once_and_the_others_kept(router):
-    from replication.client import RequestExpired
+    from replication.client.group_client import RequestExpired
 
     a = router.send(commands.new_order_dict(1, 1, "buy", 10, 1))
     b = router.send(commands.new_order_dict(3, 1, "buy", 10, 1))

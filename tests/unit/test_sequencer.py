@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from _net import add_client, cmd, group
 
-from replication import wire
-from replication.replica import EXPIRED, Replica
+from replication.protocol import wire
+from replication.protocol.replica import EXPIRED, Replica
 
 
 def started(mode="sync", **kw):

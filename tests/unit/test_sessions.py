@@ -1,6 +1,6 @@
 """Client sessions, sans-IO: ids without a clock, one live session per client id, fencing.
 
-The rules of ``replication.session`` as the client core, the primary and
+The rules of ``replication.protocol.session`` as the client core, the primary and
 every replica apply them: an open is sequenced and replicated (standbys,
 replay, snapshots and fail-over all reach the same session table), a
 re-sent open opens nothing, a request of an older session is answered
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from _net import add_client, cmd, group
 
-from replication import SessionFenced, wire
-from replication.client_core import ClientCore
-from replication.journal import MemoryJournal
-from replication.replica import EXPIRED, Replica, recover
-from replication.session import (
+from replication import SessionFenced
+from replication.protocol import wire
+from replication.protocol.client_core import ClientCore
+from replication.protocol.replica import EXPIRED, Replica, recover
+from replication.protocol.session import (
     OPEN_REQUEST,
     SESSION_SHIFT,
     Held,
@@ -31,6 +31,7 @@ from replication.session import (
     session_of,
     stale,
 )
+from replication.storage.journal import MemoryJournal
 
 
 def started(mode="sync", **kw):
@@ -147,7 +148,7 @@ def test_client_core_bundle_never_takes_another_sessions_reply():
 
 
 def test_client_core_decoded_bundle_of_another_session_is_no_answer():
-    fast = pytest.importorskip("replication._client_fast")
+    fast = pytest.importorskip("replication.protocol._client_fast")
     c = ClientCore(7, ["a", "b"], first_id(4))
     first = c.submit_window([cmd(i) for i in range(3)], 0.0)
     # Another session's replies, and one of ours: the C path must not take the bundle whole.
@@ -386,7 +387,7 @@ def test_drop_copy_of_an_open_replays_to_the_groups_digest():
     (a command it rejects, as the engine rejected the open) reaches the group's digest."""
     import matching
     from matching.commands import command_record
-    from replication.subscribe import entry_json
+    from replication.transport.subscriber import entry_json
 
     r = Replica()
     run, _, _ = r.execute_batch(
@@ -485,7 +486,7 @@ def test_snapshot_of_version_1_restores_and_a_bad_session_table_is_refused():
     import struct
     import zlib
 
-    from replication.replica import SNAP_HEAD
+    from replication.protocol.replica import SNAP_HEAD
 
     r = Replica()
     r.execute(1, 1, 7, 5, cmd(1))

@@ -7,8 +7,8 @@ from _net import add_client, cmd, group
 
 import matching
 from matching import ReferenceEngine
-from replication import wire
-from replication.failover import NodeMachine
+from replication.protocol import wire
+from replication.protocol.node.machine import NodeMachine
 
 # The machines take the engine as a factory: the scenarios that matter run on both engines.
 ENGINES = [pytest.param(ReferenceEngine, id="reference")] + (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from _net import group
 
-from replication import wire
+from replication.protocol import wire
 
 
 def _handovers(net, sent):

@@ -1,11 +1,11 @@
-"""The authorisation policy (``replication.trust``): who may send what, in open mode and under CURVE."""
+"""The authorisation policy (``replication.protocol.trust``): who may send what, in open mode and under CURVE."""
 
 from __future__ import annotations
 
 import pytest
 
-from replication import trust, wire
-from replication.trust import (
+from replication.protocol import trust, wire
+from replication.protocol.trust import (
     ANYONE,
     CLIENT,
     NODE,
@@ -208,7 +208,7 @@ def test_switchover_must_name_a_node():
 
 
 def test_policy_for_a_group_file():
-    from replication import config
+    from replication.transport import group_file as config
 
     doc = {
         "nodes": {"a": {"endpoint": "tcp://127.0.0.1:1", "journal": "a"}},

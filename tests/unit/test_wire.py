@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from replication import wire
-from replication.wire import DecodeError, Entry
+from replication.protocol import wire
+from replication.protocol.wire import DecodeError, Entry
 
 CMD = bytes(range(56))
 EV = bytes(64) * 2

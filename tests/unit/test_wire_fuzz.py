@@ -16,8 +16,8 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replication import wire
-from replication.wire import DecodeError, Entry
+from replication.protocol import wire
+from replication.protocol.wire import DecodeError, Entry
 
 REASONS = {
     "truncated",

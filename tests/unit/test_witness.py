@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from _net import settings
 
-from replication import wire
-from replication.witness import WitnessMachine
+from replication.protocol import wire
+from replication.protocol.witness import WitnessMachine
 
 
 def hb(node, epoch, seq, role=wire.ROLE_STANDBY, leader="", last_epoch=None):

@@ -1,6 +1,6 @@
 """The witness's state file: saved by its driver before the vote that changed it, loaded on start.
 
-Stored through ``replication.slotfile.SlotFile`` (two slots written in place);
+Stored through ``replication.storage.slotfile.SlotFile`` (two slots written in place);
 an older version's plain JSON file still loads and the next save converts it.
 """
 
@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from replication import slotfile
-from replication.slotfile import HEAD, SlotFile
-from replication.witness_state import SLOT_SIZE, load_witness_state, save_witness_state
+from replication.storage import slotfile
+from replication.storage.slotfile import HEAD, SlotFile
+from replication.storage.witness_state import SLOT_SIZE, load_witness_state, save_witness_state
 
 
 def _state(epoch: int, isr: list[str] | None = None) -> dict:
@@ -53,8 +53,8 @@ def syncs(monkeypatch):
 
 def _group(tmp_path, state: str = "w/witness.state"):
     pytest.importorskip("zmq")
-    from replication import config
-    from replication.harness import free_ports
+    from replication.testing.harness import free_ports
+    from replication.transport import group_file as config
 
     ports = free_ports(3)
     path = str(tmp_path / "group.toml")
@@ -71,8 +71,8 @@ def test_state_path_is_relative_to_the_group_file(tmp_path):
 
 def test_a_grant_is_saved_by_the_driver_and_reloaded(tmp_path):
     cfg = _group(tmp_path)
-    from replication import wire
-    from replication.node import witness_driver
+    from replication.protocol import wire
+    from replication.transport.driver import witness_driver
 
     d = witness_driver(cfg)
     try:
@@ -91,7 +91,7 @@ def test_a_grant_is_saved_by_the_driver_and_reloaded(tmp_path):
 
 def test_node_still_exports_the_functions():
     pytest.importorskip("zmq")
-    from replication import node
+    from replication.transport import driver as node
 
     assert callable(node.load_witness_state) and callable(node.save_witness_state)
 

@@ -1,0 +1,161 @@
+"""What a node does when its journal goes bad: a failed disk, or damage found on open.
+
+For: the two journal states of ``failover.NodeMachine`` (a mixin over its
+state, sans-IO like the rest, so the simulator runs it too):
+
+- **failed** (``journal_error``): a write or an fdatasync failed while
+  running (ENOSPC, EIO; ``diskio.JournalFailed``). Nothing not known durable
+  may be acknowledged, and a failed fdatasync is never retried, so the node
+  stops for good (until an operator frees the disk and restarts it): no Ack,
+  no heartbeat (a heartbeat is an ack too), no reply released, no vote. It
+  refuses what waited (``UNAVAILABLE``: the clients go elsewhere) and keeps
+  answering ``status`` with the error. A primary thus falls silent, exactly
+  like a crashed one: the witness and an in-sync standby notice within a
+  heartbeat timeout and the standby takes over with every acknowledged entry
+  (sync mode: each reply waited for its ack). Stepping down by a message
+  instead would save that timeout but needs a durable epoch write, which a
+  failed disk cannot give; silence needs nothing.
+- **damaged** (``damaged``): opening found corruption that is not a torn last
+  record, or replay found an entry whose digest is wrong
+  (``diskio.JournalDamaged``). The node holds nothing as far as the group can
+  tell: an empty replica (its seq 0 counts for no election), no candidacy, no
+  operator promote, no handover, no led-epoch privilege; and while it follows
+  nobody it sends nothing, so peers see it as down. It rejoins the first
+  primary it hears with ``Join(seq 0)``; when that primary accepts, the
+  damaged files are replaced (``journal.reset``: the only write a damaged
+  journal takes) and the history comes back by the usual catch-up (snapshot
+  and tail). ``damaged`` is kept in the metadata until the node has caught up
+  with its leader, so a crash mid-repair comes back damaged.
+
+Not for: detecting the faults (``journal``, ``diskio``), or any I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .. import wire
+from ..journal_api import JournalDamaged, JournalFailed, JournalFault
+from ..replica import Replica
+from ..wire import Send
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .machine import NodeMachine
+
+log = logging.getLogger("replication.journal_health")
+
+
+class JournalHealthMixin:
+    """Failed and damaged journals; see the module docstring. State: ``journal_error``, ``damaged``,
+    ``repairing`` (the damaged files were replaced; catching up)."""
+
+    journal_error: str = ""
+    damaged: str = ""
+    repairing: bool = False
+
+    # -- start -----------------------------------------------------------------------------
+
+    def open_replica(self: NodeMachine, meta: dict) -> Replica:
+        """The replica to start with: rebuilt from the journal, or empty if the journal is damaged
+        (now, or still repairing when the node stopped: ``meta["damaged"]``)."""
+        reason = getattr(self.journal, "damage", "") or str(meta.get("damaged", ""))
+        if not reason:
+            try:
+                return self.rebuild()
+            except JournalDamaged as exc:
+                reason = str(exc)
+        self.damaged = reason
+        return Replica(self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
+
+    def announce_damage(self: NodeMachine) -> None:
+        """Log the damage (one line) and record it durably, with nothing the node could claim by it."""
+        self.history, self.led_epoch = [], 0
+        log.error(
+            "journal_damaged node=%s epoch=%d error=%r: this node holds nothing until a primary gives "
+            "its history back (no vote, no promotion)",
+            self.name,
+            self.epoch,
+            self.damaged,
+        )
+        try:
+            self.save_meta()
+        except JournalFailed as exc:
+            self.journal_failed(str(exc))
+
+    # -- while running ----------------------------------------------------------------------
+
+    def on_journal_fault(self: NodeMachine, exc: JournalFault) -> list:
+        """A handler or a tick hit a journal fault: its outputs are gone; act on it."""
+        if isinstance(exc, JournalFailed):
+            return self.journal_failed(str(exc))
+        if not self.damaged:  # e.g. a rebuild after a Fence met an entry that replays wrong
+            self.damaged, self.repairing = str(exc), False
+            self.replica = Replica(self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
+            self.role, self.leader, self.joined = wire.ROLE_STANDBY, "", False
+            self._reset_primary_state()
+            self._reset_standby_state()
+            self.announce_damage()
+        return []
+
+    def journal_failed(self: NodeMachine, reason: str) -> list:
+        """Stop acknowledging for good; refuse what waited; stay up for ``status``. O(waiting)."""
+        if self.journal_error:
+            return []
+        self.journal_error = reason
+        log.error(
+            "journal_failed node=%s role=%s epoch=%d last_seq=%d error=%r: this node stops acknowledging "
+            "(no ack, reply or vote); it stays up to report status",
+            self.name,
+            wire.ROLE_NAMES[self.role],
+            self.epoch,
+            self.replica.seq,
+            reason,
+        )
+        self.count("journal_failures")
+        out = [Send(dest, self.unavailable(r)) for _, dest, r, _ in self.waiting]
+        out += [Send(src, self.unavailable(m)) for src, m in self.pending]
+        out += [Send(src, self.unavailable(m)) for src, m, _ in self.held]
+        self.held.clear()
+        self.role, self.leader = wire.ROLE_STANDBY, ""
+        self._reset_primary_state()
+        self._reset_standby_state()
+        return out
+
+    def unavailable(self: NodeMachine, m: wire.Request) -> wire.Reply:
+        return wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, "")
+
+    def failed_answer(self: NodeMachine, src: wire.Address, msg: wire.Message) -> list:
+        """All a node with a failed journal still answers: ``status``, and requests (refused)."""
+        if type(msg) is wire.StatusRequest:
+            return [Send(src, self.status_message())]
+        if type(msg) is wire.Request:
+            return [Send(src, self.unavailable(msg))]
+        return []
+
+    # -- repair -----------------------------------------------------------------------------
+
+    def start_repair(self: NodeMachine) -> None:
+        """A primary accepted our Join at seq 0: replace the damaged files, then catch up as usual."""
+        self.journal.reset(0, 0, b"")
+        self.history = []
+        self.repairing = True
+        log.warning(
+            "journal_repair node=%s leader=%s epoch=%d: catching up from it",
+            self.name,
+            self.leader,
+            self.epoch,
+        )
+
+    def check_repaired(self: NodeMachine) -> None:
+        """Caught up with the leader after a repair: no longer damaged (durably). O(1)."""
+        if self.repairing and self.joined and self.replica.seq >= self.leader_seq > 0:
+            was, self.damaged, self.repairing = self.damaged, "", False
+            self.save_meta()
+            log.warning(
+                "journal_repaired node=%s leader=%s last_seq=%d was=%r",
+                self.name,
+                self.leader,
+                self.replica.seq,
+                was,
+            )

@@ -1,0 +1,116 @@
+"""The simulator's trust layer: every delivery passes ``trust.Policy``, and an outsider forges messages.
+
+For: ``sim.Sim``. The simulated group runs as under CURVE: each delivery to
+a node or the witness is checked by that receiver's ``trust.Policy``, with
+the identity the transport would report (a node's key and ``peer:NAME``
+routing id, the witness's, the operator's, a client's). A schedule with
+``forge > 0`` also has an outsider who, at random moments of the fault
+phase, sends forged peer, witness and operator messages built from the
+group's current epoch: with a client key, with a client key claiming a
+peer's routing id, or with one node's key claiming another node's name.
+Two rules are recorded for ``sim_check``: no message of the group itself is
+ever refused, and no forgery is ever admitted. Not for: a compromised node
+key speaking as itself (the policy admits it by design), or sockets.
+
+The outsider draws from its own random stream, and a refused forgery
+reaches no machine, so a run with forgeries is the run without them plus
+the refusals.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..protocol import trust, wire
+
+WITNESS = "witness"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Forged:
+    """Where a forged frame comes from, as the transport reports it: routing id and ZAP User-Id."""
+
+    routing_id: bytes
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.routing_id!r} with key {self.user_id}"
+
+
+class SimTrust:
+    """The receivers' policies, the outsider, and what broke the two rules."""
+
+    def __init__(self, names: list[str], seed: int) -> None:
+        self.names = list(names)
+        clients = {"client": trust.ClientEntry()}
+        self.policies = {
+            n: trust.Policy(n, self.names, True, curve=True, clients=clients, operators=[OPERATOR])
+            for n in [*self.names, WITNESS]
+        }
+        self.rng = random.Random(seed * 7 + 3)
+        self.refused = 0  # forgeries refused
+        self.legit_refused: list[str] = []
+        self.forged_admitted: list[str] = []
+
+    def identity(self, src: object, dest: str) -> trust.Identity:
+        """What ``dest``'s driver would know about ``src``."""
+        p = self.policies[dest]
+        if isinstance(src, Forged):
+            return p.identify(src.routing_id, src.user_id)
+        if src in self.names:
+            return p.identify(b"peer:" + str(src).encode(), f"node:{src}")
+        if src == WITNESS:
+            return p.identify(b"peer:witness", WITNESS)
+        if src == OPERATOR:
+            return p.identify(b"\x00operator", "operator:operator")
+        return p.identify(bytes(src), "client:client")  # type: ignore[arg-type]
+
+    def admit(self, src: object, dest: str, msg: wire.Message) -> wire.Address | None:
+        """The address the machine sees for an admitted message, or None (refused). O(names in msg)."""
+        who = self.identity(src, dest)
+        refusal = self.policies[dest].check(who, msg)
+        if isinstance(src, Forged):
+            if refusal is None:
+                self.forged_admitted.append(f"{type(msg).__name__} from {src} to {dest}")
+            else:
+                self.refused += 1
+                return None
+        elif refusal is not None:
+            self.legit_refused.append(f"{type(msg).__name__} from {src!r} to {dest}: {refusal.detail}")
+            return None
+        if who.role in (trust.NODE, trust.WITNESS_ROLE):
+            return who.name
+        return src.routing_id if isinstance(src, Forged) else src  # type: ignore[return-value]
+
+    def forgery(self, epoch: int, seq: int) -> tuple[Forged, str, wire.Message]:
+        """One forged message for the group at ``epoch``/``seq``: (source, receiver, message)."""
+        rng = self.rng
+        dest = rng.choice([*self.names, WITNESS])
+        others = [n for n in self.names if n != dest] or self.names
+        victim = rng.choice(others)  # the node the forgery speaks for
+        key_holder = rng.choice([n for n in self.names if n != victim])  # never the victim's own key
+        src = rng.choice(
+            (
+                Forged(b"\x00forger", "client:client"),
+                Forged(b"peer:" + victim.encode(), "client:client"),
+                Forged(b"peer:" + victim.encode(), f"node:{key_holder}"),
+            )
+        )
+        msg = rng.choice(
+            (
+                wire.Fence(epoch + 1, 0, dest),
+                wire.Heartbeat(epoch + 999, seq + 10**6, victim, wire.ROLE_PRIMARY, seq + 10**6),
+                wire.Promote(),
+                wire.Promote(True),
+                wire.Switchover(victim),
+                wire.Ack(epoch, seq + 10**6, victim),
+                wire.IsrUpdate(epoch, seq, victim, (victim,) * 300, 10**6),
+                wire.VoteRequest(epoch + 1, seq + 10**6, victim, epoch),
+                wire.Vote(epoch + 1, dest, True, "forged"),
+                wire.Handover(epoch, seq, victim),
+                wire.Join(epoch, 0, victim, 0),
+            )
+        )
+        return src, dest, msg
