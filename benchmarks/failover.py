@@ -44,7 +44,7 @@ time; the time from the signal to that ROUTER's socket monitor reporting
 "SIGKILL -> first accepted", reported beside it as the part above the floor
 and as a multiple of it, with both processes' resident memory at the kill.
 
-Not a correctness test (``tests/replication`` are) and not a latency benchmark
+Not a correctness test (``tests/system`` and ``tests/faults`` are) and not a latency benchmark
 (``bench replication``).
 """
 

@@ -166,7 +166,7 @@ _CODECS = {
 
 
 # The packed command record, field for field ``matching.codes.COMMAND_DTYPE``
-# (tests/unit/test_wire.py pins the two together).
+# (tests/protocol/test_wire.py pins the two together).
 COMMAND = struct.Struct("<QQqqqIBBBBBBH4x")
 
 

@@ -1,7 +1,7 @@
 """``matchcore chaos``: SIGKILL and switch over a real group, cycle after cycle, then prove nothing was lost.
 
 For: the process-level twin of ``replication.testing.sim``. It starts a primary, a
-standby and a witness as real processes on loopback (``demo.Group``), runs
+standby and a witness as real processes on loopback (``harness.Group``), runs
 pipelined client load through ``replication.Client``, and in every cycle,
 at a random moment with requests in flight, SIGKILLs the primary (most
 cycles) or the standby, or asks for a planned switchover; a killed node is
@@ -111,7 +111,7 @@ def run_chaos(
     cycles: int, seed: int = 1, per_cycle: int = 30, engine: str = "auto", progress: Any = None
 ) -> dict[str, Any]:
     """Run ``cycles`` kill/switchover cycles; return the figures (see the module docstring)."""
-    from ..ops.demo import Group
+    from .harness import Group
 
     rng = random.Random(seed)
     names = ["a", "b"]

@@ -338,7 +338,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
         Exact, not rounded: for every ``t`` in ``[now, timer_due(now))``,
         ``tick(t)`` returns nothing and changes no state (but ``ticked_at``),
-        provided no message arrives meanwhile (``tests/unit/test_node_idle_wait.py`` checks that
+        provided no message arrives meanwhile (``tests/protocol/test_node_idle_wait.py`` checks that
         ticking only then gives the very outputs and states ticking every
         0.1 ms does). Covers the heartbeat, queued requests, and the role's
         timers: ``primary_due`` (switchover drain, in-sync set), or

@@ -573,7 +573,7 @@ class SequencerMixin:
         Ticking a primary before this time changes nothing there (the heartbeat
         and queued requests are ``failover.NodeMachine.timer_due``'s part). It
         mirrors those two methods branch by branch: change them together
-        (``tests/unit/test_node_idle_wait.py`` checks it). A ``>`` timeout is
+        (``tests/protocol/test_node_idle_wait.py`` checks it). A ``>`` timeout is
         due at the instant it starts to count (that tick is still a no-op; the
         next finds it due at once). O(ISR).
         """

@@ -384,7 +384,7 @@ class StandbyMixin:
         re-send, the Join retry or the refill re-ask.
 
         Mirrors ``standby_tick`` branch by branch: change them together
-        (``tests/unit/test_node_idle_wait.py`` checks it). O(1).
+        (``tests/protocol/test_node_idle_wait.py`` checks it). O(1).
         """
         if self.role != wire.ROLE_STANDBY or not self.leader:
             return INF

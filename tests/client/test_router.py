@@ -3,7 +3,7 @@
 The routing logic runs here against in-process fake clients (one local
 engine per group, replies handed back out of order and with the same wire
 request ids in every group), so no socket is opened; the real groups are in
-tests/replication/test_router_process.py.
+tests/system/test_router_process.py.
 """
 
 from __future__ import annotations
