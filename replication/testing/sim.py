@@ -28,7 +28,7 @@ the ZeroMQ driver (see ``replication.testing.chaos`` for real processes).
 
 Every run is a pure function of its :class:`Schedule`; a schedule is a pure
 function of its seed (:func:`random_schedule`), so any failure replays with
-``python -m replication.testing.sim --seed S``.
+``python -m replication.testing.sim_cli --seed S``.
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ __all__ = [
 
 WITNESS = "witness"
 OPERATOR = "operator"
-# Event kinds on the queue.
-_DELIVER, _TICK, _SUBMIT, _CTICK, _FAULT, _HEAL, _RESUME, _FORGE = range(8)
+# Event kinds on the queue (defined with the schedule, which the fault mixins share).
+from .sim_schedule import EVENT_KINDS  # noqa: E402
+
+_DELIVER, _TICK, _SUBMIT, _CTICK, _FAULT, _HEAL, _RESUME, _FORGE = EVENT_KINDS
 
 
 class SimFailure(AssertionError):
@@ -90,7 +92,7 @@ class SimFailure(AssertionError):
         self.violations = violations
         self.fault_log = fault_log
         lines = [
-            f"simulation failed: seed={schedule.seed} (replay: python -m replication.testing.sim --seed {schedule.seed})"
+            f"simulation failed: seed={schedule.seed} (replay: python -m replication.testing.sim_cli --seed {schedule.seed})"
         ]
         lines += [f"  violation: {v}" for v in violations[:20]]
         lines.append(f"  schedule: {schedule.describe()}")
@@ -838,11 +840,3 @@ def run_schedule(schedule: Schedule, commands: list[dict] | None = None, check: 
     if check and report.violations:
         raise SimFailure(schedule, report.violations, sim.fault_log)
     return report
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from .sim_cli import main
-
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m replication.testing.sim``: replay one seed, or run many schedules and print the totals.
+"""``python -m replication.testing.sim_cli``: replay one seed, or run many schedules and print the totals.
 
 For: ``--seed S`` (one schedule: its description, fault log and report;
 exit 1 if it broke a rule) and ``--schedules N --seed S`` (seeds S ..
@@ -61,7 +61,7 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m replication.testing.sim", description=__doc__.split("\n\n")[0]
+        prog="python -m replication.testing.sim_cli", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--seed", type=int, default=1, help="the seed (or the first seed with --schedules)")
     ap.add_argument("--schedules", type=int, default=0, help="run this many consecutive seeds")
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     total["faults"] = dict(sorted(total["faults"].items()))
     total["virtual_seconds"] = round(total["virtual_seconds"], 3)
     total["wall_seconds"] = round(time.monotonic() - t0, 1)
-    total["command"] = "python -m replication.testing.sim " + " ".join(sys.argv[1:] if argv is None else argv)
+    total["command"] = "python -m replication.testing.sim_cli " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.json:
         print(json.dumps(total, sort_keys=True))
     else:
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in total["failed_seeds"][:20]:
             print(f"  seed {f['seed']}: {'; '.join(f['violations'])}")
     return 1 if total["failed_seeds"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

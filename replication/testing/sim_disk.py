@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sim_schedule import Fault
+from .sim_schedule import HEAL_EVENT, Fault
 
 
 class DiskFaultsMixin:
@@ -81,18 +81,14 @@ class DiskFaultsMixin:
             # the operator: it comes back as planned, or it would stay down for good (seed 4534).
             self.log(f"{node.name} is up already")
             if "partner" in st:
-                from .sim import _HEAL  # (sim imports this module: not at the top)
-
                 st["restarted"] = True
-                self._push(self.now + self.RESTART_MIN, _HEAL, st)
+                self._push(self.now + self.RESTART_MIN, HEAL_EVENT, st)
             return
         else:
             node.journal.corrupt(f"journal: damaged (simulated) on {node.name}")
             self.log(f"restart {node.name} as {st['restart_as']} with its journal damaged")
             if "partner" in st:
-                from .sim import _HEAL  # (sim imports this module: not at the top)
-
                 st["restarted"] = True
-                self._push(self.now + self.RESTART_MIN, _HEAL, st)
+                self._push(self.now + self.RESTART_MIN, HEAL_EVENT, st)
         self._start(node, st["restart_as"])
         self.count_fault("restart")

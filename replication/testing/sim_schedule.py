@@ -38,6 +38,12 @@ DISK_FAULT_RATE = 0.2
 # --- schedules ------------------------------------------------------------------------
 
 
+# The simulator's event kinds, in queue order of ties: deliver, tick, submit, client tick, fault,
+# heal, resume, forge (here so that the fault mixins and the simulator share them without a cycle).
+EVENT_KINDS = tuple(range(8))
+HEAL_EVENT = EVENT_KINDS[5]
+
+
 @dataclass(frozen=True)
 class Fault:
     """One node-level fault.

@@ -2,7 +2,7 @@
 
 Everything here runs on virtual time (``replication.testing.sim``): nothing sleeps,
 nothing asserts a duration. A failure prints the seed and fault log; replay
-it with ``python -m replication.testing.sim --seed S``.
+it with ``python -m replication.testing.sim_cli --seed S``.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_failure_names_its_seed_and_fault_log():
     err = SimFailure(sim.schedule, rep.violations, sim.fault_log)
     assert (
         "seed=99" in str(err)
-        and "python -m replication.testing.sim --seed 99" in str(err)
+        and "python -m replication.testing.sim_cli --seed 99" in str(err)
         and "crash" in str(err)
     )
 

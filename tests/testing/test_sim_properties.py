@@ -11,7 +11,7 @@ that matter; its ``Schedule`` (with its seed) is printed for replay.
 
 These properties assert safety. Liveness (convergence after healing) is
 checked by the same checker and counted by the long run
-(``python -m replication.testing.sim --schedules N``: ``not_converged``); it is not
+(``python -m replication.testing.sim_cli --schedules N``: ``not_converged``); it is not
 asserted here: shrinking a liveness failure runs its full virtual-time
 bound on every step, and the seeds that found liveness bugs are pinned as
 fixed-seed tests in ``test_sim_basic.py``.

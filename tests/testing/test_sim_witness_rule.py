@@ -19,7 +19,7 @@ from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
-# A drawn schedule whose only fault is isolate_primary_split (python -m replication.testing.sim --seed 384).
+# A drawn schedule whose only fault is isolate_primary_split (python -m replication.testing.sim_cli --seed 384).
 SPLIT_SEED = 384
 
 
