@@ -2,7 +2,10 @@
 
 Each harness is a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 registered in :data:`benchmarks.cli.HARNESSES` and reachable as
-``matchcore bench NAME`` (or ``python -m benchmarks.NAME``). Shared machinery
+``matchcore bench NAME`` (or ``python -m benchmarks.NAME``). Installed, this
+directory is the package ``matchcore_benchmarks`` (see pyproject.toml), so imports
+inside it are relative and child processes are started by the package's own name
+(``__package__``), never by ``benchmarks``. Shared machinery
 (machine description, HdrHistogram percentiles, JSON results, tables, charts)
 lives in :mod:`benchmarks.common`; the standard command mix in
 :mod:`benchmarks.workload`; adapters for other Python matching engines in

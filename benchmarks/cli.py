@@ -24,20 +24,21 @@ from typing import Any
 
 from . import common
 
-#: name -> module; ``bench all`` runs them in this order.
+#: name -> module within this package; ``bench all`` runs them in this order. Relative, because
+#: the package is ``benchmarks`` in a checkout and ``matchcore_benchmarks`` once installed.
 HARNESSES: dict[str, str] = {
-    "engine": "benchmarks.engine",
-    "memory": "benchmarks.memory",
-    "replication": "benchmarks.replication",
-    "failover": "benchmarks.failover",
-    "catchup": "benchmarks.catchup",
-    "flood": "benchmarks.flood",
+    "engine": ".engine",
+    "memory": ".memory",
+    "replication": ".replication",
+    "failover": ".failover",
+    "catchup": ".catchup",
+    "flood": ".flood",
 }
 
 
 def _load(name: str) -> ModuleType | None:
     try:
-        return importlib.import_module(HARNESSES[name])
+        return importlib.import_module(HARNESSES[name], __package__)
     except ImportError as exc:
         common.say(f"bench {name}: unavailable ({exc})")
         return None
@@ -101,7 +102,8 @@ def add_subcommands(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
         help="run benchmark harnesses (tables, JSON, PNG charts)",
-        description="Benchmark harnesses; results go to --out (benchmarks/results).",
+        description="Benchmark harnesses; results go to --out "
+        "(default ./benchmarks/results in a checkout, else ./bench-results).",
     )
     sub = bench.add_subparsers(dest="bench", required=True, metavar="HARNESS")
     for name in HARNESSES:
@@ -118,7 +120,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.cli HARNESS [flags]`` (the same as ``matchcore bench``)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cli")
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.cli")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     return int(args.func(args))

@@ -29,8 +29,18 @@ from typing import Any
 
 import numpy as np
 
-#: Where results go unless ``--out`` says otherwise.
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+#: Where results go unless ``--out`` says otherwise, relative to the current directory:
+#: a checkout's ``benchmarks/results`` when run from its root, else ``bench-results``.
+#: Never beside this file: once installed, that is site-packages.
+CHECKOUT_OUT = Path("benchmarks", "results")
+PLAIN_OUT = Path("bench-results")
+
+
+def default_out() -> Path:
+    """The results directory for a run started in the current directory (see :data:`CHECKOUT_OUT`)."""
+    here = Path.cwd()
+    return here / CHECKOUT_OUT if (here / CHECKOUT_OUT).is_dir() else here / PLAIN_OUT
+
 
 #: Packages whose versions are recorded with every result (ours and the peers').
 PACKAGES = (
@@ -209,8 +219,8 @@ def percentile_curve(h, nines: int = 6) -> list[tuple[float, int]]:
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command line that is running, quoted so it can be pasted back into a shell."""
     args = list(sys.argv if argv is None else argv)
-    if args and args[0].endswith(".py"):  # run as `python -m benchmarks.<module>`
-        args = [Path(sys.executable).name, "-m", "benchmarks." + Path(args[0]).stem] + args[1:]
+    if args and args[0].endswith(".py"):  # run as `python -m benchmarks.<module>` (or matchcore_benchmarks.)
+        args = [Path(sys.executable).name, "-m", f"{__package__}.{Path(args[0]).stem}"] + args[1:]
     elif args:
         args[0] = Path(args[0]).name
     return " ".join(shlex.quote(a) for a in args)
@@ -234,7 +244,7 @@ def result_skeleton(harness: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def write_result(harness: str, data: dict[str, Any], out_dir: str | os.PathLike | None = None) -> Path:
     """Write ``data`` as ``<out_dir>/<harness>.json`` (pretty-printed) and return the path."""
-    out = Path(out_dir) if out_dir else DEFAULT_OUT
+    out = Path(out_dir) if out_dir else default_out()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{harness}.json"
     tmp = path.with_suffix(".json.tmp")
@@ -465,9 +475,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     parser.add_argument(
         "--out",
-        default=str(DEFAULT_OUT),
+        default=str(default_out()),
         metavar="DIR",
-        help="directory for JSON results and PNG charts (default benchmarks/results)",
+        help="directory for JSON results and PNG charts (default ./benchmarks/results in a checkout, "
+        "else ./bench-results)",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw PNG charts")
 
@@ -514,7 +525,8 @@ def finish(
 
 def harness_main(module: Any, argv: list[str] | None = None) -> int:
     """``python -m benchmarks.<harness> [flags]``: the common and the harness's flags, then ``run``."""
-    name = module.__name__
+    # Run as `python -m`, the module's __name__ is "__main__"; its spec has the dotted name.
+    name = module.__spec__.name if module.__spec__ is not None else module.__name__
     parser = argparse.ArgumentParser(prog=f"python -m {name}", description=module.SUMMARY)
     add_common_arguments(parser)
     module.add_arguments(parser)

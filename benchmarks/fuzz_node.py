@@ -242,7 +242,9 @@ def _client_replies(outs: list) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.fuzz_node", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {__package__}.fuzz_node", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")

@@ -301,7 +301,9 @@ def start_echo_server(reply_bytes: int) -> tuple[str, subprocess.Popen]:
     from replication.testing.harness import free_ports
 
     endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
-    return endpoint, _spawn([sys.executable, "-m", "benchmarks.groups", "echo", endpoint, str(reply_bytes)])
+    return endpoint, _spawn(
+        [sys.executable, "-m", f"{__package__}.groups", "echo", endpoint, str(reply_bytes)]
+    )
 
 
 class Echo:
@@ -445,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.groups echo ENDPOINT REPLY_BYTES``: the floor's echo server."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3 or args[0] != "echo":
-        print("usage: python -m benchmarks.groups echo ENDPOINT REPLY_BYTES", file=sys.stderr)
+        print(f"usage: python -m {__package__}.groups echo ENDPOINT REPLY_BYTES", file=sys.stderr)
         return 2
     return echo_server(args[1], int(args[2]))
 

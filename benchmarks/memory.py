@@ -132,7 +132,7 @@ def _spawn(subject: str, n: int, seed: int, timeout: float) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
-        "benchmarks.memory",
+        f"{__package__}.memory",
         "--worker",
         subject,
         "--commands",
@@ -243,7 +243,7 @@ def _print(result: dict[str, Any], machine: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.memory [flags]``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=SUMMARY)
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.memory", description=SUMMARY)
     common.add_common_arguments(parser)
     add_arguments(parser)
     args = parser.parse_args(argv)

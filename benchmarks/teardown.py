@@ -198,7 +198,9 @@ def measure(n: int, start_timeout: float = 60.0, kill_timeout: float = 5.0) -> l
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.teardown [N]``: SIGKILL N node-sized processes, print the medians."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.teardown", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}.teardown", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("n", type=int, nargs="?", default=20, help="processes to kill (default 20)")
     samples = measure(parser.parse_args(argv).n)
 

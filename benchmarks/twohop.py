@@ -110,7 +110,7 @@ class TwoHop(groups.Echo):
         relay = [
             sys.executable,
             "-m",
-            "benchmarks.twohop",
+            f"{__package__}.twohop",
             "relay",
             endpoint,
             self.upstream,
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 5 or args[0] != "relay":
         print(
-            "usage: python -m benchmarks.twohop relay ENDPOINT UPSTREAM FORWARD_BYTES REPLY_BYTES",
+            f"usage: python -m {__package__}.twohop relay ENDPOINT UPSTREAM FORWARD_BYTES REPLY_BYTES",
             file=sys.stderr,
         )
         return 2

@@ -2,9 +2,10 @@
 
 ``replay`` lives here (it needs only the engine). The node commands
 (``primary``, ``standby``, ``witness``, ``switchover``, ``status``, ``demo``, ...)
-come from ``replication.ops.cli`` and the ``bench`` family from
-``benchmarks.cli``; each registers itself through ``add_subcommands`` so this
-module stays a thin dispatcher.
+come from ``replication.ops.cli`` and the ``bench`` family from the harnesses'
+``cli`` (``matchcore_benchmarks.cli`` once installed, ``benchmarks.cli`` in a
+checkout); each registers itself through ``add_subcommands`` so this module
+stays a thin dispatcher.
 """
 
 from __future__ import annotations
@@ -39,6 +40,32 @@ MALFORMED_REASONS = frozenset(
         "invalid_combination",
     ]
 )
+
+
+# The packages that add subcommands, each as the module names it may be found under, first
+# importable wins. The benchmark harnesses install as matchcore_benchmarks (never a top-level
+# "benchmarks" in site-packages); a checkout used without installing (PYTHONPATH=.) has them
+# under their directory's name.
+SUBCOMMAND_MODULES: tuple[tuple[str, ...], ...] = (
+    ("replication.ops.cli",),
+    ("matchcore_benchmarks.cli", "benchmarks.cli"),
+)
+
+
+def _subcommand_module(names: tuple[str, ...]):
+    """The first of ``names`` that imports, or None.
+
+    A package that is not there at all is skipped quietly; one that is there but
+    misses a dependency is reported on stderr, and then its commands are left out.
+    """
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name not in (name, name.split(".")[0]):
+                print(f"matchcore: {name} unavailable: {exc}", file=sys.stderr)
+                return None
+    return None
 
 
 def _make_engine(use_reference: bool):
@@ -130,14 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
     # The other packages register their own subcommands; a missing optional
     # dependency only removes its commands, never `replay`.
-    for module in ("replication.ops.cli", "benchmarks.cli"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            if exc.name not in (module, module.split(".")[0]):
-                print(f"matchcore: {module} unavailable: {exc}", file=sys.stderr)
-            continue
-        mod.add_subcommands(sub)
+    for names in SUBCOMMAND_MODULES:
+        module = _subcommand_module(names)
+        if module is not None:
+            module.add_subcommands(sub)
     return parser
 
 
