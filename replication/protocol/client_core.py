@@ -79,6 +79,14 @@ class Timer(NamedTuple):
     last: int
 
 
+class _Seen(NamedTuple):
+    """What ``ClientCore.invariants`` saw last time: the rules across steps compare with it."""
+
+    next_id: int
+    session: int
+    counters: dict[str, int]
+
+
 class RequestState(NamedTuple):
     """What ``ClientCore.request_state`` tells of one unanswered request."""
 
@@ -113,6 +121,11 @@ class _Window(_Pending):
 
     first: int = 0
     commands: Sequence[bytes] | bytes = ()
+
+    def size(self) -> int:
+        """How many requests the window holds. O(1)."""
+        c = self.commands
+        return len(c) // wire.COMMAND_SIZE if type(c) is bytes else len(c)
 
     def command_of(self, rid: int) -> bytes:
         i = rid - self.first
@@ -171,6 +184,7 @@ class ClientCore:
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
         self.counters: dict[str, int] = {}
         self._handlers = self._dispatch_table()
+        self._seen: _Seen | None = None  # invariants() only: what it saw at its last call
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -511,6 +525,50 @@ class ClientCore:
             self.suspect_until[src] = NEVER
             self.primary = src
         return True
+
+    def invariants(self) -> None:
+        """Raise ``AssertionError`` naming the first rule the client core's state breaks.
+
+        For the tests and the simulator (after every step), never the client's hot path.
+        It remembers what it saw (``_seen``) to check the rules across steps:
+
+        - the session and the next request id never decrease, nor does any counter;
+        - every unanswered request is of this session (an id from ``session_first`` below
+          ``next_id``), or is the open in flight: then it is the only one, and ``opening``
+          says so;
+        - a request sharing its window's state is inside that window;
+        - every unanswered request has a timer due when it is (``Timer`` covering its id at
+          its ``next_at``), and the timers are a heap, so ``tick`` re-sends it.
+
+        O(pending + timers).
+        """
+        where = f"client {self.client_id} (session {self.session}, next id {self.next_id})"
+        seen = self._seen
+        if seen is not None:
+            if self.session < seen.session or self.next_id < seen.next_id:
+                raise AssertionError(
+                    f"{where}: went back from session {seen.session}, next id {seen.next_id}"
+                )
+            for key, n in seen.counters.items():
+                if self.counters.get(key, 0) < n:
+                    raise AssertionError(f"{where}: counter {key} went back from {n}")
+        if not self.session_first <= self.next_id:
+            raise AssertionError(f"{where}: the session's first id {self.session_first} is past the next id")
+        if OPEN_REQUEST in self.pending and (not self.opening or len(self.pending) != 1):
+            raise AssertionError(f"{where}: an open is in flight beside {len(self.pending) - 1} requests")
+        due: dict[float, list[Timer]] = {}
+        for i, t in enumerate(self.timers):
+            if i and t < self.timers[(i - 1) // 2]:
+                raise AssertionError(f"{where}: the timers are not a heap at item {i}")
+            due.setdefault(t.at, []).append(t)
+        for rid, p in self.pending.items():
+            if rid != OPEN_REQUEST and not self.session_first <= rid < self.next_id:
+                raise AssertionError(f"{where}: request {rid} pending, not an id this session sent")
+            if type(p) is _Window and not 0 <= rid - p.first < p.size():
+                raise AssertionError(f"{where}: request {rid} shares the state of a window it is not in")
+            if not any(t.first <= rid <= t.last for t in due.get(p.next_at, ())):
+                raise AssertionError(f"{where}: request {rid} pending with no timer at {p.next_at}")
+        self._seen = _Seen(self.next_id, self.session, dict(self.counters))
 
     def tick(self, now: float) -> list[Output]:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.

@@ -49,6 +49,14 @@ class ParkedVote(NamedTuple):
     since: float  # when the candidate first asked (the request is forgotten vote_retry later)
 
 
+class _Seen(NamedTuple):
+    """What ``WitnessMachine.invariants`` saw last time: the rules across steps compare with it."""
+
+    epoch: int
+    primary: str
+    isr_proposal: int
+
+
 class WitnessMachine:
     """Votes and solo leases; deterministic, no I/O.
 
@@ -93,6 +101,7 @@ class WitnessMachine:
             self.isr = None if state["isr"] is None else tuple(str(n) for n in state["isr"])
             self.isr_proposal = int(state["isr_proposal"])
         self._handlers = self._dispatch_table()
+        self._seen: _Seen | None = None  # invariants() only: the record at its last call
 
     def durable_state(self) -> dict:
         """What must survive a restart of the witness (see the module docstring). O(nodes)."""
@@ -473,6 +482,47 @@ class WitnessMachine:
             )
         self.isr = m.members
         return wire.IsrAck(m.epoch, m.node, m.members, True)
+
+    def invariants(self) -> None:
+        """Raise ``AssertionError`` naming the first rule the witness's state breaks.
+
+        For the tests and the simulator (after every step), never the driver's hot path.
+        It remembers the record it saw (``_seen``) to check the rules across steps:
+
+        - the epoch never decreases, and an epoch's primary, once recorded, never changes
+          (one grant per epoch);
+        - within an epoch, the ISR proposal number never decreases (a reordered older
+          ``IsrUpdate`` never undoes a later one);
+        - the in-sync set, when known, is distinct nodes of the group other than the
+          primary (``fits``: what the state file's slot holds);
+        - heartbeats are remembered from the group's nodes only, and a parked vote is kept
+          under its own candidate's name.
+
+        O(nodes + parked).
+        """
+        where = f"witness {self.name} (epoch {self.epoch}, primary {self.primary or '-'})"
+        seen = self._seen
+        if self.epoch < 0 or self.isr_proposal < 0:
+            raise AssertionError(f"{where}: negative epoch or ISR proposal ({self.isr_proposal})")
+        if seen is not None:
+            if self.epoch < seen.epoch:
+                raise AssertionError(f"{where}: epoch went back from {seen.epoch}")
+            if self.epoch == seen.epoch and seen.primary and self.primary != seen.primary:
+                raise AssertionError(f"{where}: epoch {self.epoch} was granted to {seen.primary} already")
+            if self.epoch == seen.epoch and self.isr_proposal < seen.isr_proposal:
+                raise AssertionError(
+                    f"{where}: ISR proposal went back from {seen.isr_proposal} to {self.isr_proposal}"
+                )
+        if self.isr is not None and not self.fits(self.primary, self.isr):
+            raise AssertionError(
+                f"{where}: in-sync set {self.isr} is not distinct nodes of {self.nodes} other than the primary"
+            )
+        if set(self.last_heard) != set(self.nodes) or not set(self.info) <= set(self.nodes):
+            raise AssertionError(f"{where}: heard from {sorted(self.info)}, not only the nodes {self.nodes}")
+        for node, parked in self.parked.items():
+            if parked.request.node != node:
+                raise AssertionError(f"{where}: a vote request of {parked.request.node} parked as {node}'s")
+        self._seen = _Seen(self.epoch, self.primary, self.isr_proposal)
 
     def status(self) -> dict:
         return {
