@@ -125,12 +125,12 @@ class _Window(_Pending):
     def size(self) -> int:
         """How many requests the window holds. O(1)."""
         c = self.commands
-        return len(c) // wire.COMMAND_SIZE if type(c) is bytes else len(c)
+        return len(c) // wire.COMMAND_SIZE if isinstance(c, bytes) else len(c)
 
     def command_of(self, rid: int) -> bytes:
         i = rid - self.first
         c = self.commands
-        if type(c) is bytes:
+        if isinstance(c, bytes):
             return c[i * wire.COMMAND_SIZE : (i + 1) * wire.COMMAND_SIZE]
         return c[i]
 
@@ -476,12 +476,11 @@ class ClientCore:
         to a pending request, is done inline with the same effect as
         :meth:`handle`; anything else goes through it. O(len(replies)).
         """
+        out: list[Output] = []
         if src not in self.heard_at:
-            out = []
             for reply in replies:
                 _take_done(self.handle(src, reply, now), done, out)
             return out
-        out = []
         cid, pending, handle, Reply, OK = self.client_id, self.pending, self.handle, wire.Reply, wire.OK
         pop, heard, suspect = pending.pop, self.heard_at, self.suspect_until
         for reply in replies:
@@ -608,7 +607,7 @@ class ClientCore:
         return self._switch(nxt, now, "timeout")
 
 
-def _take_done(outputs: list, done: dict[int, wire.Reply], out: list) -> None:
+def _take_done(outputs: list[Output], done: dict[int, wire.Reply], out: list[Output]) -> None:
     """``Done`` outputs into ``done``, the rest onto ``out`` (order kept)."""
     for o in outputs:
         if type(o) is Done:

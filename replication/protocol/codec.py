@@ -195,12 +195,12 @@ def encode_replies(items: Sequence[Reply | ReplyRun]) -> bytes:
     for byte :func:`encode` of the lone reply, or of the ``Replies`` bundle of them all. O(bytes)."""
     from ..native.fastpath import pack_reply_run
 
-    n = sum([1 if type(x) is Reply else len(x) for x in items])
+    n = sum([len(x) if isinstance(x, ReplyRun) else 1 for x in items])
     if n == 1:
-        return encode(next(r for x in items for r in ([x] if type(x) is Reply else x.replies())))
+        return encode(next(r for x in items for r in (x.replies() if isinstance(x, ReplyRun) else [x])))
     parts = []
     for x in items:
-        if type(x) is Reply:
+        if not isinstance(x, ReplyRun):
             parts.append(Replies((x,)).payload())
         elif len(x):
             c = x.cols

@@ -11,6 +11,8 @@ for: frames (``codec``), records (``records``) or any message's own layout
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 
 class DecodeError(ValueError):
@@ -88,7 +90,7 @@ def read_names(r: Reader) -> tuple[str, ...]:
 
 # Field codecs of ``Message.LAYOUT``: name -> (encode value, decode from a Reader).
 # A codec name ending in "?" marks an optional trailing field (see Message.payload).
-FIELD_CODECS = {
+FIELD_CODECS: dict[str, tuple[Callable[[Any], bytes], Callable[[Reader], Any]]] = {
     "text": (pack_text, Reader.text),
     "u8": (lambda v: bytes([v]), Reader.u8),
     "bool": (lambda v: bytes([int(v)]), lambda r: bool(r.u8())),

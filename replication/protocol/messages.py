@@ -13,9 +13,10 @@ rest of the code.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import starmap
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from .fields import FIELD_CODECS, U32, DecodeError, Reader, pack_blob
 from .records import (
@@ -87,7 +88,7 @@ class Message:
 
     @classmethod
     def from_payload(cls, r: Reader, epoch: int, seq: int) -> Message:
-        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        fields = cls.__dataclass_fields__
         values: dict = {}
         if "epoch" in fields:
             values["epoch"] = epoch
@@ -201,7 +202,7 @@ class Replies(Message):
     replies: tuple[Reply, ...]
 
     def payload(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         pack = BUNDLED_REPLY.pack
         name, leader = None, b""  # a bundle's replies almost all name one leader: encoded once
         for p in self.replies:
@@ -495,7 +496,7 @@ class Vote(Message):
 
     @classmethod
     def from_payload(cls, r, epoch, seq):
-        vote = super(Vote, cls).from_payload(r, epoch, 0)
+        vote = cast(Vote, super(Vote, cls).from_payload(r, epoch, 0))
         vote.operator = seq
         return vote
 
@@ -616,8 +617,8 @@ class RequestRun(PackedRun):
         super().__init__(bytes(raw))
 
     @staticmethod
-    def _make(fields: tuple) -> Request:
-        return Request(*fields)
+    def _make(iterable: Iterable[Any]) -> Request:
+        return Request(*iterable)
 
     def commands(self, lo: int, hi: int) -> bytes:
         """The commands of records ``lo .. hi - 1``, back to back. O(hi - lo), vectorised."""

@@ -104,13 +104,13 @@ class ReplyQueue:
     def head(self) -> tuple[int, float]:
         """``(seq, held since)`` of the first reply held (the queue is not empty). O(1)."""
         x = self._q[0]
-        if type(x) is HeldReply:
+        if isinstance(x, HeldReply):
             return x.seq, x.since
         return x.cols.first_seq + x.lo, x.t
 
     def __iter__(self) -> Iterator[HeldReply]:
         for x in self._q:
-            if type(x) is HeldReply:
+            if isinstance(x, HeldReply):
                 yield x
                 continue
             first, reply = x.cols.first_seq, x.cols.reply
@@ -125,7 +125,7 @@ class ReplyQueue:
         append = out.append
         while q:
             x = q[0]
-            if type(x) is HeldReply:
+            if isinstance(x, HeldReply):
                 if x.seq > commit:
                     break
                 q.popleft()
@@ -215,7 +215,7 @@ class PendingQueue:
         yield from self._held
         for src, dq in self._q.items():
             for x in dq:
-                if type(x) is not _Span:
+                if not isinstance(x, _Span):
                     yield QueuedRequest(src, x)
                     continue
                 for i in range(x.lo, x.hi):
@@ -334,21 +334,21 @@ class PendingQueue:
             else:
                 del self.by_src[src]
         self._n -= n
-        lone = [p for p in pieces if type(p) is _LonePiece]
-        for p in lone:
-            self.loose.difference_update(zip(p.client_ids, p.request_ids, strict=True))
+        lone = [p for p in pieces if isinstance(p, _LonePiece)]
+        for piece in lone:
+            self.loose.difference_update(zip(piece.client_ids, piece.request_ids, strict=True))
         if self._held:
             self._release()  # after the keys taken are gone from loose
         if len(pieces) == 1 and lone:  # no span: lists, as queued
             return Batch(stretches, lone[0].client_ids, lone[0].request_ids, b"".join(cmds))
         c_cols, r_cols = [], []
         for p in pieces:
-            if type(p) is _LonePiece:
+            if isinstance(p, _LonePiece):
                 c_cols.append(np.array(p.client_ids, dtype=np.uint64))
                 r_cols.append(np.array(p.request_ids, dtype=np.uint64))
             else:
-                c_cols.append(np.full(p.count, p.client_id, dtype=np.uint64))
-                r_cols.append(np.arange(p.first, p.first + p.count, dtype=np.uint64))
+                c_cols.append(np.full(p.length, p.client_id, dtype=np.uint64))
+                r_cols.append(np.arange(p.first, p.first + p.length, dtype=np.uint64))
         return Batch(stretches, np.concatenate(c_cols), np.concatenate(r_cols), b"".join(cmds))
 
     def _take_from(
@@ -405,11 +405,11 @@ class _LonePiece:
 
 
 class _SpanPiece(NamedTuple):
-    """Part of a span in a batch: ``count`` requests of ``client_id`` from request id ``first``."""
+    """Part of a span in a batch: ``length`` requests of ``client_id`` from request id ``first``."""
 
     client_id: int
     first: int
-    count: int
+    length: int
 
 
 def _stretch(stretches: list[Stretch], dest: wire.Address, lo: int, hi: int) -> None:

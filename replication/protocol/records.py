@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import struct
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class PackedRun(Sequence):
 
     @staticmethod
     @abstractmethod
-    def _make(fields: tuple) -> object:
+    def _make(iterable: Iterable[Any]) -> object:
         """One record's unpacked fields -> its message (each subclass's own)."""
 
     @property

@@ -58,7 +58,7 @@ def _event_pad() -> int:
     """Offset of the padding at the end of an ``EVENT_DTYPE`` record."""
     from matching.codes import EVENT_DTYPE
 
-    return max(off + dt.itemsize for dt, off, *_ in EVENT_DTYPE.fields.values())
+    return max(off + dt.itemsize for dt, off, *_ in (EVENT_DTYPE.fields or {}).values())
 
 
 def _command_dtype() -> np.dtype:
@@ -168,7 +168,11 @@ class Replica:
         return ev.tobytes()
 
     def execute_run(
-        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+        self,
+        epoch: int,
+        client_ids: list[int] | np.ndarray,
+        request_ids: list[int] | np.ndarray,
+        commands: bytes,
     ) -> tuple[EntryRun, list[bytes]]:
         """Apply requests (their ids, and their ``COMMAND_SIZE``-byte commands back to back) as the
         next seqs; return the journal entries they became, packed, and each one's events.
@@ -181,7 +185,11 @@ class Replica:
         return run, [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
 
     def execute_batch(
-        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+        self,
+        epoch: int,
+        client_ids: list[int] | np.ndarray,
+        request_ids: list[int] | np.ndarray,
+        commands: bytes,
     ) -> tuple[EntryRun, bytes, list[int]]:
         """:meth:`execute_run` with the events left together: ``(run, events, offsets)``, request
         ``i``'s events being ``events[offsets[i]:offsets[i + 1]]`` (the primary's replies take
@@ -189,9 +197,10 @@ class Replica:
         lists of ints or as uint64 arrays (a batch of packed requests). O(batch)."""
         n = len(client_ids)
         first = self.seq + 1
-        if type(client_ids) is np.ndarray and (n < RUN_MIN or self.perturb_seq):
-            # The per-entry paths below want ints (the dedupe table's keys are ints).
-            client_ids, request_ids = client_ids.tolist(), request_ids.tolist()
+        if isinstance(client_ids, np.ndarray) and (n < RUN_MIN or self.perturb_seq):
+            # The per-entry paths below want ints (the dedupe table's keys are ints); the ids
+            # come as two arrays or two lists (asarray: a no-op that tells the type checker so).
+            client_ids, request_ids = client_ids.tolist(), np.asarray(request_ids).tolist()
         if self.perturb_seq and first <= self.perturb_seq < first + n:
             size = len(commands) // n if n else 0
             entries, out = [], []

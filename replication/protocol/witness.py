@@ -234,8 +234,8 @@ class WitnessMachine:
         rest before they reach us; this keeps the machine safe on its own). O(len(names))."""
         return len(names) == len(set(names)) and set(names) <= set(self.nodes) - {node}
 
-    def on_heartbeat(self, src: str, hb: wire.Heartbeat) -> None:
-        if src not in self.last_heard or not self.fits(src, hb.isr):
+    def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat) -> None:
+        if not isinstance(src, str) or src not in self.last_heard or not self.fits(src, hb.isr):
             self.count("heartbeats_refused")
             return
         self.info[src] = hb
