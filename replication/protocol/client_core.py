@@ -18,7 +18,7 @@ blocking, or turning events into named tuples (``client.Client`` does that).
 
 Interface: ``submit(command, now) -> (request_id, outputs)``,
 ``handle(src, reply, now) -> outputs``, ``tick(now) -> outputs``; outputs are
-``wire.Send`` and ``Done(request_id, reply)``. The pipelined driver path has
+``wire.Send`` and ``Done(request_id, reply)`` (``Output``). The pipelined driver path has
 batch forms with the same effect: ``submit_window`` (a window of commands,
 one timer; ``submit_records`` for packed records) and ``handle_replies`` (a
 ``Replies`` bundle, answers into a dict); ``handle_answered`` takes a bundle
@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import wire
 from .session import (
@@ -65,6 +65,39 @@ class Done:
     reply: wire.Reply
 
 
+# What the client core returns, and a message handler of its dispatch table.
+Output = Send | Done
+Handler = Callable[[wire.Address, Any, float], list[Output]]
+
+
+class Timer(NamedTuple):
+    """An item of the retry heap: request ids ``first .. last`` are due at ``at`` (one id, or a
+    window's run armed together). Stale once a request is answered or re-armed: skipped on pop."""
+
+    at: float
+    first: int
+    last: int
+
+
+class _Seen(NamedTuple):
+    """What ``ClientCore.invariants`` saw last time: the rules across steps compare with it."""
+
+    next_id: int
+    session: int
+    counters: dict[str, int]
+
+
+class RequestState(NamedTuple):
+    """What ``ClientCore.request_state`` tells of one unanswered request."""
+
+    command: bytes
+    target: str  # the node it was last sent to
+    sent_at: float
+    next_at: float  # when it is (re)sent if still unanswered
+    bounces: int  # refusals (NOT_PRIMARY, UNAVAILABLE) it got
+    resends: int  # times re-sent alone to a primary that answers others
+
+
 @dataclass(slots=True)
 class _Pending:
     command: bytes
@@ -89,10 +122,15 @@ class _Window(_Pending):
     first: int = 0
     commands: Sequence[bytes] | bytes = ()
 
+    def size(self) -> int:
+        """How many requests the window holds. O(1)."""
+        c = self.commands
+        return len(c) // wire.COMMAND_SIZE if isinstance(c, bytes) else len(c)
+
     def command_of(self, rid: int) -> bytes:
         i = rid - self.first
         c = self.commands
-        if type(c) is bytes:
+        if isinstance(c, bytes):
             return c[i * wire.COMMAND_SIZE : (i + 1) * wire.COMMAND_SIZE]
         return c[i]
 
@@ -118,9 +156,10 @@ class ClientCore:
         other requests is not suspected because one request is slow: that
         request alone is re-sent to it, with a growing interval.
 
-    Timers live in a heap of ``(next_at, request id)`` items, plus one
-    ``(next_at, first id, last id)`` item per window from :meth:`submit_window`
-    standing for a run of ids armed together (stale ids skipped on pop), so
+    Timers live in a heap of ``Timer(at, first, last)`` items: one per
+    request armed alone (``first == last``), one per window from
+    :meth:`submit_window` standing for a run of ids armed together (stale ids
+    skipped on pop), so
     ``tick`` costs O(expired · log n), not O(pending), and a window costs one
     heap push, not one per request.
     """
@@ -140,15 +179,17 @@ class ClientCore:
         self.retry_timeout = retry_timeout
         self.primary = self.nodes[0]
         self.pending: dict[int, _Pending] = {}  # insertion order == request id order
-        self.timers: list[tuple[float, int]] = []  # heap of (next_at, request id); may hold stale items
+        self.timers: list[Timer] = []  # the retry heap; may hold stale items
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
         self.counters: dict[str, int] = {}
+        self._handlers = self._dispatch_table()
+        self._seen: _Seen | None = None  # invariants() only: what it saw at its last call
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
-    def open(self, nonce: int, now: float) -> list:
+    def open(self, nonce: int, now: float) -> list[Output]:
         """Open a new session (``nonce``: a non-zero u64 the caller draws, unique to this open):
         the outputs that send it. Re-sent like any request until answered; meanwhile nothing
         else may be submitted. The answer sets :attr:`session`; ids restart from its first. O(1)."""
@@ -158,7 +199,7 @@ class ClientCore:
         self.opening = nonce
         at = now + self.retry_timeout
         self.pending[OPEN_REQUEST] = _Pending(cmd, self.primary, now, at)
-        heapq.heappush(self.timers, (at, OPEN_REQUEST))
+        heapq.heappush(self.timers, Timer(at, OPEN_REQUEST, OPEN_REQUEST))
         return [Send(self.primary, wire.Request(self.client_id, OPEN_REQUEST, cmd))]
 
     def _check_submit(self) -> None:
@@ -176,8 +217,8 @@ class ClientCore:
         self.pending[rid] = _Pending(command, self.primary, now, at)
         if len(self.timers) > 2 * len(self.pending) + 4096:
             # Mostly answered requests' timers: rebuild (a sorted list is a heap). Amortised O(1).
-            self.timers = sorted((q.next_at, r) for r, q in self.pending.items())
-        heapq.heappush(self.timers, (at, rid))
+            self.timers = sorted(Timer(q.next_at, r, r) for r, q in self.pending.items())
+        heapq.heappush(self.timers, Timer(at, rid, rid))
         return rid, [Send(self.primary, wire.Request(self.client_id, rid, command))]
 
     def submit_many(self, commands: list[bytes], now: float) -> tuple[str, list[wire.Request]]:
@@ -219,10 +260,10 @@ class ClientCore:
         pending, timers = self.pending, self.timers
         if len(timers) > 2 * (len(pending) + n) + 4096:
             # Mostly answered requests' timers: rebuild (a sorted list is a heap). Amortised O(1).
-            self.timers = timers = sorted((q.next_at, r) for r, q in pending.items())
+            self.timers = timers = sorted(Timer(q.next_at, r, r) for r, q in pending.items())
         shared = _Window(b"", self.primary, now, at, first=rid, commands=commands)
         pending.update(dict.fromkeys(range(rid, rid + n), shared))
-        heapq.heappush(timers, (at, rid, rid + n - 1))
+        heapq.heappush(timers, Timer(at, rid, rid + n - 1))
         self.next_id = rid + n
         return rid
 
@@ -232,21 +273,27 @@ class ClientCore:
             p = self.pending[rid] = _Pending(p.command_of(rid), p.target, p.sent_at, p.next_at)
         return p
 
-    def request_state(self) -> dict[int, tuple]:
-        """Each unanswered request's ``(command, target, sent_at, next_at, bounces, resends)``.
+    def request_state(self) -> dict[int, RequestState]:
+        """Each unanswered request's state (command, target, sent_at, next_at, bounces, resends).
 
         What :attr:`pending` means, whether a request shares its window's state
         object or has its own: for tests and debugging. O(pending).
         """
         return {
-            rid: (p.command_of(rid) if type(p) is _Window else p.command, p.target, p.sent_at)
-            + (p.next_at, p.bounces, p.resends)
+            rid: RequestState(
+                p.command_of(rid) if type(p) is _Window else p.command,
+                p.target,
+                p.sent_at,
+                p.next_at,
+                p.bounces,
+                p.resends,
+            )
             for rid, p in self.pending.items()
         }
 
     def _set_timer(self, rid: int, p: _Pending, at: float) -> None:
         self._own(rid, p).next_at = at
-        heapq.heappush(self.timers, (at, rid))
+        heapq.heappush(self.timers, Timer(at, rid, rid))
 
     def _send(self, rid: int, p: _Pending, now: float, wait: float = 0.0) -> Send:
         p = self._own(rid, p)
@@ -254,7 +301,7 @@ class ClientCore:
         self._set_timer(rid, p, now + (wait or self.retry_timeout))
         return Send(self.primary, wire.Request(self.client_id, rid, p.command))
 
-    def _switch(self, node: str, now: float, why: str) -> list:
+    def _switch(self, node: str, now: float, why: str) -> list[Output]:
         """Believe ``node`` is primary now and re-send everything unanswered to it."""
         if node == self.primary:
             return []
@@ -279,18 +326,32 @@ class ClientCore:
                 return cand
         return after  # pragma: no cover
 
-    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list[Output]:
         """Feed a reply (or a ``PeerDown`` hint); return outputs."""
-        if isinstance(msg, wire.PeerDown):
-            if msg.node in self.suspect_until:
-                self.suspect_until[msg.node] = now + 10 * self.retry_timeout
-            if msg.node == self.primary and self.pending:
-                return self._switch(self._next_node(msg.node, now), now, "connection_lost")
-            return []
-        if not isinstance(msg, wire.Reply) or msg.client_id != self.client_id:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
             self.count("unexpected_messages")
-            if isinstance(msg, wire.Reply):
-                self.count("foreign_replies")  # another client id's: never a result here
+            return []
+        return handler(src, msg, now)
+
+    def _dispatch_table(self) -> dict[type[wire.Message], Handler]:
+        """Message type -> bound handler ``(src, msg, now) -> outputs`` (as the node's)."""
+        return {wire.Reply: self.on_reply, wire.PeerDown: self.on_peer_down}
+
+    def on_peer_down(self, src: wire.Address, msg: wire.PeerDown, now: float) -> list[Output]:
+        """The driver lost its connection to ``msg.node``: suspect it; if it was the believed
+        primary, re-send everything unanswered to the next node."""
+        if msg.node in self.suspect_until:
+            self.suspect_until[msg.node] = now + 10 * self.retry_timeout
+        if msg.node == self.primary and self.pending:
+            return self._switch(self._next_node(msg.node, now), now, "connection_lost")
+        return []
+
+    def on_reply(self, src: wire.Address, msg: wire.Reply, now: float) -> list[Output]:
+        """A node's answer to one of our requests (or to none: counted, never a result)."""
+        if msg.client_id != self.client_id:
+            self.count("unexpected_messages")
+            self.count("foreign_replies")  # another client id's: never a result here
             return []
         if isinstance(src, str) and src in self.heard_at and msg.status in (wire.OK, wire.BUSY):
             self.heard_at[src] = now  # the node is alive and serving: see tick()
@@ -373,7 +434,7 @@ class ClientCore:
                 self._set_timer(rid, q, now + delay)
         return []
 
-    def _opened(self, src: wire.Address, msg: wire.Reply) -> list:
+    def _opened(self, src: wire.Address, msg: wire.Reply) -> list[Output]:
         """The answer to our open (the group's replies come back on our own connection only):
         the session number it gives. A twin (an open re-sent) carries the same number."""
         del self.pending[OPEN_REQUEST]
@@ -406,7 +467,7 @@ class ClientCore:
 
     def handle_replies(
         self, src: str, replies: Sequence[wire.Reply], now: float, done: dict[int, wire.Reply]
-    ) -> list:
+    ) -> list[Output]:
         """:meth:`handle` for each of a ``Replies`` bundle from node ``src``, in order.
 
         A final reply goes into ``done`` (request id -> reply, in the order the
@@ -415,12 +476,11 @@ class ClientCore:
         to a pending request, is done inline with the same effect as
         :meth:`handle`; anything else goes through it. O(len(replies)).
         """
+        out: list[Output] = []
         if src not in self.heard_at:
-            out = []
             for reply in replies:
                 _take_done(self.handle(src, reply, now), done, out)
             return out
-        out = []
         cid, pending, handle, Reply, OK = self.client_id, self.pending, self.handle, wire.Reply, wire.OK
         pop, heard, suspect = pending.pop, self.heard_at, self.suspect_until
         for reply in replies:
@@ -465,17 +525,59 @@ class ClientCore:
             self.primary = src
         return True
 
-    def tick(self, now: float) -> list:
+    def invariants(self) -> None:
+        """Raise ``AssertionError`` naming the first rule the client core's state breaks.
+
+        For the tests and the simulator (after every step), never the client's hot path.
+        It remembers what it saw (``_seen``) to check the rules across steps:
+
+        - the session and the next request id never decrease, nor does any counter;
+        - every unanswered request is of this session (an id from ``session_first`` below
+          ``next_id``), or is the open in flight: then it is the only one, and ``opening``
+          says so;
+        - a request sharing its window's state is inside that window;
+        - every unanswered request has a timer due when it is (``Timer`` covering its id at
+          its ``next_at``), and the timers are a heap, so ``tick`` re-sends it.
+
+        O(pending + timers).
+        """
+        where = f"client {self.client_id} (session {self.session}, next id {self.next_id})"
+        seen = self._seen
+        if seen is not None:
+            if self.session < seen.session or self.next_id < seen.next_id:
+                raise AssertionError(
+                    f"{where}: went back from session {seen.session}, next id {seen.next_id}"
+                )
+            for key, n in seen.counters.items():
+                if self.counters.get(key, 0) < n:
+                    raise AssertionError(f"{where}: counter {key} went back from {n}")
+        if not self.session_first <= self.next_id:
+            raise AssertionError(f"{where}: the session's first id {self.session_first} is past the next id")
+        if OPEN_REQUEST in self.pending and (not self.opening or len(self.pending) != 1):
+            raise AssertionError(f"{where}: an open is in flight beside {len(self.pending) - 1} requests")
+        due: dict[float, list[Timer]] = {}
+        for i, t in enumerate(self.timers):
+            if i and t < self.timers[(i - 1) // 2]:
+                raise AssertionError(f"{where}: the timers are not a heap at item {i}")
+            due.setdefault(t.at, []).append(t)
+        for rid, p in self.pending.items():
+            if rid != OPEN_REQUEST and not self.session_first <= rid < self.next_id:
+                raise AssertionError(f"{where}: request {rid} pending, not an id this session sent")
+            if type(p) is _Window and not 0 <= rid - p.first < p.size():
+                raise AssertionError(f"{where}: request {rid} shares the state of a window it is not in")
+            if not any(t.first <= rid <= t.last for t in due.get(p.next_at, ())):
+                raise AssertionError(f"{where}: request {rid} pending with no timer at {p.next_at}")
+        self._seen = _Seen(self.next_id, self.session, dict(self.counters))
+
+    def tick(self, now: float) -> list[Output]:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.
 
         O(expired · log pending).
         """
         out: list = []
         timers, pending = self.timers, self.pending
-        while timers and timers[0][0] <= now:
-            item = heapq.heappop(timers)
-            at, first = item[0], item[1]
-            last = item[2] if len(item) == 3 else first  # a window's run of ids, or one id
+        while timers and timers[0].at <= now:
+            at, first, last = heapq.heappop(timers)  # a window's run of ids, or one id
             for rid in range(first, last + 1):
                 p = pending.get(rid)
                 if p is None or p.next_at != at:
@@ -483,7 +585,7 @@ class ClientCore:
                 if p.target == self.primary and now - p.sent_at >= self.retry_timeout:
                     if now - self.heard_at.get(self.primary, NEVER) >= self.retry_timeout:
                         if rid < last:  # the rest of the run stays armed, as single items would
-                            heapq.heappush(timers, (at, rid + 1, last))
+                            heapq.heappush(timers, Timer(at, rid + 1, last))
                         return out + self._primary_lost(now)
                     # The primary is answering others: only this request is slow (or was
                     # lost). Re-send it alone, backing off, and keep the primary.
@@ -495,7 +597,7 @@ class ClientCore:
                 out.append(self._send(rid, p, now))
         return out
 
-    def _primary_lost(self, now: float) -> list:
+    def _primary_lost(self, now: float) -> list[Output]:
         lost = self.primary
         self.suspect_until[lost] = now + 10 * self.retry_timeout
         self.count("timeouts")
@@ -505,7 +607,7 @@ class ClientCore:
         return self._switch(nxt, now, "timeout")
 
 
-def _take_done(outputs: list, done: dict[int, wire.Reply], out: list) -> None:
+def _take_done(outputs: list[Output], done: dict[int, wire.Reply], out: list[Output]) -> None:
     """``Done`` outputs into ``done``, the rest onto ``out`` (order kept)."""
     for o in outputs:
         if type(o) is Done:

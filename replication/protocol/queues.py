@@ -13,12 +13,48 @@ release — ``sequencer.SequencerMixin`` does that.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
+from typing import NamedTuple, cast
 
 import numpy as np
 
 from . import wire
 from .session import COUNTER_MASK
 from .wire import ReplyColumns, ReplyRun, RequestRun, Send
+
+
+class HeldReply(NamedTuple):
+    """One reply held for its commit: what ``ReplyQueue`` holds and yields."""
+
+    seq: int  # the entry it answers: released once ``seq`` is committed
+    dest: wire.Address
+    reply: wire.Reply
+    since: float  # when it was held
+
+
+class Stretch(NamedTuple):
+    """Replies (or requests) ``lo .. hi - 1`` of a batch, all to (or from) ``dest``."""
+
+    dest: wire.Address
+    lo: int
+    hi: int
+
+
+class Batch(NamedTuple):
+    """What ``PendingQueue.take`` removes: the senders' stretches of the batch, the id columns
+    (lists, or uint64 arrays if a span is among them) and the commands back to back."""
+
+    stretches: list[Stretch]
+    client_ids: list[int] | np.ndarray
+    request_ids: list[int] | np.ndarray
+    commands: bytes
+
+
+class QueuedRequest(NamedTuple):
+    """One request a ``PendingQueue`` holds, and who sent it."""
+
+    src: wire.Address
+    request: wire.Request
 
 
 class _Held:
@@ -33,18 +69,18 @@ class _Held:
 class ReplyQueue:
     """The replies a primary holds until their seq is committed (``waiting``), in seq order.
 
-    Seen from outside, a sequence of ``(seq, dest, Reply, held since)``:
+    Seen from outside, a sequence of ``HeldReply(seq, dest, reply, since)``:
     iterating makes those on demand. Inside, a sequenced batch's replies stay
     the batch's columns (``wire.ReplyColumns``), one segment per stretch of
     one client, and :meth:`release` hands a committed stretch on as one
     ``wire.ReplyRun``: holding and releasing cost per stretch, not per order.
-    A single reply (a re-sent request's first result) is held as its tuple.
+    A single reply (a re-sent request's first result) is held as its ``HeldReply``.
     """
 
     __slots__ = ("_q", "_n")
 
     def __init__(self) -> None:
-        self._q: deque = deque()  # (seq, dest, Reply, t) tuples and _Held segments
+        self._q: deque[HeldReply | _Held] = deque()  # single replies and _Held segments
         self._n = 0
 
     def __len__(self) -> int:
@@ -53,12 +89,12 @@ class ReplyQueue:
     def __bool__(self) -> bool:
         return self._n > 0
 
-    def append(self, item: tuple) -> None:
-        """Hold one ``(seq, dest, Reply, t)``; ``seq`` above all held. O(1)."""
-        self._q.append(item)
+    def append(self, item: HeldReply | tuple[int, wire.Address, wire.Reply, float]) -> None:
+        """Hold one ``HeldReply`` (or the same as a tuple); ``seq`` above all held. O(1)."""
+        self._q.append(item if type(item) is HeldReply else HeldReply(*item))
         self._n += 1
 
-    def add_stretches(self, cols: ReplyColumns, stretches: list, t: float) -> None:
+    def add_stretches(self, cols: ReplyColumns, stretches: list[Stretch], t: float) -> None:
         """Hold every reply of ``cols``, replies ``lo .. hi - 1`` to ``dest`` for each ``(dest, lo,
         hi)`` of ``stretches`` (in order, covering them all), seqs above all held. O(stretches)."""
         for dest, lo, hi in stretches:
@@ -68,32 +104,33 @@ class ReplyQueue:
     def head(self) -> tuple[int, float]:
         """``(seq, held since)`` of the first reply held (the queue is not empty). O(1)."""
         x = self._q[0]
-        if type(x) is tuple:
-            return x[0], x[3]
+        if isinstance(x, HeldReply):
+            return x.seq, x.since
         return x.cols.first_seq + x.lo, x.t
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[HeldReply]:
         for x in self._q:
-            if type(x) is tuple:
+            if isinstance(x, HeldReply):
                 yield x
                 continue
             first, reply = x.cols.first_seq, x.cols.reply
             for i in range(x.lo, x.hi):
-                yield (first + i, x.dest, reply(i), x.t)
+                yield HeldReply(first + i, x.dest, reply(i), x.t)
 
-    def release(self, commit: float) -> list:
+    def release(self, commit: float) -> list[Send | ReplyRun]:
         """Outputs for the replies with seq <= ``commit``, removed in order: a ``Send`` per single
         reply, a ``ReplyRun`` per stretch (or committed part of one). O(outputs)."""
-        q, out = self._q, []
+        q = self._q
+        out: list[Send | ReplyRun] = []
         append = out.append
         while q:
             x = q[0]
-            if type(x) is tuple:
-                if x[0] > commit:
+            if isinstance(x, HeldReply):
+                if x.seq > commit:
                     break
                 q.popleft()
                 self._n -= 1
-                append(Send(x[1], x[2]))
+                append(Send(x.dest, x.reply))
                 continue
             first = x.cols.first_seq
             if first + x.lo > commit:
@@ -126,7 +163,7 @@ class _Span:
 class PendingQueue:
     """The requests a primary queued and has not sequenced yet: one first-in-first-out queue per sender.
 
-    Seen from outside, a sequence of ``(src, Request)`` pairs: iterating makes
+    Seen from outside, a sequence of ``QueuedRequest(src, request)`` pairs: iterating makes
     them on demand, sender by sender (the rare paths: refusing them at a
     step-down, tests). Inside, each sender's queue holds its requests queued
     alone (``Request``) and its spans: a stretch of a packed bundle
@@ -155,12 +192,12 @@ class PendingQueue:
     __slots__ = ("_q", "_n", "loose", "_spans", "by_src", "_held")
 
     def __init__(self) -> None:
-        self._q: dict[wire.Address, deque] = {}  # sender -> its Requests and _Spans, oldest first
+        self._q: dict[wire.Address, deque[wire.Request | _Span]] = {}  # sender -> its queue, oldest first
         self._n = 0
-        self.loose: set = set()  # the lone requests' keys
+        self.loose: set[tuple[int, int]] = set()  # the lone requests' (client id, request id)
         self._spans: dict[int, list[_Span]] = {}  # client id -> its spans, in queue order
         self.by_src: dict[wire.Address, int] = {}  # sender -> requests of it queued
-        self._held: list[tuple[wire.Address, wire.Request]] = []  # opens behind older requests
+        self._held: list[QueuedRequest] = []  # opens behind older requests
 
     def __len__(self) -> int:
         return self._n
@@ -174,19 +211,19 @@ class PendingQueue:
         while any is queued: a held open waits for requests in the senders' queues). O(1)."""
         return self._n - len(self._held)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[QueuedRequest]:
         yield from self._held
         for src, dq in self._q.items():
             for x in dq:
-                if type(x) is not _Span:
-                    yield (src, x)
+                if not isinstance(x, _Span):
+                    yield QueuedRequest(src, x)
                     continue
                 for i in range(x.lo, x.hi):
-                    yield (src, x.run[i])
+                    yield QueuedRequest(src, x.run[i])
 
     def keys(self) -> list[tuple[int, int]]:
         """Every queued request's ``(client id, request id)``, sorted. O(n log n)."""
-        return sorted((m.client_id, m.request_id) for _, m in self)
+        return sorted((q.request.client_id, q.request.request_id) for q in self)
 
     def queued(self, client_id: int, request_id: int) -> bool:
         """Is request ``request_id`` of ``client_id`` queued? O(1 + the client's spans)."""
@@ -215,7 +252,7 @@ class PendingQueue:
         """How many more requests of ``src`` may be queued under ``limit``. O(1)."""
         return max(0, limit - self.by_src.get(src, 0))
 
-    def _of(self, src: wire.Address) -> deque:
+    def _of(self, src: wire.Address) -> deque[wire.Request | _Span]:
         """``src``'s queue, made (last in the turn) if it has none. O(1)."""
         dq = self._q.get(src)
         if dq is None:
@@ -226,7 +263,7 @@ class PendingQueue:
         """Queue one request (not queued already). O(1); O(queued) for a session open."""
         self.loose.add((m.client_id, m.request_id))
         if not m.request_id & COUNTER_MASK and self._behind(m):
-            self._held.append((src, m))
+            self._held.append(QueuedRequest(src, m))
         else:
             self._of(src).append(m)
         self._n += 1
@@ -244,11 +281,11 @@ class PendingQueue:
         """Move each held open nothing of its client id is queued before any more to the end of
         its sender's queue, oldest first. O(held x lone requests queued)."""
         held, self._held = self._held, []
-        for src, m in held:
-            if self._behind(m):
-                self._held.append((src, m))
+        for q in held:
+            if self._behind(q.request):
+                self._held.append(q)
             else:
-                self._of(src).append(m)
+                self._of(q.src).append(q.request)
 
     def extend(self, src: wire.Address, requests: tuple | list | RequestRun) -> None:
         """Queue requests one by one, their keys already in ``loose``. O(len(requests))."""
@@ -267,10 +304,10 @@ class PendingQueue:
         self._n += hi - lo
         self.by_src[src] = self.by_src.get(src, 0) + hi - lo
 
-    def take(self, n: int) -> tuple[list, list | np.ndarray, list | np.ndarray, bytes]:
-        """Remove ``n`` requests, the senders served in turn; ``(stretches, client ids, request
-        ids, commands)``: ``(src, lo, hi)`` per stretch of one sender, the id columns (lists, or
-        uint64 arrays if a span is among them) and the commands back to back.
+    def take(self, n: int) -> Batch:
+        """Remove ``n`` requests, the senders served in turn; a ``Batch``: a ``Stretch(src, lo,
+        hi)`` per stretch of one sender, the id columns (lists, or uint64 arrays if a span is
+        among them) and the commands back to back.
 
         Each sender in turn gives up to a quantum, ``n`` shared evenly among
         the senders queued (rounded up), from the front of its queue; one that
@@ -280,9 +317,9 @@ class PendingQueue:
         """
         senders = self._q
         quantum = -(-n // len(senders))
-        stretches: list = []
-        pieces: list = []  # lone requests: [client ids, request ids] lists; a span's part: a tuple
-        cmds: list = []
+        stretches: list[Stretch] = []
+        pieces: list[_LonePiece | _SpanPiece] = []  # the batch's ids, piece by piece
+        cmds: list[bytes] = []
         at = 0
         while at < n:
             src = next(iter(senders))
@@ -297,25 +334,30 @@ class PendingQueue:
             else:
                 del self.by_src[src]
         self._n -= n
-        lone = [p for p in pieces if type(p) is list]
-        for p in lone:
-            self.loose.difference_update(zip(p[0], p[1], strict=True))
+        lone = [p for p in pieces if isinstance(p, _LonePiece)]
+        for piece in lone:
+            self.loose.difference_update(zip(piece.client_ids, piece.request_ids, strict=True))
         if self._held:
             self._release()  # after the keys taken are gone from loose
-        if len(pieces) == 1 and lone:
-            return stretches, pieces[0][0], pieces[0][1], b"".join(cmds)  # no span: lists, as queued
+        if len(pieces) == 1 and lone:  # no span: lists, as queued
+            return Batch(stretches, lone[0].client_ids, lone[0].request_ids, b"".join(cmds))
         c_cols, r_cols = [], []
         for p in pieces:
-            if type(p) is list:
-                c_cols.append(np.array(p[0], dtype=np.uint64))
-                r_cols.append(np.array(p[1], dtype=np.uint64))
+            if isinstance(p, _LonePiece):
+                c_cols.append(np.array(p.client_ids, dtype=np.uint64))
+                r_cols.append(np.array(p.request_ids, dtype=np.uint64))
             else:
-                cid, rid, k = p
-                c_cols.append(np.full(k, cid, dtype=np.uint64))
-                r_cols.append(np.arange(rid, rid + k, dtype=np.uint64))
-        return stretches, np.concatenate(c_cols), np.concatenate(r_cols), b"".join(cmds)
+                c_cols.append(np.full(p.length, p.client_id, dtype=np.uint64))
+                r_cols.append(np.arange(p.first, p.first + p.length, dtype=np.uint64))
+        return Batch(stretches, np.concatenate(c_cols), np.concatenate(r_cols), b"".join(cmds))
 
-    def _take_from(self, dq: deque, n: int, pieces: list, cmds: list) -> int:
+    def _take_from(
+        self,
+        dq: deque[wire.Request | _Span],
+        n: int,
+        pieces: list[_LonePiece | _SpanPiece],
+        cmds: list[bytes],
+    ) -> int:
         """Remove up to ``n`` requests from the front of one sender's queue ``dq``, adding their
         ids to ``pieces`` (lone requests join the last piece if it is of lone requests too) and
         their commands to ``cmds``. How many it removed. O(spans + lone requests)."""
@@ -323,18 +365,20 @@ class PendingQueue:
         while at < n and dq:
             x = dq[0]
             if type(x) is not _Span:
-                if not pieces or type(pieces[-1]) is not list:
-                    pieces.append([[], []])
-                cids, rids = pieces[-1]
+                piece = pieces[-1] if pieces else None
+                if type(piece) is not _LonePiece:
+                    piece = _LonePiece()
+                    pieces.append(piece)
+                cids, rids = piece.client_ids, piece.request_ids
                 while at < n and dq and type(dq[0]) is not _Span:
-                    m = dq.popleft()
+                    m = cast(wire.Request, dq.popleft())  # (not a span: the loop's test)
                     cids.append(m.client_id)
                     rids.append(m.request_id)
                     cmds.append(m.command)
                     at += 1
                 continue
             k = min(n - at, x.hi - x.lo)
-            pieces.append((x.cid, x.base + x.lo, k))
+            pieces.append(_SpanPiece(x.cid, x.base + x.lo, k))
             cmds.append(x.run.commands(x.lo, x.lo + k))
             x.lo += k
             at += k
@@ -350,9 +394,28 @@ class PendingQueue:
         return at
 
 
-def _stretch(stretches: list, dest: wire.Address, lo: int, hi: int) -> None:
-    """Add ``(dest, lo, hi)`` to ``stretches``, merged into the last one if that ends at ``lo`` for ``dest``."""
-    if stretches and stretches[-1][0] == dest and stretches[-1][2] == lo:
-        stretches[-1] = (dest, stretches[-1][1], hi)
+class _LonePiece:
+    """The ids of consecutive lone requests of a batch (``PendingQueue.take``), as lists."""
+
+    __slots__ = ("client_ids", "request_ids")
+
+    def __init__(self) -> None:
+        self.client_ids: list[int] = []
+        self.request_ids: list[int] = []
+
+
+class _SpanPiece(NamedTuple):
+    """Part of a span in a batch: ``length`` requests of ``client_id`` from request id ``first``."""
+
+    client_id: int
+    first: int
+    length: int
+
+
+def _stretch(stretches: list[Stretch], dest: wire.Address, lo: int, hi: int) -> None:
+    """Add ``Stretch(dest, lo, hi)``, merged into the last one if that ends at ``lo`` for ``dest``."""
+    last = stretches[-1] if stretches else None
+    if last is not None and last.dest == dest and last.hi == lo:
+        stretches[-1] = Stretch(dest, last.lo, hi)
     else:
-        stretches.append((dest, lo, hi))
+        stretches.append(Stretch(dest, lo, hi))

@@ -58,7 +58,7 @@ def _event_pad() -> int:
     """Offset of the padding at the end of an ``EVENT_DTYPE`` record."""
     from matching.codes import EVENT_DTYPE
 
-    return max(off + dt.itemsize for dt, off, *_ in EVENT_DTYPE.fields.values())
+    return max(off + dt.itemsize for dt, off, *_ in (EVENT_DTYPE.fields or {}).values())
 
 
 def _command_dtype() -> np.dtype:
@@ -104,11 +104,10 @@ class Replica:
         # client id -> its current session (session.Held), in the order the ids first
         # opened one: the same on every replica, as it follows the journal.
         self.sessions: dict[int, Held] = {}
-        # Packed runs applied but not yet recorded in the table: (first seq, client ids,
-        # request ids, events, starts, stops). A catch-up streams hundreds of thousands
+        # Packed runs applied but not yet recorded in the table (_Run records). A catch-up streams hundreds of thousands
         # of entries past a window of a few thousand: recorded in bulk, most of them
         # would only be inserted to be evicted again. See _remember_runs.
-        self._pending: list[tuple] = []
+        self._pending: list[_Run] = []
         self._pending_n = self._pending_bytes = 0
         self.pending_max = max(PENDING_WINDOWS * dedupe_window, 1024)  # entries
         self._dtype = _command_dtype()
@@ -169,7 +168,11 @@ class Replica:
         return ev.tobytes()
 
     def execute_run(
-        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+        self,
+        epoch: int,
+        client_ids: list[int] | np.ndarray,
+        request_ids: list[int] | np.ndarray,
+        commands: bytes,
     ) -> tuple[EntryRun, list[bytes]]:
         """Apply requests (their ids, and their ``COMMAND_SIZE``-byte commands back to back) as the
         next seqs; return the journal entries they became, packed, and each one's events.
@@ -182,7 +185,11 @@ class Replica:
         return run, [raw[a:b] for a, b in zip(ends, ends[1:], strict=False)]
 
     def execute_batch(
-        self, epoch: int, client_ids: list[int], request_ids: list[int], commands: bytes
+        self,
+        epoch: int,
+        client_ids: list[int] | np.ndarray,
+        request_ids: list[int] | np.ndarray,
+        commands: bytes,
     ) -> tuple[EntryRun, bytes, list[int]]:
         """:meth:`execute_run` with the events left together: ``(run, events, offsets)``, request
         ``i``'s events being ``events[offsets[i]:offsets[i + 1]]`` (the primary's replies take
@@ -190,9 +197,10 @@ class Replica:
         lists of ints or as uint64 arrays (a batch of packed requests). O(batch)."""
         n = len(client_ids)
         first = self.seq + 1
-        if type(client_ids) is np.ndarray and (n < RUN_MIN or self.perturb_seq):
-            # The per-entry paths below want ints (the dedupe table's keys are ints).
-            client_ids, request_ids = client_ids.tolist(), request_ids.tolist()
+        if isinstance(client_ids, np.ndarray) and (n < RUN_MIN or self.perturb_seq):
+            # The per-entry paths below want ints (the dedupe table's keys are ints); the ids
+            # come as two arrays or two lists (asarray: a no-op that tells the type checker so).
+            client_ids, request_ids = client_ids.tolist(), np.asarray(request_ids).tolist()
         if self.perturb_seq and first <= self.perturb_seq < first + n:
             size = len(commands) // n if n else 0
             entries, out = [], []
@@ -561,15 +569,16 @@ def _remember_runs(results: dict[int, list], window: int, runs: list[_Run]) -> N
         keep[mine[:cut]] = False
     # The rest, run by run in seq order (each with its own events: no copy of them all).
     at = 0
-    for first, c, r, events, starts, stops, *_ in runs:
+    for run in runs:
+        c, r, starts, stops = run.cids, run.rids, run.starts, run.stops
         k = keep[at : at + len(c)]
         at += len(c)
         if not k.any():
             continue
-        seqs = np.arange(first, first + len(c), dtype=np.uint64)
+        seqs = np.arange(run.first, run.first + len(c), dtype=np.uint64)
         if not k.all():
             c, r, seqs, starts, stops = c[k], r[k], seqs[k], starts[k], stops[k]
-        remember_run(results, window, c, r, seqs, events, starts, stops)
+        remember_run(results, window, c, r, seqs, run.events, starts, stops)
 
 
 def recover(
@@ -589,11 +598,13 @@ def recover(
     """
     snap = journal.load_snapshot()
     r = None
-    if snap is not None and journal.base_seq <= snap[0] <= journal.last_seq:
-        try:
-            r = Replica.restore(snap[2], engine_factory, dedupe_window)
-        except ValueError as exc:
-            log.warning("snapshot_unusable seq=%d reason=%s", snap[0], exc)
+    if snap is not None:
+        snap_seq, _, blob = snap  # (seq, last_epoch, blob): JournalBase.load_snapshot
+        if journal.base_seq <= snap_seq <= journal.last_seq:
+            try:
+                r = Replica.restore(blob, engine_factory, dedupe_window)
+            except ValueError as exc:
+                log.warning("snapshot_unusable seq=%d reason=%s", snap_seq, exc)
     if r is None:
         if journal.base_seq > 0:
             raise JournalDamaged(

@@ -292,7 +292,7 @@ class Policy:
 
     def _check_client_id(self, who: Identity, msg: wire.Message) -> Refusal | None:
         if type(msg) is wire.Request:
-            ids = {msg.client_id}  # type: ignore[attr-defined]
+            ids = {msg.client_id}
         elif isinstance(msg.requests, wire.RequestRun):  # type: ignore[attr-defined]
             ids = {int(i) for i in set(msg.requests.array["client_id"].tolist())}  # type: ignore[attr-defined]
         else:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from . import wire
 from .settings import Settings
@@ -34,6 +36,25 @@ from .wire import Send
 log = logging.getLogger("replication.witness")
 
 NEVER = float("-inf")
+
+# A message handler of the dispatch table: ``(src, msg, now) -> outputs``.
+Handler = Callable[[wire.Address, Any, float], list[Send]]
+
+
+class ParkedVote(NamedTuple):
+    """A vote request refused only because the primary still looks alive here, kept to be
+    decided the moment we lose it too (``WitnessMachine.unpark``)."""
+
+    request: wire.VoteRequest
+    since: float  # when the candidate first asked (the request is forgotten vote_retry later)
+
+
+class _Seen(NamedTuple):
+    """What ``WitnessMachine.invariants`` saw last time: the rules across steps compare with it."""
+
+    epoch: int
+    primary: str
+    isr_proposal: int
 
 
 class WitnessMachine:
@@ -67,8 +88,8 @@ class WitnessMachine:
         self.counters: dict[str, int] = {}
         self.error = ""  # set by the driver when the state file cannot be written: no more decisions
         # Vote requests refused only because the primary still looks alive to us, kept
-        # (candidate -> (request, first asked)) and granted the moment we lose it too.
-        self.parked: dict[str, tuple[wire.VoteRequest, float]] = {}
+        # (candidate -> its request and when it first asked) and granted the moment we lose it too.
+        self.parked: dict[str, ParkedVote] = {}
         # Async mode: no grant (but a handover's) before this time: an async primary may
         # acknowledge until then under a lease we echoed (see replication.protocol.node.lease; on_lease).
         self.lease_promised = NEVER
@@ -79,6 +100,8 @@ class WitnessMachine:
             self.primary = str(state["primary"])
             self.isr = None if state["isr"] is None else tuple(str(n) for n in state["isr"])
             self.isr_proposal = int(state["isr_proposal"])
+        self._handlers = self._dispatch_table()
+        self._seen: _Seen | None = None  # invariants() only: the record at its last call
 
     def durable_state(self) -> dict:
         """What must survive a restart of the witness (see the module docstring). O(nodes)."""
@@ -95,49 +118,62 @@ class WitnessMachine:
     def alive(self, node: str, now: float) -> bool:
         return now - self.last_heard.get(node, NEVER) <= self.settings.heartbeat_timeout
 
-    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+    def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list[Send]:
         """Feed one message; return outputs."""
         out = self._handle(src, msg, now)
         return out + self.unpark(now) if self.parked else out
 
-    def _handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
+    def _handle(self, src: wire.Address, msg: wire.Message, now: float) -> list[Send]:
         if self.started is None:
             self.start(now)
-        if isinstance(src, str) and src in self.last_heard and not isinstance(msg, wire.PeerDown):
+        if isinstance(src, str) and src in self.last_heard and type(msg) is not wire.PeerDown:
             self.last_heard[src] = now
-        if isinstance(msg, wire.Heartbeat):
-            self.on_heartbeat(src, msg)
-            if (
-                src == self.primary
-                and msg.role == wire.ROLE_STANDBY
-                and msg.epoch == self.epoch - 1
-                and self.epoch > 0
-            ):
-                # We granted src this epoch but it still follows the previous one: the
-                # Vote was lost (and its candidacy dropped when the old primary came
-                # back). Re-send it, or the old primary, whose ISR changes we no longer
-                # accept, and the group would be stuck without redundancy.
-                self.count("votes_resent")
-                return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)", self.isr))]
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.count("unexpected_messages")
             return []
-        if isinstance(msg, wire.VoteRequest):
-            vote = self.on_vote_request(msg, now)
-            return [Send(src, vote)] if vote is not None else []
-        if isinstance(msg, wire.IsrUpdate):
-            return [Send(src, self.on_isr(msg))]
-        if isinstance(msg, wire.Lease):
-            return self.on_lease(src, msg, now)
-        if isinstance(msg, wire.PeerDown):
-            # A dropped connection means we lost that node now, not after a timeout.
-            if msg.node in self.last_heard:
-                self.last_heard[msg.node] = min(
-                    self.last_heard[msg.node], now - self.settings.heartbeat_timeout
-                )
-                self.last_heard[msg.node] -= 1e-9
-            return []
-        if isinstance(msg, wire.StatusRequest):
-            return [Send(src, wire.Status(json.dumps(self.status(), sort_keys=True).encode()))]
-        self.count("unexpected_messages")
+        return handler(src, msg, now)
+
+    def _dispatch_table(self) -> dict[type[wire.Message], Handler]:
+        """Message type -> bound handler ``(src, msg, now) -> outputs`` (as the node's)."""
+        return {
+            wire.Heartbeat: self._on_heartbeat_message,
+            wire.VoteRequest: self._on_vote_request_message,
+            wire.IsrUpdate: lambda src, m, now: [Send(src, self.on_isr(m))],
+            wire.Lease: self.on_lease,
+            wire.PeerDown: self.on_peer_down,
+            wire.StatusRequest: lambda src, m, now: [
+                Send(src, wire.Status(json.dumps(self.status(), sort_keys=True).encode()))
+            ],
+        }
+
+    def _on_heartbeat_message(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list[Send]:
+        """Learn from a node's heartbeat (``on_heartbeat``); re-send a grant it did not get."""
+        self.on_heartbeat(src, hb)
+        if (
+            src == self.primary
+            and hb.role == wire.ROLE_STANDBY
+            and hb.epoch == self.epoch - 1
+            and self.epoch > 0
+        ):
+            # We granted src this epoch but it still follows the previous one: the
+            # Vote was lost (and its candidacy dropped when the old primary came
+            # back). Re-send it, or the old primary, whose ISR changes we no longer
+            # accept, and the group would be stuck without redundancy.
+            self.count("votes_resent")
+            return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)", self.isr))]
+        return []
+
+    def _on_vote_request_message(self, src: wire.Address, m: wire.VoteRequest, now: float) -> list[Send]:
+        """Answer a candidate at once, or (no output) park its request: see ``on_vote_request``."""
+        vote = self.on_vote_request(m, now)
+        return [Send(src, vote)] if vote is not None else []
+
+    def on_peer_down(self, src: wire.Address, msg: wire.PeerDown, now: float) -> list[Send]:
+        """A dropped connection means we lost that node now, not after a timeout."""
+        if msg.node in self.last_heard:
+            self.last_heard[msg.node] = min(self.last_heard[msg.node], now - self.settings.heartbeat_timeout)
+            self.last_heard[msg.node] -= 1e-9
         return []
 
     def start(self, now: float) -> None:
@@ -146,7 +182,7 @@ class WitnessMachine:
         if self.settings.mode == "async":
             self.lease_promised = now + self.settings.lease + self.settings.lease_margin
 
-    def on_lease(self, src: wire.Address, m: wire.Lease, now: float) -> list:
+    def on_lease(self, src: wire.Address, m: wire.Lease, now: float) -> list[Send]:
         """The primary of our epoch asks for its lease: echo it, and promise no grant for a lease."""
         if self.settings.mode != "async" or src != m.node or m.node != self.primary or m.epoch != self.epoch:
             return []
@@ -160,7 +196,7 @@ class WitnessMachine:
         before it no node led, so no lease was ever asked for)."""
         return self.settings.mode == "async" and m.epoch > 1 and now < self.lease_promised
 
-    def tick(self, now: float) -> list:
+    def tick(self, now: float) -> list[Send]:
         if self.started is None:
             self.start(now)
         return self.unpark(now) if self.parked else []
@@ -174,7 +210,7 @@ class WitnessMachine:
         """
         return 0.001 if self.parked else 0.05
 
-    def unpark(self, now: float) -> list:
+    def unpark(self, now: float) -> list[Send]:
         """Answer parked vote requests that can be decided now; forget those older than ``vote_retry``.
 
         A candidate that still runs re-asks every ``vote_retry``, so a grant
@@ -184,7 +220,7 @@ class WitnessMachine:
         for node in self.nodes:  # list order: deterministic
             if node not in self.parked:
                 continue
-            m, since = self.parked.pop(node)
+            m, since = self.parked.pop(node)  # a ParkedVote
             if now - since > self.settings.vote_retry:
                 continue
             vote = self.on_vote_request(m, now, since)
@@ -198,8 +234,8 @@ class WitnessMachine:
         rest before they reach us; this keeps the machine safe on its own). O(len(names))."""
         return len(names) == len(set(names)) and set(names) <= set(self.nodes) - {node}
 
-    def on_heartbeat(self, src: str, hb: wire.Heartbeat) -> None:
-        if src not in self.last_heard or not self.fits(src, hb.isr):
+    def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat) -> None:
+        if not isinstance(src, str) or src not in self.last_heard or not self.fits(src, hb.isr):
             self.count("heartbeats_refused")
             return
         self.info[src] = hb
@@ -278,7 +314,7 @@ class WitnessMachine:
                     m.node,
                     m.epoch,
                 )
-            self.parked[m.node] = (m, now if parked_at is None else parked_at)
+            self.parked[m.node] = ParkedVote(m, now if parked_at is None else parked_at)
             return None
         else:
             reason = self._refusal(m, now)
@@ -446,6 +482,47 @@ class WitnessMachine:
             )
         self.isr = m.members
         return wire.IsrAck(m.epoch, m.node, m.members, True)
+
+    def invariants(self) -> None:
+        """Raise ``AssertionError`` naming the first rule the witness's state breaks.
+
+        For the tests and the simulator (after every step), never the driver's hot path.
+        It remembers the record it saw (``_seen``) to check the rules across steps:
+
+        - the epoch never decreases, and an epoch's primary, once recorded, never changes
+          (one grant per epoch);
+        - within an epoch, the ISR proposal number never decreases (a reordered older
+          ``IsrUpdate`` never undoes a later one);
+        - the in-sync set, when known, is distinct nodes of the group other than the
+          primary (``fits``: what the state file's slot holds);
+        - heartbeats are remembered from the group's nodes only, and a parked vote is kept
+          under its own candidate's name.
+
+        O(nodes + parked).
+        """
+        where = f"witness {self.name} (epoch {self.epoch}, primary {self.primary or '-'})"
+        seen = self._seen
+        if self.epoch < 0 or self.isr_proposal < 0:
+            raise AssertionError(f"{where}: negative epoch or ISR proposal ({self.isr_proposal})")
+        if seen is not None:
+            if self.epoch < seen.epoch:
+                raise AssertionError(f"{where}: epoch went back from {seen.epoch}")
+            if self.epoch == seen.epoch and seen.primary and self.primary != seen.primary:
+                raise AssertionError(f"{where}: epoch {self.epoch} was granted to {seen.primary} already")
+            if self.epoch == seen.epoch and self.isr_proposal < seen.isr_proposal:
+                raise AssertionError(
+                    f"{where}: ISR proposal went back from {seen.isr_proposal} to {self.isr_proposal}"
+                )
+        if self.isr is not None and not self.fits(self.primary, self.isr):
+            raise AssertionError(
+                f"{where}: in-sync set {self.isr} is not distinct nodes of {self.nodes} other than the primary"
+            )
+        if set(self.last_heard) != set(self.nodes) or not set(self.info) <= set(self.nodes):
+            raise AssertionError(f"{where}: heard from {sorted(self.info)}, not only the nodes {self.nodes}")
+        for node, parked in self.parked.items():
+            if parked.request.node != node:
+                raise AssertionError(f"{where}: a vote request of {parked.request.node} parked as {node}'s")
+        self._seen = _Seen(self.epoch, self.primary, self.isr_proposal)
 
     def status(self) -> dict:
         return {
