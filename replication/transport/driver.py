@@ -25,7 +25,6 @@ sees it; a refusal is counted (``refused_<code>``) and logged once a second at m
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import signal
@@ -40,10 +39,10 @@ from ..storage.diskio import describe
 from ..storage.witness_state import load_witness_state, save_witness_state
 from .group_file import GroupConfig, pub_endpoint
 from .monitor import drain_disconnects
+from .sockets import tune_gc, tune_peer_dealer, tune_pub, tune_router
 
 log = logging.getLogger("replication.node")
 
-PEER_PREFIX = b"peer:"
 MAX_DRAIN = 4096  # inbound frames handled before the next tick (bounds batch latency)
 # Seconds of inbound handling per loop pass. A pass's acks, replies and heartbeats go out
 # only at its end (after the journal's fdatasync), so a node that fell behind must not
@@ -52,21 +51,6 @@ MAX_DRAIN = 4096  # inbound frames handled before the next tick (bounds batch la
 # sync replies to wait as long). With the budget the backlog drains in short passes.
 PASS_BUDGET = 0.002
 BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wire.MAX_PAYLOAD)
-# The cyclic GC's youngest-generation threshold while a driver runs. A pass lives on
-# per-request objects (decoded requests, queue entries) that all die when their batch is
-# sequenced; at CPython's 700, a 4,096-request bundle set off a dozen young collections
-# that promoted them all, and the old generations then filled and were scanned whole
-# (about 13% of a loaded primary's CPU). Above a pass's live objects, almost all of them
-# die young and unscanned. Startup objects are frozen out of every scan (gc.freeze).
-GC_THRESHOLD0 = 100_000
-# Frames queued per connection, each way, on a node's ROUTER. Bounded memory: a client that sends
-# without reading fills its reply pipe to this and its further replies are dropped and counted
-# (``replies_dropped_hwm``; it re-asks, and the dedupe table answers); one that sends faster than
-# the node reads waits in its own socket. A client that reads has about one reply frame per pass
-# queued. Frames are at most wire.MAX_INBOUND_FRAME in, one reply bundle (BUNDLE_BYTES, usually
-# far less) out. (At 1,000,000 a client that never read grew a primary by ~170 MB/s.)
-ROUTER_HWM = 200
-DEALER_HWM = 10_000  # Entries to one peer: past it they are dropped (counted) and the peer refills
 
 
 def _harmless(o: Any) -> bool:
@@ -77,24 +61,6 @@ def _harmless(o: Any) -> bool:
 
 def _reply_frame(msgs: list) -> bytes:
     return wire.encode(msgs[0] if len(msgs) == 1 else wire.Replies(tuple(msgs)))
-
-
-def tune_gc() -> None:
-    """Set the process's cyclic GC up for a driver's loop (see ``GC_THRESHOLD0``): freeze what
-    startup made, then collect the young generation only past ``GC_THRESHOLD0`` objects."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
-
-
-def tune_dealer(sock: zmq.Socket) -> None:
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.SNDHWM, DEALER_HWM)
-    sock.setsockopt(zmq.RCVHWM, DEALER_HWM)
-    sock.setsockopt(zmq.RECONNECT_IVL, 5)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 50)
-    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
 
 
 class Driver:
@@ -150,14 +116,7 @@ class Driver:
         self.router = self.ctx.socket(zmq.ROUTER)
         if keys_dir:
             security.make_server(self.router, keys_dir, name)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        self.router.setsockopt(zmq.SNDHWM, ROUTER_HWM)
-        # A bigger frame is never buffered: ZeroMQ drops it and disconnects its sender (counted
-        # below as inbound_disconnects; the sender may reconnect, and a real peer never sends one).
-        self.router.setsockopt(zmq.MAXMSGSIZE, wire.MAX_INBOUND_FRAME)
-        # A full reply pipe (a client that does not read) raises instead of dropping silently.
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        tune_router(self.router)
         self.router_monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.router.bind(endpoint)
         self.pub = None
@@ -166,8 +125,7 @@ class Driver:
         self.pub_topics: set[bytes] = set()
         if publish:
             self.pub = self.ctx.socket(zmq.XPUB)
-            self.pub.setsockopt(zmq.LINGER, 0)
-            self.pub.setsockopt(zmq.MAXMSGSIZE, 4096)  # inbound: subscriptions only
+            tune_pub(self.pub)
             if keys_dir:
                 security.make_server(self.pub, keys_dir, name)
             self.pub.bind(pub_endpoint(endpoint))
@@ -175,9 +133,7 @@ class Driver:
         self.monitors: dict[zmq.Socket, str] = {}
         for peer, ep in peers.items():
             d = self.ctx.socket(zmq.DEALER)
-            d.setsockopt(zmq.IDENTITY, PEER_PREFIX + name.encode())
-            tune_dealer(d)
-            d.setsockopt(zmq.MAXMSGSIZE, wire.MAX_INBOUND_FRAME)  # (peers answer on our ROUTER)
+            tune_peer_dealer(d, name)
             if keys_dir:
                 security.make_client(d, keys_dir, server=peer, me=name)
             mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED)
