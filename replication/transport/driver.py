@@ -149,8 +149,7 @@ class Driver:
             self.poller.register(self.pub, zmq.POLLIN)
         # A journal that defers its fsync (FileJournal with fsync="batch") is synced by
         # perform() after the Entries sends and before any other output: see perform().
-        journal = getattr(machine, "journal", None)
-        self.journal = journal if hasattr(journal, "sync") and hasattr(journal, "defer_sync") else None
+        self.journal = getattr(machine, "journal", None)  # (a witness has none)
         if self.journal is not None:
             self.journal.defer_sync = True
         self._last_drop_log = 0.0
@@ -205,10 +204,11 @@ class Driver:
         """Perform outputs in order.
 
         Durability rule: the machine has written (not yet fsynced) its journal
-        appends before returning. ``Entries`` to peers may go out before the
-        fsync, so the primary's fdatasync overlaps the standby's journal write
-        and round trip; every other output (replies, acks, heartbeats — all of
-        which may acknowledge a seq — and publishes) waits for the fsync. So a
+        appends before returning, and marks what may leave before the fsync: a
+        ``Send`` with ``needs_sync`` cleared (the primary's ``Entries``, so its
+        fdatasync overlaps the standby's journal write and round trip). Every
+        other output (replies, acks, heartbeats — all of which may acknowledge a
+        seq — and publishes) waits for the fsync. So a
         reply is released only once the primary's copy is synced *and* (sync
         mode) every ISR member acked its own journaled copy. Replies to
         clients go last, bundled per client (``wire.Replies``); a
@@ -248,7 +248,7 @@ class Driver:
                         bundle = replies.setdefault(last, [])
                     bundle.append(msg)
                     continue
-                if journal is not None and journal.dirty and type(msg) is not wire.Entries:
+                if o.needs_sync and journal is not None and journal.dirty:
                     journal.sync()
                 frame = wire.encode(msg)
                 if isinstance(o.dest, bytes):

@@ -118,3 +118,29 @@ def test_a_pass_stops_draining_when_its_time_budget_is_spent(monkeypatch):
     while d.router.frames:
         d.run_once(0)
     assert d.machine.handled == 100  # nothing dropped: the backlog drains over several passes
+
+
+def test_only_sends_the_machine_marked_leave_before_the_journal_sync():
+    """Durability is the machine's word (``wire.Send.needs_sync``), not the message type's: a Send
+    with it cleared goes out while the journal is still dirty, every other output after the sync."""
+    from replication.storage.journal import MemoryJournal
+
+    journal = MemoryJournal("batch")
+    journal.defer_sync = True
+    journal.append([wire.Entry(3, 1, 7, 1, 1, bytes(56))])
+    d = _driver()
+    d.journal = journal
+    seen: list = []
+
+    class _Watching(_Sock):
+        def send(self, frame, flags=0) -> None:
+            seen.append((wire.decode(frame).seq, journal.dirty))
+
+    d.dealers = {"b": _Watching()}
+    early = wire.Send("b", wire.Heartbeat(3, 1, "a", wire.ROLE_PRIMARY), needs_sync=False)
+    late = wire.Send("b", wire.Heartbeat(3, 2, "a", wire.ROLE_PRIMARY))
+    also_early = wire.Send("b", wire.Heartbeat(3, 3, "a", wire.ROLE_PRIMARY), needs_sync=False)
+    d.perform([early, late, also_early])
+    assert seen == [(1, True), (2, False), (3, False)] and not journal.dirty
+    d.perform([wire.Send("b", wire.Heartbeat(3, 4, "a", wire.ROLE_PRIMARY))])
+    assert seen[-1] == (4, False)  # nothing deferred: nothing to wait for
