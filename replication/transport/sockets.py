@@ -2,9 +2,8 @@
 
 For: the options of a node's ROUTER (``tune_router``), of a DEALER to a peer
 or a node (``tune_dealer``, shared by the drivers and ``replication.Client``),
-of the stream's XPUB (``tune_pub``), the routing-id prefix peers identify
-themselves with (``PEER_PREFIX``), and the cyclic GC's setup for a driver's
-loop (``tune_gc``). Not for: binding, connecting, CURVE (``curve``) or the
+of the stream's XPUB (``tune_pub``), and the cyclic GC's setup for a
+driver's loop (``tune_gc``). Not for: binding, connecting, CURVE (``curve``) or the
 loop itself (``loop``).
 """
 
@@ -14,9 +13,7 @@ import gc
 
 import zmq
 
-from ..protocol import wire
-
-PEER_PREFIX = b"peer:"  # a peer's DEALER routing id: peer:<name>; anything else is a client
+from ..protocol import trust, wire
 
 # Frames queued per connection, each way, on a node's ROUTER. Bounded memory: a client that sends
 # without reading fills its reply pipe to this and its further replies are dropped and counted
@@ -70,9 +67,9 @@ def tune_dealer(sock: zmq.Socket) -> None:
 
 
 def tune_peer_dealer(sock: zmq.Socket, me: str) -> None:
-    """A driver's DEALER to a peer: ``tune_dealer``, identified as ``peer:<me>``; the peer answers
-    on our ROUTER, so what comes back here is small."""
-    sock.setsockopt(zmq.IDENTITY, PEER_PREFIX + me.encode())
+    """A driver's DEALER to a peer: ``tune_dealer``, identified as ``peer:<me>`` (``trust`` reads
+    that routing id); the peer answers on our ROUTER, so what comes back here is small."""
+    sock.setsockopt(zmq.IDENTITY, trust.PEER_PREFIX + me.encode())
     tune_dealer(sock)
     sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_INBOUND_FRAME)
 
