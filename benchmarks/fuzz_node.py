@@ -5,7 +5,7 @@ bad checksums, absurd lengths, unknown types, checksum-valid garbage
 payloads — is dropped and counted per reason while the node keeps serving:
 good client requests interleaved with the garbage are all answered, and at
 the end the node's book equals a fresh replay of its own journal. Frames go
-through ``replication.transport.driver.Driver._inbound`` (the very function the ZeroMQ
+through ``replication.transport.node_driver.NodeDriver._inbound`` (the very function the ZeroMQ
 loop calls per frame) with the sockets left out; the clock is virtual.
 Not for: speed figures of the decoder (the rate is printed for scale only).
 
@@ -41,7 +41,7 @@ UNPRIVILEGED = sorted(t for t in wire.MESSAGE_TYPES if t not in PRIVILEGED)
 
 
 class _Inbound:
-    """The state ``Driver._inbound`` reads, without sockets (a stand-in ``self``)."""
+    """The state ``NodeDriver._inbound`` reads, without sockets (a stand-in ``self``)."""
 
     def __init__(self, machine: NodeMachine) -> None:
         self.machine = machine
@@ -56,6 +56,9 @@ class _Inbound:
 
     def _refuse(self, who: Any, msg: wire.Message, refusal: Any, now: float) -> None:  # noqa: ARG002
         self.count(f"refused_{refusal.code}")  # as the driver counts it (its log line left out)
+
+    def _deliver_requests(self, src: wire.Address, requests: Any, now: float) -> list:
+        return self.machine.handle_requests(src, requests, now)  # as the node driver hands a bundle on
 
 
 def _dropped(drv: _Inbound) -> int:
@@ -146,12 +149,12 @@ def run(frames: int, seed: int = 1) -> dict[str, Any]:
     """Feed ``frames`` frames; return the figures. Raises ``AssertionError`` if the node misbehaved."""
     from replication.protocol.replica import Replica
     from replication.testing.sim import pack, random_commands
-    from replication.transport.driver import Driver
+    from replication.transport.node_driver import NodeDriver
 
     rng = random.Random(seed)
     node = serving_primary()
     drv = _Inbound(node)
-    inbound = Driver._inbound
+    inbound = NodeDriver._inbound
     samples = _samples(rng)
     sources: list[wire.Address] = [b"noise-1", b"noise-2", CLIENT]
     good_cmds = [pack(c) for c in random_commands(rng, 7, 4096)]

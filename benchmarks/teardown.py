@@ -34,7 +34,7 @@ FLOOR_IMPORTS = (
     "runpy",
     "replication.ops.cli",
     "replication.transport.group_file",
-    "replication.transport.driver",
+    "replication.transport.node_driver",
     "replication.protocol.node.machine",
     "replication.storage.journal",
     "replication.protocol.replica",

@@ -30,9 +30,9 @@ import zmq
 from ..protocol import wire
 from ..protocol.client_core import ClientCore, Done
 from ..protocol.session import SessionFenced
-from ..transport.driver import tune_dealer
 from ..transport.group_file import load
 from ..transport.monitor import drain_disconnects
+from ..transport.sockets import tune_dealer
 from .calls import EngineCalls
 
 try:

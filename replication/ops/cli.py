@@ -34,8 +34,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
-    from ..transport.driver import node_driver
     from ..transport.group_file import load
+    from ..transport.node_driver import node_driver
 
     _setup_logging(args)
     cfg = load(args.config)
@@ -47,8 +47,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 
 def _cmd_witness(args: argparse.Namespace) -> int:
-    from ..transport.driver import witness_driver
     from ..transport.group_file import load
+    from ..transport.witness_driver import witness_driver
 
     _setup_logging(args)
     driver = witness_driver(load(args.config))

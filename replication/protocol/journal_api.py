@@ -33,6 +33,14 @@ class JournalBase(ABC):
     """The interface every journal offers (documented here, implemented twice)."""
 
     fsync: str = "batch"
+    # Set by the journal's owner (the ZeroMQ node driver) to say it calls :meth:`sync` before
+    # anything that depends on durability leaves: an ``append`` under fsync="batch" may then only
+    # write, and mark the journal ``dirty``. Left False (the simulator), every append is synced.
+    defer_sync: bool = False
+    # Deferred appends are written but not yet synced: :meth:`sync` has work to do.
+    dirty: bool = False
+    # A write or sync failed (ENOSPC, EIO): the reason; every later write is refused.
+    failed: str = ""
 
     @property
     @abstractmethod
@@ -58,6 +66,14 @@ class JournalBase(ABC):
     @abstractmethod
     def append(self, entries: list[Entry]) -> None:
         """Append consecutive entries (the first must be ``last_seq + 1``). O(len)."""
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Make every deferred append durable and clear ``dirty`` (a no-op when it is clear).
+
+        Raises :class:`JournalFailed` if the sync fails (or failed before): the journal is then
+        ``failed`` for good.
+        """
 
     @abstractmethod
     def read(self, from_seq: int, max_count: int = 1 << 30) -> list[Entry]:

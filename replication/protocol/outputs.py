@@ -22,10 +22,17 @@ Address = str | bytes
 
 @dataclass(slots=True, unsafe_hash=True)
 class Send:
-    """Output: deliver ``msg`` to ``dest`` (peer name ``str`` or client address ``bytes``)."""
+    """Output: deliver ``msg`` to ``dest`` (peer name ``str`` or client address ``bytes``).
+
+    ``needs_sync``: the message may acknowledge what the journal holds, so it leaves only once
+    the journal's appends so far are durable (a driver that defers its fsync syncs first). The
+    primary clears it on ``Entries``: they may leave before its own fsync, which then overlaps
+    the standby's write and round trip (the standby acks only what it journaled itself).
+    """
 
     dest: Address
     msg: Message
+    needs_sync: bool = True
 
 
 @dataclass(slots=True, unsafe_hash=True)

@@ -1,7 +1,7 @@
 """Who may send what: the group's authorisation policy, pure and sans-IO.
 
 For: deciding, for every inbound message, whether its sender may send it.
-The ZeroMQ driver (``replication.transport.driver``) and the simulator (``replication.testing.sim``)
+The ZeroMQ drivers (``replication.transport.loop``) and the simulator (``replication.testing.sim``)
 both call it, so the rule is tested once and runs the same everywhere:
 
 1. ``Policy.identify`` turns what the transport knows about a sender (its

@@ -73,8 +73,9 @@ class MemoryJournal(JournalBase):
     """An in-memory journal with the file journal's semantics, for tests and the simulator.
 
     ``crash()`` drops what a real crash could lose under the fsync policy:
-    with ``none`` everything since the last ``sync_point``, with ``batch``
-    nothing already returned from ``append`` (appends are synced per call).
+    with ``none`` everything since the last ``sync``, with ``batch``
+    nothing already returned from ``append`` (appends are synced per call),
+    unless the owner set ``defer_sync``: then everything since the last ``sync``.
 
     Disk faults, for the simulator: ``inject(kind)`` makes the next append
     fail (``enospc``: nothing written; ``short``: the first half written;
@@ -111,7 +112,9 @@ class MemoryJournal(JournalBase):
             if e.seq != self.last_seq + 1:
                 raise ValueError(f"append of seq {e.seq} after {self.last_seq}")
             self._entries.append(e)
-        if self.fsync != "none":
+        if self.fsync == "batch" and self.defer_sync:
+            self.dirty = True  # written, not yet synced: sync() makes it survive a crash
+        elif self.fsync != "none":
             self._synced = len(self._entries)
 
     def _check_append(self, entries: Sequence[Entry]) -> None:
@@ -144,6 +147,7 @@ class MemoryJournal(JournalBase):
         if self.failed:
             raise JournalFailed(self.failed)
         self._synced = len(self._entries)
+        self.dirty = False
 
     def _writable(self) -> None:
         if self.failed:
@@ -208,6 +212,7 @@ class MemoryJournal(JournalBase):
         """Lose whatever a power cut would lose under the fsync policy (a failed disk comes back)."""
         del self._entries[self._synced :]
         self.failed = self.fault = ""
+        self.dirty = False
 
 
 def _atomic_write(path: str, data: bytes) -> None:
@@ -284,7 +289,7 @@ class FileJournal(JournalBase):
         self.damage = ""
         # defer_sync: ``append`` under fsync="batch" only writes and marks the journal
         # dirty; the owner calls ``sync()`` before anything that depends on durability
-        # (the ZeroMQ driver does, after sending Entries: see node.Driver.perform).
+        # (the ZeroMQ node driver does, once the outputs that may leave first are sent).
         self.defer_sync = False
         self.dirty = False
         self._scan()

@@ -1,7 +1,7 @@
 """The witness's state file: its durable decisions, saved before the vote that announces them.
 
 For: ``load_witness_state`` at the witness's start and ``save_witness_state``
-from its driver (``node.Driver``) whenever ``WitnessMachine.durable_state()``
+from its driver (``transport.witness_driver``) whenever ``WitnessMachine.durable_state()``
 (epoch, primary, in-sync set, ISR proposal) changed. That save sits on the
 fail-over's critical path, so it is a ``slotfile.SlotFile`` write: one
 ``pwrite`` and one ``fdatasync`` (the first save, which creates the file,

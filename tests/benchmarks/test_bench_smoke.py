@@ -133,7 +133,7 @@ def test_bench_failover_smoke(tmp_path):
         f = r[key]
         assert "error" not in f, f
         assert f["children"] == 2 and len(f["samples"]) == 2
-        assert "replication.transport.driver" in f["imports"]
+        assert "replication.transport.node_driver" in f["imports"]
         for x in f["samples"]:
             assert isinstance(x["disconnect_ms"], float)
             assert x["rss_kb"] > 0

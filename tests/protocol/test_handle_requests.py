@@ -182,10 +182,10 @@ class _Timer:
 
 
 def test_driver_feeds_a_bundle_in_one_call_and_still_times_each_request():
-    from replication.transport import driver as node
+    from replication.transport import node_driver as node
 
     batched, single = _pair()
-    d = object.__new__(node.Driver)  # no sockets: only what _inbound reads
+    d = object.__new__(node.NodeDriver)  # no sockets: only what _inbound reads
     d.counters, d.machine, d.reply_timer = {}, batched.machines["a"], _Timer()
     reqs = tuple(wire.Request(1, q, _command(1, q, "ok")) for q in (1, 2, 1, 3))
     out = d._inbound(b"c1", wire.encode(wire.Requests(reqs)), batched.now)
@@ -195,6 +195,11 @@ def test_driver_feeds_a_bundle_in_one_call_and_still_times_each_request():
     assert _encoded(out) == _encoded(want)
     assert _state(batched.machines["a"]) == _state(single.machines["a"])
     assert d.reply_timer.started == [(1, 1), (1, 2), (1, 1), (1, 3)]
-    # A machine without handle_requests (the witness) still gets one handle per request.
-    d.machine, d.reply_timer = batched.machines["witness"], None
-    assert d._inbound(b"c1", wire.encode(wire.Requests(reqs)), batched.now) == []
+    # The witness's driver (its machine has no batch path) hands a bundle on one request at a time.
+    from replication.transport import witness_driver
+
+    w = object.__new__(witness_driver.WitnessDriver)  # no sockets: only what _inbound reads
+    w.counters, w.machine = {}, batched.machines["witness"]
+    before = w.machine.counters.get("unexpected_messages", 0)
+    assert w._inbound(b"c1", wire.encode(wire.Requests(reqs)), batched.now) == []
+    assert w.machine.counters["unexpected_messages"] == before + len(reqs)

@@ -181,9 +181,9 @@ def test_a_crash_mid_repair_comes_back_damaged():
 def _driver_over(tmp_path, machine):
     from test_driver_replies import _Sock
 
-    from replication.transport import driver as node
+    from replication.transport import node_driver as node
 
-    d = object.__new__(node.Driver)  # no sockets: only what perform() reads
+    d = object.__new__(node.NodeDriver)  # no sockets: only what perform() reads
     d.counters, d.reply_timer, d.pub, d.pub_topics = {}, None, None, set()
     d.router, d.dealers = _Sock(), {"a": _Sock(), "b": _Sock(), "witness": _Sock()}
     d.machine, d.journal = machine, machine.journal

@@ -124,7 +124,7 @@ def test_a_witness_record_too_large_for_its_slot_is_not_fatal(tmp_path, monkeypa
     fit the state file stops the witness's decisions, never the witness."""
     from test_witness_state import _group
 
-    from replication.transport import driver as node
+    from replication.transport import witness_driver as node
 
     cfg = _group(tmp_path)
     d = node.witness_driver(cfg)

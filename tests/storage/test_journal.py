@@ -166,6 +166,32 @@ def test_deferred_sync_of_big_appends(tmp_path):
     j.close()
 
 
+def test_both_journals_defer_their_sync_when_the_owner_says_so(journal):
+    """The interface's ``defer_sync``/``dirty``/``sync`` (what the node driver relies on): under
+    fsync "batch", an append with ``defer_sync`` set leaves the journal dirty until ``sync``;
+    without it, no append leaves it dirty."""
+    assert not journal.dirty and journal.defer_sync is False and journal.failed == ""
+    journal.append(entries(1, 2))
+    assert not journal.dirty  # synced by the append itself
+    journal.defer_sync = True
+    journal.append(entries(3, 2))
+    assert journal.dirty and journal.read(3) == entries(3, 2)
+    journal.sync()
+    assert not journal.dirty
+    journal.sync()  # nothing to do
+    assert not journal.dirty and journal.last_seq == 4
+
+
+def test_a_memory_journal_loses_deferred_appends_in_a_crash_until_synced():
+    j = MemoryJournal(fsync="batch")
+    j.defer_sync = True
+    j.append(entries(1, 3))
+    j.sync()
+    j.append(entries(4, 2))
+    j.crash()
+    assert j.last_seq == 3 and not j.dirty
+
+
 def test_torn_last_record_versus_a_flipped_byte_in_record_10_of_1000(tmp_path):
     """Only the last record may be treated as torn. A flipped byte in record 10 of 1,000 (or in
     record 999) is corruption: reported by file, offset and seq, and not one byte is cut."""

@@ -1,9 +1,12 @@
-"""The driver without sockets: reply bundling (``Driver.perform``/``_send_replies``) and the pass budget."""
+"""The node driver without sockets: reply bundling (``NodeDriver.perform``/``_send_replies``), durability
+order and the pass budget."""
 
 from __future__ import annotations
 
 from replication.protocol import trust, wire
-from replication.transport import driver as node
+from replication.storage.journal import MemoryJournal
+from replication.transport import loop
+from replication.transport import node_driver as node
 
 
 class _Sock:
@@ -17,9 +20,9 @@ class _Sock:
         self.sent.append(tuple(parts))
 
 
-def _driver() -> node.Driver:
-    d = object.__new__(node.Driver)  # no sockets, no machine: only what perform() reads
-    d.counters, d.reply_timer, d.pub, d.pub_topics, d.journal = {}, None, None, set(), None
+def _driver() -> node.NodeDriver:
+    d = object.__new__(node.NodeDriver)  # no sockets, no machine: only what perform() reads
+    d.counters, d.reply_timer, d.pub, d.pub_topics, d.journal = {}, None, None, set(), MemoryJournal()
     d.router, d.dealers = _Sock(), {"b": _Sock()}
     return d
 
@@ -77,6 +80,7 @@ class _Inbound(_Sock):
 
 class _Machine:
     is_primary = False
+    pending = ()
 
     def __init__(self) -> None:
         self.handled, self.ticks = 0, 0
@@ -97,14 +101,14 @@ def test_a_pass_stops_draining_when_its_time_budget_is_spent(monkeypatch):
     clock = [100.0]
 
     def monotonic() -> float:
-        clock[0] += node.PASS_BUDGET / 4
+        clock[0] += loop.PASS_BUDGET / 4
         return clock[0]
 
-    monkeypatch.setattr(node.time, "monotonic", monotonic)
+    monkeypatch.setattr(loop.time, "monotonic", monotonic)
     hb = wire.encode(wire.Heartbeat(3, 9, "a", wire.ROLE_PRIMARY))
     d = _driver()
     d.router = _Inbound([[b"peer:a", hb] for _ in range(100)])
-    d.machine, d.monitors, d.state_path = _Machine(), {}, ""
+    d.machine, d.monitors = _Machine(), {}
     d.policy = trust.Policy("b", ["a", "b"])  # peer a is a node of this group
 
     class _Poller:
@@ -118,3 +122,29 @@ def test_a_pass_stops_draining_when_its_time_budget_is_spent(monkeypatch):
     while d.router.frames:
         d.run_once(0)
     assert d.machine.handled == 100  # nothing dropped: the backlog drains over several passes
+
+
+def test_only_sends_the_machine_marked_leave_before_the_journal_sync():
+    """Durability is the machine's word (``wire.Send.needs_sync``), not the message type's: a Send
+    with it cleared goes out while the journal is still dirty, every other output after the sync."""
+    from replication.storage.journal import MemoryJournal
+
+    journal = MemoryJournal("batch")
+    journal.defer_sync = True
+    journal.append([wire.Entry(3, 1, 7, 1, 1, bytes(56))])
+    d = _driver()
+    d.journal = journal
+    seen: list = []
+
+    class _Watching(_Sock):
+        def send(self, frame, flags=0) -> None:
+            seen.append((wire.decode(frame).seq, journal.dirty))
+
+    d.dealers = {"b": _Watching()}
+    early = wire.Send("b", wire.Heartbeat(3, 1, "a", wire.ROLE_PRIMARY), needs_sync=False)
+    late = wire.Send("b", wire.Heartbeat(3, 2, "a", wire.ROLE_PRIMARY))
+    also_early = wire.Send("b", wire.Heartbeat(3, 3, "a", wire.ROLE_PRIMARY), needs_sync=False)
+    d.perform([early, late, also_early])
+    assert seen == [(1, True), (2, False), (3, False)] and not journal.dirty
+    d.perform([wire.Send("b", wire.Heartbeat(3, 4, "a", wire.ROLE_PRIMARY))])
+    assert seen[-1] == (4, False)  # nothing deferred: nothing to wait for

@@ -20,7 +20,7 @@ from test_driver_replies import _driver
 from replication.native import fastpath
 from replication.protocol import wire
 from replication.protocol.queues import ReplyQueue
-from replication.transport import driver as node
+from replication.transport import node_driver as node
 
 PACKERS = [pytest.param(fastpath.pack_reply_run_py, id="python")]
 if fastpath.NATIVE:

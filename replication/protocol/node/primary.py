@@ -326,7 +326,7 @@ class SequencerMixin:
             self.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once
             msg = wire.Entries(self.epoch, first, self.commit, run)
-            out += [Send(p, msg) for p in self.peers]
+            out += [Send(p, msg, needs_sync=False) for p in self.peers]
             # Each entry's events sliced only if the stream is encoded (someone subscribes).
             out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, EventBlobs(raw, ends))))
             if self._replies_at_once():
@@ -464,7 +464,7 @@ class SequencerMixin:
             run = self.journal.read_run(seq, min(chunk, stop - seq + 1))
             if not len(run):
                 break
-            out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run)))
+            out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run), needs_sync=False))
             seq += len(run)
             self.count("refill_entries_sent", len(run))
         sent[dest] = (self.epoch, asked, max(seq - 1, start - 1), fresh)
