@@ -115,7 +115,7 @@ class JournalHealthMixin:
         self.count("journal_failures")
         out = [Send(dest, self.unavailable(r)) for _, dest, r, _ in self.waiting]
         out += [Send(src, self.unavailable(m)) for src, m in self.pending]
-        out += [Send(src, self.unavailable(m)) for src, m, _ in self.held]
+        out += [Send(h.src, self.unavailable(h.request)) for h in self.held]
         self.held.clear()
         self.role, self.leader = wire.ROLE_STANDBY, ""
         self._reset_primary_state()

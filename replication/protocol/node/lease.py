@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from .. import wire
 from ..wire import Send
+from .records import LeaseAsk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -63,7 +64,7 @@ class LeaseMixin:
 
     def _reset_lease(self: NodeMachine) -> None:
         """A primary's lease state, empty at each promotion and step-down."""
-        self.lease_sent: deque = deque()  # (stamp, sent at), oldest first
+        self.lease_sent: deque[LeaseAsk] = deque()  # oldest first, stamps consecutive
         self.lease_support: dict[str, float] = {}  # supporter -> send time of its newest echoed ask
         self.lease_ever = False  # held once this epoch: after that, new requests are refused when not
         self.lease_lapse_logged = False
@@ -96,9 +97,9 @@ class LeaseMixin:
             return []
         self.lease_stamp += 1
         asks = self.lease_sent
-        asks.append((self.lease_stamp, now))
+        asks.append(LeaseAsk(self.lease_stamp, now))
         # An ask older than a lease could only give a lease already over: forget it.
-        while asks and asks[0][1] + self.settings.lease <= now:
+        while asks and asks[0].sent_at + self.settings.lease <= now:
             asks.popleft()
         msg = wire.Lease(self.epoch, self.lease_stamp, self.name)
         out = [Send(p, msg) for p in self.peers]
@@ -145,9 +146,9 @@ class LeaseMixin:
         if m.epoch != self.epoch or (src not in self.peers and src != self.witness):
             return []
         asks = self.lease_sent
-        if not asks or not asks[0][0] <= m.seq <= asks[-1][0]:
+        if not asks or not asks[0].stamp <= m.seq <= asks[-1].stamp:
             return []  # an echo of an ask too old to help, or of none we sent
-        sent = asks[m.seq - asks[0][0]][1]  # stamps in the deque are consecutive
+        sent = asks[m.seq - asks[0].stamp].sent_at  # stamps in the deque are consecutive
         if sent > self.lease_support.get(src, NEVER):
             self.lease_support[src] = sent
         if self.lease_held(now):

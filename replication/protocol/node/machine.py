@@ -23,6 +23,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from .. import wire
@@ -34,6 +35,7 @@ from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
 from .operator_promote import OperatorPromoteMixin
 from .primary import SequencerMixin
+from .records import HeldRequest
 from .standby import StandbyMixin
 
 log = logging.getLogger("replication.failover")
@@ -115,7 +117,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         self.last_snapshot_seq = self.replica.seq
         # Client requests that reached us while we ran for primary: served if we
         # promote (the first replies need no client re-send), refused otherwise.
-        self.held: deque = deque()
+        self.held: deque[HeldRequest] = deque()
         self._reset_primary_state()
         self._reset_standby_state()
         if self.damaged:
@@ -378,7 +380,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         if self.followed_epoch == self.epoch and dead:
             due = self._candidacy_due(now, False)
             if self.held:
-                due = min(due, self.held[0][2] + self.settings.heartbeat_timeout)  # refused after (>)
+                due = min(due, self.held[0].since + self.settings.heartbeat_timeout)  # refused after (>)
             return due
         if (self.candidate_since is not None and not dead and not self._handed_over_to_us()) or (
             self.held and not self._may_hold()
@@ -499,7 +501,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
                 self.candidate_since = None
             return self.refuse_held() if self.held and not self._may_hold() else []
         out = self.run_for_primary(now, "primary_lost")
-        if self.held and now - self.held[0][2] > self.settings.heartbeat_timeout:
+        if self.held and now - self.held[0].since > self.settings.heartbeat_timeout:
             out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
         return out
 
@@ -515,7 +517,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             return INF
         last = self.standby_since
         if self.handover is not None:  # our switchover's target: not while it is alive (it asks)
-            last = max(last, self.last_heard.get(self.handover[0], NEVER))
+            last = max(last, self.last_heard.get(self.handover.target, NEVER))
         for p in self.peers:  # list order: deterministic
             hb = self.peer_info.get(p)
             if (
@@ -556,17 +558,20 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             return False
         if not self._may_hold():
             return False
-        self.held.append((src, m, now))
+        self.held.append(HeldRequest(src, m, now))
         self.count("requests_held")
         return True
 
     def refuse_held(self) -> list:
         out = []
         while self.held:
-            src, m, _ = self.held.popleft()
+            h = self.held.popleft()
+            m = h.request
             self.count("requests_refused")
             out.append(
-                Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader))
+                Send(
+                    h.src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader)
+                )
             )
         return out
 
@@ -687,8 +692,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             out.append(Send(self.witness, hb))
         out += self.lease_asks(now)  # async: what we hold is sequenced once the first echo is back
         held, self.held = self.held, deque()
-        for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
-            out += self.on_request(src, m, now)
+        for h in held:  # queued for the next tick's batch (or answered from the dedupe table)
+            out += self.on_request(h.src, h.request, now)
         return out + self.answer_operator()
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
@@ -788,3 +793,57 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
     def status_message(self) -> wire.Status:
         return wire.Status(json.dumps(self.status(), sort_keys=True).encode())
+
+    # -- invariants (tests and the simulator; never on the production path) ---------------
+
+    def invariants(self) -> None:
+        """Check what must hold of this node's state after every step; AssertionError if not.
+
+        For the simulator (after each step) and the tests: O(state), never called
+        by ``handle`` or ``tick``."""
+        who = f"node {self.name} ({wire.ROLE_NAMES.get(self.role, self.role)}, epoch {self.epoch})"
+        r = self.replica
+        assert self.role in wire.ROLE_NAMES, f"{who}: unknown role {self.role!r}"
+        assert self.epoch >= r.last_epoch, f"{who}: replica holds entries of epoch {r.last_epoch}"
+        if not self.damaged and not self.journal_error and self.role != wire.ROLE_DIVERGED:
+            # (a diverged book applied the entry whose digest did not match; the journal did not)
+            assert r.seq == self.journal.last_seq, (
+                f"{who}: replica at seq {r.seq}, journal at {self.journal.last_seq}"
+            )
+        hist = self.history
+        assert all(a[0] < b[0] and a[1] <= b[1] for a, b in pairwise(hist)), (
+            f"{who}: history {hist} unordered"
+        )
+        if self.is_primary:
+            assert not self.journal_error and not self.damaged, f"{who}: serves with a bad journal"
+            assert self.leader == self.name, f"{who}: primary names {self.leader!r} as leader"
+            assert self.led_epoch == self.epoch and hist and hist[-1][0] == self.epoch, (
+                f"{who}: primary of an epoch it did not start (led {self.led_epoch}, history {hist[-1:]})"
+            )
+            assert 0 <= self.commit <= r.seq, f"{who}: commit {self.commit} past seq {r.seq}"
+            assert all(0 <= a <= r.seq for a in self.acked.values()), (
+                f"{who}: acks {self.acked} past seq {r.seq}"
+            )
+            assert set(self.isr) <= set(self.peers), f"{who}: in-sync set {self.isr} not of peers"
+            assert set(self.isr_confirmed) <= set(self.peers), f"{who}: confirmed set {self.isr_confirmed}"
+            assert (self.role == wire.ROLE_DRAINING) == bool(self.drain_target), (
+                f"{who}: drain target {self.drain_target!r}"
+            )
+            assert not self.held, f"{who}: a primary holds requests"
+        else:
+            assert not self.pending and not self.waiting, (
+                f"{who}: a non-primary has queued requests or replies"
+            )
+            assert not self.drain_target, f"{who}: drains while not primary"
+        if self.role != wire.ROLE_STANDBY:
+            assert not self.held, f"{who}: holds requests while not a standby"
+        if self.role == wire.ROLE_DIVERGED:
+            assert self.diverged_at > 0, f"{who}: diverged at no seq"
+        if self.journal_error:
+            assert self.role == wire.ROLE_STANDBY and not self.leader, (
+                f"{who}: failed journal yet {self.leader!r}"
+            )
+        stamps = [a.stamp for a in self.lease_sent]
+        assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) if stamps else True, (
+            f"{who}: lease ask stamps {stamps} not consecutive"
+        )

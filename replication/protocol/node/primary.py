@@ -32,6 +32,7 @@ from ..queues import SPAN_MIN, PendingQueue, ReplyQueue
 from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
 from ..wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
+from .records import PendingHandover, RefillWindow
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -68,9 +69,7 @@ class SequencerMixin:
         self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""
         self.drain_started = 0.0
-        # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to, sent with a
-        # Fence and not asked for since).
-        self.refill_sent: dict[wire.Address, tuple[int, int, int, bool]] = {}
+        self.refill_sent: dict[wire.Address, RefillWindow] = {}  # catch-up chunks in flight, by node
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see _session_now).
         self.opens: dict[int, Held] = {}
@@ -467,7 +466,7 @@ class SequencerMixin:
             out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run)))
             seq += len(run)
             self.count("refill_entries_sent", len(run))
-        sent[dest] = (self.epoch, asked, max(seq - 1, start - 1), fresh)
+        sent[dest] = RefillWindow(self.epoch, asked, max(seq - 1, start - 1), fresh)
         return out
 
     def send_snapshot(self: NodeMachine, dest: str) -> list:
@@ -496,15 +495,15 @@ class SequencerMixin:
         self.count("refills_served")
         start = m.seq
         prev = self.refill_sent.get(src)
-        if m.to_seq == 0 and prev is not None and prev[0] == self.epoch:
-            if prev[3] and m.seq == prev[1]:
+        if m.to_seq == 0 and prev is not None and prev.epoch == self.epoch:
+            if prev.with_fence and m.seq == prev.asked:
                 # Its first ask crossed the window we sent with its Fence (on_join): that window is
                 # on the wire. Sending it twice costs both nodes; a lost window is asked for again
                 # after the node's timeout, and that second ask gets it.
-                self.refill_sent[src] = (*prev[:3], False)
+                self.refill_sent[src] = prev._replace(with_fence=False)
                 return []
-            if prev[1] < m.seq <= prev[2] + 1:
-                start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
+            if prev.asked < m.seq <= prev.sent_to + 1:
+                start = prev.sent_to + 1  # m.seq .. prev.sent_to are on the wire already
         return self._send_entries(src, m.seq, start, m.to_seq)
 
     # -- the in-sync set (sync mode) ------------------------------------------------
@@ -696,7 +695,7 @@ class SequencerMixin:
                 out.append(self.heartbeat_to(self.witness))
             # Re-sent from standby_tick until the target serves a newer epoch: a lost
             # Handover must not leave two standbys following each other.
-            self.handover = (target, handover, now)
+            self.handover = PendingHandover(target, handover, now)
             self.handover_replies = stashed
             return out
         if now - self.drain_started > self.settings.switchover_timeout:

@@ -20,6 +20,7 @@ import numpy as np
 from .. import wire
 from ..replica import Replica, recover
 from ..wire import Send
+from .records import PendingHandover
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -59,7 +60,7 @@ class StandbyMixin:
         self.leader_commit = 0
         self.snap_parts: list[bytes] = []
         self.snap_key: tuple = ()
-        self.handover: tuple | None = None  # (target, Handover, sent_at) after we drained into target
+        self.handover: PendingHandover | None = None  # after we drained into its target
         self.handover_replies: list = []  # (dest, Reply) held until the target proves it serves
 
     def follow(self: NodeMachine, leader: str, epoch: int, now: float) -> list:
@@ -86,9 +87,9 @@ class StandbyMixin:
         """
         if self.handover is None:
             return False
-        target, msg, _ = self.handover
+        msg = self.handover.message
         return (
-            src == target == self.leader
+            src == self.handover.target == self.leader
             and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
             and self.epoch == msg.epoch
             and hb.epoch == msg.epoch + 1
@@ -369,7 +370,7 @@ class StandbyMixin:
                 self.handover = None
                 self.handover_replies = []  # not proven: their clients re-send
             elif now - sent_at >= self.settings.join_retry:
-                self.handover = (target, msg, now)
+                self.handover = self.handover._replace(sent_at=now)
                 return [Send(target, msg)] + self.send_join(now)
         if not self.joined:
             if now - self.join_sent_at >= self.settings.join_retry:
