@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from matching import ReferenceEngine
 from replication.protocol import wire
 from replication.protocol.node.machine import IDLE_CAP, NodeMachine
+from replication.protocol.node.standby import DivergedRole
 from replication.storage.journal import MemoryJournal
 from replication.testing.sim import NODE_FAULTS, Fault, Schedule, Sim
 
@@ -467,7 +468,7 @@ def test_queued_work_and_a_granted_candidacy_need_no_wait():
 
 def test_a_diverged_standby_only_heartbeats():
     b = joined_standby()
-    b.role = wire.ROLE_DIVERGED
+    b._enter(DivergedRole(b, b.current_role))
     beats = sent(drive(b, 0.0, 0.1005), wire.Heartbeat, "a")
     assert on_time(beats, [0.005 * i for i in range(1, 21)])
 

@@ -1,6 +1,6 @@
 """The operator's ``matchcore promote`` on a node: a standby made primary on the operator's word.
 
-For: ``failover.NodeMachine`` (a mixin over its state). A standby receives
+For: ``NodeMachine`` (a mixin over the node's shared state: an ask outlives role changes). A standby receives
 ``wire.Promote`` from an operator; it first checks, from its peers' last
 heartbeats, that promoting it cannot lose what the group acknowledged
 (``promote_refusal``; ``force`` overrides, logging what may be lost). Then:
@@ -73,7 +73,7 @@ class OperatorAsk:
 
 
 class OperatorPromoteMixin:
-    """``on_promote`` and the wait for the witness; see ``failover.NodeMachine`` for the shared state."""
+    """``on_promote`` and the wait for the witness; see ``NodeMachine`` for the shared state."""
 
     operator_ask: OperatorAsk | None = None
 
