@@ -33,6 +33,7 @@ from .. import wire
 from ..journal_api import JournalFault
 from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
+from ..timers import Timers
 from ..wire import Send
 from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
@@ -46,6 +47,8 @@ log = logging.getLogger("replication.failover")
 NEVER = float("-inf")
 QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
+HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
+OPERATOR = "operator"
 INF = float("inf")
 
 
@@ -113,6 +116,11 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.suspect_at: dict[str, float] = {p: NEVER for p in self.peers}
         self.peer_info: dict[str, wire.Heartbeat] = {}
         self.hb_sent_at = NEVER
+        # The node's own timers: the heartbeat, an operator's promote waiting for the witness
+        # (each role holds its own: ``current_role.timers``).
+        self.timers = Timers()
+        self.timers.arm(HEARTBEAT, self.hb_sent_at + self.settings.heartbeat_interval)
+        self.message_since_tick = False  # (then the timers are re-armed by the next tick: it comes first)
         self.candidate_since: float | None = None
         self.vote_sent_at = NEVER
         self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
@@ -296,6 +304,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         """Feed one inbound message; return outputs to perform in order."""
         if self.journal_error:
             return self.failed_answer(src, msg)
+        self.message_since_tick = True
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
         handler = self._handlers.get(type(msg))
@@ -317,6 +326,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         """
         if not requests:
             return []
+        self.message_since_tick = True
         role = self.current_role
         if role.code != wire.ROLE_PRIMARY or isinstance(src, str) or not role.lease.held(now):
             # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
@@ -377,6 +387,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             self.standby_since = now  # every node starts as a standby
             self.promise_lease_from_start(now)
         self.ticked_at = now
+        self.message_since_tick = False
         out: list = []
         role = self.current_role
         if type(role) is PrimaryRole:
@@ -392,6 +403,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             out += self.operator_tick(now)  # an operator's promote waiting for the witness
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
+            self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
             if self.damaged and not self.leader:
                 return out  # a damaged node is down to the group until a primary takes it back
             hb = self.heartbeat()
@@ -437,27 +449,26 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     def timer_due(self, now: float) -> float:
         """The earliest time at which ``tick`` acts on its own; ``<= now`` means at once.
 
+        The earliest armed deadline: the node's (``timers``: heartbeat, an
+        operator's promote) and its role's (``current_role.timers``: the
+        primary's switchover abort and in-sync set checks; the standby's
+        handover re-send, Join retry, refill re-ask and leader checks). Each is
+        armed by the logic that waits for it, as it decides (see ``protocol.timers``).
+        At once when requests are queued (the next batch) or a message was
+        handled since the last tick (the tick that follows re-arms the timers).
+
         Exact, not rounded: for every ``t`` in ``[now, timer_due(now))``,
         ``tick(t)`` returns nothing and changes no state (but ``ticked_at``),
         provided no message arrives meanwhile (``tests/protocol/test_node_idle_wait.py`` checks that
         ticking only then gives the very outputs and states ticking every
-        0.1 ms does). Covers the heartbeat, queued requests, and the role's
-        timers: ``primary_due`` (switchover drain, in-sync set), or
-        ``standby_due`` (handover re-send, Join retry, refill re-ask) and
-        ``_leader_due`` (leader silence, disconnect grace, vote retries, held
-        requests). O(peers).
+        0.1 ms does). O(timers).
         """
         if self.journal_error:
             return INF  # tick does nothing any more
         role = self.current_role
-        if type(role) is PrimaryRole and role.pending and role.lease.held(now):
-            return now  # the next batch (without the lease, only a message can renew it)
-        due = self.hb_sent_at + self.settings.heartbeat_interval
-        if type(role) is PrimaryRole:
-            return min(due, role.primary_due(now))
-        if type(role) is StandbyRole:
-            return min(due, role.standby_due(now), role._leader_due(now), self.operator_due())
-        return min(due, self.operator_due())
+        if self.message_since_tick or (type(role) is PrimaryRole and role.pending and role.lease.held(now)):
+            return now  # (without the lease, only a message can renew it: no batch until then)
+        return min(self.timers.earliest(), role.timers.earliest())
 
     def _candidacy_due(self, now: float, start: bool) -> float:
         """When :meth:`run_for_primary` next acts: starts the candidacy, or (re-)asks the witness."""
@@ -622,6 +633,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         )
         hb = self.heartbeat()
         self.hb_sent_at = now
+        self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
         out = [Send(p, hb) for p in self.peers]
         if self.witness:
             out.append(Send(self.witness, hb))

@@ -34,6 +34,7 @@ from .. import wire
 from ..queues import SPAN_MIN, PendingQueue, ReplyQueue
 from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
+from ..timers import Timers
 from ..wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
 from .lease import PrimaryLease
 from .records import PendingHandover, RefillWindow
@@ -51,6 +52,9 @@ SNAPSHOT_CHUNK = 512 * 1024
 REFILL_WINDOW = 16
 INF = float("inf")
 INF_PAST = float("-inf")
+# The primary's timers (``self.timers``).
+DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
+ISR = "isr"  # sync: the next ISR member that may lag (by ack or heartbeat silence), a re-proposal
 
 
 class PrimaryRole:
@@ -82,6 +86,7 @@ class PrimaryRole:
         # open is still queued: see _session_now).
         self.opens: dict[int, Held] = {}
         self.lease = PrimaryLease(node)
+        self.timers = Timers()  # DRAIN, ISR
         if isr is not None:
             self.isr = [p for p in node.peers if p in isr]
             self.isr_confirmed = self.isr_proposed = tuple(self.isr)
@@ -622,81 +627,52 @@ class PrimaryRole:
         ]
 
     def check_isr(self, now: float) -> list:
-        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the witness's consent."""
-        if self.node.settings.mode != "sync" or not self.node.witness:
+        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the
+        witness's consent; arm the ISR timer for the next member that may lag, or the re-proposal."""
+        node = self.node
+        if node.settings.mode != "sync" or not node.witness:
             return []  # no witness: stay blocked rather than risk losing acknowledged entries
         out: list = []
         if self.waiting and self.waiting.head()[0] <= self.commit:
             out += self.release()
         desired = tuple(self.isr)
-        lagging = self._lagging(now)
+        lagging, due = self._lagging(now)
         if lagging:
             desired = tuple(p for p in self.isr if p not in lagging)
-            if now - self.isr_asked_at >= self.node.settings.vote_retry:
+            if now - self.isr_asked_at >= node.settings.vote_retry:
                 log.warning(
                     "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
-                    self.node.name,
-                    self.node.epoch,
+                    node.name,
+                    node.epoch,
                     ",".join(lagging),
                     ",".join(desired),
-                    self.node.replica.seq,
+                    node.replica.seq,
                 )
         if desired != self.isr_confirmed or self.isr_unsure:
             out += self.propose_isr(now, desired)
+            due = min(due, self.isr_asked_at + node.settings.vote_retry)  # propose_isr's re-send
+        self.timers.arm(ISR, due)
         return out
 
-    def _lagging(self, now: float) -> list[str]:
-        """ISR members holding up the oldest waiting reply: dead, or no ack progress for a timeout."""
+    def _lagging(self, now: float) -> tuple[list[str], float]:
+        """ISR members holding up the oldest waiting reply (dead, or no ack progress for a timeout),
+        and when the next of the others would (INF: none waits). O(ISR)."""
         if not self.waiting:
-            return []
+            return [], INF
         head_seq, head_t = self.waiting.head()
         if head_seq <= self.commit:
-            return []
-        lagging = []
+            return [], INF
+        node, timeout = self.node, self.node.settings.heartbeat_timeout
+        lagging, due = [], INF
         for p in self.isr:
             if self.acked.get(p, 0) >= head_seq:
                 continue
             since = max(head_t, self.ack_progress_at.get(p, float("-inf")))
-            if not self.peer_alive(p, now) or now - since >= self.node.settings.heartbeat_timeout:
+            if not self.peer_alive(p, now) or now - since >= timeout:
                 lagging.append(p)
-        return lagging
-
-    def primary_due(self, now: float) -> float:
-        """When :meth:`check_drain` or :meth:`check_isr` next acts on its own (``<= now``: at once).
-
-        Ticking a primary before this time changes nothing there (the heartbeat
-        and queued requests are ``NodeMachine.timer_due``'s part). It
-        mirrors those two methods branch by branch: change them together
-        (``tests/protocol/test_node_idle_wait.py`` checks it). A ``>`` timeout is
-        due at the instant it starts to count (that tick is still a no-op; the
-        next finds it due at once). O(ISR).
-        """
-        due = INF
-        if self.drain_target:
-            if self.acked.get(self.drain_target, -1) >= self.node.replica.seq:
-                return now  # the handover
-            due = self.drain_started + self.node.settings.switchover_timeout  # the abort
-        if self.node.settings.mode != "sync" or not self.node.witness:
-            return due
-        waiting = self.waiting
-        head_seq, head_t = waiting.head() if waiting else (0, 0.0)
-        if waiting and head_seq <= self.commit:
-            return now  # replies to release
-        lagging: list[str] = []
-        if waiting:
-            timeout = self.node.settings.heartbeat_timeout
-            for p in self.isr:  # as in _lagging
-                if self.acked.get(p, 0) >= head_seq:
-                    continue
-                since = max(head_t, self.ack_progress_at.get(p, INF_PAST))
-                if not self.peer_alive(p, now) or now - since >= timeout:
-                    lagging.append(p)
-                else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
-                    due = min(due, since + timeout, self.node.last_heard.get(p, INF_PAST) + timeout)
-        desired = tuple(p for p in self.isr if p not in lagging) if lagging else tuple(self.isr)
-        if desired != self.isr_confirmed or self.isr_unsure:
-            due = min(due, self.isr_asked_at + self.node.settings.vote_retry)  # propose_isr's re-send
-        return due
+            else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
+                due = min(due, since + timeout, node.last_heard.get(p, INF_PAST) + timeout)
+        return lagging, due
 
     def peer_alive(self, p: str, now: float) -> bool:
         """Heard within the timeout, and no connection drop since."""
@@ -740,6 +716,7 @@ class PrimaryRole:
             return [Send(src, self.node.status_message())]
         self.drain_target = m.target
         self.drain_started = now
+        self.timers.arm(DRAIN, now + self.node.settings.switchover_timeout)  # the abort (a > timeout)
         log.info(
             "switchover_start node=%s epoch=%d target=%s seq=%d",
             self.node.name,
@@ -805,4 +782,5 @@ class PrimaryRole:
                 self.node.replica.seq,
             )
             self.drain_target = ""
+            self.timers.clear(DRAIN)
         return []

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import wire
 from ..replica import Replica
+from ..timers import Timers
 from ..wire import Send
 from .records import HeldRequest, PendingHandover
 
@@ -33,6 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("replication.standby")
 
+# The standby's timers (``self.timers``).
+JOIN = "join"  # the Join's retry, armed when it is sent, cleared once joined
+REFILL = "refill"  # the refill's re-ask, armed while joined and behind the leader
+HANDOVER = "handover"  # after a switchover: the Handover's re-send, until the target serves
+LEADER = "leader"  # check_leader: the leader's silence, no leader for a timeout, a candidacy's next ask
 REORDER_BUFFER = 65536  # future entries held while a gap is refilled
 INF = float("inf")
 NEVER = float("-inf")
@@ -90,6 +96,9 @@ class StandbyRole:
         # Client requests that reached us while we ran for primary: served if we
         # promote (the first replies need no client re-send), refused otherwise.
         self.held: deque[HeldRequest] = held if held is not None else deque()
+        self.timers = Timers()  # JOIN, REFILL, HANDOVER, LEADER
+        if handover is not None:
+            self.timers.arm(HANDOVER, handover.sent_at + node.settings.join_retry)
 
     @property
     def active(self) -> bool:
@@ -200,10 +209,12 @@ class StandbyRole:
         )
         self.node.leader = src
         self.joined = True
+        self.timers.clear(JOIN)
         self.node.followed_epoch = self.node.epoch
         self.node.candidate_since = None
         self.future.clear()
         self.handover = None
+        self.timers.clear(HANDOVER)
         self.leader_seq = hb.seq
         self.leader_commit = hb.commit
         self.node.count("handover_resumes")
@@ -217,6 +228,7 @@ class StandbyRole:
         if not self.node.leader or self.node.leader == self.node.name:
             return []
         self.join_sent_at = now
+        self.timers.arm(JOIN, now + self.node.settings.join_retry)
         return [
             Send(
                 self.node.leader,
@@ -366,6 +378,7 @@ class StandbyRole:
                     self.node.replica.seq,
                 )
             self.joined = True
+            self.timers.clear(JOIN)
             self.node.followed_epoch = self.node.epoch
             return self.request_refill(now) if self.leader_seq > self.node.replica.seq else []
         # Our journal holds a suffix the leader never had: it was never acknowledged. Cut it.
@@ -417,6 +430,7 @@ class StandbyRole:
         self.node.replica = r
         self.future = {s: e for s, e in self.future.items() if s > r.seq}
         self.joined = True
+        self.timers.clear(JOIN)
         self.node.followed_epoch = self.node.epoch
         self.node.count("snapshots_installed")
         log.info("snapshot_installed node=%s seq=%d bytes=%d", self.node.name, r.seq, len(blob))
@@ -433,82 +447,59 @@ class StandbyRole:
 
     # -- running for primary ------------------------------------------------------------------
 
-    def _leader_due(self, now: float) -> float:
-        """When :meth:`check_leader` next acts on its own; mirrors it branch by branch."""
-        if self.node.damaged:
-            return now if self.held else INF
-        if not self.node.leader:
-            start = self.node.want_primary and self.node.followed_epoch != self.node.epoch
-            if (
-                start
-                or self.node._followers_waiting(now)
-                or (
-                    self.node.led_epoch == self.node.epoch > 0 and self.node.followed_epoch != self.node.epoch
-                )
-            ):
-                return self.node._candidacy_due(now, start)
-        unled = self._unled_due()
-        if unled <= now:
-            return self.node._candidacy_due(now, False)
-        if not self.node.leader:
-            return min(unled, now if self.held and not self._may_hold() else INF)
-        dead = self.node.leader_dead(now)
-        if self.node.followed_epoch == self.node.epoch and dead:
-            due = self.node._candidacy_due(now, False)
-            if self.held:
-                due = min(due, self.held[0].since + self.node.settings.heartbeat_timeout)  # refused after (>)
-            return due
-        if (self.node.candidate_since is not None and not dead and not self.node._handed_over_to_us()) or (
-            self.held and not self._may_hold()
-        ):
-            return now  # candidacy dropped, held requests refused
-        if self.node.followed_epoch != self.node.epoch:
-            return unled  # no leader timer until we follow this epoch's leader
-        return self.node._leader_dead_at()
-
     def check_leader(self, now: float) -> list:
-        """Run for promotion when the leader we followed this epoch is gone (and the like)."""
-        if self.node.damaged:
-            return self.refuse_held() if self.held else []  # never a candidate (journal_health)
-        if self.node.want_primary and self.node.followed_epoch != self.node.epoch and not self.node.leader:
-            return self.node.run_for_primary(now, "start")
-        if not self.node.leader and self.node._followers_waiting(now):
+        """Run for promotion when the leader we followed this epoch is gone (and the like); arm the
+        leader timer for when this next acts on its own (:meth:`_leader_step`)."""
+        out, due = self._leader_step(now)
+        self.timers.arm(LEADER, due)
+        return out
+
+    def _leader_step(self, now: float) -> tuple[list, float]:
+        """:meth:`check_leader`'s decision: its outputs, and when it next acts by itself (INF: only
+        after a message; a candidacy's next step is ``NodeMachine._candidacy_due``)."""
+        node = self.node
+        if node.damaged:
+            return (self.refuse_held() if self.held else []), INF  # never a candidate (journal_health)
+        if node.want_primary and node.followed_epoch != node.epoch and not node.leader:
+            return node.run_for_primary(now, "start"), node._candidacy_due(now, True)
+        start = node.want_primary and node.followed_epoch != node.epoch
+        if not node.leader and node._followers_waiting(now):
             # We were this epoch's primary (crashed, restarted as a standby) and live
             # standbys still follow us: nobody else may hold our epoch's history.
-            return self.node.run_for_primary(now, "followers_waiting")
-        if (
-            not self.node.leader
-            and self.node.led_epoch == self.node.epoch > 0
-            and self.node.followed_epoch != self.node.epoch
-        ):
+            return node.run_for_primary(now, "followers_waiting"), node._candidacy_due(now, start)
+        if not node.leader and node.led_epoch == node.epoch > 0 and node.followed_epoch != node.epoch:
             # We were this epoch's primary and restarted (say the whole group did, with
             # us started as a standby): ask. The witness refuses while a primary lives,
             # and a newer epoch's heartbeat makes us follow it instead.
-            return self.node.run_for_primary(now, "restarted_last_primary")
-        if self._unled_due() <= now:
+            return node.run_for_primary(now, "restarted_last_primary"), node._candidacy_due(now, start)
+        unled = self._unled_due()
+        if unled <= now:
             # We follow nobody in our epoch, and no node has claimed to lead it (or a later
             # one) for a heartbeat timeout: say we stepped down to an epoch whose primary
             # then restarted as a standby. Ask; the witness decides (and refuses while a
             # primary lives, or a node that holds more may take over).
-            return self.node.run_for_primary(now, "leaderless")
-        if (
-            not self.node.leader
-            or self.node.followed_epoch != self.node.epoch
-            or not self.node.leader_dead(now)
-        ):
+            return node.run_for_primary(now, "leaderless"), node._candidacy_due(now, False)
+        if not node.leader or node.followed_epoch != node.epoch or not node.leader_dead(now):
             if (
-                self.node.candidate_since is not None
-                and self.node.leader
-                and not self.node.leader_dead(now)
-                and not self.node._handed_over_to_us()
+                node.candidate_since is not None
+                and node.leader
+                and not node.leader_dead(now)
+                and not node._handed_over_to_us()
             ):
-                log.info("candidacy_dropped node=%s leader=%s is back", self.node.name, self.node.leader)
-                self.node.candidate_since = None
-            return self.refuse_held() if self.held and not self._may_hold() else []
-        out = self.node.run_for_primary(now, "primary_lost")
-        if self.held and now - self.held[0].since > self.node.settings.heartbeat_timeout:
+                log.info("candidacy_dropped node=%s leader=%s is back", node.name, node.leader)
+                node.candidate_since = None
+            out = self.refuse_held() if self.held and not self._may_hold() else []
+            # Next: no leader in our epoch for a timeout (unled), or our leader's silence.
+            if not node.leader or node.followed_epoch != node.epoch:
+                return out, unled
+            return out, node._leader_dead_at()
+        out = node.run_for_primary(now, "primary_lost")
+        if self.held and now - self.held[0].since > node.settings.heartbeat_timeout:
             out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
-        return out
+        due = node._candidacy_due(now, False)
+        if self.held:
+            due = min(due, self.held[0].since + node.settings.heartbeat_timeout)  # refused after (>)
+        return out, due
 
     def _unled_due(self) -> float:
         """When a standby that follows nobody in its epoch may run for primary (INF: it does follow).
@@ -568,6 +559,20 @@ class StandbyRole:
     # -- timers -------------------------------------------------------------------------------
 
     def standby_tick(self, now: float) -> list:
+        """The standby's timers: the handover re-send, the Join retry, the refill re-ask; then the
+        refill timer is armed while we are behind (the other two are armed where they are sent)."""
+        out = self._standby_step(now)
+        self._arm_refill()
+        return out
+
+    def _arm_refill(self) -> None:
+        """Joined and behind the leader: the refill is asked again a timeout after the last ask."""
+        if self.joined and self.leader_seq > self.node.replica.seq:
+            self.timers.arm(REFILL, self.refill_sent_at + self.node.settings.heartbeat_timeout)
+        else:
+            self.timers.clear(REFILL)
+
+    def _standby_step(self, now: float) -> list:
         if not self.node.leader:
             return []
         if self.node.repairing:
@@ -577,8 +582,10 @@ class StandbyRole:
             if self.node.epoch > msg.epoch or self.node.leader != target:
                 self.handover = None
                 self.handover_replies = []  # not proven: their clients re-send
+                self.timers.clear(HANDOVER)
             elif now - sent_at >= self.node.settings.join_retry:
                 self.handover = self.handover._replace(sent_at=now)
+                self.timers.arm(HANDOVER, now + self.node.settings.join_retry)
                 return [Send(target, msg)] + self.send_join(now)
         if not self.joined:
             if now - self.join_sent_at >= self.node.settings.join_retry:
@@ -587,32 +594,6 @@ class StandbyRole:
         if self.leader_seq > self.node.replica.seq:
             return self.request_refill(now, min(self.future) - 1 if self.future else 0)
         return []
-
-    def standby_due(self, now: float) -> float:
-        """When :meth:`standby_tick` next acts on its own (``<= now``: at once): the handover
-        re-send, the Join retry or the refill re-ask.
-
-        Mirrors ``standby_tick`` branch by branch: change them together
-        (``tests/protocol/test_node_idle_wait.py`` checks it). O(1).
-        """
-        if not self.node.leader:
-            return INF
-        due = INF
-        if self.handover is not None:
-            target, msg, sent_at = self.handover
-            if self.node.epoch > msg.epoch or self.node.leader != target:
-                return now  # forgotten at the next tick
-            due = sent_at + self.node.settings.join_retry
-        if not self.joined:
-            # (send_join sends nothing to a leader that is ourselves: no timer then.)
-            return (
-                min(due, self.join_sent_at + self.node.settings.join_retry)
-                if self.node.leader != self.node.name
-                else due
-            )
-        if self.leader_seq > self.node.replica.seq:
-            due = min(due, self.refill_sent_at + self.node.settings.heartbeat_timeout)
-        return due
 
 
 class DivergedRole:
@@ -629,6 +610,7 @@ class DivergedRole:
         self.node = node
         self.commit, self.joined = was.commit, was.joined
         self.leader_seq, self.leader_commit = was.leader_seq, was.leader_commit
+        self.timers = Timers()  # none: a diverged node waits for nothing
 
     def handlers(self) -> dict:
         """Message type -> handler ``(src, msg, now) -> outputs`` (the node's table adds the rest)."""
