@@ -38,9 +38,9 @@ from ..wire import Send
 from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
 from .operator_promote import OperatorPromoteMixin
-from .primary import PrimaryRole
+from .primary import DRAIN, PrimaryRole
 from .records import PendingHandover
-from .standby import DivergedRole, StandbyRole
+from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
 
 log = logging.getLogger("replication.failover")
 
@@ -802,12 +802,18 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             assert not role.drain_target or role.drain_target in self.peers, (
                 f"{who}: drains into {role.drain_target}"
             )
+            assert bool(role.drain_target) == (DRAIN in role.timers.armed()), f"{who}: drain timer"
             stamps = [a.stamp for a in role.lease.sent]
             assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) if stamps else True, (
                 f"{who}: lease ask stamps {stamps} not consecutive"
             )
         elif type(role) is StandbyRole:
             assert not (role.joined and not self.leader), f"{who}: joined nobody"
+            armed = role.timers.armed()
+            assert not (role.joined and JOIN in armed), f"{who}: joined, yet its Join retry is armed"
+            assert (role.handover is None) == (HANDOVER not in armed), (
+                f"{who}: handover {role.handover}, timers {armed}"
+            )
             assert all(s > r.seq for s in role.future), (
                 f"{who}: reorder buffer holds seqs at or below {r.seq}"
             )
