@@ -2,7 +2,8 @@
 
 Not the project's fault-injecting simulator: just FIFO delivery with a fake
 clock, optional message filters, and every message round-tripped through the
-wire codec so the tests exercise it too.
+wire codec so the tests exercise it too; each node's ``invariants()`` is
+checked after each of its steps.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Net:
             if self.drop is not None and self.drop(src, dest, msg):
                 continue
             self.emit(dest, self.machines[dest].handle(src, msg, self.now))
+            self.check(dest)
 
     def step(self) -> None:
         self.deliver_all()
@@ -63,7 +65,14 @@ class Net:
         for name, m in self.machines.items():
             if name not in self.down:
                 self.emit(name, m.tick(self.now))
+                self.check(name)
         self.deliver_all()
+
+    def check(self, name) -> None:
+        """A node's invariants after each of its steps (``NodeMachine.invariants``)."""
+        m = self.machines[name]
+        if isinstance(m, NodeMachine):
+            m.invariants()
 
     def run(self, seconds: float) -> None:
         end = self.now + seconds

@@ -49,7 +49,7 @@ def _state(m) -> tuple:
         r.digest,
         m.commit,
         [(s, wire.encode(q)) for s, q in m.pending],
-        m.pending.keys(),
+        m.pending.keys() if m.is_primary else (),
         [(seq, d, wire.encode(rep), t) for seq, d, rep, t in m.waiting],
         [(s, q.client_id, q.request_id, q.command, t) for s, q, t in m.held],
         # requests_spanned names the path a bundle took (queues.PendingQueue spans), nothing else.

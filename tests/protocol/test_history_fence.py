@@ -12,6 +12,7 @@ next): it cuts the joiner to below the base, whose catch-up is a snapshot.
 from __future__ import annotations
 
 from replication.protocol.node.machine import NodeMachine
+from replication.protocol.node.primary import PrimaryRole
 from replication.protocol.wire import Entry
 from replication.storage.journal import MemoryJournal
 
@@ -25,6 +26,7 @@ def entry(epoch: int, seq: int) -> Entry:
 def primary_over(journal: MemoryJournal, history: list[tuple[int, int]]) -> NodeMachine:
     m = NodeMachine("a", ["a", "b"], MemoryJournal())
     m.journal, m.history = journal, list(history)
+    m._enter(PrimaryRole(m))  # (common_prefix is the primary's: it answers Joins)
     return m
 
 
@@ -41,30 +43,30 @@ def test_a_joiner_from_an_epoch_the_history_may_miss_is_cut_below_the_base():
     # so our history lacks epochs 3 and 4. The joiner is epoch 3's deposed primary, whose
     # unacknowledged suffix runs to 55.
     m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
-    t = m.common_prefix(3, 55)
+    t = m.current_role.common_prefix(3, 55)
     assert t < BASE  # so its catch-up (from t + 1 <= BASE) is a snapshot, replacing its journal
 
 
 def test_a_joiner_from_an_epoch_that_began_above_the_base_is_fenced_exactly():
     # Epoch 5 began at 51 (above the base): the history knows where it ended for us (60).
     m = primary_over(journal_from_base(), [(1, 1), (5, 51), (6, 61)])
-    assert m.common_prefix(5, 65) == 60
-    assert m.common_prefix(6, 70) == 70
-    assert m.common_prefix(5, 58) == 58
+    assert m.current_role.common_prefix(5, 65) == 60
+    assert m.current_role.common_prefix(6, 70) == 70
+    assert m.current_role.common_prefix(5, 58) == 58
 
 
 def test_a_joiner_below_the_base_is_unchanged():
     m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
-    assert m.common_prefix(2, 30) == 30  # below the base either way: a snapshot follows
-    assert m.common_prefix(1, 12) == 10
+    assert m.current_role.common_prefix(2, 30) == 30  # below the base either way: a snapshot follows
+    assert m.current_role.common_prefix(1, 12) == 10
 
 
 def test_without_a_base_the_history_is_whole_and_trusted():
     j = MemoryJournal()
     j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
     m = primary_over(j, [(1, 1), (3, 11)])
-    assert m.common_prefix(1, 14) == 10  # epoch 1 ended at 10 for us: our epoch 3 began at 11
-    assert m.common_prefix(3, 15) == 15
+    assert m.current_role.common_prefix(1, 14) == 10  # epoch 1 ended at 10 for us: our epoch 3 began at 11
+    assert m.current_role.common_prefix(3, 15) == 15
 
 
 def test_a_joiner_from_an_epoch_our_line_skipped_keeps_nothing():
@@ -79,7 +81,7 @@ def test_a_joiner_from_an_epoch_our_line_skipped_keeps_nothing():
     j = MemoryJournal()
     j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
     m = primary_over(j, [(1, 1), (3, 11)])
-    assert m.common_prefix(2, 15) == 0  # catch-up from 1 replaces its whole journal
+    assert m.current_role.common_prefix(2, 15) == 0  # catch-up from 1 replaces its whole journal
 
 
 def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
@@ -96,7 +98,7 @@ def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
     m2.save_meta()
     assert m2.history == [(5, 51), (6, 61)]
     # And a joiner from a trimmed epoch is cut below the base (a snapshot).
-    assert m2.common_prefix(4, 58) < 55
+    assert m2.current_role.common_prefix(4, 58) < 55
 
 
 def test_a_joiner_whose_last_entry_is_of_our_snapshots_epoch_keeps_its_journal():
@@ -113,6 +115,6 @@ def test_a_joiner_whose_last_entry_is_of_our_snapshots_epoch_keeps_its_journal()
     j.reset(BASE, 5, b"snapshot")
     j.append([entry(6, s) for s in range(51, 61)])
     m = primary_over(j, [(6, 51)])
-    assert m.common_prefix(5, 50) == 50
-    assert m.common_prefix(5, 45) == 45
-    assert m.common_prefix(4, 50) < BASE  # another epoch at the base: cut below it, as before
+    assert m.current_role.common_prefix(5, 50) == 50
+    assert m.current_role.common_prefix(5, 45) == 45
+    assert m.current_role.common_prefix(4, 50) < BASE  # another epoch at the base: cut below it, as before

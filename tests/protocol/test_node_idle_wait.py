@@ -1,7 +1,10 @@
 """``NodeMachine.idle_wait`` / ``timer_due``: an idle node sleeps until its next timer, and no timer is late.
 
-The property that matters, stated exactly: ``timer_due(now)`` is a lower
-bound on when ``tick`` next does anything by itself. Then a node ticked only
+``timer_due`` is the earliest deadline armed in the node's and its role's
+timers (``protocol.timers``: each armed by the logic that waits, as it
+decides; ``tests/protocol/test_timers.py`` tests them one by one). The
+property that matters, stated exactly: after a tick, ``timer_due(now)`` is a
+lower bound on when ``tick`` next does anything by itself. Then a node ticked only
 after a message or once ``timer_due`` has come (what the driver does) gives
 the very outputs, and passes through the very states, of a node ticked
 every 0.1 ms. The randomised test runs the project's fault simulator
@@ -33,6 +36,7 @@ from hypothesis import strategies as st
 from matching import ReferenceEngine
 from replication.protocol import wire
 from replication.protocol.node.machine import IDLE_CAP, NodeMachine
+from replication.protocol.node.standby import DivergedRole
 from replication.storage.journal import MemoryJournal
 from replication.testing.sim import NODE_FAULTS, Fault, Schedule, Sim
 
@@ -312,6 +316,8 @@ def primary(mode: str = "sync", **kw) -> NodeMachine:
     a.tick(0.0)
     a.handle("witness", wire.Vote(1, "a", True, "granted", ("b",)), 0.0)
     assert a.role == wire.ROLE_PRIMARY and a.isr == ["b"]
+    assert a.idle_wait(0.0) == 0.0  # a message since the last tick: its pass's tick re-arms the timers
+    assert a.tick(0.0) == []
     return a
 
 
@@ -467,7 +473,7 @@ def test_queued_work_and_a_granted_candidacy_need_no_wait():
 
 def test_a_diverged_standby_only_heartbeats():
     b = joined_standby()
-    b.role = wire.ROLE_DIVERGED
+    b._enter(DivergedRole(b, b.current_role))
     beats = sent(drive(b, 0.0, 0.1005), wire.Heartbeat, "a")
     assert on_time(beats, [0.005 * i for i in range(1, 21)])
 

@@ -59,9 +59,9 @@ def test_a_deferred_grant_is_taken_once_the_grantees_promise_ends():
 def test_the_lease_rule_still_catches_an_old_primary_acknowledging_past_its_lease(monkeypatch):
     """The checker's rule can fail: a primary that ignores its lease, cut off from its peers and
     the witness (not its clients), acknowledges in epoch 1 after epoch 2 began serving."""
-    from replication.protocol.node.lease import LeaseMixin
+    from replication.protocol.node.lease import PrimaryLease
 
-    monkeypatch.setattr(LeaseMixin, "lease_held", lambda self, now: True)
+    monkeypatch.setattr(PrimaryLease, "held", lambda self, now: True)
     fault = Fault("isolate_primary", 0.02, 0.3)
     sim = Sim(Schedule(seed=1, mode="async", standbys=2, requests=60, faults=(fault,))).run()
     rep = check_sim(sim)

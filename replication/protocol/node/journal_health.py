@@ -1,7 +1,8 @@
 """What a node does when its journal goes bad: a failed disk, or damage found on open.
 
-For: the two journal states of ``failover.NodeMachine`` (a mixin over its
-state, sans-IO like the rest, so the simulator runs it too):
+For: the two journal states of ``NodeMachine`` (a mixin over the node's
+shared state, sans-IO like the rest, so the simulator runs it too; the role
+changes it makes go through ``NodeMachine._enter``):
 
 - **failed** (``journal_error``): a write or an fdatasync failed while
   running (ENOSPC, EIO; ``diskio.JournalFailed``). Nothing not known durable
@@ -39,9 +40,11 @@ from .. import wire
 from ..journal_api import JournalDamaged, JournalFailed, JournalFault
 from ..replica import Replica
 from ..wire import Send
+from .standby import StandbyRole
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
+    from .standby import DivergedRole
 
 log = logging.getLogger("replication.journal_health")
 
@@ -92,9 +95,11 @@ class JournalHealthMixin:
         if not self.damaged:  # e.g. a rebuild after a Fence met an entry that replays wrong
             self.damaged, self.repairing = str(exc), False
             self.replica = Replica(self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
-            self.role, self.leader, self.joined = wire.ROLE_STANDBY, "", False
-            self._reset_primary_state()
-            self._reset_standby_state()
+            self.leader = ""
+            # A fresh standby (our seq is 0 now); requests held while running for primary stay
+            # held (a damaged node refuses them at its next tick).
+            old = self.current_role
+            self._enter(StandbyRole(self, old.held if type(old) is StandbyRole else None))
             self.announce_damage()
         return []
 
@@ -113,13 +118,9 @@ class JournalHealthMixin:
             reason,
         )
         self.count("journal_failures")
-        out = [Send(dest, self.unavailable(r)) for _, dest, r, _ in self.waiting]
-        out += [Send(src, self.unavailable(m)) for src, m in self.pending]
-        out += [Send(src, self.unavailable(m)) for src, m, _ in self.held]
-        self.held.clear()
-        self.role, self.leader = wire.ROLE_STANDBY, ""
-        self._reset_primary_state()
-        self._reset_standby_state()
+        out = self.current_role.refuse_all(self.unavailable)
+        self.leader = ""
+        self._enter(StandbyRole(self))
         return out
 
     def unavailable(self: NodeMachine, m: wire.Request) -> wire.Reply:
@@ -147,9 +148,9 @@ class JournalHealthMixin:
             self.epoch,
         )
 
-    def check_repaired(self: NodeMachine) -> None:
+    def check_repaired(self: NodeMachine, standby: StandbyRole | DivergedRole) -> None:
         """Caught up with the leader after a repair: no longer damaged (durably). O(1)."""
-        if self.repairing and self.joined and self.replica.seq >= self.leader_seq > 0:
+        if self.repairing and standby.joined and self.replica.seq >= standby.leader_seq > 0:
             was, self.damaged, self.repairing = self.damaged, "", False
             self.save_meta()
             log.warning(

@@ -1,13 +1,15 @@
 """The async primary's lease: acknowledge only while no other node can have been granted the next epoch.
 
-For: ``failover.NodeMachine`` in ``async`` mode (this is a mixin over its
-state), both sides of the lease:
+For: ``NodeMachine`` in ``async`` mode, both sides of the lease: the
+primary's (``PrimaryLease``, owned by ``PrimaryRole``, built afresh at each
+promotion) and the standby's promise (``LeaseMixin``, over the node's
+shared state: a promise outlives role changes):
 
 - the primary asks for it with every heartbeat (``wire.Lease`` with a fresh
   stamp, to the witness and to every peer) and remembers when it sent each
   ask; an echo of an ask sent at ``t`` lets it acknowledge until
   ``t + Settings.lease``. It holds the lease while the witness's latest echo,
-  or every peer's, is that recent (:meth:`LeaseMixin.lease_held`). Without it
+  or every peer's, is that recent (:meth:`PrimaryLease.held`). Without it
   nothing is sequenced (so nothing is acknowledged): requests already queued
   wait, and new ones get ``UNAVAILABLE`` once a lease held this epoch ran out;
 - a standby echoes the asks of the leader it follows in its epoch, and from
@@ -42,9 +44,11 @@ from typing import TYPE_CHECKING
 
 from .. import wire
 from ..wire import Send
+from .records import LeaseAsk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
+    from .primary import PrimaryRole
 
 log = logging.getLogger("replication.lease")
 
@@ -52,59 +56,107 @@ NEVER = float("-inf")
 INF = float("inf")
 
 
+class PrimaryLease:
+    """A primary's lease in one epoch: the asks it sent, who echoed them, whether it held it yet."""
+
+    def __init__(self, node: NodeMachine) -> None:
+        self.node = node
+        self.sent: deque[LeaseAsk] = deque()  # oldest first, stamps consecutive
+        self.support: dict[str, float] = {}  # supporter -> send time of its newest echoed ask
+        self.ever = False  # held once this epoch: after that, new requests are refused when not
+        self.lapse_logged = False
+
+    def applies(self) -> bool:
+        """Async mode with someone who could be promoted or grant a promotion."""
+        node = self.node
+        return node.settings.mode == "async" and bool(node.witness or node.peers)
+
+    def until(self) -> float:
+        """When the lease ends (INF: no lease needed). O(peers)."""
+        if not self.applies():
+            return INF
+        node, support = self.node, self.support
+        t = support.get(node.witness, NEVER) if node.witness else NEVER
+        if node.peers:
+            t = max(t, min(support.get(p, NEVER) for p in node.peers))
+        return t + node.settings.lease
+
+    def held(self, now: float) -> bool:
+        """May the primary acknowledge at ``now``? O(peers)."""
+        return now < self.until()
+
+    def lapsed(self, now: float) -> bool:
+        """Held this epoch, and ran out: new requests are refused until it is renewed."""
+        return self.ever and not self.held(now)
+
+    def asks(self, now: float) -> list:
+        """The asks (one stamp) to the witness and every peer; with each heartbeat. O(peers)."""
+        if not self.applies():
+            return []
+        node = self.node
+        node.lease_stamp += 1
+        asks = self.sent
+        asks.append(LeaseAsk(node.lease_stamp, now))
+        # An ask older than a lease could only give a lease already over: forget it.
+        while asks and asks[0].sent_at + node.settings.lease <= now:
+            asks.popleft()
+        msg = wire.Lease(node.epoch, node.lease_stamp, node.name)
+        out = [Send(p, msg) for p in node.peers]
+        if node.witness:
+            out.append(Send(node.witness, msg))
+        return out
+
+    def echoed(self, src: str, m: wire.Lease, now: float) -> list:
+        """An echo of one of our asks: the supporter's newest echoed ask time moves up. O(1)."""
+        node = self.node
+        if m.epoch != node.epoch or (src not in node.peers and src != node.witness):
+            return []
+        asks = self.sent
+        if not asks or not asks[0].stamp <= m.seq <= asks[-1].stamp:
+            return []  # an echo of an ask too old to help, or of none we sent
+        sent = asks[m.seq - asks[0].stamp].sent_at  # stamps in the deque are consecutive
+        if sent > self.support.get(src, NEVER):
+            self.support[src] = sent
+        if self.held(now):
+            if self.lapse_logged:
+                log.warning(
+                    "lease_renewed node=%s epoch=%d by=%s: acknowledging again", node.name, node.epoch, src
+                )
+                self.lapse_logged = False
+            self.ever = True
+        return []
+
+    def note_lapse(self, now: float) -> None:
+        """Say once per lapse that the primary stopped acknowledging, and why."""
+        if not self.lapse_logged:
+            self.lapse_logged = True
+            node = self.node
+            log.warning(
+                "lease_expired node=%s epoch=%d seq=%d: heard neither the witness nor every standby for "
+                "%.0f ms; not acknowledging until one answers (async mode)",
+                node.name,
+                node.epoch,
+                node.replica.seq,
+                node.settings.lease * 1000,
+            )
+
+    def status(self, now: float | None) -> str:
+        """``held``, ``expired``, ``pending`` (not yet held this epoch) or ``none`` (not needed)."""
+        if not self.applies():
+            return "none"
+        if now is not None and self.held(now):
+            return "held"
+        return "expired" if self.ever else "pending"
+
+
 class LeaseMixin:
-    """Lease handlers and checks; see ``failover.NodeMachine`` for the shared state."""
+    """The standby's promise and the lease messages' dispatch, over the node's shared state."""
 
     lease_stamp = 0  # the last ask's stamp (grows for the node's life, across epochs)
     lease_promised = NEVER  # a standby: no vote request, no grant taken before this time
     # A standby: the epoch the witness granted us while our promise ran (we took it not yet).
     # Above our epoch, we echo the old primary no more, so our promise ends and we take it.
     grant_deferred = 0
-
-    def _reset_lease(self: NodeMachine) -> None:
-        """A primary's lease state, empty at each promotion and step-down."""
-        self.lease_sent: deque = deque()  # (stamp, sent at), oldest first
-        self.lease_support: dict[str, float] = {}  # supporter -> send time of its newest echoed ask
-        self.lease_ever = False  # held once this epoch: after that, new requests are refused when not
-        self.lease_lapse_logged = False
-
-    def lease_applies(self: NodeMachine) -> bool:
-        """Async mode with someone who could be promoted or grant a promotion."""
-        return self.settings.mode == "async" and bool(self.witness or self.peers)
-
-    def lease_until(self: NodeMachine) -> float:
-        """When the primary's lease ends (INF: no lease needed). O(peers)."""
-        if not self.lease_applies():
-            return INF
-        support = self.lease_support
-        t = support.get(self.witness, NEVER) if self.witness else NEVER
-        if self.peers:
-            t = max(t, min(support.get(p, NEVER) for p in self.peers))
-        return t + self.settings.lease
-
-    def lease_held(self: NodeMachine, now: float) -> bool:
-        """May the primary acknowledge at ``now``? O(peers)."""
-        return now < self.lease_until()
-
-    def lease_lapsed(self: NodeMachine, now: float) -> bool:
-        """Held this epoch, and ran out: new requests are refused until it is renewed."""
-        return self.lease_ever and not self.lease_held(now)
-
-    def lease_asks(self: NodeMachine, now: float) -> list:
-        """A primary's asks (one stamp) to the witness and every peer; with each heartbeat. O(peers)."""
-        if not self.lease_applies():
-            return []
-        self.lease_stamp += 1
-        asks = self.lease_sent
-        asks.append((self.lease_stamp, now))
-        # An ask older than a lease could only give a lease already over: forget it.
-        while asks and asks[0][1] + self.settings.lease <= now:
-            asks.popleft()
-        msg = wire.Lease(self.epoch, self.lease_stamp, self.name)
-        out = [Send(p, msg) for p in self.peers]
-        if self.witness:
-            out.append(Send(self.witness, msg))
-        return out
 
     def lease_promise_open(self: NodeMachine, now: float) -> bool:
         """A standby that echoed a lease ask promised not to help any node to a newer epoch until then."""
@@ -124,7 +176,8 @@ class LeaseMixin:
         if m.node != src or self.settings.mode != "async":
             return []
         if self.is_primary:
-            return self._lease_echoed(src, m, now)
+            primary: PrimaryRole = self.current_role  # type: ignore[assignment]
+            return primary.lease.echoed(src, m, now)
         if (
             self.role == wire.ROLE_STANDBY
             and src == self.leader
@@ -140,42 +193,3 @@ class LeaseMixin:
             )
             return [Send(src, wire.Lease(m.epoch, m.seq, self.name))]
         return []
-
-    def _lease_echoed(self: NodeMachine, src: str, m: wire.Lease, now: float) -> list:
-        if m.epoch != self.epoch or (src not in self.peers and src != self.witness):
-            return []
-        asks = self.lease_sent
-        if not asks or not asks[0][0] <= m.seq <= asks[-1][0]:
-            return []  # an echo of an ask too old to help, or of none we sent
-        sent = asks[m.seq - asks[0][0]][1]  # stamps in the deque are consecutive
-        if sent > self.lease_support.get(src, NEVER):
-            self.lease_support[src] = sent
-        if self.lease_held(now):
-            if self.lease_lapse_logged:
-                log.warning(
-                    "lease_renewed node=%s epoch=%d by=%s: acknowledging again", self.name, self.epoch, src
-                )
-                self.lease_lapse_logged = False
-            self.lease_ever = True
-        return []
-
-    def note_lease_lapse(self: NodeMachine, now: float) -> None:
-        """Say once per lapse that the primary stopped acknowledging, and why."""
-        if not self.lease_lapse_logged:
-            self.lease_lapse_logged = True
-            log.warning(
-                "lease_expired node=%s epoch=%d seq=%d: heard neither the witness nor every standby for "
-                "%.0f ms; not acknowledging until one answers (async mode)",
-                self.name,
-                self.epoch,
-                self.replica.seq,
-                self.settings.lease * 1000,
-            )
-
-    def lease_status(self: NodeMachine, now: float | None) -> str:
-        """``held``, ``expired``, ``pending`` (not yet held this epoch) or ``none`` (not needed)."""
-        if not self.is_primary or not self.lease_applies():
-            return "none"
-        if now is not None and self.lease_held(now):
-            return "held"
-        return "expired" if self.lease_ever else "pending"

@@ -5,15 +5,19 @@ the journal, heartbeats both ways, failure detection (heartbeat timeout,
 shortened by connection-loss hints), asking the witness for a promotion and
 promoting (bump epoch, serve at once from the hot book), stepping down when
 a higher epoch shows up (fencing), switchover hand-over on the target side,
-status reports — and dispatching each message to the primary logic
-(``sequencer.SequencerMixin``) or the standby logic (``standby.StandbyMixin``).
+status reports — and dispatching each message to its role.
 Not for: sockets or clocks: see the package docstring for the
 ``handle(src, msg, now)`` / ``tick(now)`` interface.
 
-Roles: ``ROLE_STANDBY`` (following a leader, or looking for one),
-``ROLE_PRIMARY``, ``ROLE_DRAINING`` (primary in a planned switchover: no new
-requests), ``ROLE_DIVERGED`` (terminal: the book is wrong; never serves,
-never promotes).
+The node holds the state every role shares (epoch, history, journal,
+replica, peers and what it heard of them, settings, counters, the candidacy)
+and one role object at a time, ``current_role``: ``PrimaryRole`` (primary, or
+draining into a switchover target), ``StandbyRole`` (following a leader, or
+looking for one) or ``DivergedRole`` (terminal: the book is wrong; never
+serves, never promotes). Each role owns its state; a role change builds the
+next role (``_enter``) from what the last one hands over, here. ``handle``
+looks the message type up in one table: the node's handlers, overlaid by the
+current role's (``handlers()``), rebuilt at each role change.
 """
 
 from __future__ import annotations
@@ -21,30 +25,39 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import deque
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from .. import wire
 from ..journal_api import JournalFault
-from ..replica import default_engine_factory
+from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
+from ..timers import Timers
 from ..wire import Send
 from .journal_health import JournalHealthMixin
 from .lease import LeaseMixin
 from .operator_promote import OperatorPromoteMixin
-from .primary import SequencerMixin
-from .standby import StandbyMixin
+from .primary import DRAIN, PrimaryRole
+from .records import PendingHandover
+from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
 
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
 QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
+HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
+OPERATOR = "operator"
 INF = float("inf")
 
 
-class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
+def _ignore(src: wire.Address, m: wire.Message, now: float) -> list:
+    """A message this role takes no action on."""
+    return []
+
+
+class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -88,7 +101,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         self.engine_factory = engine_factory
         self.perturb_seq = perturb_seq
         self.counters: dict[str, int] = {}
-        self._handlers = self._dispatch_table()
+        self._node_handlers = self._dispatch_table()
         meta = journal.load_meta()
         self.replica = self.open_replica(meta)  # empty if the journal is damaged (journal_health)
         self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
@@ -96,7 +109,6 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         # The epoch this node was promoted into last (0: never). Restarted while still at
         # that epoch, it is the one node that holds all of it: it may run again by itself.
         self.led_epoch = int(meta.get("led_epoch", 0))
-        self.role = wire.ROLE_STANDBY
         self.leader = ""
         self.want_primary = start_role == "primary"
         self.followed_epoch = -1  # epoch in which we last followed a primary (may run for promotion)
@@ -104,6 +116,11 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         self.suspect_at: dict[str, float] = {p: NEVER for p in self.peers}
         self.peer_info: dict[str, wire.Heartbeat] = {}
         self.hb_sent_at = NEVER
+        # The node's own timers: the heartbeat, an operator's promote waiting for the witness
+        # (each role holds its own: ``current_role.timers``).
+        self.timers = Timers()
+        self.timers.arm(HEARTBEAT, self.hb_sent_at + self.settings.heartbeat_interval)
+        self.message_since_tick = False  # (then the timers are re-armed by the next tick: it comes first)
         self.candidate_since: float | None = None
         self.vote_sent_at = NEVER
         self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
@@ -113,11 +130,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         )
         self.diverged_at = 0
         self.last_snapshot_seq = self.replica.seq
-        # Client requests that reached us while we ran for primary: served if we
-        # promote (the first replies need no client re-send), refused otherwise.
-        self.held: deque = deque()
-        self._reset_primary_state()
-        self._reset_standby_state()
+        self.current_role: PrimaryRole | StandbyRole | DivergedRole
+        self._enter(StandbyRole(self))  # every node starts as a standby
         if self.damaged:
             self.announce_damage()
         log.info(
@@ -128,6 +142,81 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             self.replica.digest,
             start_role,
         )
+
+    # -- the role -------------------------------------------------------------------
+
+    def _enter(self, role: PrimaryRole | StandbyRole | DivergedRole) -> None:
+        """Make ``role`` the node's role, and its handlers the ones messages go to."""
+        self.current_role = role
+        self._handlers = {**self._node_handlers, **role.handlers()}
+
+    @property
+    def role(self) -> int:
+        """The role as the wire says it (``wire.ROLE_PRIMARY``, ``ROLE_DRAINING``, ...)."""
+        return self.current_role.code
+
+    @property
+    def is_primary(self) -> bool:
+        return type(self.current_role) is PrimaryRole
+
+    # Read-only views of the role's state, for the driver, ``status`` and the tests (a role
+    # that does not have the state shows it empty).
+
+    @property
+    def pending(self):
+        """The primary's queued requests (``PendingQueue``); empty off the primary."""
+        return self.current_role.pending if self.is_primary else ()
+
+    @property
+    def waiting(self):
+        """The primary's replies waiting for their commit (``ReplyQueue``); empty off the primary."""
+        return self.current_role.waiting if self.is_primary else ()
+
+    @property
+    def acked(self) -> dict[str, int]:
+        return self.current_role.acked if self.is_primary else {}
+
+    @property
+    def isr(self) -> list[str]:
+        return self.current_role.isr if self.is_primary else []
+
+    @property
+    def isr_confirmed(self) -> tuple[str, ...]:
+        return self.current_role.isr_confirmed if self.is_primary else ()
+
+    @property
+    def drain_target(self) -> str:
+        return self.current_role.drain_target if self.is_primary else ""
+
+    @property
+    def commit(self) -> int:
+        """The primary's commit; a standby's heartbeat field (its seq when it became one)."""
+        return self.current_role.commit
+
+    @property
+    def joined(self) -> bool:
+        return getattr(self.current_role, "joined", False)
+
+    @property
+    def future(self) -> dict:
+        """A standby's reorder buffer (seq -> entry beyond a gap)."""
+        return self.current_role.future if type(self.current_role) is StandbyRole else {}
+
+    @property
+    def held(self):
+        """A standby's requests held while it runs for primary (``HeldRequest``s)."""
+        return self.current_role.held if type(self.current_role) is StandbyRole else ()
+
+    @property
+    def solo(self) -> bool:
+        """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
+        return self.is_primary and self.current_role.solo
+
+    def lease_held(self, now: float) -> bool:
+        """May this node acknowledge at ``now`` (async: its lease runs; else always)? O(peers)."""
+        if self.is_primary:
+            return self.current_role.lease.held(now)
+        return not (self.settings.mode == "async" and bool(self.witness or self.peers))
 
     # -- small helpers --------------------------------------------------------------
 
@@ -184,8 +273,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             self.replica.seq,
             self.name,
             self.role,
-            self.commit,
-            self.drain_target if self.role == wire.ROLE_DRAINING else self.leader,
+            self.current_role.commit,
+            self.drain_target or self.leader,
             self.replica.digest,
             self.isr_confirmed if self.is_primary else (),
             self.replica.last_epoch,
@@ -194,9 +283,20 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
     def heartbeat_to(self, dest: wire.Address) -> Send:
         return Send(dest, self.heartbeat())
 
-    @property
-    def is_primary(self) -> bool:
-        return self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
+    def tell_news(self, src: str, hb: wire.Heartbeat) -> list:
+        """A primary of an older epoch: our heartbeat tells it the news (it fences itself on it)."""
+        return [self.heartbeat_to(src)] if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else []
+
+    def stale_entries(self, src: wire.Address) -> list:
+        """Entries of an older epoch: its primary learns the news from our heartbeat."""
+        self.count("stale_entries")
+        return [self.heartbeat_to(src)] if isinstance(src, str) else []
+
+    def rebuild(self) -> Replica:
+        """The replica recovered from the journal (snapshot and tail)."""
+        r = recover(self.journal, self.engine_factory, self.settings.dedupe_window)
+        r.perturb_seq = self.perturb_seq
+        return r
 
     # -- the sans-IO interface -----------------------------------------------------
 
@@ -204,6 +304,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         """Feed one inbound message; return outputs to perform in order."""
         if self.journal_error:
             return self.failed_answer(src, msg)
+        self.message_since_tick = True
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
         handler = self._handlers.get(type(msg))
@@ -220,12 +321,14 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
         The outputs, their order and the resulting state are exactly those of
         ``handle(src, r, now)`` for each request in turn; on a primary the
-        common case takes a batch path (``SequencerMixin.on_requests``).
+        common case takes a batch path (``PrimaryRole.on_requests``).
         O(len(requests)).
         """
         if not requests:
             return []
-        if self.role != wire.ROLE_PRIMARY or isinstance(src, str) or not self.lease_held(now):
+        self.message_since_tick = True
+        role = self.current_role
+        if role.code != wire.ROLE_PRIMARY or isinstance(src, str) or not role.lease.held(now):
             # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
             handle = self.handle
             out: list = []
@@ -233,26 +336,31 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
                 out += handle(src, r, now)
             return out
         try:
-            return self.on_requests(src, requests, now)
+            return role.on_requests(src, requests, now)
         except JournalFault as exc:
             return self.on_journal_fault(exc)
 
     def _dispatch_table(self) -> dict:
-        """Message type -> bound handler ``(src, msg, now) -> outputs``."""
+        """Message type -> the node's handler ``(src, msg, now) -> outputs``, whatever its role.
+
+        A role's ``handlers()`` overlay this (``_enter``); a message no role of
+        ours takes in its present role is ignored (but counted as unexpected if
+        no role ever takes it)."""
+        ignore = _ignore
         return {
-            wire.Request: self.on_request,
-            wire.Ack: self.on_ack,
-            wire.Entries: self.on_entries,
+            wire.Request: ignore,  # (every role answers requests)
+            wire.Ack: ignore,
+            wire.Entries: ignore,
             wire.Heartbeat: self.on_heartbeat,
-            wire.Join: self.on_join,
-            wire.Refill: self.on_refill,
-            wire.Fence: self.on_fence,
-            wire.SnapshotChunk: self.on_snapshot_chunk,
+            wire.Join: ignore,
+            wire.Refill: ignore,
+            wire.Fence: ignore,
+            wire.SnapshotChunk: ignore,
             wire.Vote: lambda src, m, now: self.on_vote(m, now),
-            wire.IsrAck: lambda src, m, now: self.on_isr_ack(m, now),
+            wire.IsrAck: ignore,
             wire.PeerDown: self.on_peer_down,
             wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
-            wire.Switchover: self.on_switchover,
+            wire.Switchover: lambda src, m, now: [Send(src, self.status_message())],  # a primary's
             wire.Handover: self.on_handover,
             wire.Promote: self.on_promote,
             wire.Lease: self.on_lease,
@@ -279,18 +387,23 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             self.standby_since = now  # every node starts as a standby
             self.promise_lease_from_start(now)
         self.ticked_at = now
+        self.message_since_tick = False
         out: list = []
-        if self.pending:
-            out += self.sequence_pending(now)
-        if self.is_primary:
-            out += self.check_drain(now)
-            out += self.check_isr(now)
+        role = self.current_role
+        if type(role) is PrimaryRole:
+            if role.pending:
+                out += role.sequence_pending(now)
+            out += role.check_drain(now)
+            if self.current_role is role:  # (not handed over just now)
+                out += role.check_isr(now)
         else:
-            out += self.standby_tick(now)
-            out += self.check_leader(now)
+            if type(role) is StandbyRole:
+                out += role.standby_tick(now)
+                out += role.check_leader(now)
             out += self.operator_tick(now)  # an operator's promote waiting for the witness
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
+            self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
             if self.damaged and not self.leader:
                 return out  # a damaged node is down to the group until a primary takes it back
             hb = self.heartbeat()
@@ -298,7 +411,7 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             if self.witness:
                 out.append(Send(self.witness, hb))
             if self.is_primary:
-                out += self.lease_asks(now)
+                out += self.current_role.lease.asks(now)
         return out
 
     # -- when tick() next has work: the driver sleeps until then -----------------------
@@ -336,57 +449,26 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
     def timer_due(self, now: float) -> float:
         """The earliest time at which ``tick`` acts on its own; ``<= now`` means at once.
 
+        The earliest armed deadline: the node's (``timers``: heartbeat, an
+        operator's promote) and its role's (``current_role.timers``: the
+        primary's switchover abort and in-sync set checks; the standby's
+        handover re-send, Join retry, refill re-ask and leader checks). Each is
+        armed by the logic that waits for it, as it decides (see ``protocol.timers``).
+        At once when requests are queued (the next batch) or a message was
+        handled since the last tick (the tick that follows re-arms the timers).
+
         Exact, not rounded: for every ``t`` in ``[now, timer_due(now))``,
         ``tick(t)`` returns nothing and changes no state (but ``ticked_at``),
         provided no message arrives meanwhile (``tests/protocol/test_node_idle_wait.py`` checks that
         ticking only then gives the very outputs and states ticking every
-        0.1 ms does). Covers the heartbeat, queued requests, and the role's
-        timers: ``primary_due`` (switchover drain, in-sync set), or
-        ``standby_due`` (handover re-send, Join retry, refill re-ask) and
-        ``_leader_due`` (leader silence, disconnect grace, vote retries, held
-        requests). O(peers).
+        0.1 ms does). O(timers).
         """
         if self.journal_error:
             return INF  # tick does nothing any more
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
-            return now  # the next batch (without the lease, only a message can renew it)
-        due = self.hb_sent_at + self.settings.heartbeat_interval
-        if self.is_primary:
-            return min(due, self.primary_due(now))
-        return min(due, self.standby_due(now), self._leader_due(now), self.operator_due())
-
-    def _leader_due(self, now: float) -> float:
-        """When :meth:`check_leader` next acts on its own; mirrors it branch by branch."""
-        if self.role != wire.ROLE_STANDBY:
-            return INF
-        if self.damaged:
-            return now if self.held else INF
-        if not self.leader:
-            start = self.want_primary and self.followed_epoch != self.epoch
-            if (
-                start
-                or self._followers_waiting(now)
-                or (self.led_epoch == self.epoch > 0 and self.followed_epoch != self.epoch)
-            ):
-                return self._candidacy_due(now, start)
-        unled = self._unled_due()
-        if unled <= now:
-            return self._candidacy_due(now, False)
-        if not self.leader:
-            return min(unled, now if self.held and not self._may_hold() else INF)
-        dead = self.leader_dead(now)
-        if self.followed_epoch == self.epoch and dead:
-            due = self._candidacy_due(now, False)
-            if self.held:
-                due = min(due, self.held[0][2] + self.settings.heartbeat_timeout)  # refused after (>)
-            return due
-        if (self.candidate_since is not None and not dead and not self._handed_over_to_us()) or (
-            self.held and not self._may_hold()
-        ):
-            return now  # candidacy dropped, held requests refused
-        if self.followed_epoch != self.epoch:
-            return unled  # no leader timer until we follow this epoch's leader
-        return self._leader_dead_at()
+        role = self.current_role
+        if self.message_since_tick or (type(role) is PrimaryRole and role.pending and role.lease.held(now)):
+            return now  # (without the lease, only a message can renew it: no batch until then)
+        return min(self.timers.earliest(), role.timers.earliest())
 
     def _candidacy_due(self, now: float, start: bool) -> float:
         """When :meth:`run_for_primary` next acts: starts the candidacy, or (re-)asks the witness."""
@@ -410,53 +492,11 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
     # -- heartbeats and failure detection ---------------------------------------------
 
     def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list:
+        """Remember what the peer says of itself, then the role acts on it."""
         if not isinstance(src, str):
             return []
         self.peer_info[src] = hb
-        if hb.epoch > self.epoch:
-            leader = src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader
-            if self.is_primary:
-                return self.step_down(leader, hb.epoch, now)
-            if self.role == wire.ROLE_STANDBY and leader and leader != self.name:
-                self.want_primary = False
-                if self.handover_proven(src, hb):
-                    return self.resume_after_handover(src, hb, now)
-                return self.follow(leader, hb.epoch, now)
-            return []
-        if (
-            self.is_primary
-            and hb.role == wire.ROLE_STANDBY
-            and hb.leader == self.name
-            and hb.epoch == self.epoch
-        ):
-            # A heartbeat is also an ack (lost acks must not stall sync replies),
-            # trusted only if its digest proves the standby's history is ours.
-            # (At our own seq our digest proves it too: that entry may be inside a snapshot we
-            # installed, not in our journal, and without new orders no Ack would ever come.)
-            mine = self.journal.entry(hb.seq)
-            proven = (mine is not None and mine.digest == hb.digest) or (
-                hb.seq == self.replica.seq and hb.digest == self.replica.digest
-            )
-            if proven and hb.seq > self.acked.get(src, -1):
-                return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
-            return []
-        if hb.epoch < self.epoch:
-            # A node from an older epoch: tell it the news (it fences itself on our heartbeat).
-            return [self.heartbeat_to(src)] if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else []
-        if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
-            if self.is_primary:
-                if src != self.name:
-                    self.count("same_epoch_primaries")
-                    log.error("two_primaries node=%s other=%s epoch=%d", self.name, src, self.epoch)
-                return []
-            if self.role != wire.ROLE_STANDBY:
-                return []
-            self.want_primary = False
-            if src != self.leader:
-                return self.follow(src, hb.epoch, now)
-            self.leader_seq = max(self.leader_seq, hb.seq)
-            self.leader_commit = max(self.leader_commit, hb.commit)
-        return []
+        return self.current_role.on_heartbeat(src, hb, now)
 
     def leader_dead(self, now: float) -> bool:
         heard = self.last_heard.get(self.leader, NEVER)
@@ -465,76 +505,11 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         down = self.suspect_at.get(self.leader, NEVER)
         return down >= heard and now - down >= self.settings.suspect_timeout
 
-    def check_leader(self, now: float) -> list:
-        """Standby: run for promotion when the leader we followed this epoch is gone."""
-        if self.role != wire.ROLE_STANDBY:
-            return []
-        if self.damaged:
-            return self.refuse_held() if self.held else []  # never a candidate (journal_health)
-        if self.want_primary and self.followed_epoch != self.epoch and not self.leader:
-            return self.run_for_primary(now, "start")
-        if not self.leader and self._followers_waiting(now):
-            # We were this epoch's primary (crashed, restarted as a standby) and live
-            # standbys still follow us: nobody else may hold our epoch's history.
-            return self.run_for_primary(now, "followers_waiting")
-        if not self.leader and self.led_epoch == self.epoch > 0 and self.followed_epoch != self.epoch:
-            # We were this epoch's primary and restarted (say the whole group did, with
-            # us started as a standby): ask. The witness refuses while a primary lives,
-            # and a newer epoch's heartbeat makes us follow it instead.
-            return self.run_for_primary(now, "restarted_last_primary")
-        if self._unled_due() <= now:
-            # We follow nobody in our epoch, and no node has claimed to lead it (or a later
-            # one) for a heartbeat timeout: say we stepped down to an epoch whose primary
-            # then restarted as a standby. Ask; the witness decides (and refuses while a
-            # primary lives, or a node that holds more may take over).
-            return self.run_for_primary(now, "leaderless")
-        if not self.leader or self.followed_epoch != self.epoch or not self.leader_dead(now):
-            if (
-                self.candidate_since is not None
-                and self.leader
-                and not self.leader_dead(now)
-                and not self._handed_over_to_us()
-            ):
-                log.info("candidacy_dropped node=%s leader=%s is back", self.name, self.leader)
-                self.candidate_since = None
-            return self.refuse_held() if self.held and not self._may_hold() else []
-        out = self.run_for_primary(now, "primary_lost")
-        if self.held and now - self.held[0][2] > self.settings.heartbeat_timeout:
-            out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
-        return out
-
-    def _unled_due(self) -> float:
-        """When a standby that follows nobody in its epoch may run for primary (INF: it does follow).
-
-        A heartbeat timeout after the latest of: it last heard a node claim to lead its
-        epoch or a later one; it became a standby (started, stepped down, handed over);
-        after a handover, it last heard its target (which asks the witness meanwhile). Never in
-        epoch 0 (a new group waits for the node started as primary). O(peers).
-        """
-        if self.epoch == 0 or self.followed_epoch == self.epoch:
-            return INF
-        last = self.standby_since
-        if self.handover is not None:  # our switchover's target: not while it is alive (it asks)
-            last = max(last, self.last_heard.get(self.handover[0], NEVER))
-        for p in self.peers:  # list order: deterministic
-            hb = self.peer_info.get(p)
-            if (
-                hb is not None
-                and hb.epoch >= self.epoch
-                and hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING)
-            ):
-                last = max(last, self.last_heard.get(p, NEVER))
-        return last + self.settings.heartbeat_timeout
-
     def _suspecting(self) -> bool:
         """Our leader's connection dropped and we have not heard from it since."""
         return bool(self.leader) and self.suspect_at.get(self.leader, NEVER) >= self.last_heard.get(
             self.leader, NEVER
         )
-
-    def _may_hold(self) -> bool:
-        """Running for primary, suspecting the leader, or the leader hands over to us (switchover)."""
-        return self.candidate_since is not None or self._suspecting() or self._handed_over_to_us()
 
     def _handed_over_to_us(self) -> bool:
         """Our leader drains into us, or has handed over and follows us, in our epoch.
@@ -549,26 +524,6 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             and hb.leader == self.name
             and hb.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
         )
-
-    def hold_request(self, src: wire.Address, m: wire.Request, now: float) -> bool:
-        """While running for primary (or suspecting the leader), keep a client request to serve it once promoted."""
-        if len(self.held) >= 4 * self.settings.max_batch:
-            return False
-        if not self._may_hold():
-            return False
-        self.held.append((src, m, now))
-        self.count("requests_held")
-        return True
-
-    def refuse_held(self) -> list:
-        out = []
-        while self.held:
-            src, m, _ = self.held.popleft()
-            self.count("requests_refused")
-            out.append(
-                Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.epoch, 0, self.leader))
-            )
-        return out
 
     def _followers_waiting(self, now: float) -> bool:
         for p in self.peers:  # list order: deterministic
@@ -643,7 +598,8 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
         ``isr``: the in-sync set the witness recorded with its grant (None: every other node).
         """
-        if self.role != wire.ROLE_STANDBY:
+        standby = self.current_role
+        if type(standby) is not StandbyRole:
             return []
         old_leader = self.leader
         decided = self.candidate_since if self.candidate_since is not None else now
@@ -652,17 +608,12 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         self.history.append((self.epoch, self.replica.seq + 1))
         self.led_epoch = self.epoch
         self.save_meta()  # one durable write (epoch and history) on the promotion's critical path
-        self.role = wire.ROLE_PRIMARY
         self.leader = self.name
         self.want_primary = False
         self.candidate_since = None
-        self._reset_primary_state()
-        self._reset_standby_state()
+        primary = PrimaryRole(self, isr)
+        self._enter(primary)
         self.lease_promised = NEVER  # our own epoch now: our promises were to the old primary
-        if isr is not None:
-            self.isr = [p for p in self.peers if p in isr]
-            self.isr_confirmed = self.isr_proposed = tuple(self.isr)
-            self.recompute_commit()
         # The vote round trip (0 for a handover or an operator promote). The decision ->
         # serving time needs a clock: the driver measures it around the promoting pass
         # (durable epoch record, new-epoch heartbeats sent) and sets promotion_ms.
@@ -682,13 +633,13 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
         )
         hb = self.heartbeat()
         self.hb_sent_at = now
+        self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
         out = [Send(p, hb) for p in self.peers]
         if self.witness:
             out.append(Send(self.witness, hb))
-        out += self.lease_asks(now)  # async: what we hold is sequenced once the first echo is back
-        held, self.held = self.held, deque()
-        for src, m, _ in held:  # queued for the next tick's batch (or answered from the dedupe table)
-            out += self.on_request(src, m, now)
+        out += primary.lease.asks(now)  # async: what we hold is sequenced once the first echo is back
+        for h in standby.held:  # queued for the next tick's batch (or answered from the dedupe table)
+            out += primary.on_request(h.src, h.request, now)
         return out + self.answer_operator()
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
@@ -702,24 +653,47 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             self.replica.seq,
         )
         self.count("step_downs")
-        out = []
-        for _, dest, r, _ in self.waiting:
-            out.append(Send(dest, wire.Reply(r.client_id, r.request_id, wire.NOT_PRIMARY, epoch, 0, leader)))
-        for src, m in self.pending:
-            out.append(Send(src, wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, epoch, 0, leader)))
+        out = self.current_role.refuse_all(
+            lambda r: wire.Reply(r.client_id, r.request_id, wire.NOT_PRIMARY, epoch, 0, leader)
+        )
         self.set_epoch(max(epoch, self.epoch))
         return out + self.become_standby(leader, epoch, now)
 
-    def become_standby(self, leader: str, epoch: int, now: float) -> list:
-        self.role = wire.ROLE_STANDBY
+    def become_standby(
+        self,
+        leader: str,
+        epoch: int,
+        now: float,
+        handover: PendingHandover | None = None,
+        handover_replies: list | None = None,
+    ) -> list:
+        """Become a standby following ``leader`` of ``epoch`` ("" : nobody yet).
+
+        After a switchover the old primary hands over the Handover it sent its
+        target and the replies that wait for the target's proof."""
         self.standby_since = now
-        self._reset_primary_state()
-        self._reset_standby_state()
+        self._enter(StandbyRole(self, None, handover, handover_replies))
         self.leader = ""
         self.want_primary = False
         if not leader or leader == self.name:
             return []
-        return self.follow(leader, epoch, now)
+        return self.current_role.follow(leader, epoch, now)
+
+    def diverge(self, e: wire.Entry) -> None:
+        """A digest differs at ``e``: stop for good (the held requests go with the standby: never
+        served by this book; their clients time out and look elsewhere)."""
+        self._enter(DivergedRole(self, self.current_role))
+        self.count("divergences")
+        self.diverged_at = e.seq
+        log.critical(
+            "DIVERGENCE node=%s seq=%d epoch=%d primary_digest=%016x local_digest=%016x: "
+            "standby stops serving and will never promote with this book",
+            self.name,
+            e.seq,
+            e.epoch,
+            e.digest,
+            self.replica.digest,
+        )
 
     def on_handover(self, src: wire.Address, m: wire.Handover, now: float) -> list:
         """Switchover target: the old primary drained into us; take over with the next epoch."""
@@ -757,18 +731,19 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
     def status(self) -> dict[str, Any]:
         """What ``matchcore status`` prints for this node."""
-        if self.is_primary:
-            best = max((self.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
+        role = self.current_role
+        if type(role) is PrimaryRole:
+            best = max((role.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
             lag = self.replica.seq - best
         else:
-            lag = max(0, self.leader_seq - self.replica.seq)
+            lag = max(0, role.leader_seq - self.replica.seq)
         return {
             "node": self.name,
             "role": wire.ROLE_NAMES[self.role],
             "epoch": self.epoch,
             "last_seq": self.replica.seq,
             "digest": f"{self.replica.digest:016x}",
-            "commit": self.commit if self.is_primary else self.leader_commit,
+            "commit": role.commit if type(role) is PrimaryRole else role.leader_commit,
             "leader": self.leader,
             "lag": lag,
             "mode": self.settings.mode,
@@ -782,9 +757,68 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
             "diverged_at": self.diverged_at,
             "error": self.journal_error,
             "damaged": self.damaged,
-            "lease": self.lease_status(self.ticked_at),
+            "lease": role.lease.status(self.ticked_at) if type(role) is PrimaryRole else "none",
             "counters": dict(sorted(self.counters.items())),
         }
 
     def status_message(self) -> wire.Status:
         return wire.Status(json.dumps(self.status(), sort_keys=True).encode())
+
+    # -- invariants (tests and the simulator; never on the production path) ---------------
+
+    def invariants(self) -> None:
+        """Check what must hold of this node's state after every step; AssertionError if not.
+
+        For the simulator (after each step) and the tests: O(state), never called
+        by ``handle`` or ``tick``."""
+        who = f"node {self.name} ({wire.ROLE_NAMES.get(self.role, self.role)}, epoch {self.epoch})"
+        r = self.replica
+        assert self.role in wire.ROLE_NAMES, f"{who}: unknown role {self.role!r}"
+        assert self.epoch >= r.last_epoch, f"{who}: replica holds entries of epoch {r.last_epoch}"
+        if not self.damaged and not self.journal_error and self.role != wire.ROLE_DIVERGED:
+            # (a diverged book applied the entry whose digest did not match; the journal did not)
+            assert r.seq == self.journal.last_seq, (
+                f"{who}: replica at seq {r.seq}, journal at {self.journal.last_seq}"
+            )
+        hist = self.history
+        assert all(a[0] < b[0] and a[1] <= b[1] for a, b in pairwise(hist)), (
+            f"{who}: history {hist} unordered"
+        )
+        role = self.current_role
+        assert self._handlers[wire.Request] == role.handlers()[wire.Request], f"{who}: stale handler table"
+        if type(role) is PrimaryRole:
+            assert not self.journal_error and not self.damaged, f"{who}: serves with a bad journal"
+            assert self.leader == self.name, f"{who}: primary names {self.leader!r} as leader"
+            assert self.led_epoch == self.epoch and hist and hist[-1][0] == self.epoch, (
+                f"{who}: primary of an epoch it did not start (led {self.led_epoch}, history {hist[-1:]})"
+            )
+            assert self.candidate_since is None, f"{who}: a primary runs for primary"
+            assert 0 <= role.commit <= r.seq, f"{who}: commit {role.commit} past seq {r.seq}"
+            assert all(0 <= a <= r.seq for a in role.acked.values()), (
+                f"{who}: acks {role.acked} past seq {r.seq}"
+            )
+            assert set(role.isr) <= set(self.peers), f"{who}: in-sync set {role.isr} not of peers"
+            assert set(role.isr_confirmed) <= set(self.peers), f"{who}: confirmed set {role.isr_confirmed}"
+            assert not role.drain_target or role.drain_target in self.peers, (
+                f"{who}: drains into {role.drain_target}"
+            )
+            assert bool(role.drain_target) == (DRAIN in role.timers.armed()), f"{who}: drain timer"
+            stamps = [a.stamp for a in role.lease.sent]
+            assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) if stamps else True, (
+                f"{who}: lease ask stamps {stamps} not consecutive"
+            )
+        elif type(role) is StandbyRole:
+            assert not (role.joined and not self.leader), f"{who}: joined nobody"
+            armed = role.timers.armed()
+            assert not (role.joined and JOIN in armed), f"{who}: joined, yet its Join retry is armed"
+            assert (role.handover is None) == (HANDOVER not in armed), (
+                f"{who}: handover {role.handover}, timers {armed}"
+            )
+            assert all(s > r.seq for s in role.future), (
+                f"{who}: reorder buffer holds seqs at or below {r.seq}"
+            )
+        if self.journal_error:
+            assert type(role) is StandbyRole and not self.leader, f"{who}: failed journal yet {self.leader!r}"
+            assert not role.held, f"{who}: failed journal holds requests"
+        if type(role) is DivergedRole:
+            assert self.diverged_at > 0, f"{who}: diverged at no seq"

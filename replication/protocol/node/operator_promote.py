@@ -1,6 +1,6 @@
 """The operator's ``matchcore promote`` on a node: a standby made primary on the operator's word.
 
-For: ``failover.NodeMachine`` (a mixin over its state). A standby receives
+For: ``NodeMachine`` (a mixin over the node's shared state: an ask outlives role changes). A standby receives
 ``wire.Promote`` from an operator; it first checks, from its peers' last
 heartbeats, that promoting it cannot lose what the group acknowledged
 (``promote_refusal``; ``force`` overrides, logging what may be lost). Then:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
-INF = float("inf")
+OPERATOR = "operator"  # the node timer of an operator's promote waiting for the witness
 
 
 def promote_wait(settings: Settings) -> float:
@@ -73,7 +73,7 @@ class OperatorAsk:
 
 
 class OperatorPromoteMixin:
-    """``on_promote`` and the wait for the witness; see ``failover.NodeMachine`` for the shared state."""
+    """``on_promote`` and the wait for the witness; see ``NodeMachine`` for the shared state."""
 
     operator_ask: OperatorAsk | None = None
 
@@ -146,9 +146,24 @@ class OperatorPromoteMixin:
     def answer_operator(self: NodeMachine) -> list:
         """After a promotion: tell the waiting operator (whoever's grant it was)."""
         ask, self.operator_ask = self.operator_ask, None
+        self.timers.clear(OPERATOR)
         return [Send(ask.src, self.status_message())] if ask is not None else []
 
     def operator_tick(self: NodeMachine, now: float) -> list:
+        """The operator's timer: re-ask the witness, or end the wait (answer the refusal, or, forced
+        with no answer, promote); then re-arm it for the next re-ask or the end of the wait."""
+        out = self._operator_step(now)
+        ask = self.operator_ask
+        if ask is None or ask.granted:
+            self.timers.clear(OPERATOR)  # (granted: the witness re-sends the grant; no timer)
+        else:
+            self.timers.arm(
+                OPERATOR,
+                min(ask.asked_at + self.settings.vote_retry, ask.since + promote_wait(self.settings)),
+            )
+        return out
+
+    def _operator_step(self: NodeMachine, now: float) -> list:
         """Re-ask the witness, or end the wait: answer the refusal, or (forced, no answer) promote."""
         ask = self.operator_ask
         if ask is None:
@@ -186,14 +201,3 @@ class OperatorPromoteMixin:
             ask.epoch,
         )
         return self.promote(now, "operator_without_witness") + [Send(ask.src, self.status_message())]
-
-    def operator_due(self: NodeMachine) -> float:
-        """When :meth:`operator_tick` next acts on its own (INF: nothing waits)."""
-        ask = self.operator_ask
-        if ask is None:
-            return INF
-        if self.role != wire.ROLE_STANDBY or self.epoch >= ask.epoch:
-            return NEVER
-        if ask.granted:
-            return INF
-        return min(ask.asked_at + self.settings.vote_retry, ask.since + promote_wait(self.settings))

@@ -1,7 +1,9 @@
-"""Primary logic: sequence requests, journal them, apply them, stream them, release replies.
+"""The primary role: sequence requests, journal them, apply them, stream them, release replies.
 
-For: the primary role of ``failover.NodeMachine`` (this is a mixin over its
-state): queueing client requests (``PendingQueue``: one queue per
+For: ``PrimaryRole``, the role object a ``NodeMachine`` holds while it is
+primary (or draining into a switchover target), built at each promotion and
+owning the primary's state (queues, acks, the in-sync set, catch-up windows,
+the lease): queueing client requests (``PendingQueue``: one queue per
 connection, batched in turn; a client's window stays spans of its packed
 records), answering re-sent requests from the
 replicated dedupe table, turning every queued request into one batch (one
@@ -14,7 +16,8 @@ switchover, and opening client sessions (a session-open request is
 sequenced like any other under the client id's next session number; a
 request of an older session than its client id's current one is answered
 ``FENCED``, never executed: see ``session``). Not for: sockets, clocks
-(``now`` is an argument), or standby work.
+(``now`` is an argument), standby work, or the role changes themselves
+(stepping down, the handover: the node builds the next role).
 
 Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``, and
 ``wire.ReplyRun`` for a sequenced batch's replies: see ``ReplyQueue``).
@@ -31,7 +34,10 @@ from .. import wire
 from ..queues import SPAN_MIN, PendingQueue, ReplyQueue
 from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
+from ..timers import Timers
 from ..wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
+from .lease import PrimaryLease
+from .records import PendingHandover, RefillWindow
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -46,98 +52,185 @@ SNAPSHOT_CHUNK = 512 * 1024
 REFILL_WINDOW = 16
 INF = float("inf")
 INF_PAST = float("-inf")
+# The primary's timers (``self.timers``).
+DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
+ISR = "isr"  # sync: the next ISR member that may lag (by ack or heartbeat silence), a re-proposal
 
 
-class SequencerMixin:
-    """Primary-side handlers; see ``failover.NodeMachine`` for the shared state."""
+class PrimaryRole:
+    """The primary's state and handlers; the node's shared state is ``self.node``.
 
-    def _reset_primary_state(self: NodeMachine) -> None:
+    ``isr``: the in-sync set the witness recorded with its grant (None: every other node).
+    """
+
+    def __init__(self, node: NodeMachine, isr: tuple[str, ...] | None = None) -> None:
+        self.node = node
         self.pending = PendingQueue()  # (src, Request) not yet sequenced
         self.waiting = ReplyQueue()  # (seq, dest, Reply, t) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
-        self.commit = self.replica.seq
+        self.commit = node.replica.seq
         # In-sync set: standbys whose ack every committed entry needs. The witness
         # starts each epoch with all other nodes in it, and only ISR members may be
         # promoted, so an entry acked by the whole ISR survives any fail-over.
-        self.isr: list[str] = list(self.peers)
-        self.isr_confirmed: tuple[str, ...] = tuple(self.peers)  # what the witness has recorded
+        self.isr: list[str] = list(node.peers)
+        self.isr_confirmed: tuple[str, ...] = tuple(node.peers)  # what the witness has recorded
         self.isr_proposed: tuple[str, ...] = self.isr_confirmed  # the last set sent to the witness
         self.isr_unsure = False  # a proposal is unanswered: the witness may hold it or an older set
         self.isr_asked_at = -1.0
         self.isr_proposals = 0  # numbers IsrUpdates within the epoch (the witness refuses older ones)
         self.ack_progress_at: dict[str, float] = {}
-        self.drain_target = ""
+        self.drain_target = ""  # draining into this node (a planned switchover): no new requests
         self.drain_started = 0.0
-        # Catch-up chunks in flight: dest -> (epoch, first seq asked, sent up to, sent with a
-        # Fence and not asked for since).
-        self.refill_sent: dict[wire.Address, tuple[int, int, int, bool]] = {}
+        self.refill_sent: dict[wire.Address, RefillWindow] = {}  # catch-up chunks in flight, by node
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see _session_now).
         self.opens: dict[int, Held] = {}
-        self._reset_lease()
+        self.lease = PrimaryLease(node)
+        self.timers = Timers()  # DRAIN, ISR
+        if isr is not None:
+            self.isr = [p for p in node.peers if p in isr]
+            self.isr_confirmed = self.isr_proposed = tuple(self.isr)
+            self.recompute_commit()
+
+    @property
+    def code(self) -> int:
+        """The role as the wire says it: ``ROLE_DRAINING`` during a switchover, else ``ROLE_PRIMARY``."""
+        return wire.ROLE_DRAINING if self.drain_target else ROLE_PRIMARY
+
+    def handlers(self) -> dict:
+        """Message type -> handler ``(src, msg, now) -> outputs`` (the node's table adds the rest)."""
+        return {
+            wire.Request: self.on_request,
+            wire.Ack: self.on_ack,
+            wire.Join: self.on_join,
+            wire.Refill: self.on_refill,
+            wire.IsrAck: lambda src, m, now: self.on_isr_ack(m, now),
+            wire.Switchover: self.on_switchover,
+            wire.Entries: self.on_entries,
+            wire.Fence: self.on_fence,
+        }
+
+    def refuse_all(self, reply) -> list:
+        """The role ends: an answer (``reply(request)``) for every reply held and request queued."""
+        out = [Send(dest, reply(r)) for _, dest, r, _ in self.waiting]
+        return out + [Send(src, reply(m)) for src, m in self.pending]
+
+    # -- a newer epoch, a peer's heartbeat ------------------------------------------
+
+    def on_heartbeat(self, src: str, hb: wire.Heartbeat, now: float) -> list:
+        node = self.node
+        if hb.epoch > node.epoch:
+            return node.step_down(
+                src if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) else hb.leader, hb.epoch, now
+            )
+        if hb.role == wire.ROLE_STANDBY and hb.leader == node.name and hb.epoch == node.epoch:
+            # A heartbeat is also an ack (lost acks must not stall sync replies),
+            # trusted only if its digest proves the standby's history is ours.
+            # (At our own seq our digest proves it too: that entry may be inside a snapshot we
+            # installed, not in our journal, and without new orders no Ack would ever come.)
+            mine = node.journal.entry(hb.seq)
+            proven = (mine is not None and mine.digest == hb.digest) or (
+                hb.seq == node.replica.seq and hb.digest == node.replica.digest
+            )
+            if proven and hb.seq > self.acked.get(src, -1):
+                return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
+            return []
+        if hb.epoch < node.epoch:
+            return node.tell_news(src, hb)
+        if hb.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and src != node.name:
+            node.count("same_epoch_primaries")
+            log.error("two_primaries node=%s other=%s epoch=%d", node.name, src, node.epoch)
+        return []
+
+    def on_entries(self, src: wire.Address, m: wire.Entries, now: float) -> list:
+        """Entries reach a primary only from another primary: of a newer epoch, we step down."""
+        if m.epoch < self.node.epoch:
+            return self.node.stale_entries(src)
+        if m.epoch > self.node.epoch and isinstance(src, str):
+            return self.node.step_down(src, m.epoch, now)
+        return []
+
+    def on_fence(self, src: wire.Address, m: wire.Fence, now: float) -> list:
+        """A newer epoch's primary fenced a Join of ours: step down, then take it as the standby we are.
+
+        (The step-down's refusals are not sent: as before the roles were objects.)"""
+        if m.epoch <= self.node.epoch or not isinstance(src, str):
+            return []
+        self.node.step_down(src, m.epoch, now)
+        return self.node.current_role.on_fence(src, m, now)
 
     # -- requests -----------------------------------------------------------------
 
-    def on_request(self: NodeMachine, src: wire.Address, m: wire.Request, now: float) -> list:
+    def on_request(self, src: wire.Address, m: wire.Request, now: float) -> list:
         # Runs once per client request: module constants rather than wire.X lookups, and the
         # usual case (a new request) with as few steps as the checks allow.
-        if self.role != ROLE_PRIMARY:
-            if self.role == wire.ROLE_STANDBY and self.hold_request(src, m, now):
-                return []
-            status = wire.UNAVAILABLE if self.role == wire.ROLE_DIVERGED else wire.NOT_PRIMARY
-            leader = self.drain_target if self.role == wire.ROLE_DRAINING else self.leader
-            self.count("requests_refused")
-            return [Send(src, wire.Reply(m.client_id, m.request_id, status, self.epoch, 0, leader))]
+        if self.drain_target:  # new requests go to the switchover's target
+            self.node.count("requests_refused")
+            return [
+                Send(
+                    src,
+                    wire.Reply(
+                        m.client_id, m.request_id, wire.NOT_PRIMARY, self.node.epoch, 0, self.drain_target
+                    ),
+                )
+            ]
         if len(m.command) != COMMAND_SIZE:
-            self.count("requests_malformed")
+            self.node.count("requests_malformed")
             return []
-        if self.lease_lapsed(now):  # async: stopped acknowledging until a supporter answers
-            self.note_lease_lapse(now)
-            self.count("requests_refused_no_lease")
-            return [Send(src, wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, ""))]
+        if self.lease.lapsed(now):  # async: stopped acknowledging until a supporter answers
+            self.lease.note_lapse(now)
+            self.node.count("requests_refused_no_lease")
+            return [
+                Send(src, wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.node.epoch, 0, ""))
+            ]
         if not m.request_id & COUNTER_MASK:
             return self.on_open(src, m, now)
-        got = self.replica.lookup(m.client_id, m.request_id)
+        got = self.node.replica.lookup(m.client_id, m.request_id)
         if got is None:
             if self.pending.queued(m.client_id, m.request_id):
-                self.count("requests_deduplicated")
+                self.node.count("requests_deduplicated")
                 return []
             if m.request_id >> SESSION_SHIFT < self._session_now(m.client_id):
-                self.count("requests_fenced")  # a newer session holds the client id: never executed
+                self.node.count("requests_fenced")  # a newer session holds the client id: never executed
                 return [
-                    Send(src, wire.Reply(m.client_id, m.request_id, wire.FENCED, self.epoch, 0, self.name))
+                    Send(
+                        src,
+                        wire.Reply(
+                            m.client_id, m.request_id, wire.FENCED, self.node.epoch, 0, self.node.name
+                        ),
+                    )
                 ]
-            if not self.pending.room(src, self.settings.max_in_flight):
+            if not self.pending.room(src, self.node.settings.max_in_flight):
                 return self._busy(src, m)
             self.pending.add(src, m)
             return []
         return self._first_result(src, m.client_id, m.request_id, got, now)
 
-    def _first_result(self: NodeMachine, src: wire.Address, cid: int, rid: int, got, now: float) -> list:
+    def _first_result(self, src: wire.Address, cid: int, rid: int, got, now: float) -> list:
         """The answer to a request the dedupe table knows (``got``: its first result or EXPIRED)."""
-        if not self.lease_held(now):
+        if not self.lease.held(now):
             # Async, promoted and not yet renewed: a new request waits in the queue above; any
             # other answer waits for the lease too (an old primary answers nothing past its lease).
-            self.count("requests_refused_no_lease")
-            return [Send(src, wire.Reply(cid, rid, wire.UNAVAILABLE, self.epoch, 0, ""))]
+            self.node.count("requests_refused_no_lease")
+            return [Send(src, wire.Reply(cid, rid, wire.UNAVAILABLE, self.node.epoch, 0, ""))]
         if got is EXPIRED:
-            self.count("requests_expired")
-            return [Send(src, wire.Reply(cid, rid, wire.EXPIRED, self.epoch, 0, self.name))]
+            self.node.count("requests_expired")
+            return [Send(src, wire.Reply(cid, rid, wire.EXPIRED, self.node.epoch, 0, self.node.name))]
         seq, events = got  # executed before: its first result
-        self.count("requests_deduplicated")
-        reply = wire.Reply(cid, rid, wire.OK, self.epoch, seq, self.name, events)
+        self.node.count("requests_deduplicated")
+        reply = wire.Reply(cid, rid, wire.OK, self.node.epoch, seq, self.node.name, events)
         if seq <= self.commit or self._replies_at_once():
             return [Send(src, reply)]
         self.waiting.append((seq, src, reply, now))
         return []
 
-    def _queued_open(self: NodeMachine, client_id: int) -> Held | None:
+    def _queued_open(self, client_id: int) -> Held | None:
         """The session the client id's open still in the queue will open, if any (newer than the
         replica's: once sequenced, or dropped with the queue, it no longer counts). O(1 + spans)."""
         q = self.opens.get(client_id)
         if q is None:
             return None
-        held = self.replica.sessions.get(client_id)
+        held = self.node.replica.sessions.get(client_id)
         if (held is not None and q.session <= held.session) or not self.pending.queued(
             client_id, opened_id(q.session)
         ):
@@ -145,47 +238,47 @@ class SequencerMixin:
             return None
         return q
 
-    def _session_now(self: NodeMachine, client_id: int) -> int:
+    def _session_now(self, client_id: int) -> int:
         """The client id's current session as this primary will have sequenced it: the replica's,
         or the one its still-queued open opens (0: none). O(1 + the client's queued spans)."""
-        held = self._queued_open(client_id) or self.replica.sessions.get(client_id)
+        held = self._queued_open(client_id) or self.node.replica.sessions.get(client_id)
         return held.session if held is not None else 0
 
-    def on_open(self: NodeMachine, src: wire.Address, m: wire.Request, now: float) -> list:
+    def on_open(self, src: wire.Address, m: wire.Request, now: float) -> list:
         """A session open (request id 0, an ``open_command``): queue it under the client id's next
         session number, which fences every older session once sequenced. A re-sent open (same
         nonce) opens nothing: it is answered with its first result, or waits for it if queued."""
         cid, nonce = m.client_id, nonce_of(m.command)
         if m.request_id or not nonce:
-            self.count("requests_malformed")  # counter 0 of a session is the primary's to give
+            self.node.count("requests_malformed")  # counter 0 of a session is the primary's to give
             return []
         held = self._queued_open(cid)
         if held is not None and held.nonce == nonce:
-            self.count("requests_deduplicated")  # queued already: answered once sequenced
+            self.node.count("requests_deduplicated")  # queued already: answered once sequenced
             return []
         if held is None:
-            held = self.replica.sessions.get(cid)
+            held = self.node.replica.sessions.get(cid)
             if held is not None and held.nonce == nonce:
                 rid = opened_id(held.session)
-                got = self.replica.lookup(cid, rid)
+                got = self.node.replica.lookup(cid, rid)
                 return self._first_result(src, cid, rid, EXPIRED if got is None else got, now)
-        slot = self.replica.results.get(cid)
+        slot = self.node.replica.results.get(cid)
         floor, newest = (slot[0], max(slot[1], default=0)) if slot is not None else (0, 0)
         session = next_session(held, floor, newest)
         if session >> (64 - SESSION_SHIFT):
-            self.count("sessions_exhausted")
+            self.node.count("sessions_exhausted")
             log.error("sessions_exhausted client=%d: every session number of this client id is used", cid)
-            return [Send(src, wire.Reply(cid, 0, wire.UNAVAILABLE, self.epoch, 0, self.name))]
+            return [Send(src, wire.Reply(cid, 0, wire.UNAVAILABLE, self.node.epoch, 0, self.node.name))]
         self.opens[cid] = Held(session, nonce)
         self.pending.add(src, wire.Request(cid, opened_id(session), m.command))
-        self.count("sessions_opened")
+        self.node.count("sessions_opened")
         log.info("session_open client=%d session=%d", cid, session)
         return []
 
-    def _plain_bundle(self: NodeMachine, requests: Sequence) -> bool:
+    def _plain_bundle(self, requests: Sequence) -> bool:
         """No request of the bundle is an open or could be fenced: the batch paths may take it.
         O(len(requests)), and one look-up per request only for client ids that have sessions."""
-        sessions, opens = self.replica.sessions, self.opens
+        sessions, opens = self.node.replica.sessions, self.opens
         for m in requests:
             rid = m.request_id
             if not rid & COUNTER_MASK:
@@ -196,19 +289,21 @@ class SequencerMixin:
                 return False
         return True
 
-    def _busy(self: NodeMachine, src: wire.Address, m: wire.Request) -> list:
+    def _busy(self, src: wire.Address, m: wire.Request) -> list:
         """``src`` has ``max_in_flight`` requests queued: refuse this one, unsequenced (it may re-send)."""
-        self.count("requests_busy")
-        return [Send(src, wire.Reply(m.client_id, m.request_id, wire.BUSY, self.epoch, 0, self.name))]
+        self.node.count("requests_busy")
+        return [
+            Send(src, wire.Reply(m.client_id, m.request_id, wire.BUSY, self.node.epoch, 0, self.node.name))
+        ]
 
-    def _busy_run(self: NodeMachine, src: wire.Address, cid: int, first: int, k: int) -> list:
+    def _busy_run(self, src: wire.Address, cid: int, first: int, k: int) -> list:
         """:meth:`_busy` for requests ``first .. first + k - 1`` of ``cid``, all new, unqueued and
         unfenced, past ``src``'s room. O(k), with none of on_request's checks per request."""
-        self.count("requests_busy", k)
-        epoch, name = self.epoch, self.name
+        self.node.count("requests_busy", k)
+        epoch, name = self.node.epoch, self.node.name
         return [Send(src, wire.Reply(cid, r, wire.BUSY, epoch, 0, name)) for r in range(first, first + k)]
 
-    def on_requests(self: NodeMachine, src: wire.Address, requests: tuple | list, now: float) -> list:
+    def on_requests(self, src: wire.Address, requests: tuple | list, now: float) -> list:
         """A client's bundle, on a primary: as :meth:`on_request` for each request in turn.
 
         The usual case (well-formed, not executed before, not queued already)
@@ -225,7 +320,7 @@ class SequencerMixin:
             return self._on_request_run(src, requests, now)
         return self._on_each_request(src, requests, now)
 
-    def _on_each_request(self: NodeMachine, src: wire.Address, requests: Sequence, now: float) -> list:
+    def _on_each_request(self, src: wire.Address, requests: Sequence, now: float) -> list:
         """:meth:`on_requests` request by request (pairs in the queue, no spans)."""
         if self.pending._spans or not self._plain_bundle(requests):
             # fresh_requests looks for queued keys in pairs only: with spans queued, one by one.
@@ -235,14 +330,14 @@ class SequencerMixin:
             return out
         out = []
         keys, pending, n, i = self.pending.loose, self.pending, len(requests), 0
-        limit = self.settings.max_in_flight
+        limit = self.node.settings.max_in_flight
         while i < n:
             # The new requests from i on (in C when built: no bytecode per request); the
             # dedupe table is read flushed, as Replica.lookup reads it. No further than the
             # client's room (the scan marks what it finds as queued): past it, on_request says busy.
             room = pending.room(src, limit)
             upto = requests if n - i <= room else requests[: i + room]
-            k = fresh_requests(upto, i, keys, self.replica.results, COMMAND_SIZE) if room else 0
+            k = fresh_requests(upto, i, keys, self.node.replica.results, COMMAND_SIZE) if room else 0
             if k:
                 pending.extend(src, requests[i : i + k])
                 i += k
@@ -251,7 +346,7 @@ class SequencerMixin:
                 i += 1
         return out
 
-    def _on_request_run(self: NodeMachine, src: wire.Address, run: RequestRun, now: float) -> list:
+    def _on_request_run(self, src: wire.Address, run: RequestRun, now: float) -> list:
         """:meth:`on_requests` of a packed bundle: each stretch of one client's consecutive request
         ids (``fastpath.request_stretch``) has its new requests from the first (neither executed,
         ``fastpath.fresh_span``, nor queued, ``PendingQueue.unqueued``) queued as one span; the
@@ -260,7 +355,7 @@ class SequencerMixin:
         ``Request`` object for a spanned request."""
         out: list = []
         raw, pending, n, i = run.raw, self.pending, len(run), 0
-        results = self.replica.results  # flushed (as Replica.lookup reads it); nothing here adds to it
+        results = self.node.replica.results  # flushed (as Replica.lookup reads it); nothing here adds to it
         while i < n:
             k, cid, rid = request_stretch(raw, i)
             end = i + k
@@ -274,12 +369,12 @@ class SequencerMixin:
                 f = fresh_span(results, cid, rid, end - i)
                 if f:
                     f = pending.unqueued(cid, rid, f)
-                room = min(f, pending.room(src, self.settings.max_in_flight))
+                room = min(f, pending.room(src, self.node.settings.max_in_flight))
                 if room:
                     pending.add_span(src, run, i, i + room, cid, rid)
-                    self.count("requests_spanned", room)
+                    self.node.count("requests_spanned", room)
                     i, rid = i + room, rid + room
-                if f > room and not self.lease_lapsed(now):
+                if f > room and not self.lease.lapsed(now):
                     # New requests past the sender's room: each would be answered busy by
                     # on_request, so all of them are, at once (no re-scan of the rest per request).
                     out += self._busy_run(src, cid, rid, f - room)
@@ -289,23 +384,23 @@ class SequencerMixin:
                     i, rid = i + 1, rid + 1
         return out
 
-    def _replies_at_once(self: NodeMachine) -> bool:
-        return self.settings.mode == "async"
+    def _replies_at_once(self) -> bool:
+        return self.node.settings.mode == "async"
 
     @property
-    def solo(self: NodeMachine) -> bool:
+    def solo(self) -> bool:
         """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
-        return self.settings.mode == "sync" and not self.isr_confirmed and self.is_primary
+        return self.node.settings.mode == "sync" and not self.isr_confirmed
 
-    def recompute_commit(self: NodeMachine) -> None:
+    def recompute_commit(self) -> None:
         if not self.isr:
-            self.commit = self.replica.seq
+            self.commit = self.node.replica.seq
         else:
             self.commit = max(self.commit, min(self.acked.get(m, 0) for m in self.isr))
 
     # -- batching -------------------------------------------------------------------
 
-    def sequence_pending(self: NodeMachine, now: float) -> list:
+    def sequence_pending(self, now: float) -> list:
         """Sequence up to ``max_batch`` queued requests as one batch. O(batch).
 
         One batch per tick, so a backlog cannot hold the loop (and with it
@@ -313,31 +408,31 @@ class SequencerMixin:
         without waiting while requests are still queued.
         """
         out: list = []
-        if self.pending and self.role in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) and self.lease_held(now):
-            n = min(self.pending.ready, self.settings.max_batch)
+        if self.pending and self.lease.held(now):
+            n = min(self.pending.ready, self.node.settings.max_batch)
             stretches, cids, rids, commands = self.pending.take(n)
-            epoch, name, first = self.epoch, self.name, self.replica.seq + 1
+            epoch, name, first = self.node.epoch, self.node.name, self.node.replica.seq + 1
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
-            run, raw, ends = self.replica.execute_batch(epoch, cids, rids, commands)
+            run, raw, ends = self.node.replica.execute_batch(epoch, cids, rids, commands)
             # The replies stay columns (no Reply per request) until the driver packs them.
             cols = ReplyColumns(epoch, first, name, cids, rids, raw, ends)
-            self.journal.append(run)
-            self.count("entries_sequenced", n)
+            self.node.journal.append(run)
+            self.node.count("entries_sequenced", n)
             self.recompute_commit()  # an empty ISR commits at once
-            msg = wire.Entries(self.epoch, first, self.commit, run)
-            out += [Send(p, msg, needs_sync=False) for p in self.peers]
+            msg = wire.Entries(self.node.epoch, first, self.commit, run)
+            out += [Send(p, msg, needs_sync=False) for p in self.node.peers]
             # Each entry's events sliced only if the stream is encoded (someone subscribes).
-            out.append(Publish(wire.Entries(self.epoch, first, self.commit, run, EventBlobs(raw, ends))))
+            out.append(Publish(wire.Entries(self.node.epoch, first, self.commit, run, EventBlobs(raw, ends))))
             if self._replies_at_once():
                 out += [ReplyRun(dest, cols, lo, hi) for dest, lo, hi in stretches]
             else:
                 self.waiting.add_stretches(cols, stretches, now)
                 out += self.release()
-            out += self.maybe_snapshot()
+            out += self.node.maybe_snapshot()
         return out
 
-    def release(self: NodeMachine) -> list:
+    def release(self) -> list:
         """Replies whose seq is now committed (or all of them, running solo/async)."""
         if not self.waiting:
             return []
@@ -345,47 +440,49 @@ class SequencerMixin:
 
     # -- acks, joins, refills ------------------------------------------------------
 
-    def on_ack(self: NodeMachine, src: str, m: wire.Ack, now: float) -> list:
-        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch != self.epoch:
+    def on_ack(self, src: str, m: wire.Ack, now: float) -> list:
+        if m.epoch != self.node.epoch:
             return []
-        seq = min(m.seq, self.replica.seq)
-        if m.node not in self.peers:
+        seq = min(m.seq, self.node.replica.seq)
+        if m.node not in self.node.peers:
             return []
         if seq > self.acked.get(m.node, -1):  # (seq 0 too: a standby that joined an empty journal)
             self.acked[m.node] = seq
             self.ack_progress_at[m.node] = now
         out: list = []
-        if m.node not in self.isr and seq >= self.replica.seq and self.settings.mode == "sync":
+        if m.node not in self.isr and seq >= self.node.replica.seq and self.node.settings.mode == "sync":
             # Caught up with everything: from now on its ack is required too, and
             # once the witness records it, it may be promoted.
-            self.isr = [p for p in self.peers if p in self.isr or p == m.node]
+            self.isr = [p for p in self.node.peers if p in self.isr or p == m.node]
             log.info(
-                "isr_add node=%s epoch=%d member=%s isr=%s", self.name, self.epoch, m.node, ",".join(self.isr)
+                "isr_add node=%s epoch=%d member=%s isr=%s",
+                self.node.name,
+                self.node.epoch,
+                m.node,
+                ",".join(self.isr),
             )
             out += self.propose_isr(now, tuple(self.isr), force=True)
         self.recompute_commit()
         return out + self.release()
 
-    def on_join(self: NodeMachine, src: str, m: wire.Join, now: float) -> list:
+    def on_join(self, src: str, m: wire.Join, now: float) -> list:
         """A standby asks to follow: fence its unshared suffix, or accept it and start its catch-up."""
-        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING):
-            return []
         t = self.common_prefix(m.last_epoch, m.seq)
         if t < m.seq:
             log.info(
                 "fence node=%s epoch=%d their_last=(%d,%d) truncate_after=%d",
                 m.node,
-                self.epoch,
+                self.node.epoch,
                 m.last_epoch,
                 m.seq,
                 t,
             )
-            self.count("fences_sent")
-            return [Send(src, wire.Fence(self.epoch, t, m.node))]
-        out = [Send(src, wire.Fence(self.epoch, m.seq, m.node)), self.heartbeat_to(src)]
+            self.node.count("fences_sent")
+            return [Send(src, wire.Fence(self.node.epoch, t, m.node))]
+        out = [Send(src, wire.Fence(self.node.epoch, m.seq, m.node)), self.node.heartbeat_to(src)]
         return out + self.catch_up(src, m.seq + 1)
 
-    def common_prefix(self: NodeMachine, last_epoch: int, seq: int) -> int:
+    def common_prefix(self, last_epoch: int, seq: int) -> int:
         """The highest seq <= ``seq`` up to which a node whose last entry is (``last_epoch``, ``seq``) agrees with us.
 
         Seqs never repeat within an epoch and each epoch has one primary, so
@@ -394,13 +491,13 @@ class SequencerMixin:
         """
         if seq == 0:
             return 0
-        mine = self.journal.entry(seq)
+        mine = self.node.journal.entry(seq)
         if mine is not None and mine.epoch == last_epoch:
             return seq
         # Otherwise the epoch history says where the joiner's epoch ended for us: where the
         # next epoch we know of began.
-        end = self.replica.seq
-        for epoch, first in self.history:
+        end = self.node.replica.seq
+        for epoch, first in self.node.history:
             if epoch > last_epoch:
                 end = first - 1
                 break
@@ -412,15 +509,15 @@ class SequencerMixin:
         # those, and then it ended earlier than ``end``: agreeing that far would keep a
         # stale suffix the next entries cannot fit (a divergence). Below the base, the
         # joiner's catch-up is a snapshot, which replaces its whole journal.
-        base = self.journal.base_seq
-        if base and seq <= base and last_epoch and last_epoch == self.journal.base_epoch():
+        base = self.node.journal.base_seq
+        if base and seq <= base and last_epoch and last_epoch == self.node.journal.base_epoch():
             # The joiner's last entry is of the epoch of our snapshot's last entry, at or below
             # it: that epoch's primary sequenced both, so its journal is a prefix of our history.
             # (Cutting it below the base would take committed entries from an in-sync node.)
             return seq
-        if base and t >= base and not any(e == last_epoch and first > base for e, first in self.history):
+        if base and t >= base and not any(e == last_epoch and first > base for e, first in self.node.history):
             t = base - 1
-        elif not base and not any(e == last_epoch for e, _ in self.history):
+        elif not base and not any(e == last_epoch for e, _ in self.node.history):
             # We hold no entry of the joiner's epoch: our line skipped it (we were granted a
             # later epoch holding only older entries, as async mode or a cascade of
             # fail-overs allows). Where that epoch began in the joiner's journal is unknown
@@ -429,7 +526,7 @@ class SequencerMixin:
             t = 0
         return t
 
-    def catch_up(self: NodeMachine, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:
+    def catch_up(self, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:
         """Send ``dest`` entries from ``from_seq`` (up to ``to_seq``; 0 = to the end), or a snapshot
         if we lack them or it is far behind.
 
@@ -442,38 +539,38 @@ class SequencerMixin:
         return self._send_entries(dest, from_seq, from_seq, to_seq, True)
 
     def _send_entries(
-        self: NodeMachine, dest: wire.Address, asked: int, start: int, to_seq: int, fresh: bool = False
+        self, dest: wire.Address, asked: int, start: int, to_seq: int, fresh: bool = False
     ) -> list:
         """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight
         (``fresh``: sent unasked, with the Fence that accepted a Join)."""
         sent = self.refill_sent
-        last = self.replica.seq
+        last = self.node.replica.seq
         if asked > last:
             sent.pop(dest, None)
             return []
-        if asked <= self.journal.base_seq or last - asked > self.settings.catchup_snapshot_lag:
+        if asked <= self.node.journal.base_seq or last - asked > self.node.settings.catchup_snapshot_lag:
             sent.pop(dest, None)
             return self.send_snapshot(dest)
-        chunk = self.settings.refill_chunk
+        chunk = self.node.settings.refill_chunk
         stop = min(last, asked - 1 + REFILL_WINDOW * chunk)
         if to_seq > 0:
             stop = min(stop, to_seq)
         out = []
         seq = start
         while seq <= stop:
-            run = self.journal.read_run(seq, min(chunk, stop - seq + 1))
+            run = self.node.journal.read_run(seq, min(chunk, stop - seq + 1))
             if not len(run):
                 break
-            out.append(Send(dest, wire.Entries(self.epoch, seq, self.commit, run), needs_sync=False))
+            out.append(Send(dest, wire.Entries(self.node.epoch, seq, self.commit, run), needs_sync=False))
             seq += len(run)
-            self.count("refill_entries_sent", len(run))
-        sent[dest] = (self.epoch, asked, max(seq - 1, start - 1), fresh)
+            self.node.count("refill_entries_sent", len(run))
+        sent[dest] = RefillWindow(self.node.epoch, asked, max(seq - 1, start - 1), fresh)
         return out
 
-    def send_snapshot(self: NodeMachine, dest: str) -> list:
-        blob = self.replica.snapshot()
-        seq, last_epoch = self.replica.seq, self.replica.last_epoch
-        self.count("snapshots_sent")
+    def send_snapshot(self, dest: str) -> list:
+        blob = self.node.replica.snapshot()
+        seq, last_epoch = self.node.replica.seq, self.node.replica.last_epoch
+        self.node.count("snapshots_sent")
         log.info("snapshot_send to=%s seq=%d bytes=%d", dest, seq, len(blob))
         out = []
         for off in range(0, max(len(blob), 1), SNAPSHOT_CHUNK):
@@ -481,38 +578,38 @@ class SequencerMixin:
                 Send(
                     dest,
                     wire.SnapshotChunk(
-                        self.epoch, seq, last_epoch, off, len(blob), blob[off : off + SNAPSHOT_CHUNK]
+                        self.node.epoch, seq, last_epoch, off, len(blob), blob[off : off + SNAPSHOT_CHUNK]
                     ),
                 )
             )
         return out
 
-    def on_refill(self: NodeMachine, src: wire.Address, m: wire.Refill, now: float) -> list:
+    def on_refill(self, src: wire.Address, m: wire.Refill, now: float) -> list:
         """Serve a Refill: a catching-up node that progressed into the chunks in flight gets only
         the chunks that top its window up; any other ask (a gap, a re-ask after a lost chunk,
         a new node) gets the window from the seq it asked for."""
-        if self.role not in (wire.ROLE_PRIMARY, wire.ROLE_DRAINING) or m.epoch > self.epoch:
+        if m.epoch > self.node.epoch:
             return []
-        self.count("refills_served")
+        self.node.count("refills_served")
         start = m.seq
         prev = self.refill_sent.get(src)
-        if m.to_seq == 0 and prev is not None and prev[0] == self.epoch:
-            if prev[3] and m.seq == prev[1]:
+        if m.to_seq == 0 and prev is not None and prev.epoch == self.node.epoch:
+            if prev.with_fence and m.seq == prev.asked:
                 # Its first ask crossed the window we sent with its Fence (on_join): that window is
                 # on the wire. Sending it twice costs both nodes; a lost window is asked for again
                 # after the node's timeout, and that second ask gets it.
-                self.refill_sent[src] = (*prev[:3], False)
+                self.refill_sent[src] = prev._replace(with_fence=False)
                 return []
-            if prev[1] < m.seq <= prev[2] + 1:
-                start = prev[2] + 1  # m.seq .. prev[2] are on the wire already
+            if prev.asked < m.seq <= prev.sent_to + 1:
+                start = prev.sent_to + 1  # m.seq .. prev.sent_to are on the wire already
         return self._send_entries(src, m.seq, start, m.to_seq)
 
     # -- the in-sync set (sync mode) ------------------------------------------------
 
-    def propose_isr(self: NodeMachine, now: float, members: tuple[str, ...], force: bool = False) -> list:
-        if not self.witness or self.settings.mode != "sync":
+    def propose_isr(self, now: float, members: tuple[str, ...], force: bool = False) -> list:
+        if not self.node.witness or self.node.settings.mode != "sync":
             return []
-        if not force and now - self.isr_asked_at < self.settings.vote_retry:
+        if not force and now - self.isr_asked_at < self.node.settings.vote_retry:
             return []
         self.isr_asked_at = now
         # Until the witness acks exactly this set, what it holds is uncertain
@@ -522,97 +619,71 @@ class SequencerMixin:
         self.isr_proposals += 1
         return [
             Send(
-                self.witness,
-                wire.IsrUpdate(self.epoch, self.replica.seq, self.name, members, self.isr_proposals),
+                self.node.witness,
+                wire.IsrUpdate(
+                    self.node.epoch, self.node.replica.seq, self.node.name, members, self.isr_proposals
+                ),
             )
         ]
 
-    def check_isr(self: NodeMachine, now: float) -> list:
-        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the witness's consent."""
-        if self.settings.mode != "sync" or not self.witness:
+    def check_isr(self, now: float) -> list:
+        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the
+        witness's consent; arm the ISR timer for the next member that may lag, or the re-proposal."""
+        node = self.node
+        if node.settings.mode != "sync" or not node.witness:
             return []  # no witness: stay blocked rather than risk losing acknowledged entries
         out: list = []
         if self.waiting and self.waiting.head()[0] <= self.commit:
             out += self.release()
         desired = tuple(self.isr)
-        lagging = self._lagging(now)
+        lagging, due = self._lagging(now)
         if lagging:
             desired = tuple(p for p in self.isr if p not in lagging)
-            if now - self.isr_asked_at >= self.settings.vote_retry:
+            if now - self.isr_asked_at >= node.settings.vote_retry:
                 log.warning(
                     "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
-                    self.name,
-                    self.epoch,
+                    node.name,
+                    node.epoch,
                     ",".join(lagging),
                     ",".join(desired),
-                    self.replica.seq,
+                    node.replica.seq,
                 )
         if desired != self.isr_confirmed or self.isr_unsure:
             out += self.propose_isr(now, desired)
+            due = min(due, self.isr_asked_at + node.settings.vote_retry)  # propose_isr's re-send
+        self.timers.arm(ISR, due)
         return out
 
-    def _lagging(self: NodeMachine, now: float) -> list[str]:
-        """ISR members holding up the oldest waiting reply: dead, or no ack progress for a timeout."""
+    def _lagging(self, now: float) -> tuple[list[str], float]:
+        """ISR members holding up the oldest waiting reply (dead, or no ack progress for a timeout),
+        and when the next of the others would (INF: none waits). O(ISR)."""
         if not self.waiting:
-            return []
+            return [], INF
         head_seq, head_t = self.waiting.head()
         if head_seq <= self.commit:
-            return []
-        lagging = []
+            return [], INF
+        node, timeout = self.node, self.node.settings.heartbeat_timeout
+        lagging, due = [], INF
         for p in self.isr:
             if self.acked.get(p, 0) >= head_seq:
                 continue
             since = max(head_t, self.ack_progress_at.get(p, float("-inf")))
-            if not self.peer_alive(p, now) or now - since >= self.settings.heartbeat_timeout:
+            if not self.peer_alive(p, now) or now - since >= timeout:
                 lagging.append(p)
-        return lagging
+            else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
+                due = min(due, since + timeout, node.last_heard.get(p, INF_PAST) + timeout)
+        return lagging, due
 
-    def primary_due(self: NodeMachine, now: float) -> float:
-        """When :meth:`check_drain` or :meth:`check_isr` next acts on its own (``<= now``: at once).
-
-        Ticking a primary before this time changes nothing there (the heartbeat
-        and queued requests are ``failover.NodeMachine.timer_due``'s part). It
-        mirrors those two methods branch by branch: change them together
-        (``tests/protocol/test_node_idle_wait.py`` checks it). A ``>`` timeout is
-        due at the instant it starts to count (that tick is still a no-op; the
-        next finds it due at once). O(ISR).
-        """
-        due = INF
-        if self.role == wire.ROLE_DRAINING:
-            if self.acked.get(self.drain_target, -1) >= self.replica.seq:
-                return now  # the handover
-            due = self.drain_started + self.settings.switchover_timeout  # the abort
-        if self.settings.mode != "sync" or not self.witness:
-            return due
-        waiting = self.waiting
-        head_seq, head_t = waiting.head() if waiting else (0, 0.0)
-        if waiting and head_seq <= self.commit:
-            return now  # replies to release
-        lagging: list[str] = []
-        if waiting:
-            timeout = self.settings.heartbeat_timeout
-            for p in self.isr:  # as in _lagging
-                if self.acked.get(p, 0) >= head_seq:
-                    continue
-                since = max(head_t, self.ack_progress_at.get(p, INF_PAST))
-                if not self.peer_alive(p, now) or now - since >= timeout:
-                    lagging.append(p)
-                else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
-                    due = min(due, since + timeout, self.last_heard.get(p, INF_PAST) + timeout)
-        desired = tuple(p for p in self.isr if p not in lagging) if lagging else tuple(self.isr)
-        if desired != self.isr_confirmed or self.isr_unsure:
-            due = min(due, self.isr_asked_at + self.settings.vote_retry)  # propose_isr's re-send
-        return due
-
-    def peer_alive(self: NodeMachine, p: str, now: float) -> bool:
+    def peer_alive(self, p: str, now: float) -> bool:
         """Heard within the timeout, and no connection drop since."""
-        heard = self.last_heard.get(p, float("-inf"))
+        heard = self.node.last_heard.get(p, float("-inf"))
         return (
-            now - heard <= self.settings.heartbeat_timeout and self.suspect_at.get(p, float("-inf")) < heard
+            now - heard <= self.node.settings.heartbeat_timeout
+            and self.node.suspect_at.get(p, float("-inf")) < heard
         )
 
-    def on_isr_ack(self: NodeMachine, m: wire.IsrAck, now: float) -> list:
-        if m.epoch != self.epoch or not self.is_primary or not m.granted:
+    def on_isr_ack(self, m: wire.IsrAck, now: float) -> list:
+        if m.epoch != self.node.epoch or not m.granted:
             return []
         if m.members != self.isr_proposed:
             return []  # a stale answer: the witness may hold a later proposal; check_isr re-sends it
@@ -623,15 +694,15 @@ class SequencerMixin:
         # (then they stay, and the next check re-proposes them).
         self.isr = [
             p
-            for p in self.peers
-            if p in m.members or (p in self.isr and self.acked.get(p, 0) >= self.replica.seq)
+            for p in self.node.peers
+            if p in m.members or (p in self.isr and self.acked.get(p, 0) >= self.node.replica.seq)
         ]
         if old != m.members:
-            self.count("isr_changes")
+            self.node.count("isr_changes")
             log.warning(
                 "isr_confirmed node=%s epoch=%d isr=%s%s",
-                self.name,
-                self.epoch,
+                self.node.name,
+                self.node.epoch,
                 ",".join(m.members) or "-",
                 " (solo: no automatic fail-over until a standby is back in sync)" if not m.members else "",
             )
@@ -640,34 +711,36 @@ class SequencerMixin:
 
     # -- planned switchover ------------------------------------------------------------
 
-    def on_switchover(self: NodeMachine, src: wire.Address, m: wire.Switchover, now: float) -> list:
-        if self.role != wire.ROLE_PRIMARY or m.target not in self.peers:
-            return [Send(src, self.status_message())]
-        self.role = wire.ROLE_DRAINING
+    def on_switchover(self, src: wire.Address, m: wire.Switchover, now: float) -> list:
+        if self.drain_target or m.target not in self.node.peers:
+            return [Send(src, self.node.status_message())]
         self.drain_target = m.target
         self.drain_started = now
+        self.timers.arm(DRAIN, now + self.node.settings.switchover_timeout)  # the abort (a > timeout)
         log.info(
             "switchover_start node=%s epoch=%d target=%s seq=%d",
-            self.name,
-            self.epoch,
+            self.node.name,
+            self.node.epoch,
             m.target,
-            self.replica.seq,
+            self.node.replica.seq,
         )
         # Tell the target at once: it holds the requests we now redirect to it until it serves.
         # The witness learns the drain and its target too: it grants the target's vote.
-        out = [self.heartbeat_to(m.target)] + ([self.heartbeat_to(self.witness)] if self.witness else [])
-        return out + [Send(src, self.status_message())]
+        out = [self.node.heartbeat_to(m.target)] + (
+            [self.node.heartbeat_to(self.node.witness)] if self.node.witness else []
+        )
+        return out + [Send(src, self.node.status_message())]
 
-    def check_drain(self: NodeMachine, now: float) -> list:
-        if self.role != wire.ROLE_DRAINING:
+    def check_drain(self, now: float) -> list:
+        if not self.drain_target:
             return []
         target = self.drain_target
         # The target must have acknowledged our seq in this epoch: one that never joined us
         # (down, cut off, or restarted in an older epoch) holds nothing we can vouch for,
         # and a Handover would leave it refusing and us following it, with no primary at all.
-        if self.acked.get(target, -1) >= self.replica.seq:
+        if self.acked.get(target, -1) >= self.node.replica.seq:
             stashed: list = []
-            if self.witness:
+            if self.node.witness:
                 # The target serves only once the witness grants it the next epoch, and if it
                 # never does (cut off), the witness may promote another in-sync node instead:
                 # a reply may go out now only on the usual commit rule. The rest wait until
@@ -678,35 +751,36 @@ class SequencerMixin:
                 stashed = [(dest, r) for _, dest, r, _ in self.waiting]
             else:
                 # The target, about to serve by itself, holds everything: release all that waited.
-                self.commit = self.replica.seq
+                self.commit = self.node.replica.seq
                 out = self.release()
             log.info(
                 "switchover_handover node=%s epoch=%d target=%s seq=%d",
-                self.name,
-                self.epoch,
+                self.node.name,
+                self.node.epoch,
                 target,
-                self.replica.seq,
+                self.node.replica.seq,
             )
-            handover = wire.Handover(self.epoch, self.replica.seq, self.name)
+            handover = wire.Handover(self.node.epoch, self.node.replica.seq, self.node.name)
             out.append(Send(target, handover))
-            out += self.become_standby(target, self.epoch, now)
-            if self.witness:
+            # The standby we become re-sends the Handover until the target serves a newer
+            # epoch (a lost Handover must not leave two standbys following each other), and
+            # holds the stashed replies until the target proves it serves.
+            out += self.node.become_standby(
+                target, self.node.epoch, now, PendingHandover(target, handover, now), stashed
+            )
+            if self.node.witness:
                 # Tell the witness at once that we follow the target with our final seq: that
                 # (not the drain) is what lets it grant the target's vote.
-                out.append(self.heartbeat_to(self.witness))
-            # Re-sent from standby_tick until the target serves a newer epoch: a lost
-            # Handover must not leave two standbys following each other.
-            self.handover = (target, handover, now)
-            self.handover_replies = stashed
+                out.append(self.node.heartbeat_to(self.node.witness))
             return out
-        if now - self.drain_started > self.settings.switchover_timeout:
+        if now - self.drain_started > self.node.settings.switchover_timeout:
             log.warning(
                 "switchover_aborted node=%s target=%s acked=%d seq=%d",
-                self.name,
+                self.node.name,
                 target,
                 self.acked.get(target, 0),
-                self.replica.seq,
+                self.node.replica.seq,
             )
-            self.role = wire.ROLE_PRIMARY
             self.drain_target = ""
+            self.timers.clear(DRAIN)
         return []
