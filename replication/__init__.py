@@ -7,22 +7,19 @@ client library that hides all of that. What it is not for: matching (that is
 ``matching``), or any transport other than ZeroMQ (but see "Sans-IO" below:
 the logic itself has no transport at all).
 
-Layers
-------
-``wire``         the one codec: every frame that crosses a socket or a journal.
-``journal``      append-only framed entry log + atomic snapshots (file and in-memory twins).
-``replica``      replicated state: engine + dedupe table + seq/epoch/digest, snapshot/restore.
-``sequencer``    primary logic (assign seq, journal, apply, stream, release replies).
-``standby``      standby logic (apply, compare digests, ack, gap refill, catch-up, fencing).
-``failover``     ``NodeMachine``: one node, owning the replica and switching roles;
-                 heartbeats, promotion through the witness, switchover, fencing.
-``witness``      ``WitnessMachine``: grants at most one promotion per epoch.
-``session``      client sessions: request-id layout, the open request, ``SessionFenced``.
-``client_core``  ``ClientCore``: pending requests, re-send on fail-over.
-``node``         the thin ZeroMQ driver that runs the machines in a process.
-``client``       ``Client``: the blocking / pipelined user-facing client over ZeroMQ.
-``router``       ``Router``: one client over several groups, routing each command by instrument.
-``config``, ``cli``, ``demo``  the group TOML, the ``matchcore`` subcommands, the demo.
+Layers (lowest first; each imports only those below it, ``tests/layout`` checks it)
+------------------------------------------------------------------------------------
+``native``     the C loops of the hot and catch-up paths, and their pure-Python twins.
+``protocol``   the sans-IO core: ``wire`` (messages, codec, records, outputs), ``settings``,
+               ``replica`` (engine + dedupe table + seq/epoch/digest), ``journal_api`` (what a
+               machine may ask of a journal), ``session``, ``queues``, ``trust``, ``timers``,
+               ``node`` (``NodeMachine`` and its roles: primary, standby, diverged),
+               ``witness`` (``WitnessMachine``) and ``client_core`` (``ClientCore``).
+``storage``    the file and memory journals, the record format, the witness's state file.
+``transport``  the group file, the socket loop and the node and witness drivers, CURVE, metrics.
+``client``     ``Client`` (one group), ``Router`` (several), the operator's calls.
+``testing``    the simulator and its checker, golden traces, chaos, the process harness.
+``ops``        the ``matchcore`` subcommands and the demo.
 
 Sans-IO interface (what the driver and the simulator both use)
 --------------------------------------------------------------
@@ -40,16 +37,20 @@ opaque client address (a ZeroMQ routing id in production, anything hashable
 and ordered in a simulator). ``msg`` is one of the dataclasses of
 ``replication.protocol.wire``. Outputs are a ``list`` of:
 
-``wire.Send(dest, msg)``
+``wire.Send(dest, msg, needs_sync=True)``
     deliver ``msg`` to ``dest`` (same address space as ``src``). Delivery may
     fail, be delayed, duplicated or reordered: the protocol tolerates it.
+    ``needs_sync``: the message may leave only once the journal's appends so
+    far are durable (a driver that defers its fsync syncs first); the machine
+    clears it where that is safe (the primary's ``Entries``).
 ``wire.Publish(msg)``
     best-effort broadcast to stream subscribers (market data, audit).
 
 Effects that are not messages (journal writes, snapshots) are performed by
 the machine on the injected ``journal`` object, synchronously, before the
-outputs that depend on them are returned. ``journal.MemoryJournal`` has the
-same interface as ``journal.FileJournal`` (and can simulate a crash with a
+outputs that depend on them are returned, through the interface of
+``protocol.journal_api.JournalBase``. ``storage.journal.MemoryJournal`` has the
+same interface as ``storage.journal.FileJournal`` (and can simulate a crash with a
 torn tail) so a simulator can run many nodes in one process. The engine is
 injected as a factory (``engine_factory()`` -> new engine,
 ``engine_factory.restore(blob)`` -> restored engine; any class with the
