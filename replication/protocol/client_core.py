@@ -504,6 +504,18 @@ class ClientCore:
             return [self._send(rid, p, now) for rid, p in self.pending.items()]
         return self._switch(nxt, now, "timeout")
 
+    def invariants(self) -> None:
+        """Raise AssertionError if a rule of this core is broken. For the simulator and tests, not production.
+
+        The requests in flight are unique, in request id order, and below the
+        next id to send; the primary is one of the group's nodes. O(p log p), p pending.
+        """
+        ids = list(self.pending)
+        if ids != sorted(set(ids)) or (ids and ids[-1] >= self.next_id):
+            raise AssertionError(f"client {self.client_id}: pending ids {ids[:8]} (next {self.next_id})")
+        if self.primary not in self.nodes:
+            raise AssertionError(f"client {self.client_id}: primary {self.primary!r} is not a node")
+
 
 def _take_done(outputs: list, done: dict[int, wire.Reply], out: list) -> None:
     """``Done`` outputs into ``done``, the rest onto ``out`` (order kept)."""

@@ -462,3 +462,19 @@ class WitnessMachine:
             "error": self.error,
             "counters": dict(sorted(self.counters.items())),
         }
+
+    def invariants(self) -> None:
+        """Raise AssertionError if a rule of this witness is broken. For the simulator and tests, not production.
+
+        The epoch it granted is the newest it knows (a parked request is for a
+        later one); its primary and in-sync set are the group's nodes. O(nodes).
+        """
+        if self.epoch < 0 or self.isr_proposal < 0:
+            raise AssertionError(f"witness: epoch {self.epoch}, proposal {self.isr_proposal}")
+        if self.primary and self.primary not in self.nodes:
+            raise AssertionError(f"witness: primary {self.primary!r} is not a node")
+        if self.isr is not None and not set(self.isr) <= set(self.nodes):
+            raise AssertionError(f"witness: in-sync set {self.isr} has names outside {self.nodes}")
+        stale = [n for n, (req, _) in self.parked.items() if req.epoch <= self.epoch]
+        if stale:
+            raise AssertionError(f"witness: parked requests {stale} for epochs it granted already")

@@ -788,3 +788,17 @@ class NodeMachine(SequencerMixin, StandbyMixin, JournalHealthMixin, LeaseMixin, 
 
     def status_message(self) -> wire.Status:
         return wire.Status(json.dumps(self.status(), sort_keys=True).encode())
+
+    def invariants(self) -> None:
+        """Raise AssertionError if a rule of this node is broken. For the simulator and tests, not production.
+
+        The book never runs ahead of a healthy journal (a diverged node's book
+        stops at the bad entry it refused to journal), and holds no entry of an
+        epoch newer than the node's. O(1).
+        """
+        r, j = self.replica, self.journal
+        healthy = not (self.journal_error or self.damaged) and self.role != wire.ROLE_DIVERGED
+        if healthy and r.seq > j.last_seq:
+            raise AssertionError(f"{self.name}: replica at seq {r.seq}, journal at {j.last_seq}")
+        if r.last_epoch > self.epoch:
+            raise AssertionError(f"{self.name}: replica holds epoch {r.last_epoch}, node epoch {self.epoch}")
