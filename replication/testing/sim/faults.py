@@ -35,6 +35,7 @@ from .forge import OPERATOR, WITNESS
 from .schedule import Fault
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .participants import SimNode
     from .run import Sim
 
 FaultState = dict[str, Any]  # one injected fault: its kind, and what its heal needs (node, links, ...)
@@ -90,7 +91,7 @@ class _ProcessFault(FaultHandler):
         self.strike(sim, sim.nodes[target], "primary" if target == p else "standby", f, heal_at)
         return ""
 
-    def strike(self, sim: Sim, node: Any, role: str, f: Fault, heal_at: float) -> None:
+    def strike(self, sim: Sim, node: SimNode, role: str, f: Fault, heal_at: float) -> None:
         raise NotImplementedError
 
     def heal(self, sim: Sim, st: FaultState) -> None:
@@ -109,7 +110,7 @@ class Crash(_ProcessFault):
     kind = "crash"
     restarts = True
 
-    def strike(self, sim: Sim, node: Any, role: str, f: Fault, heal_at: float) -> None:
+    def strike(self, sim: Sim, node: SimNode, role: str, f: Fault, heal_at: float) -> None:
         sim.log(f"crash {node.name} ({role}); restart as {f.restart_as} at {heal_at:.4f}")
         sim.group.crash(node)
 
@@ -118,7 +119,7 @@ class CrashMidStep(_ProcessFault):
     kind = "crash_mid_step"
     restarts = True
 
-    def strike(self, sim: Sim, node: Any, role: str, f: Fault, heal_at: float) -> None:
+    def strike(self, sim: Sim, node: SimNode, role: str, f: Fault, heal_at: float) -> None:
         sim.log(f"crash {node.name} ({role}) in its next step; restart as {f.restart_as} at {heal_at:.4f}")
         node.crash_armed = True  # Participants.step crashes it, outputs lost, journal torn
 
@@ -126,7 +127,7 @@ class CrashMidStep(_ProcessFault):
 class Hang(_ProcessFault):
     kind = "hang"
 
-    def strike(self, sim: Sim, node: Any, role: str, f: Fault, heal_at: float) -> None:
+    def strike(self, sim: Sim, node: SimNode, role: str, f: Fault, heal_at: float) -> None:
         sim.log(f"hang {node.name} ({role}) until {heal_at:.4f}")
         node.hung = True  # deliveries queue up in its backlog, its ticks do nothing
 

@@ -39,6 +39,8 @@ MAX_INVARIANT_REPORTS = 20  # a broken invariant may fire at every step: the fir
 
 @dataclass
 class SimNode:
+    """One node: its journal (which outlives crashes), its machine while up, and the faults' marks on it."""
+
     name: str
     journal: RecordingJournal
     machine: NodeMachine | None = None
@@ -56,6 +58,8 @@ class SimNode:
 
 @dataclass
 class SimClient:
+    """One client: its core, the commands it sends in turn, and what it was told (for the checker)."""
+
     addr: bytes
     core: ClientCore
     commands: list[bytes]

@@ -66,7 +66,6 @@ class Sim:
 
     TICK = 0.005  # periodic tick (= heartbeat interval); an inbound message adds a tick right after it
     CLIENT_TICK = 0.002
-    WARMUP = 0.05
     SETTLE_BOUND = 10.0  # virtual seconds to regain redundancy before a fault counts as a liveness failure
     LIVENESS_BOUND = 30.0
     # A crashed node stays down at least this long (a real restart takes longer). Faster restarts used
