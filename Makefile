@@ -8,7 +8,7 @@ EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.p
 	replication/protocol/_client_fast.pyx \
 	setup.py pyproject.toml
 
-.PHONY: all venv build test test-long test-faults golden demo bench lint clean
+.PHONY: all venv build test test-long test-faults golden sim demo bench lint clean
 
 all: test
 
@@ -43,6 +43,12 @@ test-faults: build
 # runs the first 25 seeds of each. A restructuring of the protocol code must reproduce them all.
 golden: build
 	$(PY) -m replication.testing.golden --check --jobs 2
+
+# The fault simulator's long run: seeds 1..10,000, faults overlapping, up to 10 per schedule
+# (add --mode async for the async half; `python -m replication.testing.sim --help`).
+SIM_ARGS ?= --schedules 10000 --seed 1 --jobs 2 --overlap on --max-faults 10
+sim: build
+	$(PY) -m replication.testing.sim $(SIM_ARGS)
 
 demo: build
 	$(VENV)/bin/matchcore demo

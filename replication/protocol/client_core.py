@@ -560,6 +560,11 @@ class ClientCore:
             if i and t < self.timers[(i - 1) // 2]:
                 raise AssertionError(f"{where}: the timers are not a heap at item {i}")
             due.setdefault(t.at, []).append(t)
+        ids = list(self.pending)
+        if ids != sorted(set(ids)):
+            raise AssertionError(f"{where}: pending ids {ids[:8]} not in request id order")
+        if self.primary not in self.nodes:
+            raise AssertionError(f"{where}: primary {self.primary!r} is not a node")
         for rid, p in self.pending.items():
             if rid != OPEN_REQUEST and not self.session_first <= rid < self.next_id:
                 raise AssertionError(f"{where}: request {rid} pending, not an id this session sent")

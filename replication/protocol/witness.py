@@ -522,6 +522,10 @@ class WitnessMachine:
         for node, parked in self.parked.items():
             if parked.request.node != node:
                 raise AssertionError(f"{where}: a vote request of {parked.request.node} parked as {node}'s")
+            if parked.request.epoch <= self.epoch:
+                raise AssertionError(f"{where}: {node}'s parked request is for epoch {parked.request.epoch}")
+        if self.primary and self.primary not in self.nodes:
+            raise AssertionError(f"{where}: the primary is not a node of {self.nodes}")
         self._seen = _Seen(self.epoch, self.primary, self.isr_proposal)
 
     def status(self) -> dict:

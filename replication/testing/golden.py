@@ -9,7 +9,7 @@ witness's durable state, the fault log and the checker's report — and
 comparing a run against the recorded file. A restructuring of the protocol
 code that keeps every trace is, for these schedules, the same protocol.
 
-Not for: judging correctness (``sim_check`` does; a golden trace records a
+Not for: judging correctness (``sim.check`` does; a golden trace records a
 schedule's result whether it broke a rule or not) or timing.
 
 Run: ``python -m replication.testing.golden --check`` (all of them, ``make golden``)
@@ -74,8 +74,7 @@ def trace_schedule(seed: int, config: str) -> dict[str, str]:
     """Run seed ``seed`` in ``config`` and return its trace: four short digests."""
     from dataclasses import replace
 
-    from .sim import Sim, random_schedule
-    from .sim_check import check_sim
+    from .sim import Sim, check_sim, random_schedule
 
     mode, overlap = config.split("-")
     sched = replace(random_schedule(seed), mode=mode, engine="native", overlap=overlap == "on")

@@ -14,7 +14,7 @@ from replication.protocol.client_core import ClientCore
 from replication.protocol.node.machine import NodeMachine
 from replication.protocol.settings import Settings
 from replication.storage.journal import MemoryJournal
-from replication.testing.sim_schedule import pack
+from replication.testing.sim import pack
 
 LIMIT = 4
 

@@ -17,7 +17,7 @@ from replication.transport.group_file import parse
 
 
 def command(i: int) -> bytes:
-    from replication.testing.sim_schedule import pack
+    from replication.testing.sim import pack
 
     return pack({"op": "new", "instrument": 1, "id": i, "side": "buy", "price": 100, "qty": 1})
 

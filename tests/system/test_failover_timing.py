@@ -12,8 +12,7 @@ from replication.protocol import wire
 from replication.protocol.client_core import ClientCore
 from replication.protocol.settings import Settings
 from replication.protocol.witness import WitnessMachine
-from replication.testing.sim import Fault, Schedule, Sim
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

@@ -2,7 +2,7 @@
 
 Everything here runs on virtual time (``replication.testing.sim``): nothing sleeps,
 nothing asserts a duration. A failure prints the seed and fault log; replay
-it with ``python -m replication.testing.sim_cli --seed S``.
+it with ``python -m replication.testing.sim --seed S``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from replication.testing.sim import (
     Schedule,
     Sim,
     SimFailure,
+    check_sim,
     random_schedule,
     run_schedule,
 )
-from replication.testing.sim_check import check_sim
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
@@ -108,7 +108,7 @@ def test_failure_names_its_seed_and_fault_log():
     err = SimFailure(sim.schedule, rep.violations, sim.fault_log)
     assert (
         "seed=99" in str(err)
-        and "python -m replication.testing.sim_cli --seed 99" in str(err)
+        and "python -m replication.testing.sim --seed 99" in str(err)
         and "crash" in str(err)
     )
 

@@ -1,4 +1,4 @@
-"""The simulator's disk faults (``replication.testing.sim_disk``): a failed journal append, a damaged journal.
+"""The simulator's disk faults (``replication.testing.sim.disk_faults``): a failed journal append, a damaged journal.
 
 Virtual time only. Each scenario asserts that the fault really happened (the
 node's journal failed, or it came back damaged and was repaired) and that the
@@ -13,9 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from replication.testing import sim_schedule
-from replication.testing.sim import Fault, Schedule, Sim, random_schedule
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, check_sim, random_schedule
+from replication.testing.sim import schedule as sim_schedule
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

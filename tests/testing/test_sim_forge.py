@@ -1,4 +1,4 @@
-"""The simulator's outsider (``replication.testing.sim_forge``): forged messages pass the same trust policy.
+"""The simulator's outsider (``replication.testing.sim.forge``): forged messages pass the same trust policy.
 
 Virtual time only. Every delivery to a node or the witness is checked by
 ``trust.Policy``; the checker holds two rules: none of the group's own
@@ -11,8 +11,7 @@ import logging
 from dataclasses import replace
 
 from replication.protocol import trust, wire
-from replication.testing.sim import Fault, Schedule, Sim, random_schedule, run_schedule
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, check_sim, random_schedule, run_schedule
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from replication.testing.sim import Fault, Schedule, Sim, random_schedule
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, check_sim, random_schedule
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 

@@ -3,7 +3,7 @@
 Each example is one whole simulated group — primary, standby(s), witness,
 clients — under a drawn mix of node faults (crashes, torn tails, hangs,
 partitions, switchovers, a witness restart) and message faults (loss,
-duplication, reordering), checked by ``replication.testing.sim_check``: nothing
+duplication, reordering), checked by ``replication.testing.sim.check``: nothing
 acknowledged lost, nothing executed twice, no split brain, every digest
 equal per seq, the planted divergence caught, progress after healing.
 Shrinking works on the fault list, so a failure reduces to the few faults
@@ -11,7 +11,7 @@ that matter; its ``Schedule`` (with its seed) is printed for replay.
 
 These properties assert safety. Liveness (convergence after healing) is
 checked by the same checker and counted by the long run
-(``python -m replication.testing.sim_cli --schedules N``: ``not_converged``); it is not
+(``python -m replication.testing.sim --schedules N``: ``not_converged``); it is not
 asserted here: shrinking a liveness failure runs its full virtual-time
 bound on every step, and the seeds that found liveness bugs are pinned as
 fixed-seed tests in ``test_sim_basic.py``.
@@ -29,8 +29,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replication.testing.sim import NODE_FAULTS, Fault, Schedule, Sim, run_schedule
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import NODE_FAULTS, Fault, Schedule, Sim, check_sim, run_schedule
 from tests.strategies import command_lists
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 
-import replication.testing.sim as sim_module
+import replication.testing.sim.participants as sim_participants
 from replication.protocol.witness import WitnessMachine
-from replication.testing.sim import Fault, Schedule, Sim, random_schedule
-from replication.testing.sim_check import check_sim
+from replication.testing.sim import Fault, Schedule, Sim, check_sim, random_schedule
 
 logging.getLogger("replication").setLevel(logging.CRITICAL)
 
-# A drawn schedule whose only fault is isolate_primary_split (python -m replication.testing.sim_cli --seed 384).
+# A drawn schedule whose only fault is isolate_primary_split (python -m replication.testing.sim --seed 384).
 SPLIT_SEED = 384
 
 
@@ -63,7 +62,7 @@ def test_the_drawn_split_schedule_keeps_the_rule():
 
 
 def test_a_witness_that_grants_an_epoch_twice_is_reported(monkeypatch):
-    monkeypatch.setattr(sim_module, "WitnessMachine", GrantsTwice)
+    monkeypatch.setattr(sim_participants, "WitnessMachine", GrantsTwice)
     sim = Sim(random_schedule(SPLIT_SEED)).run()
     rep = check_sim(sim)
     twice = [e for e, g in sim.grants.items() if len(g) > 1]

@@ -774,7 +774,8 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         who = f"node {self.name} ({wire.ROLE_NAMES.get(self.role, self.role)}, epoch {self.epoch})"
         r = self.replica
         assert self.role in wire.ROLE_NAMES, f"{who}: unknown role {self.role!r}"
-        assert self.epoch >= r.last_epoch, f"{who}: replica holds entries of epoch {r.last_epoch}"
+        # Not an invariant, though tempting: "the book's last epoch is at most the node's" (simulator
+        # seed 821, async, overlapping faults: a node at epoch 1 held an epoch-3 entry for a few steps).
         if not self.damaged and not self.journal_error and self.role != wire.ROLE_DIVERGED:
             # (a diverged book applied the entry whose digest did not match; the journal did not)
             assert r.seq == self.journal.last_seq, (

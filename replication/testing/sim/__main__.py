@@ -1,10 +1,10 @@
-"""``python -m replication.testing.sim_cli``: replay one seed, or run many schedules and print the totals.
+"""``python -m replication.testing.sim``: replay one seed, or run many schedules and print the totals.
 
 For: ``--seed S`` (one schedule: its description, fault log and report;
 exit 1 if it broke a rule) and ``--schedules N --seed S`` (seeds S ..
 S+N-1, optionally on several processes, then: schedules run, faults
 injected by class, acknowledged, lost, executed twice, divergences caught,
-split brain, failing seeds). Not for: the simulation itself (``sim``).
+split brain, failing seeds). Not for: the simulation itself (``run``).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import Any
+
+from .check import check_sim
+from .run import Sim, run_schedule
+from .schedule import random_schedule
 
 
 def _schedule(seed: int, mode: str, engine: str, overlap: str, max_faults: int = 5) -> Any:
     """Seed ``seed``'s schedule with the command line's overrides ("" / "drawn": as drawn)."""
-    from dataclasses import replace
-
-    from .sim import random_schedule
-
     sched = random_schedule(seed, max_faults)
     return replace(
         sched,
@@ -32,8 +33,6 @@ def _schedule(seed: int, mode: str, engine: str, overlap: str, max_faults: int =
 
 
 def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
-    from .sim import run_schedule
-
     seed = args[0]
     sched = _schedule(*args)
     try:
@@ -61,7 +60,7 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m replication.testing.sim_cli", description=__doc__.split("\n\n")[0]
+        prog="python -m replication.testing.sim", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--seed", type=int, default=1, help="the seed (or the first seed with --schedules)")
     ap.add_argument("--schedules", type=int, default=0, help="run this many consecutive seeds")
@@ -89,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)
 
     if not args.schedules:
-        from .sim import Sim
-        from .sim_check import check_sim
-
         sched = _schedule(args.seed, args.mode, args.engine, args.overlap, args.max_faults)
         sim = Sim(sched).run()
         rep = check_sim(sim)
@@ -152,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     total["faults"] = dict(sorted(total["faults"].items()))
     total["virtual_seconds"] = round(total["virtual_seconds"], 3)
     total["wall_seconds"] = round(time.monotonic() - t0, 1)
-    total["command"] = "python -m replication.testing.sim_cli " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    total["command"] = "python -m replication.testing.sim " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.json:
         print(json.dumps(total, sort_keys=True))
     else:
@@ -182,10 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         for f in total["failed_seeds"][:20]:
             print(f"  seed {f['seed']}: {'; '.join(f['violations'])}")
     return 1 if total["failed_seeds"] else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """The simulator's trust layer: every delivery passes ``trust.Policy``, and an outsider forges messages.
 
-For: ``sim.Sim``. The simulated group runs as under CURVE: each delivery to
+For: ``run.Sim``. The simulated group runs as under CURVE: each delivery to
 a node or the witness is checked by that receiver's ``trust.Policy``, with
 the identity the transport would report (a node's key and ``peer:NAME``
 routing id, the witness's, the operator's, a client's). A schedule with
@@ -8,7 +8,7 @@ routing id, the witness's, the operator's, a client's). A schedule with
 phase, sends forged peer, witness and operator messages built from the
 group's current epoch: with a client key, with a client key claiming a
 peer's routing id, or with one node's key claiming another node's name.
-Two rules are recorded for ``sim_check``: no message of the group itself is
+Two rules are recorded for ``check``: no message of the group itself is
 ever refused, and no forgery is ever admitted. Not for: a compromised node
 key speaking as itself (the policy admits it by design), or sockets.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..protocol import trust, wire
+from ...protocol import trust, wire
 
 WITNESS = "witness"
 OPERATOR = "operator"

@@ -3,8 +3,8 @@
 For: everything a simulated run depends on, as plain data — :class:`Fault`
 and :class:`Schedule`, :func:`random_schedule` (a schedule is a pure function
 of its seed), and :func:`random_commands` / :func:`pack` (a client's order
-flow and its wire records). Not for: running anything (``sim.Sim``) or
-checking a run (``sim_check``).
+flow and its wire records). Not for: running anything (``run.Sim``) or
+checking a run (``check``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from ..protocol import wire
+from ...protocol import wire
 
 NODE_FAULTS = (
     "crash",
@@ -36,12 +36,6 @@ DISK_FAULT_RATE = 0.2
 
 
 # --- schedules ------------------------------------------------------------------------
-
-
-# The simulator's event kinds, in queue order of ties: deliver, tick, submit, client tick, fault,
-# heal, resume, forge (here so that the fault mixins and the simulator share them without a cycle).
-EVENT_KINDS = tuple(range(8))
-HEAL_EVENT = EVENT_KINDS[5]
 
 
 @dataclass(frozen=True)
@@ -88,7 +82,7 @@ class Schedule:
     # the group to regain its redundancy, so a fail-over can be hit by the next fault while it is
     # under way (a crash during a catch-up, a witness crash during a vote, two nodes down).
     overlap: bool = False
-    # Forged peer, witness and operator messages an outsider sends during the fault phase (sim_forge).
+    # Forged peer, witness and operator messages an outsider sends during the fault phase (forge).
     forge: int = 0
 
     @property

@@ -1,6 +1,6 @@
 """The checker of a finished simulation: safety and liveness, from what clients saw and nodes kept.
 
-For: turning one ``sim.Sim`` run into a :class:`Report` — the figures
+For: turning one ``run.Sim`` run into a :class:`Report` — the figures
 (acknowledged, lost, executed twice, divergences caught, split brain) and a
 list of violations, empty when the run kept every rule:
 
@@ -21,13 +21,15 @@ list of violations, empty when the run kept every rule:
   every seq both hold;
 - the corrupted standby (if any) declared divergence at exactly its first
   bad entry and never served as primary; no other node diverged;
+- every machine's ``invariants()`` held after each of its steps (the
+  simulator calls them: ``participants``);
 - liveness: after every fault healed the group converged (one primary,
   every healthy standby level with it, every request answered) within the
   simulator's virtual-time bound.
 
 Also here: the history registry (``RecordingJournal`` reports every append
 to a ``Registry``) from which the full history behind a snapshot-installed
-journal is rebuilt. Not for: running anything (``sim``), or checking real
+journal is rebuilt. Not for: running anything (``run``), or checking real
 processes (``chaos``).
 """
 
@@ -36,13 +38,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..protocol import wire
-from ..protocol.replica import Replica
-from ..protocol.session import is_open_entry, opened_id
-from ..storage.journal import MemoryJournal
+from ...protocol import wire
+from ...protocol.replica import Replica
+from ...protocol.session import is_open_entry, opened_id
+from ...storage.journal import MemoryJournal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .sim import Sim
+    from .run import Sim
 
 
 # --- the history registry ------------------------------------------------------------
@@ -182,7 +184,9 @@ def check_sim(sim: Sim) -> Report:
     strict = sim.schedule.mode == "sync"
     if sim.settle_failed:
         v.append(f"liveness: {sim.settle_failed}")
-    # Trust: the group's own messages all pass the policy, and no forgery does (sim_forge).
+    # Every machine's own invariants() held after each of its steps (participants).
+    v += [f"invariant: {x}" for x in sim.invariant_failures]
+    # Trust: the group's own messages all pass the policy, and no forgery does (forge).
     rep.forged_refused = sim.trust.refused
     v += [f"trust: the group's own message refused: {x}" for x in sim.trust.legit_refused[:3]]
     v += [f"trust: a forgery was admitted: {x}" for x in sim.trust.forged_admitted[:3]]
