@@ -525,7 +525,7 @@ class WitnessMachine:
             if parked.request.epoch <= self.epoch:
                 raise AssertionError(f"{where}: {node}'s parked request is for epoch {parked.request.epoch}")
         if self.primary and self.primary not in self.nodes:
-            raise AssertionError(f"{where}: the primary is not a node of {self.nodes}")
+            raise AssertionError(f"{where}: primary {self.primary!r} is not a node of {self.nodes}")
         self._seen = _Seen(self.epoch, self.primary, self.isr_proposal)
 
     def status(self) -> dict:
