@@ -56,11 +56,14 @@ demo: build
 bench: build
 	$(VENV)/bin/matchcore bench all --quick
 
+# Ruff (lint and format), cython-lint, and mypy on the layers below the drivers (replication's
+# native, protocol and storage: files and options in pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi \
 		replication/native/_fast.pyx replication/protocol/_client_fast.pyx
+	$(VENV)/bin/python -m mypy
 
 clean:
 	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/protocol/_client_fast.c

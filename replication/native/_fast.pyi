@@ -1,4 +1,6 @@
-"""Type stubs for ``replication._fast``; callers import these names from ``replication.fastpath``."""
+"""Type stubs for ``replication.native._fast``; callers import these names from ``native.fastpath``."""
+
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +42,7 @@ def pack_reply_run(
 ) -> bytes:
     """``wire.Replies`` payload records of a batch's OK replies ``lo .. hi - 1``. O(replies + events)."""
 
-def fresh_requests(requests: tuple | list, start: int, keys: set, results: dict[int, list], size: int) -> int:
+def fresh_requests(requests: Sequence, start: int, keys: set, results: dict[int, list], size: int) -> int:
     """How many of ``requests[start:]`` are new (adding their keys to ``keys``). O(that many)."""
 
 def request_stretch(raw: bytes, start: int) -> tuple[int, int, int]:

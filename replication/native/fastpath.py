@@ -19,8 +19,10 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 _HEAD = struct.Struct("<II")  # a journal record's head: payload size, crc32(payload)
 
@@ -104,7 +106,9 @@ def remember_run_py(
     cl, rl, sl, a, b = cids.tolist(), rids.tolist(), seqs.tolist(), starts.tolist(), stops.tolist()
     if any(a[i] < 0 or a[i] > b[i] or b[i] > len(events) for i in range(k)):
         raise ValueError("event offsets out of order or out of range")
-    cur, slot, table = 0, None, None
+    # The current client's slot and its results; table is a placeholder until the first entry.
+    cur, slot = 0, None
+    table: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
     for i in range(k):
         c = cl[i]
         if not c:
@@ -126,15 +130,15 @@ _BUNDLED_REPLY = struct.Struct("<QQBIQHI")  # wire._BUNDLED_REPLY: ids, status, 
 
 
 def pack_reply_run_py(
-    client_ids: list,
-    request_ids: list,
+    client_ids: list[int] | npt.NDArray[np.uint64],
+    request_ids: list[int] | npt.NDArray[np.uint64],
     lo: int,
     hi: int,
     epoch: int,
     first_seq: int,
     leader: bytes,
     events: bytes,
-    offsets: list,
+    offsets: list[int],
 ) -> bytes:
     """``wire.Replies`` payload records of OK replies ``lo .. hi - 1`` of a batch: reply ``i``
     answers request ``request_ids[i]`` of client ``client_ids[i]``, sequenced as
@@ -146,7 +150,8 @@ def pack_reply_run_py(
         raise ValueError("leader name longer than 65535 bytes")
     if any(not 0 <= offsets[i] <= offsets[i + 1] <= len(events) for i in range(lo, hi)):
         raise ValueError("event offsets out of order or out of range")
-    pack, parts = _BUNDLED_REPLY.pack, []
+    pack = _BUNDLED_REPLY.pack
+    parts: list[bytes] = []
     for i in range(lo, hi):
         a, b = offsets[i], offsets[i + 1]
         parts += (
@@ -157,7 +162,7 @@ def pack_reply_run_py(
     return b"".join(parts)
 
 
-def fresh_requests_py(requests: tuple | list, start: int, keys: set, results: dict, size: int) -> int:
+def fresh_requests_py(requests: Sequence, start: int, keys: set, results: dict, size: int) -> int:
     """How many of ``requests[start:]``, from the first, are new: a ``size``-byte command, a
     ``(client_id, request_id)`` not in ``keys`` (queued) and neither remembered nor below its
     client's floor in ``results`` (the replica's dedupe table, flushed). Their keys are added

@@ -1,4 +1,4 @@
-"""Type stubs for ``replication._client_fast``; ``replication.client`` is its only caller."""
+"""Type stubs for ``replication.protocol._client_fast``: for client_core and client.group_client."""
 
 import numpy as np
 import numpy.typing as npt

@@ -27,6 +27,7 @@ from .records import (
     RUN_MIN,
     Entry,
     EntryRun,
+    EventBlobs,
     PackedRun,
     pack_entries,
 )
@@ -260,7 +261,7 @@ class Entries(Message):
     seq: int
     commit: int
     entries: tuple[Entry, ...] | EntryRun
-    events: tuple[bytes, ...] = ()
+    events: tuple[bytes, ...] | EventBlobs = ()
 
     def payload(self) -> bytes:
         flags = 1 if self.events else 0

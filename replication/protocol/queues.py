@@ -13,7 +13,7 @@ release — ``sequencer.SequencerMixin`` does that.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -287,7 +287,7 @@ class PendingQueue:
             else:
                 self._of(q.src).append(q.request)
 
-    def extend(self, src: wire.Address, requests: tuple | list | RequestRun) -> None:
+    def extend(self, src: wire.Address, requests: Sequence[wire.Request] | RequestRun) -> None:
         """Queue requests one by one, their keys already in ``loose``. O(len(requests))."""
         self._of(src).extend(requests)
         self._n += len(requests)

@@ -325,19 +325,20 @@ class FileJournal(JournalBase):
             expect = first + n
         fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o644)
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        first, n = good_records(data, expect)
+        # The open log's first seq: None if no sealed segment or record of its own says (the snapshot does).
+        log_first, n = good_records(data, expect)
         self._segs.append(_Segment(0, n, self._log_path, fd))
         bad = len(data) - n * RECORD
         if bad > RECORD:
             snap = self.load_snapshot()
-            seq = first if first is not None else (snap[0] + 1 if snap is not None else 1)
+            seq = log_first if log_first is not None else (snap[0] + 1 if snap is not None else 1)
             return self._damaged(self._log_path, n * RECORD, seq + n, "bad record")
         if bad:
             self._cut(fd, self._log_path, n * RECORD, len(data))
-        if first is None:
+        if log_first is None:
             snap = self.load_snapshot()
-            first = (snap[0] if snap is not None else 0) + 1
-        self._segs[-1].first = first
+            log_first = (snap[0] if snap is not None else 0) + 1
+        self._segs[-1].first = log_first
         self._base = self._segs[0].first - 1
         fsync_dir(self.path)
         self._check_snapshot()
