@@ -35,9 +35,9 @@ from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
 from ..timers import Timers
 from ..wire import Send
-from .journal_health import JournalHealthMixin
-from .lease import LeaseMixin
-from .operator_promote import OperatorPromoteMixin
+from .journal_health import JournalHealth
+from .lease import LeasePromise
+from .operator_promote import OperatorPromote
 from .primary import DRAIN, PrimaryRole
 from .records import PendingHandover
 from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
@@ -57,7 +57,7 @@ def _ignore(src: wire.Address, m: wire.Message, now: float) -> list:
     return []
 
 
-class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
+class NodeMachine:
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -101,9 +101,14 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.engine_factory = engine_factory
         self.perturb_seq = perturb_seq
         self.counters: dict[str, int] = {}
+        # The node's components: each owns its state, and outlives role changes.
+        self.journal_health = JournalHealth(self)  # a failed or damaged journal
+        self.lease_promise = LeasePromise(self)  # a standby's promise not to help a newer epoch
+        self.operator_promote = OperatorPromote(self)  # an operator's promote waiting for the witness
+        self.lease_stamp = 0  # the last lease ask's stamp (grows for the node's life, across epochs)
         self._node_handlers = self._dispatch_table()
         meta = journal.load_meta()
-        self.replica = self.open_replica(meta)  # empty if the journal is damaged (journal_health)
+        self.replica = self.journal_health.open_replica(meta)  # empty if the journal is damaged
         self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
         self.history: list[tuple[int, int]] = [(int(e), int(s)) for e, s in meta.get("history", [])]
         # The epoch this node was promoted into last (0: never). Restarted while still at
@@ -133,7 +138,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.current_role: PrimaryRole | StandbyRole | DivergedRole
         self._enter(StandbyRole(self))  # every node starts as a standby
         if self.damaged:
-            self.announce_damage()
+            self.journal_health.announce_damage()
         log.info(
             "node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s",
             name,
@@ -217,6 +222,25 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         if self.is_primary:
             return self.current_role.lease.held(now)
         return not (self.settings.mode == "async" and bool(self.witness or self.peers))
+
+    @property
+    def journal_error(self) -> str:
+        """Why the journal failed while running ("" : it did not; see ``journal_health``)."""
+        return self.journal_health.error
+
+    @property
+    def damaged(self) -> str:
+        """Why the journal is damaged ("" : it is not, or is repaired; see ``journal_health``)."""
+        return self.journal_health.damaged
+
+    @property
+    def repairing(self) -> bool:
+        """The damaged files were replaced: catching up with the leader."""
+        return self.journal_health.repairing
+
+    def on_journal_fault(self, exc: JournalFault) -> list:
+        """A handler or a tick hit a journal fault: its outputs are gone; act on it (``journal_health``)."""
+        return self.journal_health.on_journal_fault(exc)
 
     # -- small helpers --------------------------------------------------------------
 
@@ -303,7 +327,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         """Feed one inbound message; return outputs to perform in order."""
         if self.journal_error:
-            return self.failed_answer(src, msg)
+            return self.journal_health.failed_answer(src, msg)
         self.message_since_tick = True
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
@@ -362,8 +386,8 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
             wire.Switchover: lambda src, m, now: [Send(src, self.status_message())],  # a primary's
             wire.Handover: self.on_handover,
-            wire.Promote: self.on_promote,
-            wire.Lease: self.on_lease,
+            wire.Promote: self.operator_promote.on_promote,
+            wire.Lease: self.lease_promise.on_ask,  # (the primary's echoes: ``PrimaryRole.handlers``)
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
@@ -385,7 +409,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     def _tick(self, now: float) -> list:
         if self.ticked_at is None:
             self.standby_since = now  # every node starts as a standby
-            self.promise_lease_from_start(now)
+            self.lease_promise.from_start(now)
         self.ticked_at = now
         self.message_since_tick = False
         out: list = []
@@ -400,7 +424,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             if type(role) is StandbyRole:
                 out += role.standby_tick(now)
                 out += role.check_leader(now)
-            out += self.operator_tick(now)  # an operator's promote waiting for the witness
+            out += self.operator_promote.tick(now)  # an operator's promote waiting for the witness
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
             self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
@@ -478,7 +502,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             return now if start and not self.peers else INF  # a group of one promotes at once
         # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
         due = self.vote_sent_at + self.settings.vote_retry
-        return max(due, self.lease_promised) if self.settings.mode == "async" else due
+        return max(due, self.lease_promise.until) if self.settings.mode == "async" else due
 
     def _leader_dead_at(self) -> float:
         """The earliest time at which :meth:`leader_dead` holds, as things stand."""
@@ -553,7 +577,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         if not self.witness:
             # No tie-breaker: a group of one may start alone; a standby waits for the operator.
             return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
-        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise_open(now):
+        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise.open(now):
             return []  # (a lease we echoed may still let the primary acknowledge: no vote before)
         self.vote_sent_at = now
         return [
@@ -565,7 +589,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
 
     def on_vote(self, m: wire.Vote, now: float) -> list:
         if m.operator and not m.granted:
-            self.on_operator_vote(m)  # our operator's ask, refused (operator_promote)
+            self.operator_promote.on_refused_vote(m)  # our operator's ask, refused (operator_promote)
             return []
         if not m.granted:
             self.count("votes_denied")
@@ -578,13 +602,16 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             return []
         if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
             return []
-        if self.lease_promise_open(now):
+        if self.lease_promise.open(now):
             # The old primary may still acknowledge under a lease we echoed: not yet. The witness
             # re-sends the grant on our heartbeats (it holds the epoch for us).
             self.count("votes_deferred_by_lease")
-            self.grant_deferred = max(self.grant_deferred, m.epoch)  # no more echoes (lease.on_lease)
-            if self.operator_ask is not None:
-                self.operator_ask.granted = True  # the operator waits for this promotion, not the witness
+            promise = self.lease_promise
+            promise.grant_deferred = max(promise.grant_deferred, m.epoch)  # no more echoes (on_ask)
+            if self.operator_promote.ask is not None:
+                self.operator_promote.ask.granted = (
+                    True  # the operator waits for this promotion, not the witness
+                )
             return []
         # Honour a grant even if we meanwhile dropped the candidacy (the old primary
         # came back): the witness has moved to this epoch and will not serve the old
@@ -613,7 +640,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.candidate_since = None
         primary = PrimaryRole(self, isr)
         self._enter(primary)
-        self.lease_promised = NEVER  # our own epoch now: our promises were to the old primary
+        self.lease_promise.until = NEVER  # our own epoch now: our promises were to the old primary
         # The vote round trip (0 for a handover or an operator promote). The decision ->
         # serving time needs a clock: the driver measures it around the promoting pass
         # (durable epoch record, new-epoch heartbeats sent) and sets promotion_ms.
@@ -640,7 +667,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         out += primary.lease.asks(now)  # async: what we hold is sequenced once the first echo is back
         for h in standby.held:  # queued for the next tick's batch (or answered from the dedupe table)
             out += primary.on_request(h.src, h.request, now)
-        return out + self.answer_operator()
+        return out + self.operator_promote.answer()
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
         """A higher epoch exists: stop serving, refuse what waited, rejoin as a standby (fenced)."""
@@ -714,7 +741,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             )
             return []
         if src == self.leader:
-            self.lease_promised = NEVER  # the primary we echoed stopped acknowledging: it handed over
+            self.lease_promise.until = NEVER  # the primary we echoed stopped acknowledging: it handed over
         if not self.witness:
             self.candidate_since = now
             return self.promote(now, "switchover")

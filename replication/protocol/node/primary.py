@@ -108,6 +108,7 @@ class PrimaryRole:
             wire.Switchover: self.on_switchover,
             wire.Entries: self.on_entries,
             wire.Fence: self.on_fence,
+            wire.Lease: self.lease.echoed,  # (a standby's promise takes the asks: ``node.lease_promise``)
         }
 
     def refuse_all(self, reply) -> list:

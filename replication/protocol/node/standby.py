@@ -329,7 +329,7 @@ class StandbyRole:
             )
         )
         if self.node.repairing:
-            self.node.check_repaired(self)
+            self.node.journal_health.check_repaired(self)
         return out
 
     def request_refill(self, now: float, to_seq: int = 0) -> list:
@@ -368,7 +368,7 @@ class StandbyRole:
         self.node.last_heard[src] = now
         if m.seq >= self.node.replica.seq:
             if self.node.damaged and not self.node.repairing:
-                self.node.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
+                self.node.journal_health.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
             if not self.joined:
                 log.info(
                     "joined node=%s leader=%s epoch=%d at_seq=%d",
@@ -426,7 +426,7 @@ class StandbyRole:
         if r.seq <= self.node.replica.seq and self.joined:
             return []  # older than what we hold
         self.node.journal.reset(r.seq, r.last_epoch, blob)
-        self.node.repairing = self.node.repairing or bool(self.node.damaged)
+        self.node.journal_health.repairing = self.node.repairing or bool(self.node.damaged)
         self.node.replica = r
         self.future = {s: e for s, e in self.future.items() if s > r.seq}
         self.joined = True
@@ -576,7 +576,7 @@ class StandbyRole:
         if not self.node.leader:
             return []
         if self.node.repairing:
-            self.node.check_repaired(self)
+            self.node.journal_health.check_repaired(self)
         if self.handover is not None:
             target, msg, sent_at = self.handover
             if self.node.epoch > msg.epoch or self.node.leader != target:
