@@ -419,7 +419,7 @@ class NodeMachine:
                 out += role.sequence_pending(now)
             out += role.check_drain(now)
             if self.current_role is role:  # (not handed over just now)
-                out += role.check_isr(now)
+                out += role.in_sync.check(now)
         else:
             if type(role) is StandbyRole:
                 out += role.standby_tick(now)
