@@ -185,7 +185,7 @@ class LeasePromise:
             node.role == wire.ROLE_STANDBY
             and src == node.leader
             and m.epoch == node.epoch == node.followed_epoch
-            and node.candidate_since is None
+            and node.candidacy.since is None
             and node.operator_promote.ask is None  # an operator's promote asks the witness: no promise now
             # Granted the next epoch (the witness serves the old primary no more): renewing our
             # promise would keep the old primary acknowledging, and us from ever taking it.

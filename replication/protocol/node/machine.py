@@ -35,6 +35,7 @@ from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
 from ..timers import Timers
 from ..wire import Send
+from .candidacy import Candidacy
 from .journal_health import JournalHealth
 from .lease import LeasePromise
 from .operator_promote import OperatorPromote
@@ -45,7 +46,6 @@ from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
-QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
 OPERATOR = "operator"
@@ -126,9 +126,7 @@ class NodeMachine:
         self.timers = Timers()
         self.timers.arm(HEARTBEAT, self.hb_sent_at + self.settings.heartbeat_interval)
         self.message_since_tick = False  # (then the timers are re-armed by the next tick: it comes first)
-        self.candidate_since: float | None = None
-        self.vote_sent_at = NEVER
-        self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
+        self.candidacy = Candidacy(self)  # the leader's health, and running for primary
         self.promotion_ms: float | None = None  # last promotion: decision -> serving (set by the driver)
         self.candidacy_ms: float | None = (
             None  # last promotion: candidacy start -> decision (vote round trip)
@@ -241,6 +239,11 @@ class NodeMachine:
     def on_journal_fault(self, exc: JournalFault) -> list:
         """A handler or a tick hit a journal fault: its outputs are gone; act on it (``journal_health``)."""
         return self.journal_health.on_journal_fault(exc)
+
+    @property
+    def candidate_since(self) -> float | None:
+        """When the node's candidacy started (None: not running for primary; see ``candidacy``)."""
+        return self.candidacy.since
 
     # -- small helpers --------------------------------------------------------------
 
@@ -380,7 +383,7 @@ class NodeMachine:
             wire.Refill: ignore,
             wire.Fence: ignore,
             wire.SnapshotChunk: ignore,
-            wire.Vote: lambda src, m, now: self.on_vote(m, now),
+            wire.Vote: lambda src, m, now: self.candidacy.on_vote(m, now),
             wire.IsrAck: ignore,
             wire.PeerDown: self.on_peer_down,
             wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
@@ -391,7 +394,7 @@ class NodeMachine:
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
-        """The driver saw our connection to ``m.node`` drop: suspect it (see ``leader_dead``)."""
+        """The driver saw our connection to ``m.node`` drop: suspect it (see ``Candidacy.leader_dead``)."""
         if m.node in self.suspect_at:
             self.suspect_at[m.node] = now
             self.count("peer_down_hints")
@@ -494,25 +497,6 @@ class NodeMachine:
             return now  # (without the lease, only a message can renew it: no batch until then)
         return min(self.timers.earliest(), role.timers.earliest())
 
-    def _candidacy_due(self, now: float, start: bool) -> float:
-        """When :meth:`run_for_primary` next acts: starts the candidacy, or (re-)asks the witness."""
-        if self.candidate_since is None:
-            return now
-        if not self.witness:
-            return now if start and not self.peers else INF  # a group of one promotes at once
-        # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
-        due = self.vote_sent_at + self.settings.vote_retry
-        return max(due, self.lease_promise.until) if self.settings.mode == "async" else due
-
-    def _leader_dead_at(self) -> float:
-        """The earliest time at which :meth:`leader_dead` holds, as things stand."""
-        heard = self.last_heard.get(self.leader, NEVER)
-        due = heard + self.settings.heartbeat_timeout  # silence (>: counts from just after)
-        down = self.suspect_at.get(self.leader, NEVER)
-        if down >= heard:
-            due = min(due, down + self.settings.suspect_timeout)  # the connection dropped
-        return due
-
     # -- heartbeats and failure detection ---------------------------------------------
 
     def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list:
@@ -521,102 +505,6 @@ class NodeMachine:
             return []
         self.peer_info[src] = hb
         return self.current_role.on_heartbeat(src, hb, now)
-
-    def leader_dead(self, now: float) -> bool:
-        heard = self.last_heard.get(self.leader, NEVER)
-        if now - heard > self.settings.heartbeat_timeout:
-            return True
-        down = self.suspect_at.get(self.leader, NEVER)
-        return down >= heard and now - down >= self.settings.suspect_timeout
-
-    def _suspecting(self) -> bool:
-        """Our leader's connection dropped and we have not heard from it since."""
-        return bool(self.leader) and self.suspect_at.get(self.leader, NEVER) >= self.last_heard.get(
-            self.leader, NEVER
-        )
-
-    def _handed_over_to_us(self) -> bool:
-        """Our leader drains into us, or has handed over and follows us, in our epoch.
-
-        Its heartbeat says so (a draining primary names its target as leader). Our
-        candidacy then waits for the witness's grant with the leader alive, as it should.
-        """
-        hb = self.peer_info.get(self.leader) if self.leader else None
-        return (
-            hb is not None
-            and hb.epoch == self.epoch
-            and hb.leader == self.name
-            and hb.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
-        )
-
-    def _followers_waiting(self, now: float) -> bool:
-        for p in self.peers:  # list order: deterministic
-            hb = self.peer_info.get(p)
-            if (
-                hb is not None
-                and hb.role == wire.ROLE_STANDBY
-                and hb.leader == self.name
-                and hb.epoch == self.epoch
-                and now - self.last_heard.get(p, NEVER) <= self.settings.heartbeat_timeout
-            ):
-                return True
-        return False
-
-    def run_for_primary(self, now: float, reason: str) -> list:
-        if self.candidate_since is None:
-            self.candidate_since = now
-            self.votes_refused = 0
-            log.warning(
-                "candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d",
-                self.name,
-                reason,
-                self.leader,
-                self.epoch,
-                self.replica.seq,
-            )
-        if not self.witness:
-            # No tie-breaker: a group of one may start alone; a standby waits for the operator.
-            return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
-        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise.open(now):
-            return []  # (a lease we echoed may still let the primary acknowledge: no vote before)
-        self.vote_sent_at = now
-        return [
-            Send(
-                self.witness,
-                wire.VoteRequest(self.epoch + 1, self.replica.seq, self.name, self.replica.last_epoch),
-            )
-        ]
-
-    def on_vote(self, m: wire.Vote, now: float) -> list:
-        if m.operator and not m.granted:
-            self.operator_promote.on_refused_vote(m)  # our operator's ask, refused (operator_promote)
-            return []
-        if not m.granted:
-            self.count("votes_denied")
-            if m.node == self.name and self.candidate_since is not None and m.epoch == self.epoch + 1:
-                self.votes_refused += 1
-                if self.votes_refused <= QUICK_VOTE_RETRIES:
-                    # Ask again soon rather than after a whole vote_retry (see Settings.vote_retry_refused).
-                    soon = now - self.settings.vote_retry + self.settings.vote_retry_refused
-                    self.vote_sent_at = min(self.vote_sent_at, soon)
-            return []
-        if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
-            return []
-        if self.lease_promise.open(now):
-            # The old primary may still acknowledge under a lease we echoed: not yet. The witness
-            # re-sends the grant on our heartbeats (it holds the epoch for us).
-            self.count("votes_deferred_by_lease")
-            promise = self.lease_promise
-            promise.grant_deferred = max(promise.grant_deferred, m.epoch)  # no more echoes (on_ask)
-            if self.operator_promote.ask is not None:
-                self.operator_promote.ask.granted = (
-                    True  # the operator waits for this promotion, not the witness
-                )
-            return []
-        # Honour a grant even if we meanwhile dropped the candidacy (the old primary
-        # came back): the witness has moved to this epoch and will not serve the old
-        # primary's ISR changes any more, so declining would leave the group stuck.
-        return self.promote(now, "witness", m.isr)
 
     # -- role changes ---------------------------------------------------------------------
 
@@ -629,7 +517,7 @@ class NodeMachine:
         if type(standby) is not StandbyRole:
             return []
         old_leader = self.leader
-        decided = self.candidate_since if self.candidate_since is not None else now
+        decided = self.candidacy.since if self.candidacy.since is not None else now
         log.info("epoch_change node=%s from=%d to=%d", self.name, self.epoch, self.epoch + 1)
         self.epoch += 1
         self.history.append((self.epoch, self.replica.seq + 1))
@@ -637,7 +525,7 @@ class NodeMachine:
         self.save_meta()  # one durable write (epoch and history) on the promotion's critical path
         self.leader = self.name
         self.want_primary = False
-        self.candidate_since = None
+        self.candidacy.since = None
         primary = PrimaryRole(self, isr)
         self._enter(primary)
         self.lease_promise.until = NEVER  # our own epoch now: our promises were to the old primary
@@ -743,7 +631,7 @@ class NodeMachine:
         if src == self.leader:
             self.lease_promise.until = NEVER  # the primary we echoed stopped acknowledging: it handed over
         if not self.witness:
-            self.candidate_since = now
+            self.candidacy.since = now
             return self.promote(now, "switchover")
         # With a witness, the next epoch is the witness's to give, even for a handover:
         # promoting by ourselves would take an epoch number the witness has not heard of,
@@ -751,8 +639,8 @@ class NodeMachine:
         # while we are cut off). The witness grants a handover's target at once (the
         # draining primary's heartbeat names us); the old primary re-sends its Handover
         # until we serve, and each one re-asks.
-        self.vote_sent_at = NEVER
-        return self.run_for_primary(now, "handover")
+        self.candidacy.vote_sent_at = NEVER
+        return self.candidacy.run(now, "handover")
 
     # -- status -------------------------------------------------------------------------------
 

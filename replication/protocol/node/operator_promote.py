@@ -132,7 +132,11 @@ class OperatorPromote:
             return f"epoch {newer} exists (we are at {self.node.epoch}): its acknowledged orders are unknown here"
         if needed:
             return f"acknowledged up to seq {needed}, we hold {self.node.replica.seq}: {needed - self.node.replica.seq} would be lost"
-        if self.node.leader and self.node.leader != self.node.name and not self.node.leader_dead(now):
+        if (
+            self.node.leader
+            and self.node.leader != self.node.name
+            and not self.node.candidacy.leader_dead(now)
+        ):
             return f"primary {self.node.leader} is alive (a planned move is a switchover)"
         return ""
 
