@@ -150,7 +150,7 @@ class CatchUp:
         sent[dest] = RefillWindow(self.node.epoch, asked, max(seq - 1, start - 1), fresh)
         return out
 
-    def send_snapshot(self, dest: str) -> list:
+    def send_snapshot(self, dest: wire.Address) -> list:
         blob = self.node.replica.snapshot()
         seq, last_epoch = self.node.replica.seq, self.node.replica.last_epoch
         self.node.count("snapshots_sent")

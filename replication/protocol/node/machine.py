@@ -168,28 +168,34 @@ class NodeMachine:
     @property
     def pending(self):
         """The primary's queued requests (``PendingQueue``); empty off the primary."""
-        return self.current_role.pending if self.is_primary else ()
+        role = self.current_role
+        return role.pending if isinstance(role, PrimaryRole) else ()
 
     @property
     def waiting(self):
         """The primary's replies waiting for their commit (``ReplyQueue``); empty off the primary."""
-        return self.current_role.waiting if self.is_primary else ()
+        role = self.current_role
+        return role.waiting if isinstance(role, PrimaryRole) else ()
 
     @property
     def acked(self) -> dict[str, int]:
-        return self.current_role.acked if self.is_primary else {}
+        role = self.current_role
+        return role.acked if isinstance(role, PrimaryRole) else {}
 
     @property
     def isr(self) -> list[str]:
-        return self.current_role.isr if self.is_primary else []
+        role = self.current_role
+        return role.isr if isinstance(role, PrimaryRole) else []
 
     @property
     def isr_confirmed(self) -> tuple[str, ...]:
-        return self.current_role.isr_confirmed if self.is_primary else ()
+        role = self.current_role
+        return role.isr_confirmed if isinstance(role, PrimaryRole) else ()
 
     @property
     def drain_target(self) -> str:
-        return self.current_role.drain_target if self.is_primary else ""
+        role = self.current_role
+        return role.drain_target if isinstance(role, PrimaryRole) else ""
 
     @property
     def commit(self) -> int:
@@ -213,12 +219,14 @@ class NodeMachine:
     @property
     def solo(self) -> bool:
         """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
-        return self.is_primary and self.current_role.solo
+        role = self.current_role
+        return isinstance(role, PrimaryRole) and role.solo
 
     def lease_held(self, now: float) -> bool:
         """May this node acknowledge at ``now`` (async: its lease runs; else always)? O(peers)."""
-        if self.is_primary:
-            return self.current_role.lease.held(now)
+        role = self.current_role
+        if isinstance(role, PrimaryRole):
+            return role.lease.held(now)
         return not (self.settings.mode == "async" and bool(self.witness or self.peers))
 
     @property
@@ -355,7 +363,12 @@ class NodeMachine:
             return []
         self.message_since_tick = True
         role = self.current_role
-        if role.code != wire.ROLE_PRIMARY or isinstance(src, str) or not role.lease.held(now):
+        if (
+            not isinstance(role, PrimaryRole)
+            or role.code != wire.ROLE_PRIMARY
+            or isinstance(src, str)
+            or not role.lease.held(now)
+        ):
             # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
             handle = self.handle
             out: list = []
@@ -437,8 +450,9 @@ class NodeMachine:
             out += [Send(p, hb) for p in self.peers]
             if self.witness:
                 out.append(Send(self.witness, hb))
-            if self.is_primary:
-                out += self.current_role.lease.asks(now)
+            role = self.current_role
+            if isinstance(role, PrimaryRole):
+                out += role.lease.asks(now)
         return out
 
     # -- when tick() next has work: the driver sleeps until then -----------------------
@@ -587,17 +601,20 @@ class NodeMachine:
         After a switchover the old primary hands over the Handover it sent its
         target and the replies that wait for the target's proof."""
         self.standby_since = now
-        self._enter(StandbyRole(self, None, handover, handover_replies))
+        standby = StandbyRole(self, None, handover, handover_replies)
+        self._enter(standby)
         self.leader = ""
         self.want_primary = False
         if not leader or leader == self.name:
             return []
-        return self.current_role.follow(leader, epoch, now)
+        return standby.follow(leader, epoch, now)
 
     def diverge(self, e: wire.Entry) -> None:
         """A digest differs at ``e``: stop for good (the held requests go with the standby: never
         served by this book; their clients time out and look elsewhere)."""
-        self._enter(DivergedRole(self, self.current_role))
+        standby = self.current_role
+        assert isinstance(standby, StandbyRole), "only a standby applies entries"
+        self._enter(DivergedRole(self, standby))
         self.count("divergences")
         self.diverged_at = e.seq
         log.critical(
@@ -647,7 +664,7 @@ class NodeMachine:
     def status(self) -> dict[str, Any]:
         """What ``matchcore status`` prints for this node."""
         role = self.current_role
-        if type(role) is PrimaryRole:
+        if isinstance(role, PrimaryRole):
             best = max((role.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
             lag = self.replica.seq - best
         else:
@@ -658,7 +675,7 @@ class NodeMachine:
             "epoch": self.epoch,
             "last_seq": self.replica.seq,
             "digest": f"{self.replica.digest:016x}",
-            "commit": role.commit if type(role) is PrimaryRole else role.leader_commit,
+            "commit": role.commit if isinstance(role, PrimaryRole) else role.leader_commit,
             "leader": self.leader,
             "lag": lag,
             "mode": self.settings.mode,

@@ -141,13 +141,13 @@ class OperatorPromote:
         return ""
 
     def ask_witness(self, now: float) -> list:
-        ask = self.ask
-        assert ask is not None
+        ask, witness = self.ask, self.node.witness
+        assert ask is not None and witness  # (asked only with a witness: on_promote)
         ask.asked_at = now
         flag = wire.VOTE_FORCED if ask.force else wire.VOTE_OPERATOR
         return [
             Send(
-                self.node.witness,
+                witness,
                 wire.VoteRequest(
                     ask.epoch, self.node.replica.seq, self.node.name, self.node.replica.last_epoch, flag
                 ),

@@ -40,6 +40,7 @@ from .catch_up import CatchUp
 from .in_sync import InSyncSet
 from .lease import PrimaryLease
 from .records import PendingHandover
+from .standby import StandbyRole
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -142,7 +143,9 @@ class PrimaryRole:
         if m.epoch <= self.node.epoch or not isinstance(src, str):
             return []
         self.node.step_down(src, m.epoch, now)
-        return self.node.current_role.on_fence(src, m, now)
+        standby = self.node.current_role
+        assert isinstance(standby, StandbyRole), "a primary steps down into a standby"
+        return standby.on_fence(src, m, now)
 
     # -- requests -----------------------------------------------------------------
 
