@@ -1,23 +1,27 @@
 """``NodeMachine``: one replication node as a sans-IO state machine, and its role changes.
 
 For: everything a node does whatever its role — recovering its replica from
-the journal, heartbeats both ways, failure detection (heartbeat timeout,
-shortened by connection-loss hints), asking the witness for a promotion and
-promoting (bump epoch, serve at once from the hot book), stepping down when
-a higher epoch shows up (fencing), switchover hand-over on the target side,
-status reports — and dispatching each message to its role.
+the journal, heartbeats both ways, promoting (bump epoch, serve at once from
+the hot book), stepping down when a higher epoch shows up (fencing),
+switchover hand-over on the target side, diverging — and dispatching each
+message to its role or component.
 Not for: sockets or clocks: see the package docstring for the
 ``handle(src, msg, now)`` / ``tick(now)`` interface.
 
 The node holds the state every role shares (epoch, history, journal,
-replica, peers and what it heard of them, settings, counters, the candidacy)
-and one role object at a time, ``current_role``: ``PrimaryRole`` (primary, or
-draining into a switchover target), ``StandbyRole`` (following a leader, or
-looking for one) or ``DivergedRole`` (terminal: the book is wrong; never
-serves, never promotes). Each role owns its state; a role change builds the
-next role (``_enter``) from what the last one hands over, here. ``handle``
-looks the message type up in one table: the node's handlers, overlaid by the
-current role's (``handlers()``), rebuilt at each role change.
+replica, peers and what it heard of them, settings, counters, its timers),
+the components that outlive role changes — ``candidacy`` (is the leader
+dead; running for primary), ``lease_promise`` (a standby's async lease
+promise), ``operator_promote`` (an operator's promote waiting for the
+witness), ``journal_health`` (a failed or damaged journal) — and one role
+object at a time, ``current_role``: ``PrimaryRole`` (primary, or draining
+into a switchover target), ``StandbyRole`` (following a leader, or looking
+for one) or ``DivergedRole`` (terminal: the book is wrong; never serves,
+never promotes). Each role and component owns its state and reads the
+shared state through the node; a role change builds the next role
+(``_enter``) from what the last one hands over, here. ``handle`` looks the
+message type up in one table: the node's handlers, overlaid by the current
+role's (``handlers()``), rebuilt at each role change.
 """
 
 from __future__ import annotations
@@ -42,13 +46,13 @@ from .operator_promote import OperatorPromote
 from .primary import DRAIN, PrimaryRole
 from .records import PendingHandover
 from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
+from .status import report
 
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
-OPERATOR = "operator"
 INF = float("inf")
 
 
@@ -662,36 +666,8 @@ class NodeMachine:
     # -- status -------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """What ``matchcore status`` prints for this node."""
-        role = self.current_role
-        if isinstance(role, PrimaryRole):
-            best = max((role.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
-            lag = self.replica.seq - best
-        else:
-            lag = max(0, role.leader_seq - self.replica.seq)
-        return {
-            "node": self.name,
-            "role": wire.ROLE_NAMES[self.role],
-            "epoch": self.epoch,
-            "last_seq": self.replica.seq,
-            "digest": f"{self.replica.digest:016x}",
-            "commit": role.commit if isinstance(role, PrimaryRole) else role.leader_commit,
-            "leader": self.leader,
-            "lag": lag,
-            "mode": self.settings.mode,
-            "solo": self.solo,
-            "isr": list(self.isr_confirmed) if self.is_primary else [],
-            "witness_solo": self.solo,  # kept for tools written before the ISR: same as "solo"
-            "joined": self.joined,
-            "promotion_ms": self.promotion_ms,
-            "candidacy_ms": self.candidacy_ms,
-            "epoch_start_seq": self.history[-1][1] if self.history else 1,
-            "diverged_at": self.diverged_at,
-            "error": self.journal_error,
-            "damaged": self.damaged,
-            "lease": role.lease.status(self.ticked_at) if type(role) is PrimaryRole else "none",
-            "counters": dict(sorted(self.counters.items())),
-        }
+        """What ``matchcore status`` prints for this node (``status.report``)."""
+        return report(self)
 
     def status_message(self) -> wire.Status:
         return wire.Status(json.dumps(self.status(), sort_keys=True).encode())
