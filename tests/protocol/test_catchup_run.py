@@ -6,8 +6,9 @@ import pytest
 
 import matching
 from replication.protocol import wire
+from replication.protocol.node.catch_up import REFILL_WINDOW
 from replication.protocol.node.machine import NodeMachine
-from replication.protocol.node.primary import REFILL_WINDOW, PrimaryRole
+from replication.protocol.node.primary import PrimaryRole
 from replication.protocol.replica import Replica
 from replication.protocol.settings import Settings
 from replication.protocol.wire import Entry, EntryRun, pack_entries
@@ -154,16 +155,16 @@ def test_refills_are_pipelined_without_resending():
     p._enter(PrimaryRole(p))
     p.epoch = 1
     assert p.replica.seq == 700 and w * c + 100 <= 700
-    first = p.current_role.catch_up("b", 1)
+    first = p.current_role.catch_up.send("b", 1)
     assert [o.msg.seq for o in first] == list(range(1, w * c + 1, c))  # a window in flight
     # b applied four chunks and asks from 101: only what keeps the window full goes.
-    more = p.current_role.on_refill("b", wire.Refill(1, 101, 0, "b"), 0.0)
+    more = p.current_role.catch_up.on_refill("b", wire.Refill(1, 101, 0, "b"), 0.0)
     assert [o.msg.seq for o in more] == list(range(w * c + 1, w * c + 101, c))
     # The same ask again (a lost chunk, re-asked after a timeout): the window from 101 again.
-    again = p.current_role.on_refill("b", wire.Refill(1, 101, 0, "b"), 1.0)
+    again = p.current_role.catch_up.on_refill("b", wire.Refill(1, 101, 0, "b"), 1.0)
     assert [o.msg.seq for o in again][0] == 101 and sum(len(o.msg.entries) for o in again) == w * c
     # A gap refill is served as asked.
-    gap = p.current_role.on_refill("b", wire.Refill(1, 600, 620, "b"), 2.0)
+    gap = p.current_role.catch_up.on_refill("b", wire.Refill(1, 600, 620, "b"), 2.0)
     assert [(o.msg.seq, len(o.msg.entries)) for o in gap] == [(600, 21)]
 
 
@@ -178,14 +179,16 @@ def test_an_ask_crossing_the_window_sent_with_the_fence_is_not_served_twice():
     p._enter(PrimaryRole(p))
     p.epoch = 1
     window = list(range(1, w * c + 1, c))
-    out = p.current_role.on_join("b", wire.Join(1, 0, "b", 0), 0.0)
+    out = p.current_role.catch_up.on_join("b", wire.Join(1, 0, "b", 0), 0.0)
     assert [o.msg.seq for o in out if isinstance(o.msg, wire.Entries)] == window
-    assert p.current_role.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.001) == []
-    assert [o.msg.seq for o in p.current_role.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)] == window
+    assert p.current_role.catch_up.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.001) == []
+    assert [
+        o.msg.seq for o in p.current_role.catch_up.on_refill("b", wire.Refill(1, 1, 0, "b"), 0.5)
+    ] == window
     # Progress into the window tops it up as usual.
-    assert [o.msg.seq for o in p.current_role.on_refill("b", wire.Refill(1, c + 1, 0, "b"), 0.6)] == [
-        w * c + 1
-    ]
+    assert [
+        o.msg.seq for o in p.current_role.catch_up.on_refill("b", wire.Refill(1, c + 1, 0, "b"), 0.6)
+    ] == [w * c + 1]
 
 
 @pytest.mark.parametrize(

@@ -43,30 +43,32 @@ def test_a_joiner_from_an_epoch_the_history_may_miss_is_cut_below_the_base():
     # so our history lacks epochs 3 and 4. The joiner is epoch 3's deposed primary, whose
     # unacknowledged suffix runs to 55.
     m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
-    t = m.current_role.common_prefix(3, 55)
+    t = m.current_role.catch_up.common_prefix(3, 55)
     assert t < BASE  # so its catch-up (from t + 1 <= BASE) is a snapshot, replacing its journal
 
 
 def test_a_joiner_from_an_epoch_that_began_above_the_base_is_fenced_exactly():
     # Epoch 5 began at 51 (above the base): the history knows where it ended for us (60).
     m = primary_over(journal_from_base(), [(1, 1), (5, 51), (6, 61)])
-    assert m.current_role.common_prefix(5, 65) == 60
-    assert m.current_role.common_prefix(6, 70) == 70
-    assert m.current_role.common_prefix(5, 58) == 58
+    assert m.current_role.catch_up.common_prefix(5, 65) == 60
+    assert m.current_role.catch_up.common_prefix(6, 70) == 70
+    assert m.current_role.catch_up.common_prefix(5, 58) == 58
 
 
 def test_a_joiner_below_the_base_is_unchanged():
     m = primary_over(journal_from_base(), [(1, 1), (2, 11), (5, 51), (6, 61)])
-    assert m.current_role.common_prefix(2, 30) == 30  # below the base either way: a snapshot follows
-    assert m.current_role.common_prefix(1, 12) == 10
+    assert m.current_role.catch_up.common_prefix(2, 30) == 30  # below the base either way: a snapshot follows
+    assert m.current_role.catch_up.common_prefix(1, 12) == 10
 
 
 def test_without_a_base_the_history_is_whole_and_trusted():
     j = MemoryJournal()
     j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
     m = primary_over(j, [(1, 1), (3, 11)])
-    assert m.current_role.common_prefix(1, 14) == 10  # epoch 1 ended at 10 for us: our epoch 3 began at 11
-    assert m.current_role.common_prefix(3, 15) == 15
+    assert (
+        m.current_role.catch_up.common_prefix(1, 14) == 10
+    )  # epoch 1 ended at 10 for us: our epoch 3 began at 11
+    assert m.current_role.catch_up.common_prefix(3, 15) == 15
 
 
 def test_a_joiner_from_an_epoch_our_line_skipped_keeps_nothing():
@@ -81,7 +83,7 @@ def test_a_joiner_from_an_epoch_our_line_skipped_keeps_nothing():
     j = MemoryJournal()
     j.append([entry(1, s) for s in range(1, 11)] + [entry(3, s) for s in range(11, 21)])
     m = primary_over(j, [(1, 1), (3, 11)])
-    assert m.current_role.common_prefix(2, 15) == 0  # catch-up from 1 replaces its whole journal
+    assert m.current_role.catch_up.common_prefix(2, 15) == 0  # catch-up from 1 replaces its whole journal
 
 
 def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
@@ -98,7 +100,7 @@ def test_saved_history_keeps_only_the_epochs_from_the_journal_base_on():
     m2.save_meta()
     assert m2.history == [(5, 51), (6, 61)]
     # And a joiner from a trimmed epoch is cut below the base (a snapshot).
-    assert m2.current_role.common_prefix(4, 58) < 55
+    assert m2.current_role.catch_up.common_prefix(4, 58) < 55
 
 
 def test_a_joiner_whose_last_entry_is_of_our_snapshots_epoch_keeps_its_journal():
@@ -115,6 +117,8 @@ def test_a_joiner_whose_last_entry_is_of_our_snapshots_epoch_keeps_its_journal()
     j.reset(BASE, 5, b"snapshot")
     j.append([entry(6, s) for s in range(51, 61)])
     m = primary_over(j, [(6, 51)])
-    assert m.current_role.common_prefix(5, 50) == 50
-    assert m.current_role.common_prefix(5, 45) == 45
-    assert m.current_role.common_prefix(4, 50) < BASE  # another epoch at the base: cut below it, as before
+    assert m.current_role.catch_up.common_prefix(5, 50) == 50
+    assert m.current_role.catch_up.common_prefix(5, 45) == 45
+    assert (
+        m.current_role.catch_up.common_prefix(4, 50) < BASE
+    )  # another epoch at the base: cut below it, as before

@@ -132,7 +132,7 @@ def test_a_standby_echoes_its_leader_and_then_helps_no_one_to_a_new_epoch_for_th
     b = follower()
     out = b.handle("a", wire.Lease(1, 5, "a"), 0.010)
     assert [(o.dest, o.msg) for o in out] == [("a", wire.Lease(1, 5, "b"))]
-    assert b.lease_promised == pytest.approx(0.045)  # 10 ms + 30 ms lease + 5 ms margin
+    assert b.lease_promise.until == pytest.approx(0.045)  # 10 ms + 30 ms lease + 5 ms margin
     b.handle("a", wire.PeerDown("a"), 0.011)  # the leader is lost at once...
     ticks = [0.012 + k / 1000 for k in range(33)]  # up to 0.044
     votes = [o for t in ticks for o in b.tick(t) if isinstance(o.msg, wire.VoteRequest)]
@@ -157,7 +157,7 @@ def test_a_standby_that_deferred_a_grant_echoes_the_old_primary_no_more():
     b.handle("witness", wire.Vote(2, "b", True, "granted"), 0.030)
     assert not b.is_primary and b.counters["votes_deferred_by_lease"] == 1
     assert b.handle("a", wire.Lease(1, 6, "a"), 0.035) == []  # no echo, no longer promise
-    assert b.lease_promised == pytest.approx(0.045)
+    assert b.lease_promise.until == pytest.approx(0.045)
     b.handle("witness", wire.Vote(2, "b", True, "granted (re-sent)"), 0.046)
     assert b.is_primary and b.epoch == 2
 
@@ -166,7 +166,7 @@ def test_a_standby_echoes_no_one_but_its_leader():
     b = follower()
     assert b.handle("c", wire.Lease(1, 5, "c"), 0.01) == []
     assert b.handle("a", wire.Lease(2, 5, "a"), 0.01) == []
-    assert b.lease_promised == float("-inf")
+    assert b.lease_promise.until == float("-inf")
 
 
 def witness_with_primary() -> WitnessMachine:
@@ -201,7 +201,7 @@ def test_a_restarted_witness_or_node_promises_a_lease_from_its_start():
     )
     b.epoch = 3
     b.tick(1.0)
-    assert b.lease_promised == pytest.approx(1.035)
+    assert b.lease_promise.until == pytest.approx(1.035)
 
 
 @pytest.mark.parametrize(

@@ -200,8 +200,8 @@ def test_a_forced_async_promote_while_the_primary_serves_waits_out_its_lease():
     net.run_until(lambda: not c.pending, 1.0)
     net.run(0.02)  # b follows a and echoes its lease asks too
     a, b, w = net.machines["a"], net.machines["b"], net.machines["witness"]
-    assert a.lease_held(net.now) and b.lease_promise_open(net.now)
-    promised = max(w.lease_promised, b.lease_promised)
+    assert a.lease_held(net.now) and b.lease_promise.open(net.now)
+    promised = max(w.lease_promised, b.lease_promise.until)
     body = answers_to_promote(net, "b", True)
     assert body["role"] == "primary" and b.epoch == 2 and (w.epoch, w.primary) == (2, "b")
     assert net.now >= promised  # not before the lease a may still acknowledge under ran out
@@ -222,12 +222,12 @@ def test_a_grant_deferred_by_our_own_lease_promise_is_waited_for_not_refused():
     (ask_out,) = b.handle(b"op", wire.Promote(True), now)
     assert ask_out.msg == wire.VoteRequest(2, 5, "b", 1, FORCED)
     b.settings.mode = "async"  # (the group ran sync: only b's lease promise matters here)
-    b.lease_promised = now + 10 * promote_wait(b.settings)  # a lease b echoed, from before
+    b.lease_promise.until = now + 10 * promote_wait(b.settings)  # a lease b echoed, from before
     grant = wire.Vote(2, "b", True, "granted", (), FORCED)
     assert b.handle("witness", grant, now) == [] and b.counters["votes_deferred_by_lease"] == 1
     late = now + 3 * promote_wait(b.settings)
     assert all(o.dest != b"op" for o in b.tick(late)) and not b.is_primary
-    b.lease_promised = late  # the promise ran out; the witness re-sends the grant on b's heartbeat
+    b.lease_promise.until = late  # the promise ran out; the witness re-sends the grant on b's heartbeat
     out = b.handle("witness", wire.Vote(2, "b", True, "granted (re-sent)", ()), late + 0.001)
     (answer,) = [o for o in out if o.dest == b"op"]
     assert b.is_primary and json.loads(answer.msg.body)["role"] == "primary"

@@ -1,10 +1,10 @@
 """What a node does when its journal goes bad: a failed disk, or damage found on open.
 
-For: the two journal states of ``NodeMachine`` (a mixin over the node's
-shared state, sans-IO like the rest, so the simulator runs it too; the role
+For: the two journal states of ``NodeMachine`` (``JournalHealth``, a
+component the node holds, over its shared state; sans-IO like the rest, so the simulator runs it too; the role
 changes it makes go through ``NodeMachine._enter``):
 
-- **failed** (``journal_error``): a write or an fdatasync failed while
+- **failed** (``error``, the node's ``journal_error``): a write or an fdatasync failed while
   running (ENOSPC, EIO; ``diskio.JournalFailed``). Nothing not known durable
   may be acknowledged, and a failed fdatasync is never retried, so the node
   stops for good (until an operator frees the disk and restarts it): no Ack,
@@ -49,114 +49,122 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.journal_health")
 
 
-class JournalHealthMixin:
-    """Failed and damaged journals; see the module docstring. State: ``journal_error``, ``damaged``,
-    ``repairing`` (the damaged files were replaced; catching up)."""
+class JournalHealth:
+    """Failed and damaged journals (``node.journal_health``); see the module docstring.
 
-    journal_error: str = ""
-    damaged: str = ""
-    repairing: bool = False
+    State: ``error`` (failed: why), ``damaged`` (why), ``repairing`` (the damaged
+    files were replaced; catching up). The node shows ``error`` and ``damaged``
+    as ``journal_error`` and ``damaged``. Reads and changes the node's shared
+    state (replica, history, role) through ``node``."""
+
+    def __init__(self, node: NodeMachine) -> None:
+        self.node = node
+        self.error = ""
+        self.damaged = ""
+        self.repairing = False
 
     # -- start -----------------------------------------------------------------------------
 
-    def open_replica(self: NodeMachine, meta: dict) -> Replica:
+    def open_replica(self, meta: dict) -> Replica:
         """The replica to start with: rebuilt from the journal, or empty if the journal is damaged
         (now, or still repairing when the node stopped: ``meta["damaged"]``)."""
-        reason = getattr(self.journal, "damage", "") or str(meta.get("damaged", ""))
+        reason = getattr(self.node.journal, "damage", "") or str(meta.get("damaged", ""))
         if not reason:
             try:
-                return self.rebuild()
+                return self.node.rebuild()
             except JournalDamaged as exc:
                 reason = str(exc)
         self.damaged = reason
-        return Replica(self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
+        return Replica(self.node.engine_factory, self.node.settings.dedupe_window, self.node.perturb_seq)
 
-    def announce_damage(self: NodeMachine) -> None:
+    def announce_damage(self) -> None:
         """Log the damage (one line) and record it durably, with nothing the node could claim by it."""
-        self.history, self.led_epoch = [], 0
+        self.node.history, self.node.led_epoch = [], 0
         log.error(
             "journal_damaged node=%s epoch=%d error=%r: this node holds nothing until a primary gives "
             "its history back (no vote, no promotion)",
-            self.name,
-            self.epoch,
+            self.node.name,
+            self.node.epoch,
             self.damaged,
         )
         try:
-            self.save_meta()
+            self.node.save_meta()
         except JournalFailed as exc:
             self.journal_failed(str(exc))
 
     # -- while running ----------------------------------------------------------------------
 
-    def on_journal_fault(self: NodeMachine, exc: JournalFault) -> list:
+    def on_journal_fault(self, exc: JournalFault) -> list:
         """A handler or a tick hit a journal fault: its outputs are gone; act on it."""
         if isinstance(exc, JournalFailed):
             return self.journal_failed(str(exc))
         if not self.damaged:  # e.g. a rebuild after a Fence met an entry that replays wrong
             self.damaged, self.repairing = str(exc), False
-            self.replica = Replica(self.engine_factory, self.settings.dedupe_window, self.perturb_seq)
-            self.leader = ""
+            self.node.replica = Replica(
+                self.node.engine_factory, self.node.settings.dedupe_window, self.node.perturb_seq
+            )
+            self.node.leader = ""
             # A fresh standby (our seq is 0 now); requests held while running for primary stay
             # held (a damaged node refuses them at its next tick).
-            old = self.current_role
-            self._enter(StandbyRole(self, old.held if type(old) is StandbyRole else None))
+            old = self.node.current_role
+            self.node._enter(StandbyRole(self.node, old.held if type(old) is StandbyRole else None))
             self.announce_damage()
         return []
 
-    def journal_failed(self: NodeMachine, reason: str) -> list:
+    def journal_failed(self, reason: str) -> list:
         """Stop acknowledging for good; refuse what waited; stay up for ``status``. O(waiting)."""
-        if self.journal_error:
+        if self.error:
             return []
-        self.journal_error = reason
+        self.error = reason
         log.error(
             "journal_failed node=%s role=%s epoch=%d last_seq=%d error=%r: this node stops acknowledging "
             "(no ack, reply or vote); it stays up to report status",
-            self.name,
-            wire.ROLE_NAMES[self.role],
-            self.epoch,
-            self.replica.seq,
+            self.node.name,
+            wire.ROLE_NAMES[self.node.role],
+            self.node.epoch,
+            self.node.replica.seq,
             reason,
         )
-        self.count("journal_failures")
-        out = self.current_role.refuse_all(self.unavailable)
-        self.leader = ""
-        self._enter(StandbyRole(self))
+        self.node.count("journal_failures")
+        out = self.node.current_role.refuse_all(self.unavailable)
+        self.node.leader = ""
+        self.node._enter(StandbyRole(self.node))
         return out
 
-    def unavailable(self: NodeMachine, m: wire.Request) -> wire.Reply:
-        return wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.epoch, 0, "")
+    def unavailable(self, m: wire.Request) -> wire.Reply:
+        return wire.Reply(m.client_id, m.request_id, wire.UNAVAILABLE, self.node.epoch, 0, "")
 
-    def failed_answer(self: NodeMachine, src: wire.Address, msg: wire.Message) -> list:
+    def failed_answer(self, src: wire.Address, msg: wire.Message) -> list:
         """All a node with a failed journal still answers: ``status``, and requests (refused)."""
         if type(msg) is wire.StatusRequest:
-            return [Send(src, self.status_message())]
+            return [Send(src, self.node.status_message())]
         if type(msg) is wire.Request:
             return [Send(src, self.unavailable(msg))]
         return []
 
     # -- repair -----------------------------------------------------------------------------
 
-    def start_repair(self: NodeMachine) -> None:
+    def start_repair(self) -> None:
         """A primary accepted our Join at seq 0: replace the damaged files, then catch up as usual."""
-        self.journal.reset(0, 0, b"")
-        self.history = []
+        self.node.journal.reset(0, 0, b"")
+        self.node.history = []
         self.repairing = True
         log.warning(
             "journal_repair node=%s leader=%s epoch=%d: catching up from it",
-            self.name,
-            self.leader,
-            self.epoch,
+            self.node.name,
+            self.node.leader,
+            self.node.epoch,
         )
 
-    def check_repaired(self: NodeMachine, standby: StandbyRole | DivergedRole) -> None:
+    def check_repaired(self, standby: StandbyRole | DivergedRole) -> None:
         """Caught up with the leader after a repair: no longer damaged (durably). O(1)."""
-        if self.repairing and standby.joined and self.replica.seq >= standby.leader_seq > 0:
+        if self.repairing and standby.joined and self.node.replica.seq >= standby.leader_seq > 0:
             was, self.damaged, self.repairing = self.damaged, "", False
-            self.save_meta()
+            self.node.save_meta()
             log.warning(
                 "journal_repaired node=%s leader=%s last_seq=%d was=%r",
-                self.name,
-                self.leader,
-                self.replica.seq,
+                self.node.name,
+                self.node.leader,
+                self.node.replica.seq,
                 was,
             )

@@ -2,8 +2,8 @@
 
 For: ``NodeMachine`` in ``async`` mode, both sides of the lease: the
 primary's (``PrimaryLease``, owned by ``PrimaryRole``, built afresh at each
-promotion) and the standby's promise (``LeaseMixin``, over the node's
-shared state: a promise outlives role changes):
+promotion) and the standby's promise (``LeasePromise``, a
+component the node holds: a promise outlives role changes):
 
 - the primary asks for it with every heartbeat (``wire.Lease`` with a fresh
   stamp, to the witness and to every peer) and remembers when it sent each
@@ -14,7 +14,7 @@ shared state: a promise outlives role changes):
   wait, and new ones get ``UNAVAILABLE`` once a lease held this epoch ran out;
 - a standby echoes the asks of the leader it follows in its epoch, and from
   its echo on promises for ``lease + lease_margin``: it sends no vote request
-  and takes no grant before then (:meth:`LeaseMixin.lease_promise_open`). The
+  and takes no grant before then (:meth:`LeasePromise.open`). The
   witness makes the same promise (``witness.WitnessMachine.on_lease``).
 
 Why it bounds what async can lose: a supporter echoes at some time ``w`` after
@@ -48,7 +48,6 @@ from .records import LeaseAsk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
-    from .primary import PrimaryRole
 
 log = logging.getLogger("replication.lease")
 
@@ -106,9 +105,11 @@ class PrimaryLease:
             out.append(Send(node.witness, msg))
         return out
 
-    def echoed(self, src: str, m: wire.Lease, now: float) -> list:
+    def echoed(self, src: wire.Address, m: wire.Lease, now: float) -> list:
         """An echo of one of our asks: the supporter's newest echoed ask time moves up. O(1)."""
         node = self.node
+        if m.node != src or node.settings.mode != "async":
+            return []
         if m.epoch != node.epoch or (src not in node.peers and src != node.witness):
             return []
         asks = self.sent
@@ -149,47 +150,47 @@ class PrimaryLease:
         return "expired" if self.ever else "pending"
 
 
-class LeaseMixin:
-    """The standby's promise and the lease messages' dispatch, over the node's shared state."""
+class LeasePromise:
+    """A standby's promise (``node.lease_promise``): it outlives role changes, so the node holds it.
 
-    lease_stamp = 0  # the last ask's stamp (grows for the node's life, across epochs)
-    lease_promised = NEVER  # a standby: no vote request, no grant taken before this time
-    # A standby: the epoch the witness granted us while our promise ran (we took it not yet).
-    # Above our epoch, we echo the old primary no more, so our promise ends and we take it.
-    grant_deferred = 0
+    State: ``until`` (no vote request, no grant taken before this time) and
+    ``grant_deferred`` (the epoch the witness granted us while the promise ran,
+    not taken yet: above our epoch, we echo the old primary no more, so the
+    promise ends and we take it). Reads the node's shared state through ``node``.
+    """
 
-    def lease_promise_open(self: NodeMachine, now: float) -> bool:
+    def __init__(self, node: NodeMachine) -> None:
+        self.node = node
+        self.until = NEVER
+        self.grant_deferred = 0
+
+    def open(self, now: float) -> bool:
         """A standby that echoed a lease ask promised not to help any node to a newer epoch until then."""
-        return self.settings.mode == "async" and now < self.lease_promised
+        return self.node.settings.mode == "async" and now < self.until
 
-    def promise_lease_from_start(self: NodeMachine, now: float) -> None:
+    def from_start(self, now: float) -> None:
         """First tick: we may have echoed asks before a restart, and cannot know until when.
 
         (Not at epoch 0: no node has led yet, so no ask was ever echoed.)"""
-        if self.settings.mode == "async" and self.epoch > 0:
-            self.lease_promised = max(
-                self.lease_promised, now + self.settings.lease + self.settings.lease_margin
-            )
+        node = self.node
+        if node.settings.mode == "async" and node.epoch > 0:
+            self.until = max(self.until, now + node.settings.lease + node.settings.lease_margin)
 
-    def on_lease(self: NodeMachine, src: wire.Address, m: wire.Lease, now: float) -> list:
-        """An echo (on a primary) or an ask (on a standby). O(1) amortised."""
-        if m.node != src or self.settings.mode != "async":
+    def on_ask(self, src: wire.Address, m: wire.Lease, now: float) -> list:
+        """A lease ask off the primary (the primary's own role takes echoes): echo it, promise. O(1)."""
+        node = self.node
+        if m.node != src or node.settings.mode != "async":
             return []
-        if self.is_primary:
-            primary: PrimaryRole = self.current_role  # type: ignore[assignment]
-            return primary.lease.echoed(src, m, now)
         if (
-            self.role == wire.ROLE_STANDBY
-            and src == self.leader
-            and m.epoch == self.epoch == self.followed_epoch
-            and self.candidate_since is None
-            and self.operator_ask is None  # an operator's promote asks the witness: no promise now
+            node.role == wire.ROLE_STANDBY
+            and src == node.leader
+            and m.epoch == node.epoch == node.followed_epoch
+            and node.candidacy.since is None
+            and node.operator_promote.ask is None  # an operator's promote asks the witness: no promise now
             # Granted the next epoch (the witness serves the old primary no more): renewing our
             # promise would keep the old primary acknowledging, and us from ever taking it.
-            and self.grant_deferred <= self.epoch
+            and self.grant_deferred <= node.epoch
         ):
-            self.lease_promised = max(
-                self.lease_promised, now + self.settings.lease + self.settings.lease_margin
-            )
-            return [Send(src, wire.Lease(m.epoch, m.seq, self.name))]
+            self.until = max(self.until, now + node.settings.lease + node.settings.lease_margin)
+            return [Send(src, wire.Lease(m.epoch, m.seq, node.name))]
         return []

@@ -1,23 +1,27 @@
 """``NodeMachine``: one replication node as a sans-IO state machine, and its role changes.
 
 For: everything a node does whatever its role — recovering its replica from
-the journal, heartbeats both ways, failure detection (heartbeat timeout,
-shortened by connection-loss hints), asking the witness for a promotion and
-promoting (bump epoch, serve at once from the hot book), stepping down when
-a higher epoch shows up (fencing), switchover hand-over on the target side,
-status reports — and dispatching each message to its role.
+the journal, heartbeats both ways, promoting (bump epoch, serve at once from
+the hot book), stepping down when a higher epoch shows up (fencing),
+switchover hand-over on the target side, diverging — and dispatching each
+message to its role or component.
 Not for: sockets or clocks: see the package docstring for the
 ``handle(src, msg, now)`` / ``tick(now)`` interface.
 
 The node holds the state every role shares (epoch, history, journal,
-replica, peers and what it heard of them, settings, counters, the candidacy)
-and one role object at a time, ``current_role``: ``PrimaryRole`` (primary, or
-draining into a switchover target), ``StandbyRole`` (following a leader, or
-looking for one) or ``DivergedRole`` (terminal: the book is wrong; never
-serves, never promotes). Each role owns its state; a role change builds the
-next role (``_enter``) from what the last one hands over, here. ``handle``
-looks the message type up in one table: the node's handlers, overlaid by the
-current role's (``handlers()``), rebuilt at each role change.
+replica, peers and what it heard of them, settings, counters, its timers),
+the components that outlive role changes — ``candidacy`` (is the leader
+dead; running for primary), ``lease_promise`` (a standby's async lease
+promise), ``operator_promote`` (an operator's promote waiting for the
+witness), ``journal_health`` (a failed or damaged journal) — and one role
+object at a time, ``current_role``: ``PrimaryRole`` (primary, or draining
+into a switchover target), ``StandbyRole`` (following a leader, or looking
+for one) or ``DivergedRole`` (terminal: the book is wrong; never serves,
+never promotes). Each role and component owns its state and reads the
+shared state through the node; a role change builds the next role
+(``_enter``) from what the last one hands over, here. ``handle`` looks the
+message type up in one table: the node's handlers, overlaid by the current
+role's (``handlers()``), rebuilt at each role change.
 """
 
 from __future__ import annotations
@@ -35,20 +39,20 @@ from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
 from ..timers import Timers
 from ..wire import Send
-from .journal_health import JournalHealthMixin
-from .lease import LeaseMixin
-from .operator_promote import OperatorPromoteMixin
+from .candidacy import Candidacy
+from .journal_health import JournalHealth
+from .lease import LeasePromise
+from .operator_promote import OperatorPromote
 from .primary import DRAIN, PrimaryRole
 from .records import PendingHandover
 from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
+from .status import report
 
 log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
-QUICK_VOTE_RETRIES = 5  # refused votes re-asked after Settings.vote_retry_refused, then vote_retry
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
 HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
-OPERATOR = "operator"
 INF = float("inf")
 
 
@@ -57,7 +61,7 @@ def _ignore(src: wire.Address, m: wire.Message, now: float) -> list:
     return []
 
 
-class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
+class NodeMachine:
     """One node of a group (primary or standby) — deterministic, no I/O.
 
     Parameters
@@ -101,9 +105,14 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.engine_factory = engine_factory
         self.perturb_seq = perturb_seq
         self.counters: dict[str, int] = {}
+        # The node's components: each owns its state, and outlives role changes.
+        self.journal_health = JournalHealth(self)  # a failed or damaged journal
+        self.lease_promise = LeasePromise(self)  # a standby's promise not to help a newer epoch
+        self.operator_promote = OperatorPromote(self)  # an operator's promote waiting for the witness
+        self.lease_stamp = 0  # the last lease ask's stamp (grows for the node's life, across epochs)
         self._node_handlers = self._dispatch_table()
         meta = journal.load_meta()
-        self.replica = self.open_replica(meta)  # empty if the journal is damaged (journal_health)
+        self.replica = self.journal_health.open_replica(meta)  # empty if the journal is damaged
         self.epoch = max(int(meta.get("epoch", 0)), self.replica.last_epoch)
         self.history: list[tuple[int, int]] = [(int(e), int(s)) for e, s in meta.get("history", [])]
         # The epoch this node was promoted into last (0: never). Restarted while still at
@@ -121,9 +130,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.timers = Timers()
         self.timers.arm(HEARTBEAT, self.hb_sent_at + self.settings.heartbeat_interval)
         self.message_since_tick = False  # (then the timers are re-armed by the next tick: it comes first)
-        self.candidate_since: float | None = None
-        self.vote_sent_at = NEVER
-        self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
+        self.candidacy = Candidacy(self)  # the leader's health, and running for primary
         self.promotion_ms: float | None = None  # last promotion: decision -> serving (set by the driver)
         self.candidacy_ms: float | None = (
             None  # last promotion: candidacy start -> decision (vote round trip)
@@ -133,7 +140,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.current_role: PrimaryRole | StandbyRole | DivergedRole
         self._enter(StandbyRole(self))  # every node starts as a standby
         if self.damaged:
-            self.announce_damage()
+            self.journal_health.announce_damage()
         log.info(
             "node_start node=%s epoch=%d last_seq=%d digest=%016x start_role=%s",
             name,
@@ -165,28 +172,34 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     @property
     def pending(self):
         """The primary's queued requests (``PendingQueue``); empty off the primary."""
-        return self.current_role.pending if self.is_primary else ()
+        role = self.current_role
+        return role.pending if isinstance(role, PrimaryRole) else ()
 
     @property
     def waiting(self):
         """The primary's replies waiting for their commit (``ReplyQueue``); empty off the primary."""
-        return self.current_role.waiting if self.is_primary else ()
+        role = self.current_role
+        return role.waiting if isinstance(role, PrimaryRole) else ()
 
     @property
     def acked(self) -> dict[str, int]:
-        return self.current_role.acked if self.is_primary else {}
+        role = self.current_role
+        return role.acked if isinstance(role, PrimaryRole) else {}
 
     @property
     def isr(self) -> list[str]:
-        return self.current_role.isr if self.is_primary else []
+        role = self.current_role
+        return role.isr if isinstance(role, PrimaryRole) else []
 
     @property
     def isr_confirmed(self) -> tuple[str, ...]:
-        return self.current_role.isr_confirmed if self.is_primary else ()
+        role = self.current_role
+        return role.isr_confirmed if isinstance(role, PrimaryRole) else ()
 
     @property
     def drain_target(self) -> str:
-        return self.current_role.drain_target if self.is_primary else ""
+        role = self.current_role
+        return role.drain_target if isinstance(role, PrimaryRole) else ""
 
     @property
     def commit(self) -> int:
@@ -210,13 +223,39 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     @property
     def solo(self) -> bool:
         """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
-        return self.is_primary and self.current_role.solo
+        role = self.current_role
+        return isinstance(role, PrimaryRole) and role.solo
 
     def lease_held(self, now: float) -> bool:
         """May this node acknowledge at ``now`` (async: its lease runs; else always)? O(peers)."""
-        if self.is_primary:
-            return self.current_role.lease.held(now)
+        role = self.current_role
+        if isinstance(role, PrimaryRole):
+            return role.lease.held(now)
         return not (self.settings.mode == "async" and bool(self.witness or self.peers))
+
+    @property
+    def journal_error(self) -> str:
+        """Why the journal failed while running ("" : it did not; see ``journal_health``)."""
+        return self.journal_health.error
+
+    @property
+    def damaged(self) -> str:
+        """Why the journal is damaged ("" : it is not, or is repaired; see ``journal_health``)."""
+        return self.journal_health.damaged
+
+    @property
+    def repairing(self) -> bool:
+        """The damaged files were replaced: catching up with the leader."""
+        return self.journal_health.repairing
+
+    def on_journal_fault(self, exc: JournalFault) -> list:
+        """A handler or a tick hit a journal fault: its outputs are gone; act on it (``journal_health``)."""
+        return self.journal_health.on_journal_fault(exc)
+
+    @property
+    def candidate_since(self) -> float | None:
+        """When the node's candidacy started (None: not running for primary; see ``candidacy``)."""
+        return self.candidacy.since
 
     # -- small helpers --------------------------------------------------------------
 
@@ -303,7 +342,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     def handle(self, src: wire.Address, msg: wire.Message, now: float) -> list:
         """Feed one inbound message; return outputs to perform in order."""
         if self.journal_error:
-            return self.failed_answer(src, msg)
+            return self.journal_health.failed_answer(src, msg)
         self.message_since_tick = True
         if isinstance(src, str) and src in self.last_heard:
             self.last_heard[src] = now
@@ -328,7 +367,12 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             return []
         self.message_since_tick = True
         role = self.current_role
-        if role.code != wire.ROLE_PRIMARY or isinstance(src, str) or not role.lease.held(now):
+        if (
+            not isinstance(role, PrimaryRole)
+            or role.code != wire.ROLE_PRIMARY
+            or isinstance(src, str)
+            or not role.lease.held(now)
+        ):
             # Refusals, holds (a standby), peers' addresses, no lease: one request at a time.
             handle = self.handle
             out: list = []
@@ -356,18 +400,18 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             wire.Refill: ignore,
             wire.Fence: ignore,
             wire.SnapshotChunk: ignore,
-            wire.Vote: lambda src, m, now: self.on_vote(m, now),
+            wire.Vote: lambda src, m, now: self.candidacy.on_vote(m, now),
             wire.IsrAck: ignore,
             wire.PeerDown: self.on_peer_down,
             wire.StatusRequest: lambda src, m, now: [Send(src, self.status_message())],
             wire.Switchover: lambda src, m, now: [Send(src, self.status_message())],  # a primary's
             wire.Handover: self.on_handover,
-            wire.Promote: self.on_promote,
-            wire.Lease: self.on_lease,
+            wire.Promote: self.operator_promote.on_promote,
+            wire.Lease: self.lease_promise.on_ask,  # (the primary's echoes: ``PrimaryRole.handlers``)
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
-        """The driver saw our connection to ``m.node`` drop: suspect it (see ``leader_dead``)."""
+        """The driver saw our connection to ``m.node`` drop: suspect it (see ``Candidacy.leader_dead``)."""
         if m.node in self.suspect_at:
             self.suspect_at[m.node] = now
             self.count("peer_down_hints")
@@ -385,7 +429,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
     def _tick(self, now: float) -> list:
         if self.ticked_at is None:
             self.standby_since = now  # every node starts as a standby
-            self.promise_lease_from_start(now)
+            self.lease_promise.from_start(now)
         self.ticked_at = now
         self.message_since_tick = False
         out: list = []
@@ -395,12 +439,12 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
                 out += role.sequence_pending(now)
             out += role.check_drain(now)
             if self.current_role is role:  # (not handed over just now)
-                out += role.check_isr(now)
+                out += role.in_sync.check(now)
         else:
             if type(role) is StandbyRole:
                 out += role.standby_tick(now)
                 out += role.check_leader(now)
-            out += self.operator_tick(now)  # an operator's promote waiting for the witness
+            out += self.operator_promote.tick(now)  # an operator's promote waiting for the witness
         if now - self.hb_sent_at >= self.settings.heartbeat_interval:
             self.hb_sent_at = now
             self.timers.arm(HEARTBEAT, now + self.settings.heartbeat_interval)
@@ -410,8 +454,9 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             out += [Send(p, hb) for p in self.peers]
             if self.witness:
                 out.append(Send(self.witness, hb))
-            if self.is_primary:
-                out += self.current_role.lease.asks(now)
+            role = self.current_role
+            if isinstance(role, PrimaryRole):
+                out += role.lease.asks(now)
         return out
 
     # -- when tick() next has work: the driver sleeps until then -----------------------
@@ -470,25 +515,6 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             return now  # (without the lease, only a message can renew it: no batch until then)
         return min(self.timers.earliest(), role.timers.earliest())
 
-    def _candidacy_due(self, now: float, start: bool) -> float:
-        """When :meth:`run_for_primary` next acts: starts the candidacy, or (re-)asks the witness."""
-        if self.candidate_since is None:
-            return now
-        if not self.witness:
-            return now if start and not self.peers else INF  # a group of one promotes at once
-        # After a refusal on_vote moved vote_sent_at back: this is vote_retry_refused then.
-        due = self.vote_sent_at + self.settings.vote_retry
-        return max(due, self.lease_promised) if self.settings.mode == "async" else due
-
-    def _leader_dead_at(self) -> float:
-        """The earliest time at which :meth:`leader_dead` holds, as things stand."""
-        heard = self.last_heard.get(self.leader, NEVER)
-        due = heard + self.settings.heartbeat_timeout  # silence (>: counts from just after)
-        down = self.suspect_at.get(self.leader, NEVER)
-        if down >= heard:
-            due = min(due, down + self.settings.suspect_timeout)  # the connection dropped
-        return due
-
     # -- heartbeats and failure detection ---------------------------------------------
 
     def on_heartbeat(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list:
@@ -497,99 +523,6 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             return []
         self.peer_info[src] = hb
         return self.current_role.on_heartbeat(src, hb, now)
-
-    def leader_dead(self, now: float) -> bool:
-        heard = self.last_heard.get(self.leader, NEVER)
-        if now - heard > self.settings.heartbeat_timeout:
-            return True
-        down = self.suspect_at.get(self.leader, NEVER)
-        return down >= heard and now - down >= self.settings.suspect_timeout
-
-    def _suspecting(self) -> bool:
-        """Our leader's connection dropped and we have not heard from it since."""
-        return bool(self.leader) and self.suspect_at.get(self.leader, NEVER) >= self.last_heard.get(
-            self.leader, NEVER
-        )
-
-    def _handed_over_to_us(self) -> bool:
-        """Our leader drains into us, or has handed over and follows us, in our epoch.
-
-        Its heartbeat says so (a draining primary names its target as leader). Our
-        candidacy then waits for the witness's grant with the leader alive, as it should.
-        """
-        hb = self.peer_info.get(self.leader) if self.leader else None
-        return (
-            hb is not None
-            and hb.epoch == self.epoch
-            and hb.leader == self.name
-            and hb.role in (wire.ROLE_DRAINING, wire.ROLE_STANDBY)
-        )
-
-    def _followers_waiting(self, now: float) -> bool:
-        for p in self.peers:  # list order: deterministic
-            hb = self.peer_info.get(p)
-            if (
-                hb is not None
-                and hb.role == wire.ROLE_STANDBY
-                and hb.leader == self.name
-                and hb.epoch == self.epoch
-                and now - self.last_heard.get(p, NEVER) <= self.settings.heartbeat_timeout
-            ):
-                return True
-        return False
-
-    def run_for_primary(self, now: float, reason: str) -> list:
-        if self.candidate_since is None:
-            self.candidate_since = now
-            self.votes_refused = 0
-            log.warning(
-                "candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d",
-                self.name,
-                reason,
-                self.leader,
-                self.epoch,
-                self.replica.seq,
-            )
-        if not self.witness:
-            # No tie-breaker: a group of one may start alone; a standby waits for the operator.
-            return self.promote(now, "no_witness") if reason == "start" and not self.peers else []
-        if now - self.vote_sent_at < self.settings.vote_retry or self.lease_promise_open(now):
-            return []  # (a lease we echoed may still let the primary acknowledge: no vote before)
-        self.vote_sent_at = now
-        return [
-            Send(
-                self.witness,
-                wire.VoteRequest(self.epoch + 1, self.replica.seq, self.name, self.replica.last_epoch),
-            )
-        ]
-
-    def on_vote(self, m: wire.Vote, now: float) -> list:
-        if m.operator and not m.granted:
-            self.on_operator_vote(m)  # our operator's ask, refused (operator_promote)
-            return []
-        if not m.granted:
-            self.count("votes_denied")
-            if m.node == self.name and self.candidate_since is not None and m.epoch == self.epoch + 1:
-                self.votes_refused += 1
-                if self.votes_refused <= QUICK_VOTE_RETRIES:
-                    # Ask again soon rather than after a whole vote_retry (see Settings.vote_retry_refused).
-                    soon = now - self.settings.vote_retry + self.settings.vote_retry_refused
-                    self.vote_sent_at = min(self.vote_sent_at, soon)
-            return []
-        if m.node != self.name or m.epoch != self.epoch + 1 or self.role != wire.ROLE_STANDBY:
-            return []
-        if self.lease_promise_open(now):
-            # The old primary may still acknowledge under a lease we echoed: not yet. The witness
-            # re-sends the grant on our heartbeats (it holds the epoch for us).
-            self.count("votes_deferred_by_lease")
-            self.grant_deferred = max(self.grant_deferred, m.epoch)  # no more echoes (lease.on_lease)
-            if self.operator_ask is not None:
-                self.operator_ask.granted = True  # the operator waits for this promotion, not the witness
-            return []
-        # Honour a grant even if we meanwhile dropped the candidacy (the old primary
-        # came back): the witness has moved to this epoch and will not serve the old
-        # primary's ISR changes any more, so declining would leave the group stuck.
-        return self.promote(now, "witness", m.isr)
 
     # -- role changes ---------------------------------------------------------------------
 
@@ -602,7 +535,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         if type(standby) is not StandbyRole:
             return []
         old_leader = self.leader
-        decided = self.candidate_since if self.candidate_since is not None else now
+        decided = self.candidacy.since if self.candidacy.since is not None else now
         log.info("epoch_change node=%s from=%d to=%d", self.name, self.epoch, self.epoch + 1)
         self.epoch += 1
         self.history.append((self.epoch, self.replica.seq + 1))
@@ -610,10 +543,10 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         self.save_meta()  # one durable write (epoch and history) on the promotion's critical path
         self.leader = self.name
         self.want_primary = False
-        self.candidate_since = None
+        self.candidacy.since = None
         primary = PrimaryRole(self, isr)
         self._enter(primary)
-        self.lease_promised = NEVER  # our own epoch now: our promises were to the old primary
+        self.lease_promise.until = NEVER  # our own epoch now: our promises were to the old primary
         # The vote round trip (0 for a handover or an operator promote). The decision ->
         # serving time needs a clock: the driver measures it around the promoting pass
         # (durable epoch record, new-epoch heartbeats sent) and sets promotion_ms.
@@ -640,7 +573,7 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         out += primary.lease.asks(now)  # async: what we hold is sequenced once the first echo is back
         for h in standby.held:  # queued for the next tick's batch (or answered from the dedupe table)
             out += primary.on_request(h.src, h.request, now)
-        return out + self.answer_operator()
+        return out + self.operator_promote.answer()
 
     def step_down(self, leader: str, epoch: int, now: float) -> list:
         """A higher epoch exists: stop serving, refuse what waited, rejoin as a standby (fenced)."""
@@ -672,17 +605,20 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         After a switchover the old primary hands over the Handover it sent its
         target and the replies that wait for the target's proof."""
         self.standby_since = now
-        self._enter(StandbyRole(self, None, handover, handover_replies))
+        standby = StandbyRole(self, None, handover, handover_replies)
+        self._enter(standby)
         self.leader = ""
         self.want_primary = False
         if not leader or leader == self.name:
             return []
-        return self.current_role.follow(leader, epoch, now)
+        return standby.follow(leader, epoch, now)
 
     def diverge(self, e: wire.Entry) -> None:
         """A digest differs at ``e``: stop for good (the held requests go with the standby: never
         served by this book; their clients time out and look elsewhere)."""
-        self._enter(DivergedRole(self, self.current_role))
+        standby = self.current_role
+        assert isinstance(standby, StandbyRole), "only a standby applies entries"
+        self._enter(DivergedRole(self, standby))
         self.count("divergences")
         self.diverged_at = e.seq
         log.critical(
@@ -714,9 +650,9 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
             )
             return []
         if src == self.leader:
-            self.lease_promised = NEVER  # the primary we echoed stopped acknowledging: it handed over
+            self.lease_promise.until = NEVER  # the primary we echoed stopped acknowledging: it handed over
         if not self.witness:
-            self.candidate_since = now
+            self.candidacy.since = now
             return self.promote(now, "switchover")
         # With a witness, the next epoch is the witness's to give, even for a handover:
         # promoting by ourselves would take an epoch number the witness has not heard of,
@@ -724,42 +660,14 @@ class NodeMachine(JournalHealthMixin, LeaseMixin, OperatorPromoteMixin):
         # while we are cut off). The witness grants a handover's target at once (the
         # draining primary's heartbeat names us); the old primary re-sends its Handover
         # until we serve, and each one re-asks.
-        self.vote_sent_at = NEVER
-        return self.run_for_primary(now, "handover")
+        self.candidacy.vote_sent_at = NEVER
+        return self.candidacy.run(now, "handover")
 
     # -- status -------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """What ``matchcore status`` prints for this node."""
-        role = self.current_role
-        if type(role) is PrimaryRole:
-            best = max((role.acked.get(p, 0) for p in self.peers), default=self.replica.seq)
-            lag = self.replica.seq - best
-        else:
-            lag = max(0, role.leader_seq - self.replica.seq)
-        return {
-            "node": self.name,
-            "role": wire.ROLE_NAMES[self.role],
-            "epoch": self.epoch,
-            "last_seq": self.replica.seq,
-            "digest": f"{self.replica.digest:016x}",
-            "commit": role.commit if type(role) is PrimaryRole else role.leader_commit,
-            "leader": self.leader,
-            "lag": lag,
-            "mode": self.settings.mode,
-            "solo": self.solo,
-            "isr": list(self.isr_confirmed) if self.is_primary else [],
-            "witness_solo": self.solo,  # kept for tools written before the ISR: same as "solo"
-            "joined": self.joined,
-            "promotion_ms": self.promotion_ms,
-            "candidacy_ms": self.candidacy_ms,
-            "epoch_start_seq": self.history[-1][1] if self.history else 1,
-            "diverged_at": self.diverged_at,
-            "error": self.journal_error,
-            "damaged": self.damaged,
-            "lease": role.lease.status(self.ticked_at) if type(role) is PrimaryRole else "none",
-            "counters": dict(sorted(self.counters.items())),
-        }
+        """What ``matchcore status`` prints for this node (``status.report``)."""
+        return report(self)
 
     def status_message(self) -> wire.Status:
         return wire.Status(json.dumps(self.status(), sort_keys=True).encode())

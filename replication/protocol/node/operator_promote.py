@@ -1,9 +1,9 @@
 """The operator's ``matchcore promote`` on a node: a standby made primary on the operator's word.
 
-For: ``NodeMachine`` (a mixin over the node's shared state: an ask outlives role changes). A standby receives
-``wire.Promote`` from an operator; it first checks, from its peers' last
+For: ``NodeMachine`` (``OperatorPromote``, a component the node holds: an
+ask outlives role changes). A standby receives ``wire.Promote`` from an operator; it first checks, from its peers' last
 heartbeats, that promoting it cannot lose what the group acknowledged
-(``promote_refusal``; ``force`` overrides, logging what may be lost). Then:
+(``OperatorPromote.refusal``; ``force`` overrides, logging what may be lost). Then:
 
 - **no witness** in the group: it promotes at once (the operator is the
   tie-breaker);
@@ -72,132 +72,153 @@ class OperatorAsk:
     granted: bool = False
 
 
-class OperatorPromoteMixin:
-    """``on_promote`` and the wait for the witness; see ``NodeMachine`` for the shared state."""
+class OperatorPromote:
+    """``on_promote`` and the wait for the witness (``node.operator_promote``).
 
-    operator_ask: OperatorAsk | None = None
+    State: ``ask``, the operator's promote waiting for the witness (None: none);
+    it outlives role changes, so the node holds it. Reads the node's shared state
+    (and uses its ``OPERATOR`` timer) through ``node``."""
 
-    def on_promote(self: NodeMachine, src: wire.Address, m: wire.Promote, now: float) -> list:
+    def __init__(self, node: NodeMachine) -> None:
+        self.node = node
+        self.ask: OperatorAsk | None = None
+
+    def on_promote(self, src: wire.Address, m: wire.Promote, now: float) -> list:
         """The operator's ``matchcore promote``: see the module docstring."""
-        if self.damaged:
-            log.error("promote_refused node=%s: journal damaged (%s)", self.name, self.damaged)
-            return [Send(src, self.status_message())]
-        if self.role != wire.ROLE_STANDBY:
-            return [Send(src, self.status_message())]
-        refusal = self.promote_refusal(now)
+        if self.node.damaged:
+            log.error("promote_refused node=%s: journal damaged (%s)", self.node.name, self.node.damaged)
+            return [Send(src, self.node.status_message())]
+        if self.node.role != wire.ROLE_STANDBY:
+            return [Send(src, self.node.status_message())]
+        refusal = self.refusal(now)
         if refusal and not m.force:
-            return self.refuse_promote(src, refusal)
+            return self.refuse(src, refusal)
         if refusal:
-            self.count("promotes_forced")
-            log.error("promote_forced node=%s may_lose=%s", self.name, refusal)
-        if not self.witness:
-            return self.promote(now, "operator") + [Send(src, self.status_message())]
-        if self.operator_ask is not None:  # a second Promote while one waits: the first is answered
-            out = self.refuse_promote(self.operator_ask.src, "superseded by a newer promote")
+            self.node.count("promotes_forced")
+            log.error("promote_forced node=%s may_lose=%s", self.node.name, refusal)
+        if not self.node.witness:
+            return self.node.promote(now, "operator") + [Send(src, self.node.status_message())]
+        if self.ask is not None:  # a second Promote while one waits: the first is answered
+            out = self.refuse(self.ask.src, "superseded by a newer promote")
         else:
             out = []
-        self.operator_ask = OperatorAsk(src, bool(m.force), self.epoch + 1, now, NEVER)
+        self.ask = OperatorAsk(src, bool(m.force), self.node.epoch + 1, now, NEVER)
         log.warning(
-            "promote_asks_witness node=%s epoch=%d force=%s", self.name, self.epoch + 1, bool(m.force)
+            "promote_asks_witness node=%s epoch=%d force=%s",
+            self.node.name,
+            self.node.epoch + 1,
+            bool(m.force),
         )
-        return out + self.ask_witness_for_operator(now)
+        return out + self.ask_witness(now)
 
-    def refuse_promote(self: NodeMachine, src: wire.Address, refusal: str) -> list:
-        self.count("promotes_refused")
-        log.warning("promote_refused node=%s reason=%s", self.name, refusal)
-        body = {**self.status(), "promote_refused": refusal}
+    def refuse(self, src: wire.Address, refusal: str) -> list:
+        self.node.count("promotes_refused")
+        log.warning("promote_refused node=%s reason=%s", self.node.name, refusal)
+        body = {**self.node.status(), "promote_refused": refusal}
         return [Send(src, wire.Status(json.dumps(body, sort_keys=True).encode()))]
 
-    def promote_refusal(self: NodeMachine, now: float) -> str:
+    def refusal(self, now: float) -> str:
         """Why an operator promotion might lose acknowledged orders ("" if it cannot, as far as we know).
 
         Also refused while our primary is alive: it would go on acknowledging until our
         heartbeat reaches it. A planned move is a switchover."""
-        heard = [(hb.epoch, hb.role, hb.seq, hb.commit, hb.isr) for hb in self.peer_info.values()]
+        heard = [(hb.epoch, hb.role, hb.seq, hb.commit, hb.isr) for hb in self.node.peer_info.values()]
         if not heard:
             return "heard from no peer since start: what the group acknowledged is unknown here"
-        needed, newer = trust.promote_gap(self.name, self.replica.seq, self.epoch, heard, self.settings.mode)
+        needed, newer = trust.promote_gap(
+            self.node.name, self.node.replica.seq, self.node.epoch, heard, self.node.settings.mode
+        )
         if newer:
-            return f"epoch {newer} exists (we are at {self.epoch}): its acknowledged orders are unknown here"
+            return f"epoch {newer} exists (we are at {self.node.epoch}): its acknowledged orders are unknown here"
         if needed:
-            return f"acknowledged up to seq {needed}, we hold {self.replica.seq}: {needed - self.replica.seq} would be lost"
-        if self.leader and self.leader != self.name and not self.leader_dead(now):
-            return f"primary {self.leader} is alive (a planned move is a switchover)"
+            return f"acknowledged up to seq {needed}, we hold {self.node.replica.seq}: {needed - self.node.replica.seq} would be lost"
+        if (
+            self.node.leader
+            and self.node.leader != self.node.name
+            and not self.node.candidacy.leader_dead(now)
+        ):
+            return f"primary {self.node.leader} is alive (a planned move is a switchover)"
         return ""
 
-    def ask_witness_for_operator(self: NodeMachine, now: float) -> list:
-        ask = self.operator_ask
-        assert ask is not None
+    def ask_witness(self, now: float) -> list:
+        ask, witness = self.ask, self.node.witness
+        assert ask is not None and witness  # (asked only with a witness: on_promote)
         ask.asked_at = now
         flag = wire.VOTE_FORCED if ask.force else wire.VOTE_OPERATOR
         return [
             Send(
-                self.witness,
-                wire.VoteRequest(ask.epoch, self.replica.seq, self.name, self.replica.last_epoch, flag),
+                witness,
+                wire.VoteRequest(
+                    ask.epoch, self.node.replica.seq, self.node.name, self.node.replica.last_epoch, flag
+                ),
             )
         ]
 
-    def on_operator_vote(self: NodeMachine, m: wire.Vote) -> None:
+    def on_refused_vote(self, m: wire.Vote) -> None:
         """The witness refused our operator ask: keep the reason (we ask again until the wait ends)."""
-        ask = self.operator_ask
-        if ask is not None and m.node == self.name and m.epoch == ask.epoch and not m.granted:
+        ask = self.ask
+        if ask is not None and m.node == self.node.name and m.epoch == ask.epoch and not m.granted:
             ask.refusal = m.reason or "refused"
 
-    def answer_operator(self: NodeMachine) -> list:
+    def answer(self) -> list:
         """After a promotion: tell the waiting operator (whoever's grant it was)."""
-        ask, self.operator_ask = self.operator_ask, None
-        self.timers.clear(OPERATOR)
-        return [Send(ask.src, self.status_message())] if ask is not None else []
+        ask, self.ask = self.ask, None
+        self.node.timers.clear(OPERATOR)
+        return [Send(ask.src, self.node.status_message())] if ask is not None else []
 
-    def operator_tick(self: NodeMachine, now: float) -> list:
+    def tick(self, now: float) -> list:
         """The operator's timer: re-ask the witness, or end the wait (answer the refusal, or, forced
         with no answer, promote); then re-arm it for the next re-ask or the end of the wait."""
-        out = self._operator_step(now)
-        ask = self.operator_ask
+        out = self._step(now)
+        ask = self.ask
         if ask is None or ask.granted:
-            self.timers.clear(OPERATOR)  # (granted: the witness re-sends the grant; no timer)
+            self.node.timers.clear(OPERATOR)  # (granted: the witness re-sends the grant; no timer)
         else:
-            self.timers.arm(
+            self.node.timers.arm(
                 OPERATOR,
-                min(ask.asked_at + self.settings.vote_retry, ask.since + promote_wait(self.settings)),
+                min(
+                    ask.asked_at + self.node.settings.vote_retry, ask.since + promote_wait(self.node.settings)
+                ),
             )
         return out
 
-    def _operator_step(self: NodeMachine, now: float) -> list:
+    def _step(self, now: float) -> list:
         """Re-ask the witness, or end the wait: answer the refusal, or (forced, no answer) promote."""
-        ask = self.operator_ask
+        ask = self.ask
         if ask is None:
             return []
-        if self.role != wire.ROLE_STANDBY or self.epoch >= ask.epoch:
+        if self.node.role != wire.ROLE_STANDBY or self.node.epoch >= ask.epoch:
             # Another node took the epoch (we follow it now), or we diverged.
-            self.operator_ask = None
-            return self.refuse_promote(
-                ask.src, f"epoch {self.epoch} is another node's (leader {self.leader})"
+            self.ask = None
+            return self.refuse(
+                ask.src, f"epoch {self.node.epoch} is another node's (leader {self.node.leader})"
             )
         if ask.granted:
             return []
-        if now - ask.since < promote_wait(self.settings):
-            if now - ask.asked_at >= self.settings.vote_retry:
-                return self.ask_witness_for_operator(now)
+        if now - ask.since < promote_wait(self.node.settings):
+            if now - ask.asked_at >= self.node.settings.vote_retry:
+                return self.ask_witness(now)
             return []
-        self.operator_ask = None
-        wait_ms = promote_wait(self.settings) * 1000
+        self.ask = None
+        wait_ms = promote_wait(self.node.settings) * 1000
         if ask.refusal:
-            return self.refuse_promote(ask.src, f"the witness refused: {ask.refusal}")
+            return self.refuse(ask.src, f"the witness refused: {ask.refusal}")
         if not ask.force:
-            return self.refuse_promote(
+            return self.refuse(
                 ask.src,
                 f"the witness did not answer in {wait_ms:g} ms (--force promotes without it, "
                 "risking two primaries if it is alive and only cut off from this node)",
             )
-        self.count("promotes_without_witness")
+        self.node.count("promotes_without_witness")
         log.error(
             "promote_forced_without_witness node=%s epoch=%d: the witness did not answer in %g ms; "
             "if it is alive and only cut off from us it may grant epoch %d to another node too "
             "(two primaries of one epoch: orders acknowledged by one of them will be lost)",
-            self.name,
+            self.node.name,
             ask.epoch,
             wait_ms,
             ask.epoch,
         )
-        return self.promote(now, "operator_without_witness") + [Send(ask.src, self.status_message())]
+        return self.node.promote(now, "operator_without_witness") + [
+            Send(ask.src, self.node.status_message())
+        ]

@@ -2,22 +2,22 @@
 
 For: ``PrimaryRole``, the role object a ``NodeMachine`` holds while it is
 primary (or draining into a switchover target), built at each promotion and
-owning the primary's state (queues, acks, the in-sync set, catch-up windows,
-the lease): queueing client requests (``PendingQueue``: one queue per
-connection, batched in turn; a client's window stays spans of its packed
-records), answering re-sent requests from the
-replicated dedupe table, turning every queued request into one batch (one
+owning the primary's state (queues, acks, the commit, the drain) and its
+components: ``in_sync`` (the in-sync set, sync mode: ``in_sync.InSyncSet``),
+``catch_up`` (joins, refills, snapshots: ``catch_up.CatchUp``) and ``lease``
+(async: ``lease.PrimaryLease``). Here: queueing client requests
+(``PendingQueue``: one queue per connection, batched in turn; a client's
+window stays spans of its packed records), answering re-sent requests from
+the replicated dedupe table, turning every queued request into one batch (one
 journal append, one ``Entries`` message per peer, one ``Publish``), releasing
-replies once a standby acked them (``sync``) or at once (``async``, or
-``sync``: every member of the in-sync set (ISR) acked; the witness records
-the ISR and must confirm before a lagging member is dropped), serving joins and refills
-from the journal, fencing stale joiners, and draining for a planned
-switchover, and opening client sessions (a session-open request is
-sequenced like any other under the client id's next session number; a
-request of an older session than its client id's current one is answered
-``FENCED``, never executed: see ``session``). Not for: sockets, clocks
-(``now`` is an argument), standby work, or the role changes themselves
-(stepping down, the handover: the node builds the next role).
+replies once a standby acked them (``sync``: every member of the in-sync set
+acked) or at once (``async``), draining for a planned switchover, and opening
+client sessions (a session-open request is sequenced like any other under
+the client id's next session number; a request of an older session than its
+client id's current one is answered ``FENCED``, never executed: see
+``session``). Not for: sockets, clocks (``now`` is an argument), standby
+work, or the role changes themselves (stepping down, the handover: the node
+builds the next role).
 
 Every method returns a list of outputs (``wire.Send`` / ``wire.Publish``, and
 ``wire.ReplyRun`` for a sequenced batch's replies: see ``ReplyQueue``).
@@ -36,25 +36,20 @@ from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
 from ..timers import Timers
 from ..wire import COMMAND_SIZE, ROLE_PRIMARY, EventBlobs, Publish, ReplyColumns, ReplyRun, RequestRun, Send
+from .catch_up import CatchUp
+from .in_sync import InSyncSet
 from .lease import PrimaryLease
-from .records import PendingHandover, RefillWindow
+from .records import PendingHandover
+from .standby import StandbyRole
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
 
 log = logging.getLogger("replication.sequencer")
 
-SNAPSHOT_CHUNK = 512 * 1024
-# Refill chunks in flight to one catching-up node (see catch_up). Its driver applies every chunk
-# that has arrived in one pass and asks for more only at the end, after its journal fsync: each
-# window costs the node an fsync and a round trip of idling, so windows are big (16 x 2048
-# entries: a pass of about 10 ms of applying at ~300 ns an entry, far below the heartbeat timeout).
-REFILL_WINDOW = 16
 INF = float("inf")
-INF_PAST = float("-inf")
 # The primary's timers (``self.timers``).
 DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
-ISR = "isr"  # sync: the next ISR member that may lag (by ack or heartbeat silence), a re-proposal
 
 
 class PrimaryRole:
@@ -69,27 +64,17 @@ class PrimaryRole:
         self.waiting = ReplyQueue()  # (seq, dest, Reply, t) held until acked
         self.acked: dict[str, int] = {}  # standby -> highest acked seq (this epoch)
         self.commit = node.replica.seq
-        # In-sync set: standbys whose ack every committed entry needs. The witness
-        # starts each epoch with all other nodes in it, and only ISR members may be
-        # promoted, so an entry acked by the whole ISR survives any fail-over.
-        self.isr: list[str] = list(node.peers)
-        self.isr_confirmed: tuple[str, ...] = tuple(node.peers)  # what the witness has recorded
-        self.isr_proposed: tuple[str, ...] = self.isr_confirmed  # the last set sent to the witness
-        self.isr_unsure = False  # a proposal is unanswered: the witness may hold it or an older set
-        self.isr_asked_at = -1.0
-        self.isr_proposals = 0  # numbers IsrUpdates within the epoch (the witness refuses older ones)
-        self.ack_progress_at: dict[str, float] = {}
         self.drain_target = ""  # draining into this node (a planned switchover): no new requests
         self.drain_started = 0.0
-        self.refill_sent: dict[wire.Address, RefillWindow] = {}  # catch-up chunks in flight, by node
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see _session_now).
         self.opens: dict[int, Held] = {}
         self.lease = PrimaryLease(node)
-        self.timers = Timers()  # DRAIN, ISR
+        self.timers = Timers()  # DRAIN, ISR (``in_sync``)
+        self.catch_up = CatchUp(self)  # joins and refills: what each catching-up node has in flight
+        # The in-sync set: standbys whose ack every committed entry needs (sync mode).
+        self.in_sync = InSyncSet(self, isr)
         if isr is not None:
-            self.isr = [p for p in node.peers if p in isr]
-            self.isr_confirmed = self.isr_proposed = tuple(self.isr)
             self.recompute_commit()
 
     @property
@@ -102,12 +87,13 @@ class PrimaryRole:
         return {
             wire.Request: self.on_request,
             wire.Ack: self.on_ack,
-            wire.Join: self.on_join,
-            wire.Refill: self.on_refill,
-            wire.IsrAck: lambda src, m, now: self.on_isr_ack(m, now),
+            wire.Join: self.catch_up.on_join,
+            wire.Refill: self.catch_up.on_refill,
+            wire.IsrAck: lambda src, m, now: self.in_sync.on_isr_ack(m, now),
             wire.Switchover: self.on_switchover,
             wire.Entries: self.on_entries,
             wire.Fence: self.on_fence,
+            wire.Lease: self.lease.echoed,  # (a standby's promise takes the asks: ``node.lease_promise``)
         }
 
     def refuse_all(self, reply) -> list:
@@ -157,7 +143,9 @@ class PrimaryRole:
         if m.epoch <= self.node.epoch or not isinstance(src, str):
             return []
         self.node.step_down(src, m.epoch, now)
-        return self.node.current_role.on_fence(src, m, now)
+        standby = self.node.current_role
+        assert isinstance(standby, StandbyRole), "a primary steps down into a standby"
+        return standby.on_fence(src, m, now)
 
     # -- requests -----------------------------------------------------------------
 
@@ -388,6 +376,16 @@ class PrimaryRole:
         return self.node.settings.mode == "async"
 
     @property
+    def isr(self) -> list[str]:
+        """The in-sync set's members now (``in_sync``): whose ack a commit needs."""
+        return self.in_sync.members
+
+    @property
+    def isr_confirmed(self) -> tuple[str, ...]:
+        """The in-sync set the witness has recorded."""
+        return self.in_sync.confirmed
+
+    @property
     def solo(self) -> bool:
         """Sync mode with an empty in-sync set: replies need no ack, and no standby may be promoted."""
         return self.node.settings.mode == "sync" and not self.isr_confirmed
@@ -438,7 +436,7 @@ class PrimaryRole:
             return []
         return self.waiting.release(INF if self._replies_at_once() else self.commit)
 
-    # -- acks, joins, refills ------------------------------------------------------
+    # -- acks ------------------------------------------------------
 
     def on_ack(self, src: str, m: wire.Ack, now: float) -> list:
         if m.epoch != self.node.epoch:
@@ -446,268 +444,12 @@ class PrimaryRole:
         seq = min(m.seq, self.node.replica.seq)
         if m.node not in self.node.peers:
             return []
-        if seq > self.acked.get(m.node, -1):  # (seq 0 too: a standby that joined an empty journal)
+        progressed = seq > self.acked.get(m.node, -1)  # (seq 0 too: a standby that joined an empty journal)
+        if progressed:
             self.acked[m.node] = seq
-            self.ack_progress_at[m.node] = now
-        out: list = []
-        if m.node not in self.isr and seq >= self.node.replica.seq and self.node.settings.mode == "sync":
-            # Caught up with everything: from now on its ack is required too, and
-            # once the witness records it, it may be promoted.
-            self.isr = [p for p in self.node.peers if p in self.isr or p == m.node]
-            log.info(
-                "isr_add node=%s epoch=%d member=%s isr=%s",
-                self.node.name,
-                self.node.epoch,
-                m.node,
-                ",".join(self.isr),
-            )
-            out += self.propose_isr(now, tuple(self.isr), force=True)
+        out = self.in_sync.on_ack(m.node, seq, progressed, now)  # progress; caught up: joins (sync)
         self.recompute_commit()
         return out + self.release()
-
-    def on_join(self, src: str, m: wire.Join, now: float) -> list:
-        """A standby asks to follow: fence its unshared suffix, or accept it and start its catch-up."""
-        t = self.common_prefix(m.last_epoch, m.seq)
-        if t < m.seq:
-            log.info(
-                "fence node=%s epoch=%d their_last=(%d,%d) truncate_after=%d",
-                m.node,
-                self.node.epoch,
-                m.last_epoch,
-                m.seq,
-                t,
-            )
-            self.node.count("fences_sent")
-            return [Send(src, wire.Fence(self.node.epoch, t, m.node))]
-        out = [Send(src, wire.Fence(self.node.epoch, m.seq, m.node)), self.node.heartbeat_to(src)]
-        return out + self.catch_up(src, m.seq + 1)
-
-    def common_prefix(self, last_epoch: int, seq: int) -> int:
-        """The highest seq <= ``seq`` up to which a node whose last entry is (``last_epoch``, ``seq``) agrees with us.
-
-        Seqs never repeat within an epoch and each epoch has one primary, so
-        two journals agree up to the last entry they share by (epoch, seq):
-        ``min(seq, last seq we hold of epoch last_epoch)``.
-        """
-        if seq == 0:
-            return 0
-        mine = self.node.journal.entry(seq)
-        if mine is not None and mine.epoch == last_epoch:
-            return seq
-        # Otherwise the epoch history says where the joiner's epoch ended for us: where the
-        # next epoch we know of began.
-        end = self.node.replica.seq
-        for epoch, first in self.node.history:
-            if epoch > last_epoch:
-                end = first - 1
-                break
-        t = max(0, min(seq, end))
-        # The history holds every epoch that began above our journal's base (we applied or
-        # sequenced those entries), but not always those that began at or below it: a
-        # snapshot we installed skipped them, and ``trimmed_history`` drops them. If the
-        # joiner's epoch did not begin above the base, the epoch after it may be one of
-        # those, and then it ended earlier than ``end``: agreeing that far would keep a
-        # stale suffix the next entries cannot fit (a divergence). Below the base, the
-        # joiner's catch-up is a snapshot, which replaces its whole journal.
-        base = self.node.journal.base_seq
-        if base and seq <= base and last_epoch and last_epoch == self.node.journal.base_epoch():
-            # The joiner's last entry is of the epoch of our snapshot's last entry, at or below
-            # it: that epoch's primary sequenced both, so its journal is a prefix of our history.
-            # (Cutting it below the base would take committed entries from an in-sync node.)
-            return seq
-        if base and t >= base and not any(e == last_epoch and first > base for e, first in self.node.history):
-            t = base - 1
-        elif not base and not any(e == last_epoch for e, _ in self.node.history):
-            # We hold no entry of the joiner's epoch: our line skipped it (we were granted a
-            # later epoch holding only older entries, as async mode or a cascade of
-            # fail-overs allows). Where that epoch began in the joiner's journal is unknown
-            # here, and the next epoch we know of may begin after it: keep nothing we cannot
-            # vouch for. (Above, a base means the same cut ends in a snapshot.)
-            t = 0
-        return t
-
-    def catch_up(self, dest: wire.Address, from_seq: int, to_seq: int = 0) -> list:
-        """Send ``dest`` entries from ``from_seq`` (up to ``to_seq``; 0 = to the end), or a snapshot
-        if we lack them or it is far behind.
-
-        Up to ``REFILL_WINDOW`` chunks of ``refill_chunk`` entries go at once, so
-        the node applies one chunk while the next are on the wire; each Refill
-        it sends as it progresses tops the window up (see :meth:`on_refill`).
-        Chunks are the journal's bytes as they are (an ``EntryRun``): no
-        ``Entry`` is made or packed on the way. O(window).
-        """
-        return self._send_entries(dest, from_seq, from_seq, to_seq, True)
-
-    def _send_entries(
-        self, dest: wire.Address, asked: int, start: int, to_seq: int, fresh: bool = False
-    ) -> list:
-        """Chunks ``start ..`` of the window that begins at ``asked``; remembers what is in flight
-        (``fresh``: sent unasked, with the Fence that accepted a Join)."""
-        sent = self.refill_sent
-        last = self.node.replica.seq
-        if asked > last:
-            sent.pop(dest, None)
-            return []
-        if asked <= self.node.journal.base_seq or last - asked > self.node.settings.catchup_snapshot_lag:
-            sent.pop(dest, None)
-            return self.send_snapshot(dest)
-        chunk = self.node.settings.refill_chunk
-        stop = min(last, asked - 1 + REFILL_WINDOW * chunk)
-        if to_seq > 0:
-            stop = min(stop, to_seq)
-        out = []
-        seq = start
-        while seq <= stop:
-            run = self.node.journal.read_run(seq, min(chunk, stop - seq + 1))
-            if not len(run):
-                break
-            out.append(Send(dest, wire.Entries(self.node.epoch, seq, self.commit, run), needs_sync=False))
-            seq += len(run)
-            self.node.count("refill_entries_sent", len(run))
-        sent[dest] = RefillWindow(self.node.epoch, asked, max(seq - 1, start - 1), fresh)
-        return out
-
-    def send_snapshot(self, dest: str) -> list:
-        blob = self.node.replica.snapshot()
-        seq, last_epoch = self.node.replica.seq, self.node.replica.last_epoch
-        self.node.count("snapshots_sent")
-        log.info("snapshot_send to=%s seq=%d bytes=%d", dest, seq, len(blob))
-        out = []
-        for off in range(0, max(len(blob), 1), SNAPSHOT_CHUNK):
-            out.append(
-                Send(
-                    dest,
-                    wire.SnapshotChunk(
-                        self.node.epoch, seq, last_epoch, off, len(blob), blob[off : off + SNAPSHOT_CHUNK]
-                    ),
-                )
-            )
-        return out
-
-    def on_refill(self, src: wire.Address, m: wire.Refill, now: float) -> list:
-        """Serve a Refill: a catching-up node that progressed into the chunks in flight gets only
-        the chunks that top its window up; any other ask (a gap, a re-ask after a lost chunk,
-        a new node) gets the window from the seq it asked for."""
-        if m.epoch > self.node.epoch:
-            return []
-        self.node.count("refills_served")
-        start = m.seq
-        prev = self.refill_sent.get(src)
-        if m.to_seq == 0 and prev is not None and prev.epoch == self.node.epoch:
-            if prev.with_fence and m.seq == prev.asked:
-                # Its first ask crossed the window we sent with its Fence (on_join): that window is
-                # on the wire. Sending it twice costs both nodes; a lost window is asked for again
-                # after the node's timeout, and that second ask gets it.
-                self.refill_sent[src] = prev._replace(with_fence=False)
-                return []
-            if prev.asked < m.seq <= prev.sent_to + 1:
-                start = prev.sent_to + 1  # m.seq .. prev.sent_to are on the wire already
-        return self._send_entries(src, m.seq, start, m.to_seq)
-
-    # -- the in-sync set (sync mode) ------------------------------------------------
-
-    def propose_isr(self, now: float, members: tuple[str, ...], force: bool = False) -> list:
-        if not self.node.witness or self.node.settings.mode != "sync":
-            return []
-        if not force and now - self.isr_asked_at < self.node.settings.vote_retry:
-            return []
-        self.isr_asked_at = now
-        # Until the witness acks exactly this set, what it holds is uncertain
-        # (the proposal or any earlier one): keep proposing.
-        self.isr_proposed = members
-        self.isr_unsure = True
-        self.isr_proposals += 1
-        return [
-            Send(
-                self.node.witness,
-                wire.IsrUpdate(
-                    self.node.epoch, self.node.replica.seq, self.node.name, members, self.isr_proposals
-                ),
-            )
-        ]
-
-    def check_isr(self, now: float) -> list:
-        """Drop ISR members that hold up replies (dead, or no ack progress for a timeout) — with the
-        witness's consent; arm the ISR timer for the next member that may lag, or the re-proposal."""
-        node = self.node
-        if node.settings.mode != "sync" or not node.witness:
-            return []  # no witness: stay blocked rather than risk losing acknowledged entries
-        out: list = []
-        if self.waiting and self.waiting.head()[0] <= self.commit:
-            out += self.release()
-        desired = tuple(self.isr)
-        lagging, due = self._lagging(now)
-        if lagging:
-            desired = tuple(p for p in self.isr if p not in lagging)
-            if now - self.isr_asked_at >= node.settings.vote_retry:
-                log.warning(
-                    "isr_shrink_request node=%s epoch=%d drop=%s keep=%s seq=%d",
-                    node.name,
-                    node.epoch,
-                    ",".join(lagging),
-                    ",".join(desired),
-                    node.replica.seq,
-                )
-        if desired != self.isr_confirmed or self.isr_unsure:
-            out += self.propose_isr(now, desired)
-            due = min(due, self.isr_asked_at + node.settings.vote_retry)  # propose_isr's re-send
-        self.timers.arm(ISR, due)
-        return out
-
-    def _lagging(self, now: float) -> tuple[list[str], float]:
-        """ISR members holding up the oldest waiting reply (dead, or no ack progress for a timeout),
-        and when the next of the others would (INF: none waits). O(ISR)."""
-        if not self.waiting:
-            return [], INF
-        head_seq, head_t = self.waiting.head()
-        if head_seq <= self.commit:
-            return [], INF
-        node, timeout = self.node, self.node.settings.heartbeat_timeout
-        lagging, due = [], INF
-        for p in self.isr:
-            if self.acked.get(p, 0) >= head_seq:
-                continue
-            since = max(head_t, self.ack_progress_at.get(p, float("-inf")))
-            if not self.peer_alive(p, now) or now - since >= timeout:
-                lagging.append(p)
-            else:  # lags from its ack silence, or from its heartbeat silence (> timeout)
-                due = min(due, since + timeout, node.last_heard.get(p, INF_PAST) + timeout)
-        return lagging, due
-
-    def peer_alive(self, p: str, now: float) -> bool:
-        """Heard within the timeout, and no connection drop since."""
-        heard = self.node.last_heard.get(p, float("-inf"))
-        return (
-            now - heard <= self.node.settings.heartbeat_timeout
-            and self.node.suspect_at.get(p, float("-inf")) < heard
-        )
-
-    def on_isr_ack(self, m: wire.IsrAck, now: float) -> list:
-        if m.epoch != self.node.epoch or not m.granted:
-            return []
-        if m.members != self.isr_proposed:
-            return []  # a stale answer: the witness may hold a later proposal; check_isr re-sends it
-        self.isr_unsure = False
-        old = self.isr_confirmed
-        self.isr_confirmed = m.members
-        # Members dropped by this record stop counting, unless they caught up meanwhile
-        # (then they stay, and the next check re-proposes them).
-        self.isr = [
-            p
-            for p in self.node.peers
-            if p in m.members or (p in self.isr and self.acked.get(p, 0) >= self.node.replica.seq)
-        ]
-        if old != m.members:
-            self.node.count("isr_changes")
-            log.warning(
-                "isr_confirmed node=%s epoch=%d isr=%s%s",
-                self.node.name,
-                self.node.epoch,
-                ",".join(m.members) or "-",
-                " (solo: no automatic fail-over until a standby is back in sync)" if not m.members else "",
-            )
-        self.recompute_commit()
-        return self.release()
 
     # -- planned switchover ------------------------------------------------------------
 

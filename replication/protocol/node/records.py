@@ -23,7 +23,7 @@ class HeldRequest(NamedTuple):
 
 
 class RefillWindow(NamedTuple):
-    """The catch-up chunks a primary has in flight to one node (see ``PrimaryRole.on_refill``)."""
+    """The catch-up chunks a primary has in flight to one node (see ``CatchUp.on_refill``)."""
 
     epoch: int  # the primary's epoch when it sent them
     asked: int  # the first seq the node asked for (the window starts there)

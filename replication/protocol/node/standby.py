@@ -164,7 +164,7 @@ class StandbyRole:
             )
         self.node.leader = leader
         self.joined = False
-        self.node.candidate_since = None
+        self.node.candidacy.since = None
         self.future.clear()
         return self.refuse_held() + self.send_join(now)
 
@@ -211,7 +211,7 @@ class StandbyRole:
         self.joined = True
         self.timers.clear(JOIN)
         self.node.followed_epoch = self.node.epoch
-        self.node.candidate_since = None
+        self.node.candidacy.since = None
         self.future.clear()
         self.handover = None
         self.timers.clear(HANDOVER)
@@ -329,7 +329,7 @@ class StandbyRole:
             )
         )
         if self.node.repairing:
-            self.node.check_repaired(self)
+            self.node.journal_health.check_repaired(self)
         return out
 
     def request_refill(self, now: float, to_seq: int = 0) -> list:
@@ -368,7 +368,7 @@ class StandbyRole:
         self.node.last_heard[src] = now
         if m.seq >= self.node.replica.seq:
             if self.node.damaged and not self.node.repairing:
-                self.node.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
+                self.node.journal_health.start_repair()  # (journal_health) our Join said seq 0: the history comes from src
             if not self.joined:
                 log.info(
                     "joined node=%s leader=%s epoch=%d at_seq=%d",
@@ -426,7 +426,7 @@ class StandbyRole:
         if r.seq <= self.node.replica.seq and self.joined:
             return []  # older than what we hold
         self.node.journal.reset(r.seq, r.last_epoch, blob)
-        self.node.repairing = self.node.repairing or bool(self.node.damaged)
+        self.node.journal_health.repairing = self.node.repairing or bool(self.node.damaged)
         self.node.replica = r
         self.future = {s: e for s, e in self.future.items() if s > r.seq}
         self.joined = True
@@ -456,47 +456,47 @@ class StandbyRole:
 
     def _leader_step(self, now: float) -> tuple[list, float]:
         """:meth:`check_leader`'s decision: its outputs, and when it next acts by itself (INF: only
-        after a message; a candidacy's next step is ``NodeMachine._candidacy_due``)."""
+        after a message; a candidacy's next step is ``Candidacy.due``)."""
         node = self.node
         if node.damaged:
             return (self.refuse_held() if self.held else []), INF  # never a candidate (journal_health)
         if node.want_primary and node.followed_epoch != node.epoch and not node.leader:
-            return node.run_for_primary(now, "start"), node._candidacy_due(now, True)
+            return node.candidacy.run(now, "start"), node.candidacy.due(now, True)
         start = node.want_primary and node.followed_epoch != node.epoch
-        if not node.leader and node._followers_waiting(now):
+        if not node.leader and node.candidacy.followers_waiting(now):
             # We were this epoch's primary (crashed, restarted as a standby) and live
             # standbys still follow us: nobody else may hold our epoch's history.
-            return node.run_for_primary(now, "followers_waiting"), node._candidacy_due(now, start)
+            return node.candidacy.run(now, "followers_waiting"), node.candidacy.due(now, start)
         if not node.leader and node.led_epoch == node.epoch > 0 and node.followed_epoch != node.epoch:
             # We were this epoch's primary and restarted (say the whole group did, with
             # us started as a standby): ask. The witness refuses while a primary lives,
             # and a newer epoch's heartbeat makes us follow it instead.
-            return node.run_for_primary(now, "restarted_last_primary"), node._candidacy_due(now, start)
+            return node.candidacy.run(now, "restarted_last_primary"), node.candidacy.due(now, start)
         unled = self._unled_due()
         if unled <= now:
             # We follow nobody in our epoch, and no node has claimed to lead it (or a later
             # one) for a heartbeat timeout: say we stepped down to an epoch whose primary
             # then restarted as a standby. Ask; the witness decides (and refuses while a
             # primary lives, or a node that holds more may take over).
-            return node.run_for_primary(now, "leaderless"), node._candidacy_due(now, False)
-        if not node.leader or node.followed_epoch != node.epoch or not node.leader_dead(now):
+            return node.candidacy.run(now, "leaderless"), node.candidacy.due(now, False)
+        if not node.leader or node.followed_epoch != node.epoch or not node.candidacy.leader_dead(now):
             if (
-                node.candidate_since is not None
+                node.candidacy.since is not None
                 and node.leader
-                and not node.leader_dead(now)
-                and not node._handed_over_to_us()
+                and not node.candidacy.leader_dead(now)
+                and not node.candidacy.handed_over_to_us()
             ):
                 log.info("candidacy_dropped node=%s leader=%s is back", node.name, node.leader)
-                node.candidate_since = None
+                node.candidacy.since = None
             out = self.refuse_held() if self.held and not self._may_hold() else []
             # Next: no leader in our epoch for a timeout (unled), or our leader's silence.
             if not node.leader or node.followed_epoch != node.epoch:
                 return out, unled
-            return out, node._leader_dead_at()
-        out = node.run_for_primary(now, "primary_lost")
+            return out, node.candidacy.leader_dead_at()
+        out = node.candidacy.run(now, "primary_lost")
         if self.held and now - self.held[0].since > node.settings.heartbeat_timeout:
             out += self.refuse_held()  # a long candidacy: let the clients look elsewhere
-        due = node._candidacy_due(now, False)
+        due = node.candidacy.due(now, False)
         if self.held:
             due = min(due, self.held[0].since + node.settings.heartbeat_timeout)  # refused after (>)
         return out, due
@@ -527,7 +527,9 @@ class StandbyRole:
     def _may_hold(self) -> bool:
         """Running for primary, suspecting the leader, or the leader hands over to us (switchover)."""
         return (
-            self.node.candidate_since is not None or self.node._suspecting() or self.node._handed_over_to_us()
+            self.node.candidacy.since is not None
+            or self.node.candidacy.suspecting()
+            or self.node.candidacy.handed_over_to_us()
         )
 
     def hold_request(self, src: wire.Address, m: wire.Request, now: float) -> bool:
@@ -576,7 +578,7 @@ class StandbyRole:
         if not self.node.leader:
             return []
         if self.node.repairing:
-            self.node.check_repaired(self)
+            self.node.journal_health.check_repaired(self)
         if self.handover is not None:
             target, msg, sent_at = self.handover
             if self.node.epoch > msg.epoch or self.node.leader != target:
