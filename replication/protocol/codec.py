@@ -46,13 +46,13 @@ HEADER_SIZE = HEADER.size  # 24
 MAX_PAYLOAD = 64 * 1024 * 1024
 # The largest frame a node's or the witness's sockets accept (ZeroMQ's MAXMSGSIZE on every socket a
 # driver opens, so a bigger one is never even buffered: ZeroMQ drops it and disconnects its sender).
-# The biggest legitimate inbound frames: a snapshot chunk (sequencer.SNAPSHOT_CHUNK, 512 KiB), an
-# Entries message of a batch or a refill chunk (``config`` keeps max_batch and refill_chunk entries
+# The biggest legitimate inbound frames: a snapshot chunk (node.catch_up.SNAPSHOT_CHUNK, 512 KiB), an
+# Entries message of a batch or a refill chunk (``transport.group_file`` keeps max_batch and refill_chunk entries
 # within MAX_INBOUND_ENTRIES), a client's Requests bundle (client.MAX_BUNDLE = 1,024 requests of
 # 72 bytes). 2 MiB leaves room above all of them.
 MAX_INBOUND_FRAME = 2 * 1024 * 1024
 # Entries per Entries message a node may send a peer (a batch, a refill chunk): they must fit
-# MAX_INBOUND_FRAME with room for the header (``config`` refuses a larger max_batch or refill_chunk).
+# MAX_INBOUND_FRAME with room for the header (``transport.group_file`` refuses a larger max_batch or refill_chunk).
 MAX_INBOUND_ENTRIES = (MAX_INBOUND_FRAME - 4096) // ENTRY.size
 
 # --- frames ------------------------------------------------------------------------

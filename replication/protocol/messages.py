@@ -556,7 +556,7 @@ class Lease(Message):
     A supporter (the witness, or a standby following ``node`` in ``epoch``)
     answers with the same stamp and its own name in ``node``, and promises not
     to help any node to a newer epoch for a lease period from then (see
-    ``failover.NodeMachine.on_lease``). The primary acknowledges only while an
+    ``node.lease.LeasePromise.on_ask``). The primary acknowledges only while an
     echo of an ask it sent less than a lease period ago holds.
     """
 

@@ -7,7 +7,7 @@ and ``ReplyQueue`` (the replies held until their seq is committed: a
 sequenced batch's replies stay its columns, released as ``wire.ReplyRun``).
 Both look like plain queues of pairs or tuples from outside, and cost per
 span or stretch inside. Not for: deciding what to queue, sequence or
-release — ``sequencer.SequencerMixin`` does that.
+release — ``node.primary.PrimaryRole`` does that.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class Settings:
     join_retry: float = 0.05
     witness_grace: float = 0.0  # witness: refuse votes this long after start (learn from heartbeats)
     # Async mode: how long an echo of a lease ask lets the primary acknowledge (see the module
-    # docstring; ``failover.NodeMachine.on_lease``). Supporters promise this plus lease_margin.
+    # docstring; ``node.lease.LeasePromise.on_ask``). Supporters promise this plus lease_margin.
     lease: float = 0.030
     lease_margin: float = 0.005  # one heartbeat: room for the clocks' rates to differ
     max_in_flight: int = 4096  # per client connection: requests queued (received, not sequenced)

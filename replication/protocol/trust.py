@@ -28,7 +28,7 @@ Open mode (no ``keys_dir``) has no keys to go by: it trusts its network. A
 routing id ``peer:NAME`` is node NAME only when NAME is a node of the group
 file (``peer:evil`` is unknown, refused everything); any other connection is
 ``anyone``, who may send what clients and operators send. Under CURVE the
-identity is the key's (``security.ZapAuthenticator``), and a routing id
+identity is the key's (``transport.curve.ZapAuthenticator``), and a routing id
 ``peer:NAME`` must be that key's own name.
 
 Not for: sockets, clocks or logging (the driver counts and logs refusals), or
@@ -229,7 +229,7 @@ class Policy:
         return Identity(UNKNOWN, "peer:" + peer[:32])
 
     def _key_identity(self, user_id: str) -> Identity:
-        """A ZAP User-Id (``security.user_ids``) as an identity; anything unexpected is unknown."""
+        """A ZAP User-Id (``transport.curve.user_ids``) as an identity; anything unexpected is unknown."""
         role, _, name = user_id.partition(":")
         if role == NODE and name in self.nodes:
             return Identity(NODE, name)
@@ -337,7 +337,7 @@ def policy_for(cfg, me: str) -> Policy:  # noqa: ANN001 - a config.GroupConfig (
     """The policy of receiver ``me`` (a node name or ``"witness"``) in the group file ``cfg``.
 
     Without ``[operators]`` (``[clients]``) tables the implicit operator ``operator`` (client
-    ``client``, any client id) stands in, as in ``security.user_ids``. O(identities).
+    ``client``, any client id) stands in, as in ``transport.curve.user_ids``. O(identities).
     """
     clients = {n: ClientEntry(s.client_id, s.accounts) for n, s in cfg.clients.items()} or {
         "client": ClientEntry()

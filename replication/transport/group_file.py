@@ -3,7 +3,7 @@
 For: reading the group TOML whose contract keys are fixed by DESIGN.md
 (``mode``, ``[nodes.<name>] endpoint journal``, ``[witness] endpoint``) plus
 optional keys with defaults, and deriving the extra ports a process uses.
-Not for: sockets (``node``) or protocol decisions (the machines).
+Not for: sockets (``node_driver``) or protocol decisions (the machines).
 
 Every key the file may hold is listed in ``TOP_LEVEL_KEYS``, ``NODE_KEYS`` and
 ``WITNESS_KEYS`` (with its type, unit and default; docs/operations.md has the

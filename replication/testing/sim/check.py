@@ -283,7 +283,7 @@ def check_sim(sim: Sim) -> Report:
     # grantee may have echoed the old primary after it asked (its candidacy dropped when the old
     # primary came back, or it restarted and promised from its start), so the old primary's lease
     # may run past the grant; the grantee then defers the grant until its own promise is over
-    # (failover.on_vote), which is what bounds the loss (seeds 4221, 8766 --overlap on --mode async).
+    # (node.candidacy.Candidacy.on_vote), which is what bounds the loss (seeds 4221, 8766 --overlap on --mode async).
     if not strict:
         for epoch, acked_at in sorted(sim.last_ack_at.items()):
             later = [(t, e) for e, t in sim.served_at.items() if e > epoch and t <= acked_at]
