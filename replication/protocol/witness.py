@@ -522,8 +522,9 @@ class WitnessMachine:
         for node, parked in self.parked.items():
             if parked.request.node != node:
                 raise AssertionError(f"{where}: a vote request of {parked.request.node} parked as {node}'s")
-            if parked.request.epoch <= self.epoch:
-                raise AssertionError(f"{where}: {node}'s parked request is for epoch {parked.request.epoch}")
+            # Not an invariant, though tempting: "a parked request is for an epoch not granted yet".
+            # A request parked for epoch e stays parked when another candidate is granted e
+            # (seed 8872, --overlap on --max-faults 10); it is refused once it is answered.
         if self.primary and self.primary not in self.nodes:
             raise AssertionError(f"{where}: primary {self.primary!r} is not a node of {self.nodes}")
         self._seen = _Seen(self.epoch, self.primary, self.isr_proposal)
