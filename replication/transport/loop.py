@@ -36,7 +36,6 @@ from typing import Any
 import zmq
 
 from ..protocol import trust, wire
-from . import curve
 from .group_file import GroupConfig
 from .monitor import drain_disconnects
 from .sockets import tune_gc, tune_peer_dealer, tune_router
@@ -108,10 +107,13 @@ class SocketLoop(ABC):
                 raise ValueError("a CURVE driver needs its group file (cfg)")
             nodes = [p for p in [name, *peers] if p != trust.WITNESS]
             self.policy = trust.Policy(name, nodes, trust.WITNESS in (name, *peers))
-        self.auth = curve.start_authenticator(self.ctx, cfg) if keys_dir and cfg is not None else None
+        # CURVE only when the group has keys, imported only then: zmq.auth brings asyncio and ssl
+        # (~70 modules, ~1.2 MB RSS), and a node's RSS is the teardown floor of every SIGKILL fail-over.
+        curve = _curve() if keys_dir else None
+        self.auth = curve.start_authenticator(self.ctx, cfg) if curve and cfg is not None else None
         self._log_trust()
         self.router = self.ctx.socket(zmq.ROUTER)
-        if keys_dir:
+        if curve:
             curve.make_server(self.router, keys_dir, name)
         tune_router(self.router)
         self.router_monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
@@ -121,7 +123,7 @@ class SocketLoop(ABC):
         for peer, ep in peers.items():
             d = self.ctx.socket(zmq.DEALER)
             tune_peer_dealer(d, name)
-            if keys_dir:
+            if curve:
                 curve.make_client(d, keys_dir, server=peer, me=name)
             mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             d.connect(ep)
@@ -344,3 +346,10 @@ class SocketLoop(ABC):
 
     def _close_more(self) -> None:  # noqa: B027 - optional hook: the witness opens nothing more
         """What a driver opened beyond the shared sockets (closed before the context ends)."""
+
+
+def _curve() -> Any:
+    """``transport.curve``, imported on first use (see ``SocketLoop.__init__``)."""
+    from . import curve
+
+    return curve

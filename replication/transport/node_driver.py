@@ -24,7 +24,6 @@ import zmq
 
 from ..protocol import wire
 from ..protocol.journal_api import JournalFault
-from . import curve
 from .group_file import GroupConfig, pub_endpoint
 from .loop import MAX_DRAIN, SocketLoop, acknowledges_nothing
 from .sockets import tune_pub
@@ -70,6 +69,8 @@ class NodeDriver(SocketLoop):
             self.pub = self.ctx.socket(zmq.XPUB)
             tune_pub(self.pub)
             if keys_dir:
+                from . import curve  # only with keys: see transport.loop
+
                 curve.make_server(self.pub, keys_dir, name)
             self.pub.bind(pub_endpoint(endpoint))
             self.poller.register(self.pub, zmq.POLLIN)
