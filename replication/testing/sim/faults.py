@@ -27,6 +27,7 @@ Not for: message faults (``network``), or checking (``check``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from ...protocol import wire
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FaultState = dict[str, Any]  # one injected fault: its kind, and what its heal needs (node, links, ...)
 
 
-class FaultHandler:
+class FaultHandler(ABC):
     """One fault kind. Handlers hold no state: a fault's state is its ``FaultState``."""
 
     kind = ""
@@ -53,9 +54,9 @@ class FaultHandler:
             return sim.now + max(f.duration, sim.RESTART_MIN)
         return sim.now + f.duration
 
+    @abstractmethod
     def inject(self, sim: Sim, f: Fault, st: FaultState, primary: str, heal_at: float) -> str:
         """Start the fault; '' or why it was skipped. ``primary``: the primary now ('' if none)."""
-        raise NotImplementedError
 
     def heal(self, sim: Sim, st: FaultState) -> None:
         """The fault's heal event (the default: its cut links come back)."""
@@ -91,8 +92,9 @@ class _ProcessFault(FaultHandler):
         self.strike(sim, sim.nodes[target], "primary" if target == p else "standby", f, heal_at)
         return ""
 
+    @abstractmethod
     def strike(self, sim: Sim, node: SimNode, role: str, f: Fault, heal_at: float) -> None:
-        raise NotImplementedError
+        """Do it to ``node`` (serving as ``role``): crash it, crash it mid-step, or hang it."""
 
     def heal(self, sim: Sim, st: FaultState) -> None:
         node = sim.nodes[st["node"]]
