@@ -22,8 +22,9 @@ import numpy as np
 
 from ..native.fastpath import pack_results, remember_run
 from .journal_api import JournalDamaged
+from .reports import ReportBook
 from .session import COUNTER_MASK, SESSION_SHIFT, Held, nonce_of
-from .wire import EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
+from .wire import COMMAND_SIZE, EVENT_SIZE, RUN_MIN, Entry, EntryRun, pack_entries
 
 log = logging.getLogger("replication.replica")
 
@@ -33,7 +34,9 @@ RESULT_HEAD = struct.Struct("<QQI")  # request id, seq, events len
 SESSIONS_HEAD = struct.Struct("<Q")  # n sessions (version 2 on: after the dedupe table)
 SESSION_REC = struct.Struct("<QQQ")  # client id, session, nonce
 MAGIC = b"MCRP"
-VERSION = 2  # 1: no session table (still restored: every client id without a session)
+# 1: no session table (still restored: every client id without a session); 2: no report book
+# (still restored: the orders then live have no owner, and no client has reports).
+VERSION = 3
 
 EXPIRED = object()  # lookup result: the request is older than the dedupe window remembers
 # How much of packed runs may wait for its dedupe update (see Replica._pending). A flush
@@ -81,6 +84,9 @@ class Replica:
     perturb_seq : int
         Test-only: just before applying this seq, feed the engine one extra
         command so this replica's digest diverges (0 = never).
+    report_window, order_window : int
+        Execution reports kept per client, and ended orders kept for queries
+        (``reports.ReportBook``).
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class Replica:
         engine_factory: Callable[[], Any] = default_engine_factory,
         dedupe_window: int = 4096,
         perturb_seq: int = 0,
+        report_window: int = 65536,
+        order_window: int = 65536,
     ) -> None:
         self.engine_factory = engine_factory
         self.engine = engine_factory()
@@ -104,6 +112,9 @@ class Replica:
         # client id -> its current session (session.Held), in the order the ids first
         # opened one: the same on every replica, as it follows the journal.
         self.sessions: dict[int, Held] = {}
+        # Owners, order states and execution reports (see ``reports``): derived from the
+        # entries like the rest, so the same on every replica.
+        self.reports = ReportBook(report_window, order_window)
         # Packed runs applied but not yet recorded in the table (_Run records). A catch-up streams hundreds of thousands
         # of entries past a window of a few thousand: recorded in bulk, most of them
         # would only be inserted to be evicted again. See _remember_runs.
@@ -156,6 +167,8 @@ class Replica:
         events = self._events(self.engine.apply_batch(np.frombuffer(command, dtype=self._dtype)))
         self.seq = seq
         self.last_epoch = epoch
+        if events:
+            self.reports.absorb(seq, client_id, command, events)
         if client_id:
             self._remember(client_id, request_id, seq, events)
             if request_id and not request_id & COUNTER_MASK:
@@ -240,6 +253,7 @@ class Replica:
                 offsets[1:],
             )
         self._note_opens(client_ids, request_ids, commands)
+        self.reports.absorb_batch(first, client_ids, commands, raw, ends)
         self.seq = first + n - 1
         self.last_epoch = epoch
         return EntryRun.build(epoch, first, client_ids, request_ids, digests, commands), raw, ends
@@ -290,8 +304,12 @@ class Replica:
         if int(self.engine.digest) != entries[-1].digest:
             return -1  # somewhere in the run: the caller locates it (see locate_divergence)
         raw, bounds = self._split_events(events, n)
-        remember = self._remember
+        remember, absorb = self._remember, self.reports.absorb
         for i, e in enumerate(entries):
+            if bounds[i] != bounds[i + 1]:
+                absorb(
+                    e.seq, e.client_id, e.command, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
+                )
             if e.client_id:
                 remember(
                     e.client_id, e.request_id, e.seq, raw[bounds[i] * EVENT_SIZE : bounds[i + 1] * EVENT_SIZE]
@@ -326,6 +344,7 @@ class Replica:
         rids = np.ascontiguousarray(cols["request_id"][:k])
         self._pending.append(_run(seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
         self._note_opens(cids, rids, run.array["command"][:k])
+        self.reports.absorb_batch(seq, cids, run.commands[: k * COMMAND_SIZE], raw, ends[: k + 1])
         self._pending_n += k
         self._pending_bytes += len(raw)
         if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
@@ -404,7 +423,7 @@ class Replica:
         sessions = [SESSIONS_HEAD.pack(len(self.sessions))]
         sessions += [SESSION_REC.pack(cid, h.session, h.nonce) for cid, h in self.sessions.items()]
         # CLIENT_HEAD, RESULT_HEADs and events, then the session table.
-        body = b"".join([head, blob, pack_results(results), *sessions])
+        body = b"".join([head, blob, pack_results(results), *sessions, self.reports.pack()])
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -414,14 +433,16 @@ class Replica:
         engine_factory: Callable[[], Any] = default_engine_factory,
         dedupe_window: int = 4096,
         perturb_seq: int = 0,
+        report_window: int = 65536,
+        order_window: int = 65536,
     ) -> Replica:
         """Rebuild from :meth:`snapshot` bytes; ``ValueError`` on damaged input."""
         if len(blob) < SNAP_HEAD.size + 4 or zlib.crc32(blob[:-4]) != struct.unpack("<I", blob[-4:])[0]:
             raise ValueError("replica snapshot damaged (short or bad checksum)")
         magic, ver, seq, last_epoch, elen, nclients = SNAP_HEAD.unpack_from(blob)
-        if magic != MAGIC or ver not in (1, VERSION):
+        if magic != MAGIC or not 1 <= ver <= VERSION:
             raise ValueError("not a replica snapshot")
-        r = cls(engine_factory, dedupe_window, perturb_seq)
+        r = cls(engine_factory, dedupe_window, perturb_seq, report_window, order_window)
         pos = SNAP_HEAD.size
         r.engine = type(r.engine).restore(bytes(blob[pos : pos + elen]))
         pos += elen
@@ -444,6 +465,9 @@ class Replica:
                 cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
                 pos += SESSION_REC.size
                 r.sessions[cid] = Held(session, nonce)
+        if ver >= 3:
+            r.reports, pos = ReportBook.unpack(blob, pos)
+            r.reports.report_window, r.reports.order_window = report_window, order_window
         r.seq, r.last_epoch = seq, last_epoch
         return r
 
@@ -586,6 +610,8 @@ def recover(
     engine_factory: Callable[[], Any] = default_engine_factory,
     dedupe_window: int = 4096,
     chunk: int = 65536,
+    report_window: int = 65536,
+    order_window: int = 65536,
 ) -> Replica:
     """Rebuild the replica from a journal: its snapshot (if any) then the entries after it.
 
@@ -602,7 +628,7 @@ def recover(
         snap_seq, _, blob = snap  # (seq, last_epoch, blob): JournalBase.load_snapshot
         if journal.base_seq <= snap_seq <= journal.last_seq:
             try:
-                r = Replica.restore(blob, engine_factory, dedupe_window)
+                r = Replica.restore(blob, engine_factory, dedupe_window, 0, report_window, order_window)
             except ValueError as exc:
                 log.warning("snapshot_unusable seq=%d reason=%s", snap_seq, exc)
     if r is None:
@@ -611,7 +637,7 @@ def recover(
                 f"journal: entries start at seq {journal.base_seq + 1} and no usable snapshot covers "
                 f"seq {journal.base_seq}"
             )
-        r = Replica(engine_factory, dedupe_window)
+        r = Replica(engine_factory, dedupe_window, 0, report_window, order_window)
     while r.seq < journal.last_seq:
         batch = journal.read(r.seq + 1, chunk)
         if not batch:

@@ -31,6 +31,8 @@ class Settings:
     snapshot_every: int = 100_000
     journal_retain: int = 100_000  # entries kept behind the latest snapshot (-1: never compact)
     dedupe_window: int = 4096
+    report_window: int = 65536  # execution reports kept per client id (reports.ReportBook)
+    order_window: int = 65536  # ended orders kept for queries, over all clients
     max_batch: int = 1024
     refill_chunk: int = 2048
     catchup_snapshot_lag: int = 50_000  # a joiner further behind than this gets a snapshot

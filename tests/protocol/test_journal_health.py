@@ -179,9 +179,8 @@ def test_a_crash_mid_repair_comes_back_damaged():
 
 
 def _driver_over(tmp_path, machine):
-    from test_driver_replies import _Sock
-
     from replication.transport import node_driver as node
+    from tests.transport.test_driver_replies import _Sock
 
     d = object.__new__(node.NodeDriver)  # no sockets: only what perform() reads
     d.counters, d.reply_timer, d.pub, d.pub_topics = {}, None, None, set()

@@ -122,9 +122,8 @@ def test_the_witness_refuses_an_in_sync_set_that_does_not_fit_its_record():
 def test_a_witness_record_too_large_for_its_slot_is_not_fatal(tmp_path, monkeypatch):
     """The last line of defence behind trust.Policy and WitnessMachine.fits: a state that does not
     fit the state file stops the witness's decisions, never the witness."""
-    from test_witness_state import _group
-
     from replication.transport import witness_driver as node
+    from tests.storage.test_witness_state import _group
 
     cfg = _group(tmp_path)
     d = node.witness_driver(cfg)

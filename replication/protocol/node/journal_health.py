@@ -75,7 +75,7 @@ class JournalHealth:
             except JournalDamaged as exc:
                 reason = str(exc)
         self.damaged = reason
-        return Replica(self.node.engine_factory, self.node.settings.dedupe_window, self.node.perturb_seq)
+        return self.node.fresh_replica()
 
     def announce_damage(self) -> None:
         """Log the damage (one line) and record it durably, with nothing the node could claim by it."""
@@ -100,9 +100,7 @@ class JournalHealth:
             return self.journal_failed(str(exc))
         if not self.damaged:  # e.g. a rebuild after a Fence met an entry that replays wrong
             self.damaged, self.repairing = str(exc), False
-            self.node.replica = Replica(
-                self.node.engine_factory, self.node.settings.dedupe_window, self.node.perturb_seq
-            )
+            self.node.replica = self.node.fresh_replica()
             self.node.leader = ""
             # A fresh standby (our seq is 0 now); requests held while running for primary stay
             # held (a damaged node refuses them at its next tick).

@@ -333,9 +333,23 @@ class NodeMachine:
 
     def rebuild(self) -> Replica:
         """The replica recovered from the journal (snapshot and tail)."""
-        r = recover(self.journal, self.engine_factory, self.settings.dedupe_window)
+        s = self.settings
+        r = recover(
+            self.journal,
+            self.engine_factory,
+            s.dedupe_window,
+            report_window=s.report_window,
+            order_window=s.order_window,
+        )
         r.perturb_seq = self.perturb_seq
         return r
+
+    def fresh_replica(self) -> Replica:
+        """An empty replica with this node's settings (a damaged journal's stand-in)."""
+        s = self.settings
+        return Replica(
+            self.engine_factory, s.dedupe_window, self.perturb_seq, s.report_window, s.order_window
+        )
 
     # -- the sans-IO interface -----------------------------------------------------
 

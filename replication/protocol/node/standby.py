@@ -417,8 +417,14 @@ class StandbyRole:
         blob = b"".join(self.snap_parts)
         self.snap_key, self.snap_parts = (), []
         try:
+            s = self.node.settings
             r = Replica.restore(
-                blob, self.node.engine_factory, self.node.settings.dedupe_window, self.node.perturb_seq
+                blob,
+                self.node.engine_factory,
+                s.dedupe_window,
+                self.node.perturb_seq,
+                s.report_window,
+                s.order_window,
             )
         except ValueError as exc:
             log.warning("snapshot_rejected node=%s reason=%s", self.node.name, exc)
