@@ -141,6 +141,10 @@ class Replica:
             self._flush()
         return self._results
 
+    def order_account(self, order_id: int) -> int | None:
+        """The account of a live order (the replicated owner table), or None. O(1)."""
+        return self.reports.account_of(order_id)
+
     def lookup(self, client_id: int, request_id: int) -> tuple[int, bytes] | object | None:
         """First result ``(seq, events)`` of an executed request, ``EXPIRED``, or None. O(1)."""
         if self._pending:
