@@ -81,6 +81,9 @@ REJECT_REASONS = [
     "unknown_order",
     "would_cross",
     "fok_unfilled",
+    # Never produced by an engine: a replicated group refuses, before sequencing, a command for
+    # an account the sender's key may not use (replication.protocol.entitlement).
+    "not_entitled",
 ]
 CANCEL_REASONS = ["user", "remainder", "self_trade", "mass_cancel"]
 
@@ -109,6 +112,7 @@ R_DUPLICATE_ID = REASON_CODES["duplicate_id"]
 R_UNKNOWN_ORDER = REASON_CODES["unknown_order"]
 R_WOULD_CROSS = REASON_CODES["would_cross"]
 R_FOK_UNFILLED = REASON_CODES["fok_unfilled"]
+R_NOT_ENTITLED = REASON_CODES["not_entitled"]
 R_USER = REASON_CODES["user"]
 R_REMAINDER = REASON_CODES["remainder"]
 R_SELF_TRADE = REASON_CODES["self_trade"]

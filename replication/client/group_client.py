@@ -59,8 +59,10 @@ class ReplyBatch(NamedTuple):
     """Finished requests as columns (:meth:`Client.poll_batch`), a row per request in arrival order.
 
     ``status`` is ``wire.OK``, ``wire.EXPIRED`` (an expired request has no
-    events and was not executed again) or ``wire.FENCED`` (never executed: a
-    newer session holds the client id). ``events`` holds every row's events
+    events and was not executed again), ``wire.FENCED`` (never executed: a
+    newer session holds the client id) or ``wire.NOT_ENTITLED`` (never
+    executed: the client's key may not use the command's account; one
+    ``rejected not_entitled`` event). ``events`` holds every row's events
     as ``matching.EVENT_DTYPE`` records, row by row, each with ``cmd`` set to
     its row, as ``Engine.apply_batch`` numbers its commands;
     ``matching.events_from_array`` turns a row's slice into the named tuples

@@ -13,7 +13,10 @@ primary on fail-over. The replicated dedupe table makes re-sending safe: a
 request that already executed returns its first result. A ``BUSY`` answer
 (the primary already holds ``max_in_flight`` of this client's requests) is
 backpressure, not an error: the request is re-sent to the same primary after
-a growing backoff (``BUSY_BACKOFF``), never given up. Not for: sockets,
+a growing backoff (``BUSY_BACKOFF``), never given up. A ``NOT_ENTITLED``
+answer (the client's key may not use the command's account; never
+sequenced) is final, like ``OK``: its one ``rejected not_entitled`` event is
+the result. Not for: sockets,
 blocking, or turning events into named tuples (``client.Client`` does that).
 
 Interface: ``submit(command, now) -> (request_id, outputs)``,
@@ -59,7 +62,8 @@ BUSY_BACKOFF = 0.001
 
 @dataclass(slots=True)
 class Done:
-    """Output: request ``request_id`` has its final ``reply`` (status OK, EXPIRED or FENCED)."""
+    """Output: request ``request_id`` has its final ``reply`` (status OK, EXPIRED, FENCED or
+    NOT_ENTITLED)."""
 
     request_id: int
     reply: wire.Reply
@@ -387,7 +391,9 @@ class ClientCore:
             wait = min(BUSY_BACKOFF * (1 << min(p.resends - 1, 10)), self.retry_timeout / 2)
             self._set_timer(msg.request_id, p, now + wait)
             return []
-        if msg.status in (wire.OK, wire.EXPIRED):
+        if msg.status in (wire.OK, wire.EXPIRED, wire.NOT_ENTITLED):
+            # NOT_ENTITLED: refused before sequencing, whichever node answers (every node applies
+            # the same entitlements), so final as it is; its events say why.
             del self.pending[msg.request_id]
             if isinstance(src, str) and src != self.primary and msg.status == wire.OK:
                 self.primary = src

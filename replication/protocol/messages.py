@@ -1,6 +1,6 @@
 """The messages replication puts on a socket, and the constants they carry.
 
-For: reply statuses (``OK`` .. ``BUSY``), node roles (``ROLE_*``), vote
+For: reply statuses (``OK`` .. ``NOT_ENTITLED``), node roles (``ROLE_*``), vote
 flags (``VOTE_*``), the ``Message`` base with its generic ``LAYOUT``
 payload, every message dataclass (client requests and replies, journal
 entries, acks, heartbeats, refills, snapshots, status, switchover/fencing,
@@ -35,7 +35,9 @@ from .records import (
 # Reply statuses. FENCED: the request's session is older than its client id's current one;
 # it was never executed. BUSY: the client already has ``max_in_flight`` requests queued at the
 # primary; this one was not sequenced (re-send it later: the dedupe table keeps that exactly-once).
-OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE, FENCED, BUSY = 0, 1, 2, 3, 4, 5
+# NOT_ENTITLED: the sender's key may not trade the command's account (``entitlement``); never
+# sequenced, final: the reply carries one ``rejected not_entitled`` event, as an OK reply its events.
+OK, NOT_PRIMARY, EXPIRED, UNAVAILABLE, FENCED, BUSY, NOT_ENTITLED = 0, 1, 2, 3, 4, 5, 6
 STATUS_NAMES = {
     OK: "ok",
     NOT_PRIMARY: "not_primary",
@@ -43,6 +45,7 @@ STATUS_NAMES = {
     UNAVAILABLE: "unavailable",
     FENCED: "fenced",
     BUSY: "busy",
+    NOT_ENTITLED: "not_entitled",
 }
 
 # Node roles as carried in heartbeats.

@@ -20,7 +20,8 @@ The rules (DESIGN.md "Trust" and "Entitlements"):
   names in an in-sync set are distinct nodes of the group;
 - operator commands (``Switchover``, ``Promote``) only from operators;
 - requests only from clients, and a client whose ``[clients.NAME]`` entry
-  fixes a ``client_id`` only with that id;
+  fixes a ``client_id`` only with that id (one whose entry lists ``accounts``
+  is then screened request by request: ``entitlement``);
 - ``StatusRequest`` from anyone the transport admitted;
 - nothing else (``Reply``, ``Status``, ``PeerDown``, ...) from anyone.
 
@@ -120,12 +121,14 @@ class Identity:
     ``role`` is one of ``ROLES``; ``name`` the node's, operator's or client's
     name in the group file (``"witness"`` for the witness, the routing id's
     text for ``unknown``); ``client_id`` the only client id a client may use
-    (0: any).
+    (0: any); ``accounts`` the only accounts it may trade (empty: any), which
+    ``entitlement`` enforces.
     """
 
     role: str
     name: str = ""
     client_id: int = 0
+    accounts: frozenset[int] = frozenset()
 
     def __str__(self) -> str:
         return f"{self.role}:{self.name}" if self.name else self.role
@@ -164,6 +167,9 @@ class Policy:
         ``[clients.NAME]`` name -> ``ClientEntry``.
     operators : iterable of str
         ``[operators.NAME]`` names.
+    listed_clients : bool
+        Whether ``clients`` are the group file's own ``[clients.NAME]`` entries (False: the
+        implicit ``client`` stands in, any client id, any account: ``mode`` is then ``open``).
     """
 
     def __init__(
@@ -174,6 +180,7 @@ class Policy:
         curve: bool = False,
         clients: dict[str, ClientEntry] | None = None,
         operators: Iterable[str] = (),
+        listed_clients: bool = True,
     ) -> None:
         self.me = me
         self.nodes = frozenset(nodes)
@@ -181,13 +188,15 @@ class Policy:
         self.curve = curve
         self.clients = dict(clients or {})
         self.operators = frozenset(operators)
+        self.listed_clients = listed_clients
         self.allowed = TO_WITNESS if me == WITNESS else TO_NODE
         self._known: dict[tuple[bytes, str | None], Identity] = {}
 
     @property
     def mode(self) -> str:
-        """``"curve"`` or ``"open"``: what ``status`` shows as ``auth``."""
-        return "curve" if self.curve else "open"
+        """What ``status`` shows as ``auth``: ``"curve"`` when every client is known by its key
+        (``keys_dir`` and ``[clients]`` entries), else ``"open"`` (DESIGN.md "Entitlements")."""
+        return "curve" if self.curve and self.listed_clients else "open"
 
     # -- who is it -----------------------------------------------------------------------
 
@@ -238,7 +247,8 @@ class Policy:
         if role == OPERATOR and name in self.operators:
             return Identity(OPERATOR, name)
         if role == CLIENT and name in self.clients:
-            return Identity(CLIENT, name, self.clients[name].client_id)
+            entry = self.clients[name]
+            return Identity(CLIENT, name, entry.client_id, frozenset(entry.accounts))
         return Identity(UNKNOWN, user_id[:64])
 
     # -- may it send this ----------------------------------------------------------------
@@ -337,11 +347,18 @@ def policy_for(cfg, me: str) -> Policy:  # noqa: ANN001 - a config.GroupConfig (
     """The policy of receiver ``me`` (a node name or ``"witness"``) in the group file ``cfg``.
 
     Without ``[operators]`` (``[clients]``) tables the implicit operator ``operator`` (client
-    ``client``, any client id) stands in, as in ``transport.curve.user_ids``. O(identities).
+    ``client``, any client id and account) stands in, as in ``transport.curve.user_ids``; the
+    policy's ``mode`` is then ``open``. O(identities).
     """
     clients = {n: ClientEntry(s.client_id, s.accounts) for n, s in cfg.clients.items()} or {
         "client": ClientEntry()
     }
     return Policy(
-        me, cfg.nodes, bool(cfg.witness), bool(cfg.keys_dir), clients, list(cfg.operators) or ["operator"]
+        me,
+        cfg.nodes,
+        bool(cfg.witness),
+        bool(cfg.keys_dir),
+        clients,
+        list(cfg.operators) or ["operator"],
+        listed_clients=bool(cfg.clients),
     )

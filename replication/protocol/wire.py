@@ -5,7 +5,7 @@ rest of the code imports this one, never them):
 
 - ``messages``: the message dataclasses (``Request``, ``Reply``, ``Entries``,
   ``Heartbeat``, ``VoteRequest``, ...), ``MESSAGE_TYPES``, and the constants
-  they carry: reply statuses (``OK`` .. ``BUSY``, ``STATUS_NAMES``), roles
+  they carry: reply statuses (``OK`` .. ``NOT_ENTITLED``, ``STATUS_NAMES``), roles
   (``ROLE_*``), vote flags (``VOTE_*``); ``RequestRun`` (a packed ``Requests``);
 - ``codec``: frames: ``encode``, ``decode``, ``decode_packed``, the header
   (``MAGIC``, ``VERSION``, ``HEADER``), the limits (``MAX_PAYLOAD``,
@@ -48,6 +48,7 @@ from .messages import (
     EXPIRED,
     FENCED,
     MESSAGE_TYPES,
+    NOT_ENTITLED,
     NOT_PRIMARY,
     OK,
     ROLE_DIVERGED,
@@ -142,6 +143,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "MESSAGE_TYPES",
     "Message",
+    "NOT_ENTITLED",
     "NOT_PRIMARY",
     "OK",
     "PackedRun",

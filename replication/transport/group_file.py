@@ -19,7 +19,7 @@ Identities under CURVE (see ``replication.transport.curve`` and ``replication.pr
     [clients.desk1]          # a client's key, and what it may do (DESIGN.md "Entitlements")
     client_id = 7            # the only client id this key may use (0 or absent: any)
     public_key = "..."       # Z85; optional: else keys_dir/client-desk1.key
-    accounts = [1, 2]        # recorded; enforcement is the sequencer's
+    accounts = [1, 2]        # the only accounts it may trade (absent or []: any); see protocol.entitlement
 
 With no ``[operators]`` (``[clients]``) table, one implicit operator
 ``operator`` (client ``client``, any client id) uses keys_dir/operator.key
@@ -310,7 +310,10 @@ def _key_tables(doc: dict[str, Any], table: str, path: str) -> dict[str, KeySpec
         cid = spec.get("client_id", 0)
         if not 0 <= cid < 1 << 64:
             raise ConfigError(f"{path}: [{table}.{name}] client_id must be a non-negative 64-bit integer")
-        out[str(name)] = KeySpec(str(name), key, cid, tuple(spec.get("accounts", [])))
+        accounts = spec.get("accounts", [])
+        if not all(0 <= a < 1 << 64 for a in accounts):
+            raise ConfigError(f"{path}: [{table}.{name}] accounts must be non-negative 64-bit integers")
+        out[str(name)] = KeySpec(str(name), key, cid, tuple(accounts))
     return out
 
 

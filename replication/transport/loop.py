@@ -14,7 +14,9 @@ message, the clock (``time.monotonic``), idle waits and signals.
 Inbound frames are decoded (bad ones are counted per reason, logged, dropped —
 the loop keeps running), then pass ``trust.Policy`` (who may send what) before
 the machine sees them; a refusal is counted (``refused_<code>``) and logged
-once a second at most. With ``keys_dir`` in the group file every socket uses
+once a second at most. A client key restricted to some accounts has its
+requests screened by ``entitlement``: those it may not send are answered
+``NOT_ENTITLED`` here, never handed to the machine (``refused_not_entitled``). With ``keys_dir`` in the group file every socket uses
 CURVE (``curve``), and each frame's sender is the identity its key's ZAP
 ``User-Id`` names. A ``StatusRequest`` is answered here: the machine's status
 plus the loop's counters.
@@ -35,7 +37,7 @@ from typing import Any
 
 import zmq
 
-from ..protocol import trust, wire
+from ..protocol import entitlement, trust, wire
 from .group_file import GroupConfig
 from .monitor import drain_disconnects
 from .sockets import tune_gc, tune_peer_dealer, tune_router
@@ -137,14 +139,23 @@ class SocketLoop(ABC):
         self._last_drop_log = 0.0
 
     def _log_trust(self) -> None:
-        """Say at start how this process knows who sends what (DESIGN.md "Trust")."""
+        """Say at start, in one line, how this process knows who sends what and why (DESIGN.md
+        "Trust", "Entitlements")."""
         p = self.policy
-        if p.curve:
+        if p.curve and p.listed_clients:
             log.info(
-                "auth=curve node=%s: every connection is tied to its key (%d operators, %d clients)",
+                "auth=curve node=%s: every connection is tied to its key (%d operators, %d clients, "
+                "%d of them restricted to accounts)",
                 self.name,
                 len(p.operators),
                 len(p.clients),
+                sum(1 for c in p.clients.values() if c.accounts),
+            )
+        elif p.curve:
+            log.info(
+                "auth=open node=%s: no [clients] entries in the group file: any holder of the implicit "
+                "client key may use any client id and account (peers and operators are tied to their keys)",
+                self.name,
             )
         else:
             log.warning(
@@ -223,6 +234,8 @@ class SocketLoop(ABC):
             self._refuse(who, msg, refusal, now)
             return []
         src: wire.Address = who.name if who.role in (trust.NODE, trust.WITNESS_ROLE) else ident
+        if who.accounts and type(msg) in (wire.Request, wire.Requests):  # only a restricted client's
+            return self._entitled_requests(who, src, msg, now)  # type: ignore[arg-type]
         if isinstance(msg, wire.StatusRequest):
             body = self.machine.status()
             body["auth"] = self.policy.mode
@@ -239,6 +252,42 @@ class SocketLoop(ABC):
         if self.reply_timer is not None and type(msg) is wire.Request:
             self.reply_timer.on_request(msg)
         return self.machine.handle(src, msg, now)
+
+    def _entitled_requests(
+        self, who: trust.Identity, src: wire.Address, msg: wire.Request | wire.Requests, now: float
+    ) -> list:
+        """A restricted client's request or bundle: what it may send goes on as usual, the rest is
+        answered ``NOT_ENTITLED`` at once and counted (``entitlement``)."""
+        allowed, refused = entitlement.screen(who.accounts, msg, self._account_of)
+        outs: list = [wire.Send(src, reply) for reply in refused]
+        if refused:
+            key = "refused_not_entitled"
+            self.counters[key] = self.counters.get(key, 0) + len(refused)
+            if now - self._last_drop_log > 1.0:
+                self._last_drop_log = now
+                log.warning(
+                    "not_entitled node=%s from=%s accounts=%s refused=%d total=%d",
+                    self.name,
+                    who,
+                    sorted(who.accounts),
+                    len(refused),
+                    self.counters[key],
+                )
+        if type(allowed) is wire.Requests:
+            timer = self.reply_timer
+            if timer is not None:
+                for req in allowed.requests:
+                    timer.on_request(req)
+            outs += self._deliver_requests(src, allowed.requests, now)
+        elif allowed is not None:
+            if self.reply_timer is not None:
+                self.reply_timer.on_request(allowed)
+            outs += self.machine.handle(src, allowed, now)
+        return outs
+
+    def _account_of(self, order_id: int) -> int | None:
+        """The account of a live order of the machine's replica (None: no such live order)."""
+        return self.machine.replica.order_account(order_id)
 
     def _deliver_requests(self, src: wire.Address, requests: Any, now: float) -> list:
         """Hand a client's bundle to the machine: one ``handle`` per request (a node driver has

@@ -114,3 +114,20 @@ def test_submit_many_is_submit_one_by_one():
     # One timer item stands for the window: the re-sends are those of one item per request.
     assert len(many.timers) == 1
     assert many.tick(101.0) == one.tick(101.0) and many.pending == one.pending
+
+
+def test_not_entitled_is_final_from_any_node_and_never_resent():
+    """A request the key may not send is answered NOT_ENTITLED (never sequenced): done, like OK."""
+    c = ClientCore(7, ["a", "b"], retry_timeout=0.05)
+    r1, _ = c.submit(CMD, 0.0)
+    r2, _ = c.submit(CMD, 0.0)
+    refusal = wire.Reply(7, r1, wire.NOT_ENTITLED, events=bytes(wire.EVENT_SIZE))
+    (done,) = c.handle("a", refusal, 0.001)
+    assert done == Done(r1, refusal) and list(c.pending) == [r2]
+    assert c.counters.get("redirects", 0) == 0
+    assert sends(c.tick(0.06)) == [("b", r2)]  # only the unanswered one is re-sent
+    # In a bundle among OK answers: each is done, in order.
+    r3, _ = c.submit(CMD, 0.07)
+    done_now: dict = {}
+    assert c.handle_replies("b", [ok(r2), wire.Reply(7, r3, wire.NOT_ENTITLED)], 0.08, done_now) == []
+    assert list(done_now) == [r2, r3] and done_now[r3].status == wire.NOT_ENTITLED and not c.pending

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import numpy as np
+
 from replication.protocol import trust, wire
 from replication.testing.sim import Fault, Schedule, Sim, check_sim, random_schedule, run_schedule
 
@@ -62,3 +64,33 @@ def test_checker_catches_a_refused_message_of_the_group(monkeypatch):
     monkeypatch.setattr(trust.Policy, "check", no_acks)
     rep = check_sim(Sim(replace(FORGED, forge=0, faults=())).run())
     assert any(v.startswith("trust: the group's own message refused: Ack") for v in rep.violations)
+
+
+def test_a_client_key_restricted_to_an_account_is_screened_by_every_node():
+    """The clients' key may trade account 1 only (client 1's orders): client 2's orders and mass
+    cancels are answered NOT_ENTITLED, never sequenced; its cancels of orders never placed pass
+    to the engine (unknown_order). Through crashes and a switchover every rule of the checker holds."""
+    from matching import EVENT_DTYPE, codes
+    from replication.testing.sim.forge import SimTrust
+
+    sched = replace(FORGED, forge=0, clients=2, bundle=4)  # bundles: packed runs screened too
+    sim = Sim(sched)
+    sim.trust = SimTrust(sim.names, sched.seed, accounts=(1,))
+    rep = check_sim(sim.run())
+    assert not rep.violations, rep.violations
+    one, two = sim.clients[b"client1"], sim.clients[b"client2"]
+    assert one.done and all(r.status == wire.OK for r in one.done.values())
+    refused = [r for r in two.done.values() if r.status == wire.NOT_ENTITLED]
+    assert refused, "client 2's orders were refused"
+    for r in refused:
+        (ev,) = np.frombuffer(r.events, dtype=EVENT_DTYPE).tolist()
+        assert (ev[8], ev[9]) == (codes.EV_REJECTED, codes.R_NOT_ENTITLED)
+    # Nothing client 2 was refused is in the history; what it sent and was sequenced touches no account.
+    history = sim.registry.chain(sim.nodes[sim.primary() or sim.names[0]].journal)
+    assert {e.client_id for e in history} >= {1}
+    for e in history:
+        if e.client_id == 2:
+            op = e.command[44]
+            assert op in (codes.OP_CANCEL, codes.OP_REPLACE, 0xF0), (
+                e
+            )  # a cancel/replace of no live order, or its open

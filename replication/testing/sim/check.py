@@ -11,7 +11,8 @@ list of violations, empty when the run kept every rule:
   trades away — but bounded: no epoch acknowledges after a later epoch began
   serving, the async lease's promise, see ``replication.protocol.node.lease``);
 - no request is executed twice; the history is self-consistent (replaying it
-  gives every entry's recorded digest);
+  gives every entry's recorded digest); no request answered ``not_entitled``
+  is in it;
 - at most one node serves as primary in any epoch, the witness grants each
   epoch to at most one candidate (and to none other than the node that serves
   it), and no two journals ever
@@ -243,6 +244,12 @@ def check_sim(sim: Sim) -> Report:
         for rid, reply in sorted(cl.done.items()):
             if reply.status == wire.EXPIRED:
                 rep.expired += 1
+                continue
+            if reply.status == wire.NOT_ENTITLED:  # refused before sequencing: never in a history
+                if (cid, rid) in seq_of:
+                    v.append(
+                        f"entitlement: request ({cid},{rid}) refused not_entitled, executed at seq {seq_of[cid, rid]}"
+                    )
                 continue
             rep.acked += 1
             if (cid, rid) not in seq_of:

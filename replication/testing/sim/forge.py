@@ -9,7 +9,10 @@ phase, sends forged peer, witness and operator messages built from the
 group's current epoch: with a client key, with a client key claiming a
 peer's routing id, or with one node's key claiming another node's name.
 Two rules are recorded for ``check``: no message of the group itself is
-ever refused, and no forgery is ever admitted. Not for: a compromised node
+ever refused, and no forgery is ever admitted. The clients' key may be
+restricted to some accounts (``accounts``): a node then screens their
+requests as its driver does (``screen``, with ``protocol.entitlement``),
+answering what they may not send ``NOT_ENTITLED``. Not for: a compromised node
 key speaking as itself (the policy admits it by design), or sockets.
 
 The outsider draws from its own random stream, and a refused forgery
@@ -22,7 +25,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ...protocol import trust, wire
+from ...protocol import entitlement, trust, wire
 
 WITNESS = "witness"
 OPERATOR = "operator"
@@ -40,11 +43,14 @@ class Forged:
 
 
 class SimTrust:
-    """The receivers' policies, the outsider, and what broke the two rules."""
+    """The receivers' policies, the outsider, and what broke the two rules.
 
-    def __init__(self, names: list[str], seed: int) -> None:
+    ``accounts``: the only accounts the clients' key may trade (empty: any, the default).
+    """
+
+    def __init__(self, names: list[str], seed: int, accounts: tuple[int, ...] = ()) -> None:
         self.names = list(names)
-        clients = {"client": trust.ClientEntry()}
+        clients = {"client": trust.ClientEntry(0, accounts)}
         self.policies = {
             n: trust.Policy(n, self.names, True, curve=True, clients=clients, operators=[OPERATOR])
             for n in [*self.names, WITNESS]
@@ -83,6 +89,20 @@ class SimTrust:
         if who.role in (trust.NODE, trust.WITNESS_ROLE):
             return who.name
         return src.routing_id if isinstance(src, Forged) else src  # type: ignore[return-value]
+
+    def screen(
+        self, src: wire.Address, dest: str, msg: wire.Message, account_of: entitlement.AccountOf
+    ) -> tuple[wire.Message | None, list[wire.Send]]:
+        """A message admitted to node ``dest``, as its driver hands it on: a restricted client's
+        request or bundle loses what it may not send, each answered ``NOT_ENTITLED`` (sends to
+        ``src``). Anything else is returned as it is, with no answer."""
+        if type(msg) not in (wire.Request, wire.Requests):
+            return msg, []
+        who = self.identity(src, dest)
+        if not who.accounts:
+            return msg, []
+        allowed, refused = entitlement.screen(who.accounts, msg, account_of)  # type: ignore[arg-type]
+        return allowed, [wire.Send(src, reply) for reply in refused]
 
     def forgery(self, epoch: int, seq: int) -> tuple[Forged, str, wire.Message]:
         """One forged message for the group at ``epoch``/``seq``: (source, receiver, message)."""

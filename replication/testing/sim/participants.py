@@ -203,10 +203,20 @@ class Participants:
             self.schedule_tick(node, self.sim.now)
 
     def handle(self, node: SimNode, src: wire.Address, msg: wire.Message) -> list:
-        """One inbound message to a node's machine, a client's bundle as the driver passes it."""
+        """One inbound message to a node's machine, a client's bundle as the driver passes it
+        (a restricted client's requests screened first: ``forge.SimTrust.screen``)."""
+        refused: list = []
+        if type(msg) in (wire.Request, wire.Requests):
+            machine = node.machine
+            allowed, refused = self.sim.trust.screen(
+                src, node.name, msg, lambda order_id: machine.replica.order_account(order_id)
+            )
+            if allowed is None:
+                return refused
+            msg = allowed
         if type(msg) is wire.Requests:
-            return node.machine.handle_requests(src, msg.requests, self.sim.now)
-        return node.machine.handle(src, msg, self.sim.now)
+            return refused + node.machine.handle_requests(src, msg.requests, self.sim.now)
+        return refused + node.machine.handle(src, msg, self.sim.now)
 
     # -- deliveries ----------------------------------------------------------------------
 

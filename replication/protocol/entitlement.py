@@ -1,0 +1,155 @@
+"""Entitlements: which commands a client key restricted to some accounts may send.
+
+For: splitting a restricted client's ``wire.Request`` or ``wire.Requests``
+bundle (a tuple of requests, or the packed ``wire.RequestRun`` the driver
+decodes) into what it may send, handed on to the node as before, and what it
+may not, each answered at once with a ``wire.NOT_ENTITLED`` reply carrying
+one ``rejected not_entitled`` event, and never sequenced (DESIGN.md
+"Entitlements"). The ZeroMQ driver (``transport.loop``) and the simulator
+(``testing.sim.forge``) call :func:`screen` right after ``trust.Policy.check``
+admitted the frame, for a client whose ``[clients.NAME]`` entry lists
+``accounts``; a client without that list never reaches this module, so the
+unrestricted path pays nothing per request.
+
+The rules, per command (``matching.codes`` ops):
+
+- ``new``: its ``account`` (0 if not given) is one of the client's;
+- ``mass_cancel``: it names an account (``HAS_ACCOUNT``) that is one of the
+  client's. A mass cancel of every account is never entitled;
+- ``cancel`` and ``replace``: the order they name is of one of the client's
+  accounts. An order the group does not know as live (``account_of`` gives
+  None: never placed, already filled or cancelled, or not sequenced yet) is
+  let through: the engine answers it ``unknown_order`` (or acts on the order
+  if it became live meanwhile). Refusing it instead would answer the everyday
+  race of a cancel against a fill with ``not_entitled``;
+- a session open (``session.OP_SESSION``: its ``account`` field is a nonce,
+  not an account) is every client's;
+- any other op is refused: an op this module does not know may touch any
+  account.
+
+Not for: who the sender is or which client id it may use (``trust``), or
+sockets. Deterministic: the answer depends on the accounts, the commands and
+``account_of`` only.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from matching import codes
+
+from . import wire
+from .session import OP_SESSION
+
+# A function giving the account of a live order by its id, None if no order of that id is live
+# (``Replica.order_account``).
+AccountOf = Callable[[int], "int | None"]
+
+# The fields of a command record (``codes.COMMAND_DTYPE``) the rules read: id, account,
+# instrument, op and flags (offsets 0, 8, 40, 44, 50).
+_FIELDS = struct.Struct("<QQ24xIB5xH4x")
+# The same fields of a request record (``wire.REQUEST``: client id, request id, then the
+# command at byte 16), as columns of a packed run.
+_RUN_FIELDS = np.dtype(
+    {
+        "names": ["id", "account", "instrument", "op", "flags"],
+        "formats": ["<u8", "<u8", "<u4", "u1", "<u2"],
+        "offsets": [16, 24, 56, 60, 66],
+        "itemsize": wire.REQUEST.size,
+    }
+)
+_EVENT = struct.Struct("<QQQqqqqIBB2x")  # codes.EVENT_DTYPE, field for field (tests pin it)
+
+
+class Screened(NamedTuple):
+    """What :func:`screen` made of a message: the part to hand on (None: nothing) and the refusals.
+
+    ``allowed`` is of the message's own type (a ``Request``; a ``Requests`` with a
+    tuple, or with a ``RequestRun`` when it came packed) and keeps the allowed
+    requests in their order; ``refused`` holds one ``NOT_ENTITLED`` reply per
+    refused request, in the order they came.
+    """
+
+    allowed: wire.Request | wire.Requests | None
+    refused: list[wire.Reply]
+
+
+def entitled(accounts: frozenset[int], command: bytes, account_of: AccountOf) -> bool:
+    """Whether a client restricted to ``accounts`` may send the 56-byte ``command``. O(1)."""
+    order_id, account, _, op, flags = _FIELDS.unpack(command)
+    return _entitled(accounts, op, account, flags, order_id, account_of)
+
+
+def _entitled(
+    accounts: frozenset[int], op: int, account: int, flags: int, order_id: int, account_of: AccountOf
+) -> bool:
+    if op == codes.OP_NEW:
+        return account in accounts
+    if op == codes.OP_CANCEL or op == codes.OP_REPLACE:
+        owner = account_of(order_id)
+        return owner is None or owner in accounts
+    if op == codes.OP_MASS_CANCEL:
+        return bool(flags & codes.HAS_ACCOUNT) and account in accounts
+    return op == OP_SESSION
+
+
+def refusal(request: wire.Request) -> wire.Reply:
+    """The ``NOT_ENTITLED`` answer to ``request``: one ``rejected not_entitled`` event naming the
+    command's instrument and id, as the engine would name them in a rejection. O(1)."""
+    order_id, _, instrument, _, _ = _FIELDS.unpack(request.command)
+    event = _EVENT.pack(0, order_id, 0, 0, 0, 0, 0, instrument, codes.EV_REJECTED, codes.R_NOT_ENTITLED)
+    return wire.Reply(request.client_id, request.request_id, wire.NOT_ENTITLED, events=event)
+
+
+def screen(accounts: frozenset[int], msg: wire.Request | wire.Requests, account_of: AccountOf) -> Screened:
+    """Split a restricted client's request or bundle into the allowed part and the refusals.
+
+    ``accounts`` is the client's (never empty: an empty list means no
+    restriction, and the caller skips this module). A bundle whose every
+    request is allowed comes back as it is. O(requests), vectorised over a
+    packed run but for ``account_of`` of each cancel and replace.
+    """
+    if type(msg) is wire.Request:
+        if entitled(accounts, msg.command, account_of):
+            return Screened(msg, [])
+        return Screened(None, [refusal(msg)])
+    requests = msg.requests  # type: ignore[union-attr]
+    if isinstance(requests, wire.RequestRun):
+        return _screen_run(accounts, msg, requests, account_of)  # type: ignore[arg-type]
+    allowed: list[wire.Request] = []
+    refused: list[wire.Reply] = []
+    for req in requests:
+        if entitled(accounts, req.command, account_of):
+            allowed.append(req)
+        else:
+            refused.append(refusal(req))
+    if not refused:
+        return Screened(msg, [])
+    return Screened(wire.Requests(tuple(allowed)) if allowed else None, refused)
+
+
+def _screen_run(
+    accounts: frozenset[int], msg: wire.Requests, run: wire.RequestRun, account_of: AccountOf
+) -> Screened:
+    """:func:`screen` of a packed run: the rules as column operations, then one slice of the bytes."""
+    cols = np.frombuffer(run.raw, dtype=_RUN_FIELDS)
+    op, flags = cols["op"], cols["flags"]
+    mine = np.isin(cols["account"], np.fromiter(accounts, np.uint64, len(accounts)))
+    ok = (op == codes.OP_NEW) & mine
+    ok |= (op == codes.OP_MASS_CANCEL) & ((flags & codes.HAS_ACCOUNT) != 0) & mine
+    ok |= op == OP_SESSION
+    by_order = np.flatnonzero((op == codes.OP_CANCEL) | (op == codes.OP_REPLACE))
+    for i, order_id in zip(by_order.tolist(), cols["id"][by_order].tolist(), strict=True):
+        owner = account_of(order_id)
+        ok[i] = owner is None or owner in accounts
+    if ok.all():
+        return Screened(msg, [])
+    records = np.frombuffer(run.raw, dtype=np.dtype((np.void, wire.REQUEST.size)))
+    refused = [refusal(run[i]) for i in np.flatnonzero(~ok).tolist()]
+    if not ok.any():
+        return Screened(None, refused)
+    return Screened(wire.Requests(wire.RequestRun(records[ok].tobytes())), refused)
