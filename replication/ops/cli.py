@@ -67,6 +67,16 @@ def operator_key(cfg: Any, args: argparse.Namespace) -> str:
     return getattr(args, "key", "") or default_operator_key(cfg)
 
 
+def auth_line(cfg: Any) -> str:
+    """``auth: curve`` when every client is known by its key (``keys_dir`` and ``[clients]``
+    entries), else ``auth: open`` and why: what each node's status reports as ``auth``."""
+    if not cfg.keys_dir:
+        return "auth: open (no keys_dir: the group trusts its network)"
+    if not cfg.clients:
+        return "auth: open (no [clients] entries: any holder of the client key may use any client id and account)"
+    return "auth: curve"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from ..transport.group_file import load
 
@@ -77,8 +87,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, sort_keys=True))
         return 0
-    auth = "curve" if cfg.keys_dir else "open"
-    print(f"auth: {auth}" + ("" if cfg.keys_dir else " (no keys_dir: the group trusts its network)"))
+    print(auth_line(cfg))
     print(f"{'node':<10}{'role':<12}{'epoch':>6}{'last_seq':>10}  {'digest':<17}{'lag':>6}  counters")
     for name, s in st.items():
         counters = " ".join(f"{k}={v}" for k, v in s.get("counters", {}).items())
@@ -216,12 +225,43 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from ..transport.curve import create_keys, user_ids
     from ..transport.group_file import load
 
+    if args.client or args.operator:
+        return _new_key_pair(args)
     cfg = load(args.config)
     made = create_keys(cfg)
     print(f"keys in {cfg.keys_dir}: created {', '.join(made) if made else 'none (all present)'}")
     # Who may connect, as each process will know it (a key file for each, or the group file's key).
     for key, user in sorted(user_ids(cfg).items(), key=lambda kv: kv[1]):
         print(f"  {user:<24} {key.decode()}")
+    print(
+        "Give each client and operator its own <name>.key_secret only. A holder who keeps its secret "
+        "elsewhere makes its pair with `matchcore keys --client NAME` and sends the public_key line."
+    )
+    return 0
+
+
+def _new_key_pair(args: argparse.Namespace) -> int:
+    """``matchcore keys --client NAME`` (``--operator NAME``): one pair in ``--out``, and the group
+    file lines that admit it."""
+    import re
+
+    from ..transport.curve import create_pair
+
+    role, name = ("client", args.client) if args.client else ("operator", args.operator)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        print(f"keys: {name!r} is not a name for [{role}s.NAME] (letters, digits, _ and -)", file=sys.stderr)
+        return 2
+    stem = os.path.join(args.out, f"{role}-{name}")
+    try:
+        key = create_pair(args.out, f"{role}-{name}")
+    except FileExistsError as exc:
+        print(f"keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"created {stem}.key_secret (the {role}'s identity: keep it to yourself) and {stem}.key")
+    print(f'the group file admits it with:\n\n[{role}s.{name}]\npublic_key = "{key.decode()}"')
+    if role == "client":
+        print("client_id = 0        # the only client id it may use (0: any)")
+        print("accounts = []        # the only accounts it may trade ([]: any)")
     return 0
 
 
@@ -323,8 +363,27 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=0.0, help="exit after this many idle seconds (0 = never)")
     p.set_defaults(func=_cmd_subscribe)
 
-    p = subparsers.add_parser("keys", help="create the CURVE key pairs named by the group file's keys_dir")
+    p = subparsers.add_parser(
+        "keys",
+        help="create the CURVE key pairs the group file names in keys_dir, or one client's or operator's",
+    )
     common(p)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument(
+        "--client",
+        default="",
+        metavar="NAME",
+        help="only make a key pair for [clients.NAME] (no group file read)",
+    )
+    who.add_argument(
+        "--operator",
+        default="",
+        metavar="NAME",
+        help="only make a key pair for [operators.NAME] (no group file read)",
+    )
+    p.add_argument(
+        "--out", default=".", metavar="DIR", help="where --client/--operator writes its pair (default: .)"
+    )
     p.set_defaults(func=_cmd_keys)
 
     p = subparsers.add_parser(

@@ -9,8 +9,9 @@ group's public keys and ties each connection to one identity, the ZAP
 ``User-Id`` of every frame it delivers: ``node:NAME``, ``witness``,
 ``operator:NAME`` or ``client:NAME`` (:func:`user_ids`). What an identity may
 send is ``replication.protocol.trust``'s business. Also creating the key pairs
-(``matchcore keys``). Not for: key rotation or revocation (edit the group
-file or ``keys_dir`` and restart).
+(``matchcore keys``: the group's missing pairs, or one pair for a client or
+operator who keeps its secret elsewhere, :func:`create_pair`). Not for: key
+rotation or revocation (edit the group file or ``keys_dir`` and restart).
 
 Layout of ``keys_dir`` (what ``zmq.auth.create_certificates`` writes)::
 
@@ -84,6 +85,23 @@ def cert_names(cfg: Any) -> list[str]:
     return names
 
 
+def create_pair(directory: str, name: str) -> bytes:
+    """Create the key pair ``directory/name.key`` and ``name.key_secret``; return its public key (Z85).
+
+    The secret file is made readable by its owner only: it is the identity. An
+    existing pair is never overwritten (``FileExistsError``): its public key
+    may be in a group file already.
+    """
+    if os.path.exists(os.path.join(directory, f"{name}.key_secret")):
+        raise FileExistsError(
+            f"{os.path.join(directory, name)}.key_secret exists: keep it, or remove it first"
+        )
+    os.makedirs(directory, exist_ok=True)
+    _, secret_file = zmq.auth.create_certificates(directory, name)
+    os.chmod(secret_file, 0o600)
+    return public_key(directory, name)
+
+
 def create_keys(cfg: Any) -> list[str]:
     """Create the missing key pairs of ``cfg`` in ``cfg.keys_dir``; return the names created."""
     if not cfg.keys_dir:
@@ -92,7 +110,7 @@ def create_keys(cfg: Any) -> list[str]:
     made = []
     for name in cert_names(cfg):
         if not os.path.exists(os.path.join(cfg.keys_dir, f"{name}.key_secret")):
-            zmq.auth.create_certificates(cfg.keys_dir, name)
+            create_pair(cfg.keys_dir, name)
             made.append(name)
     return made
 
