@@ -268,3 +268,26 @@ def test_an_operator_vote_request_comes_from_a_node_with_a_known_flag():
     assert p.check(p.identify(b"\x00ab", "operator:ops"), forced).code == "role"
     assert p.check(p.identify(b"\x00ab", "client:desk"), forced).code == "role"
     assert p.check(p.identify(b"peer:b", "node:b"), forced).code == "name"
+
+
+def test_auth_is_curve_only_when_every_client_is_known_by_its_key():
+    from replication.ops.cli import auth_line
+    from replication.transport import group_file as config
+
+    nodes = {"a": {"endpoint": "tcp://127.0.0.1:1", "journal": "a"}}
+    plain = config.parse({"nodes": nodes})
+    keys = config.parse({"nodes": nodes, "keys_dir": "k"})
+    listed = config.parse(
+        {"nodes": nodes, "keys_dir": "k", "clients": {"desk": {"client_id": 7, "accounts": [1, 2]}}}
+    )
+    assert [trust.policy_for(c, "a").mode for c in (plain, keys, listed)] == ["open", "open", "curve"]
+    assert auth_line(plain).startswith("auth: open (no keys_dir")
+    assert auth_line(keys).startswith("auth: open (no [clients] entries")
+    assert auth_line(listed) == "auth: curve"
+    # The identity a restricted key gets carries its accounts; the implicit client has none.
+    assert trust.policy_for(listed, "a").identify(b"\x00x", "client:desk") == Identity(
+        CLIENT, "desk", 7, frozenset({1, 2})
+    )
+    assert trust.policy_for(keys, "a").identify(b"\x00x", "client:client") == Identity(CLIENT, "client")
+    with pytest.raises(ValueError, match="accounts must be non-negative"):
+        config.parse({"nodes": nodes, "keys_dir": "k", "clients": {"desk": {"accounts": [-1]}}})
