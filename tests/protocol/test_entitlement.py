@@ -181,3 +181,20 @@ def test_a_packed_run_asks_account_of_only_for_cancels_and_replaces():
     msg = wire.decode_packed(wire.encode(wire.Requests(_bundle(MIXED))))
     entitlement.screen(MINE, msg, spy)
     assert asked == [10, 20, 99]
+
+
+@pytest.mark.parametrize(
+    "accounts", [{1}, {0, 2**64 - 1}, set(range(40)) | {2**64 - 1}], ids=["one", "extremes", "many"]
+)
+def test_a_packed_run_agrees_with_the_rule_request_by_request(accounts):
+    accounts = frozenset(accounts)
+    commands = [new(1, a) for a in (0, 1, 2, 39, 40, 2**64 - 1, 2**64 - 2)]
+    commands += [mass_cancel(account=a) for a in (0, 1, 2**64 - 1)] + [mass_cancel()]
+    commands += [cancel(10), cancel(20), replace(10), replace(99)]
+    reqs = _bundle(commands)
+    want = [r for r in reqs if entitlement.entitled(accounts, r.command, account_of)]
+    allowed, refused = entitlement.screen(
+        accounts, wire.decode_packed(wire.encode(wire.Requests(reqs))), account_of
+    )
+    assert (list(allowed.requests) if allowed else []) == want
+    assert [r.request_id for r in refused] == [r.request_id for r in reqs if r not in want]
