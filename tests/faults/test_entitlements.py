@@ -6,7 +6,8 @@ client id 7 and account 1; key ``anyid`` may use any client id and account.
 order, a mass cancel, a cancel and a replace of an account-2 order) and a
 mass cancel of every account; none of them is sequenced (the primary's
 ``last_seq`` does not move, the journals hold none of them). Its account-1
-commands are served as usual.
+commands are served as usual, and its peer and operator messages (an ack, a
+heartbeat, a promote, a switchover) are refused like any client key's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ zmq = pytest.importorskip("zmq")
 pytest.importorskip("zmq.auth.thread")
 
 from matching.events import Accepted, Cancelled, Rejected, Replaced  # noqa: E402
+from replication.protocol import wire  # noqa: E402
+from tests.faults.test_forged_messages import forge, wait_refused  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,6 +78,17 @@ def test_a_client_key_may_trade_its_accounts_only(group):
         assert last_seq(g) == before + 5
         # The other key is not restricted: account 2's order is still there for it to cancel.
         assert other.cancel(instrument=1, id=50) == [Cancelled(1, 50, 5, "user")]
+        # A restricted client key is still a client key: peer and operator messages are refused.
+        epoch = st["a"]["epoch"]
+        forge(g, "a", [wire.Ack(epoch, 10**6, "b"), wire.Switchover("b")], key="client-desk")
+        forge(
+            g,
+            "b",
+            [wire.Promote(), wire.Heartbeat(epoch + 9, 10**6, "a", wire.ROLE_PRIMARY)],
+            key="client-desk",
+        )
+        st = wait_refused(g, {("a", "role"): 2, ("b", "role"): 2})
+        assert (st["a"]["role"], st["a"]["epoch"], st["b"]["role"]) == ("primary", epoch, "standby"), st
     finally:
         desk.close()
         other.close()
