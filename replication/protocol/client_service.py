@@ -115,8 +115,9 @@ class ReportFeed:
         if m.status == wire.OK:
             if isinstance(src, str) and src in core.heard_at:
                 core.heard_at[src] = now
+            if not self._take(m.first, m.records):
+                return []  # past a missing report (a stale answer): the outstanding fetch decides
             self.refusals = 0
-            self._take(m.first, m.records)
             if self.out is not None and src == self.out.target:
                 return self._fetch(now)
             return []
@@ -138,21 +139,25 @@ class ReportFeed:
         out = core.follow_hint(src, m.leader, now, "report_redirect")
         return out + self._fetch(now, min(REFUSED_BACKOFF * self.refusals, 0.025))
 
-    def _take(self, first: int, records: bytes) -> None:
-        """Take reports ``first, first + 1, ...``: those above ``after``, only if none is missing."""
+    def _take(self, first: int, records: bytes) -> bool:
+        """Take reports ``first, first + 1, ...``: those above ``after``, only if none is missing
+        (False: this answer starts past a missing one, and nothing was taken)."""
+        if self.resume_seq is not None:
+            # The answer to a fetch by seq: the group numbered where that seq falls.
+            if first > self.after + 1:
+                self.after = first - 1
+            self.resume_seq = None  # from now on by number
         n = len(records) // REPORT_SIZE
-        if not n:
-            return
         if first > self.after + 1:
             self.core.count("report_gaps_refused")  # never taken past a missing one
-            return
+            return False
         skip = self.after + 1 - first  # duplicates (an earlier fetch's answer, re-sent)
-        if skip >= n:
+        if n and skip >= n:
             self.core.count("duplicate_reports")
-            return
-        self.ready += [records[i * REPORT_SIZE : (i + 1) * REPORT_SIZE] for i in range(skip, n)]
-        self.after = first + n - 1
-        self.resume_seq = None  # from now on by number
+        elif n:
+            self.ready += [records[i * REPORT_SIZE : (i + 1) * REPORT_SIZE] for i in range(skip, n)]
+            self.after = first + n - 1
+        return True
 
     def tick(self, now: float) -> list:
         """Re-send a fetch that is due: scheduled after a refusal, unanswered too long, or
