@@ -95,9 +95,10 @@ connection loss may be signalled as ``handle(peer, wire.PeerDown(peer), now)``
 
 from __future__ import annotations
 
+from .protocol.reports import ReportsGone
 from .protocol.session import SessionFenced
 
-__all__ = ["Client", "Router", "SessionFenced"]
+__all__ = ["Client", "ReportsGone", "Router", "SessionFenced"]
 
 
 def __getattr__(name: str):

@@ -34,6 +34,7 @@ from ..transport.group_file import load
 from ..transport.monitor import drain_disconnects
 from ..transport.sockets import tune_dealer
 from .calls import EngineCalls
+from .reports import ReportsGone, report_dict
 
 try:
     from ..protocol._client_fast import SESSION_RANGE, ReplyBlock, decode_replies, gather
@@ -131,6 +132,10 @@ class Client(EngineCalls):
         CURVE keys directory of the group ("" = plaintext); see ``security``.
     cert : str
         This client's key pair: a name in ``keys_dir`` (``client-NAME``) or a ``.key_secret`` path.
+    resume_from : int or None
+        With a session: the execution reports :meth:`executions` gives start after
+        this group seq (a restarted client passes the last ``seq`` it saw); None:
+        from this session's open on.
     """
 
     def __init__(
@@ -142,11 +147,19 @@ class Client(EngineCalls):
         first_request_id: int | None = None,
         keys_dir: str = "",
         cert: str = "client",
+        resume_from: int | None = None,
     ) -> None:
         from matching import events_from_bytes
 
         self._events_from_bytes = events_from_bytes
-        self.core = ClientCore(client_id, list(endpoints), first_request_id or 1, retry_timeout)
+        self.core = ClientCore(
+            client_id,
+            list(endpoints),
+            first_request_id or 1,
+            retry_timeout,
+            reports=first_request_id is None,  # reports follow the session
+            resume_from=resume_from,
+        )
         self.timeout = timeout
         self.ctx = zmq.Context.instance()
         self.socks: dict[str, zmq.Socket] = {}
@@ -440,6 +453,64 @@ class Client(EngineCalls):
                 raise TimeoutError(f"no reply to request {request_id} within the timeout")
             self._pump(2)
         return self._events(self.results.pop(request_id))
+
+    # -- execution reports and queries ------------------------------------------------------
+
+    def executions(self, timeout: float = 0.0) -> list[dict]:
+        """New execution reports for this client's orders, in seq order, each exactly once.
+
+        Waits up to ``timeout`` s for one. Each is a dict with the event's
+        fields (as ``matchcore replay`` writes them), ``seq``, and ``side``
+        (``taker``/``maker``) on trades. Raises ``ReportsGone`` once if some were
+        past the group's retention window (resync with :meth:`open_orders`; the
+        next call goes on from the oldest report kept), ``SessionFenced`` if a
+        newer session holds the client id.
+        """
+        feed = self.core.feed
+        if not feed.running:
+            raise RuntimeError("execution reports need a session (a Client made without first_request_id)")
+        self._ready()
+        deadline = time.monotonic() + timeout
+        while not feed.ready and not feed.gone and not self.core.fenced:
+            left = deadline - time.monotonic()
+            self._pump(max(0.0, min(left, 0.005)) * 1000)
+            if left <= 0:
+                break
+        now = time.monotonic()
+        if feed.gone:
+            detail, outs = feed.take_gone(now)
+            self._perform(outs)
+            raise ReportsGone(detail)
+        if self.core.fenced:
+            raise SessionFenced(self.core.client_id, self.core.session)
+        records, outs = feed.take(now)
+        self._perform(outs)
+        return [report_dict(r) for r in records]
+
+    def order(self, instrument: int, id: int, timeout: float | None = None) -> dict:
+        """The state of order ``id`` of ``instrument`` from the group's replicated state:
+        ``{"status": "open"|"filled"|"cancelled"|"expired"|"unknown", "open": .., "filled": .., ...}``."""
+        return self._query(wire.QUERY_ORDER, timeout, instrument=instrument, order_id=id)  # type: ignore[return-value]
+
+    def open_orders(self, account: int | None = None, timeout: float | None = None) -> list[dict]:
+        """This client's open orders (only ``account``'s, if given), in acceptance order, as
+        :meth:`order` gives each."""
+        return self._query(wire.QUERY_OPEN_ORDERS, timeout, account=account)  # type: ignore[return-value]
+
+    def _query(self, kind: int, timeout: float | None, **fields: Any) -> object:
+        self._ready()
+        qs = self.core.queries
+        qid, outs = qs.ask(kind, time.monotonic(), **fields)
+        self._perform(outs)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while qid not in qs.done:
+            if self.core.fenced:
+                raise SessionFenced(self.core.client_id, self.core.session)
+            if time.monotonic() > deadline:
+                qs.pending.pop(qid, None)
+                raise TimeoutError(f"no answer to query {qid} from {self.core.primary} within the timeout")
+            self._pump(2)
+        return qs.done.pop(qid)
 
     @property
     def in_flight(self) -> int:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import wire
+from .client_service import PendingQueries, ReportFeed
 from .session import (
     COUNTER_MASK,
     OPEN_REQUEST,
@@ -169,7 +170,13 @@ class ClientCore:
     """
 
     def __init__(
-        self, client_id: int, nodes: list[str], first_request_id: int = 1, retry_timeout: float = 0.05
+        self,
+        client_id: int,
+        nodes: list[str],
+        first_request_id: int = 1,
+        retry_timeout: float = 0.05,
+        reports: bool = False,
+        resume_from: int | None = None,
     ) -> None:
         if client_id <= 0:
             raise ValueError("client_id must be a positive integer")
@@ -187,6 +194,10 @@ class ClientCore:
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
         self.counters: dict[str, int] = {}
+        # Execution reports (``reports``: fetched once the session is open) and queries.
+        self.feed = ReportFeed(self, resume_from)
+        self.wants_reports = reports
+        self.queries = PendingQueries(self, retry_timeout)
         self._handlers = self._dispatch_table()
         self._seen: _Seen | None = None  # invariants() only: what it saw at its last call
 
@@ -340,7 +351,37 @@ class ClientCore:
 
     def _dispatch_table(self) -> dict[type[wire.Message], Handler]:
         """Message type -> bound handler ``(src, msg, now) -> outputs`` (as the node's)."""
-        return {wire.Reply: self.on_reply, wire.PeerDown: self.on_peer_down}
+        return {
+            wire.Reply: self.on_reply,
+            wire.PeerDown: self.on_peer_down,
+            wire.Reports: self.feed.on_reports,
+            wire.QueryReply: self.queries.on_reply,
+        }
+
+    # -- what the report feed and the queries ask of the core (``client_service``) -----------
+
+    def fence(self) -> None:
+        """A newer session of our client id holds it: this one sends nothing more."""
+        if not self.fenced:
+            log.warning("client_fenced client=%d session=%d", self.client_id, self.session)
+        self.fenced = True
+
+    def follow_hint(self, src: wire.Address, hint: str, now: float, why: str) -> list[Output]:
+        """A node refused (``NOT_PRIMARY``/``UNAVAILABLE``) naming ``hint`` as leader: believe it
+        (re-sending every unanswered request there), or the next node if it named none or
+        itself; stay if it named a node we lost (it is about to be replaced: ask again soon)."""
+        here = src if isinstance(src, str) else self.primary
+        if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
+            target = hint
+        elif not hint or hint == src:
+            target = self._next_node(here, now)
+        else:
+            return []
+        return self._switch(target, now, why)
+
+    def lose_primary(self, now: float) -> list[Output]:
+        """The believed primary went silent (a fetch or query timed out): suspect it, move on."""
+        return self._primary_lost(now)
 
     def on_peer_down(self, src: wire.Address, msg: wire.PeerDown, now: float) -> list[Output]:
         """The driver lost its connection to ``msg.node``: suspect it; if it was the believed
@@ -366,7 +407,7 @@ class ClientCore:
             and not rid & COUNTER_MASK
             and msg.status == wire.OK
         ):
-            return self._opened(src, msg)  # (a session newer than any we had: not an old open's twin)
+            return self._opened(src, msg, now)  # (a session newer than any we had: not an old open's twin)
         p = self.pending.get(rid)
         if p is None:
             self._unmatched(rid)
@@ -440,7 +481,7 @@ class ClientCore:
                 self._set_timer(rid, q, now + delay)
         return []
 
-    def _opened(self, src: wire.Address, msg: wire.Reply) -> list[Output]:
+    def _opened(self, src: wire.Address, msg: wire.Reply, now: float) -> list[Output]:
         """The answer to our open (the group's replies come back on our own connection only):
         the session number it gives. A twin (an open re-sent) carries the same number."""
         del self.pending[OPEN_REQUEST]
@@ -453,7 +494,7 @@ class ClientCore:
             self.suspect_until[src] = NEVER
         self.count("sessions_opened")
         log.info("client_session client=%d session=%d", self.client_id, self.session)
-        return []
+        return self.feed.start(now, msg.seq) if self.wants_reports else []
 
     def _unmatched(self, rid: int) -> None:
         """Count a reply that answers no pending request: a re-send's twin of one this session
@@ -586,6 +627,10 @@ class ClientCore:
         O(expired · log pending).
         """
         out: list = []
+        if self.feed.running:
+            out += self.feed.tick(now)
+        if self.queries.pending:
+            out += self.queries.tick(now)
         timers, pending = self.timers, self.pending
         while timers and timers[0].at <= now:
             at, first, last = heapq.heappop(timers)  # a window's run of ids, or one id

@@ -66,7 +66,14 @@ _TRIM_SLACK = 4
 
 
 class ReportsGone(Exception):
-    """The reports asked for are older than the retention window: resync with ``open_orders``."""
+    """The reports asked for are older than the retention window: resync with ``open_orders``.
+
+    ``oldest``: the number of the oldest report still kept (where the client may go on from).
+    """
+
+    def __init__(self, message: str, oldest: int = 0) -> None:
+        super().__init__(message)
+        self.oldest = oldest
 
 
 class OrderState(NamedTuple):
@@ -242,7 +249,8 @@ class ReportBook:
         if after + 1 < log.first:
             raise ReportsGone(
                 f"client {client_id}: reports {after + 1}..{log.first - 1} are past the retention window "
-                f"(the group keeps the last {self.report_window}); resync with open_orders"
+                f"(the group keeps the last {self.report_window}); resync with open_orders",
+                log.first,
             )
         lo = after + 1 - log.first
         hi = min(lo + limit, log.last - log.first + 1)
@@ -262,7 +270,8 @@ class ReportBook:
         if i == 0 and log.first > 1:
             raise ReportsGone(
                 f"client {client_id}: reports after seq {seq} are past the retention window "
-                f"(the oldest kept is at seq {log.seqs[0] if log.seqs else '?'}); resync with open_orders"
+                f"(the oldest kept is at seq {log.seqs[0] if log.seqs else '?'}); resync with open_orders",
+                log.first,
             )
         return log.first - 1 + i
 

@@ -33,6 +33,9 @@ class Settings:
     dedupe_window: int = 4096
     report_window: int = 65536  # execution reports kept per client id (reports.ReportBook)
     order_window: int = 65536  # ended orders kept for queries, over all clients
+    report_poll: float = (
+        1.0  # a parked report fetch is answered empty after this (the client's liveness check)
+    )
     max_batch: int = 1024
     refill_chunk: int = 2048
     catchup_snapshot_lag: int = 50_000  # a joiner further behind than this gets a snapshot

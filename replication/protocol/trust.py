@@ -19,9 +19,10 @@ The rules (DESIGN.md "Trust" and "Entitlements"):
   own, a name it carries for its recipient must be the recipient's, and the
   names in an in-sync set are distinct nodes of the group;
 - operator commands (``Switchover``, ``Promote``) only from operators;
-- requests only from clients, and a client whose ``[clients.NAME]`` entry
-  fixes a ``client_id`` only with that id (one whose entry lists ``accounts``
-  is then screened request by request: ``entitlement``);
+- requests, report fetches and queries only from clients, and a client whose
+  ``[clients.NAME]`` entry fixes a ``client_id`` only with that id (one whose
+  entry lists ``accounts`` then has its requests and queries screened:
+  ``entitlement``);
 - ``StatusRequest`` from anyone the transport admitted;
 - nothing else (``Reply``, ``Status``, ``PeerDown``, ...) from anyone.
 
@@ -61,7 +62,7 @@ ROLES = (NODE, WITNESS_ROLE, OPERATOR, CLIENT, ANYONE, UNKNOWN)
 IDENTITY_CACHE = 4096
 
 # What each role may send to a node ...
-_CLIENT_TO_NODE = frozenset({wire.Request, wire.Requests, wire.StatusRequest})
+_CLIENT_TO_NODE = frozenset({wire.Request, wire.Requests, wire.StatusRequest, wire.ReportFetch, wire.Query})
 _OPERATOR_TO_NODE = frozenset({wire.Switchover, wire.Promote, wire.StatusRequest, wire.Refill})
 TO_NODE: dict[str, frozenset] = {
     NODE: frozenset(
@@ -268,7 +269,7 @@ class Policy:
             return self._check_set(getattr(msg, "isr", None) or getattr(msg, "members", None) or ())
         if typ is wire.Switchover and msg.target not in self.nodes:  # type: ignore[attr-defined]
             return Refusal("name", f"switchover to {msg.target[:32]!r}, not a node of the group")  # type: ignore[attr-defined]
-        if who.client_id and typ in (wire.Request, wire.Requests):
+        if who.client_id and typ in (wire.Request, wire.Requests, wire.ReportFetch, wire.Query):
             return self._check_client_id(who, msg)
         return None
 
@@ -301,8 +302,8 @@ class Policy:
         return None
 
     def _check_client_id(self, who: Identity, msg: wire.Message) -> Refusal | None:
-        if type(msg) is wire.Request:
-            ids = {msg.client_id}
+        if type(msg) in (wire.Request, wire.ReportFetch, wire.Query):
+            ids = {msg.client_id}  # type: ignore[attr-defined]
         elif isinstance(msg.requests, wire.RequestRun):  # type: ignore[attr-defined]
             ids = {int(i) for i in set(msg.requests.array["client_id"].tolist())}  # type: ignore[attr-defined]
         else:

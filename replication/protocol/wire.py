@@ -1,6 +1,6 @@
 """The wire: one namespace for everything replication puts on a socket or in a journal.
 
-For: naming, as ``wire.X``, what five modules of one role each define (the
+For: naming, as ``wire.X``, what six modules of one role each define (the
 rest of the code imports this one, never them):
 
 - ``messages``: the message dataclasses (``Request``, ``Reply``, ``Entries``,
@@ -16,7 +16,9 @@ rest of the code imports this one, never them):
   ``PackedRun``, ``EntryRun``, ``EventBlobs``, ``pack_entries``, ``pack_command``;
 - ``outputs``: what the sans-IO machines return: ``Send``, ``Publish``,
   ``ReplyColumns``, ``ReplyRun``, and ``Address``;
-- ``fields``: ``DecodeError`` and the payload field codecs.
+- ``fields``: ``DecodeError`` and the payload field codecs;
+- ``service_messages``: execution reports and queries (``ReportFetch``,
+  ``Reports``, ``Query``, ``QueryReply``, the status ``GONE``).
 
 Not for: definitions (each lives in its module above). The three private
 names kept here (``_frame``, ``_REQUEST``, ``_BUNDLED_REPLY``) are read by the
@@ -105,6 +107,15 @@ from .records import (
     pack_entries,
     unpack_command,
 )
+from .service_messages import (
+    GONE,
+    QUERY_OPEN_ORDERS,
+    QUERY_ORDER,
+    Query,
+    QueryReply,
+    ReportFetch,
+    Reports,
+)
 
 # The names the compiled client decoder (_client_fast.pyx) and its tests read.
 _frame = make_frame
@@ -112,6 +123,13 @@ _REQUEST = REQUEST
 _BUNDLED_REPLY = BUNDLED_REPLY
 
 __all__ = [
+    "GONE",
+    "QUERY_OPEN_ORDERS",
+    "QUERY_ORDER",
+    "Query",
+    "QueryReply",
+    "ReportFetch",
+    "Reports",
     "Ack",
     "Address",
     "BUNDLED_REPLY",

@@ -89,6 +89,9 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     ),  # kept behind the latest snapshot (-1 = all)
     "dedupe_window": _Key("int", default=4096, unit="requests"),  # results remembered per client
     "max_batch": _Key("int", default=1024, unit="requests"),  # sequenced per batch
+    "report_window": _Key("int", default=65536, unit="reports"),  # execution reports kept per client id
+    "order_window": _Key("int", default=65536, unit="orders"),  # ended orders kept for queries
+    "report_poll_ms": _Key("number", default=1000, unit="ms"),  # a parked report fetch is answered empty then
     "catchup_snapshot_lag": _Key("int", default=50_000, unit="entries"),  # further behind: snapshot first
     "switchover_timeout_ms": _Key("number", default=3000, unit="ms"),  # a drain that takes longer aborts
     "witness_grace_ms": _Key("number", default=0, unit="ms"),  # witness: no votes this long after start
@@ -180,8 +183,9 @@ def validate(doc: dict[str, Any], path: str = "group.toml") -> None:
     for key in ("suspect_ms", "switchover_timeout_ms", "witness_grace_ms", "snapshot_every", "dedupe_window"):
         if doc.get(key, 0) < 0:
             raise ConfigError(f"{path}: {key} must not be negative, not {doc[key]!r}")
-    if doc.get("max_batch", 1) < 1:
-        raise ConfigError(f"{path}: max_batch must be at least 1, not {doc['max_batch']!r}")
+    for key in ("max_batch", "report_window", "order_window", "report_poll_ms"):
+        if doc.get(key, 1) < 1:
+            raise ConfigError(f"{path}: {key} must be at least 1, not {doc[key]!r}")
 
 
 @dataclass
@@ -275,6 +279,9 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.journal_retain = int(_get(doc, "journal_retain"))
     s.dedupe_window = int(_get(doc, "dedupe_window"))
     s.max_batch = int(_get(doc, "max_batch"))
+    s.report_window = int(_get(doc, "report_window"))
+    s.order_window = int(_get(doc, "order_window"))
+    s.report_poll = float(_get(doc, "report_poll_ms")) * ms
     s.catchup_snapshot_lag = int(_get(doc, "catchup_snapshot_lag"))
     s.switchover_timeout = float(_get(doc, "switchover_timeout_ms")) * ms
     s.witness_grace = float(_get(doc, "witness_grace_ms")) * ms

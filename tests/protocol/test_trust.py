@@ -46,6 +46,10 @@ def sample(typ: type, sender: str, me: str) -> wire.Message:
         wire.IsrAck: lambda: wire.IsrAck(1, me, ("c",), True),
         wire.PeerDown: lambda: wire.PeerDown(sender),
         wire.Lease: lambda: wire.Lease(1, 3, sender),
+        wire.ReportFetch: lambda: wire.ReportFetch(7, 1, 0),
+        wire.Reports: lambda: wire.Reports(7, 1),
+        wire.Query: lambda: wire.Query(7, 1, 1, wire.QUERY_OPEN_ORDERS),
+        wire.QueryReply: lambda: wire.QueryReply(7, 1),
     }[typ]()
 
 
@@ -66,8 +70,17 @@ EXPECT_TO_NODE = {
     NODE: PEER_TO_NODE,
     WITNESS_ROLE: {"Vote", "IsrAck", "Lease", "StatusRequest"},
     OPERATOR: {"Switchover", "Promote", "StatusRequest", "Refill"},
-    CLIENT: {"Request", "Requests", "StatusRequest"},
-    ANYONE: {"Request", "Requests", "StatusRequest", "Switchover", "Promote", "Refill"},
+    CLIENT: {"Request", "Requests", "StatusRequest", "ReportFetch", "Query"},
+    ANYONE: {
+        "Request",
+        "Requests",
+        "StatusRequest",
+        "ReportFetch",
+        "Query",
+        "Switchover",
+        "Promote",
+        "Refill",
+    },
     UNKNOWN: set(),
 }
 EXPECT_TO_WITNESS = {

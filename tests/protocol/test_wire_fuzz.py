@@ -50,7 +50,11 @@ def _field(name: str, typ: str) -> st.SearchStrategy:
     """A value for one message field, from its annotation (the codec's field widths by name)."""
     if typ == "int":
         return (
-            u32 if name in ("epoch", "last_epoch") else u8 if name in ("role", "status", "operator") else u64
+            u32
+            if name in ("epoch", "last_epoch")
+            else u8
+            if name in ("role", "status", "operator", "kind")
+            else u64
         )
     if typ == "bool":
         return st.booleans()

@@ -45,6 +45,7 @@ from .lease import LeasePromise
 from .operator_promote import OperatorPromote
 from .primary import DRAIN, PrimaryRole
 from .records import PendingHandover
+from .service import not_primary
 from .standby import HANDOVER, JOIN, DivergedRole, StandbyRole
 from .status import report
 
@@ -422,6 +423,7 @@ class NodeMachine:
             wire.Handover: self.on_handover,
             wire.Promote: self.operator_promote.on_promote,
             wire.Lease: self.lease_promise.on_ask,  # (the primary's echoes: ``PrimaryRole.handlers``)
+            **not_primary(self),  # report fetches and queries (the primary's: ``PrimaryRole.handlers``)
         }
 
     def on_peer_down(self, src: wire.Address, m: wire.PeerDown, now: float) -> list:
@@ -452,6 +454,8 @@ class NodeMachine:
             if role.pending:
                 out += role.sequence_pending(now)
             out += role.check_drain(now)
+            if role.service.expiry:
+                out += role.service.expire(now)
             if self.current_role is role:  # (not handed over just now)
                 out += role.in_sync.check(now)
         else:

@@ -40,6 +40,7 @@ from .catch_up import CatchUp
 from .in_sync import InSyncSet
 from .lease import PrimaryLease
 from .records import PendingHandover
+from .service import ClientService
 from .standby import StandbyRole
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,13 +68,14 @@ class PrimaryRole:
         self.drain_target = ""  # draining into this node (a planned switchover): no new requests
         self.drain_started = 0.0
         # Client id -> the session its last queued open will open (it counts only while that
-        # open is still queued: see _session_now).
+        # open is still queued: see session_now).
         self.opens: dict[int, Held] = {}
         self.lease = PrimaryLease(node)
         self.timers = Timers()  # DRAIN, ISR (``in_sync``)
         self.catch_up = CatchUp(self)  # joins and refills: what each catching-up node has in flight
         # The in-sync set: standbys whose ack every committed entry needs (sync mode).
         self.in_sync = InSyncSet(self, isr)
+        self.service = ClientService(self)  # execution-report fetches and queries
         if isr is not None:
             self.recompute_commit()
 
@@ -94,6 +96,7 @@ class PrimaryRole:
             wire.Entries: self.on_entries,
             wire.Fence: self.on_fence,
             wire.Lease: self.lease.echoed,  # (a standby's promise takes the asks: ``node.lease_promise``)
+            **self.service.handlers(),
         }
 
     def refuse_all(self, reply) -> list:
@@ -178,7 +181,7 @@ class PrimaryRole:
             if self.pending.queued(m.client_id, m.request_id):
                 self.node.count("requests_deduplicated")
                 return []
-            if m.request_id >> SESSION_SHIFT < self._session_now(m.client_id):
+            if m.request_id >> SESSION_SHIFT < self.session_now(m.client_id):
                 self.node.count("requests_fenced")  # a newer session holds the client id: never executed
                 return [
                     Send(
@@ -226,7 +229,7 @@ class PrimaryRole:
             return None
         return q
 
-    def _session_now(self, client_id: int) -> int:
+    def session_now(self, client_id: int) -> int:
         """The client id's current session as this primary will have sequenced it: the replica's,
         or the one its still-queued open opens (0: none). O(1 + the client's queued spans)."""
         held = self._queued_open(client_id) or self.node.replica.sessions.get(client_id)
@@ -271,7 +274,7 @@ class PrimaryRole:
             rid = m.request_id
             if not rid & COUNTER_MASK:
                 return False
-            if (m.client_id in sessions or m.client_id in opens) and rid >> SESSION_SHIFT < self._session_now(
+            if (m.client_id in sessions or m.client_id in opens) and rid >> SESSION_SHIFT < self.session_now(
                 m.client_id
             ):
                 return False
@@ -349,7 +352,7 @@ class PrimaryRole:
             end = i + k
             # An open, a session boundary, or a fenced session: request by request.
             odd = not rid & COUNTER_MASK or (rid + k - 1) >> SESSION_SHIFT != rid >> SESSION_SHIFT
-            if k < SPAN_MIN or odd or rid >> SESSION_SHIFT < self._session_now(cid):
+            if k < SPAN_MIN or odd or rid >> SESSION_SHIFT < self.session_now(cid):
                 out += self._on_each_request(src, run[i:end], now)
                 i = end
                 continue
@@ -413,6 +416,7 @@ class PrimaryRole:
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
             run, raw, ends = self.node.replica.execute_batch(epoch, cids, rids, commands)
+            self.service.note_applied()
             # The replies stay columns (no Reply per request) until the driver packs them.
             cols = ReplyColumns(epoch, first, name, cids, rids, raw, ends)
             self.node.journal.append(run)
@@ -424,6 +428,7 @@ class PrimaryRole:
             out.append(Publish(wire.Entries(self.node.epoch, first, self.commit, run, EventBlobs(raw, ends))))
             if self._replies_at_once():
                 out += [ReplyRun(dest, cols, lo, hi) for dest, lo, hi in stretches]
+                out += self.service.serve()
             else:
                 self.waiting.add_stretches(cols, stretches, now)
                 out += self.release()
@@ -431,10 +436,15 @@ class PrimaryRole:
         return out
 
     def release(self) -> list:
-        """Replies whose seq is now committed (or all of them, running solo/async)."""
+        """Replies whose seq is now committed (or all of them, running solo/async), then the
+        report fetches and query answers the commit releases (``service``)."""
+        service = self.service
         if not self.waiting:
-            return []
-        return self.waiting.release(INF if self._replies_at_once() else self.commit)
+            return service.serve() if service.touched or service.held else []
+        out: list = self.waiting.release(INF if self._replies_at_once() else self.commit)
+        if service.touched or service.held:
+            out += service.serve()
+        return out
 
     # -- acks ------------------------------------------------------
 
