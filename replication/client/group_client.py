@@ -29,6 +29,7 @@ import zmq
 
 from ..protocol import wire
 from ..protocol.client_core import ClientCore, Done
+from ..protocol.client_service import QueryRefused
 from ..protocol.session import SessionFenced
 from ..transport.group_file import load
 from ..transport.monitor import drain_disconnects
@@ -489,12 +490,15 @@ class Client(EngineCalls):
 
     def order(self, instrument: int, id: int, timeout: float | None = None) -> dict:
         """The state of order ``id`` of ``instrument`` from the group's replicated state:
-        ``{"status": "open"|"filled"|"cancelled"|"expired"|"unknown", "open": .., "filled": .., ...}``."""
+        ``{"status": "open"|"filled"|"cancelled"|"expired"|"unknown", "open": .., "filled": .., ...}``.
+        Raises ``PermissionError`` (``not_entitled``) for an order of an account this client's key
+        may not use (DESIGN.md "Entitlements")."""
         return self._query(wire.QUERY_ORDER, timeout, instrument=instrument, order_id=id)  # type: ignore[return-value]
 
     def open_orders(self, account: int | None = None, timeout: float | None = None) -> list[dict]:
         """This client's open orders (only ``account``'s, if given), in acceptance order, as
-        :meth:`order` gives each."""
+        :meth:`order` gives each. Raises ``PermissionError`` (``not_entitled``) for an
+        ``account`` this client's key may not use."""
         return self._query(wire.QUERY_OPEN_ORDERS, timeout, account=account)  # type: ignore[return-value]
 
     def _query(self, kind: int, timeout: float | None, **fields: Any) -> object:
@@ -510,7 +514,10 @@ class Client(EngineCalls):
                 qs.pending.pop(qid, None)
                 raise TimeoutError(f"no answer to query {qid} from {self.core.primary} within the timeout")
             self._pump(2)
-        return qs.done.pop(qid)
+        answer = qs.done.pop(qid)
+        if isinstance(answer, QueryRefused):
+            raise PermissionError(f"{answer.reason}: this client's key may not query {answer.detail}")
+        return answer
 
     @property
     def in_flight(self) -> int:

@@ -192,8 +192,18 @@ class _Query:
     refusals: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class QueryRefused:
+    """A query's final answer when the group refused it: ``reason`` (``not_entitled``: the client's
+    key may not see that account's orders) and the answer's JSON ``detail``."""
+
+    reason: str
+    detail: object
+
+
 class PendingQueries:
-    """Queries waiting for their answer; ``done`` maps a query id to its decoded JSON answer."""
+    """Queries waiting for their answer; ``done`` maps a query id to its decoded JSON answer (a
+    :class:`QueryRefused` for one the group refused)."""
 
     def __init__(self, core: ClientCore, timeout: float = 0.05) -> None:
         self.core = core
@@ -228,6 +238,10 @@ class PendingQueries:
             return []
         if m.status == wire.FENCED:
             core.fence()
+            return []
+        if m.status == wire.NOT_ENTITLED:  # final, from any node: every node applies the same rule
+            del self.pending[m.query_id]
+            self.done[m.query_id] = QueryRefused("not_entitled", json.loads(m.body or b"null"))
             return []
         if src != q.target:
             return []

@@ -1,4 +1,4 @@
-"""Entitlements: which commands a client key restricted to some accounts may send.
+"""Entitlements: which commands and queries a client key restricted to some accounts may send.
 
 For: splitting a restricted client's ``wire.Request`` or ``wire.Requests``
 bundle (a tuple of requests, or the packed ``wire.RequestRun`` the driver
@@ -27,6 +27,13 @@ The rules, per command (``matching.codes`` ops):
 - any other op is refused: an op this module does not know may touch any
   account.
 
+And per query (``wire.Query``, :func:`screen_query`): the open orders of an
+account (``open_orders(account=N)``) only of one of the client's (its own
+open orders, with no account named, are always its to see); an order's state
+only of an order of one of the client's accounts, or of one the group does
+not know (answered ``unknown``). A refused query is answered with a
+``QueryReply`` of status ``NOT_ENTITLED``.
+
 Not for: who the sender is or which client id it may use (``trust``), or
 sockets. Deterministic: the answer depends on the accounts, the commands and
 ``account_of`` only.
@@ -34,6 +41,7 @@ sockets. Deterministic: the answer depends on the accounts, the commands and
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 from typing import NamedTuple
@@ -103,6 +111,29 @@ def refusal(request: wire.Request) -> wire.Reply:
     order_id, _, instrument, _, _ = _FIELDS.unpack(request.command)
     event = _EVENT.pack(0, order_id, 0, 0, 0, 0, 0, instrument, codes.EV_REJECTED, codes.R_NOT_ENTITLED)
     return wire.Reply(request.client_id, request.request_id, wire.NOT_ENTITLED, events=event)
+
+
+def screen_query(
+    accounts: frozenset[int], query: wire.Query, account_of: AccountOf
+) -> wire.QueryReply | None:
+    """None if a client restricted to ``accounts`` may ask ``query``, else its ``NOT_ENTITLED`` answer.
+
+    ``account_of`` gives the account of a live or recently ended order (what an
+    order query can tell about), None for an order the group does not know. A
+    query of an unknown kind passes (the node ignores it). O(1).
+    """
+    if query.kind == wire.QUERY_OPEN_ORDERS:
+        if not query.has_account or query.account in accounts:
+            return None
+        body: dict = {"status": "not_entitled", "account": query.account}
+    elif query.kind == wire.QUERY_ORDER:
+        owner = account_of(query.order_id)
+        if owner is None or owner in accounts:
+            return None
+        body = {"status": "not_entitled", "instrument": query.instrument, "id": query.order_id}
+    else:
+        return None
+    return wire.QueryReply(query.client_id, query.query_id, wire.NOT_ENTITLED, "", json.dumps(body).encode())
 
 
 def screen(accounts: frozenset[int], msg: wire.Request | wire.Requests, account_of: AccountOf) -> Screened:

@@ -234,8 +234,8 @@ class SocketLoop(ABC):
             self._refuse(who, msg, refusal, now)
             return []
         src: wire.Address = who.name if who.role in (trust.NODE, trust.WITNESS_ROLE) else ident
-        if who.accounts and type(msg) in (wire.Request, wire.Requests):  # only a restricted client's
-            return self._entitled_requests(who, src, msg, now)  # type: ignore[arg-type]
+        if who.accounts and type(msg) in (wire.Request, wire.Requests, wire.Query):  # a restricted client's
+            return self._entitled(who, src, msg, now)  # type: ignore[arg-type]
         if isinstance(msg, wire.StatusRequest):
             body = self.machine.status()
             body["auth"] = self.policy.mode
@@ -253,26 +253,25 @@ class SocketLoop(ABC):
             self.reply_timer.on_request(msg)
         return self.machine.handle(src, msg, now)
 
-    def _entitled_requests(
-        self, who: trust.Identity, src: wire.Address, msg: wire.Request | wire.Requests, now: float
+    def _entitled(
+        self,
+        who: trust.Identity,
+        src: wire.Address,
+        msg: wire.Request | wire.Requests | wire.Query,
+        now: float,
     ) -> list:
-        """A restricted client's request or bundle: what it may send goes on as usual, the rest is
-        answered ``NOT_ENTITLED`` at once and counted (``entitlement``)."""
+        """A restricted client's request, bundle or query: what it may send goes on as usual, the
+        rest is answered ``NOT_ENTITLED`` at once and counted (``entitlement``)."""
+        if type(msg) is wire.Query:
+            answer = entitlement.screen_query(who.accounts, msg, self._known_order_account)
+            if answer is None:
+                return self.machine.handle(src, msg, now)
+            self._not_entitled(who, 1, now)
+            return [wire.Send(src, answer)]
         allowed, refused = entitlement.screen(who.accounts, msg, self._account_of)
         outs: list = [wire.Send(src, reply) for reply in refused]
         if refused:
-            key = "refused_not_entitled"
-            self.counters[key] = self.counters.get(key, 0) + len(refused)
-            if now - self._last_drop_log > 1.0:
-                self._last_drop_log = now
-                log.warning(
-                    "not_entitled node=%s from=%s accounts=%s refused=%d total=%d",
-                    self.name,
-                    who,
-                    sorted(who.accounts),
-                    len(refused),
-                    self.counters[key],
-                )
+            self._not_entitled(who, len(refused), now)
         if type(allowed) is wire.Requests:
             timer = self.reply_timer
             if timer is not None:
@@ -285,9 +284,30 @@ class SocketLoop(ABC):
             outs += self.machine.handle(src, allowed, now)
         return outs
 
+    def _not_entitled(self, who: trust.Identity, n: int, now: float) -> None:
+        """Count ``n`` requests or queries refused ``not_entitled``; log one line a second at most."""
+        key = "refused_not_entitled"
+        self.counters[key] = self.counters.get(key, 0) + n
+        if now - self._last_drop_log > 1.0:
+            self._last_drop_log = now
+            log.warning(
+                "not_entitled node=%s from=%s accounts=%s refused=%d total=%d",
+                self.name,
+                who,
+                sorted(who.accounts),
+                n,
+                self.counters[key],
+            )
+
     def _account_of(self, order_id: int) -> int | None:
         """The account of a live order of the machine's replica (None: no such live order)."""
         return self.machine.replica.order_account(order_id)
+
+    def _known_order_account(self, order_id: int) -> int | None:
+        """The account of a live or recently ended order, what an order query tells about (None:
+        the replica does not know it)."""
+        state = self.machine.replica.reports.order(order_id)
+        return None if state is None else state.account
 
     def _deliver_requests(self, src: wire.Address, requests: Any, now: float) -> list:
         """Hand a client's bundle to the machine: one ``handle`` per request (a node driver has

@@ -5,7 +5,8 @@ client id 7 and account 1; key ``anyid`` may use any client id and account.
 ``desk`` is refused, ``not_entitled``, every command for account 2 (a new
 order, a mass cancel, a cancel and a replace of an account-2 order) and a
 mass cancel of every account; none of them is sequenced (the primary's
-``last_seq`` does not move, the journals hold none of them). Its account-1
+``last_seq`` does not move, the journals hold none of them); so are its
+queries of account 2's open orders and of an account-2 order. Its account-1
 commands are served as usual, and its peer and operator messages (an ack, a
 heartbeat, a promote, a switchover) are refused like any client key's.
 """
@@ -76,6 +77,16 @@ def test_a_client_key_may_trade_its_accounts_only(group):
         assert desk.cancel(instrument=1, id=5) == [Cancelled(1, 5, 3, "user")]
         assert desk.mass_cancel(account=1) == [Cancelled(1, 4, 1, "mass_cancel")]
         assert last_seq(g) == before + 5
+        # Queries: its own orders and accounts only (an order nobody placed is "unknown" to all).
+        assert desk.open_orders() == [] and desk.open_orders(account=1) == []
+        assert desk.order(instrument=1, id=5)["status"] == "cancelled"
+        assert desk.order(instrument=1, id=77)["status"] == "unknown"
+        with pytest.raises(PermissionError, match="not_entitled"):
+            desk.open_orders(account=2)
+        with pytest.raises(PermissionError, match="not_entitled"):
+            desk.order(instrument=1, id=50)
+        assert other.order(instrument=1, id=50)["status"] == "open"
+        assert g.status()["a"]["driver"]["refused_not_entitled"] == 9
         # The other key is not restricted: account 2's order is still there for it to cancel.
         assert other.cancel(instrument=1, id=50) == [Cancelled(1, 50, 5, "user")]
         # A restricted client key is still a client key: peer and operator messages are refused.

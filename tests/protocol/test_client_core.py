@@ -131,3 +131,16 @@ def test_not_entitled_is_final_from_any_node_and_never_resent():
     done_now: dict = {}
     assert c.handle_replies("b", [ok(r2), wire.Reply(7, r3, wire.NOT_ENTITLED)], 0.08, done_now) == []
     assert list(done_now) == [r2, r3] and done_now[r3].status == wire.NOT_ENTITLED and not c.pending
+
+
+def test_a_query_refused_not_entitled_is_final():
+    from replication.protocol.client_service import QueryRefused
+
+    c = ClientCore(7, ["a", "b"])
+    qs = c.queries
+    qid, outs = qs.ask(wire.QUERY_OPEN_ORDERS, 0.0, account=3)
+    assert [o.msg for o in outs] == [wire.Query(7, c.session, qid, wire.QUERY_OPEN_ORDERS, 0, 0, 3, True)]
+    refusal = wire.QueryReply(7, qid, wire.NOT_ENTITLED, "", b'{"status": "not_entitled", "account": 3}')
+    assert qs.on_reply("a", refusal, 0.001) == []
+    assert qs.done == {qid: QueryRefused("not_entitled", {"status": "not_entitled", "account": 3})}
+    assert not qs.pending and qs.tick(1.0) == []  # never asked again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -198,3 +200,45 @@ def test_a_packed_run_agrees_with_the_rule_request_by_request(accounts):
     )
     assert (list(allowed.requests) if allowed else []) == want
     assert [r.request_id for r in refused] == [r.request_id for r in reqs if r not in want]
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+# Orders a query can tell about (live or recently ended): id -> account.
+KNOWN = {10: 1, 20: 3, 30: 3}
+
+
+def query(kind: int, **fields) -> wire.Query:
+    return wire.Query(7, 1, 5, kind, **fields)
+
+
+QUERIES_ALLOWED = [
+    ("the client's own open orders", query(wire.QUERY_OPEN_ORDERS)),
+    ("the open orders of an account of the key", query(wire.QUERY_OPEN_ORDERS, account=2, has_account=True)),
+    ("an order of an account of the key", query(wire.QUERY_ORDER, instrument=1, order_id=10)),
+    (
+        "an order the group does not know (answered unknown)",
+        query(wire.QUERY_ORDER, instrument=1, order_id=99),
+    ),
+    ("a query of a kind the node ignores", query(99, order_id=20)),
+]
+QUERIES_REFUSED = [
+    ("the open orders of another account", query(wire.QUERY_OPEN_ORDERS, account=3, has_account=True)),
+    ("the open orders of account 0", query(wire.QUERY_OPEN_ORDERS, account=0, has_account=True)),
+    ("another account's order", query(wire.QUERY_ORDER, instrument=1, order_id=20)),
+    ("another account's ended order", query(wire.QUERY_ORDER, instrument=2, order_id=30)),
+]
+
+
+@pytest.mark.parametrize(("why", "q"), QUERIES_ALLOWED, ids=[w for w, _ in QUERIES_ALLOWED])
+def test_query_allowed(why, q):
+    assert entitlement.screen_query(MINE, q, KNOWN.get) is None, why
+
+
+@pytest.mark.parametrize(("why", "q"), QUERIES_REFUSED, ids=[w for w, _ in QUERIES_REFUSED])
+def test_query_refused(why, q):
+    answer = entitlement.screen_query(MINE, q, KNOWN.get)
+    assert (answer.client_id, answer.query_id, answer.status) == (7, 5, wire.NOT_ENTITLED), why
+    body = json.loads(answer.body)
+    assert body["status"] == "not_entitled"
+    assert wire.decode(wire.encode(answer)) == answer

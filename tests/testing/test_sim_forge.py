@@ -94,3 +94,18 @@ def test_a_client_key_restricted_to_an_account_is_screened_by_every_node():
             assert op in (codes.OP_CANCEL, codes.OP_REPLACE, 0xF0), (
                 e
             )  # a cancel/replace of no live order, or its open
+
+
+def test_the_simulators_screen_refuses_a_query_of_another_account():
+    from replication.protocol.replica import Replica
+    from replication.testing.sim.forge import SimTrust
+
+    st = SimTrust(["a", "b"], 1, accounts=(1,))
+    replica = Replica()
+    theirs = wire.Query(1, 0, 4, wire.QUERY_OPEN_ORDERS, account=2, has_account=True)
+    allowed, answers = st.screen(b"client1", "a", theirs, replica)
+    assert allowed is None and [(s.dest, s.msg.status) for s in answers] == [(b"client1", wire.NOT_ENTITLED)]
+    mine = wire.Query(1, 0, 5, wire.QUERY_OPEN_ORDERS, account=1, has_account=True)
+    assert st.screen(b"client1", "a", mine, replica) == (mine, [])
+    # An unrestricted key (the default) is never screened.
+    assert SimTrust(["a", "b"], 1).screen(b"client1", "a", theirs, replica) == (theirs, [])

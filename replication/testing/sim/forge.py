@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from ...protocol import entitlement, trust, wire
 
@@ -91,17 +92,25 @@ class SimTrust:
         return src.routing_id if isinstance(src, Forged) else src  # type: ignore[return-value]
 
     def screen(
-        self, src: wire.Address, dest: str, msg: wire.Message, account_of: entitlement.AccountOf
+        self, src: wire.Address, dest: str, msg: wire.Message, replica: Any
     ) -> tuple[wire.Message | None, list[wire.Send]]:
-        """A message admitted to node ``dest``, as its driver hands it on: a restricted client's
-        request or bundle loses what it may not send, each answered ``NOT_ENTITLED`` (sends to
-        ``src``). Anything else is returned as it is, with no answer."""
-        if type(msg) not in (wire.Request, wire.Requests):
+        """A message admitted to node ``dest`` (whose ``Replica`` is ``replica``), as its driver
+        hands it on: a restricted client's request, bundle or query loses what it may not send,
+        each answered ``NOT_ENTITLED`` (sends to ``src``). Anything else is returned as it is."""
+        if type(msg) not in (wire.Request, wire.Requests, wire.Query):
             return msg, []
         who = self.identity(src, dest)
         if not who.accounts:
             return msg, []
-        allowed, refused = entitlement.screen(who.accounts, msg, account_of)  # type: ignore[arg-type]
+        if type(msg) is wire.Query:
+
+            def known_order_account(order_id: int) -> int | None:
+                state = replica.reports.order(order_id)  # a live or recently ended order
+                return None if state is None else state.account
+
+            answer = entitlement.screen_query(who.accounts, msg, known_order_account)
+            return (msg, []) if answer is None else (None, [wire.Send(src, answer)])
+        allowed, refused = entitlement.screen(who.accounts, msg, replica.order_account)  # type: ignore[arg-type]
         return allowed, [wire.Send(src, reply) for reply in refused]
 
     def forgery(self, epoch: int, seq: int) -> tuple[Forged, str, wire.Message]:

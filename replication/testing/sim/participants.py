@@ -206,11 +206,8 @@ class Participants:
         """One inbound message to a node's machine, a client's bundle as the driver passes it
         (a restricted client's requests screened first: ``forge.SimTrust.screen``)."""
         refused: list = []
-        if type(msg) in (wire.Request, wire.Requests):
-            machine = node.machine
-            allowed, refused = self.sim.trust.screen(
-                src, node.name, msg, lambda order_id: machine.replica.order_account(order_id)
-            )
+        if type(msg) in (wire.Request, wire.Requests, wire.Query):
+            allowed, refused = self.sim.trust.screen(src, node.name, msg, node.machine.replica)  # type: ignore[union-attr]
             if allowed is None:
                 return refused
             msg = allowed
