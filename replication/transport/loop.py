@@ -160,9 +160,13 @@ class SocketLoop(ABC):
         else:
             log.warning(
                 "auth=open node=%s: no keys_dir, the group trusts its network: any host that reaches "
-                "this process may send requests and operator commands; peers are known by name only (%s)",
+                "this process may send requests and operator commands; peers are known by name only (%s)%s",
                 self.name,
                 ", ".join(sorted(p.nodes)),
+                # No key tells who a client is: its entry's client_id and accounts bind nobody.
+                "; [clients] entries restrict nothing without keys"
+                if any(c.client_id or c.accounts for c in p.clients.values())
+                else "",
             )
 
     def enable_metrics(self, port: int, host: str = "127.0.0.1") -> None:
