@@ -217,3 +217,16 @@ class ClientService:
             return [Send(src, reply)]
         self.held.append((seq, src, reply))
         return []
+
+    def invariants(self, who: str) -> None:
+        """Raise ``AssertionError`` on a broken rule (the node's ``invariants`` calls it). O(parked + held)."""
+        book = self.role.node.replica.reports
+        armed = FETCH in self.role.timers.armed()
+        assert armed == bool(self.expiry), f"{who}: fetch timer armed {armed} with {len(self.expiry)} parked"
+        for cid, p in self.parked.items():
+            assert p.after <= book.last_report(cid), f"{who}: client {cid} parked after report {p.after}"
+            assert (p.deadline, cid) in self.expiry, f"{who}: client {cid}'s parked fetch has no expiry"
+        seqs = [seq for seq, _, _ in self.held]
+        assert seqs == sorted(seqs) and all(s <= self.role.node.replica.seq for s in seqs), (
+            f"{who}: held query answers at seqs {seqs[:4]}..."
+        )
