@@ -103,6 +103,12 @@ class OrderState(NamedTuple):
         }
 
 
+def _live_state(oid: int, rec: list) -> OrderState:
+    """A live order's record (``ReportBook.live``) as its state."""
+    owner, account, instrument, side, price, open_qty, filled = rec
+    return OrderState(oid, owner, account, instrument, side, price, open_qty, filled, OPEN)
+
+
 class _ClientReports:
     """One client's kept reports: ``buf`` holds reports ``first .. last`` back to back."""
 
@@ -279,7 +285,7 @@ class ReportBook:
         """A live or recently ended order's state, or None. O(1)."""
         rec = self.live.get(order_id)
         if rec is not None:
-            return OrderState(order_id, *rec, OPEN)
+            return _live_state(order_id, rec)
         return self.ended.get(order_id)
 
     def account_of(self, order_id: int) -> int | None:
@@ -290,7 +296,7 @@ class ReportBook:
     def open_orders(self, client_id: int, account: int | None = None) -> list[OrderState]:
         """The client's live orders, in acceptance order (``account``: only that one's). O(its orders)."""
         live = self.live
-        out = [OrderState(oid, *live[oid], OPEN) for oid in self.by_owner.get(client_id, ())]
+        out = [_live_state(oid, live[oid]) for oid in self.by_owner.get(client_id, ())]
         return out if account is None else [o for o in out if o.account == account]
 
     # -- snapshot -------------------------------------------------------------------
