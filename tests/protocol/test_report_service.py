@@ -221,3 +221,15 @@ def test_an_open_entry_reports_nothing_to_its_client():
     net.run(0.02)
     assert c.feed.ready == [] and net.machines["a"].replica.reports.last_report(MAKER) == 0
     assert open_command(1)  # the open's command is an engine record the book skips
+
+
+def test_a_primary_that_steps_down_sends_its_parked_fetches_to_the_new_leader_at_once():
+    net = group()
+    net.run(0.05)
+    maker = client(net, b"m", MAKER)
+    net.run(0.01)
+    a = net.machines["a"]
+    assert MAKER in a.current_role.service.parked
+    out = a.step_down("b", a.epoch + 1, net.now)
+    refusals = [o.msg for o in out if type(o.msg) is wire.Reports]
+    assert [(r.client_id, r.status, r.leader) for r in refusals] == [(MAKER, wire.NOT_PRIMARY, "b")]

@@ -184,6 +184,18 @@ class ClientService:
             self.role.timers.clear(FETCH)
         return out
 
+    def refuse_parked(self, status: int, leader: str) -> list:
+        """The role ends: tell every parked fetch where to go (``status``, ``leader``), at once rather
+        than after the client's fetch timeout. Held query answers are dropped: a query is a read,
+        and the client asks again. O(parked)."""
+        out = [Send(p.src, wire.Reports(cid, p.session, status, 0, leader)) for cid, p in self.parked.items()]
+        self.parked.clear()
+        self.touched.clear()
+        self.held.clear()
+        self.expiry.clear()
+        self.role.timers.clear(FETCH)
+        return out
+
     # -- queries --------------------------------------------------------------------------
 
     def on_query(self, src: wire.Address, m: wire.Query, now: float) -> list:
