@@ -226,7 +226,7 @@ def test_an_open_entry_reports_nothing_to_its_client():
 def test_a_primary_that_steps_down_sends_its_parked_fetches_to_the_new_leader_at_once():
     net = group()
     net.run(0.05)
-    maker = client(net, b"m", MAKER)
+    client(net, b"m", MAKER)
     net.run(0.01)
     a = net.machines["a"]
     assert MAKER in a.current_role.service.parked
