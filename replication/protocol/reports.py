@@ -265,6 +265,14 @@ class ReportBook:
             hi -= 1
         return after + 1, bytes(log.buf[lo * REPORT_SIZE : hi * REPORT_SIZE])
 
+    def seq_of(self, client_id: int, n: int) -> int | None:
+        """The seq of the client's report number ``n``; None if it has no such report (yet, or no
+        longer: trimmed). O(1)."""
+        log = self.clients.get(client_id)
+        if log is None or not log.first <= n <= log.last:
+            return None
+        return log.seqs[n - log.first]
+
     def first_after_seq(self, client_id: int, seq: int) -> int:
         """The ``n`` just before the client's first report with a seq above ``seq`` (so that
         ``reports_after(client, that)`` resumes after ``seq``). ``ReportsGone`` if reports
