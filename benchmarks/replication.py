@@ -82,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--modes", default="sync,async", help="comma-separated subset of sync,async")
     parser.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+    parser.add_argument(
+        "--no-reports",
+        action="store_true",
+        help="the client does not fetch execution reports (the group still builds them)",
+    )
     groups.add_timing_arguments(parser, timeout_ms=100)
 
 
@@ -275,7 +280,17 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
         # No fail-over is expected here: a roomy re-send timeout keeps an overloaded
         # client from re-sending to the standby, yet recovers if one happens anyway.
         c = g.client(7, timeout=30.0, retry_timeout=2.0)
+        if args.no_reports:
+            c.core.feed.running = False  # (set before the open is answered: it never fetches)
         statuses: dict[str, int] = {}
+        reports = [0]  # execution reports taken (records, as the pipelined API takes replies)
+
+        def take_reports() -> None:
+            # Both sides of every trade of client 7's orders, its accepts and cancels: taken
+            # as records, as poll_batch takes replies (a dict each would be the client's choice).
+            recs, outs = c.core.feed.take(time.monotonic())
+            reports[0] += len(recs)
+            c._perform(outs)
         try:
             c.submit_many(setup, window=256)  # untimed: books filled, sockets and caches warm
             by_rid: dict[int, int] = {}
@@ -298,6 +313,8 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                 # Columns, as the column-wise API gives them: the events arrive decoded
                 # (an EVENT_DTYPE array), so the client's decoding cost is in the figure.
                 b = c.poll_batch(wait)
+                if c.core.feed.ready:
+                    take_reports()
                 if not len(b):
                     return b.request_id
                 for code, k in enumerate(np.bincount(b.status).tolist()):
@@ -349,7 +366,20 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
                 try:
                     cpu0 = groups.cpu_snapshot(g)
                     cpu1.clear()
+                    reports[0] = 0
                     out[name] = fn()
+                    if name == "pipelined" and not args.no_reports:
+                        # Reports still in flight when the last reply came: drain them, timed apart.
+                        t0, book = time.perf_counter(), c.core.feed
+                        while time.perf_counter() - t0 < 10:
+                            before_n = book.after
+                            c.poll_batch(0.05)
+                            take_reports()
+                            if book.after == before_n and not book.ready:
+                                break
+                        out[name]["reports_taken"] = reports[0]
+                        out[name]["reports_per_order"] = round(reports[0] / max(out[name]["orders"], 1), 3)
+                        out[name]["report_drain_s"] = round(time.perf_counter() - t0, 4)
                     # Up to the last answer: the paced pass's percentile work is not the client's cost.
                     out[name]["cpu_us_per_order"] = groups.cpu_per_order(
                         cpu0, cpu1 or groups.cpu_snapshot(g), out[name]["orders"]

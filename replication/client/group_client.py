@@ -468,9 +468,9 @@ class Client(EngineCalls):
         newer session holds the client id.
         """
         feed = self.core.feed
+        self._ready()
         if not feed.running:
             raise RuntimeError("execution reports need a session (a Client made without first_request_id)")
-        self._ready()
         deadline = time.monotonic() + timeout
         while not feed.ready and not feed.gone and not self.core.fenced:
             left = deadline - time.monotonic()

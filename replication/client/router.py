@@ -481,6 +481,41 @@ class Router(EngineCalls):
         """
         return self.apply(commands.mass_cancel_dict(account, instrument))
 
+    # -- execution reports and queries ---------------------------------------------------
+
+    def executions(self, timeout: float = 0.0) -> list[dict]:
+        """New execution reports from every group this router has opened a session in (each
+        report with ``"group"``: its group's name), waiting up to ``timeout`` s for one.
+
+        Each group's reports come in its own seq order, exactly once (seqs are per
+        group); see ``Client.executions``. A group's ``ReportsGone`` is raised as it is.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            out: list[dict] = []
+            for g, c in self._clients.items():
+                for d in c.executions():
+                    d["group"] = g
+                    out.append(d)
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            self._wait_readable(min(left, 0.005))
+
+    def order(self, instrument: int, id: int) -> dict:
+        """The state of order ``id`` of ``instrument``, from the group serving it (``Client.order``)."""
+        return self.client(self.group_of(instrument)).order(instrument=instrument, id=id)
+
+    def open_orders(self, account: int | None = None) -> list[dict]:
+        """This client id's open orders in every group, group by group in routes-file order (each
+        with ``"group"``); ``account``: only that account's."""
+        out: list[dict] = []
+        for g in self.groups:
+            for o in self.client(g).open_orders(account=account):
+                o["group"] = g
+                out.append(o)
+        return out
+
     def close(self) -> None:
         """Close every group's client (unanswered requests are abandoned)."""
         if self.closed:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ MAX_BUFFERED = 262_144
 # A fetch unanswered this long is re-sent (the primary answers a parked fetch within its
 # report_poll, 1 s by default, so silence this long means the primary is lost).
 FETCH_TIMEOUT = 2.5
+_SEQ = struct.Struct("<Q")  # a report's first word: its seq
 REFUSED_BACKOFF = 0.001  # after a refusal, re-sent after this times the refusals in a row (capped)
 
 
@@ -65,6 +67,7 @@ class ReportFeed:
         self.fetch_timeout = fetch_timeout
         self.resume_seq = resume_from  # the first fetch asks by seq, while this is not None
         self.after = 0  # the number of the last report taken
+        self.last_seq = 0  # and its seq (the primary checks it is of the same entry)
         self.ready: list[bytes] = []  # reports taken, not yet read (REPORT_SIZE bytes each)
         self.gone = ""  # a GONE answer's detail, until the application is told (take_gone)
         self.running = False
@@ -90,7 +93,8 @@ class ReportFeed:
             return []
         self.out = _Outstanding(target, now, now + self.fetch_timeout)
         by_seq = self.resume_seq is not None
-        msg = wire.ReportFetch(core.client_id, core.session, self.after, self.resume_seq or 0, by_seq)
+        seq = self.resume_seq if by_seq else self.last_seq
+        msg = wire.ReportFetch(core.client_id, core.session, self.after, seq or 0, by_seq)
         core.count("report_fetches")
         return [Send(target, msg)]
 
@@ -127,7 +131,8 @@ class ReportFeed:
             return []
         if m.status == wire.GONE:
             self.gone = m.detail or "execution reports past the group's retention window"
-            self.after = max(self.after, m.first - 1)  # go on from the oldest kept, once told
+            self.after = m.first - 1 if m.first else self.after  # go on from where the group says
+            self.last_seq = 0  # (its report ``after`` is the group's: nothing to check it by)
             self.resume_seq = None
             self.out = None
             log.warning("client_reports_gone client=%d: %s", core.client_id, self.gone)
@@ -157,6 +162,7 @@ class ReportFeed:
         elif n:
             self.ready += [records[i * REPORT_SIZE : (i + 1) * REPORT_SIZE] for i in range(skip, n)]
             self.after = first + n - 1
+            self.last_seq = _SEQ.unpack_from(records, (n - 1) * REPORT_SIZE)[0]
         return True
 
     def tick(self, now: float) -> list:

@@ -103,6 +103,12 @@ class OrderState(NamedTuple):
         }
 
 
+def _live_state(oid: int, rec: list) -> OrderState:
+    """A live order's record (``ReportBook.live``) as its state."""
+    owner, account, instrument, side, price, open_qty, filled = rec
+    return OrderState(oid, owner, account, instrument, side, price, open_qty, filled, OPEN)
+
+
 class _ClientReports:
     """One client's kept reports: ``buf`` holds reports ``first .. last`` back to back."""
 
@@ -259,6 +265,14 @@ class ReportBook:
             hi -= 1
         return after + 1, bytes(log.buf[lo * REPORT_SIZE : hi * REPORT_SIZE])
 
+    def seq_of(self, client_id: int, n: int) -> int | None:
+        """The seq of the client's report number ``n``; None if it has no such report (yet, or no
+        longer: trimmed). O(1)."""
+        log = self.clients.get(client_id)
+        if log is None or not log.first <= n <= log.last:
+            return None
+        return log.seqs[n - log.first]
+
     def first_after_seq(self, client_id: int, seq: int) -> int:
         """The ``n`` just before the client's first report with a seq above ``seq`` (so that
         ``reports_after(client, that)`` resumes after ``seq``). ``ReportsGone`` if reports
@@ -279,7 +293,7 @@ class ReportBook:
         """A live or recently ended order's state, or None. O(1)."""
         rec = self.live.get(order_id)
         if rec is not None:
-            return OrderState(order_id, *rec, OPEN)
+            return _live_state(order_id, rec)
         return self.ended.get(order_id)
 
     def account_of(self, order_id: int) -> int | None:
@@ -290,7 +304,7 @@ class ReportBook:
     def open_orders(self, client_id: int, account: int | None = None) -> list[OrderState]:
         """The client's live orders, in acceptance order (``account``: only that one's). O(its orders)."""
         live = self.live
-        out = [OrderState(oid, *live[oid], OPEN) for oid in self.by_owner.get(client_id, ())]
+        out = [_live_state(oid, live[oid]) for oid in self.by_owner.get(client_id, ())]
         return out if account is None else [o for o in out if o.account == account]
 
     # -- snapshot -------------------------------------------------------------------

@@ -35,6 +35,9 @@ class ReportFetch(Message):
     ``by_seq``, those from entries above group seq ``after_seq``), once committed.
 
     ``session``: the sender's session (a fetch of a fenced session is answered ``FENCED``).
+    Without ``by_seq``, ``after_seq`` is the seq of the client's report ``after``: a primary whose
+    report ``after`` has another seq (or that has fewer reports) lost entries the client was told
+    of (an async fail-over) and answers ``GONE`` from its reports after that seq.
     A primary with nothing new parks the fetch and answers when reports commit, or
     empty after ``report_poll`` seconds (the client re-sends at once: the liveness check).
     """

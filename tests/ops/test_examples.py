@@ -71,3 +71,12 @@ def test_routed_example_sends_each_instrument_to_its_group():
     assert [f"instrument={i}" in mass for i in (1, 2, 3)] == [True] * 3
     # Each group's seqs: the router's session open there, then its orders.
     assert "g1: primary at seq 6" in out and "g2: primary at seq 4" in out
+
+
+@pytest.mark.timeout(120)
+def test_maker_taker_example_tells_the_maker_of_its_fill():
+    out = run_example("maker_taker.py")
+    assert "maker's fill: 4 at 100 (side maker" in out
+    assert "'status': 'open'" in out and "'filled': 4" in out
+    assert "maker's open orders: [10]" in out
+    assert "after the restart: [('trade', 'maker'," in out

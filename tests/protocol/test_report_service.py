@@ -221,3 +221,41 @@ def test_an_open_entry_reports_nothing_to_its_client():
     net.run(0.02)
     assert c.feed.ready == [] and net.machines["a"].replica.reports.last_report(MAKER) == 0
     assert open_command(1)  # the open's command is an engine record the book skips
+
+
+def test_a_primary_that_steps_down_sends_its_parked_fetches_to_the_new_leader_at_once():
+    net = group()
+    net.run(0.05)
+    client(net, b"m", MAKER)
+    net.run(0.01)
+    a = net.machines["a"]
+    assert MAKER in a.current_role.service.parked
+    out = a.step_down("b", a.epoch + 1, net.now)
+    refusals = [o.msg for o in out if type(o.msg) is wire.Reports]
+    assert [(r.client_id, r.status, r.leader) for r in refusals] == [(MAKER, wire.NOT_PRIMARY, "b")]
+
+
+def test_a_client_holding_reports_the_primary_does_not_have_is_told_and_goes_on_from_its_last_seq():
+    """After an async fail-over the new primary may lack entries whose reports the client took;
+    its numbers then name other reports. The fetch carries the seq of the client's last report."""
+    net = group()
+    net.run(0.05)
+    maker = client(net, b"m", MAKER)
+    for i in range(1, 4):
+        send(net, b"m", maker, cmd(i, "sell", 100 + i, 1))
+    net.run(0.02)
+    took = taken(maker, net)
+    assert [s for s, *_ in took] == [2, 3, 4] and maker.feed.last_seq == 4
+    a = net.machines["a"]
+    book = a.replica.reports
+    # As if the last report's entry had been lost and another entry of this client taken its number.
+    log = book.clients[MAKER]
+    log.seqs[-1] = 5
+    out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 3, 4), net.now)
+    gone = out[0].msg
+    assert gone.status == wire.GONE and "lost" in gone.detail and gone.first == 3  # ours after seq 4: from 3
+    out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 9, 9), net.now)  # more than we have
+    assert out[0].msg.status == wire.GONE
+    log.seqs[-1] = 4
+    out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 3, 4), net.now)
+    assert out == []  # the same history: parked until there is more

@@ -12,6 +12,8 @@ every temp dir removed whatever happens. Nothing here asserts a duration.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 zmq = pytest.importorskip("zmq")
@@ -85,6 +87,7 @@ def test_router_sends_each_instrument_to_its_group_and_mass_cancel_to_both(two_g
         f'[groups.g2]\nconfig = "{g2.path}"\ninstruments = {list(G2)}\n'
     )
     engines = {"g1": local_engine(), "g2": local_engine()}
+    expect_seen: dict[int, list] = {}
     sent: dict[str, int] = {"g1": 0, "g2": 0}
 
     def expect(cmd: dict) -> list:
@@ -100,6 +103,7 @@ def test_router_sends_each_instrument_to_its_group_and_mass_cancel_to_both(two_g
                 sent[name] += 1
             sent[name] += 1
             out += engines[name].apply(cmd)
+        expect_seen[id(cmd)] = out
         return out
 
     cmds = flow(80)
@@ -117,6 +121,28 @@ def test_router_sends_each_instrument_to_its_group_and_mass_cancel_to_both(two_g
         assert events == expect(mass)
         assert {e.instrument for e in events} == set(G1 + G2)
         assert all(e.reason == "mass_cancel" for e in events)
+        # Execution reports from both groups: every event of the router's orders once (a trade
+        # between two of its orders once per side), each group's in seq order.
+        want = [e for c in cmds for e in expect_seen[id(c)]] + events
+        reports: list[dict] = []
+        deadline = time.monotonic() + 20
+        while len(reports) < len(want) + sum(type(e).__name__ == "Trade" for e in want):
+            assert time.monotonic() < deadline, f"{len(reports)} reports"
+            reports += r.executions(timeout=0.2)
+        assert r.executions(timeout=0.3) == []
+        for name in ("g1", "g2"):
+            seqs = [d["seq"] for d in reports if d["group"] == name]
+            assert seqs and seqs == sorted(seqs), name
+        assert sorted(d["id"] for d in reports if d["event"] == "accepted") == sorted(
+            e.id for e in want if type(e).__name__ == "Accepted"
+        )
+        resting = r.open_orders()
+        assert {(o["group"], o["id"]) for o in resting} == {
+            ("g1" if o["instrument"] in G1 else "g2", o["id"]) for o in resting
+        }
+        if resting:
+            one = resting[0]
+            assert r.order(one["instrument"], one["id"])["status"] == "open"
 
     for g, name in ((g1, "g1"), (g2, "g2")):
         n, digest = sent[name], matching.digest_hex(engines[name].digest)

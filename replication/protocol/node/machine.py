@@ -730,6 +730,7 @@ class NodeMachine:
                 f"{who}: drains into {role.drain_target}"
             )
             assert bool(role.drain_target) == (DRAIN in role.timers.armed()), f"{who}: drain timer"
+            role.service.invariants(who)
             stamps = [a.stamp for a in role.lease.sent]
             assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) if stamps else True, (
                 f"{who}: lease ask stamps {stamps} not consecutive"

@@ -100,9 +100,14 @@ class PrimaryRole:
         }
 
     def refuse_all(self, reply) -> list:
-        """The role ends: an answer (``reply(request)``) for every reply held and request queued."""
+        """The role ends: an answer (``reply(request)``) for every reply held and request queued,
+        and the same refusal for every parked report fetch."""
         out = [Send(dest, reply(r)) for _, dest, r, _ in self.waiting]
-        return out + [Send(src, reply(m)) for src, m in self.pending]
+        out += [Send(src, reply(m)) for src, m in self.pending]
+        if self.service.parked:
+            probe = reply(wire.Request(0, 0, b""))  # the refusal's status and leader hint
+            out += self.service.refuse_parked(probe.status, probe.leader)
+        return out
 
     # -- a newer epoch, a peer's heartbeat ------------------------------------------
 
@@ -514,6 +519,7 @@ class PrimaryRole:
             )
             handover = wire.Handover(self.node.epoch, self.node.replica.seq, self.node.name)
             out.append(Send(target, handover))
+            out += self.service.refuse_parked(wire.NOT_PRIMARY, target)  # fetch from the target now
             # The standby we become re-sends the Handover until the target serves a newer
             # epoch (a lost Handover must not leave two standbys following each other), and
             # holds the stashed replies until the target proves it serves.

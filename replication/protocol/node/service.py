@@ -105,6 +105,15 @@ class ClientService:
         cid = m.client_id
         try:
             after = book.first_after_seq(cid, m.after_seq) if m.by_seq else m.after
+            if not m.by_seq and after and self._lost(book, cid, after, m.after_seq):
+                # The client took reports of entries this history does not have (an async
+                # fail-over lost them): say so, and go on from our reports after its last seq.
+                n = book.first_after_seq(cid, m.after_seq)
+                raise ReportsGone(
+                    f"client {cid}: reports after {after} (seq {m.after_seq}) were of entries a fail-over "
+                    "lost (async mode); resync with open_orders",
+                    n + 1,
+                )
         except ReportsGone as exc:
             return [self._gone(src, m.session, cid, exc)]
         node.count("report_fetches")
@@ -119,6 +128,15 @@ class ClientService:
         if book.last_report(cid) > after:
             self.touched[cid] = None  # reports not committed yet: served when they are
         return []
+
+    @staticmethod
+    def _lost(book, cid: int, after: int, after_seq: int) -> bool:  # noqa: ANN001 - a ReportBook
+        """Whether the client's report ``after`` (of entry ``after_seq``) is not ours: we have fewer
+        reports, or ours of that number is of another entry. (Trimmed: cannot tell, not lost.)"""
+        if book.last_report(cid) < after:
+            return True
+        seq = book.seq_of(cid, after)
+        return bool(after_seq) and seq is not None and seq != after_seq  # (0: the client cannot tell)
 
     def _gone(self, src: wire.Address, session: int, cid: int, exc: ReportsGone) -> Send:
         self.role.node.count("reports_gone")
@@ -184,6 +202,18 @@ class ClientService:
             self.role.timers.clear(FETCH)
         return out
 
+    def refuse_parked(self, status: int, leader: str) -> list:
+        """The role ends: tell every parked fetch where to go (``status``, ``leader``), at once rather
+        than after the client's fetch timeout. Held query answers are dropped: a query is a read,
+        and the client asks again. O(parked)."""
+        out = [Send(p.src, wire.Reports(cid, p.session, status, 0, leader)) for cid, p in self.parked.items()]
+        self.parked.clear()
+        self.touched.clear()
+        self.held.clear()
+        self.expiry.clear()
+        self.role.timers.clear(FETCH)
+        return out
+
     # -- queries --------------------------------------------------------------------------
 
     def on_query(self, src: wire.Address, m: wire.Query, now: float) -> list:
@@ -217,3 +247,16 @@ class ClientService:
             return [Send(src, reply)]
         self.held.append((seq, src, reply))
         return []
+
+    def invariants(self, who: str) -> None:
+        """Raise ``AssertionError`` on a broken rule (the node's ``invariants`` calls it). O(parked + held)."""
+        book = self.role.node.replica.reports
+        armed = FETCH in self.role.timers.armed()
+        assert armed == bool(self.expiry), f"{who}: fetch timer armed {armed} with {len(self.expiry)} parked"
+        for cid, p in self.parked.items():
+            assert p.after <= book.last_report(cid), f"{who}: client {cid} parked after report {p.after}"
+            assert (p.deadline, cid) in self.expiry, f"{who}: client {cid}'s parked fetch has no expiry"
+        seqs = [seq for seq, _, _ in self.held]
+        assert seqs == sorted(seqs) and all(s <= self.role.node.replica.seq for s in seqs), (
+            f"{who}: held query answers at seqs {seqs[:4]}..."
+        )
