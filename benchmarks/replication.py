@@ -291,6 +291,7 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
             recs, outs = c.core.feed.take(time.monotonic())
             reports[0] += len(recs)
             c._perform(outs)
+
         try:
             c.submit_many(setup, window=256)  # untimed: books filled, sockets and caches warm
             by_rid: dict[int, int] = {}

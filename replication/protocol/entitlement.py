@@ -19,9 +19,12 @@ The rules, per command (``matching.codes`` ops):
 - ``cancel`` and ``replace``: the order they name is of one of the client's
   accounts. An order the group does not know as live (``account_of`` gives
   None: never placed, already filled or cancelled, or not sequenced yet) is
-  let through: the engine answers it ``unknown_order`` (or acts on the order
-  if it became live meanwhile). Refusing it instead would answer the everyday
-  race of a cancel against a fill with ``not_entitled``;
+  let through here (refusing it would answer the everyday race of a cancel
+  against a fill, or a cancel sent right behind its own order, with
+  ``not_entitled``), and checked again when the primary sequences it
+  (:func:`unknown_targets`, ``NodeMachine.defer_entitlement``): if the order
+  became live meanwhile, of another account, it is refused then, never
+  sequenced; if still unknown, the engine answers it ``unknown_order``;
 - a session open (``session.OP_SESSION``: its ``account`` field is a nonce,
   not an account) is every client's;
 - any other op is refused: an op this module does not know may touch any
@@ -44,7 +47,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -84,6 +87,30 @@ class Screened(NamedTuple):
 
     allowed: wire.Request | wire.Requests | None
     refused: list[wire.Reply]
+
+
+def unknown_targets(msg: wire.Request | wire.Requests | None, account_of: AccountOf) -> list[tuple[int, int]]:
+    """The ``(client id, request id)`` of every cancel and replace in ``msg`` (what :func:`screen`
+    let through) whose order ``account_of`` does not know: the node checks those again when it
+    sequences them (``NodeMachine.defer_entitlement``), when the entries before them are applied.
+    So a cancel sent before its target's ``new`` was sequenced cannot slip past the rule. O(requests)."""
+    if msg is None:
+        return []
+    if type(msg) is wire.Request:
+        requests: Any = (msg,)
+    elif isinstance(msg.requests, wire.RequestRun):  # type: ignore[union-attr]
+        run = msg.requests  # type: ignore[union-attr]
+        cols = np.frombuffer(run.raw, dtype=_RUN_FIELDS)
+        by_order = np.flatnonzero((cols["op"] == codes.OP_CANCEL) | (cols["op"] == codes.OP_REPLACE))
+        requests = [run[i] for i in by_order.tolist()]
+    else:
+        requests = msg.requests  # type: ignore[union-attr]
+    out = []
+    for r in requests:
+        order_id, _, _, op, _ = _FIELDS.unpack(r.command)
+        if (op == codes.OP_CANCEL or op == codes.OP_REPLACE) and account_of(order_id) is None:
+            out.append((r.client_id, r.request_id))
+    return out
 
 
 def entitled(accounts: frozenset[int], command: bytes, account_of: AccountOf) -> bool:

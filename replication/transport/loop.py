@@ -273,6 +273,9 @@ class SocketLoop(ABC):
             self._not_entitled(who, 1, now)
             return [wire.Send(src, answer)]
         allowed, refused = entitlement.screen(who.accounts, msg, self._account_of)
+        deferred = entitlement.unknown_targets(allowed, self._account_of)
+        if deferred:
+            self.machine.defer_entitlement(deferred, who.accounts)
         outs: list = [wire.Send(src, reply) for reply in refused]
         if refused:
             self._not_entitled(who, len(refused), now)

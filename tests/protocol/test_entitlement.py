@@ -242,3 +242,44 @@ def test_query_refused(why, q):
     body = json.loads(answer.body)
     assert body["status"] == "not_entitled"
     assert wire.decode(wire.encode(answer)) == answer
+
+
+# -- the check again when sequenced: a cancel sent before its target's new was sequenced ----------
+
+
+@pytest.mark.parametrize("victim_first", [True, False])
+def test_a_cancel_of_an_order_not_yet_sequenced_is_checked_again_when_it_is(victim_first):
+    """An attacker restricted to account 1 cancels order 50 before the victim's new(50, account 2)
+    is sequenced: screened, the order is unknown (let through, deferred); sequenced after the
+    victim's new, it is refused then and never sequenced; sequenced before it, the engine
+    answers unknown_order. Either way the victim's order stays live."""
+    from _net import group
+
+    net = group()
+    net.run(0.05)
+    a = net.machines["a"]
+    attacker, victim = frozenset({1}), 8
+    cancel_req = wire.Request(9, 1, cancel(50))
+    new_req = wire.Request(victim, 1, new(50, account=2))
+    allowed, refused = entitlement.screen(attacker, cancel_req, a.replica.order_account)
+    assert allowed == cancel_req and refused == []
+    deferred = entitlement.unknown_targets(allowed, a.replica.order_account)
+    assert deferred == [(9, 1)]
+    a.defer_entitlement(deferred, attacker)
+    first, second = (
+        ((b"v", new_req), (b"x", cancel_req)) if victim_first else ((b"x", cancel_req), (b"v", new_req))
+    )
+    out = a.handle(first[0], first[1], net.now) + a.handle(second[0], second[1], net.now)
+    assert out == []
+    out = a.tick(net.now + 0.001)
+    refusals = [o.msg for o in out if type(o) is wire.Send and type(o.msg) is wire.Reply]
+    journal = net.journals["a"].read(1)
+    sequenced = [(e.client_id, e.request_id) for e in journal]
+    if victim_first:
+        assert [(r.client_id, r.status) for r in refusals] == [(9, wire.NOT_ENTITLED)]
+        assert (9, 1) not in sequenced and a.counters["refused_not_entitled"] == 1
+    else:
+        assert (9, 1) in sequenced  # sequenced first: nothing to cancel yet
+    assert (victim, 1) in sequenced
+    assert a.replica.order_account(50) == 2  # the victim's order is live
+    assert a.entitlement_checks == {}

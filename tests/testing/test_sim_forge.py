@@ -100,8 +100,10 @@ def test_the_simulators_screen_refuses_a_query_of_another_account():
     from replication.protocol.replica import Replica
     from replication.testing.sim.forge import SimTrust
 
+    from types import SimpleNamespace
+
     st = SimTrust(["a", "b"], 1, accounts=(1,))
-    replica = Replica()
+    replica = SimpleNamespace(replica=Replica())  # the node machine: screen reads its replica
     theirs = wire.Query(1, 0, 4, wire.QUERY_OPEN_ORDERS, account=2, has_account=True)
     allowed, answers = st.screen(b"client1", "a", theirs, replica)
     assert allowed is None and [(s.dest, s.msg.status) for s in answers] == [(b"client1", wire.NOT_ENTITLED)]

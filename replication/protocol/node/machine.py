@@ -53,6 +53,7 @@ log = logging.getLogger("replication.failover")
 
 NEVER = float("-inf")
 IDLE_CAP = 0.05  # idle_wait never exceeds this (seconds)
+ENTITLEMENT_CHECKS = 65536  # deferred entitlement checks kept (see NodeMachine.defer_entitlement)
 HEARTBEAT = "heartbeat"  # the node's timers (the roles name their own)
 INF = float("inf")
 
@@ -128,6 +129,9 @@ class NodeMachine:
         self.hb_sent_at = NEVER
         # The node's own timers: the heartbeat, an operator's promote waiting for the witness
         # (each role holds its own: ``current_role.timers``).
+        # (client id, request id) -> the accounts of its restricted client: a cancel or replace
+        # whose order was unknown when screened, checked again when sequenced (``entitlement``).
+        self.entitlement_checks: dict[tuple[int, int], frozenset[int]] = {}
         self.timers = Timers()
         self.timers.arm(HEARTBEAT, self.hb_sent_at + self.settings.heartbeat_interval)
         self.message_since_tick = False  # (then the timers are re-armed by the next tick: it comes first)
@@ -152,6 +156,25 @@ class NodeMachine:
         )
 
     # -- the role -------------------------------------------------------------------
+
+    def defer_entitlement(self, keys: list[tuple[int, int]], accounts: frozenset[int]) -> None:
+        """Requests ``keys`` (client id, request id) of a client restricted to ``accounts`` are
+        cancels or replaces of an order unknown when screened: check them again when sequenced.
+
+        Bounded: past ``ENTITLEMENT_CHECKS`` a primary forgets the checks of requests it no
+        longer holds (sequenced or refused: a re-sent copy is screened again on arrival), any
+        other role its oldest half. O(1), amortised."""
+        checks = self.entitlement_checks
+        for key in keys:
+            checks[key] = accounts
+        if len(checks) > ENTITLEMENT_CHECKS:
+            role = self.current_role
+            if isinstance(role, PrimaryRole):
+                for key in [k for k in checks if not role.pending.queued(*k)]:
+                    del checks[key]
+            if len(checks) > ENTITLEMENT_CHECKS // 2:
+                for key in list(checks)[: len(checks) // 2]:
+                    del checks[key]
 
     def _enter(self, role: PrimaryRole | StandbyRole | DivergedRole) -> None:
         """Make ``role`` the node's role, and its handlers the ones messages go to."""

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 
 from ...native.fastpath import fresh_requests, fresh_span, request_stretch
 from .. import wire
-from ..queues import SPAN_MIN, PendingQueue, ReplyQueue
+from ..entitlement import entitled, refusal
+from ..queues import SPAN_MIN, PendingQueue, ReplyQueue, Stretch
 from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
 from ..timers import Timers
@@ -417,6 +418,17 @@ class PrimaryRole:
         if self.pending and self.lease.held(now):
             n = min(self.pending.ready, self.node.settings.max_batch)
             stretches, cids, rids, commands = self.pending.take(n)
+            checks = self.node.entitlement_checks
+            if checks and any(key in checks for key in zip(list(cids), list(rids), strict=True)):
+                return self._sequence_checked(stretches, cids, rids, commands, now)
+            out += self._sequence_batch(stretches, cids, rids, commands, now)
+        return out
+
+    def _sequence_batch(self, stretches: list, cids, rids, commands: bytes, now: float) -> list:
+        """Sequence one taken batch: apply, journal, stream, and hold or send its replies. O(batch)."""
+        out: list = []
+        if len(cids):
+            n = len(cids)
             epoch, name, first = self.node.epoch, self.node.name, self.node.replica.seq + 1
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
@@ -439,6 +451,53 @@ class PrimaryRole:
                 out += self.release()
             out += self.node.maybe_snapshot()
         return out
+
+    def _sequence_checked(self, stretches: list, cids, rids, commands: bytes, now: float) -> list:
+        """A batch holding cancels or replaces whose order was unknown when their restricted
+        client's request was screened (``entitlement``): each is checked now, against the
+        entries before it, and sequenced only if the order is still unknown or of one of the
+        client's accounts; else answered ``NOT_ENTITLED``, unsequenced. The batch is cut at each
+        such request, so the check sees every entry before it applied. O(batch)."""
+        checks = self.node.entitlement_checks
+        cids, rids = [int(c) for c in cids], [int(r) for r in rids]
+        dest_of: list = [None] * len(cids)
+        for dest, lo, hi in stretches:
+            dest_of[lo:hi] = [dest] * (hi - lo)
+        out: list = []
+        start = 0
+        for i, key in enumerate(zip(cids, rids, strict=True)):
+            accounts = checks.pop(key, None)
+            if accounts is None:
+                continue
+            out += self._sequence_slice(dest_of, cids, rids, commands, start, i, now)
+            command = commands[i * COMMAND_SIZE : (i + 1) * COMMAND_SIZE]
+            if entitled(accounts, command, self.node.replica.order_account):
+                start = i  # goes with the next slice
+                continue
+            self.node.count("refused_not_entitled")
+            out.append(Send(dest_of[i], refusal(wire.Request(key[0], key[1], command))))
+            start = i + 1
+        return out + self._sequence_slice(dest_of, cids, rids, commands, start, len(cids), now)
+
+    def _sequence_slice(
+        self, dest_of: list, cids: list, rids: list, commands: bytes, a: int, b: int, now: float
+    ) -> list:
+        """:meth:`_sequence_batch` of requests ``a .. b - 1`` of a taken batch."""
+        if a >= b:
+            return []
+        stretches: list = []
+        for i in range(a, b):
+            if stretches and stretches[-1][0] == dest_of[i]:
+                stretches[-1] = (dest_of[i], stretches[-1][1], i + 1 - a)
+            else:
+                stretches.append((dest_of[i], i - a, i + 1 - a))
+        return self._sequence_batch(
+            [Stretch(*s) for s in stretches],
+            cids[a:b],
+            rids[a:b],
+            commands[a * COMMAND_SIZE : b * COMMAND_SIZE],
+            now,
+        )
 
     def release(self) -> list:
         """Replies whose seq is now committed (or all of them, running solo/async), then the

@@ -92,11 +92,14 @@ class SimTrust:
         return src.routing_id if isinstance(src, Forged) else src  # type: ignore[return-value]
 
     def screen(
-        self, src: wire.Address, dest: str, msg: wire.Message, replica: Any
+        self, src: wire.Address, dest: str, msg: wire.Message, machine: Any
     ) -> tuple[wire.Message | None, list[wire.Send]]:
         """A message admitted to node ``dest`` (whose ``Replica`` is ``replica``), as its driver
         hands it on: a restricted client's request, bundle or query loses what it may not send,
-        each answered ``NOT_ENTITLED`` (sends to ``src``). Anything else is returned as it is."""
+        each answered ``NOT_ENTITLED`` (sends to ``src``), and what it may send only if an order
+        is still unknown when sequenced is registered with the machine. Anything else is
+        returned as it is."""
+        replica = machine.replica
         if type(msg) not in (wire.Request, wire.Requests, wire.Query):
             return msg, []
         who = self.identity(src, dest)
@@ -111,6 +114,9 @@ class SimTrust:
             answer = entitlement.screen_query(who.accounts, msg, known_order_account)
             return (msg, []) if answer is None else (None, [wire.Send(src, answer)])
         allowed, refused = entitlement.screen(who.accounts, msg, replica.order_account)  # type: ignore[arg-type]
+        deferred = entitlement.unknown_targets(allowed, replica.order_account)
+        if deferred:
+            machine.defer_entitlement(deferred, who.accounts)
         return allowed, [wire.Send(src, reply) for reply in refused]
 
     def forgery(self, epoch: int, seq: int) -> tuple[Forged, str, wire.Message]:

@@ -207,7 +207,7 @@ class Participants:
         (a restricted client's requests screened first: ``forge.SimTrust.screen``)."""
         refused: list = []
         if type(msg) in (wire.Request, wire.Requests, wire.Query):
-            allowed, refused = self.sim.trust.screen(src, node.name, msg, node.machine.replica)  # type: ignore[union-attr]
+            allowed, refused = self.sim.trust.screen(src, node.name, msg, node.machine)  # type: ignore[union-attr]
             if allowed is None:
                 return refused
             msg = allowed
