@@ -97,10 +97,10 @@ def test_a_client_key_restricted_to_an_account_is_screened_by_every_node():
 
 
 def test_the_simulators_screen_refuses_a_query_of_another_account():
+    from types import SimpleNamespace
+
     from replication.protocol.replica import Replica
     from replication.testing.sim.forge import SimTrust
-
-    from types import SimpleNamespace
 
     st = SimTrust(["a", "b"], 1, accounts=(1,))
     replica = SimpleNamespace(replica=Replica())  # the node machine: screen reads its replica
