@@ -172,15 +172,26 @@ def user_ids(cfg: Any) -> dict[bytes, str]:
     return ids
 
 
+# The ZAP domain of a node's drop-copy stream (its XPUB): every order's client id and account
+# travel on it, so under CURVE only operators, nodes and the witness may read it, never a
+# client key (a client reads its own execution reports; DESIGN.md "Execution reports").
+DROP_COPY_DOMAIN = "dropcopy"
+_DROP_COPY_ROLES = ("operator", "node", "witness")
+
+
 class ZapAuthenticator(ThreadAuthenticator):
-    """pyzmq's ZAP thread, admitting the group's keys only, each with its identity as User-Id."""
+    """pyzmq's ZAP thread, admitting the group's keys only, each with its identity as User-Id
+    (and, on the drop-copy stream's domain, only operator, node and witness keys)."""
 
     def __init__(self, ctx: zmq.Context, ids: dict[bytes, str]) -> None:
         super().__init__(ctx)
         self.ids = ids
 
-    def callback(self, domain: str, z85_key: bytes) -> bool:  # noqa: ARG002 - pyzmq's provider call
-        return z85_key in self.ids
+    def callback(self, domain: str, z85_key: bytes) -> bool:  # pyzmq's provider call
+        user = self.ids.get(z85_key)
+        if user is None:
+            return False
+        return domain != DROP_COPY_DOMAIN or user.partition(":")[0] in _DROP_COPY_ROLES
 
     def curve_user_id(self, client_public_key: bytes) -> str:
         return self.ids[z85.encode(client_public_key)]
@@ -191,6 +202,7 @@ def start_authenticator(ctx: zmq.Context, cfg: Any) -> ZapAuthenticator:
     auth = ZapAuthenticator(ctx, user_ids(cfg))
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=auth)
+    auth.configure_curve_callback(domain=DROP_COPY_DOMAIN, credentials_provider=auth)  # (named ones too)
     return auth
 
 

@@ -72,6 +72,7 @@ class NodeDriver(SocketLoop):
                 from . import curve  # only with keys: see transport.loop
 
                 curve.make_server(self.pub, keys_dir, name)
+                self.pub.zap_domain = curve.DROP_COPY_DOMAIN.encode()  # operators' only
             self.pub.bind(pub_endpoint(endpoint))
             self.poller.register(self.pub, zmq.POLLIN)
         # The journal's fdatasync is ours to call, after the outputs that may leave first

@@ -128,3 +128,43 @@ def test_a_group_with_keys_but_no_clients_runs_open_and_says_so(group):
         assert c.submit(instrument=1, id=1, side="buy", price=100, qty=1, account=9) == [Accepted(1, 1)]
     finally:
         c.close()
+
+
+def _read_stream(g, key: str, node: str = "a", wait: float = 1.5) -> list:
+    """Entries seen on ``node``'s drop-copy stream by a SUB connected with key ``key``."""
+    import time
+
+    from replication.transport.curve import make_client
+    from replication.transport.group_file import pub_endpoint
+
+    s = zmq.Context.instance().socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    make_client(s, g.cfg.keys_dir, server=node, me=key)
+    s.setsockopt(zmq.SUBSCRIBE, b"")
+    s.connect(pub_endpoint(g.endpoints[node]))
+    got: list = []
+    deadline = time.monotonic() + wait
+    try:
+        time.sleep(0.3)  # the subscription reaches the node first
+        c = g.client(8)
+        c.submit(instrument=1, id=900, side="sell", price=120, qty=1, account=2)
+        c.close()
+        while time.monotonic() < deadline:
+            if s.poll(100):
+                got.append(wire.decode(s.recv_multipart()[1]))
+    finally:
+        s.close(0)
+    return got
+
+
+def test_the_drop_copy_stream_is_for_operator_keys_not_client_keys(group):
+    """Every order's client id and account travel on the raw stream: under CURVE a client key
+    is not admitted to it (it reads its own execution reports), an operator key is."""
+    from replication.transport.curve import key_name
+
+    g = group(("a", "b"), "sync", curve=True, tables=TABLES)
+    g.start_all()
+    g.wait_ready()
+    assert _read_stream(g, key_name("client", "desk", g.cfg)) == []
+    seen = _read_stream(g, key_name("operator", "ops", g.cfg))
+    assert any(isinstance(m, wire.Entries) for m in seen)
