@@ -76,11 +76,6 @@ cdef extern from *:
     """
     void mc_prefetch(const void *p) noexcept nogil
 
-# How many entries ahead absorb_batch asks for the hash slots, then the records, it will touch.
-cdef enum:
-    PREFETCH_FAR = 8
-    PREFETCH_NEAR = 4
-
 
 # --- unaligned little-endian reads and writes ------------------------------------
 
@@ -184,6 +179,22 @@ cdef int map_put(map_t *m, uint64_t key, int64_t val) except -1:
     m.slots[i].val = val
     m.n += 1
     return 0
+
+
+cdef slot_t *map_slot(map_t *m, uint64_t key) except NULL:
+    """The slot of ``key``, or the empty one where it goes (its ``val`` -1: the caller fills it
+    in, and must, as it is counted). One probe for a look-up followed by an insert."""
+    cdef uint64_t i
+    if 2 * (m.n + 1) > m.mask + 1:
+        map_grow(m)
+    i = home(key) & m.mask
+    while m.slots[i].val >= 0:
+        if m.slots[i].key == key:
+            return &m.slots[i]
+        i = (i + 1) & m.mask
+    m.slots[i].key = key
+    m.n += 1
+    return &m.slots[i]
 
 
 cdef int64_t map_del(map_t *m, uint64_t key) noexcept nogil:
@@ -569,13 +580,14 @@ cdef class ReportBook:
     ) except -1:
         """``ended.pop(oid)``, ``live[oid] = [...]`` and ``by_owner[cid][oid] = None`` for the
         client of party ``p``: a new id goes last, a live id keeps its place."""
-        cdef int64_t s = map_get(&self.ids, oid)
+        cdef slot_t *slot = map_slot(&self.ids, oid)
+        cdef int64_t s = slot.val
         cdef order_t *o
         cdef bint fresh = True
         if s < 0:
-            s = self.new_order()
+            s = self.new_order()  # (no table grows in between: the slot stays valid)
+            slot.val = s
             self.orders[s].id = oid
-            map_put(&self.ids, oid, s)
         elif not self.orders[s].live:  # out of the ended window, its record reused
             self.list_unlink(&self.ended, s)
         else:
@@ -657,7 +669,7 @@ cdef class ReportBook:
         """:meth:`absorb` for consecutive entries from ``first_seq``: entry ``i`` has client
         ``client_ids[i]``, command ``commands[56 i : 56 (i + 1)]`` and events
         ``events[ends[i]:ends[i + 1]]`` (``ends``: byte offsets, one more than entries). O(events)."""
-        cdef Py_ssize_t n = len(client_ids), i, k
+        cdef Py_ssize_t n = len(client_ids), i
         cdef uint64_t seq = first_seq
         cdef const uint8_t[::1] cmds = commands
         cdef const uint8_t[::1] evs = events
@@ -712,13 +724,6 @@ cdef class ReportBook:
                 if (offs[i + 1] - offs[i]) % EVENT_SIZE:
                     raise ValueError(f"entry {i}: events not whole {EVENT_SIZE}-byte records")
             for i in range(n):
-                # Ask for the memory of entries ahead now (they are all known): two stages, as a
-                # record's address needs its hash slot.
-                if i + PREFETCH_FAR < n:
-                    k = i + PREFETCH_FAR
-                    self.prefetch_slots(cmd_base + k * COMMAND_SIZE, ev_base, offs, k)
-                if i + PREFETCH_NEAR < n:
-                    self.prefetch_records(ev_base, offs, i + PREFETCH_NEAR)
                 if offs[i] != offs[i + 1]:
                     self.absorb_entry(
                         seq + i, cids[i], cmd_base + i * COMMAND_SIZE, ev_base + offs[i],
@@ -727,38 +732,6 @@ cdef class ReportBook:
         finally:
             free(cids)
             free(offs)
-
-    cdef inline void prefetch_slots(
-        self, const uint8_t *cmd, const uint8_t *evs, const int64_t *offs, Py_ssize_t i
-    ) noexcept:
-        """Prefetch the hash slots entry ``i`` will look up: its new order's id, the ids its
-        events name (a trade's maker, a cancelled or replaced order)."""
-        cdef int64_t k
-        cdef const uint8_t *ev
-        if offs[i] == offs[i + 1]:
-            return
-        mc_prefetch(&self.ids.slots[home(rd_u64(cmd)) & self.ids.mask])
-        for k in range(offs[i] // EVENT_SIZE, offs[i + 1] // EVENT_SIZE):  # (a constant step: a C loop)
-            ev = evs + k * EVENT_SIZE
-            if ev[60] == EV_TRADE:
-                mc_prefetch(&self.ids.slots[home(rd_u64(ev + 16)) & self.ids.mask])
-            elif ev[60] == EV_CANCELLED or ev[60] == EV_REPLACED:
-                mc_prefetch(&self.ids.slots[home(rd_u64(ev + 8)) & self.ids.mask])
-
-    cdef inline void prefetch_records(self, const uint8_t *evs, const int64_t *offs, Py_ssize_t i) noexcept:
-        """Prefetch the records of the orders entry ``i``'s events name (their slots came earlier)."""
-        cdef int64_t k, s
-        cdef const uint8_t *ev
-        for k in range(offs[i] // EVENT_SIZE, offs[i + 1] // EVENT_SIZE):
-            ev = evs + k * EVENT_SIZE
-            if ev[60] == EV_TRADE:
-                s = map_get(&self.ids, rd_u64(ev + 16))
-            elif ev[60] == EV_CANCELLED or ev[60] == EV_REPLACED:
-                s = map_get(&self.ids, rd_u64(ev + 8))
-            else:
-                continue
-            if s >= 0:
-                mc_prefetch(&self.orders[s])
 
     def take_touched(self):
         """The client ids that got reports since the last call (and forget them). O(touched)."""
