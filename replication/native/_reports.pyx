@@ -31,7 +31,7 @@ the engine returned) or windows outside ``0 .. 2**64 - 1``. Little-endian
 hosts only (as the engine's records).
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport PyLong_AsUnsignedLongLong
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -654,16 +654,26 @@ cdef class ReportBook:
 
     def absorb(self, seq, client_id, command, events):
         """Take one applied entry: its client, its 56-byte command and its events. O(events)."""
-        cdef const uint8_t[::1] cmd = command
-        cdef const uint8_t[::1] evs = events
-        cdef Py_ssize_t size = evs.shape[0]
+        cdef const uint8_t[::1] cmd_view
+        cdef const uint8_t[::1] ev_view
+        cdef const uint8_t *cmd
+        cdef const uint8_t *evs
+        cdef Py_ssize_t cmd_size, size
+        if type(command) is bytes and type(events) is bytes:  # the replica's case: no memoryview
+            cmd, cmd_size = <const uint8_t *>PyBytes_AS_STRING(command), PyBytes_GET_SIZE(command)
+            evs, size = <const uint8_t *>PyBytes_AS_STRING(events), PyBytes_GET_SIZE(events)
+        else:
+            cmd_view, ev_view = command, events
+            cmd_size, size = cmd_view.shape[0], ev_view.shape[0]
+            cmd = &cmd_view[0] if cmd_size else NULL
+            evs = &ev_view[0] if size else NULL
         if size == 0:
             return
         if size % EVENT_SIZE:
             raise ValueError(f"events of {size} bytes: not whole {EVENT_SIZE}-byte records")
-        if cmd.shape[0] < COMMAND_SIZE:
-            raise ValueError(f"a command of {cmd.shape[0]} bytes (want {COMMAND_SIZE})")
-        self.absorb_entry(seq, client_id, &cmd[0], &evs[0], size // EVENT_SIZE)
+        if cmd_size < COMMAND_SIZE:
+            raise ValueError(f"a command of {cmd_size} bytes (want {COMMAND_SIZE})")
+        self.absorb_entry(seq, client_id, cmd, evs, size // EVENT_SIZE)
 
     def absorb_batch(self, first_seq, client_ids, commands, events, ends):
         """:meth:`absorb` for consecutive entries from ``first_seq``: entry ``i`` has client
@@ -671,8 +681,9 @@ cdef class ReportBook:
         ``events[ends[i]:ends[i + 1]]`` (``ends``: byte offsets, one more than entries). O(events)."""
         cdef Py_ssize_t n = len(client_ids), i
         cdef uint64_t seq = first_seq
-        cdef const uint8_t[::1] cmds = commands
-        cdef const uint8_t[::1] evs = events
+        cdef const uint8_t[::1] cmd_view
+        cdef const uint8_t[::1] ev_view
+        cdef Py_ssize_t cmd_size, ev_size
         cdef const uint64_t[::1] cid_view
         cdef const int64_t[::1] end_view
         cdef uint64_t *cids = NULL
@@ -682,7 +693,19 @@ cdef class ReportBook:
         cdef list cid_list, end_list
         if n == 0:
             return
-        if cmds.shape[0] < n * COMMAND_SIZE or len(ends) < n + 1:
+        if type(commands) is bytes:  # no memoryview for the common case (a batch of one, at low load)
+            cmd_base, cmd_size = <const uint8_t *>PyBytes_AS_STRING(commands), PyBytes_GET_SIZE(commands)
+        else:
+            cmd_view = commands
+            cmd_size = cmd_view.shape[0]
+            cmd_base = &cmd_view[0] if cmd_size else NULL
+        if type(events) is bytes:
+            ev_base, ev_size = <const uint8_t *>PyBytes_AS_STRING(events), PyBytes_GET_SIZE(events)
+        else:
+            ev_view = events
+            ev_size = ev_view.shape[0]
+            ev_base = &ev_view[0] if ev_size else NULL
+        if cmd_size < n * COMMAND_SIZE or len(ends) < n + 1:
             raise ValueError(f"{n} entries need {n} commands and {n + 1} offsets")
         try:
             if type(client_ids) is list:
@@ -713,14 +736,10 @@ cdef class ReportBook:
                 if cids == NULL:
                     raise MemoryError()
                 memcpy(cids, &cid_view[0], n * sizeof(uint64_t))
-            # Plain pointers in the loop (a typed memoryview passed to a function costs an atomic
-            # reference count each time).
-            cmd_base = &cmds[0]
-            ev_base = &evs[0] if evs.shape[0] else NULL
             # Check every bound before taking anything: a bad batch changes nothing.
             for i in range(n):
-                if offs[i] < 0 or offs[i] > offs[i + 1] or offs[i + 1] > evs.shape[0]:
-                    raise ValueError(f"entry {i}: events {offs[i]}..{offs[i + 1]} of {evs.shape[0]} bytes")
+                if offs[i] < 0 or offs[i] > offs[i + 1] or offs[i + 1] > ev_size:
+                    raise ValueError(f"entry {i}: events {offs[i]}..{offs[i + 1]} of {ev_size} bytes")
                 if (offs[i + 1] - offs[i]) % EVENT_SIZE:
                     raise ValueError(f"entry {i}: events not whole {EVENT_SIZE}-byte records")
             for i in range(n):

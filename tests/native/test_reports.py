@@ -111,12 +111,12 @@ def _flow(seed: int, entries: int, report_window: int, order_window: int, batch:
             py.absorb_batch(first, cids, b"".join(commands), raw, ends)
             if rnd.random() < 0.5:
                 c.absorb_batch(first, cids, b"".join(commands), raw, ends)
-            else:  # the packed-run path's types: uint64 ids, int64 byte offsets
+            else:  # the packed-run path's types: uint64 ids, a view of the commands, int64 byte offsets
                 c.absorb_batch(
                     first,
                     np.array(cids, dtype=np.uint64),
-                    b"".join(commands),
-                    raw,
+                    memoryview(b"".join(commands)),
+                    bytearray(raw),
                     np.array(ends, dtype=np.int64),
                 )
             seq = first + n - 1
@@ -125,7 +125,10 @@ def _flow(seed: int, entries: int, report_window: int, order_window: int, batch:
             cid, command = rnd.choice(CLIENTS), _command(rnd, next_id)
             events, _ = replica.execute(1, seq, cid, seq, command)
             py.absorb(seq, cid, command, events)
-            c.absorb(seq, cid, command, events)
+            if rnd.random() < 0.8:
+                c.absorb(seq, cid, command, events)
+            else:  # any buffer does, not only bytes
+                c.absorb(seq, cid, memoryview(command), bytearray(events))
         _check_same(py, c, next_id[0], seq, full=rnd.random() < 0.1)
         if rnd.random() < 0.2:
             assert c.take_touched() == py.take_touched()
