@@ -6,7 +6,7 @@ the plain-Python book (``reports.ReportBookPy``) and the C one
 (``replication.native._reports``, ``reports.ReportBook`` when built); rounds
 interleaved so that machine noise hits every variant alike, medians reported,
 and the book's cost per order (the difference of the inverse rates against
-"off"). The workload: ``--orders`` GTC limit orders on one instrument, random
+"off"; and, less noisy, the CPU time spent inside the book's ``absorb_batch``). The workload: ``--orders`` GTC limit orders on one instrument, random
 side, price in a narrow band (most of them cross and trade: accept, trade to
 both sides), from ``--clients`` clients, in batches of ``--batch``.
 
@@ -42,6 +42,18 @@ class _NoBook:
         pass
 
 
+class _Timed:
+    """A book, and the CPU time spent in its ``absorb_batch`` (the book's own cost, measured inside)."""
+
+    def __init__(self, book: object) -> None:
+        self.book, self.cpu = book, 0.0
+
+    def absorb_batch(self, *args: object) -> None:
+        start = time.process_time()
+        self.book.absorb_batch(*args)  # type: ignore[attr-defined]
+        self.cpu += time.process_time() - start
+
+
 def workload(orders: int, clients: int, seed: int = 1) -> tuple[bytes, list[int]]:
     """``orders`` crossing limit orders (56-byte commands back to back) and each one's client id."""
     rnd = random.Random(seed)
@@ -63,14 +75,13 @@ def workload(orders: int, clients: int, seed: int = 1) -> tuple[bytes, list[int]
     return np.array(rows, dtype=COMMAND_DTYPE).tobytes(), [1 + rnd.randrange(clients) for _ in range(orders)]
 
 
-def one_run(variant: str, commands: bytes, cids: list[int], batch: int) -> tuple[float, float]:
+def one_run(variant: str, commands: bytes, cids: list[int], batch: int) -> tuple[float, float, float]:
     """Orders per second through ``execute_batch`` with the book ``variant``: by the wall clock,
-    and by this process's CPU time (less disturbed by the other processes of a shared machine)."""
+    and by this process's CPU time (less disturbed by the other processes of a shared machine);
+    and the book's CPU time per order, measured inside its ``absorb_batch`` (us)."""
     replica = Replica()
-    if variant == "off":
-        replica.reports = _NoBook()  # type: ignore[assignment]
-    elif variant == "python":
-        replica.reports = reports.ReportBookPy()
+    inner = {"off": _NoBook(), "python": reports.ReportBookPy()}.get(variant, replica.reports)
+    book = replica.reports = _Timed(inner)  # type: ignore[assignment]
     n = len(cids)
     start, cpu = time.perf_counter(), time.process_time()
     for b in range(0, n, batch):
@@ -78,7 +89,7 @@ def one_run(variant: str, commands: bytes, cids: list[int], batch: int) -> tuple
         replica.execute_batch(
             1, cids[b : b + k], list(range(b + 1, b + k + 1)), commands[b * 56 : (b + k) * 56]
         )
-    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu), 1e6 * book.cpu / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         variants.append("python")
     wall: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
+    inside: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):
         for v in variants:
-            w, c = one_run(v, commands, cids, args.batch)
+            w, c, i = one_run(v, commands, cids, args.batch)
             wall[v].append(w)
             cpu[v].append(c)
+            inside[v].append(i)
     result: dict = {
         "orders": args.orders,
         "clients": args.clients,
@@ -117,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 v: round(1e6 * (1 / m - 1 / medians["off"]), 3) for v, m in medians.items() if v != "off"
             },
         }
+    result["inside_us_per_order"] = {
+        v: round(statistics.median(r), 3) for v, r in inside.items() if v != "off"
+    }
     if args.json:
         print(json.dumps(result))
         return 0
@@ -127,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{clock:>4} {v:>7}: {r['orders_per_s'][v] / 1e3:8.0f} k orders/s, median of {args.rounds}{extra}"
             )
+    for v, us in result["inside_us_per_order"].items():
+        print(f"inside absorb_batch, {v}: {us:.3f} us/order (CPU, median)")
     return 0
 
 

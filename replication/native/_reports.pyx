@@ -4,11 +4,20 @@ For: the same book as the plain-Python ``reports.ReportBookPy`` (owners and
 states of live orders, the window of ended orders, per-client numbered
 64-byte execution reports, its snapshot bytes), with no Python object per
 order, per event or per report, so that feeding it every applied entry costs
-a few tens of nanoseconds per order instead of microseconds. The Python class
-is the specification: every answer and ``pack()`` byte must be the same (the
-tests run both on the same entries). ``reports.py`` binds the result types
-(``OrderState``, ``ReportsGone``) here at import: this layer does not import
-the protocol layer.
+a few hundred nanoseconds per order at most instead of several microseconds
+(``benchmarks/report_book.py``). The Python class is the specification:
+every answer and ``pack()`` byte must be the same (the tests run both on the
+same entries). ``reports.py`` binds the result types (``OrderState``,
+``ReportsGone``) here at import: this layer does not import the protocol
+layer.
+
+Where it differs, only on what the replica never does: windows must be
+u64s (``OverflowError`` when set, where the Python book fails only at
+``pack``); a malformed batch (offsets past the events, a short command)
+raises ``ValueError`` before anything is taken; ``touched`` is a read-only
+copy; a query key that is not an ``int`` finds nothing; an id accepted again
+while live (the engine rejects it as ``duplicate_id``) moves to its new
+owner's list.
 
 The layout, all indices (the arrays grow by ``realloc``):
 
@@ -22,8 +31,8 @@ The layout, all indices (the arrays grow by ``realloc``):
   book could hold an id both live and ended only if restored from bytes its
   ``pack`` never makes; ``unpack`` here refuses such bytes.
 - ``parties``: one per client id that owned an order or got a report (the
-  owner's list of live orders, its kept reports and their seqs), found by
-  ``party_ids``; ``logs`` lists those with reports in the order of their
+  owner's list of live orders, its kept reports and their seqs, in a ring:
+  trimming moves nothing), found by ``party_ids``; ``logs`` lists those with reports in the order of their
   first one (the snapshot's order, as the Python dict's insertion order).
 
 Not for: validating what the engine produced (the replica feeds it what
