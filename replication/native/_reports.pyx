@@ -723,7 +723,7 @@ cdef class ReportBook:
                 if cids == NULL:
                     raise MemoryError()
                 for i in range(n):
-                    cids[i] = PyLong_AsUnsignedLongLong(<object>PyList_GET_ITEM(cid_list, i))
+                    cids[i] = <object>PyList_GET_ITEM(cid_list, i)  # (any int-like: Cython converts)
             else:
                 cid_view = np.ascontiguousarray(client_ids, dtype=np.uint64)
             if type(ends) is list:

@@ -109,8 +109,16 @@ def _flow(seed: int, entries: int, report_window: int, order_window: int, batch:
             rids = [first + i for i in range(n)]
             _, raw, ends = replica.execute_batch(1, cids, rids, b"".join(commands))
             py.absorb_batch(first, cids, b"".join(commands), raw, ends)
-            if rnd.random() < 0.5:
+            if rnd.random() < 0.4:
                 c.absorb_batch(first, cids, b"".join(commands), raw, ends)
+            elif rnd.random() < 0.2:  # lists of NumPy integers, as a caller may build them
+                c.absorb_batch(
+                    first,
+                    list(np.array(cids, np.uint64)),
+                    b"".join(commands),
+                    raw,
+                    list(np.array(ends, np.int64)),
+                )
             else:  # the packed-run path's types: uint64 ids, a view of the commands, int64 byte offsets
                 c.absorb_batch(
                     first,
