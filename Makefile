@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/native/_fast.pyx \
+	replication/native/_reports.pyx \
 	replication/protocol/_client_fast.pyx \
 	setup.py pyproject.toml
 
@@ -62,8 +63,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check matching replication benchmarks tests examples
 	$(VENV)/bin/ruff format --check matching replication benchmarks tests examples
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 110 matching/_engine.pyx matching/_engine.pxd matching/*.pxi \
-		replication/native/_fast.pyx replication/protocol/_client_fast.pyx
+		replication/native/_fast.pyx replication/native/_reports.pyx replication/protocol/_client_fast.pyx
 	$(VENV)/bin/python -m mypy
 
 clean:
-	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/protocol/_client_fast.c
+	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/native/_reports.c replication/protocol/_client_fast.c

@@ -30,6 +30,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     ),
+    # The execution-report book (replication.protocol.reports.ReportBook when built; else the
+    # plain-Python ReportBookPy, its specification).
+    Extension(
+        "replication.native._reports",
+        ["replication/native/_reports.pyx"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
     # The client's Replies decoder; replication.client.group_client falls back to wire.decode when this is not built.
     Extension(
         "replication.protocol._client_fast",

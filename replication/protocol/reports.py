@@ -121,8 +121,11 @@ class _ClientReports:
         self.seqs: list[int] = []  # the seq of each kept report (bisect for ``after_seq``)
 
 
-class ReportBook:
+class ReportBookPy:
     """Owners, order states and execution reports, fed entry by entry (see the module docstring).
+
+    The plain-Python specification: ``ReportBook`` is the C twin
+    (``replication.native._reports``) when built, which must answer the same.
 
     Parameters
     ----------
@@ -322,7 +325,7 @@ class ReportBook:
         return b"".join(parts)
 
     @classmethod
-    def unpack(cls, blob: bytes | memoryview, pos: int) -> tuple[ReportBook, int]:
+    def unpack(cls, blob: bytes | memoryview, pos: int) -> tuple[ReportBookPy, int]:
         """A book from :meth:`pack` bytes at ``pos``; returns it and the position after it.
         ``ValueError`` on bytes that run short. O(state)."""
         try:
@@ -362,3 +365,13 @@ _LIVE = struct.Struct("<QQQIBqqq")  # id, owner, account, instrument, side, pric
 _ENDED = struct.Struct("<QQQIBqqqB")  # OrderState fields
 _COUNT = struct.Struct("<Q")
 _CLIENT = struct.Struct("<QQQ")  # client id, first n kept, last n
+
+# The C book, if built; else (a source checkout before `make build`) the same answers, slower.
+try:
+    from ..native import _reports
+except ImportError:
+    ReportBook: type[ReportBookPy] = ReportBookPy
+else:
+    _reports.bind(OrderState, ReportsGone)
+    ReportBook = _reports.ReportBook  # type: ignore[assignment]
+NATIVE = ReportBook is not ReportBookPy
