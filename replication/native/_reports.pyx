@@ -801,7 +801,8 @@ cdef class ReportBook:
         if after + 1 < log.first:
             raise _ReportsGone(
                 f"client {client_id}: reports {after + 1}..{log.first - 1} are past the retention window "
-                f"(the group keeps the last {self.report_window}); resync with open_orders"
+                f"(the group keeps the last {self.report_window}); resync with open_orders",
+                log.first,
             )
         kept = log.count
         lo = after + 1 - log.first
@@ -846,9 +847,18 @@ cdef class ReportBook:
         if lo == 0 and log.first > 1:
             raise _ReportsGone(
                 f"client {client_id}: reports after seq {seq} are past the retention window "
-                f"(the oldest kept is at seq {seq_at(log, 0) if log.count else '?'}); resync with open_orders"
+                f"(the oldest kept is at seq {seq_at(log, 0) if log.count else '?'}); resync with open_orders",
+                log.first,
             )
         return log.first - 1 + lo
+
+    def seq_of(self, client_id, n):
+        """The seq of the client's report number ``n``; None if it has no such report (yet, or no
+        longer: trimmed). O(1)."""
+        cdef party_t *log = self.log_of(client_id)
+        if log == NULL or n < log.first or n > log.last:
+            return None
+        return seq_at(log, n - log.first)
 
     cdef object state(self, int64_t s, object order_id, uint8_t status):
         cdef order_t *o = &self.orders[s]

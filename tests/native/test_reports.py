@@ -68,7 +68,7 @@ def _answers(book, max_id: int, seq: int, full: bool) -> list:
         try:
             out.append(f(*args))
         except ReportsGone as exc:
-            out.append(("gone", str(exc)))
+            out.append(("gone", str(exc), exc.oldest))
 
     for cid in [*CLIENTS, 99, -1, 1 << 64]:
         ask(book.last_report, cid)
@@ -82,6 +82,8 @@ def _answers(book, max_id: int, seq: int, full: bool) -> list:
                     ask(book.reports_after, cid, after, max_seq, limit)
         for s in {-1, 0, 1, seq // 3, seq - 2, seq - 1, seq, seq + 1, 1 << 64}:
             ask(book.first_after_seq, cid, s)
+        for n in {-1, 0, 1, last - 3, last - 1, last, last + 1}:
+            ask(book.seq_of, cid, n)
     for oid in [*range(0, max_id + 2), -1, 1 << 64]:
         ask(book.order, oid)
         ask(book.account_of, oid)
