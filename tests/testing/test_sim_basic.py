@@ -299,6 +299,22 @@ def test_overlapping_fault_seeds_with_up_to_ten_faults_that_once_broke_a_rule(se
     run_schedule(replace(random_schedule(seed, max_faults=10), overlap=True))
 
 
+@pytest.mark.parametrize("seed", [6114, 6877])
+def test_a_switchover_target_restarted_on_another_epochs_suffix_is_fenced_before_the_handover(seed):
+    """Seeds 6114, 6877 (sync, up to ten overlapping faults): a, epoch 1's primary, crashed holding
+    an unreplicated suffix; b took epoch 2 and sequenced the re-sent requests at the same seqs
+    (equal digests), then drained into a, down. Restarted, a's heartbeat (b's seq and digest,
+    epoch 1's last entry) was taken for an ack: b handed over before a's Join was fenced, and
+    followed a's epoch 3 without a Join, keeping epoch 2's entries under epoch 3's (a split
+    history). Now a is fenced first, and b's handover is proven on a's journal, b's own."""
+    sim = Sim(replace(random_schedule(seed, max_faults=10), overlap=True)).run()
+    rep = check_sim(sim)
+    assert not rep.violations and rep.split_brain == 0 and rep.converged, rep.violations
+    assert any(line.endswith("switchover b -> a") for line in sim.fault_log), sim.fault_log
+    a, b = sim.nodes["a"].machine, sim.nodes["b"].machine
+    assert a.counters.get("fenced") == 1 and b.counters.get("handover_resumes") == 1  # the shape
+
+
 def test_seed_1666_with_up_to_ten_faults():
     """A target's request parked before its switchover was granted on the seq it had then."""
     run_schedule(replace(random_schedule(1666, max_faults=10), overlap=True))

@@ -120,12 +120,20 @@ class PrimaryRole:
             )
         if hb.role == wire.ROLE_STANDBY and hb.leader == node.name and hb.epoch == node.epoch:
             # A heartbeat is also an ack (lost acks must not stall sync replies),
-            # trusted only if its digest proves the standby's history is ours.
+            # trusted only if it proves the standby's history is ours: the same last entry,
+            # (epoch, seq), as a Join names it (``CatchUp.common_prefix``), with the same
+            # digest. The digest alone proves the same books, not the same history: a request
+            # re-sent to the next epoch's primary is sequenced again at the same seq with an
+            # equal digest. Trusting it let a draining primary count a restarted ex-primary's
+            # older-epoch suffix as its own, hand over to it, and the new epoch then grew on a
+            # journal that was not a prefix of the acknowledged one (simulator seeds 6114, 6877).
             # (At our own seq our digest proves it too: that entry may be inside a snapshot we
             # installed, not in our journal, and without new orders no Ack would ever come.)
             mine = node.journal.entry(hb.seq)
-            proven = (mine is not None and mine.digest == hb.digest) or (
-                hb.seq == node.replica.seq and hb.digest == node.replica.digest
+            proven = (mine is not None and mine.digest == hb.digest and mine.epoch == hb.last_epoch) or (
+                hb.seq == node.replica.seq
+                and hb.digest == node.replica.digest
+                and hb.last_epoch == node.replica.last_epoch
             )
             if proven and hb.seq > self.acked.get(src, -1):
                 return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)

@@ -173,8 +173,13 @@ class StandbyRole:
 
         After a switchover we hold every entry up to the handover seq and the
         target acked all of them. Its first heartbeat as primary of the next
-        epoch carries its seq and chained digest: equal to ours means the same
-        history, and its new epoch starts right after our last entry.
+        epoch carries its last entry, (epoch, seq), and chained digest: all equal
+        to ours means the same history, and its new epoch starts right after our
+        last entry. The digest alone would not do: it proves the same books, and a
+        request re-sent to a newer epoch's primary is sequenced again at the same
+        seq with an equal digest, so a target still on an older epoch's suffix
+        would pass, and we would skip the Fence that cuts our suffix to its
+        history (simulator seeds 6114, 6877).
         """
         if self.handover is None:
             return False
@@ -186,6 +191,7 @@ class StandbyRole:
             and hb.epoch == msg.epoch + 1
             and hb.seq == msg.seq == self.node.replica.seq
             and hb.digest == self.node.replica.digest
+            and hb.last_epoch == self.node.replica.last_epoch
         )
 
     def resume_after_handover(self, src: str, hb: wire.Heartbeat, now: float) -> list:
