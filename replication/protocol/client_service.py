@@ -70,6 +70,7 @@ class ReportFeed:
         self.running = False
         self.out: _Outstanding | None = None
         self.refusals = 0  # refusals in a row (the backoff)
+        self._seen = (0, 0)  # invariants() only: the number taken and the newest seq ready at its last call
 
     def start(self, now: float, open_seq: int) -> list:
         """Begin fetching, once the session is open (its open was entry ``open_seq``). O(1)."""
@@ -143,6 +144,10 @@ class ReportFeed:
         n = len(records) // REPORT_SIZE
         if not n:
             return
+        if self.resume_seq is not None:
+            # The fetch asked by seq (a new session's first, or a resume): the client does not
+            # know its numbers yet, the answer's first is where they begin.
+            self.after = first - 1
         if first > self.after + 1:
             self.core.count("report_gaps_refused")  # never taken past a missing one
             return
@@ -176,6 +181,31 @@ class ReportFeed:
     def next_due(self) -> float:
         """When :meth:`tick` next has work (inf: never)."""
         return self.out.next_at if self.out is not None and self.running else float("inf")
+
+    def invariants(self, ordered_seqs: bool = True) -> None:
+        """Raise ``AssertionError`` naming the first rule the feed's state breaks (tests and the
+        simulator, after every step; it remembers what it saw at its last call):
+
+        - the number of the last report taken never decreases;
+        - every report ready is ``REPORT_SIZE`` bytes;
+        - with ``ordered_seqs``, the seqs of the reports ready never decrease, nor fall below the
+          newest seen ready at the last call (reports are numbered in seq order; in async mode a
+          fail-over may take reports back, and the new primary's may then carry lower seqs).
+
+        O(ready)."""
+        where = f"report feed of client {self.core.client_id} (after {self.after})"
+        seen_after, seen_seq = self._seen
+        if self.after < seen_after:
+            raise AssertionError(f"{where}: went back from report {seen_after}")
+        seq = seen_seq
+        for rec in self.ready:
+            if len(rec) != REPORT_SIZE:
+                raise AssertionError(f"{where}: a ready report of {len(rec)} bytes")
+            s = int.from_bytes(rec[:8], "little")
+            if ordered_seqs and s < seq:
+                raise AssertionError(f"{where}: a ready report at seq {s} after one at seq {seq}")
+            seq = max(seq, s)
+        self._seen = (self.after, seq)
 
 
 @dataclass(slots=True)

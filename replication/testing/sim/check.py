@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING
 
 from ...protocol import wire
 from ...protocol.replica import Replica
-from ...protocol.session import is_open_entry, opened_id
+from ...protocol.session import SESSION_SHIFT, is_open_entry, opened_id
 from ...storage.journal import MemoryJournal
+from .check_reports import check_fencing, check_reports
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .participants import SimClient
     from .run import Sim
 
 
@@ -137,9 +139,11 @@ class Report:
     switchovers: int = 0  # plain switchovers asked for
     switchovers_landed: int = 0  # ... whose target led the next epoch (not a rule: faults may abort one)
     forged_refused: int = 0  # the outsider's forgeries, every one refused by trust.Policy
+    reports: dict | None = None  # schedules with reports: check_reports.ReportFigures
 
     def as_dict(self) -> dict:
-        return {
+        extra = {} if self.reports is None else {"reports": self.reports}
+        return extra | {
             "seed": self.seed,
             "violations": self.violations,
             "acked": self.acked,
@@ -229,21 +233,30 @@ def check_sim(sim: Sim) -> Report:
             else:
                 seq_of[key] = e.seq
 
-    # What clients were told.
+    # What clients were told. Clients of one id: a client, the clients its restarts made, a twin.
+    by_id: dict[int, list[SimClient]] = {}
     for cl in sim.clients.values():
-        cid = cl.core.client_id
-        # One open per client, re-sent through any fault, opens one session: the one it was told
+        by_id.setdefault(cl.core.client_id, []).append(cl)
+    for cid, clients in by_id.items():
+        # Each open, re-sent through any fault, opens one session: the one its client was told
         # (async may lose an acknowledged open at a fail-over, as any acknowledged entry).
         opens = [e.request_id for e in chain if e.client_id == cid and is_open_entry(e.request_id)]
-        told = [opened_id(cl.core.session)] if cl.core.session and not cl.core.opening else []
-        if opens != told and (strict or len(opens) > 1 or not set(opens) <= set(told)):
-            v.append(f"session: client {cid} was told session {cl.core.session}, the history opened {opens}")
-        if cl.core.fenced:
+        told = sorted(opened_id(c.core.session) for c in clients if c.core.session and not c.core.opening)
+        if opens != told and (strict or len(opens) > len(told) or not set(opens) <= set(told)):
+            v.append(
+                f"session: client {cid} was told sessions {[t >> SESSION_SHIFT for t in told]}, "
+                f"the history opened {opens}"
+            )
+        if len(clients) == 1 and clients[0].core.fenced:
             v.append(f"session: client {cid} was fenced, though no other client has its id")
+    for cl in sim.clients.values():
+        cid = cl.core.client_id
         for rid, reply in sorted(cl.done.items()):
             if reply.status == wire.EXPIRED:
                 rep.expired += 1
                 continue
+            if reply.status == wire.FENCED:
+                continue  # never executed (check_reports.check_fencing)
             rep.acked += 1
             if (cid, rid) not in seq_of:
                 rep.lost += 1
@@ -275,6 +288,15 @@ def check_sim(sim: Sim) -> Report:
                     v.append(
                         f"reply: ({cid},{reply.request_id}) events differ from the history's at seq {seq}"
                     )
+
+    # Sessions and execution reports (check_reports): fencing, and what each client took.
+    if sim.schedule.reports:
+        fenced_replies = check_fencing(sim, chain, seq_of, strict, v)
+        if len(events_at) == len(chain):  # (a history that does not replay is a violation above)
+            figures = check_reports(sim, replica.reports, seq_of, strict, v)
+            figures.fenced_replies = fenced_replies
+            figures.fenced = sum(1 for cl in sim.clients.values() if cl.core.fenced)
+            rep.reports = figures.as_dict()
 
     # Async: the lease bounds what a fail-over loses. No reply of an epoch may leave after a
     # later epoch began (an old primary stops acknowledging when its lease runs out, and no node
