@@ -27,8 +27,10 @@ The modules, one role each:
 - ``participants``: the nodes, the witness and the clients, and a delivery;
 - ``faults`` and ``disk_faults``: one handler per fault kind;
 - ``forge``: every delivery through ``trust.Policy``, and the outsider;
+- ``sessions``: the clients' execution reports, restarts that resume, twins;
 - ``run``: :class:`Sim`, the run loop, :func:`run_schedule`;
-- ``check``: the checker (:func:`check_sim`, :class:`Report`);
+- ``check``: the checker (:func:`check_sim`, :class:`Report`), and
+  ``check_reports``: its rules for sessions and execution reports;
 - ``__main__``: ``python -m replication.testing.sim``.
 
 Not for: timing figures (virtual time says nothing about real latency), or

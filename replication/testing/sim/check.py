@@ -23,6 +23,10 @@ list of violations, empty when the run kept every rule:
   bad entry and never served as primary; no other node diverged;
 - every machine's ``invariants()`` held after each of its steps (the
   simulator calls them: ``participants``);
+- in schedules with execution reports: every report a client took is its
+  own, exactly once, in order, equal to what the replay attributes to its
+  client id, skipping only past a GONE it was told of; fencing never lets a
+  fenced session's request run (``check_reports``);
 - liveness: after every fault healed the group converged (one primary,
   every healthy standby level with it, every request answered) within the
   simulator's virtual-time bound.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from ...protocol import wire
@@ -106,10 +107,14 @@ class Sim:
             snapshot_every=schedule.snapshot_every,
             catchup_snapshot_lag=schedule.catchup_lag,
             journal_retain=schedule.journal_retain,
-            report_window=schedule.report_window,
-            order_window=schedule.order_window,
-            report_poll=sessions.REPORT_POLL if schedule.reports else Settings.report_poll,
         )
+        if schedule.reports:  # (else the defaults: the snapshots of a seed are what they were)
+            self.settings = replace(
+                self.settings,
+                report_window=schedule.report_window,
+                order_window=schedule.order_window,
+                report_poll=sessions.REPORT_POLL,
+            )
         self.now = 0.0
         self.queue = EventQueue()
         self.fault_log: list[str] = []

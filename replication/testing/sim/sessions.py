@@ -88,8 +88,11 @@ def last_seq(took: list[bytes | str]) -> int:
 
 
 def schedule_events(sim: Sim, start: float, span: float) -> None:
-    """Queue the schedule's restarts and twins over the fault phase (``Sim.client_rng``)."""
+    """Queue the schedule's restarts and twins over the fault phase (``Sim.client_rng``); none
+    without reports (``replace(schedule, reports=False)`` runs a seed as it ran before them)."""
     s, rng = sim.schedule, sim.client_rng
+    if not s.reports:
+        return
     firsts = [cl.addr for cl in sim.clients.values()]
     for _ in range(s.restarts):
         sim.queue.push(start + rng.uniform(0, span), CLIENT_RESTART, rng.choice(firsts))
