@@ -137,9 +137,9 @@ def restart(sim: Sim, addr: bytes) -> None:
     )
     old.retired, old.took_live, old.successor = True, len(old.took), new.addr
     _add(sim, new)
-    # Submits of its own for the commands left: the old client's may have gone by while it was
-    # fenced (a fenced client's submit sends nothing). Spare ones find nothing left to send.
-    for _ in range(1 + max(0, sim.schedule.requests - new.next_cmd)):
+    # Submits of its own for every command left (the tail's too): the old client's may have gone
+    # by while it was fenced (a fenced client's submit sends nothing). Spare ones send nothing.
+    for _ in range(1 + len(new.commands) - new.next_cmd):
         sim.queue.push(new.start_at + sim.client_rng.uniform(0, 0.05), SUBMIT, new.addr)
     sim.log(f"client {cid} restarts as {new.addr.decode()}, resuming after seq {resume}")
 
