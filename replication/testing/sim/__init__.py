@@ -24,7 +24,8 @@ The modules, one role each:
   (a pure function of its seed: :func:`random_schedule`), the order flow;
 - ``events``: the event queue (virtual time, ties in push order);
 - ``network``: frames through the codec, lost, duplicated, reordered, cut;
-- ``participants``: the nodes, the witness and the clients, and a delivery;
+- ``participants``: the nodes, the witness and the clients, and a delivery
+  (``clients``: one client's record);
 - ``faults`` and ``disk_faults``: one handler per fault kind;
 - ``forge``: every delivery through ``trust.Policy``, and the outsider;
 - ``sessions``: the clients' execution reports, restarts that resume, twins;

@@ -49,7 +49,7 @@ from ...storage.journal import MemoryJournal
 from .check_reports import check_fencing, check_reports, check_sessions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .participants import SimClient
+    from .clients import SimClient
     from .run import Sim
 
 

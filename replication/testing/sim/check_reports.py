@@ -38,7 +38,7 @@ from ...protocol.reports import ReportBook
 from ...protocol.session import SESSION_SHIFT, is_open_entry, nonce_of, opened_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .participants import SimClient
+    from .clients import SimClient
     from .run import Sim
 
 

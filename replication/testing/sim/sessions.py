@@ -27,11 +27,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...protocol.client_core import ClientCore
+from .clients import SimClient
 from .events import CLIENT_RESTART, CLIENT_TICK, CLIENT_TWIN, SUBMIT
 from .schedule import pack, random_commands
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .participants import SimClient
     from .run import Sim
 
 NONCE_STEP = 1 << 32  # the k-th open of a client id (k >= 1) has nonce client_id + k * NONCE_STEP
@@ -115,8 +115,6 @@ def restart(sim: Sim, addr: bytes) -> None:
     """The current client of ``addr``'s chain restarts (see the module docstring). Its old core
     runs on: an open it still has in flight is re-sent until answered (so every open the
     history holds is one a client was told), and may then fence the new core in turn."""
-    from .participants import SimClient
-
     old = sim.clients[addr]
     while old.successor:
         old = sim.clients[old.successor]
@@ -147,8 +145,6 @@ def restart(sim: Sim, addr: bytes) -> None:
 def twin(sim: Sim, client_id: int) -> None:
     """A second client with ``client_id`` (its own order flow) opens a session: it fences the
     client that held the id."""
-    from .participants import SimClient
-
     rng = sim.client_rng
     k = _opens(sim, client_id)
     flow = random_commands(rng, client_id, rng.randint(*TWIN_COMMANDS))
