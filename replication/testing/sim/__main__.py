@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "client_restarts": 0,
         "client_twins": 0,
         "clients_fenced": 0,
+        "reports_lost": 0,  # async: clients whose reports a fail-over took back
+        "sessions_reopened": 0,  # a re-sent open that opened a second session (check_sessions)
         "failed_seeds": [],
     }
     for r in sorted(results, key=lambda r: r["seed"]):
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             total["client_restarts"] += figures["restarts"]
             total["client_twins"] += figures["twins"]
             total["clients_fenced"] += figures["fenced"]
+            total["reports_lost"] += figures["lost"]
+            total["sessions_reopened"] += figures["reopened"]
         if r["violations"]:
             total["failed_seeds"].append({"seed": r["seed"], "violations": r["violations"][:3]})
     total["faults"] = dict(sorted(total["faults"].items()))
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             "client_restarts",
             "client_twins",
             "clients_fenced",
+            "reports_lost",
+            "sessions_reopened",
             "virtual_seconds",
             "wall_seconds",
         ):
