@@ -73,6 +73,8 @@ class ReportFeed:
         self.running = False
         self.out: _Outstanding | None = None
         self.refusals = 0  # refusals in a row (the backoff)
+        self.gones = 0  # GONE answers since invariants() last looked
+        self._seen = (0, 0)  # invariants() only: the number taken and the newest seq ready at its last call
 
     def start(self, now: float, open_seq: int) -> list:
         """Begin fetching, once the session is open (its open was entry ``open_seq``). O(1)."""
@@ -132,6 +134,7 @@ class ReportFeed:
         if m.status == wire.GONE:
             self.gone = m.detail or "execution reports past the group's retention window"
             self.after = m.first - 1 if m.first else self.after  # go on from where the group says
+            self.gones += 1  # (invariants: the one place the number may go back)
             self.last_seq = 0  # (its report ``after`` is the group's: nothing to check it by)
             self.resume_seq = None
             self.out = None
@@ -187,6 +190,33 @@ class ReportFeed:
     def next_due(self) -> float:
         """When :meth:`tick` next has work (inf: never)."""
         return self.out.next_at if self.out is not None and self.running else float("inf")
+
+    def invariants(self, ordered_seqs: bool = True) -> None:
+        """Raise ``AssertionError`` naming the first rule the feed's state breaks (tests and the
+        simulator, after every step; it remembers what it saw at its last call):
+
+        - the number of the last report taken never decreases, but where the group said GONE
+          (an async fail-over lost reported entries: the new primary numbers from its own);
+        - every report ready is ``REPORT_SIZE`` bytes;
+        - with ``ordered_seqs``, the seqs of the reports ready never decrease, nor fall below the
+          newest seen ready at the last call (reports are numbered in seq order; in async mode a
+          fail-over may take reports back, and the new primary's may then carry lower seqs).
+
+        O(ready)."""
+        where = f"report feed of client {self.core.client_id} (after {self.after})"
+        seen_after, seen_seq = self._seen
+        if self.after < seen_after and not self.gones:
+            raise AssertionError(f"{where}: went back from report {seen_after}")
+        self.gones = 0
+        seq = seen_seq
+        for rec in self.ready:
+            if len(rec) != REPORT_SIZE:
+                raise AssertionError(f"{where}: a ready report of {len(rec)} bytes")
+            s = int.from_bytes(rec[:8], "little")
+            if ordered_seqs and s < seq:
+                raise AssertionError(f"{where}: a ready report at seq {s} after one at seq {seq}")
+            seq = max(seq, s)
+        self._seen = (self.after, seq)
 
 
 @dataclass(slots=True)

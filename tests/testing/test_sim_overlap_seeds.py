@@ -17,7 +17,8 @@ logging.getLogger("replication").setLevel(logging.CRITICAL)
 
 
 def run_seed(seed: int) -> Sim:
-    sim = Sim(replace(random_schedule(seed), mode="async", overlap=True)).run()
+    # Without execution reports: these seeds' stories were found before them (reports change the run).
+    sim = Sim(replace(random_schedule(seed), mode="async", overlap=True, reports=False)).run()
     rep = check_sim(sim)
     assert not rep.violations, "\n".join(rep.violations + sim.fault_log[-20:])
     assert rep.duplicates == rep.split_brain == 0 and rep.converged

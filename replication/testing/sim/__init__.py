@@ -24,11 +24,14 @@ The modules, one role each:
   (a pure function of its seed: :func:`random_schedule`), the order flow;
 - ``events``: the event queue (virtual time, ties in push order);
 - ``network``: frames through the codec, lost, duplicated, reordered, cut;
-- ``participants``: the nodes, the witness and the clients, and a delivery;
+- ``participants``: the nodes, the witness and the clients, and a delivery
+  (``clients``: one client's record);
 - ``faults`` and ``disk_faults``: one handler per fault kind;
 - ``forge``: every delivery through ``trust.Policy``, and the outsider;
+- ``sessions``: the clients' execution reports, restarts that resume, twins;
 - ``run``: :class:`Sim`, the run loop, :func:`run_schedule`;
-- ``check``: the checker (:func:`check_sim`, :class:`Report`);
+- ``check``: the checker (:func:`check_sim`, :class:`Report`), and
+  ``check_reports``: its rules for sessions and execution reports;
 - ``__main__``: ``python -m replication.testing.sim``.
 
 Not for: timing figures (virtual time says nothing about real latency), or

@@ -126,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         "switchovers": 0,
         "switchovers_landed": 0,
         "forged_refused": 0,
+        "with_reports": 0,  # schedules whose clients took execution reports (check_reports)
+        "reports_taken": 0,
+        "reports_gone": 0,
+        "client_restarts": 0,
+        "client_twins": 0,
+        "clients_fenced": 0,
+        "reports_lost": 0,  # async: clients whose reports a fail-over took back
+        "sessions_reopened": 0,  # a re-sent open that opened a second session (check_sessions)
         "failed_seeds": [],
     }
     for r in sorted(results, key=lambda r: r["seed"]):
@@ -143,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         total["switchovers"] += r["switchovers"]
         total["switchovers_landed"] += r["switchovers_landed"]
         total["forged_refused"] += r["forged_refused"]
+        figures = r.get("reports")
+        if figures is not None:
+            total["with_reports"] += 1
+            total["reports_taken"] += figures["taken"]
+            total["reports_gone"] += figures["gone"]
+            total["client_restarts"] += figures["restarts"]
+            total["client_twins"] += figures["twins"]
+            total["clients_fenced"] += figures["fenced"]
+            total["reports_lost"] += figures["lost"]
+            total["sessions_reopened"] += figures["reopened"]
         if r["violations"]:
             total["failed_seeds"].append({"seed": r["seed"], "violations": r["violations"][:3]})
     total["faults"] = dict(sorted(total["faults"].items()))
@@ -168,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             "switchovers",
             "switchovers_landed",
             "forged_refused",
+            "with_reports",
+            "reports_taken",
+            "reports_gone",
+            "client_restarts",
+            "client_twins",
+            "clients_fenced",
+            "reports_lost",
+            "sessions_reopened",
             "virtual_seconds",
             "wall_seconds",
         ):

@@ -24,6 +24,10 @@ list of violations, empty when the run kept every rule:
   bad entry and never served as primary; no other node diverged;
 - every machine's ``invariants()`` held after each of its steps (the
   simulator calls them: ``participants``);
+- in schedules with execution reports: every report a client took is its
+  own, exactly once, in order, equal to what the replay attributes to its
+  client id, skipping only past a GONE it was told of; fencing never lets a
+  fenced session's request run (``check_reports``);
 - liveness: after every fault healed the group converged (one primary,
   every healthy standby level with it, every request answered) within the
   simulator's virtual-time bound.
@@ -41,10 +45,13 @@ from typing import TYPE_CHECKING
 
 from ...protocol import wire
 from ...protocol.replica import Replica
+from ...protocol.reports import ReportBookPy
 from ...protocol.session import is_open_entry, opened_id
 from ...storage.journal import MemoryJournal
+from .check_reports import check_fencing, check_reports, check_sessions
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .clients import SimClient
     from .run import Sim
 
 
@@ -138,9 +145,11 @@ class Report:
     switchovers: int = 0  # plain switchovers asked for
     switchovers_landed: int = 0  # ... whose target led the next epoch (not a rule: faults may abort one)
     forged_refused: int = 0  # the outsider's forgeries, every one refused by trust.Policy
+    reports: dict | None = None  # schedules with reports: check_reports.ReportFigures
 
     def as_dict(self) -> dict:
-        return {
+        extra = {} if self.reports is None else {"reports": self.reports}
+        return extra | {
             "seed": self.seed,
             "violations": self.violations,
             "acked": self.acked,
@@ -207,6 +216,9 @@ def check_sim(sim: Sim) -> Report:
         return rep
     rep.history = len(chain)
     replica = Replica(sim.engine_factory)
+    # The plain-Python book, the specification: the nodes run the C one when it is built, so
+    # the reports they served are checked against an independent implementation.
+    replica.reports = ReportBookPy()
     events_at: list[bytes] = []
     for i, e in enumerate(chain):
         if e.seq != i + 1:
@@ -230,17 +242,24 @@ def check_sim(sim: Sim) -> Report:
             else:
                 seq_of[key] = e.seq
 
-    # What clients were told.
+    # What clients were told. Clients of one id: a client, the clients its restarts made, a twin.
+    by_id: dict[int, list[SimClient]] = {}
     for cl in sim.clients.values():
-        cid = cl.core.client_id
+        by_id.setdefault(cl.core.client_id, []).append(cl)
+    for cid, clients in by_id.items():
+        if len(clients) > 1:
+            continue  # a restart's or a twin's: check_reports.check_sessions
         # One open per client, re-sent through any fault, opens one session: the one it was told
         # (async may lose an acknowledged open at a fail-over, as any acknowledged entry).
+        cl = clients[0]
         opens = [e.request_id for e in chain if e.client_id == cid and is_open_entry(e.request_id)]
         told = [opened_id(cl.core.session)] if cl.core.session and not cl.core.opening else []
         if opens != told and (strict or len(opens) > 1 or not set(opens) <= set(told)):
             v.append(f"session: client {cid} was told session {cl.core.session}, the history opened {opens}")
         if cl.core.fenced:
             v.append(f"session: client {cid} was fenced, though no other client has its id")
+    for cl in sim.clients.values():
+        cid = cl.core.client_id
         for rid, reply in sorted(cl.done.items()):
             if reply.status == wire.EXPIRED:
                 rep.expired += 1
@@ -251,6 +270,8 @@ def check_sim(sim: Sim) -> Report:
                         f"entitlement: request ({cid},{rid}) refused not_entitled, executed at seq {seq_of[cid, rid]}"
                     )
                 continue
+            if reply.status == wire.FENCED:
+                continue  # never executed (check_reports.check_fencing)
             rep.acked += 1
             if (cid, rid) not in seq_of:
                 rep.lost += 1
@@ -282,6 +303,16 @@ def check_sim(sim: Sim) -> Report:
                     v.append(
                         f"reply: ({cid},{reply.request_id}) events differ from the history's at seq {seq}"
                     )
+
+    # Sessions and execution reports (check_reports): fencing, and what each client took.
+    if sim.schedule.reports:
+        reopened = check_sessions(by_id, chain, strict, v)
+        fenced_replies = check_fencing(sim, chain, seq_of, strict, v)
+        if len(events_at) == len(chain):  # (a history that does not replay is a violation above)
+            figures = check_reports(sim, replica.reports, seq_of, strict, v)
+            figures.fenced_replies, figures.reopened = fenced_replies, reopened
+            figures.fenced = sum(1 for cl in sim.clients.values() if cl.core.fenced)
+            rep.reports = figures.as_dict()
 
     # Async: the lease bounds what a fail-over loses. No reply of an epoch may leave after a
     # later epoch began (an old primary stops acknowledging when its lease runs out, and no node

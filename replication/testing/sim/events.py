@@ -4,7 +4,8 @@ For: :class:`EventQueue`, one heap of ``(time, sequence number, kind, a, b,
 c)`` events, and the event kinds. Ties in time go in the order the events
 were pushed (the sequence number), so a run is a pure function of its
 schedule. The kinds (a message delivered, a node's or a client's tick, a
-client's submit, a fault healed, a hung node resumed, a forgery) are plain
+client's submit, a fault healed, a hung node resumed, a forgery, a client's
+restart or twin) are plain
 integers; ``run.Sim`` dispatches them through a table keyed by kind. Not
 for: deciding anything (``run``), or the network's losses (``network``).
 """
@@ -23,6 +24,8 @@ CLIENT_TICK = 3  # a: client address
 HEAL = 4  # a: the fault's state dict (faults start from the run loop, not from the queue)
 RESUME = 5  # a: node name
 FORGE = 6  # the outsider sends one forgery
+CLIENT_RESTART = 7  # a: the address of a chain's first client (sessions.restart)
+CLIENT_TWIN = 8  # a: a client id already in use (sessions.twin)
 
 
 class EventQueue:

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...protocol import wire
-from ...protocol.client_core import ClientCore, Done
+from ...protocol.client_core import Done
 from ...protocol.node.machine import NodeMachine
+from ...protocol.session import SessionFenced
 from ...protocol.witness import WitnessMachine
+from . import sessions
 from .check import RecordingJournal
+from .clients import SimClient
 from .events import DELIVER, SUBMIT, TICK
 from .forge import WITNESS
 
@@ -54,19 +57,6 @@ class SimNode:
     tick_at: float = float("inf")
     start_role: str = "standby"
     perturb_seq: int = 0
-
-
-@dataclass
-class SimClient:
-    """One client: its core, the commands it sends in turn, and what it was told (for the checker)."""
-
-    addr: bytes
-    core: ClientCore
-    commands: list[bytes]
-    next_cmd: int = 0
-    sent: dict[int, bytes] = field(default_factory=dict)  # request id -> command
-    done: dict[int, wire.Reply] = field(default_factory=dict)  # request id -> final reply (OK or EXPIRED)
-    ok_replies: list[wire.Reply] = field(default_factory=list)  # every OK reply received, late twins too
 
 
 class Participants:
@@ -271,8 +261,14 @@ class Participants:
         self.client_out(cl, cl.core.tick(self.sim.now))
 
     def client_out(self, cl: SimClient, outputs: list) -> None:
-        """A client core's outputs, after one call into it: answers kept, the rest sent."""
+        """A client core's outputs, after one call into it: answers kept, the rest sent (and, with
+        reports on, what its feed holds taken, as the application reads it)."""
         self.check_invariants(f"client {cl.core.client_id}", cl.core)
+        if cl.core.wants_reports:
+            self.check_invariants(
+                f"report feed of client {cl.core.client_id}", sessions.FeedCheck(self.sim, cl)
+            )
+            outputs = outputs + sessions.take_reports(cl, self.sim.now)
         sends = []
         for o in outputs:
             if isinstance(o, Done):
@@ -286,15 +282,29 @@ class Participants:
         sim = self.sim
         s = sim.schedule
         now = sim.now
-        limit = s.requests + (s.tail_requests if sim.tail_submitting else 0)
+        while cl.successor:  # a restart replaced it: its submits are its successor's
+            cl = sim.clients[cl.successor]
+        limit = min(len(cl.commands), s.requests + (s.tail_requests if sim.tail_submitting else 0))
         if cl.next_cmd >= limit or not (sim.submitting or sim.tail_submitting):
+            return
+        if now < cl.start_at:  # a restarted client: not running yet
+            sim.queue.push(cl.start_at, SUBMIT, cl.addr)
             return
         if not cl.core.session or cl.core.opening:
             # Each client first opens its session (faults may be under way): the open is re-sent
             # like any request, and must open exactly one session (check checks the history).
             if not cl.core.opening:
-                self.client_out(cl, cl.core.open(cl.core.client_id, now))  # a nonce unique per open
+                self.client_out(cl, cl.core.open(cl.nonce or cl.core.client_id, now))  # unique per open
             sim.queue.push(now + 0.001, SUBMIT, cl.addr)
+            return
+        if cl.core.fenced:
+            # A newer session holds the id (a twin's, or a restart's): the core refuses to send.
+            try:
+                cl.core.submit(cl.commands[cl.next_cmd], now)
+            except SessionFenced:
+                cl.fenced_submits += 1
+                return
+            sim.invariant_failures.append(f"client {cl.core.client_id}: a fenced core took a submit")
             return
         if len(cl.core.pending) >= s.window:
             sim.queue.push(now + 0.001, SUBMIT, cl.addr)

@@ -17,14 +17,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from ...protocol import wire
-from ...protocol.client_core import ClientCore
 from ...protocol.settings import Settings
-from . import disk_faults, faults
+from . import disk_faults, faults, sessions
 from .check import RecordingJournal, Registry, Report, check_sim
-from .events import CLIENT_TICK, DELIVER, FORGE, HEAL, RESUME, SUBMIT, TICK, EventQueue
+from .events import (
+    CLIENT_RESTART,
+    CLIENT_TICK,
+    CLIENT_TWIN,
+    DELIVER,
+    FORGE,
+    HEAL,
+    RESUME,
+    SUBMIT,
+    TICK,
+    EventQueue,
+)
 from .faults import FaultHandler, FaultState
 from .forge import SimTrust
 from .network import Network
@@ -97,6 +108,13 @@ class Sim:
             catchup_snapshot_lag=schedule.catchup_lag,
             journal_retain=schedule.journal_retain,
         )
+        if schedule.reports:  # (else the defaults: the snapshots of a seed are what they were)
+            self.settings = replace(
+                self.settings,
+                report_window=schedule.report_window,
+                order_window=schedule.order_window,
+                report_poll=sessions.REPORT_POLL,
+            )
         self.now = 0.0
         self.queue = EventQueue()
         self.fault_log: list[str] = []
@@ -111,6 +129,9 @@ class Sim:
             schedule.reorder,
         )
         self.group = Participants(self)
+        # The clients' restarts and twins draw from a stream of their own (sessions): a schedule
+        # without them draws from ``rng`` what it drew before.
+        self.client_rng = random.Random(schedule.seed * 59 + 17)
         # What the checker reads (check.check_sim), besides the participants' final state.
         self.registry = Registry()
         self.primaries: dict[int, set[str]] = {}  # epoch -> nodes seen serving as primary of it
@@ -153,7 +174,7 @@ class Sim:
             else:
                 cmds = [pack(c) for c in random_commands(self.rng, cid, total)]
             addr = f"client{cid}".encode()
-            self.clients[addr] = SimClient(addr, ClientCore(cid, self.names, 1, retry_timeout=0.05), cmds)
+            self.clients[addr] = SimClient(addr, sessions.new_core(self, cid, None), cmds)
         # Every delivery to a node or the witness passes trust.Policy; an outsider forges (forge).
         self.trust = SimTrust(self.names, schedule.seed)
         # The run loop's handlers, by event kind (events); each takes the event's a, b, c. A handler
@@ -166,6 +187,8 @@ class Sim:
             HEAL: lambda st, _b, _c: self._heal(st),
             RESUME: lambda name, _b, _c: self.group.resume(name),
             FORGE: lambda _a, _b, _c: self._forge(),
+            CLIENT_RESTART: lambda addr, _b, _c: sessions.restart(self, addr),
+            CLIENT_TWIN: lambda cid, _b, _c: sessions.twin(self, cid),
         }
 
     # -- shared by the parts ------------------------------------------------------------
@@ -283,6 +306,7 @@ class Sim:
         self._schedule_submits(self.now, span, s.requests)
         for _ in range(s.forge):  # the outsider's own random stream: the other draws stay as they were
             self.queue.push(self.now + self.trust.rng.uniform(0, span), FORGE)
+        sessions.schedule_events(self, self.now, span)  # restarts and twins (their own stream too)
         if s.overlap:
             last_heal = self.now
             for f in s.faults:
@@ -327,7 +351,11 @@ class Sim:
     def converged(self) -> bool:
         """Liveness: every request answered, one primary, every healthy standby equal to it."""
         for cl in self.clients.values():
-            if cl.core.pending or cl.next_cmd < min(len(cl.commands), self._quota()):
+            if cl.core.pending:
+                return False
+            if cl.retired or cl.core.fenced:
+                continue  # replaced by a restart, or fenced by a newer session: sends no more
+            if cl.next_cmd < min(len(cl.commands), self._quota()):
                 return False
         if not self.redundant():
             return False

@@ -84,6 +84,16 @@ class Schedule:
     overlap: bool = False
     # Forged peer, witness and operator messages an outsider sends during the fault phase (forge).
     forge: int = 0
+    # Execution reports (``sessions``): the clients open their sessions with reports on and take
+    # them as they run; ``report_window``/``order_window`` are the group's Settings (small ones
+    # make a lagging client's reports GONE). ``restarts``: clients that restart during the fault
+    # phase, a new core resuming from the last report seq the old one took (the old core runs on,
+    # fenced); ``twins``: second clients that open a session with an id already in use.
+    reports: bool = False
+    report_window: int = 65536
+    order_window: int = 65536
+    restarts: int = 0
+    twins: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -97,6 +107,12 @@ class Schedule:
             f"dup={self.duplicate} reorder={self.reorder} catchup_lag={self.catchup_lag} "
             f"snapshot_every={self.snapshot_every} journal_retain={self.journal_retain} "
             f"bundle={self.bundle} overlap={self.overlap} forge={self.forge} faults=[{faults}]"
+            + (
+                f" reports(window={self.report_window},orders={self.order_window},"
+                f"restarts={self.restarts},twins={self.twins})"
+                if self.reports
+                else ""
+            )
         )
 
 
@@ -157,7 +173,20 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
         schedule = replace(schedule, faults=(*schedule.faults, split))
     # A quarter of the schedules have an outsider forging messages: drawn from a stream of its
     # own, so every draw above (the disk and split faults' too) stays as it was.
-    return replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
+    schedule = replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
+    # Half the schedules run their clients with execution reports, restarts and twins: a stream
+    # of its own again, so a schedule that draws none of it is what it was.
+    rr = random.Random(seed * 53 + 11)
+    if rr.random() < 0.5:
+        schedule = replace(
+            schedule,
+            reports=True,
+            report_window=rr.choice((65536, 65536, 3, 12)),
+            order_window=rr.choice((65536, 4)),
+            restarts=rr.choice((0, 1, 1, 2)),
+            twins=rr.choice((0, 0, 1)),
+        )
+    return schedule
 
 
 # --- commands ----------------------------------------------------------------------------
