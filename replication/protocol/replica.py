@@ -33,6 +33,9 @@ CLIENT_HEAD = struct.Struct("<QQI")  # client id, floor, n results
 RESULT_HEAD = struct.Struct("<QQI")  # request id, seq, events len
 SESSIONS_HEAD = struct.Struct("<Q")  # n sessions (version 2 on: after the dedupe table)
 SESSION_REC = struct.Struct("<QQQ")  # client id, session, nonce
+# Earlier sessions remembered per client id (their opens' nonces): a re-sent open of one of
+# them (its answer lost, a newer session opened meanwhile) is answered FENCED, never reopened.
+OLD_SESSIONS = 8
 MAGIC = b"MCRP"
 # 1: no session table (still restored: every client id without a session); 2: no report book
 # (still restored: the orders then live have no owner, and no client has reports).
@@ -112,6 +115,8 @@ class Replica:
         # client id -> its current session (session.Held), in the order the ids first
         # opened one: the same on every replica, as it follows the journal.
         self.sessions: dict[int, Held] = {}
+        # client id -> its last OLD_SESSIONS sessions before the current one, oldest first.
+        self.old_sessions: dict[int, list[Held]] = {}
         # Owners, order states and execution reports (see ``reports``): derived from the
         # entries like the rest, so the same on every replica.
         self.reports = ReportBook(report_window, order_window)
@@ -391,6 +396,14 @@ class Replica:
         held = self.sessions.get(client_id)
         if held is None or session > held.session:  # (the primary only opens newer ones)
             self.sessions[client_id] = Held(session, nonce_of(command))
+            if held is not None:
+                old = self.old_sessions.setdefault(client_id, [])
+                old.append(held)
+                del old[:-OLD_SESSIONS]
+
+    def fenced_open(self, client_id: int, nonce: int) -> bool:
+        """Whether ``nonce`` opened one of the client id's earlier sessions (now fenced). O(1)."""
+        return any(h.nonce == nonce for h in self.old_sessions.get(client_id, ()))
 
     def _flush(self) -> None:
         runs, self._pending, self._pending_n, self._pending_bytes = self._pending, [], 0, 0
@@ -426,6 +439,10 @@ class Replica:
         head = SNAP_HEAD.pack(MAGIC, VERSION, self.seq, self.last_epoch, len(blob), len(results))
         sessions = [SESSIONS_HEAD.pack(len(self.sessions))]
         sessions += [SESSION_REC.pack(cid, h.session, h.nonce) for cid, h in self.sessions.items()]
+        # Version 3 on: the earlier sessions, as (client id, session, nonce) records.
+        old = [(cid, h) for cid, hs in self.old_sessions.items() for h in hs]
+        sessions.append(SESSIONS_HEAD.pack(len(old)))
+        sessions += [SESSION_REC.pack(cid, h.session, h.nonce) for cid, h in old]
         # CLIENT_HEAD, RESULT_HEADs and events, then the session table.
         body = b"".join([head, blob, pack_results(results), *sessions, self.reports.pack()])
         return body + struct.pack("<I", zlib.crc32(body))
@@ -470,6 +487,14 @@ class Replica:
                 pos += SESSION_REC.size
                 r.sessions[cid] = Held(session, nonce)
         if ver >= 3:
+            (n,) = SESSIONS_HEAD.unpack_from(blob, pos)
+            pos += SESSIONS_HEAD.size
+            if pos + n * SESSION_REC.size > len(blob) - 4:
+                raise ValueError("replica snapshot damaged (earlier sessions run past its end)")
+            for _ in range(n):
+                cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
+                pos += SESSION_REC.size
+                r.old_sessions.setdefault(cid, []).append(Held(session, nonce))
             r.reports, pos = ReportBook.unpack(blob, pos)
             r.reports.report_window, r.reports.order_window = report_window, order_window
         r.seq, r.last_epoch = seq, last_epoch

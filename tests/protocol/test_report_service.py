@@ -264,3 +264,36 @@ def test_a_client_holding_reports_the_primary_does_not_have_is_told_and_goes_on_
     log.seqs[-1] = 4
     out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 3, 4), net.now)
     assert out == []  # the same history: parked until there is more
+
+
+def test_a_re_sent_open_of_a_session_fenced_since_is_answered_fenced_not_opened_again():
+    """An open whose answer was lost, re-sent after a newer session of its client id opened,
+    must not open again (that would fence the newer, live client): it is answered FENCED."""
+    net = group()
+    net.run(0.05)
+    a = net.machines["a"]
+    old = client(net, b"m", MAKER, nonce=11)
+    new = client(net, b"n", MAKER, nonce=22)
+    assert new.session > old.session and a.replica.fenced_open(MAKER, 11)
+    out = a.handle(b"m", wire.Request(MAKER, 0, open_command(11)), net.now)
+    assert [(o.msg.status, o.msg.request_id) for o in out] == [(wire.FENCED, 0)]
+    net.run(0.02)
+    assert a.replica.sessions[MAKER].session == new.session  # the newer session still holds the id
+    again = type(a.replica).restore(a.replica.snapshot(), a.engine_factory)
+    assert again.old_sessions == a.replica.old_sessions and again.fenced_open(MAKER, 11)
+
+
+def test_an_isolated_primary_does_not_tell_gone_from_reports_it_has_not_committed():
+    """GONE tells the client to go on from the oldest report kept: only once that report is
+    committed, else a fail-over could take the numbering back (sim seed 84, window 3)."""
+    net = group(report_window=3)
+    net.run(0.05)
+    maker = client(net, b"m", MAKER)
+    net.drop = lambda src, dest, msg: src == "b" and type(msg) in (wire.Ack, wire.Heartbeat)
+    for i in range(1, 9):
+        send(net, b"m", maker, cmd(i, "sell", 100 + i, 1))
+        net.step()
+    a = net.machines["a"]
+    assert a.current_role.commit < a.replica.seq
+    out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 0, 0), net.now)
+    assert out == [] and a.counters["reports_gone_deferred"] >= 1

@@ -262,6 +262,11 @@ class PrimaryRole:
             self.node.count("requests_deduplicated")  # queued already: answered once sequenced
             return []
         if held is None:
+            if self.node.replica.fenced_open(cid, nonce):
+                # A re-sent open of a session a newer one has fenced since (its answer was
+                # lost): opening again would fence the newer one, a live client. Fenced it is.
+                self.node.count("requests_fenced")
+                return [Send(src, wire.Reply(cid, 0, wire.FENCED, self.node.epoch, 0, self.node.name))]
             held = self.node.replica.sessions.get(cid)
             if held is not None and held.nonce == nonce:
                 rid = opened_id(held.session)

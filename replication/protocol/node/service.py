@@ -115,7 +115,8 @@ class ClientService:
                     n + 1,
                 )
         except ReportsGone as exc:
-            return [self._gone(src, m.session, cid, exc)]
+            gone = self._gone(src, m.session, cid, exc)
+            return [gone] if gone is not None else []  # (not yet: the client asks again)
         node.count("report_fetches")
         answer = self._answer(src, cid, m.session, after)
         if answer is not None:
@@ -138,7 +139,14 @@ class ClientService:
         seq = book.seq_of(cid, after)
         return bool(after_seq) and seq is not None and seq != after_seq  # (0: the client cannot tell)
 
-    def _gone(self, src: wire.Address, session: int, cid: int, exc: ReportsGone) -> Send:
+    def _gone(self, src: wire.Address, session: int, cid: int, exc: ReportsGone) -> Send | None:
+        """The GONE answer, or None while the report it tells the client to go on from is not
+        committed: the client would take up the numbering of reports a fail-over may still take
+        back (an isolated primary's, say). Until then the fetch gets no answer."""
+        oldest = self.role.node.replica.reports.seq_of(cid, exc.oldest)
+        if oldest is not None and oldest > self.committed():
+            self.role.node.count("reports_gone_deferred")
+            return None
         self.role.node.count("reports_gone")
         log.warning("reports_gone client=%d: %s", cid, exc)
         return Send(src, wire.Reports(cid, session, wire.GONE, exc.oldest, "", str(exc)))

@@ -180,9 +180,10 @@ def check_sessions(
     history is one a client of the id sent (its nonce), and each client's session is one its own
     open opened. Returns the sessions opened by an open that had opened one already.
 
-    That happens (a protocol limit, not judged here): the group remembers only the nonce of a
-    client id's current session, so an open whose answer was lost, re-sent after another
-    client's open made a newer session, opens again and fences that newer one. O(history)."""
+    A nonce that opened two sessions is a violation: an open whose answer was lost, re-sent
+    after another client's open made a newer session, must be answered FENCED (the group
+    remembers the nonces of a client id's last ``replica.OLD_SESSIONS`` sessions), never open
+    again and fence the newer, live client. O(history)."""
     reopened = 0
     for cid, clients in by_id.items():
         if len(clients) < 2:
@@ -198,6 +199,8 @@ def check_sessions(
                     f"session: client {cid} sessions {sessions} opened by nonce {nonce}, which no client sent"
                 )
             reopened += len(sessions) - 1
+            if len(sessions) > 1:
+                v.append(f"session: client {cid}'s open with nonce {nonce} opened sessions {sessions}")
         for cl in clients:
             if cl.core.session and not cl.core.opening and strict:
                 if cl.core.session not in opened.get(cl.nonce or cid, ()):
