@@ -422,6 +422,8 @@ class ClientCore:
             self.fenced = True
             self.count("fenced_replies")
             del self.pending[rid]
+            if rid == OPEN_REQUEST:
+                self.opening = 0  # an open of a session fenced since (its first answer was lost)
             return [Done(rid, msg)]
         if msg.status == wire.BUSY:
             # Backpressure: the primary serves, but holds as many of ours as it takes. Re-send

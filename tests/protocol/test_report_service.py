@@ -292,3 +292,18 @@ def test_an_isolated_primary_does_not_tell_gone_from_reports_it_has_not_committe
     assert a.current_role.commit < a.replica.seq
     out = a.handle(b"m", wire.ReportFetch(MAKER, maker.session, 0, 0), net.now)
     assert out == [] and a.counters["reports_gone_deferred"] >= 1
+
+
+def test_a_client_whose_re_sent_open_is_answered_fenced_stops_opening_and_is_fenced():
+    net = group()
+    net.run(0.05)
+    old = ClientCore(MAKER, ["a", "b"], 1, retry_timeout=0.02)
+    out = old.open(11, net.now)  # its answer will be lost
+    net.machines[b"m"] = old
+    net.drop = lambda src, dest, msg: dest == b"m"
+    net.emit(b"m", out)
+    net.run(0.01)
+    net.drop = None
+    client(net, b"n", MAKER, nonce=22)  # a newer session of the id
+    net.run(1.0)  # the old core re-sends its open (to a, once no longer suspected): answered FENCED
+    assert old.fenced and not old.opening and not old.pending
