@@ -132,6 +132,9 @@ class ReportFeed:
             self.out = None
             return []
         if m.status == wire.GONE:
+            if m.after != self.after or self.gone:
+                core.count("stale_reports")  # the answer to an earlier fetch: where we were then
+                return []
             self.gone = m.detail or "execution reports past the group's retention window"
             self.after = m.first - 1 if m.first else self.after  # go on from where the group says
             self.gones += 1  # (invariants: the one place the number may go back)

@@ -70,6 +70,7 @@ class Reports(Message):
     leader: str = ""
     detail: str = ""
     records: bytes = b""
+    after: int = 0  # the ``after`` of the fetch this answers (a client takes a GONE for its own only)
     LAYOUT = (
         ("client_id", "u64"),
         ("session", "u64"),
@@ -78,6 +79,7 @@ class Reports(Message):
         ("leader", "text"),
         ("detail", "text"),
         ("records", "blob"),
+        ("after", "u64"),
     )
 
 

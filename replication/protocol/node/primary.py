@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("replication.sequencer")
 
 INF = float("inf")
+OPEN_NONCES = 4096  # queued opens remembered (PrimaryRole.open_nonces) before the sequenced ones are pruned
 # The primary's timers (``self.timers``).
 DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
 
@@ -71,6 +72,9 @@ class PrimaryRole:
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see session_now).
         self.opens: dict[int, Held] = {}
+        # (client id, nonce) of every open this role queued -> its session: an open re-sent while
+        # a newer open of its client id is queued behind it is not opened twice.
+        self.open_nonces: dict[tuple[int, int], int] = {}
         self.lease = PrimaryLease(node)
         self.timers = Timers()  # DRAIN, ISR (``in_sync``)
         self.catch_up = CatchUp(self)  # joins and refills: what each catching-up node has in flight
@@ -243,6 +247,11 @@ class PrimaryRole:
             return None
         return q
 
+    def session_now_applied(self, client_id: int) -> int:
+        """The client id's current session as applied (the replica's; 0: none). O(1)."""
+        held = self.node.replica.sessions.get(client_id)
+        return held.session if held is not None else 0
+
     def session_now(self, client_id: int) -> int:
         """The client id's current session as this primary will have sequenced it: the replica's,
         or the one its still-queued open opens (0: none). O(1 + the client's queued spans)."""
@@ -257,21 +266,25 @@ class PrimaryRole:
         if m.request_id or not nonce:
             self.node.count("requests_malformed")  # counter 0 of a session is the primary's to give
             return []
-        held = self._queued_open(cid)
-        if held is not None and held.nonce == nonce:
+        if self.node.replica.fenced_open(cid, nonce):
+            # A re-sent open of a session a newer one has fenced since (its answer was
+            # lost): opening again would fence the newer one, a live client. Fenced it is.
+            self.node.count("requests_fenced")
+            return [Send(src, wire.Reply(cid, 0, wire.FENCED, self.node.epoch, 0, self.node.name))]
+        queued = self._queued_open(cid)
+        if (queued is not None and queued.nonce == nonce) or (
+            (cid, nonce) in self.open_nonces and self.open_nonces[cid, nonce] > self.session_now_applied(cid)
+        ):
             self.node.count("requests_deduplicated")  # queued already: answered once sequenced
             return []
-        if held is None:
-            if self.node.replica.fenced_open(cid, nonce):
-                # A re-sent open of a session a newer one has fenced since (its answer was
-                # lost): opening again would fence the newer one, a live client. Fenced it is.
-                self.node.count("requests_fenced")
-                return [Send(src, wire.Reply(cid, 0, wire.FENCED, self.node.epoch, 0, self.node.name))]
-            held = self.node.replica.sessions.get(cid)
-            if held is not None and held.nonce == nonce:
-                rid = opened_id(held.session)
-                got = self.node.replica.lookup(cid, rid)
-                return self._first_result(src, cid, rid, EXPIRED if got is None else got, now)
+        current = self.node.replica.sessions.get(cid)
+        if current is not None and current.nonce == nonce:
+            # The open of the current session, again (also while a newer open is queued: that
+            # one will fence this session; this open is not a third one): its first result.
+            rid = opened_id(current.session)
+            got = self.node.replica.lookup(cid, rid)
+            return self._first_result(src, cid, rid, EXPIRED if got is None else got, now)
+        held = queued or current
         slot = self.node.replica.results.get(cid)
         floor, newest = (slot[0], max(slot[1], default=0)) if slot is not None else (0, 0)
         session = next_session(held, floor, newest)
@@ -280,6 +293,10 @@ class PrimaryRole:
             log.error("sessions_exhausted client=%d: every session number of this client id is used", cid)
             return [Send(src, wire.Reply(cid, 0, wire.UNAVAILABLE, self.node.epoch, 0, self.node.name))]
         self.opens[cid] = Held(session, nonce)
+        self.open_nonces[cid, nonce] = session
+        if len(self.open_nonces) > OPEN_NONCES:  # forget those sequenced (the replica knows them)
+            for key in [k for k, s in self.open_nonces.items() if s <= self.session_now_applied(k[0])]:
+                del self.open_nonces[key]
         self.pending.add(src, wire.Request(cid, opened_id(session), m.command))
         self.node.count("sessions_opened")
         log.info("session_open client=%d session=%d", cid, session)

@@ -115,7 +115,7 @@ class ClientService:
                     n + 1,
                 )
         except ReportsGone as exc:
-            gone = self._gone(src, m.session, cid, exc)
+            gone = self._gone(src, m.session, cid, exc, m.after)
             return [gone] if gone is not None else []  # (not yet: the client asks again)
         node.count("report_fetches")
         answer = self._answer(src, cid, m.session, after)
@@ -139,7 +139,7 @@ class ClientService:
         seq = book.seq_of(cid, after)
         return bool(after_seq) and seq is not None and seq != after_seq  # (0: the client cannot tell)
 
-    def _gone(self, src: wire.Address, session: int, cid: int, exc: ReportsGone) -> Send | None:
+    def _gone(self, src: wire.Address, session: int, cid: int, exc: ReportsGone, after: int) -> Send | None:
         """The GONE answer, or None while the report it tells the client to go on from is not
         committed: the client would take up the numbering of reports a fail-over may still take
         back (an isolated primary's, say). Until then the fetch gets no answer."""
@@ -149,7 +149,7 @@ class ClientService:
             return None
         self.role.node.count("reports_gone")
         log.warning("reports_gone client=%d: %s", cid, exc)
-        return Send(src, wire.Reports(cid, session, wire.GONE, exc.oldest, "", str(exc)))
+        return Send(src, wire.Reports(cid, session, wire.GONE, exc.oldest, "", str(exc), b"", after))
 
     def _answer(self, src: wire.Address, cid: int, session: int, after: int) -> Send | None:
         """The committed reports above ``after`` as an answer, or None if there are none yet."""
@@ -158,7 +158,7 @@ class ClientService:
                 cid, after, self.committed(), MAX_REPORTS
             )
         except ReportsGone as exc:
-            return self._gone(src, session, cid, exc)
+            return self._gone(src, session, cid, exc, after)
         if not records:
             return None
         return Send(src, wire.Reports(cid, session, wire.OK, first, "", "", records))
