@@ -30,7 +30,7 @@ import numpy as np
 
 from . import codes
 from .commands import command_record
-from .events import Accepted, Cancelled, Event, Replaced, Trade, events_from_array
+from .events import Accepted, Cancelled, Replaced, Trade, events_from_array
 from .market_data import (
     SIDE_NAMES,
     BboUpdate,

@@ -82,8 +82,8 @@ class BookSnapshot(NamedTuple):
 
 def update_dict(u: Update) -> dict:
     """The JSON form of an update: its fields plus ``kind`` ("level", "trade" or "bbo")."""
-    d = u._asdict()
-    d["kind"] = UPDATE_KINDS[type(u)]
+    d = {"kind": UPDATE_KINDS[type(u)]}
+    d.update(u._asdict())
     return d
 
 
