@@ -4,9 +4,12 @@
 specification it is tested against. Both take commands one by one
 (``submit``, ``cancel``, ``replace``, ``mass_cancel``, ``apply``) or in a
 NumPy batch (``apply_batch`` on ``command_array(...)``) and return the same
-events.
+events. ``BookFeed`` turns those events into the public market-data feed
+(L2 level updates, trades, BBO; ``matching.market_data``), and ``LocalBook``
+rebuilds and verifies a book from it.
 """
 
+from .book_feed import BookFeed
 from .codes import COMMAND_DTYPE, EVENT_DTYPE, digest_hex
 from .commands import command_array, command_dict, command_record
 from .events import (
@@ -20,6 +23,15 @@ from .events import (
     events_from_array,
     events_from_bytes,
 )
+from .market_data import (
+    BboUpdate,
+    BookSnapshot,
+    LevelUpdate,
+    LocalBook,
+    TradeUpdate,
+    depth_checksum,
+    update_dict,
+)
 from .reference import ReferenceEngine
 
 try:
@@ -31,18 +43,26 @@ __all__ = [
     "COMMAND_DTYPE",
     "EVENT_DTYPE",
     "Accepted",
+    "BboUpdate",
+    "BookFeed",
+    "BookSnapshot",
     "Cancelled",
     "Engine",
     "Event",
+    "LevelUpdate",
+    "LocalBook",
     "ReferenceEngine",
     "Rejected",
     "Replaced",
     "Trade",
+    "TradeUpdate",
     "command_array",
     "command_dict",
     "command_record",
+    "depth_checksum",
     "digest_hex",
     "event_dict",
     "events_from_array",
     "events_from_bytes",
+    "update_dict",
 ]
