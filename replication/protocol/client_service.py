@@ -71,6 +71,7 @@ class ReportFeed:
         self.ready: list[bytes] = []  # reports taken, not yet read (REPORT_SIZE bytes each)
         self.gone = ""  # a GONE answer's detail, until the application is told (take_gone)
         self.running = False
+        self.started = False  # (start() sets the resume point once)
         self.out: _Outstanding | None = None
         self.refusals = 0  # refusals in a row (the backoff)
         self.gones = 0  # GONE answers since invariants() last looked
@@ -78,9 +79,9 @@ class ReportFeed:
 
     def start(self, now: float, open_seq: int) -> list:
         """Begin fetching, once the session is open (its open was entry ``open_seq``). O(1)."""
-        if self.resume_seq is None and not self.running:
+        if self.resume_seq is None and not self.started:
             self.resume_seq = open_seq  # no resume point: this session's reports
-        self.running = True
+        self.running = self.started = True
         return self._fetch(now) if self.out is None else []
 
     def _fetch(self, now: float, wait: float = 0.0) -> list:
