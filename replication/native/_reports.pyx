@@ -847,7 +847,8 @@ cdef class ReportBook:
         if lo == 0 and log.first > 1:
             raise _ReportsGone(
                 f"client {client_id}: reports after seq {seq} are past the retention window "
-                f"(the oldest kept is at seq {seq_at(log, 0) if log.count else '?'}); resync with open_orders",
+                f"(the oldest kept is at seq {seq_at(log, 0) if log.count else '?'}); "
+                "resync with open_orders",
                 log.first,
             )
         return log.first - 1 + lo
