@@ -281,7 +281,7 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
         # client from re-sending to the standby, yet recovers if one happens anyway.
         c = g.client(7, timeout=30.0, retry_timeout=2.0)
         if args.no_reports:
-            c.core.feed.running = False  # (set before the open is answered: it never fetches)
+            c.core.wants_reports = c.core.feed.running = False  # (the open's answer starts no feed)
         statuses: dict[str, int] = {}
         reports = [0]  # execution reports taken (records, as the pipelined API takes replies)
 
