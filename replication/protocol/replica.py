@@ -478,27 +478,31 @@ class Replica:
                 pos += ln
             r.results[cid] = [floor, table]
         if ver >= 2:
-            (n,) = SESSIONS_HEAD.unpack_from(blob, pos)
-            pos += SESSIONS_HEAD.size
-            if pos + n * SESSION_REC.size > len(blob) - 4:
-                raise ValueError("replica snapshot damaged (session table runs past its end)")
-            for _ in range(n):
-                cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
-                pos += SESSION_REC.size
-                r.sessions[cid] = Held(session, nonce)
+            held, pos = _read_sessions(blob, pos, "session table")
+            r.sessions.update(held)
         if ver >= 3:
-            (n,) = SESSIONS_HEAD.unpack_from(blob, pos)
-            pos += SESSIONS_HEAD.size
-            if pos + n * SESSION_REC.size > len(blob) - 4:
-                raise ValueError("replica snapshot damaged (earlier sessions run past its end)")
-            for _ in range(n):
-                cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
-                pos += SESSION_REC.size
-                r.old_sessions.setdefault(cid, []).append(Held(session, nonce))
+            earlier, pos = _read_sessions(blob, pos, "earlier sessions")
+            for cid, h in earlier:
+                r.old_sessions.setdefault(cid, []).append(h)
             r.reports, pos = ReportBook.unpack(blob, pos)
             r.reports.report_window, r.reports.order_window = report_window, order_window
         r.seq, r.last_epoch = seq, last_epoch
         return r
+
+
+def _read_sessions(blob: bytes, pos: int, what: str) -> tuple[list[tuple[int, Held]], int]:
+    """A snapshot's table of (client id, session, nonce) records at ``pos``: the records as
+    ``(client id, Held)`` and the position after them; ``ValueError`` if it runs past the end."""
+    (n,) = SESSIONS_HEAD.unpack_from(blob, pos)
+    pos += SESSIONS_HEAD.size
+    if pos + n * SESSION_REC.size > len(blob) - 4:
+        raise ValueError(f"replica snapshot damaged ({what} runs past its end)")
+    out = []
+    for _ in range(n):
+        cid, session, nonce = SESSION_REC.unpack_from(blob, pos)
+        pos += SESSION_REC.size
+        out.append((cid, Held(session, nonce)))
+    return out, pos
 
 
 class _Run(NamedTuple):
