@@ -30,28 +30,12 @@ from matching import (
     update_dict,
 )
 from matching.market_data import APPLIED
+from tests.engine.test_market_data import PUBLIC_FIELDS  # noqa: E402
 from tests.strategies import INSTRUMENTS, command_lists
 
 ENGINES = [ReferenceEngine]
 if matching.Engine is not None:
     ENGINES.append(matching.Engine)
-
-PUBLIC_FIELDS = {
-    "kind",
-    "seq",
-    "instrument",
-    "instrument_seq",
-    "checksum",
-    "side",
-    "price",
-    "qty",
-    "orders",
-    "aggressor",
-    "bid_price",
-    "bid_qty",
-    "ask_price",
-    "ask_qty",
-}
 
 
 def _best(depth) -> tuple[int, int, int, int]:
