@@ -184,8 +184,12 @@ def _check(older: dict, newer: dict, entries: list[wire.Entry]) -> None:
         assert not fenced & set(command_id)
         assert {session_of(rid) for rid in sent} == {rec["session"]} != {0}
         assert rec["counters"].get("foreign_replies", 0) == 0
-    # The older process was fenced, by name, and the newer one never was.
-    assert "client id 7" in older["error"] and older["fenced"], older["error"]
+    # The older process was fenced, by name, and the newer one never was. It may learn it from
+    # a request answered FENCED or from its report feed's fetch answered FENCED (then every
+    # request it had in flight was sequenced before the newer open, and answered OK): both
+    # are right, so its list of FENCED requests may be empty.
+    assert "client id 7" in older["error"], older["error"]
+    assert len(older["sent"]) < 50 * N  # fenced mid-flow, not at the end of its orders
     assert newer["error"] == "" and not newer["fenced"]
     assert older["session"] < newer["session"]
     # Nothing of the older session ran after the newer one opened.
