@@ -9,7 +9,7 @@ EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.p
 	replication/protocol/_client_fast.pyx \
 	setup.py pyproject.toml
 
-.PHONY: all venv build test test-long test-faults golden sim demo bench lint clean
+.PHONY: all venv build test test-long test-faults golden sim demo bench lint wheel clean
 
 all: test
 
@@ -57,6 +57,13 @@ demo: build
 bench: build
 	$(VENV)/bin/matchcore bench all --quick
 
+# The wheel in dist/, then the proof that it installs into a clean venv (dependencies from
+# PyPI) and runs `matchcore replay` and a short demo there (tests/packaging/test_wheel_install.py).
+wheel: build
+	rm -rf dist build/lib.* build/bdist.*  # a stale build/lib would put old modules in the wheel
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	MATCHCORE_WHEEL="$$(ls dist/matchcore-*.whl)" $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_wheel_install.py
+
 # Ruff (lint and format), cython-lint, and mypy on the layers below the drivers (replication's
 # native, protocol and storage: files and options in pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
@@ -67,4 +74,4 @@ lint: $(STAMP)
 	$(VENV)/bin/python -m mypy
 
 clean:
-	rm -rf $(VENV) build matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/native/_reports.c replication/protocol/_client_fast.c
+	rm -rf $(VENV) build dist matching/.built matching/*.so matching/_engine.c replication/native/*.so replication/protocol/*.so replication/native/_fast.c replication/native/_reports.c replication/protocol/_client_fast.c

@@ -9,6 +9,7 @@ events. ``BookFeed`` turns those events into the public market-data feed
 rebuilds and verifies a book from it.
 """
 
+from ._version import __version__
 from .book_feed import BookFeed
 from .codes import COMMAND_DTYPE, EVENT_DTYPE, digest_hex
 from .commands import command_array, command_dict, command_record
@@ -40,6 +41,7 @@ except ImportError:  # the extension is not built yet (a source checkout before 
     Engine = None  # type: ignore[assignment,misc]
 
 __all__ = [
+    "__version__",
     "COMMAND_DTYPE",
     "EVENT_DTYPE",
     "Accepted",

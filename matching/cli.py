@@ -143,7 +143,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="matchcore", description=__doc__.splitlines()[0])
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="matchcore",
+        description="matchcore: a replicated price-time order-matching core. "
+        "Run a subcommand with --help for its options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"matchcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "replay",

@@ -98,10 +98,14 @@ from __future__ import annotations
 from .protocol.reports import ReportsGone
 from .protocol.session import SessionFenced
 
-__all__ = ["Client", "ReportsGone", "Router", "SessionFenced"]
+__all__ = ["Client", "ReportsGone", "Router", "SessionFenced", "__version__"]
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # matchcore's one version (matching/_version.py)
+        from matching._version import __version__
+
+        return __version__
     # Lazy so that the sans-IO modules can be imported without pyzmq.
     if name == "Client":
         from .client.group_client import Client
