@@ -57,8 +57,17 @@ def group_status(cfg: Any, timeout: float = 1.0, key: str = "") -> dict[str, Any
     targets = {n: s.endpoint for n, s in cfg.nodes.items()}
     if cfg.witness:
         targets["witness"] = cfg.witness
-    for name, ep in targets.items():
-        got = ask(ep, wire.StatusRequest(), timeout, cfg.keys_dir, name, key)
+    # Every target at once (one thread each, each with its own socket): a group with nodes down
+    # answers in one timeout, not one per silent node.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(targets) or 1) as pool:
+        asked = {
+            name: pool.submit(ask, ep, wire.StatusRequest(), timeout, cfg.keys_dir, name, key)
+            for name, ep in targets.items()
+        }
+    for name, future in asked.items():
+        got = future.result()
         out[name] = (
             json.loads(got.body) if isinstance(got, wire.Status) else {"node": name, "role": "unreachable"}
         )

@@ -162,6 +162,7 @@ class Client(EngineCalls):
             resume_from=resume_from,
         )
         self.timeout = timeout
+        self.endpoints = dict(endpoints)
         self.ctx = zmq.Context.instance()
         self.socks: dict[str, zmq.Socket] = {}
         self.monitors: dict[zmq.Socket, str] = {}
@@ -317,10 +318,21 @@ class Client(EngineCalls):
             deadline = time.monotonic() + self.timeout
             while core.opening:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no group answered the session open of client id {core.client_id}")
+                    raise TimeoutError(
+                        self.silence(f"no answer to the session open of client id {core.client_id}")
+                    )
                 self._pump(2)
         if core.fenced:
             raise SessionFenced(core.client_id, core.session)
+
+    def silence(self, what: str, timeout: float | None = None) -> str:
+        """The message of a ``TimeoutError``: what got no answer, for how long, and from where."""
+        waited = self.timeout if timeout is None else timeout
+        asked = ", ".join(f"{n} at {ep}" for n, ep in self.endpoints.items())
+        return (
+            f"{what} within {waited:g} s from the group ({asked}; last believed primary: "
+            f"{self.core.primary}). Is the group running? `matchcore status` shows each node"
+        )
 
     @property
     def session(self) -> int:
@@ -451,7 +463,7 @@ class Client(EngineCalls):
             if self.core.fenced:
                 raise SessionFenced(self.core.client_id, self.core.session)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no reply to request {request_id} within the timeout")
+                raise TimeoutError(self.silence(f"no reply to request {request_id}", timeout))
             self._pump(2)
         return self._events(self.results.pop(request_id))
 
@@ -512,7 +524,7 @@ class Client(EngineCalls):
                 raise SessionFenced(self.core.client_id, self.core.session)
             if time.monotonic() > deadline:
                 qs.pending.pop(qid, None)
-                raise TimeoutError(f"no answer to query {qid} from {self.core.primary} within the timeout")
+                raise TimeoutError(self.silence(f"no answer to query {qid}", timeout))
             self._pump(2)
         answer = qs.done.pop(qid)
         if isinstance(answer, QueryRefused):

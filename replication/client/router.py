@@ -463,7 +463,12 @@ class Router(EngineCalls):
                 raise KeyError(f"request {request_id} is unknown or already collected")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no reply to request {request_id} within the timeout")
+                groups = ", ".join(self._clients) or "(none)"
+                waited = self.timeout if timeout is None else timeout
+                raise TimeoutError(
+                    f"no reply to request {request_id} within {waited:g} s from its groups (connected: "
+                    f"{groups}). Is each group running? `matchcore status --config GROUP.toml` shows its nodes"
+                )
             self._collect(left)
         return self._events(self._done.pop(request_id))
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -25,9 +25,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr
-    )
+    from .logs import setup
+
+    setup(args.log_level, getattr(args, "log_format", "text"))
 
 
 # -- long-running processes ------------------------------------------------------------
@@ -39,6 +39,12 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     _setup_logging(args)
     cfg = load(args.config)
+    if args.node not in cfg.nodes:
+        print(
+            f"matchcore {args.command}: no node {args.node!r} in {args.config} (nodes: {', '.join(cfg.nodes)})",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
     role = "primary" if args.command == "primary" else "standby"
     driver = node_driver(cfg, args.node, role, engine_factory(args.engine), args.debug_perturb_seq)
     if args.metrics_port:
@@ -79,26 +85,23 @@ def auth_line(cfg: Any) -> str:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ..transport.group_file import load
+    from .health import EXIT_HEALTHY, EXIT_UNHEALTHY, problems, table
 
     cfg = load(args.config)
-    st = group_status(cfg, args.timeout, operator_key(cfg, args))
-    if args.node:
-        st = {args.node: st.get(args.node, {"role": "unknown node"})}
-    if args.json:
-        print(json.dumps(st, sort_keys=True))
-        return 0
-    print(auth_line(cfg))
-    print(f"{'node':<10}{'role':<12}{'epoch':>6}{'last_seq':>10}  {'digest':<17}{'lag':>6}  counters")
-    for name, s in st.items():
-        counters = " ".join(f"{k}={v}" for k, v in s.get("counters", {}).items())
-        print(
-            f"{name:<10}{s.get('role', '?'):<12}{s.get('epoch', ''):>6}{s.get('last_seq', ''):>10}  "
-            f"{s.get('digest', ''):<17}{s.get('lag', ''):>6}  {counters}"
-        )
-        for key in ("error", "damaged"):  # a failed or damaged journal: why this node does not serve
-            if s.get(key):
-                print(f"{'':<10}{key}: {s[key]}")
-    return 0
+    key = operator_key(cfg, args)
+    while True:
+        st = group_status(cfg, args.timeout, key)
+        if args.json:
+            print(json.dumps(st, sort_keys=True), flush=True)
+        else:
+            if args.watch:
+                print("\033[H\033[2J", end="")  # clear the terminal: one screen per refresh
+                print(time.strftime("%H:%M:%S"), f"every {args.watch:g} s (Ctrl-C ends)")
+            print(auth_line(cfg))
+            print("\n".join(table(st, counters=not args.watch)), flush=True)
+        if not args.watch:
+            return EXIT_UNHEALTHY if problems(st) else EXIT_HEALTHY
+        time.sleep(args.watch)
 
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
@@ -111,16 +114,22 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         return 2
     key = operator_key(cfg, args)
     st = group_status(cfg, args.timeout, key)
-    primary = args.node or next((n for n, s in st.items() if s.get("role") == "primary"), None)
+    primary = next((n for n, s in st.items() if s.get("role") == "primary"), None)
     if primary is None:
-        print("switchover: no primary found", file=sys.stderr)
+        silent = [n for n, s in st.items() if s.get("role") == "unreachable"]
+        why = f" ({', '.join(silent)} did not answer within {args.timeout:g} s)" if silent else ""
+        print(f"switchover: no primary found{why}: nothing to hand over", file=sys.stderr)
         return 1
     if primary == args.to:
         print(f"switchover: {args.to} is already primary")
         return 0
     t0 = time.monotonic()
+    wait = args.timeout + cfg.settings.switchover_timeout
+    print(
+        f"switchover: asking {primary} to hand over to {args.to} (waiting up to {wait:g} s)", file=sys.stderr
+    )
     ask(cfg.nodes[primary].endpoint, wire.Switchover(args.to), args.timeout, cfg.keys_dir, primary, key)
-    deadline = t0 + args.timeout + cfg.settings.switchover_timeout
+    deadline = t0 + wait
     while time.monotonic() < deadline:
         got = ask(cfg.nodes[args.to].endpoint, wire.StatusRequest(), args.timeout, cfg.keys_dir, args.to, key)
         if isinstance(got, wire.Status) and json.loads(got.body).get("role") == "primary":
@@ -132,7 +141,8 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
             return 0
         time.sleep(0.005)
     print(
-        f"switchover: {args.to} did not become primary (the primary aborts after its drain timeout)",
+        f"switchover: {args.to} did not become primary within {wait:g} s "
+        "(the primary aborts after its drain timeout, switchover_timeout_ms)",
         file=sys.stderr,
     )
     return 1
@@ -144,7 +154,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     cfg = load(args.config)
     if args.node not in cfg.nodes:
-        print("promote: --node NAME is required", file=sys.stderr)
+        print(f"promote: no node {args.node!r} in {args.config}", file=sys.stderr)
         return 2
     key = operator_key(cfg, args)
     risk = promote_risk(group_status(cfg, args.timeout, key), args.node, cfg.settings.mode)
@@ -218,7 +228,20 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     from ..transport.group_file import load
     from ..transport.subscriber import subscribe
 
-    return subscribe(load(args.config), args.node, args.count, args.timeout)
+    cfg = load(args.config)
+    if args.node is not None and args.node not in cfg.nodes:
+        print(f"subscribe: no node {args.node!r} in {args.config}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    names = [args.node] if args.node else list(cfg.nodes)
+    # Say what we wait for, and refuse to wait forever on a group that is not there.
+    st = group_status(cfg, 1.0, operator_key(cfg, args))
+    answering = [n for n in names if st.get(n, {}).get("role") not in (None, "unreachable")]
+    where = ", ".join(f"{n} at {cfg.nodes[n].endpoint}" for n in names)
+    if not answering:
+        print(f"subscribe: no node answers ({where}, 1 s each): is the group running?", file=sys.stderr)
+        return 1
+    print(f"subscribe: following the stream of {', '.join(answering)}", file=sys.stderr, flush=True)
+    return subscribe(cfg, args.node, args.count, args.timeout)
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -228,6 +251,13 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     if args.client or args.operator:
         return _new_key_pair(args)
     cfg = load(args.config)
+    if not cfg.keys_dir:
+        print(
+            f'matchcore keys: {args.config} has no keys_dir: add keys_dir = "keys" (a directory for the '
+            "group's key pairs), or make one holder's pair with --client NAME / --operator NAME",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
     made = create_keys(cfg)
     print(f"keys in {cfg.keys_dir}: created {', '.join(made) if made else 'none (all present)'}")
     # Who may connect, as each process will know it (a key file for each, or the group file's key).
@@ -274,12 +304,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # -- registration ----------------------------------------------------------------------
 
 
+def _parser(subparsers: Any, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help, a description, and an example under ``--help``."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 78),
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_subcommands(subparsers: Any) -> None:
     """Register the replication subcommands on ``matchcore``'s subparsers (each sets ``func``)."""
+    from .logs import FORMATS, LEVELS
 
-    def common(p: argparse.ArgumentParser, node_required: bool = False) -> None:
+    def config_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default="group.toml", help="the group TOML file (default: group.toml)")
-        p.add_argument("--node", required=node_required, default=None, help="node name in the group file")
+
+    def node_flag(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--node", required=True, metavar="NAME", help=what)
+
+    def timeout_flag(p: argparse.ArgumentParser, default: float, what: str) -> None:
+        p.add_argument(
+            "--timeout", type=float, default=default, metavar="SECONDS", help=f"{what} (default: {default:g})"
+        )
 
     def key_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -289,64 +338,112 @@ def add_subcommands(subparsers: Any) -> None:
             help="CURVE key: a name in keys_dir (operator-NAME) or a .key_secret path (default: first operator)",
         )
 
-    def metrics_flag(p: argparse.ArgumentParser) -> None:
+    def process_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--log-level", default="info", choices=LEVELS, help="(default: info)")
+        p.add_argument(
+            "--log-format",
+            default="text",
+            choices=FORMATS,
+            help="text: 'time LEVEL logger event key=value ...'; json: one object per line (default: text)",
+        )
         p.add_argument(
             "--metrics-port",
             type=int,
             default=0,
             metavar="PORT",
-            help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0 = off)",
+            help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default: 0 = off)",
         )
 
     for role in ("primary", "standby"):
-        p = subparsers.add_parser(
+        p = _parser(
+            subparsers,
             role,
             help=f"run a node that starts as {role}",
-            description=f"Run node NODE of the group, starting as {role}.",
+            description=f"Run node NAME of the group, starting as {role}, until SIGTERM. "
+            + (
+                "Start the group's first primary this way; a node that comes back after a crash "
+                "starts as standby."
+                if role == "primary"
+                else "It recovers its journal, follows the primary, catches up and stays in sync."
+            ),
+            example=f"matchcore {role} --config group.toml --node {'a' if role == 'primary' else 'b'}",
         )
-        common(p, node_required=True)
+        config_flag(p)
+        node_flag(p, "this node's name in the group file ([nodes.NAME])")
         p.add_argument(
             "--engine",
             choices=("auto", "native", "reference"),
             default="auto",
-            help="matching engine (auto: Cython if built, else the reference)",
+            help="matching engine (auto: Cython if built, else the reference; default: auto)",
         )
-        p.add_argument("--log-level", default="info")
-        p.add_argument(
-            "--debug-perturb-seq",
-            type=int,
-            default=0,
-            metavar="N",
-            help="TEST ONLY: corrupt this node's book before seq N (to exercise divergence)",
-        )
-        metrics_flag(p)
+        process_flags(p)
+        # Test only (corrupts the book to exercise divergence): accepted, never shown in --help.
+        p.add_argument("--debug-perturb-seq", type=int, default=0, metavar="N", help=argparse.SUPPRESS)
         p.set_defaults(func=_cmd_node)
 
-    p = subparsers.add_parser("witness", help="run the group's witness (tie-breaker for fail-over)")
-    common(p)
-    p.add_argument("--log-level", default="info")
-    metrics_flag(p)
+    p = _parser(
+        subparsers,
+        "witness",
+        help="run the group's witness (tie-breaker for fail-over)",
+        description="Run the group's witness ([witness] in the group file) until SIGTERM. It grants "
+        "each epoch to one node, keeps the in-sync set, and with a state file survives restarts.",
+        example="matchcore witness --config group.toml",
+    )
+    config_flag(p)
+    process_flags(p)
     p.set_defaults(func=_cmd_witness)
 
-    p = subparsers.add_parser("status", help="role, epoch, last_seq, digest and lag of every node")
-    common(p)
+    p = _parser(
+        subparsers,
+        "status",
+        help="every node's role, epoch, seq, digest, lag, in-sync set; exit 1 if unhealthy",
+        description="Ask every node and the witness for its status and print one row each, then the "
+        "group's health. Exit status: 0 healthy; 1 no primary, a node does not answer, the primary "
+        "runs solo, or a node diverged or has a failed journal; 2 the group file cannot be used.",
+        example="matchcore status --config group.toml\nmatchcore status --config group.toml --watch 1",
+    )
+    config_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object keyed by node name")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each node")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS until Ctrl-C (default when given: 1)",
+    )
+    timeout_flag(p, 1.0, "seconds to wait for each node's answer")
     key_flag(p)
     p.set_defaults(func=_cmd_status)
 
-    p = subparsers.add_parser("switchover", help="planned hand-over from the primary to another node")
-    common(p)
-    p.add_argument("--to", required=True, help="the node that becomes primary")
-    p.add_argument("--timeout", type=float, default=2.0)
+    p = _parser(
+        subparsers,
+        "switchover",
+        help="planned hand-over from the primary to another node",
+        description="Ask the primary to drain into node TO and hand over; wait until TO serves. "
+        "Nothing acknowledged is lost. Exit status: 0 TO is primary; 1 it did not become primary; "
+        "2 no such node or a bad group file.",
+        example="matchcore switchover --config group.toml --to b",
+    )
+    config_flag(p)
+    p.add_argument("--to", required=True, metavar="NAME", help="the node that becomes primary")
+    timeout_flag(p, 2.0, "seconds to wait for each answer (the drain may add switchover_timeout_ms)")
     key_flag(p)
     p.set_defaults(func=_cmd_switchover)
 
-    p = subparsers.add_parser(
-        "promote", help="operator: promote a standby (the witness, if any, grants the epoch)"
+    p = _parser(
+        subparsers,
+        "promote",
+        help="operator: promote a standby (the witness, if any, grants the epoch)",
+        description="Promote node NAME when its primary is gone and no automatic fail-over happened. "
+        "Refused if NAME may lack what the group acknowledged, or its primary is alive (use "
+        "switchover). Exit status: 0 NAME is primary; 1 refused or no answer; 2 a bad group file.",
+        example="matchcore promote --config group.toml --node b",
     )
-    common(p, node_required=False)
-    p.add_argument("--timeout", type=float, default=1.0)
+    config_flag(p)
+    node_flag(p, "the node to promote")
+    timeout_flag(p, 1.0, "seconds to wait for each answer (plus the witness's decision)")
     p.add_argument(
         "--force",
         action="store_true",
@@ -355,19 +452,37 @@ def add_subcommands(subparsers: Any) -> None:
     key_flag(p)
     p.set_defaults(func=_cmd_promote)
 
-    p = subparsers.add_parser(
-        "subscribe", help="print the sequenced stream (entries with events) as JSON lines"
+    p = _parser(
+        subparsers,
+        "subscribe",
+        help="print the sequenced stream (entries with events) as JSON lines",
+        description="Follow the group's drop copy (every entry, with its events, client ids and "
+        "accounts: an operator's view) and print it as JSON lines, in seq order, gaps refilled.",
+        example="matchcore subscribe --config group.toml --count 100",
     )
-    common(p)
-    p.add_argument("--count", type=int, default=0, help="exit after this many entries (0 = never)")
-    p.add_argument("--timeout", type=float, default=0.0, help="exit after this many idle seconds (0 = never)")
+    config_flag(p)
+    p.add_argument(
+        "--node", default=None, metavar="NAME", help="follow only this node's stream (default: every node's)"
+    )
+    p.add_argument("--count", type=int, default=0, help="exit after this many entries (default: 0 = never)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit after this many seconds without an entry (default: 0 = never)",
+    )
     p.set_defaults(func=_cmd_subscribe)
 
-    p = subparsers.add_parser(
+    p = _parser(
+        subparsers,
         "keys",
         help="create the CURVE key pairs the group file names in keys_dir, or one client's or operator's",
+        description="Create every key pair the group file needs in its keys_dir (existing ones are "
+        "kept), or with --client/--operator one pair for a holder who keeps its own secret.",
+        example="matchcore keys --config group.toml\nmatchcore keys --client desk1 --out ./keys",
     )
-    common(p)
+    config_flag(p)
     who = p.add_mutually_exclusive_group()
     who.add_argument(
         "--client",
@@ -386,13 +501,20 @@ def add_subcommands(subparsers: Any) -> None:
     )
     p.set_defaults(func=_cmd_keys)
 
-    p = subparsers.add_parser(
-        "demo", help="start a group, SIGKILL the primary mid-flow, show nothing was lost"
+    p = _parser(
+        subparsers,
+        "demo",
+        help="start a group, SIGKILL the primary mid-flow, show nothing was lost",
+        description="Start a primary, a standby and a witness on loopback in a temporary directory, "
+        "send a flow of orders, SIGKILL the primary mid-flow, and check every acknowledged order "
+        "against the new primary's journal and a local replay. Exit status: 0 nothing lost.",
+        example="matchcore demo --orders 2000",
     )
-    common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--orders", type=int, default=2000, help="orders in the flow")
-    p.add_argument("--engine", choices=("auto", "native", "reference"), default="auto")
+    p.add_argument("--orders", type=int, default=2000, help="orders in the flow (default: 2000)")
+    p.add_argument(
+        "--engine", choices=("auto", "native", "reference"), default="auto", help="(default: auto)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp directory (journals, logs)")
     p.set_defaults(func=_cmd_demo)
 
@@ -404,14 +526,18 @@ def add_subcommands(subparsers: Any) -> None:
             p.set_defaults(func=_config_errors_as_one_line(func))
 
 
-# Exit status of any subcommand given a group file it cannot use (see config.ConfigError).
+# Exit status of any subcommand given a group file it cannot use (see config.ConfigError), and
+# of one the system refused (a file or directory it cannot open, a port already in use).
 EXIT_BAD_CONFIG = 2
+EXIT_SYSTEM = 3
 
 
 def _config_errors_as_one_line(func: Any) -> Any:
     """Wrap a subcommand so a bad group file ends in one clear line and exit 2, not a traceback."""
 
     def run(args: argparse.Namespace) -> int:
+        import zmq
+
         from ..transport.group_file import ConfigError
 
         try:
@@ -419,6 +545,11 @@ def _config_errors_as_one_line(func: Any) -> Any:
         except ConfigError as exc:
             print(f"matchcore {args.command}: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
+        except (OSError, zmq.ZMQError) as exc:
+            # The system refused something the command needs: a file, a directory, a port.
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            print(f"matchcore {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+            return EXIT_SYSTEM
 
     return run
 

@@ -394,15 +394,25 @@ class SocketLoop(ABC):
 
         def stop(signum, frame):  # noqa: ARG001
             self.running = False
+            self.stopped_by = signal.Signals(signum).name
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         tune_gc()
+        self.stopped_by = ""
         try:
             while self.running:
                 self.run_once(self.wait_ms())
         finally:
+            t0 = time.monotonic()
             self.close()
+            if self.stopped_by:
+                log.info(
+                    "shutdown name=%s signal=%s close_ms=%.1f",
+                    self.name,
+                    self.stopped_by,
+                    (time.monotonic() - t0) * 1000.0,
+                )
         return 0
 
     def close(self) -> None:

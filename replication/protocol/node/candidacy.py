@@ -111,7 +111,8 @@ class Candidacy:
         if self.since is None:
             self.since = now
             self.votes_refused = 0
-            log.warning(
+            # A node's own start is routine (INFO); running because a leader was lost is not.
+            (log.info if reason == "start" else log.warning)(
                 "candidate node=%s reason=%s leader=%s epoch=%d last_seq=%d",
                 node.name,
                 reason,
