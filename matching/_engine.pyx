@@ -97,6 +97,8 @@ include "_match.pxi"
 # Interned names the per-call parser compares against (identity first).
 cdef str S_BUY = "buy"
 cdef str S_SELL = "sell"
+# Engine.order() names the self-trade prevention mode as submit() takes it (codes.STP_NAMES order).
+cdef tuple STP_LABELS = ("none", "cancel_taker", "cancel_maker", "cancel_both")
 cdef str S_LIMIT = "limit"
 cdef str S_MARKET = "market"
 cdef str S_GTC = "GTC"

@@ -514,7 +514,7 @@ cdef class Engine:
                 "side": S_BUY if o.side == SIDE_BUY else S_SELL, "price": o.price,
                 "open": o.open, "visible": order_visible(&self.core, o),
                 "display_qty": self.core.ices[o.ice].display_qty if o.ice >= 0 else 0,
-                "account": self.core.accounts[o.account], "stp": o.stp,
+                "account": self.core.accounts[o.account], "stp": STP_LABELS[o.stp],
                 "post_only": bool(o.post_only)}
 
     def book_digest(self):

@@ -41,6 +41,8 @@ STP_NAMES = {
     "cancel_maker": STP_CANCEL_MAKER,
     "cancel_both": STP_CANCEL_BOTH,
 }
+STP_LABELS = tuple(STP_NAMES)  # code -> name (the codes are 0..3 in this order)
+assert all(STP_NAMES[name] == code for code, name in enumerate(STP_LABELS))
 
 # Bits of the ``flags`` field of a command record.
 HAS_PRICE = 1  # a price was given (required for limit, forbidden for market)

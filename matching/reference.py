@@ -480,7 +480,7 @@ class ReferenceEngine:
             "visible": o.visible,
             "display_qty": o.display,
             "account": o.account,
-            "stp": o.stp,
+            "stp": codes.STP_LABELS[o.stp],  # named as submit() takes it
             "post_only": bool(o.post_only),
         }
 

@@ -1,7 +1,7 @@
 """Hypothesis strategies for engine commands, shared by every test suite.
 
 What it is for: generating command-log dicts (the JSON-lines form of
-DESIGN.md) that exercise every rule at once — several instruments, a few
+docs/semantics.md) that exercise every rule at once — several instruments, a few
 accounts so self-trade prevention fires, every order type, time in force,
 STP mode, post-only and icebergs, cancels and replaces aimed at live and dead
 ids, prices clustered around one value so books cross often, and now and

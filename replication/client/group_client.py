@@ -110,7 +110,8 @@ class RequestExpired(RuntimeError):
 
 
 class Client(EngineCalls):
-    """A client of one group; see DESIGN.md "Running a group".
+    """A client of one group; see docs/operations.md ("Start a group",
+    "Execution reports", "Queries") for how a group serves it.
 
     Parameters
     ----------
@@ -504,7 +505,7 @@ class Client(EngineCalls):
         """The state of order ``id`` of ``instrument`` from the group's replicated state:
         ``{"status": "open"|"filled"|"cancelled"|"expired"|"unknown", "open": .., "filled": .., ...}``.
         Raises ``PermissionError`` (``not_entitled``) for an order of an account this client's key
-        may not use (DESIGN.md "Entitlements")."""
+        may not use (docs/operations.md "Entitlements")."""
         return self._query(wire.QUERY_ORDER, timeout, instrument=instrument, order_id=id)  # type: ignore[return-value]
 
     def open_orders(self, account: int | None = None, timeout: float | None = None) -> list[dict]:

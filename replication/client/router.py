@@ -1,6 +1,6 @@
 """``replication.Router``: one client for several groups, each command sent to the group of its instrument.
 
-For: scale-out as DESIGN.md "Scale-out" describes it — every group (one
+For: scale-out as docs/operations.md "Several groups: routing by instrument" describes it — every group (one
 primary, its standbys, a witness) serves a set of instruments, and a client
 routes each command by instrument. A small TOML *routes* file names the
 groups and the instruments each serves::

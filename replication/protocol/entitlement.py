@@ -4,7 +4,7 @@ For: splitting a restricted client's ``wire.Request`` or ``wire.Requests``
 bundle (a tuple of requests, or the packed ``wire.RequestRun`` the driver
 decodes) into what it may send, handed on to the node as before, and what it
 may not, each answered at once with a ``wire.NOT_ENTITLED`` reply carrying
-one ``rejected not_entitled`` event, and never sequenced (DESIGN.md
+one ``rejected not_entitled`` event, and never sequenced (docs/operations.md
 "Entitlements"). The ZeroMQ driver (``transport.loop``) and the simulator
 (``testing.sim.forge``) call :func:`screen` right after ``trust.Policy.check``
 admitted the frame, for a client whose ``[clients.NAME]`` entry lists

@@ -7,8 +7,8 @@ same on every node because it follows the journal:
 - the owner of each order (client id, account, instrument, side, price, open
   and filled qty): every live order, and the last ``order_window`` orders that
   ended (filled, cancelled), so ``order`` and ``open_orders`` answer from
-  replicated state (DESIGN.md "Queries");
-- per client id, its execution reports (DESIGN.md "Execution reports"): one
+  replicated state (docs/operations.md "Queries");
+- per client id, its execution reports (docs/operations.md "Execution reports"): one
   for every event about one of its orders, also when another client's
   command caused it (a resting order's fill, a mass cancel), numbered
   ``1, 2, 3, ...`` per client (``n``: what makes a gap visible to the client)
@@ -90,7 +90,7 @@ class OrderState(NamedTuple):
     status: int  # OPEN, FILLED, CANCELLED, EXPIRED
 
     def as_dict(self) -> dict:
-        """The JSON form a query answers with (DESIGN.md "Running a group": ``c.order``)."""
+        """The JSON form a query answers with (docs/operations.md "Queries": ``Client.order``)."""
         return {
             "status": STATUS_NAMES[self.status],
             "instrument": self.instrument,

@@ -1,7 +1,7 @@
 """Client sessions: the request-id layout, the session-open request, and the fence rule.
 
 For: the pure rules every layer shares about who holds a client id. A
-client id is held by one live session at a time (DESIGN.md "Sessions"). A
+client id is held by one live session at a time (docs/operations.md "Start a group": sessions). A
 client opens a session with a request the primary sequences like any
 other; the primary gives it the client id's next session number (strictly
 increasing per client id) and every replica learns it by applying that

@@ -11,7 +11,7 @@ both call it, so the rule is tested once and runs the same everywhere:
 2. ``Policy.check`` accepts a message, or refuses it with a :class:`Refusal`
    (a short code for the counters and a sentence for the log).
 
-The rules (DESIGN.md "Trust" and "Entitlements"):
+The rules (docs/operations.md "Security" and "Entitlements"):
 
 - peer messages (``Ack``, ``Heartbeat``, ``Join``, ``Entries``, ...) only
   from nodes, and the witness's own (``Vote``, ``IsrAck``) only from the
@@ -196,7 +196,7 @@ class Policy:
     @property
     def mode(self) -> str:
         """What ``status`` shows as ``auth``: ``"curve"`` when every client is known by its key
-        (``keys_dir`` and ``[clients]`` entries), else ``"open"`` (DESIGN.md "Entitlements")."""
+        (``keys_dir`` and ``[clients]`` entries), else ``"open"`` (docs/operations.md "Entitlements")."""
         return "curve" if self.curve and self.listed_clients else "open"
 
     # -- who is it -----------------------------------------------------------------------

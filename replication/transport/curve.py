@@ -174,7 +174,7 @@ def user_ids(cfg: Any) -> dict[bytes, str]:
 
 # The ZAP domain of a node's drop-copy stream (its XPUB): every order's client id and account
 # travel on it, so under CURVE only operators, nodes and the witness may read it, never a
-# client key (a client reads its own execution reports; DESIGN.md "Execution reports").
+# client key (a client reads its own execution reports; docs/operations.md "Execution reports").
 DROP_COPY_DOMAIN = "dropcopy"
 _DROP_COPY_ROLES = ("operator", "node", "witness")
 

@@ -1,6 +1,6 @@
 """The group file (TOML) and the timing/behaviour settings the node machines run with.
 
-For: reading the group TOML whose contract keys are fixed by DESIGN.md
+For: reading the group TOML whose keys are documented in docs/operations.md
 (``mode``, ``[nodes.<name>] endpoint journal``, ``[witness] endpoint``) plus
 optional keys with defaults, and deriving the extra ports a process uses.
 Not for: sockets (``node_driver``) or protocol decisions (the machines).
@@ -16,7 +16,7 @@ Identities under CURVE (see ``replication.transport.curve`` and ``replication.pr
 
     [operators.ops]          # an operator tool's key (status, switchover, promote, subscribe)
     public_key = "..."       # Z85; optional: else keys_dir/operator-ops.key
-    [clients.desk1]          # a client's key, and what it may do (DESIGN.md "Entitlements")
+    [clients.desk1]          # a client's key, and what it may do (docs/operations.md "Entitlements")
     client_id = 7            # the only client id this key may use (0 or absent: any)
     public_key = "..."       # Z85; optional: else keys_dir/client-desk1.key
     accounts = [1, 2]        # the only accounts it may trade (absent or []: any); see protocol.entitlement
@@ -101,7 +101,9 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
     "witness": _Key("table"),  # [witness]
     "operators": _Key("table"),  # [operators.NAME]: operator keys (CURVE; see replication.transport.curve)
-    "clients": _Key("table"),  # [clients.NAME]: client keys, client_id, accounts (DESIGN.md "Entitlements")
+    "clients": _Key(
+        "table"
+    ),  # [clients.NAME]: client keys, client_id, accounts (docs/operations.md "Entitlements")
 }
 NODE_KEYS: dict[str, _Key] = {
     "endpoint": _Key("str", required=True),  # where clients and peers reach the node

@@ -139,8 +139,8 @@ class SocketLoop(ABC):
         self._last_drop_log = 0.0
 
     def _log_trust(self) -> None:
-        """Say at start, in one line, how this process knows who sends what and why (DESIGN.md
-        "Trust", "Entitlements")."""
+        """Say at start, in one line, how this process knows who sends what and why (docs/operations.md
+        "Security", "Entitlements")."""
         p = self.policy
         if p.curve and p.listed_clients:
             log.info(

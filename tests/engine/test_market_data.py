@@ -52,7 +52,7 @@ EXAMPLE_BYTES = bytes.fromhex(
     "0100000000000000"
 )
 
-# Every field a public update may carry (DESIGN.md "Public market data": never an order id,
+# Every field a public update may carry (docs/semantics.md, market data: never an order id,
 # account or client id); the property test checks its flows against the same set.
 PUBLIC_FIELDS = frozenset(
     {

@@ -1,4 +1,4 @@
-"""Entitlements on real processes under CURVE (DESIGN.md "Entitlements"), and ``auth: open`` without ``[clients]``.
+"""Entitlements on real processes under CURVE (docs/operations.md "Entitlements"), and ``auth: open`` without ``[clients]``.
 
 A group of two nodes and a witness, with keys: client key ``desk`` is bound to
 client id 7 and account 1; key ``anyid`` may use any client id and account.

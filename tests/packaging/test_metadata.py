@@ -71,3 +71,11 @@ def test_every_source_file_parses_as_python_3_10() -> None:
             except SyntaxError as exc:
                 bad.append(f"{path.relative_to(ROOT)}:{exc.lineno}: {exc.msg}")
     assert bad == []
+
+
+def test_shipped_text_points_only_inside_the_repository() -> None:
+    # DESIGN.md is the team's, not the users': what ships (code, stubs, docs) points to docs/.
+    where = [ROOT / "README.md", ROOT / "CHANGELOG.md"]
+    for top in ("matching", "replication", "docs", "examples"):
+        where += [p for p in (ROOT / top).rglob("*") if p.suffix in (".py", ".pyx", ".pxi", ".pyi", ".md")]
+    assert [str(p.relative_to(ROOT)) for p in where if "DESIGN.md" in p.read_text(encoding="utf-8")] == []
