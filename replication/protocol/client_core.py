@@ -623,6 +623,13 @@ class ClientCore:
                 raise AssertionError(f"{where}: request {rid} pending with no timer at {p.next_at}")
         self._seen = _Seen(self.next_id, self.session, dict(self.counters))
 
+    def next_due(self) -> float:
+        """When :meth:`tick` next has work: the earliest re-send, report fetch or query timer
+        (``inf``: none). A driver that sleeps between ticks (``replication.aio``) sleeps until
+        then at most. O(pending queries)."""
+        first = self.timers[0].at if self.timers else float("inf")
+        return min(first, self.feed.next_due(), self.queries.next_due())
+
     def tick(self, now: float) -> list[Output]:
         """Re-send requests whose timer expired; rotate to the next node when the primary went silent.
 

@@ -29,6 +29,13 @@ def drain_disconnects(mon: zmq.Socket) -> int:
             frames = mon.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return drops
-        if len(frames) == 2 and len(frames[0]) == _EVENT.size:
-            if _EVENT.unpack(frames[0])[0] == zmq.EVENT_DISCONNECTED:
-                drops += 1
+        drops += is_disconnect(frames)
+
+
+def is_disconnect(frames: list[bytes]) -> bool:
+    """Whether one monitor message (its two frames) reports a dropped connection."""
+    return (
+        len(frames) == 2
+        and len(frames[0]) == _EVENT.size
+        and _EVENT.unpack(frames[0])[0] == zmq.EVENT_DISCONNECTED
+    )
