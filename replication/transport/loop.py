@@ -21,6 +21,13 @@ CURVE (``curve``), and each frame's sender is the identity its key's ZAP
 ``User-Id`` names. A ``StatusRequest`` is answered here: the machine's status
 plus the loop's counters.
 
+Idle waits: a pass's poll sleeps until a socket is ready or the machine's
+next timer is due (``wait_ms``), so a process at rest wakes only for the
+messages it gets and the timers it armed. With ``busy_poll`` (the group
+file's ``[nodes.NAME] busy_poll``) it never sleeps: it polls with timeout 0
+until the same moment, saving the wakeup's latency at the price of a whole
+core.
+
 Not for: what a pass does with the machine's outputs (``node_driver``,
 ``witness_driver``) or any protocol decision (``replication.protocol``).
 """
@@ -86,6 +93,7 @@ class SocketLoop(ABC):
     policy = trust.Policy("", ())
     auth = None  # the ZAP thread under CURVE
     reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
+    busy_poll = False  # spin in poll(), never sleep (a dedicated core: see the module docstring)
 
     def __init__(
         self,
@@ -182,8 +190,21 @@ class SocketLoop(ABC):
 
     def poll(self, timeout_ms: float) -> tuple[dict, float]:
         """Wait up to ``timeout_ms`` for a socket; the ready sockets and the pass's clock reading."""
+        if self.busy_poll and timeout_ms > 0:
+            return self._spin(timeout_ms)
         events = dict(self.poller.poll(timeout_ms))
         return events, time.monotonic()
+
+    def _spin(self, timeout_ms: float) -> tuple[dict, float]:
+        """``poll`` without sleeping: non-blocking polls until a socket is ready or ``timeout_ms``
+        has passed (the wait ends when it would have; a signal is seen by then too)."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        poll = self.poller.poll
+        while True:
+            events = poll(0)
+            now = time.monotonic()
+            if events or now >= deadline:
+                return dict(events), now
 
     def frames(self, now: float, full: Callable[[], bool]) -> Iterator[tuple[bytes, bytes, str | None]]:
         """The ROUTER's waiting frames, as ``(routing id, frame, ZAP User-Id)``, for one pass.
