@@ -51,7 +51,6 @@ stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: s
     a value of the wrong type, in one table ``where`` of file ``path``."""
     for key in doc:
         if key not in keys:
+            import difflib  # only for a refusal: a node that starts never needs it
+
             near = difflib.get_close_matches(str(key), list(keys), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(keys)})"
             raise ConfigError(f"{path}: unknown key {where}{key!r}{hint}")

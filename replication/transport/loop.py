@@ -94,6 +94,7 @@ class SocketLoop(ABC):
     auth = None  # the ZAP thread under CURVE
     reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
     busy_poll = False  # spin in poll(), never sleep (a dedicated core: see the module docstring)
+    _last_sent: tuple[Any, bytes] = (None, b"")  # the last message send() encoded, and its frame
 
     def __init__(
         self,
@@ -190,6 +191,7 @@ class SocketLoop(ABC):
 
     def poll(self, timeout_ms: float) -> tuple[dict, float]:
         """Wait up to ``timeout_ms`` for a socket; the ready sockets and the pass's clock reading."""
+        self._last_sent = (None, b"")  # a new pass: nothing it sends was encoded yet
         if self.busy_poll and timeout_ms > 0:
             return self._spin(timeout_ms)
         events = dict(self.poller.poll(timeout_ms))
@@ -376,8 +378,15 @@ class SocketLoop(ABC):
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, dest: wire.Address, msg: wire.Message) -> None:
-        """Send one message: to a peer's DEALER (``str``) or a client through the ROUTER (``bytes``)."""
-        frame = wire.encode(msg)
+        """Send one message: to a peer's DEALER (``str``) or a client through the ROUTER (``bytes``).
+
+        The same message object sent again within a pass (a heartbeat to every peer and the
+        witness) is encoded once (``_last_sent``, forgotten at each pass's poll).
+        """
+        last, frame = self._last_sent
+        if msg is not last:
+            frame = wire.encode(msg)
+            self._last_sent = (msg, frame)
         if isinstance(dest, bytes):
             self._send_client(dest, frame)
             return
