@@ -254,17 +254,19 @@ def print_result(result: dict[str, Any], machine: str) -> None:
     runs = dict(result["modes"])
     if result.get("floor"):
         runs["floor"] = result["floor"]
+    floor = floor_percent(result)
     for mode, r in runs.items():
         rows = []
         for name, p in r.get("processes", {}).items():
             if "error" in p:
-                rows.append([name, p["error"], "", "", "", "", ""])
+                rows.append([name, p["error"], "", "", "", "", "", ""])
                 continue
             rows.append(
                 [
                     name,
                     p["role"],
                     f"{p['core_percent']:.2f} %",
+                    "-" if not floor else f"{p['core_percent'] / floor:.2f}x",
                     f"{p['wakeups_per_s']:,.0f}",
                     p["threads"],
                     f"{p['rss_kb'] / 1024:.1f} MiB",
@@ -278,13 +280,23 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         )
         common.print_table(
             title,
-            ["process", "role", "CPU (% of a core)", "wakeups/s", "threads", "RSS", "modules"],
+            ["process", "role", "CPU (% of a core)", "x floor", "wakeups/s", "threads", "RSS", "modules"],
             rows,
             note=f"{machine}; target < {TARGET_CORE_PERCENT:g} % of a core per process; "
             f"heartbeat_ms={result['options'].get('heartbeat_ms')}",
         )
     if result.get("targets"):
         groups.print_targets("Targets (issue 18)", result["targets"])
+
+
+def floor_percent(result: dict[str, Any]) -> float | None:
+    """The floor's % of a core, the mean of its two processes (None: not measured)."""
+    vals = [
+        p["core_percent"]
+        for p in result.get("floor", {}).get("processes", {}).values()
+        if "core_percent" in p
+    ]
+    return sum(vals) / len(vals) if vals else None
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -330,6 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except KeyboardInterrupt:
         result["interrupted"] = True
     result["targets"] = targets(result)
+    result["floor_core_percent"] = floor_percent(result)
     return common.finish("idle", result, args, machine, print_result, plot)
 
 
