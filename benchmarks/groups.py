@@ -83,6 +83,7 @@ def group(
     mode: str = "sync",
     extra: dict[str, Any] | None = None,
     engine: str = "auto",
+    node_keys: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[Any]:
     """A :class:`replication.testing.harness.Group` that is stopped however the block ends.
 
@@ -97,10 +98,12 @@ def group(
         over the demo's defaults.
     engine : str
         ``auto`` | ``native`` | ``reference``.
+    node_keys : dict, optional
+        Keys of a node's own table (``{"a": {"busy_poll": True}}``).
     """
     from replication.testing.harness import Group
 
-    g = Group(nodes, mode, engine, extra=extra)
+    g = Group(nodes, mode, engine, extra=extra, node_keys=node_keys)
     _live.append(g)
     try:
         yield g

@@ -87,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the client does not fetch execution reports (the group still builds them)",
     )
+    parser.add_argument(
+        "--busy-poll",
+        default="",
+        metavar="NODES",
+        help="comma-separated nodes (a, b) whose group-file table sets busy_poll = true (default none)",
+    )
     groups.add_timing_arguments(parser, timeout_ms=100)
 
 
@@ -274,7 +280,8 @@ def run_mode(mode: str, n_paced: int, n_tput: int, args: argparse.Namespace) -> 
     setup, ops = groups.mix_records(n_paced + n_tput, args.seed)
     ops_array = np.array(ops, dtype=COMMAND_DTYPE)  # the pipelined pass sends records as they are
     out: dict[str, Any] = {"mode": mode}
-    with groups.group(("a", "b"), mode, groups.timing_extra(args), args.engine) as g:
+    busy = {n.strip(): {"busy_poll": True} for n in getattr(args, "busy_poll", "").split(",") if n.strip()}
+    with groups.group(("a", "b"), mode, groups.timing_extra(args), args.engine, node_keys=busy) as g:
         g.start_all()
         g.wait_ready()
         # No fail-over is expected here: a roomy re-send timeout keeps an overloaded

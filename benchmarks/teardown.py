@@ -29,7 +29,8 @@ from typing import Any
 
 #: What a serving node has imported: ``python -m replication.ops.cli`` (runpy, the CLI), what its
 #: ``primary|standby`` command and ``node_driver`` import, and the engine package. (A node started
-#: with ``PYTHONPROFILEIMPORTTIME=1`` lists the same modules once the CLI's parser has run too.)
+#: with ``PYTHONPROFILEIMPORTTIME=1`` lists the same modules once the CLI's parser has run too;
+#: ``transport.curve`` only with ``keys_dir``, which the harnesses' groups do not set.)
 FLOOR_IMPORTS = (
     "runpy",
     "replication.ops.cli",
@@ -38,9 +39,10 @@ FLOOR_IMPORTS = (
     "replication.protocol.node.machine",
     "replication.storage.journal",
     "replication.protocol.replica",
-    "replication.transport.curve",
     "matching",
 )
+#: What a node's CLI sets in its own environment before numpy loads (``replication.ops.cli``).
+NODE_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 #: The floor's child: the node's imports and CLI parse, one ZeroMQ context, a DEALER that has sent
 #: one frame; then it sleeps until killed.
 _CHILD = """\
@@ -147,6 +149,7 @@ def measure(n: int, start_timeout: float = 60.0, kill_timeout: float = 5.0) -> l
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-c", code, r.getsockopt_string(zmq.LAST_ENDPOINT), str(linger)],
+                    env={**os.environ, **NODE_ENV},
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,

@@ -95,7 +95,6 @@ connection loss may be signalled as ``handle(peer, wire.PeerDown(peer), now)``
 
 from __future__ import annotations
 
-from .protocol.reports import ReportsGone
 from .protocol.session import SessionFenced
 
 __all__ = ["Client", "ReportsGone", "Router", "SessionFenced", "__version__"]
@@ -115,4 +114,8 @@ def __getattr__(name: str):
         from .client.router import Router
 
         return Router
+    if name == "ReportsGone":  # lazy too: its module loads numpy, which a node's CLI sets up first
+        from .protocol.reports import ReportsGone
+
+        return ReportsGone
     raise AttributeError(name)

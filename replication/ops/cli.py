@@ -18,6 +18,12 @@ import textwrap
 import time
 from typing import Any
 
+if __name__ == "__main__":  # a process of its own: a node, the witness, an operator command
+    # A node does no linear algebra: one OpenBLAS thread, not one per core, set before numpy
+    # loads (the imports below bring it). Fewer threads and buffers are less for the kernel to
+    # tear down when the process is SIGKILLed, the floor under every such fail-over.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from ..client.admin import ask, group_status  # noqa: F401 (the operator calls, re-exported for tools)
 from ..protocol.engines import engine_factory
 

@@ -70,6 +70,8 @@ class Group:
         Extra top-level keys of the group file.
     tables : dict
         Further ``[KIND.NAME]`` tables (``operators``, ``clients``), as ``config.write`` takes them.
+    node_keys : dict
+        Further keys of a node's table (``{"a": {"busy_poll": True}}``), as ``config.write`` takes them.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Group:
         keep: bool = False,
         curve: bool = False,
         tables: dict[str, dict[str, dict[str, Any]]] | None = None,
+        node_keys: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.dir = tempfile.mkdtemp(prefix="matchcore-group-")
         self.keep = keep
@@ -106,6 +109,7 @@ class Group:
             defaults,
             witness_state=os.path.join(self.dir, "witness.state"),
             tables=tables,
+            node_keys=node_keys,
         )
         self.cfg = config.load(self.path)
         if curve:

@@ -41,13 +41,16 @@ is not slowed; one detected at once by a dropped connection waits up to a
 lease). ``max_in_flight``: past it, a client's further requests get a
 ``busy`` reply and are not sequenced (``replication.protocol.queues``).
 
+``busy_poll`` (under ``[nodes.NAME]``, off by default): the node's loop
+polls its sockets without ever sleeping, for a node with a core of its own
+(``transport.loop``); on a shared machine it takes a core from the others.
+
 Derived ports: a node whose endpoint is ``tcp://host:P`` publishes its
 stream on ``tcp://host:P+100`` (see :func:`pub_endpoint`).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -70,7 +73,7 @@ class _Key(NamedTuple):
     """One key a group-file table may hold: its TOML type, whether it must be there, and
     (for the docs and ``--help``) its unit and default."""
 
-    kind: str  # "str", "int" (an integer), "number" (integer or float), "table"
+    kind: str  # "str", "int" (an integer), "number" (integer or float), "bool", "table"
     required: bool = False
     default: Any = None
     unit: str = ""
@@ -108,6 +111,7 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
 NODE_KEYS: dict[str, _Key] = {
     "endpoint": _Key("str", required=True),  # where clients and peers reach the node
     "journal": _Key("str", required=True),  # its journal directory (relative to the file)
+    "busy_poll": _Key("bool", default=False),  # spin on its sockets, never sleep (a core of its own)
 }
 WITNESS_KEYS: dict[str, _Key] = {
     "endpoint": _Key("str", required=True),
@@ -128,6 +132,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "bool":
+        return isinstance(value, bool)
     if kind == "ints":
         return isinstance(value, list) and all(_type_ok("int", v) for v in value)
     if isinstance(value, bool):  # TOML true/false is not a number here
@@ -140,6 +146,8 @@ def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: s
     a value of the wrong type, in one table ``where`` of file ``path``."""
     for key in doc:
         if key not in keys:
+            import difflib  # only for a refusal: a node that starts never needs it
+
             near = difflib.get_close_matches(str(key), list(keys), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(keys)})"
             raise ConfigError(f"{path}: unknown key {where}{key!r}{hint}")
@@ -155,6 +163,7 @@ def _check_table(doc: dict[str, Any], keys: dict[str, _Key], where: str, path: s
                 "number": "a number",
                 "table": "a table",
                 "ints": "a list of integers",
+                "bool": "true or false",
             }[spec.kind]
             raise ConfigError(f"{path}: {where}{key!r} must be {want}, not {doc[key]!r}")
 
@@ -195,6 +204,7 @@ class NodeSpec:
     name: str
     endpoint: str
     journal: str
+    busy_poll: bool = False  # the node's loop never sleeps (SocketLoop.busy_poll)
 
 
 @dataclass
@@ -264,7 +274,9 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
         journal = spec["journal"]
         if not os.path.isabs(journal):
             journal = os.path.join(base, journal)
-        nodes[name] = NodeSpec(name, str(spec["endpoint"]), journal)
+        nodes[name] = NodeSpec(
+            name, str(spec["endpoint"]), journal, bool(spec.get("busy_poll", NODE_KEYS["busy_poll"].default))
+        )
     witness_doc = doc.get("witness") if isinstance(doc.get("witness"), dict) else {}
     witness = witness_doc.get("endpoint")
     witness_state = str(witness_doc.get("state", WITNESS_KEYS["state"].default))
@@ -351,6 +363,12 @@ def pub_endpoint(endpoint: str, offset: int = 100) -> str:
     return f"{head}:{int(port) + offset}"
 
 
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
 def write(
     path: str,
     mode: str,
@@ -359,16 +377,19 @@ def write(
     extra: dict[str, Any] | None = None,
     witness_state: str = "",
     tables: dict[str, dict[str, dict[str, Any]]] | None = None,
+    node_keys: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Write a group file (used by the demo and tests). ``nodes``: name -> (endpoint, journal).
 
-    ``tables``: further ``[KIND.NAME]`` tables, e.g. ``{"clients": {"desk1": {"client_id": 7}}}``.
+    ``tables``: further ``[KIND.NAME]`` tables, e.g. ``{"clients": {"desk1": {"client_id": 7}}}``;
+    ``node_keys``: further keys of a node's table, e.g. ``{"a": {"busy_poll": True}}``.
     """
     lines = [f'mode = "{mode}"']
     for k, v in (extra or {}).items():
         lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
     for name, (endpoint, journal) in nodes.items():
         lines += ["", f"[nodes.{name}]", f'endpoint = "{endpoint}"', f'journal = "{journal}"']
+        lines += [f"{k} = {_toml_value(v)}" for k, v in (node_keys or {}).get(name, {}).items()]
     if witness:
         lines += ["", "[witness]", f'endpoint = "{witness}"']
         if witness_state:

@@ -21,6 +21,13 @@ CURVE (``curve``), and each frame's sender is the identity its key's ZAP
 ``User-Id`` names. A ``StatusRequest`` is answered here: the machine's status
 plus the loop's counters.
 
+Idle waits: a pass's poll sleeps until a socket is ready or the machine's
+next timer is due (``wait_ms``), so a process at rest wakes only for the
+messages it gets and the timers it armed. With ``busy_poll`` (the group
+file's ``[nodes.NAME] busy_poll``) it never sleeps: it polls with timeout 0
+until the same moment, saving the wakeup's latency at the price of a whole
+core.
+
 Not for: what a pass does with the machine's outputs (``node_driver``,
 ``witness_driver``) or any protocol decision (``replication.protocol``).
 """
@@ -86,6 +93,8 @@ class SocketLoop(ABC):
     policy = trust.Policy("", ())
     auth = None  # the ZAP thread under CURVE
     reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
+    busy_poll = False  # spin in poll(), never sleep (a dedicated core: see the module docstring)
+    _last_sent: tuple[Any, bytes] = (None, b"")  # the last message send() encoded, and its frame
 
     def __init__(
         self,
@@ -182,8 +191,22 @@ class SocketLoop(ABC):
 
     def poll(self, timeout_ms: float) -> tuple[dict, float]:
         """Wait up to ``timeout_ms`` for a socket; the ready sockets and the pass's clock reading."""
+        self._last_sent = (None, b"")  # a new pass: nothing it sends was encoded yet
+        if self.busy_poll and timeout_ms > 0:
+            return self._spin(timeout_ms)
         events = dict(self.poller.poll(timeout_ms))
         return events, time.monotonic()
+
+    def _spin(self, timeout_ms: float) -> tuple[dict, float]:
+        """``poll`` without sleeping: non-blocking polls until a socket is ready or ``timeout_ms``
+        has passed (the wait ends when it would have; a signal is seen by then too)."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        poll = self.poller.poll
+        while True:
+            events = poll(0)
+            now = time.monotonic()
+            if events or now >= deadline:
+                return dict(events), now
 
     def frames(self, now: float, full: Callable[[], bool]) -> Iterator[tuple[bytes, bytes, str | None]]:
         """The ROUTER's waiting frames, as ``(routing id, frame, ZAP User-Id)``, for one pass.
@@ -355,8 +378,15 @@ class SocketLoop(ABC):
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, dest: wire.Address, msg: wire.Message) -> None:
-        """Send one message: to a peer's DEALER (``str``) or a client through the ROUTER (``bytes``)."""
-        frame = wire.encode(msg)
+        """Send one message: to a peer's DEALER (``str``) or a client through the ROUTER (``bytes``).
+
+        The same message object sent again within a pass (a heartbeat to every peer and the
+        witness) is encoded once (``_last_sent``, forgotten at each pass's poll).
+        """
+        last, frame = self._last_sent
+        if msg is not last:
+            frame = wire.encode(msg)
+            self._last_sent = (msg, frame)
         if isinstance(dest, bytes):
             self._send_client(dest, frame)
             return

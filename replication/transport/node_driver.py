@@ -292,4 +292,8 @@ def node_driver(
     peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
     if cfg.witness:
         peers["witness"] = cfg.witness
-    return NodeDriver(machine, name, spec.endpoint, peers, publish=True, keys_dir=cfg.keys_dir, cfg=cfg)
+    driver = NodeDriver(machine, name, spec.endpoint, peers, publish=True, keys_dir=cfg.keys_dir, cfg=cfg)
+    if spec.busy_poll:  # the group file's [nodes.NAME] busy_poll: a core of its own (transport.loop)
+        driver.busy_poll = True
+        log.info("busy_poll node=%s: the loop polls without sleeping", name)
+    return driver

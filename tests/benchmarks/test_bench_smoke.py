@@ -165,3 +165,16 @@ def test_bench_catchup_smoke(tmp_path):
         assert v["entries"] == 3000 and v["target_seq"] >= 3000, v
         assert v["digest_equal"] is True, v
         assert v["curve_ms_seq"][-1][1] >= v["target_seq"], v["curve_ms_seq"][-3:]
+
+
+def test_bench_idle_smoke(tmp_path):
+    r = run_harness("idle", tmp_path, "--seconds", "0.5", "--modes", "sync")
+    processes = r["modes"]["sync"]["processes"]
+    assert set(processes) == {"a", "b", "witness"}
+    assert [processes[n]["role"] for n in ("a", "b", "witness")] == ["primary", "standby", "witness"]
+    for p in processes.values():
+        assert {"core_percent", "wakeups_per_s", "threads", "rss_kb"} <= set(p), p
+        assert p["threads"] >= 1 and p["rss_kb"] > 0 and p["core_percent"] >= 0
+        assert p["modules"] > 50  # counted from the process's PYTHONPROFILEIMPORTTIME lines
+    assert set(r["floor"]["processes"]) == {"pinger0", "pinger1"}
+    assert [t["target"] for t in r["targets"]] == ["sync a at rest", "sync b at rest", "sync witness at rest"]

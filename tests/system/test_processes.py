@@ -371,3 +371,21 @@ def test_curve_group_serves_keyed_clients_only(group):
     assert st["a"]["digest"] == st["b"]["digest"]
     # Without keys, nothing gets through.
     assert ask(g.endpoints["a"], wire.StatusRequest(), 0.5) is None
+
+
+def test_busy_poll_nodes_serve_and_replicate(group):
+    # busy_poll on both nodes: each loop spins instead of sleeping, and the group behaves the
+    # same (every order acked, the standby at the primary's seq and digest).
+    g = group(("a", "b"), "sync", node_keys={"a": {"busy_poll": True}, "b": {"busy_poll": True}})
+    g.start_all()
+    g.wait_ready()
+    for name in ("a", "b"):
+        with open(f"{g.dir}/{name}.log", encoding="utf-8") as f:
+            assert f"busy_poll node={name}" in f.read()
+    c = g.client(12, retry_timeout=0.05)
+    try:
+        assert len(flow(c, 0, 40)) == 40
+    finally:
+        c.close()
+    st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq"), what="b at a's seq")
+    assert st["a"]["role"] == "primary" and st["a"]["digest"] == st["b"]["digest"], st

@@ -126,6 +126,29 @@ def test_every_documented_key_is_in_the_schema():
             assert f"| `{key}` |" in doc, key
 
 
+def test_busy_poll_is_off_by_default_and_set_per_node(tmp_path):
+    cfg = config.load(write(tmp_path, GOOD))
+    assert [s.busy_poll for s in cfg.nodes.values()] == [False, False]
+    text = GOOD.replace('journal = "var/a"\n', 'journal = "var/a"\nbusy_poll = true\n')
+    cfg = config.load(write(tmp_path, text))
+    assert cfg.nodes["a"].busy_poll is True and cfg.nodes["b"].busy_poll is False
+
+
+@pytest.mark.parametrize("value", ["1", '"yes"'])
+def test_busy_poll_must_be_a_boolean(tmp_path, value):
+    text = GOOD.replace('journal = "var/a"\n', f'journal = "var/a"\nbusy_poll = {value}\n')
+    msg = refusal(tmp_path, text)
+    assert "[nodes.a] 'busy_poll' must be true or false" in msg, msg
+
+
+def test_write_puts_node_keys_in_their_node_table(tmp_path):
+    path = str(tmp_path / "group.toml")
+    nodes = {"a": ("tcp://127.0.0.1:5601", "var/a"), "b": ("tcp://127.0.0.1:5602", "var/b")}
+    config.write(path, "sync", nodes, None, node_keys={"b": {"busy_poll": True}})
+    cfg = config.load(path)
+    assert cfg.nodes["a"].busy_poll is False and cfg.nodes["b"].busy_poll is True
+
+
 @pytest.mark.parametrize("command", ["status", "primary --node a", "witness", "switchover --to b", "keys"])
 def test_the_cli_says_one_line_and_exits_2(tmp_path, command):
     path = write(tmp_path, GOOD.replace("[witness]", "[witnes]"))
