@@ -63,3 +63,20 @@ def test_a_node_started_without_openblas_settings_runs_three_threads(tmp_path):
     finally:
         p.terminate()
         p.communicate(timeout=10)
+
+
+def test_the_console_script_sets_one_openblas_thread_before_numpy_loads():
+    # The ``matchcore`` script's entry (replication.ops.entry) runs before matching/__init__
+    # loads numpy; after it, numpy's OpenBLAS has started no thread of its own.
+    code = (
+        "import os, sys\n"
+        "sys.argv = ['matchcore', '--help']\n"
+        "from replication.ops import entry\n"
+        "try:\n    entry.main()\nexcept SystemExit:\n    pass\n"
+        "assert 'numpy' in sys.modules\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.split() == ["1", "1"]  # one OpenBLAS thread (the caller's), no pool
