@@ -61,6 +61,11 @@ cdef enum:
     ENDED_SIZE = 54
     CLIENT_SIZE = 24
     HEAD_SIZE = 32
+    # How far ahead absorb_batch prefetches (entries): hash slots first, then the records they
+    # name (by then the slot is in cache); and at most this many events of an entry.
+    SLOTS_AHEAD = 8
+    RECORDS_AHEAD = 4
+    WARM_EVENTS = 4
 OP_SESSION = 0xF0
 cdef uint8_t C_OP_SESSION = 0xF0
 cdef uint8_t EV_ACCEPTED = 1, EV_REJECTED = 2, EV_TRADE = 3, EV_CANCELLED = 4, EV_REPLACED = 5
@@ -613,6 +618,38 @@ cdef class ReportBook:
         o.price, o.open, o.filled, o.status = price, qty, filled, ST_OPEN
         return s
 
+    cdef inline void warm_id(self, uint64_t oid, bint record) noexcept:
+        """Prefetch the hash slot of order ``oid`` or, with ``record``, the record it names."""
+        cdef int64_t s
+        if not record:
+            mc_prefetch(&self.ids.slots[home(oid) & self.ids.mask])
+            return
+        s = map_get(&self.ids, oid)
+        if s >= 0:
+            mc_prefetch(&self.orders[s])
+            mc_prefetch(<const uint8_t *>&self.orders[s] + 64)  # a record spans two cache lines
+
+    cdef void warm(
+        self, const uint8_t *cmd, const uint8_t *ev_base, const int64_t *offs, Py_ssize_t i, bint record,
+    ) noexcept:
+        """Prefetch what entry ``i`` (command ``cmd``) will look up: see ``absorb_batch``. A hint:
+        the tables are only read, and may change before the entry's turn (no harm: a miss)."""
+        cdef const uint8_t *ev = ev_base + offs[i]
+        cdef const uint8_t *end = ev_base + offs[i + 1]
+        cdef uint8_t kind
+        if ev == end or cmd[44] == C_OP_SESSION:
+            return
+        while ev < end and ev < ev_base + offs[i] + WARM_EVENTS * EVENT_SIZE:
+            kind = ev[60]
+            if kind == EV_TRADE:
+                self.warm_id(rd_u64(ev + 8), record)
+                self.warm_id(rd_u64(ev + 16), record)
+            elif kind == EV_ACCEPTED or kind == EV_REJECTED:
+                self.warm_id(rd_u64(cmd), record)
+            else:
+                self.warm_id(rd_u64(ev + 8), record)
+            ev += EVENT_SIZE
+
     cdef int absorb_entry(
         self, uint64_t seq, uint64_t cid, const uint8_t *cmd, const uint8_t *evs, Py_ssize_t n,
     ) except -1:
@@ -688,7 +725,7 @@ cdef class ReportBook:
         """:meth:`absorb` for consecutive entries from ``first_seq``: entry ``i`` has client
         ``client_ids[i]``, command ``commands[56 i : 56 (i + 1)]`` and events
         ``events[ends[i]:ends[i + 1]]`` (``ends``: byte offsets, one more than entries). O(events)."""
-        cdef Py_ssize_t n = len(client_ids), i
+        cdef Py_ssize_t n = len(client_ids), i, j
         cdef uint64_t seq = first_seq
         cdef const uint8_t[::1] cmd_view
         cdef const uint8_t[::1] ev_view
@@ -752,6 +789,16 @@ cdef class ReportBook:
                 if (offs[i + 1] - offs[i]) % EVENT_SIZE:
                     raise ValueError(f"entry {i}: events not whole {EVENT_SIZE}-byte records")
             for i in range(n):
+                # The ids an entry looks up are in its events: ask for their hash slots a few
+                # entries ahead, and for the records those slots name a little later, so that
+                # the look-ups below find them in cache (a hint: it changes nothing). In a node,
+                # whose other work between batches evicts the book, a third less time here.
+                if i + SLOTS_AHEAD < n:
+                    j = i + SLOTS_AHEAD
+                    self.warm(cmd_base + j * COMMAND_SIZE, ev_base, offs, j, False)
+                if i + RECORDS_AHEAD < n:
+                    j = i + RECORDS_AHEAD
+                    self.warm(cmd_base + j * COMMAND_SIZE, ev_base, offs, j, True)
                 if offs[i] != offs[i + 1]:
                     self.absorb_entry(
                         seq + i, cids[i], cmd_base + i * COMMAND_SIZE, ev_base + offs[i],

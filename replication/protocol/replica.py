@@ -444,8 +444,14 @@ class Replica:
         sessions.append(SESSIONS_HEAD.pack(len(old)))
         sessions += [SESSION_REC.pack(cid, h.session, h.nonce) for cid, h in old]
         # CLIENT_HEAD, RESULT_HEADs and events, then the session table.
-        body = b"".join([head, blob, pack_results(results), *sessions, self.reports.pack()])
-        return body + struct.pack("<I", zlib.crc32(body))
+        parts = [head, blob, pack_results(results), *sessions, self.reports.pack()]
+        # The CRC part by part, and one join with it: the snapshot (megabytes, mostly the
+        # report book) is copied once, not joined and then copied again to append the CRC.
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        parts.append(struct.pack("<I", crc))
+        return b"".join(parts)
 
     @classmethod
     def restore(

@@ -108,3 +108,30 @@ def test_a_handover_target_serving_from_another_epochs_entry_is_joined_not_trust
     assert not standby.handover_proven("a", other)  # its last entry is epoch 1's: a Join decides
     same = wire.Heartbeat(3, 3, "a", wire.ROLE_PRIMARY, 3, "a", digest, (), 2)
     assert standby.handover_proven("a", same)
+
+
+def test_a_heartbeat_at_or_below_the_acked_seq_is_not_proven_against_the_journal():
+    """Only a seq above the standby's acked one can count: below it, no journal read (a primary
+    under load gets a heartbeat every few ms, and its acks lead them)."""
+    net = group("sync")
+    a, b = net.machines["a"], net.machines["b"]
+    c = add_client(net, b"c1", 7, ["a", "b"])
+    net.run_until(lambda: b.joined and a.isr_confirmed == ("b",))
+    for i in (1, 2, 3):
+        net.emit(b"c1", c.submit(cmd(i), net.now)[1])
+    net.run_until(lambda: not c.pending and a.acked.get("b") == 3, 1.0)
+    reads: list[int] = []
+    entry = a.journal.entry
+    a.journal.entry = lambda seq: reads.append(seq) or entry(seq)
+    digest = entry(3).digest
+    for seq in (2, 3):
+        hb = wire.Heartbeat(1, seq, "b", wire.ROLE_STANDBY, 3, "a", digest, (), 1)
+        assert a.handle("b", hb, net.now) == [] and reads == []
+    # Past the acked seq (an entry whose ack was lost), the heartbeat is proven and counts.
+    net.drop = lambda src, dest, msg: src == "b" and isinstance(msg, wire.Ack)
+    net.emit(b"c1", c.submit(cmd(4), net.now)[1])
+    net.run_until(lambda: b.replica.seq == 4, 1.0)
+    assert a.acked["b"] == 3
+    hb = wire.Heartbeat(1, 4, "b", wire.ROLE_STANDBY, 4, "a", entry(4).digest, (), 1)
+    a.handle("b", hb, net.now)
+    assert reads == [4] and a.acked["b"] == 4

@@ -133,13 +133,15 @@ class PrimaryRole:
             # journal that was not a prefix of the acknowledged one (simulator seeds 6114, 6877).
             # (At our own seq our digest proves it too: that entry may be inside a snapshot we
             # installed, not in our journal, and without new orders no Ack would ever come.)
+            if hb.seq <= self.acked.get(src, -1):
+                return []  # nothing it could prove is new: no journal read (under load, acks lead)
             mine = node.journal.entry(hb.seq)
             proven = (mine is not None and mine.digest == hb.digest and mine.epoch == hb.last_epoch) or (
                 hb.seq == node.replica.seq
                 and hb.digest == node.replica.digest
                 and hb.last_epoch == node.replica.last_epoch
             )
-            if proven and hb.seq > self.acked.get(src, -1):
+            if proven:
                 return self.on_ack(src, wire.Ack(hb.epoch, hb.seq, src, hb.digest), now)
             return []
         if hb.epoch < node.epoch:
