@@ -98,7 +98,7 @@ from __future__ import annotations
 from .protocol.reports import ReportsGone
 from .protocol.session import SessionFenced
 
-__all__ = ["Client", "ReportsGone", "Router", "SessionFenced"]
+__all__ = ["Client", "MarketData", "ReportsGone", "Router", "SessionFenced"]
 
 
 def __getattr__(name: str):
@@ -111,4 +111,8 @@ def __getattr__(name: str):
         from .client.router import Router
 
         return Router
+    if name == "MarketData":
+        from .client.market_data import MarketData
+
+        return MarketData
     raise AttributeError(name)
