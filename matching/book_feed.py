@@ -224,6 +224,10 @@ class BookFeed:
         """Every instrument the feed has published about, ascending."""
         return sorted(self._books)
 
+    def instrument_seqs(self) -> list[tuple[int, int]]:
+        """``(instrument, instrument seq of its last update)`` for every instrument, ascending. O(instruments)."""
+        return [(i, self._books[i].seq) for i in sorted(self._books)]
+
     # ----- state (a replication node keeps it in its snapshots) ----------------------
 
     def state(self) -> tuple[int, list[tuple[int, int]], list[tuple[int, int, int, int, int, int, int]]]:

@@ -40,6 +40,7 @@ from ..transport.market_data_pub import md_endpoint, md_snapshot_endpoint
 
 SILENCE_S = 1.0  # a node heard from less often than this is left for the next
 ASK_AGAIN_S = 0.5  # a snapshot request not answered by then is sent again
+RCVHWM = 10_000  # frames queued by the subscriber's socket
 MAX_BUFFERED = 100_000  # updates held per instrument while its snapshot is awaited
 MAX_FRAMES_PER_POLL = 10_000  # a poll returns after this many frames even if more wait
 MAX_LEVELS = 1 << 20  # a snapshot deeper than this a side is refused
@@ -64,6 +65,8 @@ class MarketData:
         Seconds without a word from the node before moving to the next.
     on_update, on_level, on_trade, on_bbo : callable, optional
         Called with each applied update's dict (``on_update`` for every kind).
+    rcvhwm : int
+        Frames this subscriber queues before ZeroMQ drops (then it resyncs by snapshot).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class MarketData:
         on_trade: Callback | None = None,
         on_bbo: Callback | None = None,
         ctx: zmq.Context | None = None,
+        rcvhwm: int = RCVHWM,
     ) -> None:
         if not nodes:
             raise ValueError("MarketData needs at least one node")
@@ -85,6 +89,7 @@ class MarketData:
         self.instruments = sorted(set(instruments))
         self.keys_dir, self.key = keys_dir, key
         self.silence = silence
+        self.rcvhwm = rcvhwm
         self.callbacks = {"level": on_level, "trade": on_trade, "bbo": on_bbo}
         self.on_update = on_update
         self.ctx = ctx or zmq.Context.instance()
@@ -92,6 +97,7 @@ class MarketData:
         self.switches = 0
         self.decode_errors = 0
         self.snapshots = 0  # snapshots loaded, first ones included
+        self.heard_seq = 0
         self._index = -1
         self._sub: zmq.Socket | None = None
         self._dealer: zmq.Socket | None = None
@@ -206,7 +212,7 @@ class MarketData:
         self._dealer = self.ctx.socket(zmq.DEALER)
         for s, ep in ((self._sub, md_endpoint(endpoint)), (self._dealer, md_snapshot_endpoint(endpoint))):
             s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.RCVHWM, 10_000)
+            s.setsockopt(zmq.RCVHWM, self.rcvhwm)
             if self.keys_dir:
                 from ..transport.curve import make_client
 
@@ -218,6 +224,7 @@ class MarketData:
             self._sub.setsockopt(zmq.SUBSCRIBE, md_wire.update_topic(ins))
         self._dealer.setsockopt(zmq.SNDHWM, 64)
         self._heard = now  # it has ``silence`` to say something
+        self.heard_seq = 0  # the group seq of this node's feed in its last heartbeat
         self._held = {ins: [] for ins in self.instruments}
         for ins in self.instruments:
             self._ask(ins, now)
@@ -243,6 +250,7 @@ class MarketData:
                 continue
             topic, body = parts
             if topic == md_wire.TOPIC_HEARTBEAT:
+                self._heartbeat(body, now)
                 continue
             try:
                 instrument = md_wire.topic_instrument(topic)
@@ -256,6 +264,21 @@ class MarketData:
             for u in updates:
                 self._take(u, now, out)
         return n
+
+    def _heartbeat(self, body: bytes, now: float) -> None:
+        """Where the node's feed is. An instrument it has numbered past our book (the updates
+        between were dropped on the way, and nothing came after them) starts again from a snapshot."""
+        try:
+            seq, iseqs = md_wire.decode_heartbeat(body)
+        except md_wire.DecodeError:
+            self.decode_errors += 1
+            return
+        self.heard_seq = max(self.heard_seq, seq)
+        for ins in self.instruments:
+            if ins not in self._want and iseqs.get(ins, 0) > self.local.instrument_seq(ins):
+                self.local.lost(ins)
+                self._held[ins] = []
+                self._ask(ins, now)
 
     def _take(self, u: Update, now: float, out: list[dict]) -> None:
         """Apply one update, or hold it while the instrument's snapshot is awaited."""

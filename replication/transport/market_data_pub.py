@@ -45,7 +45,13 @@ log = logging.getLogger("replication.market_data")
 MD_OFFSET = 200  # the feed's PUB: node port + 200 (the entry stream is + 100)
 MD_SNAPSHOT_OFFSET = 201  # the snapshot service's ROUTER
 HEARTBEAT_S = 0.2  # a feed with nothing to say still says where it is this often
-SNDHWM = 1000  # frames queued per subscriber (each one pass of one instrument) before it loses some
+# Frames queued per subscriber before ZeroMQ drops its next ones, and updates per frame (a
+# pass's updates of one instrument, split): at most SNDHWM x FRAME_UPDATES x 64 bytes (1 MiB)
+# held for one subscriber that does not read, plus SNDBUF in the kernel: several passes of a
+# busy primary. A subscriber further behind loses updates and resyncs by snapshot.
+SNDHWM = 64
+FRAME_UPDATES = 256
+SNDBUF = 1 << 18
 SNAPSHOT_HWM = 16  # queued snapshot requests and answers per asker
 MAX_SNAPSHOTS_PER_PASS = 32  # the rest wait in the socket: a flood of requests cannot hold the loop
 
@@ -68,6 +74,7 @@ class MarketDataPublisher:
         self.pub = ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, SNDHWM)
+        self.pub.setsockopt(zmq.SNDBUF, SNDBUF)
         self.pub.setsockopt(zmq.MAXMSGSIZE, 64)  # it receives subscriptions only
         self.snap = ctx.socket(zmq.ROUTER)
         self.snap.setsockopt(zmq.LINGER, 0)
@@ -108,7 +115,10 @@ class MarketDataPublisher:
                 engine.unpublished = 0
             if now - self.last_heartbeat >= HEARTBEAT_S:
                 self.last_heartbeat = now
-                self._send(md_wire.TOPIC_HEARTBEAT, md_wire.HEARTBEAT.pack(engine.feed.seq))
+                feed = engine.feed
+                self._send(
+                    md_wire.TOPIC_HEARTBEAT, md_wire.encode_heartbeat(feed.seq, feed.instrument_seqs())
+                )
         if self.snap in events:
             self._serve(engine)
 
@@ -143,8 +153,8 @@ class MarketDataPublisher:
             topic = md_wire.update_topic(instrument)
             if md_wire.TOPIC_UPDATES not in topics and topic not in topics:
                 continue
-            for start in range(0, len(run), md_wire.MAX_UPDATES_PER_FRAME):
-                part = run[start : start + md_wire.MAX_UPDATES_PER_FRAME]
+            for start in range(0, len(run), FRAME_UPDATES):
+                part = run[start : start + FRAME_UPDATES]
                 if self._send(topic, md_wire.encode_updates(part)):
                     sent += len(part)
         self._add("md_updates", sent)
