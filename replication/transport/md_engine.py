@@ -63,13 +63,14 @@ class FeedEngine:
     """
 
     inner_type: Any = None  # set per factory (feed_engine_factory): the engine class restored
+    enabled = True  # the group computes the feed (group file ``market_data``); off: a plain engine
 
     def __init__(self, inner: Any, feed: BookFeed | None = None, available: bool = True) -> None:
         self.inner = inner
         self.feed = feed if feed is not None else BookFeed()
         if feed is None:
             self.feed.seq = int(inner.seq)
-        self.available = available
+        self.available = available and self.enabled
         self.collect = False
         self.pending: list = []
         self.unpublished = 0  # updates dropped because nobody took them in time
@@ -117,14 +118,15 @@ class FeedEngine:
         """Rebuild from :meth:`snapshot` bytes (or a plain engine blob); ``ValueError`` if damaged."""
         blob = bytes(blob)
         if blob[:8] != MAGIC:
-            log.warning(
-                "market_data_unavailable: a snapshot without the feed's state; this node publishes none"
-            )
+            if cls.enabled:
+                log.warning("market_data_unavailable: a snapshot without the feed's state; publishing none")
             return cls(cls.inner_type.restore(blob), available=False)
         try:
             _, elen = _HEAD.unpack_from(blob)
             pos = _HEAD.size + elen
             inner = cls.inner_type.restore(blob[_HEAD.size : pos])
+            if not cls.enabled:  # the feed was switched off: its state is dropped
+                return cls(inner, available=False)
             seq, n = _SEQ_COUNT.unpack_from(blob, pos)
             pos += _SEQ_COUNT.size
             seqs = list(_INSTRUMENT.iter_unpack(blob[pos : pos + n * _INSTRUMENT.size]))
@@ -140,16 +142,20 @@ class FeedEngine:
         return cls(inner, BookFeed.from_state(seq, seqs, orders))
 
 
-def feed_engine_factory(factory: Callable[[], Any]) -> Callable[[], FeedEngine]:
+def feed_engine_factory(factory: Callable[[], Any], enabled: bool = True) -> Callable[[], FeedEngine]:
     """An engine factory like ``factory`` whose engines carry the market-data feed.
 
     ``make()`` is a ``FeedEngine`` around ``factory()``; ``make.restore(blob)``
     and ``type(make()).restore(blob)`` restore one (the replica uses the latter).
+    ``enabled=False`` (group file ``market_data = 0``): the engines compute no
+    feed and write plain engine blobs, and still restore a snapshot written
+    with the feed on (dropping its state).
     """
     inner_type = type(factory())
     # The engine's own module: the replica reads it to know whether the engine zeroes its
     # event records' padding (the native one does), and a FeedEngine returns its events.
-    cls = type("FeedEngine", (FeedEngine,), {"inner_type": inner_type, "__module__": inner_type.__module__})
+    attrs = {"inner_type": inner_type, "enabled": bool(enabled), "__module__": inner_type.__module__}
+    cls = type("FeedEngine", (FeedEngine,), attrs)
 
     def make() -> FeedEngine:
         return cls(factory())

@@ -78,7 +78,7 @@ class NodeDriver(SocketLoop):
             self.poller.register(self.pub, zmq.POLLIN)
         # The public market-data feed (market_data_pub), when the engine computes one (md_engine).
         self.md: MarketDataPublisher | None = None
-        if publish and hasattr(machine.replica.engine, "feed"):
+        if publish and getattr(machine.replica.engine, "enabled", False):
             self.md = MarketDataPublisher(self.ctx, name, endpoint, keys_dir, self.counters)
             for s in self.md.sockets():
                 self.poller.register(s, zmq.POLLIN)
@@ -291,13 +291,17 @@ def node_driver(
         journal = FileJournal(spec.journal, cfg.settings.fsync)
     except OSError as exc:  # a disk that cannot even be read or written at start: say so, no traceback
         raise SystemExit(f"node {name}: cannot open its journal {spec.journal}: {exc}") from None
+    # The public feed: every node of the group computes it (or, market_data = 0, none does).
+    engine_factory = feed_engine_factory(
+        engine_factory or default_engine_factory, cfg.extra.get("market_data", 1)
+    )
     machine = NodeMachine(
         name,
         cfg.node_names,
         journal,
         cfg.settings,
         "witness" if cfg.witness else None,
-        feed_engine_factory(engine_factory or default_engine_factory),  # with the public feed
+        engine_factory,
         start_role,
         perturb_seq,
     )

@@ -128,3 +128,19 @@ def test_the_feed_state_round_trips():
     again._check()
     for ins in (1, 2):
         assert again.snapshot(ins) == feed.snapshot(ins)
+
+
+def test_with_the_feed_switched_off_a_snapshot_written_with_it_still_restores():
+    on = Replica(feed_engine_factory(Engine))
+    on.execute(
+        1,
+        1,
+        7,
+        1,
+        _packed([{"op": "new", "instrument": 1, "id": 1, "side": "buy", "price": 10, "qty": 5}])[0],
+    )
+    off = Replica.restore(on.snapshot(), feed_engine_factory(Engine, enabled=False))
+    assert not off.engine.available and off.digest == on.digest
+    off.execute(1, 2, 7, 2, _packed([{"op": "cancel", "instrument": 1, "id": 1}])[0])
+    assert off.engine.feed.depth(1) == ([], []) and off.engine.depth(1) == ([], [])
+    assert off.snapshot()[: len(MAGIC)] != MAGIC
