@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import zmq
 
 from ..protocol import market_data as md_wire
@@ -105,11 +106,11 @@ class MarketDataPublisher:
         if engine is not self.engine:
             self._follow(engine)
         if engine.available:
-            updates = engine.take()
-            if updates and self.topics:
-                self._publish(updates)
-            elif updates:
-                self._add("md_updates_unheard", len(updates))
+            records = engine.take()
+            if records and self.topics:
+                self._publish(records)
+            elif records:
+                self._add("md_updates_unheard", len(records) // md_wire.UPDATE_SIZE)
             if engine.unpublished:
                 self._add("md_unpublished", engine.unpublished)
                 engine.unpublished = 0
@@ -132,31 +133,40 @@ class MarketDataPublisher:
         """A new engine (start, rebuild, snapshot install): collect its updates from now on."""
         if self.engine is not None:
             self.engine.collect = False
-            self.engine.pending = []
+            self.engine.take()
         self.engine = engine
         engine.collect = True
         if not engine.available:
             log.warning("market_data_unavailable: the feed does not know this node's book; publishing none")
 
-    def _publish(self, updates: list) -> None:
-        """One frame per instrument (its updates in order), for the instruments someone holds."""
-        by_instrument: dict[int, list] = {}
-        for u in updates:
-            got = by_instrument.get(u.instrument)
-            if got is None:
-                by_instrument[u.instrument] = [u]
-            else:
-                got.append(u)
+    def _publish(self, records: bytes) -> None:
+        """One frame per instrument (its updates in order, split past ``FRAME_UPDATES``), for the
+        instruments someone holds. O(updates), no Python object per update."""
+        size = md_wire.UPDATE_SIZE
+        instruments = np.frombuffer(records, dtype="<u4").reshape(-1, size // 4)[:, 1]
+        first = int(instruments[0])
+        if (instruments == first).all():  # the usual pass: one instrument
+            runs = [(first, records)]
+        else:  # several: each instrument's records, in their order (a stable sort)
+            order = np.argsort(instruments, kind="stable")
+            rows = np.frombuffer(records, dtype=f"V{size}")[order]
+            keys = instruments[order]
+            cuts = np.flatnonzero(np.diff(keys)) + 1
+            starts = [0, *cuts.tolist()]
+            ends = [*cuts.tolist(), len(keys)]
+            runs = [(int(keys[a]), rows[a:b].tobytes()) for a, b in zip(starts, ends, strict=True)]
         topics = self.topics
+        every = md_wire.TOPIC_UPDATES in topics
         sent = 0
-        for instrument, run in by_instrument.items():
+        step = FRAME_UPDATES * size
+        for instrument, run in runs:
             topic = md_wire.update_topic(instrument)
-            if md_wire.TOPIC_UPDATES not in topics and topic not in topics:
+            if not every and topic not in topics:
                 continue
-            for start in range(0, len(run), FRAME_UPDATES):
-                part = run[start : start + FRAME_UPDATES]
-                if self._send(topic, md_wire.encode_updates(part)):
-                    sent += len(part)
+            for start in range(0, len(run), step):
+                part = run[start : start + step]
+                if self._send(topic, part):
+                    sent += len(part) // size
         self._add("md_updates", sent)
 
     def _send(self, topic: bytes, body: bytes) -> bool:

@@ -39,6 +39,13 @@ from typing import Any
 
 from matching.book_feed import BookFeed
 
+from ..protocol.market_data import encode_updates
+
+try:  # the feed's batch path in C (matching/_book_feed.pyx); BookFeed is its specification
+    from matching._book_feed import FastBookFeed as _Feed
+except ImportError:  # not built: the same updates from the Python feed, encoded after
+    _Feed = None
+
 log = logging.getLogger("replication.market_data")
 
 MAGIC = b"MCFEED01"
@@ -57,7 +64,9 @@ class FeedEngine:
     """An engine plus its ``BookFeed``; anything but ``apply_batch``, ``snapshot`` and ``restore``
     goes to the engine unchanged.
 
-    ``collect``: keep each batch's updates in ``pending`` for the publisher
+    ``feed``: a ``FastBookFeed`` (the C path, updates written as wire records)
+    or, when it is not built, a ``BookFeed``; either way ``take()`` gives the
+    records. ``collect``: keep each batch's updates in ``pending`` for the publisher
     (off while a replica is rebuilt at start: nobody would read them).
     ``available``: the feed knows the book (see the module).
     """
@@ -65,14 +74,15 @@ class FeedEngine:
     inner_type: Any = None  # set per factory (feed_engine_factory): the engine class restored
     enabled = True  # the group computes the feed (group file ``market_data``); off: a plain engine
 
-    def __init__(self, inner: Any, feed: BookFeed | None = None, available: bool = True) -> None:
+    def __init__(self, inner: Any, feed: Any = None, available: bool = True) -> None:
         self.inner = inner
-        self.feed = feed if feed is not None else BookFeed()
+        self.feed = feed if feed is not None else (_Feed or BookFeed)()
         if feed is None:
             self.feed.seq = int(inner.seq)
         self.available = available and self.enabled
         self.collect = False
-        self.pending: list = []
+        self.pending: list[bytes] = []  # runs of 64-byte update records
+        self.n_pending = 0
         self.unpublished = 0  # updates dropped because nobody took them in time
 
     def __getattr__(self, name: str) -> Any:
@@ -86,17 +96,23 @@ class FeedEngine:
             self.inner.apply_batch(commands) if digests is None else self.inner.apply_batch(commands, digests)
         )
         if self.available:
-            updates = self.feed.apply_batch(commands, events, first)
-            if self.collect and updates:
-                if len(self.pending) < MAX_PENDING:
-                    self.pending += updates
+            if _Feed is not None:
+                records = self.feed.apply_records(commands, events, first)
+            else:
+                records = encode_updates(self.feed.apply_batch(commands, events, first))
+            if self.collect and records:
+                n = len(records) // 64
+                if self.n_pending + n <= MAX_PENDING:
+                    self.pending.append(records)
+                    self.n_pending += n
                 else:
-                    self.unpublished += len(updates)
+                    self.unpublished += n
         return events
 
-    def take(self) -> list:
-        """The updates since the last call, in order (and none are kept)."""
-        out, self.pending = self.pending, []
+    def take(self) -> bytes:
+        """The update records since the last call, in order (and none are kept)."""
+        out = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending, self.n_pending = [], 0
         return out
 
     # -- snapshot ----------------------------------------------------------------------
@@ -139,7 +155,7 @@ class FeedEngine:
             raise ValueError(f"market-data feed state damaged: {exc}") from None
         if pos != len(blob) or len(seqs) != n or len(orders) != m:
             raise ValueError("market-data feed state damaged (length)")
-        return cls(inner, BookFeed.from_state(seq, seqs, orders))
+        return cls(inner, (_Feed or BookFeed).from_state(seq, seqs, orders))
 
 
 def feed_engine_factory(factory: Callable[[], Any], enabled: bool = True) -> Callable[[], FeedEngine]:
