@@ -174,3 +174,47 @@ def test_a_subscriber_that_never_reads_does_not_stall_the_node_and_one_that_stop
     g.kill("a", signal.SIGTERM)
     g.kill("b", signal.SIGTERM)
     assert books == _replayed_depth(g.journal_entries("a"))
+
+
+def test_matchcore_md_prints_the_feed_as_json_lines(group):
+    import json
+
+    g = group(("a", "b"), "sync")
+    g.start_all()
+    g.wait_ready()
+    md = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replication.ops.cli",
+            "md",
+            "--config",
+            g.path,
+            "--instrument",
+            "1",
+            "--count",
+            "6",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    c = g.client(23, retry_timeout=0.02)
+    try:
+        deadline = time.monotonic() + 60
+        first = 0
+        while md.poll() is None:  # orders until it has printed its six updates
+            assert time.monotonic() < deadline, "md printed nothing"
+            _flow(c, first, 10)
+            first += 10
+            time.sleep(0.1)
+        out, err = md.communicate(timeout=10)
+    finally:
+        c.close()
+        if md.poll() is None:
+            md.kill()
+            md.wait(5)
+    assert md.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 7 and lines[-1]["counters"]["checksum_failures"] == 0
+    assert all(d["instrument"] == 1 and set(d) <= PUBLIC_FIELDS for d in lines[:6])

@@ -145,3 +145,20 @@ def test_with_the_feed_switched_off_a_snapshot_written_with_it_still_restores():
     off.execute(1, 2, 7, 2, _packed([{"op": "cancel", "instrument": 1, "id": 1}])[0])
     assert off.engine.feed.depth(1) == ([], []) and off.engine.depth(1) == ([], [])
     assert off.snapshot()[: len(MAGIC)] != MAGIC
+
+
+@settings(max_examples=20, deadline=None)
+@given(cmds=command_lists())
+def test_without_the_c_feed_a_node_publishes_the_same_records(cmds):
+    import replication.transport.md_engine as md_engine
+
+    raw = _packed(cmds)
+    with_c = _primary(raw, len(raw) // 2)[2]
+    saved = md_engine._Feed
+    md_engine._Feed = None
+    try:
+        without = _primary(raw, len(raw) // 2)
+        assert type(without[0].engine.feed) is BookFeed
+    finally:
+        md_engine._Feed = saved
+    assert without[2] == with_c
