@@ -33,6 +33,7 @@ HARNESSES: dict[str, str] = {
     "failover": ".failover",
     "catchup": ".catchup",
     "flood": ".flood",
+    "market_data": ".market_data",
 }
 
 
