@@ -218,3 +218,44 @@ def test_matchcore_md_prints_the_feed_as_json_lines(group):
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 7 and lines[-1]["counters"]["checksum_failures"] == 0
     assert all(d["instrument"] == 1 and set(d) <= PUBLIC_FIELDS for d in lines[:6])
+
+
+def test_a_standby_that_installed_a_snapshot_and_a_restarted_node_publish_the_primarys_feed(group):
+    """The feed's state rides in the node snapshot: a late standby caught up by snapshot, and a
+    node restarted from its journal's snapshot, number their updates as the primary does."""
+    g = group(("a", "b"), "sync", extra={"catchup_snapshot_lag": 20, "snapshot_every": 40})
+    g.start("witness")
+    g.start("a")
+    g.wait_for(lambda s: s["a"].get("role") == "primary", what="a primary")
+    c = g.client(24, retry_timeout=0.02)
+    books = []
+    try:
+        _flow(c, 0, 100)  # no standby yet: a runs solo, and snapshots
+        g.start("b")
+        st = g.wait_for(
+            lambda s: s["b"].get("joined") and s["b"]["last_seq"] == s["a"]["last_seq"], what="b in"
+        )
+        assert st["b"]["counters"].get("snapshots_installed", 0) >= 1
+        _flow(c, 100, 30)
+        g.kill("a", signal.SIGTERM)  # a restarts from its snapshot and the tail of its journal
+        g.wait_for(lambda s: s["b"].get("role") == "primary", what="b primary")
+        g.start("a", "standby")
+        _flow(c, 130, 30)
+        st = g.wait_for(lambda s: s["a"].get("last_seq") == s["b"].get("last_seq"), what="a back in step")
+        for node in ("a", "b"):
+            md = MarketData.from_config(g.path, instruments=INSTRUMENTS, node=node, silence=5.0)
+            try:
+                _follow(md, [], lambda md=md: _settled(md, g.status(), "b"), f"synced on {node}")
+                assert md.node == node
+                books.append(
+                    {
+                        i: (md.book(i), md.local.instrument_seq(i), md.local._books[i].checksum())
+                        for i in INSTRUMENTS
+                    }
+                )
+            finally:
+                md.close()
+    finally:
+        c.close()
+    assert books[0] == books[1]
+    assert all(books[0][i][1] > 0 for i in INSTRUMENTS)
