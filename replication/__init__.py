@@ -17,7 +17,7 @@ Layers (lowest first; each imports only those below it, ``tests/layout`` checks 
                ``witness`` (``WitnessMachine``) and ``client_core`` (``ClientCore``).
 ``storage``    the file and memory journals, the record format, the witness's state file.
 ``transport``  the group file, the socket loop and the node and witness drivers, CURVE, metrics.
-``client``     ``Client`` (one group), ``Router`` (several), the operator's calls.
+``client``     ``Client`` (one group), ``Router`` (several), ``MarketData`` (the public feed), the operator's calls.
 ``testing``    the simulator and its checker, golden traces, chaos, the process harness.
 ``ops``        the ``matchcore`` subcommands and the demo.
 

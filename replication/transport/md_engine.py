@@ -2,7 +2,8 @@
 
 For: ``feed_engine_factory(factory)``, the engine factory a node runs with
 (``node_driver``): each engine it makes is a ``FeedEngine``, the real engine
-plus a ``matching.BookFeed``. ``apply_batch`` applies the commands to the
+plus the feed (``matching._book_feed.FastBookFeed``, the C path, when built;
+else its specification ``matching.BookFeed``). ``apply_batch`` applies the commands to the
 engine, then hands the commands and their events to the feed, so the feed
 sees exactly the commands the replica applies, in order, whatever the path
 (a primary's batch, a standby's entries, a catch-up, a journal replay at
