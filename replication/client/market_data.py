@@ -104,6 +104,7 @@ class MarketData:
         self._poller = zmq.Poller()
         self._want: dict[int, float] = {}  # instrument -> when its snapshot was last asked for
         self._held: dict[int, list[Update]] = {}  # updates received while its snapshot is awaited
+        self._loaded_at: dict[int, int] = {}  # instrument -> group seq of the snapshot it was loaded from
         self._heard = 0.0
         self._next_node(time.monotonic(), first=True)
 
@@ -225,6 +226,7 @@ class MarketData:
         self._dealer.setsockopt(zmq.SNDHWM, 64)
         self._heard = now  # it has ``silence`` to say something
         self.heard_seq = 0  # the group seq of this node's feed in its last heartbeat
+        self._loaded_at = {}
         self._held = {ins: [] for ins in self.instruments}
         for ins in self.instruments:
             self._ask(ins, now)
@@ -266,8 +268,12 @@ class MarketData:
         return n
 
     def _heartbeat(self, body: bytes, now: float) -> None:
-        """Where the node's feed is. An instrument it has numbered past our book (the updates
-        between were dropped on the way, and nothing came after them) starts again from a snapshot."""
+        """Where the node's feed is. The heartbeat follows the updates before it on the same
+        connection, so an instrument whose seq there differs from our book's starts again from a
+        snapshot: further on, updates were dropped on the way (and nothing came after them);
+        behind, the node's history was cut back (a standby truncated to its primary's). A
+        heartbeat older than the instrument's snapshot (sent before it, read after it: another
+        connection) says nothing about it."""
         try:
             seq, iseqs = md_wire.decode_heartbeat(body)
         except md_wire.DecodeError:
@@ -275,7 +281,9 @@ class MarketData:
             return
         self.heard_seq = max(self.heard_seq, seq)
         for ins in self.instruments:
-            if ins not in self._want and iseqs.get(ins, 0) > self.local.instrument_seq(ins):
+            if ins in self._want or ins not in iseqs or seq < self._loaded_at.get(ins, 0):
+                continue
+            if iseqs[ins] != self.local.instrument_seq(ins):
                 self.local.lost(ins)
                 self._held[ins] = []
                 self._ask(ins, now)
@@ -319,6 +327,7 @@ class MarketData:
                 self._ask(snap.instrument, now)
                 continue
             self.snapshots += 1
+            self._loaded_at[snap.instrument] = snap.seq
             del self._want[snap.instrument]
             held, self._held[snap.instrument] = self._held[snap.instrument], []
             for u in held:

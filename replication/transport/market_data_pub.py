@@ -54,6 +54,10 @@ SNDHWM = 64
 FRAME_UPDATES = 256
 SNDBUF = 1 << 18
 SNAPSHOT_HWM = 16  # queued snapshot requests and answers per asker
+# What either socket accepts inbound: an 8-byte request, a subscription, and the CURVE handshake
+# (whose INITIATE command, key and metadata, does not fit in 64 bytes: a tighter bound stops
+# every keyed subscriber).
+MAX_INBOUND = 4096
 MAX_SNAPSHOTS_PER_PASS = 32  # the rest wait in the socket: a flood of requests cannot hold the loop
 
 
@@ -76,12 +80,12 @@ class MarketDataPublisher:
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, SNDHWM)
         self.pub.setsockopt(zmq.SNDBUF, SNDBUF)
-        self.pub.setsockopt(zmq.MAXMSGSIZE, 64)  # it receives subscriptions only
+        self.pub.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND)  # it receives subscriptions only
         self.snap = ctx.socket(zmq.ROUTER)
         self.snap.setsockopt(zmq.LINGER, 0)
         self.snap.setsockopt(zmq.SNDHWM, SNAPSHOT_HWM)
         self.snap.setsockopt(zmq.RCVHWM, SNAPSHOT_HWM)
-        self.snap.setsockopt(zmq.MAXMSGSIZE, 64)
+        self.snap.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND)
         self.snap.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe raises: counted, not silent
         if keys_dir:
             from . import curve  # only with keys, as the loop does

@@ -259,3 +259,30 @@ def test_a_standby_that_installed_a_snapshot_and_a_restarted_node_publish_the_pr
         c.close()
     assert books[0] == books[1]
     assert all(books[0][i][1] > 0 for i in INSTRUMENTS)
+
+
+def test_under_curve_a_client_key_follows_the_feed_and_no_key_gets_nothing(group):
+    pytest.importorskip("zmq.auth.thread")
+    g = group(("a", "b"), "sync", curve=True)
+    g.start_all()
+    g.wait_ready()
+    md = MarketData.from_config(g.path, instruments=INSTRUMENTS, node="b")  # the client's key
+    bare = zmq.Context.instance().socket(zmq.SUB)  # no key: the CURVE handshake never completes
+    bare.setsockopt(zmq.LINGER, 0)
+    bare.setsockopt(zmq.SUBSCRIBE, b"")
+    bare.connect(md_endpoint(g.endpoints["b"]))
+    c = g.client(25)
+    try:
+        _flow(c, 0, 40)
+        g.wait_for(lambda s: s["b"].get("last_seq") == s["a"].get("last_seq"), what="b in step")
+        _follow(md, [], lambda: _settled(md, g.status(), "a"), "synced over CURVE")
+        assert md.node == "b" and md.checksum_failures == 0
+        books = {i: md.book(i) for i in INSTRUMENTS}
+        assert bare.poll(200) == 0
+    finally:
+        c.close()
+        md.close()
+        bare.close(0)
+    g.kill("a", signal.SIGTERM)
+    g.kill("b", signal.SIGTERM)
+    assert books == _replayed_depth(g.journal_entries("a"))
