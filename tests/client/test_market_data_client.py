@@ -222,3 +222,24 @@ def test_a_silent_node_is_left_for_the_next_and_an_unavailable_one_too(net):
         _until(md, [a, b], lambda: md.switches >= 3, "left a, which cannot serve")
     finally:
         md.close()
+
+
+def test_a_heartbeat_behind_the_book_resyncs_and_one_older_than_the_snapshot_is_ignored(net):
+    ctx, ports, (a, b) = net
+    for i in range(1, 5):
+        a.run(_order(i))
+    md = _md(ctx, ports)
+    try:
+        _started(md, [a], a)
+        iseq = md.local.instrument_seq(1)
+        assert iseq > 0
+        # Sent before the snapshot it was loaded from (seq below it): says nothing.
+        a.pub.send_multipart([md_wire.TOPIC_HEARTBEAT, md_wire.encode_heartbeat(a.seq - 1, [(1, iseq - 1)])])
+        a.heartbeat()  # the true one, after it on the same connection
+        _until(md, [a], lambda: md.heard_seq == a.seq, "heard")
+        assert md.resyncs == 0 and md.synced(1)
+        # The node's history was cut back: its feed is behind the book.
+        a.pub.send_multipart([md_wire.TOPIC_HEARTBEAT, md_wire.encode_heartbeat(a.seq + 1, [(1, iseq - 1)])])
+        _until(md, [a], lambda: md.resyncs == 1 and md.synced(1), "resynced")
+    finally:
+        md.close()
