@@ -243,3 +243,24 @@ def test_a_heartbeat_behind_the_book_resyncs_and_one_older_than_the_snapshot_is_
         _until(md, [a], lambda: md.resyncs == 1 and md.synced(1), "resynced")
     finally:
         md.close()
+
+
+def test_the_depth_view_shows_the_verified_book(net):
+    from rich.console import Console
+
+    from replication.ops.md_view import _render
+
+    ctx, ports, (a, b) = net
+    for i in range(1, 7):
+        a.run(_order(i))
+    md = _md(ctx, ports)
+    try:
+        _started(md, [a], a)
+        console = Console(record=True, width=120)
+        console.print(_render(md, [1], {1: {"qty": 3, "price": 101, "aggressor": "buy"}}))
+        text = console.export_text()
+    finally:
+        md.close()
+    bids, asks = a.engine.depth(1)
+    assert "instrument 1 (synced" in text and "last trade 3 @ 101" in text
+    assert all(str(price) in text for price, _, _ in bids + asks)
