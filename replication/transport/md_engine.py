@@ -78,8 +78,8 @@ class FeedEngine:
     def __init__(self, inner: Any, feed: Any = None, available: bool = True) -> None:
         self.inner = inner
         self.feed = feed if feed is not None else (_Feed or BookFeed)()
-        if feed is None:
-            self.feed.seq = int(inner.seq)
+        if feed is None:  # (a factory's engine is fresh; the reference engine keeps no seq)
+            self.feed.seq = int(getattr(inner, "seq", 0))
         self.available = available and self.enabled
         self.collect = False
         self.pending: list[bytes] = []  # runs of 64-byte update records
@@ -91,8 +91,8 @@ class FeedEngine:
 
     def apply_batch(self, commands: Any, digests: Any = None) -> Any:
         """The engine's ``apply_batch``; the feed then follows the same commands (group seqs
-        ``engine.seq + 1 ...``: a replica applies one command per entry). O(batch)."""
-        first = int(self.inner.seq) + 1
+        ``feed.seq + 1 ...``: a replica applies one command per entry). O(batch)."""
+        first = self.feed.seq + 1
         events = (
             self.inner.apply_batch(commands) if digests is None else self.inner.apply_batch(commands, digests)
         )

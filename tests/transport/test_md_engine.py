@@ -162,3 +162,20 @@ def test_without_the_c_feed_a_node_publishes_the_same_records(cmds):
     finally:
         md_engine._Feed = saved
     assert without[2] == with_c
+
+
+@settings(max_examples=20, deadline=None)
+@given(cmds=command_lists())
+def test_a_node_on_the_reference_engine_publishes_the_same_feed(cmds):
+    from matching import ReferenceEngine
+
+    raw = _packed(cmds)
+    native = _primary(raw, len(raw) // 2)[2]
+    r = Replica(feed_engine_factory(ReferenceEngine))
+    r.engine.collect = True
+    for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+        if part:
+            r.execute_batch(1, [7] * len(part), list(range(1, len(part) + 1)), b"".join(part))
+    assert r.engine.take() == native
+    again = Replica.restore(r.snapshot(), feed_engine_factory(ReferenceEngine))
+    assert again.engine.available and again.engine.feed.state() == r.engine.feed.state()
