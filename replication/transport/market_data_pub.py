@@ -58,7 +58,8 @@ SNAPSHOT_HWM = 16  # queued snapshot requests and answers per asker
 # (whose INITIATE command, key and metadata, does not fit in 64 bytes: a tighter bound stops
 # every keyed subscriber).
 MAX_INBOUND = 4096
-MAX_SNAPSHOTS_PER_PASS = 32  # the rest wait in the socket: a flood of requests cannot hold the loop
+MAX_SNAPSHOTS_PER_PASS = 32
+REBIND_S = 1.0  # a feed whose port was taken tries to bind again this often  # the rest wait in the socket: a flood of requests cannot hold the loop
 
 
 def md_endpoint(endpoint: str) -> str:
@@ -92,8 +93,10 @@ class MarketDataPublisher:
 
             curve.make_server(self.pub, keys_dir, name)
             curve.make_server(self.snap, keys_dir, name)
-        self.pub.bind(md_endpoint(endpoint))
-        self.snap.bind(md_snapshot_endpoint(endpoint))
+        self.endpoint = endpoint
+        self.bound = False
+        self.last_bind = 0.0
+        self._bind(0.0)
         self.topics: set[bytes] = set()  # subscribed prefixes (XPUB: first subscribe, last unsubscribe)
         self.engine: Any = None  # the FeedEngine being followed (a new one after a snapshot install)
         self.last_heartbeat = 0.0
@@ -102,9 +105,34 @@ class MarketDataPublisher:
         """The sockets the driver's poller watches (POLLIN)."""
         return [self.pub, self.snap]
 
+    def _bind(self, now: float) -> None:
+        """Bind both sockets. A port taken (by another process, say between a restart and this
+        bind) stops the feed, never the node: it is tried again every ``REBIND_S``."""
+        self.last_bind = now
+        try:
+            if self.pub.last_endpoint in (None, b""):
+                self.pub.bind(md_endpoint(self.endpoint))
+            self.snap.bind(md_snapshot_endpoint(self.endpoint))
+        except zmq.ZMQError as exc:
+            self._add("md_bind_failed", 1)
+            log.error(
+                "market_data_bind_failed endpoint=%s error=%s (the feed waits; matching goes on)",
+                self.endpoint,
+                exc,
+            )
+            return
+        self.bound = True
+
     def after_pass(self, engine: Any, events: dict, now: float) -> None:
         """Publish what the pass applied, serve snapshot requests, heartbeat. Called once the
         pass's outputs are performed (its journal appends durable). O(updates + requests)."""
+        if not self.bound:
+            if engine is not self.engine:
+                self._follow(engine)
+            engine.take()  # nobody can hear them: not kept
+            if now - self.last_bind >= REBIND_S:
+                self._bind(now)
+            return
         if self.pub in events:
             self._subscriptions()
         if engine is not self.engine:
