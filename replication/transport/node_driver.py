@@ -50,6 +50,7 @@ class NodeDriver(SocketLoop):
 
     machine: NodeMachine
     pub: zmq.Socket | None = None
+    md: MarketDataPublisher | None = None  # the public market-data feed, when the engine computes one
 
     def __init__(
         self,
@@ -77,7 +78,6 @@ class NodeDriver(SocketLoop):
             self.pub.bind(pub_endpoint(endpoint))
             self.poller.register(self.pub, zmq.POLLIN)
         # The public market-data feed (market_data_pub), when the engine computes one (md_engine).
-        self.md: MarketDataPublisher | None = None
         if publish and getattr(machine.replica.engine, "enabled", False):
             self.md = MarketDataPublisher(self.ctx, name, endpoint, keys_dir, self.counters)
             for s in self.md.sockets():
