@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd $(wildcard matching/*.pxi) replication/native/_fast.pyx \
+EXT_SOURCES := matching/_engine.pyx matching/_engine.pxd matching/_book_feed.pyx $(wildcard matching/*.pxi) replication/native/_fast.pyx \
 	replication/native/_reports.pyx \
 	replication/protocol/_client_fast.pyx \
 	setup.py pyproject.toml

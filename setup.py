@@ -22,6 +22,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     ),
+    # The market-data feed's batch path (matching.BookFeed's rules, in C; a node runs it per command).
+    Extension(
+        "matching._book_feed",
+        ["matching/_book_feed.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
     # The catch-up path's per-entry loops (CRC-32 of records, dedupe-table updates);
     # replication.native.fastpath falls back to plain Python when this is not built.
     Extension(

@@ -34,6 +34,7 @@ HARNESSES: dict[str, str] = {
     "catchup": ".catchup",
     "flood": ".flood",
     "idle": ".idle",
+    "market_data": ".market_data",
 }
 
 

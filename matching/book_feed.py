@@ -224,6 +224,52 @@ class BookFeed:
         """Every instrument the feed has published about, ascending."""
         return sorted(self._books)
 
+    def instrument_seqs(self) -> list[tuple[int, int]]:
+        """``(instrument, instrument seq of its last update)`` for every instrument, ascending. O(instruments)."""
+        return [(i, self._books[i].seq) for i in sorted(self._books)]
+
+    # ----- state (a replication node keeps it in its snapshots) ----------------------
+
+    def state(self) -> tuple[int, list[tuple[int, int]], list[tuple[int, int, int, int, int, int, int]]]:
+        """Everything the feed knows, as plain numbers: ``(seq, instrument_seqs, orders)``.
+
+        ``instrument_seqs`` is ``(instrument, instrument seq)`` per instrument,
+        ascending; ``orders`` is ``(id, instrument, side, price, open, visible,
+        display)`` per resting order, ascending by id. The levels are not in
+        it: they are the sums of the orders. O(orders log orders).
+        """
+        seqs = [(i, self._books[i].seq) for i in sorted(self._books)]
+        orders = [
+            (oid, o.instrument, o.side, o.price, o.open, o.visible, o.display)
+            for oid, o in sorted(self._orders.items())
+        ]
+        return self.seq, seqs, orders
+
+    @classmethod
+    def from_state(
+        cls, seq: int, instrument_seqs: Sequence[tuple[int, int]], orders: Sequence[tuple]
+    ) -> BookFeed:
+        """The feed that :meth:`state` described: same books, seqs and checksums. O(orders log levels)."""
+        feed = cls()
+        feed.seq = seq
+        for instrument, iseq in instrument_seqs:
+            feed._books[instrument] = L2Book(instrument)
+            feed._books[instrument].seq = iseq
+        totals: dict[tuple[int, int, int], list[int]] = {}
+        for oid, instrument, side, price, open_qty, visible, display in orders:
+            o = _Order(instrument, side, price, open_qty, display)
+            o.visible = visible
+            feed._orders[oid] = o
+            t = totals.setdefault((instrument, side, price), [0, 0])
+            t[0] += visible
+            t[1] += 1
+        for (instrument, side, price), (qty, count) in sorted(totals.items()):
+            book = feed._books.get(instrument)
+            if book is None:
+                raise ValueError(f"feed state: an order of instrument {instrument}, which has no seq")
+            book.set_level(side, price, qty, count)
+        return feed
+
     # ----- internals -----------------------------------------------------------
 
     def _work(self, work: dict[int, _Work], instrument: int) -> _Work:

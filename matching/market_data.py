@@ -287,6 +287,13 @@ class LocalBook:
             return MISMATCH
         return APPLIED
 
+    def lost(self, instrument: int) -> None:
+        """The caller learnt that updates of a synced instrument were lost (e.g. a feed's heartbeat
+        names a later instrument seq than the book's): a gap; the instrument waits for a snapshot."""
+        if self._synced.get(instrument):
+            self.gaps += 1
+            self._synced[instrument] = False
+
     def synced(self, instrument: int) -> bool:
         """Whether the instrument follows the feed (loaded, and no gap or mismatch since)."""
         return self._synced.get(instrument, False)

@@ -17,7 +17,7 @@ Layers (lowest first; each imports only those below it, ``tests/layout`` checks 
                ``witness`` (``WitnessMachine``) and ``client_core`` (``ClientCore``).
 ``storage``    the file and memory journals, the record format, the witness's state file.
 ``transport``  the group file, the socket loop and the node and witness drivers, CURVE, metrics.
-``client``     ``Client`` (one group), ``Router`` (several), the operator's calls.
+``client``     ``Client`` (one group), ``Router`` (several), ``MarketData`` (the public feed), the operator's calls.
 ``testing``    the simulator and its checker, golden traces, chaos, the process harness.
 ``ops``        the ``matchcore`` subcommands and the demo.
 
@@ -97,7 +97,7 @@ from __future__ import annotations
 
 from .protocol.session import SessionFenced
 
-__all__ = ["Client", "ReportsGone", "Router", "SessionFenced", "__version__"]
+__all__ = ["Client", "MarketData", "ReportsGone", "Router", "SessionFenced", "__version__"]
 
 
 def __getattr__(name: str):
@@ -118,4 +118,8 @@ def __getattr__(name: str):
         from .protocol.reports import ReportsGone
 
         return ReportsGone
+    if name == "MarketData":
+        from .client.market_data import MarketData
+
+        return MarketData
     raise AttributeError(name)

@@ -1,12 +1,12 @@
 """Layer 4: the client side — ``Client`` (one group), ``Router`` (several), and the operator's calls.
 
-``replication.Client`` and ``replication.Router`` are the public names.
+``replication.Client``, ``replication.Router`` and ``replication.MarketData`` are the public names.
 Imports ``transport`` and below.
 """
 
 from __future__ import annotations
 
-__all__ = ["Client", "Router"]
+__all__ = ["Client", "MarketData", "Router"]
 
 
 def __getattr__(name: str):
@@ -19,4 +19,8 @@ def __getattr__(name: str):
         from .router import Router
 
         return Router
+    if name == "MarketData":
+        from .market_data import MarketData
+
+        return MarketData
     raise AttributeError(name)

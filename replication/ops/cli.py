@@ -2,7 +2,7 @@
 
 For: ``primary``, ``standby``, ``witness`` (long-running processes),
 ``status``, ``switchover``, ``promote`` (operator commands), ``subscribe``
-(print the live entry stream), ``route check`` (a routes file) and
+(print the live entry stream), ``md`` (the public market-data feed), ``route check`` (a routes file) and
 ``demo``. ``matching.cli`` calls :func:`add_subcommands`; ``python -m
 replication.ops.cli ...`` runs the same commands without the console script.
 Not for: protocol logic.
@@ -250,6 +250,13 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     return subscribe(cfg, args.node, args.count, args.timeout)
 
 
+def _cmd_md(args: argparse.Namespace) -> int:
+    from ..transport.group_file import load
+    from .md_view import md
+
+    return md(load(args.config), args.instrument, args.node, args.key, args.count, args.timeout, args.view)
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from ..transport.curve import create_keys, user_ids
     from ..transport.group_file import load
@@ -479,6 +486,40 @@ def add_subcommands(subparsers: Any) -> None:
         help="exit after this many seconds without an entry (default: 0 = never)",
     )
     p.set_defaults(func=_cmd_subscribe)
+
+    p = _parser(
+        subparsers,
+        "md",
+        help="the public market-data feed: JSON lines, or a live depth view",
+        description="Follow the public market-data feed of one or more instruments (L2 level updates, "
+        "trades and BBO, checksums verified, resynced by snapshot after a gap), from any node, "
+        "following the group through fail-over. No order id, account or client id is in it.",
+        example="matchcore md --config group.toml --instrument 1\nmatchcore md --config group.toml --instrument 1 --view",
+    )
+    config_flag(p)
+    p.add_argument(
+        "--node",
+        default=None,
+        metavar="NAME",
+        help="start from this node's feed (default: the first that answers)",
+    )
+    p.add_argument(
+        "--instrument", type=int, action="append", required=True, help="an instrument (repeatable)"
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines, one per update (the default)")
+    p.add_argument("--view", action="store_true", help="a live depth view (rich) instead of JSON lines")
+    p.add_argument("--count", type=int, default=0, help="exit after this many updates (default: 0 = never)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit after this many seconds without an update (default: 0 = never)",
+    )
+    p.add_argument(
+        "--key", default="", metavar="NAME", help="CURVE key name in keys_dir (default: the client's)"
+    )
+    p.set_defaults(func=_cmd_md)
 
     p = _parser(
         subparsers,

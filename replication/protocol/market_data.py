@@ -174,3 +174,84 @@ def decode_snapshot(buf: bytes, max_levels: int) -> BookSnapshot:
     if bids and asks and bids[0][0] >= asks[0][0]:
         raise _bad("crossed snapshot")
     return BookSnapshot(instrument, seq, iseq, bids, asks, checksum)
+
+
+# --- the feed's frames on a node's sockets (docs/operations.md "Public market data") ----------
+# PUB (node port + 200): [topic, body]. Updates: topic TOPIC_UPDATES + instrument (u32,
+# big-endian, so a SUB prefix selects one instrument), body a run of update records, all of
+# that instrument. Heartbeat: topic TOPIC_HEARTBEAT, body the group seq the feed is at and the
+# instrument seq of every instrument (a subscriber that holds less lost the tail: it resyncs).
+# Snapshot service (ROUTER, node port + 201): request SNAPSHOT_ASK + instrument (u32); reply
+# SNAPSHOT_REPLY + status byte + 3 zero bytes + the snapshot (status SNAP_OK), or nothing
+# after the status (SNAP_UNAVAILABLE: the node's feed does not know its book).
+
+TOPIC_UPDATES = b"U"
+TOPIC_HEARTBEAT = b"H"
+HEARTBEAT = struct.Struct("<QI")  # group seq, instruments; then (instrument u32, instrument seq u64) each
+_HEARTBEAT_ENTRY = struct.Struct("<IQ")
+MAX_HEARTBEAT_INSTRUMENTS = 1 << 16
+SNAPSHOT_ASK = b"MDSQ"
+SNAPSHOT_REPLY = b"MDSR"
+SNAP_OK, SNAP_UNAVAILABLE = 0, 1
+_ASK = struct.Struct("<4sI")
+_REPLY_HEAD = struct.Struct("<4sB3x")
+MAX_UPDATES_PER_FRAME = 1 << 16  # a publisher splits longer runs
+
+
+def update_topic(instrument: int) -> bytes:
+    """The PUB topic of one instrument's updates (a SUB subscribes to it, or to ``TOPIC_UPDATES`` for all)."""
+    return TOPIC_UPDATES + instrument.to_bytes(4, "big")
+
+
+def topic_instrument(topic: bytes) -> int:
+    """The instrument of an update topic; ``DecodeError`` if it is not one."""
+    if len(topic) != 5 or topic[:1] != TOPIC_UPDATES:
+        raise _bad("not an update topic")
+    return int.from_bytes(topic[1:], "big")
+
+
+def encode_snapshot_ask(instrument: int) -> bytes:
+    return _ASK.pack(SNAPSHOT_ASK, instrument)
+
+
+def decode_snapshot_ask(buf: bytes) -> int:
+    """The instrument a snapshot request names; ``DecodeError`` for anything else."""
+    if len(buf) != _ASK.size or buf[:4] != SNAPSHOT_ASK:
+        raise _bad("not a snapshot request")
+    return _ASK.unpack(buf)[1]
+
+
+def encode_snapshot_reply(snap: BookSnapshot | None) -> bytes:
+    """A snapshot service's answer: the snapshot, or ``None`` for unavailable."""
+    if snap is None:
+        return _REPLY_HEAD.pack(SNAPSHOT_REPLY, SNAP_UNAVAILABLE)
+    return _REPLY_HEAD.pack(SNAPSHOT_REPLY, SNAP_OK) + encode_snapshot(snap)
+
+
+def decode_snapshot_reply(buf: bytes, max_levels: int) -> BookSnapshot | None:
+    """The snapshot in an answer, ``None`` if the node said unavailable; ``DecodeError`` if malformed."""
+    if len(buf) < _REPLY_HEAD.size or buf[:4] != SNAPSHOT_REPLY:
+        raise _bad("not a snapshot reply")
+    _, status = _REPLY_HEAD.unpack_from(buf)
+    if status == SNAP_UNAVAILABLE and len(buf) == _REPLY_HEAD.size:
+        return None
+    if status != SNAP_OK:
+        raise _bad(f"snapshot reply status {status}")
+    return decode_snapshot(buf[_REPLY_HEAD.size :], max_levels)
+
+
+def encode_heartbeat(seq: int, instrument_seqs: list[tuple[int, int]]) -> bytes:
+    """A feed's heartbeat: its group seq and the last instrument seq of each instrument (at most
+    ``MAX_HEARTBEAT_INSTRUMENTS`` of them, the first ones ascending)."""
+    pairs = instrument_seqs[:MAX_HEARTBEAT_INSTRUMENTS]
+    return HEARTBEAT.pack(seq, len(pairs)) + b"".join([_HEARTBEAT_ENTRY.pack(i, s) for i, s in pairs])
+
+
+def decode_heartbeat(buf: bytes) -> tuple[int, dict[int, int]]:
+    """``(group seq, {instrument: instrument seq})`` of a heartbeat; ``DecodeError`` if malformed."""
+    if len(buf) < HEARTBEAT.size:
+        raise _bad("heartbeat shorter than its header")
+    seq, n = HEARTBEAT.unpack_from(buf)
+    if n > MAX_HEARTBEAT_INSTRUMENTS or len(buf) != HEARTBEAT.size + n * _HEARTBEAT_ENTRY.size:
+        raise _bad("heartbeat length does not match its count")
+    return seq, dict(_HEARTBEAT_ENTRY.iter_unpack(buf[HEARTBEAT.size :]))

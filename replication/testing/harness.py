@@ -32,26 +32,35 @@ from ..transport import group_file as config
 _ISSUED: set[int] = set()
 
 
-def free_ports(n: int, spacing: int = 100) -> list[int]:
-    """``n`` loopback ports p such that p and p + ``spacing`` (the PUB port) are free right now.
+# A node's derived ports, as offsets from its own: the entry stream's PUB (+100) and the public
+# market-data feed's PUB and snapshot service (+200, +201; transport.market_data_pub).
+DERIVED_OFFSETS = (200, 201)
 
-    Never the same port twice in one process (nor one another call's PUB port).
+
+def free_ports(n: int, spacing: int = 100) -> list[int]:
+    """``n`` loopback ports p such that p, p + ``spacing`` (the PUB port) and the market-data
+    ports (``DERIVED_OFFSETS``) are free right now.
+
+    Never the same port twice in one process (nor one another call's derived port).
     """
     ports: list[int] = []
+    taken: set[int] = set()
     while len(ports) < n:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             p = s.getsockname()[1]
-        if p + spacing > 65535 or {p, p + spacing} & (_ISSUED | set(ports)):
+        derived = {p + spacing, *(p + d for d in DERIVED_OFFSETS)}
+        if max(derived) > 65535 or ({p} | derived) & (_ISSUED | taken):
             continue
         try:
-            with socket.socket() as s2:
-                s2.bind(("127.0.0.1", p + spacing))
+            for q in sorted(derived):
+                with socket.socket() as s2:
+                    s2.bind(("127.0.0.1", q))
         except OSError:
             continue
         ports.append(p)
-    _ISSUED.update(ports)
-    _ISSUED.update(p + spacing for p in ports)
+        taken |= {p} | derived
+    _ISSUED.update(taken)
     return ports
 
 

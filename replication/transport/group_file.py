@@ -100,6 +100,7 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "witness_grace_ms": _Key("number", default=0, unit="ms"),  # witness: no votes this long after start
     "lease_ms": _Key("number", default=30, unit="ms"),  # async: acknowledge only while the lease holds
     "max_in_flight": _Key("int", default=4096, unit="requests"),  # queued per client connection (then busy)
+    "market_data": _Key("int", default=1),  # 1: every node publishes the public market-data feed; 0: none
     "keys_dir": _Key("str", default=""),  # CURVE keys (``matchcore keys`` makes them); "" = open mode
     "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
     "witness": _Key("table"),  # [witness]
@@ -194,6 +195,8 @@ def validate(doc: dict[str, Any], path: str = "group.toml") -> None:
     for key in ("suspect_ms", "switchover_timeout_ms", "witness_grace_ms", "snapshot_every", "dedupe_window"):
         if doc.get(key, 0) < 0:
             raise ConfigError(f"{path}: {key} must not be negative, not {doc[key]!r}")
+    if doc.get("market_data", 1) not in (0, 1):
+        raise ConfigError(f"{path}: market_data must be 1 (on) or 0 (off), not {doc['market_data']!r}")
     for key in ("max_batch", "report_window", "order_window", "report_poll_ms"):
         if doc.get(key, 1) < 1:
             raise ConfigError(f"{path}: {key} must be at least 1, not {doc[key]!r}")

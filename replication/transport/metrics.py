@@ -108,6 +108,16 @@ class NodeCollector:
             events.add_metric([node, key], float(value))
         yield events
 
+        feed = CounterMetricFamily(
+            "matchcore_market_data",
+            "the public market-data feed: updates and frames published, dropped, snapshots served",
+            labels=["node", "counter"],
+        )
+        for key, value in sorted(d.counters.items()):
+            if key.startswith("md_"):
+                feed.add_metric([node, key[len("md_") :]], float(value))
+        yield feed
+
 
 class ReplyTimer:
     """Observes request -> reply latency in the driver; only built when metrics are on."""

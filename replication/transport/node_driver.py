@@ -26,6 +26,7 @@ from ..protocol import wire
 from ..protocol.journal_api import JournalFault
 from .group_file import GroupConfig, pub_endpoint
 from .loop import MAX_DRAIN, SocketLoop, acknowledges_nothing
+from .market_data_pub import MarketDataPublisher
 from .sockets import tune_pub
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class NodeDriver(SocketLoop):
 
     machine: NodeMachine
     pub: zmq.Socket | None = None
+    md: MarketDataPublisher | None = None  # the public market-data feed, when the engine computes one
 
     def __init__(
         self,
@@ -75,6 +77,11 @@ class NodeDriver(SocketLoop):
                 self.pub.zap_domain = curve.DROP_COPY_DOMAIN.encode()  # operators' only
             self.pub.bind(pub_endpoint(endpoint))
             self.poller.register(self.pub, zmq.POLLIN)
+        # The public market-data feed (market_data_pub), when the engine computes one (md_engine).
+        if publish and getattr(machine.replica.engine, "enabled", False):
+            self.md = MarketDataPublisher(self.ctx, name, endpoint, keys_dir, self.counters)
+            for s in self.md.sockets():
+                self.poller.register(s, zmq.POLLIN)
         # The journal's fdatasync is ours to call, after the outputs that may leave first
         # (perform()): it then overlaps the peers' journal writes and round trips.
         self.journal = machine.journal
@@ -113,6 +120,8 @@ class NodeDriver(SocketLoop):
             self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
         else:
             self.perform(outs)
+        if self.md is not None:  # what this pass applied, now durable here: the public feed
+            self.md.after_pass(m.replica.engine, events, now)
 
     def _deliver_requests(self, src: wire.Address, requests: Any, now: float) -> list:
         return self.machine.handle_requests(src, requests, now)  # the primary's batch path
@@ -261,6 +270,8 @@ class NodeDriver(SocketLoop):
     def _close_more(self) -> None:
         if self.pub is not None:
             self.pub.close(0)
+        if self.md is not None:
+            self.md.close()
         self.journal.close()
 
 
@@ -271,6 +282,7 @@ def node_driver(
     from ..protocol.node.machine import NodeMachine
     from ..protocol.replica import default_engine_factory
     from ..storage.journal import FileJournal
+    from .md_engine import feed_engine_factory
 
     if name not in cfg.nodes:
         raise ValueError(f"no node {name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes)})")
@@ -279,13 +291,17 @@ def node_driver(
         journal = FileJournal(spec.journal, cfg.settings.fsync)
     except OSError as exc:  # a disk that cannot even be read or written at start: say so, no traceback
         raise SystemExit(f"node {name}: cannot open its journal {spec.journal}: {exc}") from None
+    # The public feed: every node of the group computes it (or, market_data = 0, none does).
+    engine_factory = feed_engine_factory(
+        engine_factory or default_engine_factory, cfg.extra.get("market_data", 1)
+    )
     machine = NodeMachine(
         name,
         cfg.node_names,
         journal,
         cfg.settings,
         "witness" if cfg.witness else None,
-        engine_factory or default_engine_factory,
+        engine_factory,
         start_role,
         perturb_seq,
     )

@@ -48,5 +48,6 @@ def test_primary_serves_role_seq_and_reply_latency():
         assert "matchcore_client_requests_total 6.0" in text
         assert "matchcore_reply_latency_seconds_count 6.0" in text
         assert 'matchcore_diverged{node="a"} 0.0' in text
+        assert 'matchcore_market_data_total{counter="frames",node="a"}' in text  # its heartbeats at least
     finally:
         g.stop()
