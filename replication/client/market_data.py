@@ -1,7 +1,7 @@
 """``MarketData``: follow a group's public feed, with a verified local book, through fail-over.
 
 For: a third party that wants L2 books, trades and BBO of some instruments
-(DESIGN.md "Public market data", "Running a group")::
+(docs/operations.md "Public market data", docs/semantics.md "Market data")::
 
     md = MarketData.from_config("group.toml", instruments=[1])
     md.poll(timeout=0.01)   # -> updates applied since the last call (dicts: instrument, kind, ...)
