@@ -205,7 +205,7 @@ def client_window(flow: Flow, old_epoch: int, t_mark: float) -> dict[str, Any]:
     ``client_window_ms``: from the last ``OK`` reply of ``old_epoch`` received before the
     first ``OK`` reply of a newer epoch, to that first reply. ``late_old_replies``: old-epoch
     replies received after it (held by the old primary until the handover was proven).
-    ``max_wait_ms``: the longest send -> reply of any order answered since ``t_mark``.
+    ``max_wait_ms``: the longest send -> reply of any order sent since ``t_mark``.
     """
     from replication.protocol import wire
 
@@ -214,7 +214,7 @@ def client_window(flow: Flow, old_epoch: int, t_mark: float) -> dict[str, Any]:
     if first_new is None:
         return {}
     last_old = max((t for t, r in ok if r.epoch == old_epoch and t <= first_new), default=t_mark)
-    waits = [t - flow.sent_at[r.request_id] for t, r in ok if r.request_id in flow.sent_at]
+    waits = [t - flow.sent_at[r.request_id] for t, r in ok if flow.sent_at.get(r.request_id, -1.0) >= t_mark]
     return {
         "client_window_ms": round((first_new - last_old) * 1000, 3),
         "late_old_replies": sum(1 for t, r in ok if r.epoch == old_epoch and t > first_new),
