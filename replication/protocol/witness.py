@@ -316,8 +316,8 @@ class WitnessMachine:
         # One grant per epoch, each epoch after the last: absolute, for an operator's ask too.
         if m.epoch == self.epoch and self.primary == m.node:
             # A retransmitted request.
-            reason = "already granted" if self.proven(m.seq, m.last_epoch) else HANDOVER_GRANT
-            return wire.Vote(m.epoch, m.node, True, reason, self.isr, m.operator)
+            again = "already granted" if self.proven(m.seq, m.last_epoch) else HANDOVER_GRANT
+            return wire.Vote(m.epoch, m.node, True, again, self.isr, m.operator)
         if m.epoch <= self.epoch:
             return deny(f"epoch {m.epoch} is not newer than {self.epoch}")
         if self.epoch and m.epoch != self.epoch + 1:
