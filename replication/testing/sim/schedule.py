@@ -223,6 +223,15 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
     return schedule
 
 
+def without_switchover_steps(schedule: Schedule) -> Schedule:
+    """``schedule`` with each ``switchover_step`` fault a plain ``switchover`` again: the fault
+    list as seeds drew it before those faults existed (seeds pinned by tests then)."""
+    plain = tuple(
+        replace(f, kind="switchover", step="") if f.kind == "switchover_step" else f for f in schedule.faults
+    )
+    return replace(schedule, faults=plain)
+
+
 # --- commands ----------------------------------------------------------------------------
 
 
