@@ -15,6 +15,14 @@ kinds, so that load from elsewhere on the machine hits them alike:
 - **switchover**: a ``Switchover`` message to the primary (what
   ``matchcore switchover`` sends), from this process.
 
+With ``--rate N`` the client is paced instead: one new order every ``1/N`` s
+(as many in flight as that takes), the way a trading client sends, rather
+than a fixed window kept full. A switchover round then also measures the
+**client window**: the write-unavailability the client saw, from the last
+``OK`` reply of the old epoch to the first ``OK`` reply of the new one (both
+on this process's clock as the replies were received), and the longest time
+any one order of the round waited for its reply (send -> reply).
+
 Each round measures, from the kill (or the command) on this process's
 ``time.monotonic`` clock, the time to the first **new** order accepted by the
 new primary as the client saw it (a reply with a seq at or after the new
@@ -73,6 +81,8 @@ TARGET_SIGKILL_P50_MS = 5.0
 TARGET_HUNG_P50_MS = 50.0
 TARGET_PROMOTION_MS = 1.0
 TARGET_SWITCHOVER_P99_MS = 1.0
+TARGET_CLIENT_WINDOW_P50_MS = 1.0  # paced client: last old-epoch reply -> first new-epoch reply
+TARGET_CLIENT_WINDOW_P99_MS = 2.0
 CLIENT_ID = 7
 
 #: Children per teardown-floor pass (one pass before the rounds, one after).
@@ -93,6 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS)
     )
     parser.add_argument("--window", type=int, default=8, help="orders the client keeps in flight (default 8)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="pace the client at this many orders/s instead of a full window (0: the window; "
+        "switchover rounds then also report the client window, last old-epoch -> first new-epoch reply)",
+    )
     parser.add_argument(
         "--retry-ms", type=float, default=20.0, help="client re-send timeout in ms (default 20, as the demo)"
     )
@@ -117,13 +134,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class Flow:
-    """The client's continuous order flow: keep ``window`` in flight, log every reply with its time."""
+PACED_IN_FLIGHT = 4096  # a paced client's cap on orders in flight (a switchover holds a few ms of them)
 
-    def __init__(self, client: Any, window: int) -> None:
+
+class Flow:
+    """The client's continuous order flow: keep ``window`` in flight (or send ``rate`` orders/s),
+    log every reply with its time."""
+
+    def __init__(self, client: Any, window: int, rate: float = 0.0) -> None:
         from replication.testing.harness import order
 
         self.c, self.window, self.order = client, window, order
+        self.rate = rate
+        self.next_at = 0.0  # paced: when the next order is due
+        self.sent_at: dict[int, float] = {}  # request id -> first send (paced: each order's wait)
         self.sent = 0
         self.acked: dict[int, tuple[int, int]] = {}  # request id -> (seq, round)
         self.round = -1
@@ -149,10 +173,13 @@ class Flow:
 
         end = time.monotonic() + seconds
         while True:
-            while self.c.in_flight < self.window:
+            if self.rate > 0:
+                self._send_paced()
+            while not self.rate and self.c.in_flight < self.window:
                 self.c.send(self.order(self.sent))
                 self.sent += 1
-            for r in self.c.poll_replies(0.001):
+            wait = 0.001 if not self.rate else max(0.0, min(0.001, self.next_at - time.monotonic()))
+            for r in self.c.poll_replies(wait):
                 now = time.monotonic()
                 self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
                 self.log.append((now, r))
@@ -160,6 +187,39 @@ class Flow:
                     self.acked[r.request_id] = (r.seq, self.round)
             if time.monotonic() >= end:
                 return
+
+    def _send_paced(self) -> None:
+        """Send the orders due by now (at most one per ``1/rate`` s; a late loop does not burst)."""
+        now = time.monotonic()
+        if not self.window or now < self.next_at or self.c.in_flight >= PACED_IN_FLIGHT:
+            return
+        rid = self.c.send(self.order(self.sent))
+        self.sent_at[rid] = now
+        self.sent += 1
+        self.next_at = max(self.next_at + 1.0 / self.rate, now)
+
+
+def client_window(flow: Flow, old_epoch: int, t_mark: float) -> dict[str, Any]:
+    """The write-unavailability the client saw across an epoch change (ms), from ``flow.log``.
+
+    ``client_window_ms``: from the last ``OK`` reply of ``old_epoch`` received before the
+    first ``OK`` reply of a newer epoch, to that first reply. ``late_old_replies``: old-epoch
+    replies received after it (held by the old primary until the handover was proven).
+    ``max_wait_ms``: the longest send -> reply of any order sent since ``t_mark``.
+    """
+    from replication.protocol import wire
+
+    ok = [(t, r) for t, r in flow.log if r.status == wire.OK]
+    first_new = min((t for t, r in ok if r.epoch > old_epoch), default=None)
+    if first_new is None:
+        return {}
+    last_old = max((t for t, r in ok if r.epoch == old_epoch and t <= first_new), default=t_mark)
+    waits = [t - flow.sent_at[r.request_id] for t, r in ok if flow.sent_at.get(r.request_id, -1.0) >= t_mark]
+    return {
+        "client_window_ms": round((first_new - last_old) * 1000, 3),
+        "late_old_replies": sum(1 for t, r in ok if r.epoch == old_epoch and t > first_new),
+        "max_wait_ms": round(max(waits) * 1000, 3) if waits else None,
+    }
 
 
 def _ready(g: Any, flow: Flow, timeout: float = 30.0) -> dict[str, Any]:
@@ -280,6 +340,9 @@ def one_round(g: Any, flow: Flow, kind: str, round_no: int) -> dict[str, Any]:
             out.update(_first_new(flow, g, new, t0))
         finally:
             sock.close(0)
+        if flow.rate > 0:
+            flow.pump(0.02)  # the old primary's held replies, if any, come in
+            out.update(client_window(flow, int(out["old_epoch"] or 0), t0))
         return out
     sig = signal.SIGKILL if kind == "sigkill" else signal.SIGSTOP
     out["old_rss_kb"] = teardown.rss_kb(proc.pid)  # what the kernel will free before the sockets close
@@ -407,6 +470,8 @@ def summarize(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             "first_reply_ms": _summary_ms([r["first_reply_ms"] for r in rs]),
             "promotion_ms": _summary_ms([r["promotion_ms"] for r in rs]),
             "candidacy_ms": _summary_ms([r.get("candidacy_ms") for r in rs]),
+            "client_window_ms": _summary_ms([r.get("client_window_ms") for r in rs]),
+            "max_wait_ms": _summary_ms([r.get("max_wait_ms") for r in rs]),
             "lost": sum(r.get("lost", 0) for r in rs),
             "duplicated": sum(r.get("duplicated", 0) for r in rs),
         }
@@ -454,7 +519,20 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
             "<=",
             "ms",
         ),
-    ]
+    ] + (
+        [
+            groups.target(
+                f"switchover client window (paced), {stat}",
+                get("switchover", "client_window_ms", stat),
+                goal,
+                "<",
+                "ms",
+            )
+            for stat, goal in (("p50", TARGET_CLIENT_WINDOW_P50_MS), ("p99", TARGET_CLIENT_WINDOW_P99_MS))
+        ]
+        if get("switchover", "client_window_ms", "count")
+        else []
+    )
 
 
 def print_result(result: dict[str, Any], machine: str) -> None:
@@ -465,8 +543,12 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             ("first_reply_ms", "-> first reply from new primary"),
             ("promotion_ms", "decision -> serving (node)"),
             ("candidacy_ms", "candidacy -> decision (vote round trip)"),
+            ("client_window_ms", "client window: last old-epoch -> first new-epoch reply"),
+            ("max_wait_ms", "longest order wait in the round (send -> reply)"),
         ):
             m = s[what]
+            if not m["count"] and what in ("client_window_ms", "max_wait_ms"):
+                continue  # (paced rounds only)
             rows.append(
                 [
                     f"{kind} {label}",
@@ -491,8 +573,13 @@ def print_result(result: dict[str, Any], machine: str) -> None:
         rows,
         note=f"timeouts: heartbeat {result['settings']['heartbeat_ms']} ms, silence "
         f"{result['settings']['timeout_ms']} ms, after disconnect {result['settings']['suspect_ms']} "
-        f"ms; client re-send {result['retry_ms']} ms; {result['window']} orders in flight; "
-        f"bare pyzmq round trip p50 before / after: {floor_note or '-'}",
+        f"ms; client re-send {result['retry_ms']} ms; "
+        + (
+            f"paced at {result['rate']:g} orders/s; "
+            if result.get("rate")
+            else f"{result['window']} orders in flight; "
+        )
+        + f"bare pyzmq round trip p50 before / after: {floor_note or '-'}",
     )
     j = result.get("journal_check", {})
     if j:
@@ -619,6 +706,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {
             "rounds_per_kind": n_rounds,
             "window": args.window,
+            "rate": args.rate,
             "retry_ms": args.retry_ms,
             "settings": groups.timing_extra(args),
             "rounds": [],
@@ -639,7 +727,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             g.start_all()
             g.wait_ready()
             c = g.client(CLIENT_ID, timeout=10.0, retry_timeout=args.retry_ms / 1000)
-            flow = Flow(c, args.window)
+            flow = Flow(c, args.window, args.rate)
             try:
                 with common.progress() as prog:
                     task = prog.add_task("fail-over rounds", total=n_rounds * len(kinds))

@@ -36,6 +36,10 @@ from .wire import Send
 log = logging.getLogger("replication.witness")
 
 NEVER = float("-inf")
+# A Vote's reason when the witness grants a switchover's target on its own, from the old
+# primary's heartbeat after the Handover (``WitnessMachine.handover_grant``): no VoteRequest
+# asked for it. The target promotes on it only once it holds the Handover at its own seq.
+HANDOVER_GRANT = "granted (handover)"
 
 # A message handler of the dispatch table: ``(src, msg, now) -> outputs``.
 Handler = Callable[[wire.Address, Any, float], list[Send]]
@@ -95,6 +99,10 @@ class WitnessMachine:
         self.lease_promised = NEVER
         # Async: no lease echoed before this time: a forced operator promote asked (operator_refusal).
         self.lease_frozen_until = NEVER
+        # Our last unasked grant (``handover_grant``), (epoch, seq, last epoch) as the old primary
+        # said them; None: none since we started. Re-sent, that grant stays ``HANDOVER_GRANT``
+        # unless the target shows it holds that last entry itself (``proven``).
+        self.unasked: tuple[int, int, int] | None = None
         if state:
             self.epoch = int(state["epoch"])
             self.primary = str(state["primary"])
@@ -148,8 +156,11 @@ class WitnessMachine:
         }
 
     def _on_heartbeat_message(self, src: wire.Address, hb: wire.Heartbeat, now: float) -> list[Send]:
-        """Learn from a node's heartbeat (``on_heartbeat``); re-send a grant it did not get."""
+        """Learn from a node's heartbeat (``on_heartbeat``); grant a switchover's target
+        (``handover_grant``); re-send a grant it did not get."""
         self.on_heartbeat(src, hb)
+        if src == self.primary and hb.role == wire.ROLE_STANDBY and hb.epoch == self.epoch and hb.leader:
+            return self.handover_grant(src, hb, now)
         if (
             src == self.primary
             and hb.role == wire.ROLE_STANDBY
@@ -161,8 +172,44 @@ class WitnessMachine:
             # back). Re-send it, or the old primary, whose ISR changes we no longer
             # accept, and the group would be stuck without redundancy.
             self.count("votes_resent")
-            return [Send(src, wire.Vote(self.epoch, src, True, "granted (re-sent)", self.isr))]
+            # (An unasked handover grant stays one: the target serves on it only with the Handover.)
+            reason = "granted (re-sent)" if self.proven(hb.seq, hb.last_epoch) else HANDOVER_GRANT
+            return [Send(src, wire.Vote(self.epoch, src, True, reason, self.isr))]
         return []
+
+    def handover_grant(self, src: str, hb: wire.Heartbeat, now: float) -> list[Send]:
+        """The primary of our epoch handed over: it follows ``hb.leader`` at its final seq. Grant
+        that target the next epoch now, unasked, rather than when its VoteRequest comes.
+
+        The old primary hands over only once the target acknowledged its final seq in our
+        epoch (``PrimaryRole.check_drain``), and sequences nothing after it; no newer epoch
+        exists (we would have granted it), so nothing can have cut the target's journal
+        since. The grant is recorded as the target's ``VoteRequest`` would have it (its
+        seq and last epoch those of the old primary's heartbeat), and the Vote says
+        ``HANDOVER_GRANT``: the target promotes on it only once it holds the Handover at
+        its own seq (``Candidacy.on_vote``), so a target that lost its journal meanwhile
+        never serves on this grant. It saves the target's ask: the grant, and the
+        durable write before it, overlap the Handover's way to the target. O(nodes)."""
+        target = hb.leader
+        if (
+            target == src
+            or target not in self.last_heard
+            or self.error
+            or (self.started is not None and now - self.started < self.settings.witness_grace)
+        ):
+            return []
+        m = wire.VoteRequest(self.epoch + 1, hb.seq, target, hb.last_epoch)
+        self.count("handovers_granted")
+        self.count("handovers_granted_unasked")
+        vote = self.grant(m, now)
+        self.unasked = (vote.epoch, hb.seq, hb.last_epoch)
+        return [Send(target, wire.Vote(vote.epoch, target, True, HANDOVER_GRANT, vote.isr))]
+
+    def proven(self, seq: int, last_epoch: int) -> bool:
+        """Does a grantee at ``seq`` / ``last_epoch`` hold what our epoch's grant was for? Always,
+        but for an unasked grant (``unasked``): then only if that is the old primary's last entry."""
+        u = self.unasked
+        return u is None or u[0] != self.epoch or (seq == u[1] and last_epoch == u[2])
 
     def _on_vote_request_message(self, src: wire.Address, m: wire.VoteRequest, now: float) -> list[Send]:
         """Answer a candidate at once, or (no output) park its request: see ``on_vote_request``."""
@@ -269,7 +316,8 @@ class WitnessMachine:
         # One grant per epoch, each epoch after the last: absolute, for an operator's ask too.
         if m.epoch == self.epoch and self.primary == m.node:
             # A retransmitted request.
-            return wire.Vote(m.epoch, m.node, True, "already granted", self.isr, m.operator)
+            again = "already granted" if self.proven(m.seq, m.last_epoch) else HANDOVER_GRANT
+            return wire.Vote(m.epoch, m.node, True, again, self.isr, m.operator)
         if m.epoch <= self.epoch:
             return deny(f"epoch {m.epoch} is not newer than {self.epoch}")
         if self.epoch and m.epoch != self.epoch + 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from _net import settings
 
 from replication.protocol import wire
-from replication.protocol.witness import WitnessMachine
+from replication.protocol.witness import HANDOVER_GRANT, WitnessMachine
 
 
 def hb(node, epoch, seq, role=wire.ROLE_STANDBY, leader="", last_epoch=None):
@@ -148,24 +148,67 @@ def test_a_handover_is_granted_once_the_old_primary_follows_the_target_with_its_
     w.handle("a", hb("a", 1, 20, wire.ROLE_DRAINING, "b"), 0.01)
     # Draining: a is alive and its seq may still grow, so the target's vote waits.
     assert w.handle("b", wire.VoteRequest(2, 20, "b", 1), 0.011) == []
-    # a handed over (it follows b at epoch 1, seq final): the parked vote is granted.
+    assert w.epoch == 1
+    # a handed over (it follows b at epoch 1, seq final): b is granted at once, unasked, and
+    # its parked request is answered (it holds that final seq: an ordinary grant).
+    outs = w.handle("a", hb("a", 1, 20, wire.ROLE_STANDBY, "b"), 0.012)
+    assert [(o.dest, o.msg.granted, o.msg.reason) for o in outs] == [
+        ("b", True, HANDOVER_GRANT),
+        ("b", True, "already granted"),
+    ]
+    assert w.epoch == 2 and w.primary == "b" and w.isr == ("a",)
+    assert w.handle("a", hb("a", 1, 20, wire.ROLE_STANDBY, "b"), 0.013) == []  # once
+
+
+def test_a_handover_is_granted_unasked_without_the_targets_request():
+    w = WitnessMachine(["a", "b"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 20, wire.ROLE_DRAINING, "b"), 0.01)
     (out,) = w.handle("a", hb("a", 1, 20, wire.ROLE_STANDBY, "b"), 0.012)
-    assert out.dest == "b" and out.msg.granted and w.epoch == 2 and w.primary == "b"
+    assert out.dest == "b" and out.msg == wire.Vote(2, "b", True, HANDOVER_GRANT, ("a",))
+    assert w.counters["handovers_granted_unasked"] == 1
 
 
-def test_a_handover_target_missing_entries_is_not_granted():
+def test_a_handover_target_missing_entries_gets_only_a_grant_it_may_not_serve_on():
     # b crashed during the drain and restarted with a shorter journal; a ran solo meanwhile
-    # (seq 51 acknowledged without b). a names b in its heartbeat, but b lacks 28..51.
+    # (seq 51 acknowledged without b). a names b in its heartbeat, but b lacks 28..51. The
+    # witness grants from a's word (a hands over only once b acked 51), as HANDOVER_GRANT: b
+    # serves on it only holding a's Handover at its own seq (Candidacy.on_vote), which it
+    # cannot. Asked or re-sent, the grant stays one until b shows that last entry itself.
     w = WitnessMachine(["a", "b"], settings())
     assert vote(w, "a", 1, 0, 0.0).granted
     w.handle("a", wire.IsrUpdate(1, 28, "a", ()), 0.01)
     w.handle("a", hb("a", 1, 51, wire.ROLE_DRAINING, "b"), 0.02)
     assert w.handle("b", wire.VoteRequest(2, 27, "b", 1), 0.021) == []  # a is alive: parked
-    out = w.handle("a", hb("a", 1, 51, wire.ROLE_STANDBY, "b"), 0.022)
-    assert not any(o.msg.granted for o in out)  # not a handover (b lacks 28..51), and b is out of sync
-    assert w.epoch == 1 and w.primary == "a"
-    # Once a is gone for good, b is refused too: the in-sync set is empty (a ran solo).
-    assert not vote(w, "b", 2, 27, 1.0).granted
+    outs = w.handle("a", hb("a", 1, 51, wire.ROLE_STANDBY, "b"), 0.022)
+    assert [o.msg.reason for o in outs] == [HANDOVER_GRANT, HANDOVER_GRANT]
+    (again,) = w.handle("b", wire.VoteRequest(2, 27, "b", 1), 0.03)
+    assert again.msg.granted and again.msg.reason == HANDOVER_GRANT
+    (resent,) = w.handle("b", hb("b", 1, 27), 0.04)  # b still a standby of epoch 1
+    assert resent.msg.reason == HANDOVER_GRANT
+    (proven,) = w.handle("b", hb("b", 1, 51), 0.05)  # b holds a's last entry itself
+    assert proven.msg.reason == "granted (re-sent)"
+
+
+def test_a_stale_request_parked_before_a_handover_is_not_granted_on_the_ordinary_rules():
+    """sim seed 1666 (--max-faults 10): granted on a seq the target had since passed.
+
+    b asked while at seq 1 (parked: a served). a then drained into b (b caught up to
+    12) and handed over. The parked request must not be granted on the ordinary rules: its
+    seq says b holds (1, 1), and the new epoch's in-sync set would be computed from that.
+    The handover grant is computed from a's final seq (c, at 1, is not in sync); the parked
+    request's answer is only a grant b may serve on holding the Handover.
+    """
+    w = WitnessMachine(["a", "b", "c"], settings())
+    assert vote(w, "a", 1, 0, 0.0).granted
+    w.handle("a", hb("a", 1, 12, wire.ROLE_PRIMARY, "a"), 1.0)
+    w.handle("c", hb("c", 1, 1, leader="a"), 1.0)
+    assert w.handle("b", wire.VoteRequest(2, 1, "b", 1), 1.001) == []  # parked
+    outs = w.handle("a", hb("a", 1, 12, wire.ROLE_STANDBY, "b"), 1.002)  # handed over
+    assert [o.msg.reason for o in outs] == [HANDOVER_GRANT, HANDOVER_GRANT]
+    assert w.epoch == 2 and w.isr == ("a",)  # c, at 1, is not in sync
+    outs = w.handle("b", wire.VoteRequest(2, 12, "b", 1), 1.003)  # b's fresh request
+    assert outs[0].msg.granted and outs[0].msg.reason == "already granted" and w.isr == ("a",)
 
 
 def test_a_new_epoch_leaves_out_the_nodes_behind_the_candidate():
@@ -221,20 +264,3 @@ def test_a_primary_that_restarted_as_a_standby_parks_no_vote():
     w.handle("b", hb("b", 2, 1), 1.5)  # b restarted: a standby of its own epoch
     w.handle("a", hb("a", 2, 2), 1.5)
     assert vote(w, "a", 3, 2, 1.51).granted
-
-
-def test_a_stale_request_parked_before_a_handover_is_not_granted_on_the_ordinary_rules():
-    """sim seed 1666 (--max-faults 10): granted on a seq the target had since passed.
-
-    b asked while at seq 1 (parked: a served). a then drained into b (b caught up to
-    12) and handed over. The parked request must not be granted now: its seq says b
-    holds (1, 1), and the new epoch's in-sync set would be computed from that.
-    """
-    w = WitnessMachine(["a", "b", "c"], settings())
-    assert vote(w, "a", 1, 0, 0.0).granted
-    w.handle("a", hb("a", 1, 12, wire.ROLE_PRIMARY, "a"), 1.0)
-    w.handle("c", hb("c", 1, 1, leader="a"), 1.0)
-    assert w.handle("b", wire.VoteRequest(2, 1, "b", 1), 1.001) == []  # parked
-    assert w.handle("a", hb("a", 1, 12, wire.ROLE_STANDBY, "b"), 1.002) == []  # handed over
-    outs = w.handle("b", wire.VoteRequest(2, 12, "b", 1), 1.003)  # b's fresh request
-    assert outs[0].msg.granted and w.epoch == 2 and w.isr == ("a",)  # c, at 1, is not in sync

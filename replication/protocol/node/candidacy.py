@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from .. import wire
 from ..wire import Send
+from ..witness import HANDOVER_GRANT
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import NodeMachine
@@ -44,6 +45,10 @@ class Candidacy:
         self.since: float | None = None
         self.vote_sent_at = NEVER
         self.votes_refused = 0  # refusals in the current candidacy (the first few are re-asked soon)
+        # A switchover: the Handover we accepted, (epoch, seq), and a grant the witness sent us
+        # unasked before it came (``witness.HANDOVER_GRANT``), kept for it (``handover_vote``).
+        self.handover_at: tuple[int, int] | None = None
+        self.early_grant: wire.Vote | None = None
 
     # -- failure detection ------------------------------------------------------------
 
@@ -133,6 +138,18 @@ class Candidacy:
             )
         ]
 
+    def holds_handover(self) -> bool:
+        """We accepted a Handover at our epoch and seq, and our journal is whole."""
+        node = self.node
+        return self.handover_at == (node.epoch, node.replica.seq) and not node.damaged
+
+    def handover_vote(self, now: float) -> list:
+        """The Handover has come: promote on the witness's unasked grant if it came first."""
+        m, self.early_grant = self.early_grant, None
+        if m is None or m.epoch != self.node.epoch + 1:
+            return []
+        return self.on_vote(m, now)
+
     def due(self, now: float, start: bool) -> float:
         """When :meth:`run` next acts: starts the candidacy, or (re-)asks the witness."""
         node = self.node
@@ -160,6 +177,17 @@ class Candidacy:
                     self.vote_sent_at = min(self.vote_sent_at, soon)
             return []
         if m.node != node.name or m.epoch != node.epoch + 1 or node.role != wire.ROLE_STANDBY:
+            return []
+        if m.reason == HANDOVER_GRANT and not self.holds_handover():
+            # Granted from the old primary's word that we acknowledged its final seq: we serve
+            # on it only holding its Handover at our own seq (a journal lost meanwhile, or a
+            # Handover still on its way). Kept for the Handover (``handover_vote``); if that
+            # never comes, our heartbeats get the grant re-sent as any lost one.
+            self.early_grant = m
+            node.count("handover_grants_early")
+            return []
+        if node.damaged:
+            node.count("votes_ignored_damaged")  # never serve a shortened history (journal_health)
             return []
         if node.lease_promise.open(now):
             # The old primary may still acknowledge under a lease we echoed: not yet. The witness

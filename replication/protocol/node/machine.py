@@ -692,6 +692,7 @@ class NodeMachine:
             return []
         if src == self.leader:
             self.lease_promise.until = NEVER  # the primary we echoed stopped acknowledging: it handed over
+        self.candidacy.handover_at = (m.epoch, m.seq)
         if not self.witness:
             self.candidacy.since = now
             return self.promote(now, "switchover")
@@ -702,6 +703,9 @@ class NodeMachine:
         # draining primary's heartbeat names us); the old primary re-sends its Handover
         # until we serve, and each one re-asks.
         self.candidacy.vote_sent_at = NEVER
+        promoted = self.candidacy.handover_vote(now)  # the witness granted it unasked (HANDOVER_GRANT)
+        if promoted or self.is_primary:
+            return promoted
         return self.candidacy.run(now, "handover")
 
     # -- status -------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ log = logging.getLogger("replication.sequencer")
 
 INF = float("inf")
 OPEN_NONCES = 4096  # queued opens remembered (PrimaryRole.open_nonces) before the sequenced ones are pruned
+DRAIN_HELD = 4096  # new requests a draining primary holds until its Handover has left (drain_held)
 # The primary's timers (``self.timers``).
 DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
 
@@ -69,6 +70,9 @@ class PrimaryRole:
         self.commit = node.replica.seq
         self.drain_target = ""  # draining into this node (a planned switchover): no new requests
         self.drain_started = 0.0
+        # New requests that arrived during the drain: (src, Request), answered when it ends (see
+        # hold_in_drain). Bounded by DRAIN_HELD; past it a request is redirected at once.
+        self.drain_held: list[tuple[wire.Address, wire.Request]] = []
         # Client id -> the session its last queued open will open (it counts only while that
         # open is still queued: see session_now).
         self.opens: dict[int, Held] = {}
@@ -109,6 +113,8 @@ class PrimaryRole:
         and the same refusal for every parked report fetch."""
         out = [Send(dest, reply(r)) for _, dest, r, _ in self.waiting]
         out += [Send(src, reply(m)) for src, m in self.pending]
+        out += [Send(src, reply(m)) for src, m in self.drain_held]
+        self.drain_held = []
         if self.service.parked:
             probe = reply(wire.Request(0, 0, b""))  # the refusal's status and leader hint
             out += self.service.refuse_parked(probe.status, probe.leader)
@@ -175,16 +181,8 @@ class PrimaryRole:
     def on_request(self, src: wire.Address, m: wire.Request, now: float) -> list:
         # Runs once per client request: module constants rather than wire.X lookups, and the
         # usual case (a new request) with as few steps as the checks allow.
-        if self.drain_target:  # new requests go to the switchover's target
-            self.node.count("requests_refused")
-            return [
-                Send(
-                    src,
-                    wire.Reply(
-                        m.client_id, m.request_id, wire.NOT_PRIMARY, self.node.epoch, 0, self.drain_target
-                    ),
-                )
-            ]
+        if self.drain_target:  # new requests go to the switchover's target, once it has our Handover
+            return self.hold_in_drain(src, m)
         if len(m.command) != COMMAND_SIZE:
             self.node.count("requests_malformed")
             return []
@@ -413,6 +411,37 @@ class PrimaryRole:
                     i, rid = i + 1, rid + 1
         return out
 
+    def hold_in_drain(self, src: wire.Address, m: wire.Request) -> list:
+        """A request that reached us while we drain: held until the drain ends, then redirected to
+        the target (handed over) or served here (aborted).
+
+        Redirected at once, the client would reach the target before the target knows of the
+        drain (the draining heartbeat and the client's re-send take different connections);
+        it would refuse, naming us, and the client would bounce between the two with growing
+        waits. Held, the refusal leaves after the Handover, which the target acts on first.
+        Bounded: past ``DRAIN_HELD`` held requests, redirected at once. O(1)."""
+        if len(self.drain_held) >= DRAIN_HELD:
+            self.node.count("requests_refused")
+            return [self._to_target(m)]
+        self.drain_held.append((src, m))
+        self.node.count("requests_held_in_drain")
+        return []
+
+    def _to_target(self, m: wire.Request) -> wire.Reply:
+        """The refusal that sends ``m``'s client to the switchover's target."""
+        return wire.Reply(m.client_id, m.request_id, wire.NOT_PRIMARY, self.node.epoch, 0, self.drain_target)
+
+    def _release_drain_held(self, handed_over: bool, now: float) -> list:
+        """The drain ended: its held requests redirected to the target, or (aborted) served here."""
+        held, self.drain_held = self.drain_held, []
+        if handed_over:
+            self.node.count("requests_refused", len(held))
+            return [Send(src, self._to_target(m)) for src, m in held]
+        out: list = []
+        for src, m in held:
+            out += self.on_request(src, m, now)
+        return out
+
     def _replies_at_once(self) -> bool:
         return self.node.settings.mode == "async"
 
@@ -610,6 +639,7 @@ class PrimaryRole:
             )
             handover = wire.Handover(self.node.epoch, self.node.replica.seq, self.node.name)
             out.append(Send(target, handover))
+            out += self._release_drain_held(True, now)  # after the Handover: to the target now
             out += self.service.refuse_parked(wire.NOT_PRIMARY, target)  # fetch from the target now
             # The standby we become re-sends the Handover until the target serves a newer
             # epoch (a lost Handover must not leave two standbys following each other), and
@@ -632,4 +662,5 @@ class PrimaryRole:
             )
             self.drain_target = ""
             self.timers.clear(DRAIN)
+            return self._release_drain_held(False, now)
         return []

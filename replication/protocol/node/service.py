@@ -79,11 +79,15 @@ class ClientService:
         return role.node.replica.seq if role.node.settings.mode == "async" else role.commit
 
     def _refusal(self, src: wire.Address, m: wire.ReportFetch | wire.Query, now: float) -> list | None:
-        """The answer if the primary may not serve ``m`` now (draining, no lease, a fenced session)."""
+        """The answer if the primary may not serve ``m`` now (no lease, a fenced session).
+
+        A draining primary still serves reads: it holds the group's state until its Handover
+        leaves, and then tells every parked fetch to go to the target (``refuse_parked``).
+        Refused at once, a fetch would send its client, and with it every request the client
+        has in flight, to the target before the target knows of the drain (see
+        ``PrimaryRole.hold_in_drain``)."""
         role = self.role
-        if role.drain_target:
-            status, leader = wire.NOT_PRIMARY, role.drain_target
-        elif role.lease.lapsed(now) or not role.lease.held(now):
+        if role.lease.lapsed(now) or not role.lease.held(now):
             status, leader = wire.UNAVAILABLE, ""
         elif m.session < role.session_now(m.client_id):
             status, leader = wire.FENCED, role.node.name

@@ -17,6 +17,9 @@ how it starts, how it heals) and the handlers of the kinds in
   witness, any one link;
 - ``switchover``, ``switchover_crash``: a planned switchover (and its old
   primary crashing right after its Handover, the target cut off);
+- ``switchover_step``: a planned switchover whose old primary, target or
+  witness crashes at one step of the handover (``schedule.SWITCHOVER_STEPS``),
+  in the middle of that step (its outputs never leave), and restarts;
 - ``witness_crash``: the witness crashes, restarts from its state file.
 
 ``run.Sim`` keeps them, and the disk faults' (``disk_faults``), in one table
@@ -287,6 +290,108 @@ class SwitchoverCrash(FaultHandler):
         sim.log("heal switchover_crash (the target reachable again)")
 
 
+class SwitchoverStep(FaultHandler):
+    """A switchover, and one of its parties crashing in the middle of one step of the handover
+    (``Fault.step``, one of ``schedule.SWITCHOVER_STEPS``); the crashed party restarts at the
+    heal (a node as ``restart_as``, the witness from its state file). A step that never
+    comes before the heal (the handover took another path) crashes nothing."""
+
+    kind = "switchover_step"
+    restarts = True
+
+    def inject(self, sim: Sim, f: Fault, st: FaultState, primary: str, heal_at: float) -> str:
+        p = primary
+        if not p:
+            return "no primary"
+        who, step = f.step.split(":")
+        if who == "witness" and (not sim.witness_up or sim.witness_crash_when is not None):
+            return "the witness is down"
+        target = sim.rng.choice(sim.group.standbys())
+        victim = {"old": p, "target": target, "witness": WITNESS}[who]
+        if victim != WITNESS and sim.nodes[victim].crash_when is not None:
+            return f"{victim} is to crash already"
+        epoch = sim.nodes[p].machine.epoch
+        when = _step_matcher(step, p, target, epoch)
+        st["victim"], st["restart_as"] = victim, f.restart_as
+        if victim == WITNESS:
+            sim.witness_crash_when = when
+            sim.witness_crash_saves = step.endswith("_saved") or step == "vote_request"
+        else:
+            sim.nodes[victim].crash_when = when
+        sim.log(f"switchover {p} -> {target}; {victim} crashes at step {step}")
+        sim.net.send(sim.now, OPERATOR, p, wire.encode(wire.Switchover(target)))
+        return ""
+
+    def heal(self, sim: Sim, st: FaultState) -> None:
+        victim = st["victim"]
+        if victim == WITNESS:
+            if sim.witness_crash_when is not None:
+                sim.witness_crash_when = None
+                sim.log("switchover_step: the witness's step never came")
+            elif not sim.witness_up:
+                sim.group.start_witness(sim.witness_saved)
+                sim.log("witness restarted")
+            return
+        node = sim.nodes[victim]
+        if node.crash_when is not None:
+            node.crash_when = None
+            sim.log(f"switchover_step: {victim}'s step never came")
+        if node.up and node.crash_armed:  # armed in a step that had not run yet: crash it now
+            sim.group.crash(node)
+        if not node.up:
+            sim._start(node, st["restart_as"])
+            sim.count_fault("restart")
+            sim.log(f"restart {node.name} as {st['restart_as']} (journal last_seq={node.journal.last_seq})")
+
+
+def _step_matcher(step: str, old: str, target: str, epoch: int):
+    """The predicate ``(src, msg, outputs) -> bool`` that says a step of the handover is running:
+    on the message it handles (``outputs`` None) or on what it sends (``msg`` None)."""
+
+    def sends(outputs: list | None, kind: type, dest: str | None = None, newer: bool = False) -> bool:
+        return bool(outputs) and any(
+            isinstance(o, wire.Send)
+            and isinstance(o.msg, kind)
+            and (dest is None or o.dest == dest)
+            and (not newer or o.msg.epoch > epoch)
+            for o in outputs  # type: ignore[union-attr]
+        )
+
+    def when(src, msg, outputs) -> bool:
+        t = type(msg)
+        if step == "switchover":
+            return t is wire.Switchover
+        if step == "drain_ack":
+            return t is wire.Ack and src == target and msg.epoch == epoch
+        if step == "handover_sent":
+            return sends(outputs, wire.Handover)
+        if step == "new_epoch_heartbeat":
+            return t is wire.Heartbeat and src == target and msg.epoch > epoch
+        if step == "new_epoch_entries":
+            return t is wire.Entries and src == target and msg.epoch > epoch
+        if step == "draining_heartbeat":
+            return t is wire.Heartbeat and src == old and msg.role == wire.ROLE_DRAINING
+        if step == "handover":
+            return t is wire.Handover
+        if step == "vote":
+            return t is wire.Vote and msg.granted and msg.epoch > epoch
+        if step == "first_batch":
+            return sends(outputs, wire.Entries, newer=True)
+        if step in ("handed_over", "handed_over_saved"):
+            return (
+                t is wire.Heartbeat
+                and src == old
+                and msg.role == wire.ROLE_STANDBY
+                and msg.leader == target
+                and msg.epoch == epoch
+            )
+        if step == "vote_request":
+            return t is wire.VoteRequest and src == target and msg.epoch > epoch
+        raise ValueError(f"unknown switchover step {step!r}")
+
+    return when
+
+
 # --- the witness ----------------------------------------------------------------------------
 
 
@@ -316,5 +421,6 @@ HANDLERS: tuple[FaultHandler, ...] = (
     PartitionLink(),
     Switchover(),
     SwitchoverCrash(),
+    SwitchoverStep(),
     WitnessCrash(),
 )

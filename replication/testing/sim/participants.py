@@ -52,6 +52,9 @@ class SimNode:
     crash_armed: bool = False
     # switchover_crash: crash once a step has sent its Handover (the fault's state, which says what to cut)
     crash_after_handover: dict | None = None
+    # switchover_step: crash in the step that handles a matching message (``crash_when(src, msg,
+    # None)``) or whose outputs match (``crash_when(None, None, outputs)``); see faults.SwitchoverStep
+    crash_when: Callable[[Any, Any, list | None], bool] | None = None
     backlog: list = field(default_factory=list)
     tick_gen: int = 0
     tick_at: float = float("inf")
@@ -122,6 +125,8 @@ class Participants:
         before = node.journal.last_seq, node.journal.base_seq
         outputs = fn()
         sim.steps += 1
+        if node.crash_when is not None and node.crash_when(None, None, outputs):
+            node.crash_when, node.crash_armed = None, True  # crashes below: its outputs never leave
         m = node.machine
         if m is not None and m.is_primary:
             sim.primaries.setdefault(m.epoch, set()).add(node.name)
@@ -225,11 +230,17 @@ class Participants:
             if node.hung:
                 node.backlog.append((src, msg))
                 return
+            if node.crash_when is not None and node.crash_when(src, msg, None):
+                node.crash_when, node.crash_armed = None, True  # crashes in this step
             self.step(node, lambda: self.handle(node, src, msg))
             if node.up:
                 self.schedule_tick(node, sim.now + 0.00001)
         elif dest == WITNESS:
-            if sim.witness_up:
+            when = sim.witness_crash_when
+            if sim.witness_up and when is not None and when(src, msg, None):
+                sim.witness_crash_when = None
+                self.witness_crash_in_step(src, msg, saved=sim.witness_crash_saves)
+            elif sim.witness_up:
                 self.witness_handle(src, msg)
         elif dest in sim.clients:
             self.client_handle(sim.clients[dest], src, msg)
@@ -243,6 +254,16 @@ class Participants:
             if isinstance(o.msg, wire.Vote) and o.msg.granted:
                 sim.grants.setdefault(o.msg.epoch, set()).add(o.msg.node)
         sim.emit(WITNESS, outs)
+
+    def witness_crash_in_step(self, src: wire.Address, msg: wire.Message, saved: bool) -> None:
+        """The witness crashes handling ``msg``: before its driver saved the state (nothing of the
+        step is left), or after (``saved``: the state file has it, no output left)."""
+        sim = self.sim
+        if saved:
+            sim.witness.handle(src, msg, sim.now)
+            sim.witness_saved = sim.witness.durable_state()
+        sim.witness_up = False
+        sim.log(f"witness crashed handling {type(msg).__name__} ({'after' if saved else 'before'} its save)")
 
     def start_witness(self, state: dict | None = None) -> None:
         """The witness starts (empty), or comes back with what its driver saved before each output."""

@@ -165,6 +165,10 @@ class Sim:
         self.witness_up = False
         self.group.start_witness()
         self.witness_saved: dict | None = None  # the witness's state file
+        # switchover_step: the witness crashes handling a matching message (faults.SwitchoverStep),
+        # after its state is saved if witness_crash_saves.
+        self.witness_crash_when: Any = None
+        self.witness_crash_saves = False
         self.clients: dict[bytes, SimClient] = {}
         for k in range(schedule.clients):
             cid = k + 1

@@ -33,6 +33,25 @@ MESSAGE_FAULTS = ("drop", "duplicate", "reorder")
 # or a node restarts to find its journal damaged mid-way, and gets its history back from a peer.
 DISK_FAULTS = ("disk_fail", "corrupt_restart")
 DISK_FAULT_RATE = 0.2
+# A planned switchover with one of its three parties crashing at one step of the handover
+# (``faults.SwitchoverStep``): "<who>:<step>", who the old primary, the target or the witness.
+# Drawn from a stream of its own for half the schedules' switchovers, so a schedule without
+# one is what it was.
+SWITCHOVER_STEPS = (
+    "old:switchover",  # handling the operator's Switchover (the drain never starts)
+    "old:drain_ack",  # handling an Ack during the drain (its outputs lost, the Handover unsent)
+    "old:handover_sent",  # in the step that sends the Handover (the Handover lost)
+    "old:new_epoch_heartbeat",  # handling the target's first heartbeat as primary
+    "old:new_epoch_entries",  # handling the new epoch's first Entries (their Ack lost)
+    "target:draining_heartbeat",  # handling the draining primary's heartbeat
+    "target:handover",  # handling the Handover
+    "target:vote",  # handling the witness's grant (the promotion's outputs lost)
+    "target:first_batch",  # in the step that sequences the new epoch's first batch
+    "witness:handed_over",  # handling the old primary's heartbeat after the Handover, unsaved
+    "witness:handed_over_saved",  # the same, its grant saved but never sent
+    "witness:vote_request",  # handling the target's VoteRequest, its answer saved, never sent
+)
+SWITCHOVER_STEP_RATE = 0.5
 
 
 # --- schedules ------------------------------------------------------------------------
@@ -51,6 +70,7 @@ class Fault:
     gap: float = 0.02
     duration: float = 0.1
     restart_as: str = "standby"  # crash kinds: the role the node restarts with
+    step: str = ""  # switchover_step: one of SWITCHOVER_STEPS
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,10 @@ class Schedule:
         return ["a", "b", "c"][: 1 + self.standbys + (1 if self.corrupt else 0)]
 
     def describe(self) -> str:
-        faults = ",".join(f"{f.kind}(+{f.gap:.3f},{f.duration:.3f},{f.restart_as})" for f in self.faults)
+        faults = ",".join(
+            f"{f.kind}(+{f.gap:.3f},{f.duration:.3f},{f.restart_as}{',' + f.step if f.step else ''})"
+            for f in self.faults
+        )
         return (
             f"mode={self.mode} nodes={''.join(self.nodes)} corrupt={self.corrupt}@{self.corrupt_seq} "
             f"clients={self.clients}x{self.requests}+{self.tail_requests} drop={self.drop} "
@@ -171,6 +194,17 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
             "isolate_primary_split", round(rng.uniform(0.0, 0.1), 4), round(rng.uniform(0.15, 0.4), 4)
         )
         schedule = replace(schedule, faults=(*schedule.faults, split))
+    # Half the switchovers crash one of their parties at one step of the handover: a stream of
+    # its own, so every draw above stays as it was, and a schedule without a switchover too.
+    rs = random.Random(seed * 97 + 5)
+    if any(f.kind == "switchover" for f in schedule.faults):
+        stepped = tuple(
+            replace(f, kind="switchover_step", step=rs.choice(SWITCHOVER_STEPS))
+            if f.kind == "switchover" and rs.random() < SWITCHOVER_STEP_RATE
+            else f
+            for f in schedule.faults
+        )
+        schedule = replace(schedule, faults=stepped)
     # A quarter of the schedules have an outsider forging messages: drawn from a stream of its
     # own, so every draw above (the disk and split faults' too) stays as it was.
     schedule = replace(schedule, forge=random.Random(seed * 31 + 7).choice((0, 0, 0, 24)))
@@ -187,6 +221,15 @@ def random_schedule(seed: int, max_faults: int = 5) -> Schedule:
             twins=rr.choice((0, 0, 1)),
         )
     return schedule
+
+
+def without_switchover_steps(schedule: Schedule) -> Schedule:
+    """``schedule`` with each ``switchover_step`` fault a plain ``switchover`` again: the fault
+    list as seeds drew it before those faults existed (seeds pinned by tests then)."""
+    plain = tuple(
+        replace(f, kind="switchover", step="") if f.kind == "switchover_step" else f for f in schedule.faults
+    )
+    return replace(schedule, faults=plain)
 
 
 # --- commands ----------------------------------------------------------------------------
