@@ -19,6 +19,11 @@ does) and a :class:`replication.Client` in this process:
 - **the floor**: a bare pyzmq DEALER -> ROUTER echo (a Python echo server in
   its own process, the same request and reply sizes, the same paced loop)
   measured in the same run; every latency is also shown as a multiple of it.
+- **the two-hop floor** (``benchmarks.twohop``): the sync path's shape in bare pyzmq.
+- **one fdatasync**: a journal-sized record appended to a small file on the
+  filesystem the group's journals are on, then ``os.fdatasync``, paced; its
+  p50 joins the floors in the latency targets (each node syncs its journal
+  before it acknowledges).
 
 Commands are the standard mix (:mod:`benchmarks.workload`), sent as
 pre-built command records after 2,000 untimed setup orders. Percentiles come
@@ -53,6 +58,12 @@ QUICK_THROUGHPUT = 10_000
 TARGET_SYNC_X_FLOOR = 2.5  # sync p50 at the paced rate, as a multiple of the floor's p50
 TARGET_ASYNC_X_FLOOR = 1.3
 TARGET_SYNC_THROUGHPUT = 300_000  # orders/s, pipelined, sync
+# Issue 18, p50 against floors of the same run. At 1,000/s: sync <= 1.25 x (two-hop floor + one
+# fdatasync), async <= 1.25 x (one-hop floor + one fdatasync); at 10,000/s: sync <= 2.5 x two-hop.
+TARGET_X_FLOORS_PLUS_SYNC = 1.25
+TARGET_SYNC_X_TWO_HOP = 2.5
+FDATASYNC_SAMPLES = 1000
+RECORD_NOTE = "journal record (100 bytes)"
 
 MODES = ("sync", "async")
 
@@ -267,6 +278,37 @@ def run_two_hop_floor(n_paced: int, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_fdatasync_floor(n: int = FDATASYNC_SAMPLES, period: float = 0.001) -> dict[str, Any]:
+    """One fdatasync's latency where the journals live: a record appended, then synced, ``n`` times.
+
+    The file is a fresh one in ``tempfile``'s directory, where ``groups.group`` puts the
+    group's journals; each sync follows one journal-sized record (``RECORD`` bytes) written at
+    the end of the file, as a one-order batch is; one every ``period`` seconds, as the paced
+    orders come.
+    """
+    import os
+    import tempfile
+
+    from replication.storage.journal import RECORD
+
+    pc = time.perf_counter_ns
+    took = np.zeros(n, dtype=np.int64)
+    with tempfile.TemporaryDirectory(prefix="matchcore-fdatasync-") as d:
+        fd = os.open(os.path.join(d, "probe.log"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            record = b"\x01" * RECORD
+            for i in range(n):
+                os.pwrite(fd, record, i * RECORD)
+                t = pc()
+                os.fdatasync(fd)
+                took[i] = pc() - t
+                time.sleep(period)
+        finally:
+            os.close(fd)
+        where = os.path.dirname(d)
+    return {"samples": n, "dir": where, "latency_ns": common.latency_summary(common.histogram(took))}
+
+
 def _epoch(g: Any) -> dict[str, Any]:
     st = g.status(0.5)
     return {n: (s.get("role"), s.get("epoch")) for n, s in st.items() if n in g.names}
@@ -432,6 +474,48 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _p50(part: dict[str, Any] | None) -> float | None:
+    return ((part or {}).get("paced") or part or {}).get("latency_ns", {}).get("p50")
+
+
+def floor_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 18's latency targets, each p50 over its floors measured in the same run.
+
+    Every row names its formula with the floors' values; ``measured`` is the p50 over the
+    formula's bound (so the goal is ``<= 1``). At 1,000/s: sync <= 1.25 x (two-hop + one
+    fdatasync), async <= 1.25 x (one-hop + one fdatasync); at 10,000/s: sync <= 2.5 x two-hop.
+    Other rates show the formulas of the nearer rate, named as such.
+    """
+    one, two = _p50(result.get("floor")), _p50(result.get("floor_two_hop"))
+    fsync = _p50(result.get("fdatasync"))
+    modes = result.get("modes", {})
+    rate = result["rate"]
+    at = "" if rate in (1_000, 10_000) else f" (the {'1k' if rate < 3_000 else '10k'}/s formula)"
+    ms = common.fmt_ns
+    rows = []
+    wanted = []  # (mode, formula, bound)
+    if rate < 3_000:
+        for mode, hop, hop_name in (("sync", two, "two-hop"), ("async", one, "one-hop")):
+            formula = f"{TARGET_X_FLOORS_PLUS_SYNC:g} x ({hop_name} {ms(hop)} + fdatasync {ms(fsync)})"
+            wanted.append(
+                (mode, formula, TARGET_X_FLOORS_PLUS_SYNC * (hop + fsync) if hop and fsync else None)
+            )
+    else:
+        formula = f"{TARGET_SYNC_X_TWO_HOP:g} x two-hop {ms(two)}"
+        wanted.append(("sync", formula, TARGET_SYNC_X_TWO_HOP * two if two else None))
+    for mode, formula, bound in wanted:
+        p50 = _p50(modes.get(mode))
+        row = groups.target(
+            f"{mode} p50 at {rate:,.0f}/s{at}",
+            round(p50 / bound, 3) if p50 and bound else None,
+            1,
+            "<=",
+            "x bound",
+        )
+        rows.append(dict(row, formula=formula, bound_ns=bound, p50_ns=p50))
+    return rows
+
+
 def print_result(result: dict[str, Any], machine: str) -> None:
     floor = result.get("floor", {})
     f = floor.get("paced", {}).get("latency_ns", {})
@@ -515,6 +599,38 @@ def print_result(result: dict[str, Any], machine: str) -> None:
             "the client includes decoding every reply's events",
         )
     groups.print_targets("replication targets", result["targets"])
+    fs = result.get("fdatasync", {}).get("latency_ns", {})
+    if fs:
+        common.print_table(
+            f"one fdatasync where the journals live ({machine})",
+            ["samples", "p50", "p99", "max"],
+            [
+                [
+                    result["fdatasync"]["samples"],
+                    common.fmt_ns(fs["p50"]),
+                    common.fmt_ns(fs["p99"]),
+                    common.fmt_ns(fs["max"]),
+                ]
+            ],
+            note=f"a {RECORD_NOTE} appended to a file in {result['fdatasync']['dir']}, then os.fdatasync, one a millisecond",
+        )
+    verdicts = {None: "not measured", True: "PASS", False: "MISSED"}
+    common.print_table(
+        f"latency targets against this run's floors ({machine})",
+        ["target", "bound", "", "p50", "p50 / bound", ""],
+        [
+            [
+                t["target"],
+                t["formula"],
+                common.fmt_ns(t["bound_ns"]),
+                common.fmt_ns(t["p50_ns"]),
+                "-" if t["measured"] is None else f"{t['measured']:.3f}",
+                verdicts[t["met"]],
+            ]
+            for t in result.get("floor_targets", [])
+        ],
+        note="bounds from the one-hop, two-hop and fdatasync floors measured in this run (p50 each)",
+    )
     th = two_hop.get("paced", {}).get("latency_ns", {}).get("p50")
     if th and f.get("p50"):
         rows = [["two-hop floor", common.fmt_ns(th), f"{th / f['p50']:.2f}x", "1.00x"]]
@@ -599,6 +715,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["floor"] = run_floor(n_paced, n_tput, args)
             common.say(f"replication: two-hop floor, {n_paced:,} paced")
             result["floor_two_hop"] = run_two_hop_floor(n_paced, args)
+            common.say(f"replication: one fdatasync, {FDATASYNC_SAMPLES:,} paced")
+            result["fdatasync"] = run_fdatasync_floor()
             for mode in modes:
                 common.say(f"replication: {mode} group, {n_paced:,} paced + {n_tput:,} pipelined")
                 try:
@@ -612,6 +730,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["interrupted"] = True
     result.setdefault("floor", {})
     result["targets"] = targets(result)
+    result["floor_targets"] = floor_targets(result)
     return common.finish("replication", result, args, machine, print_result, plot)
 
 
