@@ -31,10 +31,9 @@ from ..protocol import wire
 from ..protocol.client_core import ClientCore, Done
 from ..protocol.client_service import QueryRefused
 from ..protocol.session import SessionFenced
-from ..transport.group_file import load
 from ..transport.monitor import is_disconnect
-from ..transport.sockets import tune_dealer
-from .group_client import MAX_BUNDLE, RequestExpired, pack_commands
+from .connection import config_args, connect_nodes, reply_events, silence
+from .group_client import MAX_BUNDLE, pack_commands
 from .reports import ReportsGone, report_dict
 
 # The background task never sleeps longer than this, so a closed client's task ends soon.
@@ -71,25 +70,10 @@ class Client:
         self.timeout = timeout
         self.endpoints = dict(endpoints)
         self.ctx = zmq.asyncio.Context.instance()
-        self.socks: dict[str, zmq.asyncio.Socket] = {}
-        self.by_sock: dict[Any, str] = {}
-        self.monitors: dict[Any, str] = {}
         self.poller = zmq.asyncio.Poller()
-        for name, ep in endpoints.items():
-            s = self.ctx.socket(zmq.DEALER)
-            tune_dealer(s)
-            s.setsockopt(zmq.IMMEDIATE, 0)  # queue for a node not yet connected (see Client)
-            if keys_dir:
-                from ..transport.curve import make_client
-
-                make_client(s, keys_dir, server=name, me=cert)
-            mon = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            s.connect(ep)
-            self.socks[name] = s
-            self.by_sock[s] = name
-            self.monitors[mon] = name
-            self.poller.register(s, zmq.POLLIN)
-            self.poller.register(mon, zmq.POLLIN)
+        self.socks, self.by_sock, self.monitors = connect_nodes(
+            self.ctx, endpoints, keys_dir, cert, self.poller
+        )
         self.results: dict[int, wire.Reply] = {}
         self.closed = False
         self._task: asyncio.Task | None = None
@@ -98,13 +82,8 @@ class Client:
     @classmethod
     def from_config(cls, path: str, client_id: int, **kw: Any) -> Client:
         """A client for the group described by the TOML file ``path``."""
-        cfg = load(path)
-        kw.setdefault("keys_dir", cfg.keys_dir)
-        if cfg.keys_dir and "cert" not in kw:
-            from ..transport.curve import client_key_for
-
-            kw["cert"] = client_key_for(cfg, client_id)
-        return cls({n: s.endpoint for n, s in cfg.nodes.items()}, client_id, **kw)
+        endpoints, kw = config_args(path, client_id, kw)
+        return cls(endpoints, client_id, **kw)
 
     # -- the background task ----------------------------------------------------------------
 
@@ -222,20 +201,11 @@ class Client:
             raise SessionFenced(core.client_id, core.session)
 
     def silence(self, what: str, timeout: float | None = None) -> str:
-        """The message of a ``TimeoutError``: what got no answer, for how long, and from where."""
-        waited = self.timeout if timeout is None else timeout
-        asked = ", ".join(f"{n} at {ep}" for n, ep in self.endpoints.items())
-        return (
-            f"{what} within {waited:g} s from the group ({asked}; last believed primary: "
-            f"{self.core.primary}). Is the group running? `matchcore status` shows each node"
-        )
+        """The message of a ``TimeoutError`` (``connection.silence``)."""
+        return silence(self.endpoints, self.core.primary, what, self.timeout if timeout is None else timeout)
 
     def _events(self, reply: wire.Reply) -> list:
-        if reply.status == wire.FENCED:
-            raise SessionFenced(self.core.client_id, self.core.session)
-        if reply.status == wire.EXPIRED:
-            raise RequestExpired(f"request {reply.request_id} is older than the group's dedupe window")
-        return self._events_from_bytes(reply.events)
+        return reply_events(reply, self.core.client_id, self.core.session, self._events_from_bytes)
 
     # -- pipelined calls ---------------------------------------------------------------------
 

@@ -31,10 +31,9 @@ from ..protocol import wire
 from ..protocol.client_core import ClientCore, Done
 from ..protocol.client_service import QueryRefused
 from ..protocol.session import SessionFenced
-from ..transport.group_file import load
 from ..transport.monitor import drain_disconnects
-from ..transport.sockets import tune_dealer
 from .calls import EngineCalls
+from .connection import RequestExpired, config_args, connect_nodes, reply_events, silence  # noqa: F401 (RequestExpired: callers import it from here)
 from .reports import ReportsGone, report_dict
 
 try:
@@ -105,10 +104,6 @@ def _columns(replies: list[wire.Reply], blocks: list) -> ReplyBatch:
     return ReplyBatch(*cols)
 
 
-class RequestExpired(RuntimeError):
-    """The group no longer remembers this (very old) request's result; it was not executed again."""
-
-
 class Client(EngineCalls):
     """A client of one group; see docs/operations.md ("Start a group",
     "Execution reports", "Queries") for how a group serves it.
@@ -165,27 +160,10 @@ class Client(EngineCalls):
         self.timeout = timeout
         self.endpoints = dict(endpoints)
         self.ctx = zmq.Context.instance()
-        self.socks: dict[str, zmq.Socket] = {}
-        self.monitors: dict[zmq.Socket, str] = {}
         self.poller = zmq.Poller()
-        self.by_sock: dict[zmq.Socket, str] = {}
-        for name, ep in endpoints.items():
-            s = self.ctx.socket(zmq.DEALER)
-            tune_dealer(s)
-            # Queue for a node not yet connected rather than drop: a fresh client's
-            # first request must not wait for a retry timeout. Re-sends are deduped.
-            s.setsockopt(zmq.IMMEDIATE, 0)
-            if keys_dir:
-                from ..transport.curve import make_client
-
-                make_client(s, keys_dir, server=name, me=cert)
-            mon = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            s.connect(ep)
-            self.socks[name] = s
-            self.by_sock[s] = name
-            self.monitors[mon] = name
-            self.poller.register(s, zmq.POLLIN)
-            self.poller.register(mon, zmq.POLLIN)
+        self.socks, self.by_sock, self.monitors = connect_nodes(
+            self.ctx, endpoints, keys_dir, cert, self.poller
+        )
         self._all_socks = list(self.socks.values()) + list(self.monitors)
         self._fds = [s.getsockopt(zmq.FD) for s in self._all_socks]
         self.results: dict[int, wire.Reply] = {}
@@ -201,13 +179,8 @@ class Client(EngineCalls):
     @classmethod
     def from_config(cls, path: str, client_id: int, **kw: Any) -> Client:
         """A client for the group described by the TOML file ``path``."""
-        cfg = load(path)
-        kw.setdefault("keys_dir", cfg.keys_dir)
-        if cfg.keys_dir and "cert" not in kw:
-            from ..transport.curve import client_key_for
-
-            kw["cert"] = client_key_for(cfg, client_id)  # its [clients] entry's key, else the implicit one
-        return cls({n: s.endpoint for n, s in cfg.nodes.items()}, client_id, **kw)
+        endpoints, kw = config_args(path, client_id, kw)
+        return cls(endpoints, client_id, **kw)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -327,13 +300,8 @@ class Client(EngineCalls):
             raise SessionFenced(core.client_id, core.session)
 
     def silence(self, what: str, timeout: float | None = None) -> str:
-        """The message of a ``TimeoutError``: what got no answer, for how long, and from where."""
-        waited = self.timeout if timeout is None else timeout
-        asked = ", ".join(f"{n} at {ep}" for n, ep in self.endpoints.items())
-        return (
-            f"{what} within {waited:g} s from the group ({asked}; last believed primary: "
-            f"{self.core.primary}). Is the group running? `matchcore status` shows each node"
-        )
+        """The message of a ``TimeoutError`` (``connection.silence``)."""
+        return silence(self.endpoints, self.core.primary, what, self.timeout if timeout is None else timeout)
 
     @property
     def session(self) -> int:
@@ -341,11 +309,7 @@ class Client(EngineCalls):
         return 0 if self.core.opening else self.core.session
 
     def _events(self, reply: wire.Reply) -> list:
-        if reply.status == wire.FENCED:
-            raise SessionFenced(self.core.client_id, self.core.session)
-        if reply.status == wire.EXPIRED:
-            raise RequestExpired(f"request {reply.request_id} is older than the group's dedupe window")
-        return self._events_from_bytes(reply.events)
+        return reply_events(reply, self.core.client_id, self.core.session, self._events_from_bytes)
 
     # -- pipelined API ------------------------------------------------------------------
 
