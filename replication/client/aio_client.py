@@ -28,12 +28,12 @@ import zmq.asyncio
 from matching import commands as command_dicts
 
 from ..protocol import wire
-from ..protocol.client_core import ClientCore, Done
+from ..protocol.client_core import ClientCore
 from ..protocol.client_service import QueryRefused
 from ..protocol.session import SessionFenced
 from ..transport.monitor import is_disconnect
-from .connection import config_args, connect_nodes, reply_events, silence
-from .group_client import MAX_BUNDLE, pack_commands
+from .connection import MAX_BUNDLE, config_args, connect_nodes, perform_outputs, reply_events, silence
+from .group_client import pack_commands
 from .reports import ReportsGone, report_dict
 
 # The background task never sleeps longer than this, so a closed client's task ends soon.
@@ -150,20 +150,7 @@ class Client:
             drops += is_disconnect(frames)
 
     def _perform(self, outputs: list) -> None:
-        # As the blocking client: a call's requests to one node go out as one frame.
-        bundles: dict[str, list] = {}
-        for o in outputs:
-            if isinstance(o, Done):
-                self.results[o.request_id] = o.reply
-            elif isinstance(o, wire.Send):
-                if type(o.msg) is wire.Request:
-                    bundles.setdefault(o.dest, []).append(o.msg)
-                else:
-                    self._send(o.dest, wire.encode(o.msg))
-        for dest, reqs in bundles.items():
-            for i in range(0, len(reqs), MAX_BUNDLE):
-                chunk = reqs[i : i + MAX_BUNDLE]
-                self._send(dest, wire.encode(chunk[0] if len(chunk) == 1 else wire.Requests(tuple(chunk))))
+        perform_outputs(outputs, self.results.__setitem__, self._send)
 
     def _send(self, dest: str, frame: bytes) -> None:
         sent = self.socks[dest].send(frame, zmq.NOBLOCK)

@@ -4,7 +4,9 @@ For: :func:`connect_nodes` (one DEALER per node, CURVE when the group has keys, 
 disconnect monitor on each, registered on the caller's poller), :func:`config_args`
 (a group file -> endpoints and the client's keyword arguments), :func:`reply_events`
 (a final reply -> its events, or the exception it stands for) and :func:`silence`
-(the message of a ``TimeoutError``: what got no answer, from where). Not for: waiting,
+(the message of a ``TimeoutError``: what got no answer, from where) and
+:func:`perform_outputs` (a client core's outputs sent, a call's requests to one node
+bundled into one frame). Not for: waiting,
 re-sending or decoding (``group_client``, ``aio_client`` and the client core).
 """
 
@@ -16,9 +18,12 @@ from typing import Any
 import zmq
 
 from ..protocol import wire
+from ..protocol.client_core import Done
 from ..protocol.session import SessionFenced
 from ..transport.group_file import load
 from ..transport.sockets import tune_dealer
+
+MAX_BUNDLE = 1024  # requests per Requests frame
 
 
 class RequestExpired(RuntimeError):
@@ -82,3 +87,25 @@ def silence(endpoints: Mapping[str, str], primary: str, what: str, waited: float
         f"{what} within {waited:g} s from the group ({asked}; last believed primary: "
         f"{primary}). Is the group running? `matchcore status` shows each node"
     )
+
+
+def perform_outputs(
+    outputs: list, on_done: Callable[[int, wire.Reply], None], send: Callable[[str, bytes], None]
+) -> None:
+    """Perform a client core's outputs in order: each ``Done`` through ``on_done(request id,
+    reply)``, each ``Send`` through ``send(node, frame)``. Requests to one node within one
+    call go out as one ``Requests`` frame per ``MAX_BUNDLE`` (a pipelined window costs one
+    send, not one per order), after the other sends; their order is kept."""
+    bundles: dict[str, list] = {}
+    for o in outputs:
+        if isinstance(o, Done):
+            on_done(o.request_id, o.reply)
+        elif isinstance(o, wire.Send):
+            if type(o.msg) is wire.Request:
+                bundles.setdefault(o.dest, []).append(o.msg)
+            else:
+                send(o.dest, wire.encode(o.msg))
+    for dest, reqs in bundles.items():
+        for i in range(0, len(reqs), MAX_BUNDLE):
+            chunk = reqs[i : i + MAX_BUNDLE]
+            send(dest, wire.encode(chunk[0] if len(chunk) == 1 else wire.Requests(tuple(chunk))))

@@ -28,12 +28,20 @@ import numpy as np
 import zmq
 
 from ..protocol import wire
-from ..protocol.client_core import ClientCore, Done
+from ..protocol.client_core import ClientCore
 from ..protocol.client_service import QueryRefused
 from ..protocol.session import SessionFenced
 from ..transport.monitor import drain_disconnects
 from .calls import EngineCalls
-from .connection import RequestExpired, config_args, connect_nodes, reply_events, silence  # noqa: F401 (RequestExpired: callers import it from here)
+from .connection import (  # noqa: F401 (RequestExpired: callers import it from here)
+    MAX_BUNDLE,
+    RequestExpired,
+    config_args,
+    connect_nodes,
+    perform_outputs,
+    reply_events,
+    silence,
+)
 from .reports import ReportsGone, report_dict
 
 try:
@@ -41,7 +49,6 @@ try:
 except ImportError:  # not built (or built before sessions): every frame goes through wire.decode
     decode_replies = gather = SESSION_RANGE = None
 
-MAX_BUNDLE = 1024  # requests per Requests frame
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum object per check
 
 
@@ -185,23 +192,12 @@ class Client(EngineCalls):
     # -- plumbing ----------------------------------------------------------------------
 
     def _perform(self, outputs: list) -> None:
-        # Requests to one node within one call go out as one ``Requests`` frame (a
-        # pipelined window costs one send, not one per order); order is kept.
-        bundles: dict[str, list] = {}
-        for o in outputs:
-            if isinstance(o, Done):
-                self._flush()
-                self.results[o.request_id] = o.reply
-                self.last_reply = o.reply
-            elif isinstance(o, wire.Send):
-                if type(o.msg) is wire.Request:
-                    bundles.setdefault(o.dest, []).append(o.msg)
-                else:
-                    self._send(o.dest, wire.encode(o.msg))
-        for dest, reqs in bundles.items():
-            for i in range(0, len(reqs), MAX_BUNDLE):
-                chunk = reqs[i : i + MAX_BUNDLE]
-                self._send(dest, wire.encode(chunk[0] if len(chunk) == 1 else wire.Requests(tuple(chunk))))
+        perform_outputs(outputs, self._done, self._send)
+
+    def _done(self, request_id: int, reply: wire.Reply) -> None:
+        self._flush()  # answers keep their arrival order (see _flush)
+        self.results[request_id] = reply
+        self.last_reply = reply
 
     def _send(self, dest: str, frame: bytes) -> None:
         try:
