@@ -25,8 +25,10 @@ from .market_data import BookSnapshot
 
 
 # CRC-32 (the zlib / IEEE 802.3 one, reflected, polynomial 0xEDB88320): docs/semantics.md
-# "The checksum". A table, filled once at import.
-cdef uint32_t CRC_TABLE[256]
+# "The checksum". Eight tables, filled once at import, so that the loop takes eight bytes a step
+# ("slicing by 8") instead of one: a checksum covers up to 496 bytes and is taken after every
+# top-10 level change, so a byte-at-a-time loop was the feed's largest cost per order.
+cdef uint32_t CRC_TABLES[8][256]
 
 
 cdef void _crc_init() noexcept:
@@ -36,17 +38,33 @@ cdef void _crc_init() noexcept:
         c = n
         for k in range(8):
             c = (<uint32_t>0xEDB88320 ^ (c >> 1)) if (c & 1) else (c >> 1)
-        CRC_TABLE[n] = c
+        CRC_TABLES[0][n] = c
+    for n in range(256):
+        for k in range(1, 8):
+            c = CRC_TABLES[k - 1][n]
+            CRC_TABLES[k][n] = (c >> 8) ^ CRC_TABLES[0][c & 0xFF]
 
 
 _crc_init()
 
 
 cdef inline uint32_t crc32(const unsigned char *buf, Py_ssize_t n) noexcept nogil:
+    """CRC-32 of ``buf[:n]``; the words are read little-endian (the feed's byte order)."""
     cdef uint32_t c = <uint32_t>0xFFFFFFFF
-    cdef Py_ssize_t i
-    for i in range(n):
-        c = CRC_TABLE[(c ^ buf[i]) & 0xFF] ^ (c >> 8)
+    cdef uint32_t lo, hi
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&lo, buf + i, 4)
+        memcpy(&hi, buf + i + 4, 4)
+        lo ^= c
+        c = (CRC_TABLES[7][lo & 0xFF] ^ CRC_TABLES[6][(lo >> 8) & 0xFF]
+             ^ CRC_TABLES[5][(lo >> 16) & 0xFF] ^ CRC_TABLES[4][lo >> 24]
+             ^ CRC_TABLES[3][hi & 0xFF] ^ CRC_TABLES[2][(hi >> 8) & 0xFF]
+             ^ CRC_TABLES[1][(hi >> 16) & 0xFF] ^ CRC_TABLES[0][hi >> 24])
+        i += 8
+    while i < n:
+        c = CRC_TABLES[0][(c ^ buf[i]) & 0xFF] ^ (c >> 8)
+        i += 1
     return c ^ <uint32_t>0xFFFFFFFF
 
 cdef enum:
