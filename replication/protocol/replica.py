@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..native.fastpath import pack_results, remember_run
+from ..native.fastpath import fresh_span, pack_results, remember_run
 from .journal_api import JournalDamaged
 from .reports import ReportBook
 from .session import COUNTER_MASK, SESSION_SHIFT, Held, nonce_of
@@ -125,6 +125,11 @@ class Replica:
         # would only be inserted to be evicted again. See _remember_runs.
         self._pending: list[_Run] = []
         self._pending_n = self._pending_bytes = 0
+        # client id -> the highest request id the table holds or will hold once the deferred
+        # runs are recorded (never below any id remembered, nor below its floor - 1). A
+        # request id above it is new without a look at the table (``fresh_count``), so a
+        # primary defers its own batches' dedupe updates too and flushes only in bulk.
+        self._high: dict[int, int] = {}
         self.pending_max = max(PENDING_WINDOWS * dedupe_window, 1024)  # entries
         self._dtype = _command_dtype()
         # Event records are compared as bytes (dedupe table, replies): the padding after the
@@ -244,23 +249,13 @@ class Replica:
                 if client_ids[i]:
                     remember(client_ids[i], request_ids[i], first + i, raw[ends[i] : ends[i + 1]])
         else:
-            # The dedupe update in one call (in C when built): no bytecode per request. It makes
-            # its own copy of each result's events, which costs less than a Python call each.
-            client_ids = np.asarray(client_ids, dtype=np.uint64)
-            request_ids = np.asarray(request_ids, dtype=np.uint64)
+            # The dedupe update waits, as a standby's does (see _pending): recorded in bulk,
+            # most of a busy client's results would be made only to be evicted again. Copies
+            # of the id columns: they may be views of the requests' frames.
+            client_ids = np.array(client_ids, dtype=np.uint64)
+            request_ids = np.array(request_ids, dtype=np.uint64)
             offsets = np.array(ends, dtype=np.int64)
-            if self._pending:
-                self._flush()
-            remember_run(
-                self._results,
-                self.dedupe_window,
-                client_ids,
-                request_ids,
-                np.arange(first, first + n, dtype=np.uint64),
-                raw,
-                offsets[:-1],
-                offsets[1:],
-            )
+            self._defer(_run(first, client_ids, request_ids, raw, offsets[:-1], offsets[1:]))
         self._note_opens(client_ids, request_ids, commands)
         self.reports.absorb_batch(first, client_ids, commands, raw, ends)
         self.seq = first + n - 1
@@ -351,13 +346,9 @@ class Replica:
         # The dedupe update waits (see _pending): copies of the id columns, not views of the run.
         cids = np.ascontiguousarray(cols["client_id"][:k])
         rids = np.ascontiguousarray(cols["request_id"][:k])
-        self._pending.append(_run(seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
         self._note_opens(cids, rids, run.array["command"][:k])
         self.reports.absorb_batch(seq, cids, run.commands[: k * COMMAND_SIZE], raw, ends[: k + 1])
-        self._pending_n += k
-        self._pending_bytes += len(raw)
-        if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
-            self._flush()
+        self._defer(_run(seq, cids, rids, raw, ends[:k], ends[1 : k + 1]))
         self.seq = seq + k - 1
         self.last_epoch = int(cols["epoch"][k - 1])
         return k - 1 if len(bad) else n
@@ -405,13 +396,37 @@ class Replica:
         """Whether ``nonce`` opened one of the client id's earlier sessions (now fenced). O(1)."""
         return any(h.nonce == nonce for h in self.old_sessions.get(client_id, ()))
 
+    def _defer(self, run: _Run) -> None:
+        """Queue ``run``'s dedupe update (recorded at the next flush); flush past the bounds."""
+        self._pending.append(run)
+        self._pending_n += len(run.cids)
+        self._pending_bytes += len(run.events)
+        _raise_highs(self._high, run)
+        if self._pending_n >= self.pending_max or self._pending_bytes >= PENDING_BYTES:
+            self._flush()
+
     def _flush(self) -> None:
         runs, self._pending, self._pending_n, self._pending_bytes = self._pending, [], 0, 0
         _remember_runs(self._results, self.dedupe_window, runs)
 
+    def fresh_count(self, client_id: int, first: int, count: int) -> int:
+        """How many of request ids ``first .. first + count - 1`` of ``client_id``, from the
+        first, :meth:`lookup` would answer None (neither executed nor expired).
+
+        A client's requests mostly arrive in rising order, each above all it has
+        had executed: that is answered from the highest id alone, with no flush
+        of the deferred updates and no probe. Otherwise ``fastpath.fresh_span``
+        on the flushed table. O(1), else O(that many).
+        """
+        if first > self._high.get(client_id, -1) and first + count <= 1 << 64:
+            return count
+        return fresh_span(self.results, client_id, first, count)
+
     def _remember(self, client_id: int, request_id: int, seq: int, events: bytes) -> None:
         if self._pending:
             self._flush()
+        if request_id > self._high.get(client_id, -1):
+            self._high[client_id] = request_id
         slot = self._results.get(client_id)
         if slot is None:
             slot = self._results[client_id] = [0, OrderedDict()]
@@ -483,6 +498,7 @@ class Replica:
                 table[rid] = (s, bytes(blob[pos : pos + ln]))
                 pos += ln
             r.results[cid] = [floor, table]
+            r._high[cid] = max(max(table, default=-1), floor - 1)
         if ver >= 2:
             held, pos = _read_sessions(blob, pos, "session table")
             r.sessions.update(held)
@@ -528,6 +544,24 @@ def _run(first: int, cids: np.ndarray, rids: np.ndarray, events: bytes, starts, 
     """A ``_Run``, with what the one-client flush needs found while the arrays are small. O(len)."""
     client = int(cids[0]) if len(cids) and (cids == cids[0]).all() else -1
     return _Run(first, cids, rids, events, starts, stops, client, bool((rids[1:] > rids[:-1]).all()))
+
+
+def _raise_highs(high: dict[int, int], run: _Run) -> None:
+    """Raise each client's highest request id (``Replica._high``) to the highest in ``run``.
+    O(1) numpy calls for a run of one client; O(n log n) for a mixed one."""
+    if run.client > 0:
+        top = int(run.rids[-1] if run.rising else run.rids.max())
+        if top > high.get(run.client, -1):
+            high[run.client] = top
+        return
+    if run.client == 0 or not len(run.cids):
+        return
+    order = np.lexsort((run.rids, run.cids))  # by client, then request id: each group's last is its top
+    cids, rids = run.cids[order], run.rids[order]
+    last = np.flatnonzero(np.append(cids[1:] != cids[:-1], True))
+    for c, r in zip(cids[last].tolist(), rids[last].tolist(), strict=True):
+        if c and r > high.get(c, -1):
+            high[c] = r
 
 
 def _remember_one_client(results: dict[int, list], window: int, runs: list[_Run]) -> bool:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...native.fastpath import fresh_requests, fresh_span, request_stretch
+from ...native.fastpath import fresh_requests, request_stretch
 from .. import wire
 from ..entitlement import entitled, refusal
 from ..queues import SPAN_MIN, PendingQueue, ReplyQueue, Stretch
@@ -376,13 +376,13 @@ class PrimaryRole:
     def _on_request_run(self, src: wire.Address, run: RequestRun, now: float) -> list:
         """:meth:`on_requests` of a packed bundle: each stretch of one client's consecutive request
         ids (``fastpath.request_stretch``) has its new requests from the first (neither executed,
-        ``fastpath.fresh_span``, nor queued, ``PendingQueue.unqueued``) queued as one span; the
+        ``Replica.fresh_count``, nor queued, ``PendingQueue.unqueued``) queued as one span; the
         request that ends them goes through :meth:`on_request`, and a stretch shorter than
         ``SPAN_MIN`` through the per-request path. O(stretches + the table probes), with no
         ``Request`` object for a spanned request."""
         out: list = []
         raw, pending, n, i = run.raw, self.pending, len(run), 0
-        results = self.node.replica.results  # flushed (as Replica.lookup reads it); nothing here adds to it
+        replica = self.node.replica  # nothing here adds to its dedupe table
         while i < n:
             k, cid, rid = request_stretch(raw, i)
             end = i + k
@@ -393,7 +393,7 @@ class PrimaryRole:
                 i = end
                 continue
             while i < end:  # record i is request rid of client cid
-                f = fresh_span(results, cid, rid, end - i)
+                f = replica.fresh_count(cid, rid, end - i)
                 if f:
                     f = pending.unqueued(cid, rid, f)
                 room = min(f, pending.room(src, self.node.settings.max_in_flight))
