@@ -712,13 +712,25 @@ def recover(
             )
         r = Replica(engine_factory, dedupe_window, 0, report_window, order_window)
     while r.seq < journal.last_seq:
-        batch = journal.read(r.seq + 1, chunk)
+        batch = journal.read_run(r.seq + 1, chunk)
         if not batch:
             break
+        if isinstance(batch, EntryRun):
+            # The file journal's packed run: one engine pass (and one of the feed's, when the
+            # engine carries one), every entry's digest checked; entry by entry, a restart
+            # replaying 100,000 entries took seconds.
+            good = r.apply_entries(batch)
+            if good == len(batch):
+                continue
+            raise _replay_mismatch(batch[good])  # the first entry whose digest differs
         for e in batch:
             _, ok = r.apply_entry(e)
             if not ok:
-                raise JournalDamaged(
-                    f"journal: entry seq {e.seq} (epoch {e.epoch}) does not replay to its recorded digest"
-                )
+                raise _replay_mismatch(e)
     return r
+
+
+def _replay_mismatch(e: Entry) -> JournalDamaged:
+    return JournalDamaged(
+        f"journal: entry seq {e.seq} (epoch {e.epoch}) does not replay to its recorded digest"
+    )
