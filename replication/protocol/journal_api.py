@@ -104,6 +104,11 @@ class JournalBase(ABC):
     def save_snapshot(self, seq: int, last_epoch: int, blob: bytes) -> None:
         """Store a snapshot covering entries up to ``seq`` (atomically replaces the old one)."""
 
+    def save_snapshot_later(self, seq: int, last_epoch: int, blob: bytes) -> None:
+        """:meth:`save_snapshot`, possibly finished in the background: ``load_snapshot`` gives it
+        at once, ``compact`` never relies on it before it is whole where it is stored."""
+        self.save_snapshot(seq, last_epoch, blob)
+
     @abstractmethod
     def load_snapshot(self) -> tuple[int, int, bytes] | None:
         """``(seq, last_epoch, blob)`` of the stored snapshot, or None."""

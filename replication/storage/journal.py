@@ -57,6 +57,7 @@ from ..protocol.wire import Entry, EntryRun, pack_entries
 from .diskio import describe, write_all
 from .journal_records import REC, RECORD, frame, good_records, payloads  # noqa: F401 (REC: re-exported)
 from .slotfile import SlotFile, fsync_dir
+from .snapshot_writer import SnapshotWriter
 
 log = logging.getLogger("replication.journal")
 
@@ -215,12 +216,14 @@ class MemoryJournal(JournalBase):
         self.dirty = False
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a synced temp file and rename, so readers see old or new."""
+def _atomic_write(path: str, *parts: bytes) -> None:
+    """Write ``parts`` (one after the other) to ``path`` via a synced temp file and rename, so
+    readers see old or new."""
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)  # a buffered write: all of it, or an OSError
+            for data in parts:
+                f.write(data)  # a buffered write: all of it, or an OSError
             f.flush()
             os.fsync(f.fileno())
     except OSError:
@@ -279,6 +282,7 @@ class FileJournal(JournalBase):
         self._meta_loaded = False
         self._snap_cache: tuple[int, int, bytes] | None = None
         self._snap_loaded = False
+        self._snap_writer = SnapshotWriter()  # save_snapshot_later's file, written on a thread
         self._segs: list[_Segment] = []  # oldest first; the last is the active entries.log
         self._base = 0
         self.truncated_bytes = 0  # how much of a torn last record was cut on open
@@ -405,10 +409,19 @@ class FileJournal(JournalBase):
 
     def _writable(self) -> None:
         """Refuse to write to a failed journal (never again) or a damaged one (until reset)."""
+        if self._snap_writer.started and not self._snap_writer.busy:
+            self._finish_snapshot()  # its failure fails the journal, as an in-line write's would
         if self.failed:
             raise JournalFailed(self.failed)
         if self.damage:
             raise JournalDamaged(self.damage)
+
+    def _finish_snapshot(self) -> None:
+        """Wait for the snapshot file in flight (if any); fail the journal if it was not written."""
+        error = self._snap_writer.finish()
+        if error is not None:
+            self.failed = ""  # (set by the thread already: _fail says it once, with the reason)
+            self._fail(error, "writing", self._snap_path)
 
     def _fail(self, exc: OSError, doing: str, path: str, fd: int = -1, keep: int = -1) -> NoReturn:
         """A write or sync failed: the journal refuses every later write (see ``diskio``).
@@ -552,10 +565,36 @@ class FileJournal(JournalBase):
         log.info("journal_truncated path=%s after_seq=%d", self.path, seq)
 
     def save_snapshot(self, seq: int, last_epoch: int, blob: bytes) -> None:
+        self._finish_snapshot()
         head = SNAP.pack(SNAP_MAGIC, seq, last_epoch, zlib.crc32(blob), len(blob))
         with self._writing("writing", self._snap_path):
-            _atomic_write(self._snap_path, head + blob)
+            _atomic_write(self._snap_path, head, blob)
         self._snap_cache = (seq, last_epoch, bytes(blob))
+        self._snap_loaded = True
+
+    def save_snapshot_later(self, seq: int, last_epoch: int, blob: bytes) -> None:
+        """:meth:`save_snapshot`, the file written on a thread (``snapshot_writer``): the snapshot
+        is this journal's at once (``load_snapshot``), on disk a little later; ``compact``
+        goes no further than the one that is whole on disk. A failed write fails the journal
+        at its next write. The checksum and the write release the GIL."""
+        self._finish_snapshot()
+        self._writable()
+        blob = bytes(blob)
+        before = self.load_snapshot()
+        path = self._snap_path
+
+        def write() -> None:
+            head = SNAP.pack(SNAP_MAGIC, seq, last_epoch, zlib.crc32(blob), len(blob))
+            try:
+                _atomic_write(path, head, blob)
+            except OSError as exc:
+                # Failed at once (a str assignment): the next append, and the driver's check
+                # before any output, see it without waiting for finish().
+                self.failed = self.failed or describe(exc, "writing", path)
+                raise
+
+        self._snap_writer.start(seq, before[0] if before is not None else None, write)
+        self._snap_cache = (seq, last_epoch, blob)
         self._snap_loaded = True
 
     def load_snapshot(self) -> tuple[int, int, bytes] | None:
@@ -581,6 +620,7 @@ class FileJournal(JournalBase):
         return ""
 
     def _drop_snapshot(self) -> None:
+        self._finish_snapshot()
         try:
             os.unlink(self._snap_path)
         except FileNotFoundError:
@@ -629,11 +669,17 @@ class FileJournal(JournalBase):
         still starts at or below the snapshot. A few file operations, no copy.
         Returns how many entries were dropped.
         """
-        snap = self.load_snapshot()
-        if snap is None:
+        writer = self._snap_writer
+        if writer.busy:  # the newest snapshot is not whole on disk yet: only up to the one before
+            seq = writer.fallback_seq
+        else:
+            self._finish_snapshot()
+            snap = self.load_snapshot()
+            seq = snap[0] if snap is not None else None
+        if seq is None:
             return 0
         with self._writing("compacting", self.path):
-            return self._compact(min(upto, snap[0]))
+            return self._compact(min(upto, seq))
 
     def _compact(self, upto: int) -> int:
         active = self._segs[-1]
@@ -712,6 +758,10 @@ class FileJournal(JournalBase):
             self._fail(exc, "writing", self._meta_slots.path)
 
     def close(self) -> None:
+        try:
+            self._finish_snapshot()
+        except JournalFailed:
+            pass  # already logged; the process is closing (the old snapshot stands)
         self._meta_slots.close()
         if self._segs:
             try:
