@@ -12,6 +12,8 @@ Durability: the machine writes its journal appends before it returns; the
 journal defers their fdatasync (``defer_sync``) to :meth:`NodeDriver.perform`,
 which syncs before the first output that needs it (``wire.Send.needs_sync``,
 every publish and every reply) — the machine, not this module, says which.
+What a pass made while every append was durable (an ack's replies, before
+the pass sequences its next batch) needs no sync and leaves before it.
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class NodeDriver(SocketLoop):
         # as soon as it is primary (_serve_promotion).
         watch = not m.is_primary
         outs: list = []
+        # How many of ``outs`` were made while every journal append was durable: they can
+        # acknowledge nothing a sync must still cover, so they leave before this pass's sync
+        # (perform). An ack's replies thus go out without waiting for the sync of the batch
+        # this pass sequences after them.
+        journal = self.journal
+        covered = 0
 
         def full() -> bool:  # enough for one pass: the rest waits in the socket
             return len(outs) > MAX_DRAIN or len(m.pending) > MAX_DRAIN
@@ -105,6 +113,8 @@ class NodeDriver(SocketLoop):
             for ident, frame, user_id in self.frames(now, full):
                 if not watch:
                     outs += self._inbound(ident, frame, now, user_id)
+                    if not journal.dirty:
+                        covered = len(outs)
                     continue
                 decided = time.monotonic()
                 outs += self._inbound(ident, frame, now, user_id)
@@ -112,14 +122,18 @@ class NodeDriver(SocketLoop):
                     watch = False
                     self._serve_promotion(outs, decided)
                     outs = []
+                if not journal.dirty:
+                    covered = len(outs)
         outs += self.disconnects(events, now)
+        if not journal.dirty:
+            covered = len(outs)
         if self.pub is not None and self.pub in events:
             self._pub_subscriptions()
         outs += m.tick(now)
         if watch and m.is_primary:
             self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
         else:
-            self.perform(outs)
+            self.perform(outs, covered)
         if self.md is not None:  # what this pass applied, now durable here: the public feed
             self.md.after_pass(m.replica.engine, events, now)
 
@@ -156,18 +170,29 @@ class NodeDriver(SocketLoop):
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def perform(self, outputs: list) -> None:
+    def perform(self, outputs: list, covered: int = 0) -> None:
         """Perform outputs in order (see :meth:`_perform`); a failed journal lets only refusals and
-        status out (``journal_health``): nothing that may acknowledge what is not on disk."""
+        status out (``journal_health``): nothing that may acknowledge what is not on disk.
+
+        ``covered``: how many leading outputs were made while the journal was clean (every
+        append durable). An output acknowledges at most what was appended before it was
+        made, so those leave first, replies included, without waiting for the sync the
+        rest may need; then the rest, as :meth:`_perform` orders them. Each destination
+        still gets its messages in the machine's order.
+        """
         if self.journal.failed:
             outputs = [o for o in outputs if acknowledges_nothing(o)]
+            covered = 0
         try:
+            if covered and self.journal.dirty:
+                self._perform(outputs[:covered], sync=False)
+                outputs = outputs[covered:]
             self._perform(outputs)
         except JournalFault as exc:
             # Its fdatasync failed: what this pass had not sent yet stays unsent.
             self._perform(self.machine.on_journal_fault(exc))  # refusals only
 
-    def _perform(self, outputs: list) -> None:
+    def _perform(self, outputs: list, sync: bool = True) -> None:
         """Perform outputs in order.
 
         Durability rule: the machine has written (not yet fsynced) its journal
@@ -180,7 +205,8 @@ class NodeDriver(SocketLoop):
         acked its own journaled copy. Replies to clients go last, bundled per
         client (``wire.Replies``); a ``wire.ReplyRun`` (a batch's replies to one
         client) joins its client's bundle as it is, packed straight from its
-        columns.
+        columns. ``sync=False``: the journal already covers every output here
+        (:meth:`perform`'s ``covered``), none waits for it.
         """
         journal = self.journal
         # Replies to one client within one pass go out as one ``Replies`` frame, after
@@ -198,7 +224,7 @@ class NodeDriver(SocketLoop):
                     for msg in o.replies():
                         timer.on_reply(msg)
                 if not isinstance(o.dest, bytes):
-                    self._perform(o.sends())  # a peer's address: one frame per reply, as a Send each
+                    self._perform(o.sends(), sync)  # a peer's address: one frame per reply, as a Send each
                     continue
                 if o.dest != last:
                     last = o.dest
@@ -215,15 +241,15 @@ class NodeDriver(SocketLoop):
                         bundle = replies.setdefault(last, [])
                     bundle.append(msg)
                     continue
-                if o.needs_sync and journal.dirty:
+                if sync and o.needs_sync and journal.dirty:
                     journal.sync()
                 self.send(o.dest, msg)
             elif isinstance(o, wire.Publish) and self.pub is not None:
-                if journal.dirty:
+                if sync and journal.dirty:
                     journal.sync()
                 if self.pub_topics:
                     self.pub.send_multipart([o.topic, wire.encode(o.msg)], zmq.NOBLOCK)
-        if journal.dirty:
+        if sync and journal.dirty:
             journal.sync()
         for dest, msgs in replies.items():
             self._send_replies(dest, msgs)
