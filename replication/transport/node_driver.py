@@ -13,7 +13,8 @@ journal defers their fdatasync (``defer_sync``) to :meth:`NodeDriver.perform`,
 which syncs before the first output that needs it (``wire.Send.needs_sync``,
 every publish and every reply) — the machine, not this module, says which.
 What a pass made while every append was durable (an ack's replies, before
-the pass sequences its next batch) needs no sync and leaves before it.
+the pass sequences its next batch) needs no sync: it leaves before the
+pass's tick (:meth:`NodeDriver.run_once`).
 """
 
 from __future__ import annotations
@@ -99,10 +100,7 @@ class NodeDriver(SocketLoop):
         # as soon as it is primary (_serve_promotion).
         watch = not m.is_primary
         outs: list = []
-        # How many of ``outs`` were made while every journal append was durable: they can
-        # acknowledge nothing a sync must still cover, so they leave before this pass's sync
-        # (perform). An ack's replies thus go out without waiting for the sync of the batch
-        # this pass sequences after them.
+        # How many of ``outs`` were made while every journal append was durable (see below).
         journal = self.journal
         covered = 0
 
@@ -127,13 +125,19 @@ class NodeDriver(SocketLoop):
         outs += self.disconnects(events, now)
         if not journal.dirty:
             covered = len(outs)
+        if covered:
+            # What the pass made while every append was durable acknowledges nothing a sync
+            # must still cover: it leaves now, before the tick's work (the next batch's engine
+            # pass, journal write and sync). An ack's replies thus wait for neither.
+            self.perform(outs[:covered], covered=True)
+            del outs[:covered]
         if self.pub is not None and self.pub in events:
             self._pub_subscriptions()
         outs += m.tick(now)
         if watch and m.is_primary:
             self._serve_promotion(outs, now)  # promoted by a timer: timed from the pass's start
         else:
-            self.perform(outs, covered)
+            self.perform(outs)
         if self.md is not None:  # what this pass applied, now durable here: the public feed
             self.md.after_pass(m.replica.engine, events, now)
 
@@ -170,24 +174,18 @@ class NodeDriver(SocketLoop):
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def perform(self, outputs: list, covered: int = 0) -> None:
+    def perform(self, outputs: list, covered: bool = False) -> None:
         """Perform outputs in order (see :meth:`_perform`); a failed journal lets only refusals and
         status out (``journal_health``): nothing that may acknowledge what is not on disk.
 
-        ``covered``: how many leading outputs were made while the journal was clean (every
-        append durable). An output acknowledges at most what was appended before it was
-        made, so those leave first, replies included, without waiting for the sync the
-        rest may need; then the rest, as :meth:`_perform` orders them. Each destination
-        still gets its messages in the machine's order.
+        ``covered``: every output was made while the journal was clean (every append
+        durable). An output acknowledges at most what was appended before it was made, so
+        none of these waits for a sync, and the journal is left as it is.
         """
         if self.journal.failed:
             outputs = [o for o in outputs if acknowledges_nothing(o)]
-            covered = 0
         try:
-            if covered and self.journal.dirty:
-                self._perform(outputs[:covered], sync=False)
-                outputs = outputs[covered:]
-            self._perform(outputs)
+            self._perform(outputs, sync=not covered)
         except JournalFault as exc:
             # Its fdatasync failed: what this pass had not sent yet stays unsent.
             self._perform(self.machine.on_journal_fault(exc))  # refusals only
@@ -203,10 +201,11 @@ class NodeDriver(SocketLoop):
         seq — and publishes) waits for the fsync. So a reply is released only
         once the primary's copy is synced *and* (sync mode) every ISR member
         acked its own journaled copy. Replies to clients go last, bundled per
-        client (``wire.Replies``); a ``wire.ReplyRun`` (a batch's replies to one
-        client) joins its client's bundle as it is, packed straight from its
-        columns. ``sync=False``: the journal already covers every output here
-        (:meth:`perform`'s ``covered``), none waits for it.
+        client (``wire.Replies``), but before any other message to the same
+        client that follows them (its reports); a ``wire.ReplyRun`` (a batch's
+        replies to one client) joins its client's bundle as it is, packed
+        straight from its columns. ``sync=False``: the journal already covers
+        every output here (:meth:`perform`'s ``covered``), none waits for it.
         """
         journal = self.journal
         # Replies to one client within one pass go out as one ``Replies`` frame, after
@@ -243,6 +242,13 @@ class NodeDriver(SocketLoop):
                     continue
                 if sync and o.needs_sync and journal.dirty:
                     journal.sync()
+                if o.dest in replies:  # (only a client's address holds a bundle)
+                    # A client's other messages (its execution reports, say) do not overtake the
+                    # replies made before them: the client sees the machine's order.
+                    if sync and journal.dirty:
+                        journal.sync()
+                    self._send_replies(o.dest, replies.pop(o.dest))
+                    last = None
                 self.send(o.dest, msg)
             elif isinstance(o, wire.Publish) and self.pub is not None:
                 if sync and journal.dirty:
