@@ -90,6 +90,7 @@ class SocketLoop(ABC):
     """
 
     router_monitor: zmq.Socket | None = None  # the ROUTER's disconnect events (set by __init__)
+    _monitor_fds: dict[zmq.Socket, int] = {}  # noqa: RUF012 - each monitor's ZMQ_FD, polled (__init__'s own)
     policy = trust.Policy("", ())
     auth = None  # the ZAP thread under CURVE
     reply_timer = None  # set by enable_metrics(); None keeps the hot path free of it
@@ -142,10 +143,26 @@ class SocketLoop(ABC):
             self.monitors[mon] = peer
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.poller.register(self.router_monitor, zmq.POLLIN)
-        for mon in self.monitors:
-            self.poller.register(mon, zmq.POLLIN)
+        self._monitor_fds = {}
+        for mon in [self.router_monitor, *self.monitors]:
+            self._watch_monitor(mon)
         self._last_drop_log = 0.0
+
+    def _watch_monitor(self, mon: zmq.Socket) -> None:
+        """Poll monitor socket ``mon`` by its file descriptor (``ZMQ_FD``), not as a ZeroMQ socket.
+
+        Why: ``zmq_poll`` asks every ZeroMQ socket it watches for its events before it
+        sleeps and again after, two system calls each, at every pass (at rest, one per
+        heartbeat); the monitors are three of a node's seven polled sockets, for events
+        that come once per dropped connection (a sleeping poll cost ~15 % less CPU without
+        them). The descriptor is readable when the socket has commands to process, which a
+        new event in its empty pipe is, once the socket read its pipe dry: drained here
+        first, and by :meth:`disconnects` at every wake, it always is.
+        """
+        drain_disconnects(mon)  # (nothing yet: this arms the wakeup of the first event)
+        fd = mon.getsockopt(zmq.FD)
+        self._monitor_fds[mon] = fd
+        self.poller.register(fd, zmq.POLLIN)
 
     def _log_trust(self) -> None:
         """Say at start, in one line, how this process knows who sends what and why (docs/operations.md
@@ -365,12 +382,13 @@ class SocketLoop(ABC):
     def disconnects(self, events: dict, now: float) -> list:
         """Count dropped inbound connections; tell the machine of each peer whose DEALER dropped."""
         outs: list = []
-        if self.router_monitor is not None and self.router_monitor in events:
+        fds = self._monitor_fds  # (polled by descriptor: each wake drains its socket, see _watch_monitor)
+        if self.router_monitor is not None and fds.get(self.router_monitor) in events:
             # Clients that left, and senders of frames past MAXMSGSIZE (ZeroMQ drops those).
             n = drain_disconnects(self.router_monitor)
             self.counters["inbound_disconnects"] = self.counters.get("inbound_disconnects", 0) + n
         for mon, peer in self.monitors.items():
-            if mon in events and drain_disconnects(mon):
+            if fds.get(mon) in events and drain_disconnects(mon):
                 log.info("peer_disconnected node=%s peer=%s", self.name, peer)
                 outs += self.machine.handle(peer, wire.PeerDown(peer), now)
         return outs

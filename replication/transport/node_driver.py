@@ -12,6 +12,9 @@ Durability: the machine writes its journal appends before it returns; the
 journal defers their fdatasync (``defer_sync``) to :meth:`NodeDriver.perform`,
 which syncs before the first output that needs it (``wire.Send.needs_sync``,
 every publish and every reply) — the machine, not this module, says which.
+What a pass made while every append was durable (an ack's replies, before
+the pass sequences its next batch) needs no sync: it leaves before the
+pass's tick (:meth:`NodeDriver.run_once`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ class NodeDriver(SocketLoop):
         # as soon as it is primary (_serve_promotion).
         watch = not m.is_primary
         outs: list = []
+        # How many of ``outs`` were made while every journal append was durable (see below).
+        journal = self.journal
+        covered = 0
 
         def full() -> bool:  # enough for one pass: the rest waits in the socket
             return len(outs) > MAX_DRAIN or len(m.pending) > MAX_DRAIN
@@ -105,6 +111,8 @@ class NodeDriver(SocketLoop):
             for ident, frame, user_id in self.frames(now, full):
                 if not watch:
                     outs += self._inbound(ident, frame, now, user_id)
+                    if not journal.dirty:
+                        covered = len(outs)
                     continue
                 decided = time.monotonic()
                 outs += self._inbound(ident, frame, now, user_id)
@@ -112,7 +120,17 @@ class NodeDriver(SocketLoop):
                     watch = False
                     self._serve_promotion(outs, decided)
                     outs = []
+                if not journal.dirty:
+                    covered = len(outs)
         outs += self.disconnects(events, now)
+        if not journal.dirty:
+            covered = len(outs)
+        if covered:
+            # What the pass made while every append was durable acknowledges nothing a sync
+            # must still cover: it leaves now, before the tick's work (the next batch's engine
+            # pass, journal write and sync). An ack's replies thus wait for neither.
+            self.perform(outs[:covered], covered=True)
+            del outs[:covered]
         if self.pub is not None and self.pub in events:
             self._pub_subscriptions()
         outs += m.tick(now)
@@ -156,18 +174,23 @@ class NodeDriver(SocketLoop):
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def perform(self, outputs: list) -> None:
+    def perform(self, outputs: list, covered: bool = False) -> None:
         """Perform outputs in order (see :meth:`_perform`); a failed journal lets only refusals and
-        status out (``journal_health``): nothing that may acknowledge what is not on disk."""
+        status out (``journal_health``): nothing that may acknowledge what is not on disk.
+
+        ``covered``: every output was made while the journal was clean (every append
+        durable). An output acknowledges at most what was appended before it was made, so
+        none of these waits for a sync, and the journal is left as it is.
+        """
         if self.journal.failed:
             outputs = [o for o in outputs if acknowledges_nothing(o)]
         try:
-            self._perform(outputs)
+            self._perform(outputs, sync=not covered)
         except JournalFault as exc:
             # Its fdatasync failed: what this pass had not sent yet stays unsent.
             self._perform(self.machine.on_journal_fault(exc))  # refusals only
 
-    def _perform(self, outputs: list) -> None:
+    def _perform(self, outputs: list, sync: bool = True) -> None:
         """Perform outputs in order.
 
         Durability rule: the machine has written (not yet fsynced) its journal
@@ -178,9 +201,11 @@ class NodeDriver(SocketLoop):
         seq — and publishes) waits for the fsync. So a reply is released only
         once the primary's copy is synced *and* (sync mode) every ISR member
         acked its own journaled copy. Replies to clients go last, bundled per
-        client (``wire.Replies``); a ``wire.ReplyRun`` (a batch's replies to one
-        client) joins its client's bundle as it is, packed straight from its
-        columns.
+        client (``wire.Replies``), but before any other message to the same
+        client that follows them (its reports); a ``wire.ReplyRun`` (a batch's
+        replies to one client) joins its client's bundle as it is, packed
+        straight from its columns. ``sync=False``: the journal already covers
+        every output here (:meth:`perform`'s ``covered``), none waits for it.
         """
         journal = self.journal
         # Replies to one client within one pass go out as one ``Replies`` frame, after
@@ -198,7 +223,7 @@ class NodeDriver(SocketLoop):
                     for msg in o.replies():
                         timer.on_reply(msg)
                 if not isinstance(o.dest, bytes):
-                    self._perform(o.sends())  # a peer's address: one frame per reply, as a Send each
+                    self._perform(o.sends(), sync)  # a peer's address: one frame per reply, as a Send each
                     continue
                 if o.dest != last:
                     last = o.dest
@@ -215,15 +240,22 @@ class NodeDriver(SocketLoop):
                         bundle = replies.setdefault(last, [])
                     bundle.append(msg)
                     continue
-                if o.needs_sync and journal.dirty:
+                if sync and o.needs_sync and journal.dirty:
                     journal.sync()
+                if o.dest in replies:  # (only a client's address holds a bundle)
+                    # A client's other messages (its execution reports, say) do not overtake the
+                    # replies made before them: the client sees the machine's order.
+                    if sync and journal.dirty:
+                        journal.sync()
+                    self._send_replies(o.dest, replies.pop(o.dest))
+                    last = None
                 self.send(o.dest, msg)
             elif isinstance(o, wire.Publish) and self.pub is not None:
-                if journal.dirty:
+                if sync and journal.dirty:
                     journal.sync()
                 if self.pub_topics:
                     self.pub.send_multipart([o.topic, wire.encode(o.msg)], zmq.NOBLOCK)
-        if journal.dirty:
+        if sync and journal.dirty:
             journal.sync()
         for dest, msgs in replies.items():
             self._send_replies(dest, msgs)
