@@ -505,7 +505,7 @@ cdef class FastBookFeed:
                     taker.open = open_a
                     self._trade(bi, price, qty, taker.side)
             elif kind == EV_ACCEPTED:
-                cmd = &cb[cur * 56]
+                cmd = &cb[cur * 80]  # COMMAND_DTYPE.itemsize
                 memset(&taker, 0, sizeof(order_t))
                 taker.instrument = instrument
                 taker.side = cmd[45]

@@ -103,6 +103,9 @@ cdef packed struct command_t:
     uint8_t post_only       # 49
     uint16_t flags          # 50
     uint8_t _pad[4]         # 52 .. 56
+    int64_t ts              # 56: the command's time (ns), 0 = none
+    int64_t expire_ts       # 64: GTD expiry
+    price_t stop_price      # 72: stop / stop_limit trigger price
 
 cdef packed struct event_t:
     uint64_t cmd            # 0: index of the command in its batch

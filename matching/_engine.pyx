@@ -253,18 +253,26 @@ cdef inline int stp_code(object s):
 
 cdef int record_to_command(object rec, command_t *cmd) except -1:
     # A record: CommandRecord / tuple in COMMAND_DTYPE order, an array row,
-    # or the 56 raw bytes of one.
+    # or the 80 raw bytes of one (a version-1 record of 56 bytes reads with
+    # ts, expire_ts and stop_price 0, see codes.upgrade_command).
     cdef const unsigned char[::1] raw
     if isinstance(rec, (bytes, bytearray, memoryview)):
         raw = rec
+        if raw.shape[0] == 56:
+            memset(cmd, 0, sizeof(command_t))
+            memcpy(cmd, &raw[0], 56)
+            return 0
         if raw.shape[0] != sizeof(command_t):
             raise ValueError(f"a command record is {sizeof(command_t)} bytes, got {raw.shape[0]}")
         memcpy(cmd, &raw[0], sizeof(command_t))
         return 0
     if isinstance(rec, np.void):
         rec = rec.item()
+    if len(rec) == 13:  # a version-1 tuple: no ts, expire_ts, stop_price
+        rec = tuple(rec) + (0, 0, 0)
     (cmd.id, cmd.account, cmd.price, cmd.qty, cmd.display_qty, cmd.instrument, cmd.op,
-     cmd.side, cmd.type, cmd.tif, cmd.stp, cmd.post_only, cmd.flags) = rec
+     cmd.side, cmd.type, cmd.tif, cmd.stp, cmd.post_only, cmd.flags,
+     cmd.ts, cmd.expire_ts, cmd.stop_price) = rec
     memset(cmd._pad, 0, 4)
     return 0
 

@@ -625,7 +625,9 @@ def _layout():
             "display_qty": <char *>&c.display_qty - cb, "instrument": <char *>&c.instrument - cb,
             "op": <char *>&c.op - cb, "side": <char *>&c.side - cb, "type": <char *>&c.type - cb,
             "tif": <char *>&c.tif - cb, "stp": <char *>&c.stp - cb,
-            "post_only": <char *>&c.post_only - cb, "flags": <char *>&c.flags - cb}),
+            "post_only": <char *>&c.post_only - cb, "flags": <char *>&c.flags - cb,
+            "ts": <char *>&c.ts - cb, "expire_ts": <char *>&c.expire_ts - cb,
+            "stop_price": <char *>&c.stop_price - cb}),
         "event": (sizeof(event_t), {
             "cmd": <char *>&e.cmd - eb, "id": <char *>&e.id - eb, "maker": <char *>&e.maker - eb,
             "price": <char *>&e.price - eb, "qty": <char *>&e.qty - eb,

@@ -122,7 +122,14 @@ R_MASS_CANCEL = REASON_CODES["mass_cancel"]
 
 # --- packed records ------------------------------------------------------------
 # These layouts are mirrored by ``command_t`` and ``event_t`` in _engine.pxd;
-# tests/unit/test_layout.py pins itemsize and every offset.
+# tests/engine/test_layout.py pins itemsize and every offset.
+#
+# Record versions. Version 1 was 56 bytes (bytes 0..56 below, 52..56 padding).
+# Version 2 (issue 19) appends ``ts``, ``expire_ts`` and ``stop_price`` (int64
+# each) at 56, 64 and 72: the first 56 bytes keep their meaning, so a version-1
+# record reads as version 2 with those three zero (``upgrade_command``), which is
+# exactly what it meant (no time, no expiry, no stop).
+COMMAND_SIZE_V1 = 56
 
 COMMAND_DTYPE = np.dtype(
     {
@@ -140,10 +147,30 @@ COMMAND_DTYPE = np.dtype(
             "stp",
             "post_only",
             "flags",
+            "ts",
+            "expire_ts",
+            "stop_price",
         ],
-        "formats": ["<u8", "<u8", "<i8", "<i8", "<i8", "<u4", "u1", "u1", "u1", "u1", "u1", "u1", "<u2"],
-        "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50],
-        "itemsize": 56,
+        "formats": [
+            "<u8",
+            "<u8",
+            "<i8",
+            "<i8",
+            "<i8",
+            "<u4",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "<u2",
+            "<i8",
+            "<i8",
+            "<i8",
+        ],
+        "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50, 56, 64, 72],
+        "itemsize": 80,
     }
 )
 
@@ -155,6 +182,21 @@ EVENT_DTYPE = np.dtype(
         "itemsize": 64,
     }
 )
+
+COMMAND_SIZE = COMMAND_DTYPE.itemsize
+_V2_TAIL = bytes(COMMAND_SIZE - COMMAND_SIZE_V1)
+
+
+def upgrade_command(b: bytes) -> bytes:
+    """A command record of either version as the current one (a version-1 record gains zeros). O(1)."""
+    if len(b) == COMMAND_SIZE:
+        return bytes(b)
+    if len(b) == COMMAND_SIZE_V1:
+        return bytes(b) + _V2_TAIL
+    raise ValueError(
+        f"a command record is {COMMAND_SIZE} (or, version 1, {COMMAND_SIZE_V1}) bytes, not {len(b)}"
+    )
+
 
 # --- digest arithmetic -------------------------------------------------------
 

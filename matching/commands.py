@@ -38,6 +38,9 @@ class CommandRecord(NamedTuple):
     stp: int = codes.STP_NONE
     post_only: int = 0
     flags: int = 0
+    ts: int = 0
+    expire_ts: int = 0
+    stop_price: int = 0
 
 
 # The keys each op knows. A key outside its op's set is a typo or a feature this
@@ -274,7 +277,7 @@ def command_array(commands: Iterable[Any]) -> np.ndarray:
     """A ``COMMAND_DTYPE`` array from command dicts (or records). O(n).
 
     >>> command_array([{"op": "cancel", "instrument": 1, "id": 7}]).dtype.itemsize
-    56
+    80
     """
     rows = [tuple(c) if isinstance(c, tuple) else tuple(command_record(c)) for c in commands]
     # np.zeros, not np.array(rows): the record has padding bytes, and they must be

@@ -376,7 +376,7 @@ class Replica:
 
     def _note_opens(self, client_ids, request_ids, commands) -> None:
         """Learn the sessions opened by a batch of applied entries (ids as lists or uint64 arrays;
-        commands back to back as bytes, or a ``V56`` array). O(batch), vectorised for arrays."""
+        commands back to back as bytes, or a ``V80`` array). O(batch), vectorised for arrays."""
         if type(request_ids) is np.ndarray:
             if not len(request_ids):
                 return
@@ -386,7 +386,11 @@ class Replica:
         else:
             hits = [i for i, r in enumerate(request_ids) if r and not r & COUNTER_MASK]
         for i in hits:
-            cmd = bytes(commands[i]) if type(commands) is np.ndarray else commands[i * 56 : (i + 1) * 56]
+            cmd = (
+                bytes(commands[i])
+                if type(commands) is np.ndarray
+                else commands[i * COMMAND_SIZE : (i + 1) * COMMAND_SIZE]
+            )
             if client_ids[i]:
                 self._opened(int(client_ids[i]), int(request_ids[i]), cmd)
 

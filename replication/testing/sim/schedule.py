@@ -274,7 +274,7 @@ def random_commands(rng: random.Random, client_id: int, n: int) -> list[dict]:
 
 
 def pack(cmd: dict) -> bytes:
-    """One command-log dict as the 56-byte wire record."""
+    """One command-log dict as the 80-byte wire record."""
     from matching.commands import command_record
 
     return wire.pack_command(command_record(cmd))
