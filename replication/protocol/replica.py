@@ -137,6 +137,12 @@ class Replica:
         return int(self.engine.digest)
 
     @property
+    def last_ts(self) -> int:
+        """The latest ``ts`` applied (the engine's time: it never goes back, and a snapshot keeps
+        it): the floor of the sequencer's next stamp (``group_time.next_stamp``). O(1)."""
+        return int(self.engine.now)
+
+    @property
     def results(self) -> dict[int, list]:
         """The dedupe table, client id -> ``[floor, OrderedDict{request id -> (seq, events)}]``.
 

@@ -28,6 +28,9 @@ list of violations, empty when the run kept every rule:
   own, exactly once, in order, equal to what the replay attributes to its
   client id, skipping only past a GONE it was told of; fencing never lets a
   fenced session's request run (``check_reports``);
+- the primaries' stamps along the history never decrease and are never a
+  client's own ``ts``; entries of client id 0 are ``time`` commands
+  (``timekeeping.check_stamps``);
 - liveness: after every fault healed the group converged (one primary,
   every healthy standby level with it, every request answered) within the
   simulator's virtual-time bound.
@@ -49,6 +52,7 @@ from ...protocol.reports import ReportBookPy
 from ...protocol.session import is_open_entry, opened_id
 from ...storage.journal import MemoryJournal
 from .check_reports import check_fencing, check_reports, check_sessions
+from .timekeeping import check_stamps
 
 if TYPE_CHECKING:  # pragma: no cover
     from .clients import SimClient
@@ -231,6 +235,9 @@ def check_sim(sim: Sim) -> Report:
             )
             break
         events_at.append(events)
+
+    # The sequencer's stamps: never decreasing, never a client's own; client id 0 is time's.
+    v += check_stamps(chain, sim.now)
 
     seq_of: dict[tuple[int, int], int] = {}
     for e in chain:
