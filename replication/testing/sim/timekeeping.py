@@ -7,7 +7,7 @@ clock is behind is common), the simulator's ``time_interval`` (short, so idle
 (``with_time``: some GTD orders whose ``expire_ts`` falls inside the run, and
 some commands that carry a bogus ``ts`` of their own, which the primary must
 overwrite), and the checker's rules on the stamps of a history
-(``check_stamps``). Each node's skew and the workload's changes are drawn
+(``check_stamps``), and the expiries it saw (``count_expired``). Each node's skew and the workload's changes are drawn
 from streams of their own: the schedule draws from ``Sim.rng`` what it drew
 before. Not for: the group's time itself (``replication.protocol.group_time``).
 """
@@ -15,6 +15,10 @@ before. Not for: the group's time itself (``replication.protocol.group_time``).
 from __future__ import annotations
 
 import random
+
+import numpy as np
+
+from matching.codes import EV_CANCELLED, EVENT_DTYPE, R_EXPIRED
 
 from ...protocol import wire
 from ...protocol.group_time import Clock, is_time_command, stamp_of, virtual_clock
@@ -72,3 +76,13 @@ def check_stamps(chain: list[wire.Entry], end: float) -> list[str]:
         if len(out) >= 3:
             break
     return out
+
+
+def count_expired(events_at: list[bytes]) -> int:
+    """How many ``cancelled`` events with reason ``expired`` the entries' events hold. O(events)."""
+    n = 0
+    for events in events_at:
+        if events:
+            ev = np.frombuffer(events, dtype=EVENT_DTYPE)
+            n += int(((ev["kind"] == EV_CANCELLED) & (ev["reason"] == R_EXPIRED)).sum())
+    return n
