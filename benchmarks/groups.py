@@ -190,7 +190,7 @@ def message_sizes() -> tuple[int, int]:
     from matching import EVENT_DTYPE
     from replication.protocol import wire
 
-    req = wire.encode(wire.Request(7, 1 << 50, bytes(56)))
+    req = wire.encode(wire.Request(7, 1 << 50, bytes(80)))
     rep = wire.encode(wire.Reply(7, 1 << 50, wire.OK, 1, 1 << 20, "a", bytes(EVENT_DTYPE.itemsize)))
     return len(req), len(rep)
 

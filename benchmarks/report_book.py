@@ -87,7 +87,7 @@ def one_run(variant: str, commands: bytes, cids: list[int], batch: int) -> tuple
     for b in range(0, n, batch):
         k = min(batch, n - b)
         replica.execute_batch(
-            1, cids[b : b + k], list(range(b + 1, b + k + 1)), commands[b * 56 : (b + k) * 56]
+            1, cids[b : b + k], list(range(b + 1, b + k + 1)), commands[b * 80 : (b + k) * 80]
         )
     return n / (time.perf_counter() - start), n / (time.process_time() - cpu), 1e6 * book.cpu / n
 

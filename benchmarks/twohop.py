@@ -33,7 +33,7 @@ def frame_sizes() -> tuple[int, int]:
     """Encoded sizes of a one-entry ``Entries`` frame and of an ``Ack`` (the standby's hop)."""
     from replication.protocol import wire
 
-    entry = wire.Entry(1, 1 << 20, 7, 1 << 50, 1 << 63, bytes(56))
+    entry = wire.Entry(1, 1 << 20, 7, 1 << 50, 1 << 63, bytes(80))
     forward = wire.encode(wire.Entries(1, 1 << 20, 1 << 20, (entry,)))
     ack = wire.encode(wire.Ack(1, 1 << 20, "b", 1 << 63))
     return len(forward), len(ack)

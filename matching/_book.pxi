@@ -37,6 +37,9 @@ cdef inline void order_release(core_t *c, handle_t h) noexcept nogil:
     # Drop a live order entirely: id index, iceberg slot and order slot.  It
     # must be unlinked.
     ids_del(c, h)
+    if c.orders[h].tif != TIF_GTC:
+        timed_remove(c, c.tpos[h])
+        c.orders[h].tif = TIF_GTC
     if c.orders[h].ice >= 0:
         ice_release(c, c.orders[h].ice)
         c.orders[h].ice = -1

@@ -74,7 +74,10 @@ cdef enum:
     EV_TRADE = 3
     EV_CANCELLED = 4
     EV_REPLACED = 5
+    EV_TRIGGERED = 6
     TYPE_LIMIT = 0
+    TYPE_STOP = 2
+    TYPE_STOP_LIMIT = 3
     KIND_LEVEL = 1  # replication.protocol.market_data
     KIND_TRADE = 2
     KIND_BBO = 3
@@ -156,6 +159,9 @@ cdef class FastBookFeed:
     cdef book_t *books
     cdef Py_ssize_t n_books, cap_books
     cdef dict book_index  # instrument -> index in books
+    # Waiting stops (not in any book until triggered): id -> (instrument, side, limit price
+    # or 0, qty, display qty). A dict: only commands with stops touch it.
+    cdef dict stops
     cdef touch_t *touches
     cdef Py_ssize_t n_touches, cap_touches
     cdef trade_t *trades
@@ -165,6 +171,7 @@ cdef class FastBookFeed:
     cdef public uint64_t seq
 
     def __cinit__(self):
+        self.stops = {}
         self.mask = 1023
         self.orders = <order_t *>malloc((self.mask + 1) * sizeof(order_t))
         self.cap_books = 8
@@ -522,8 +529,27 @@ cdef class FastBookFeed:
                 if has_taker:
                     taker.open = open_a
                     self._trade(bi, price, qty, taker.side)
+            elif kind == EV_ACCEPTED and cb[cur * 80 + 46] >= TYPE_STOP:
+                # A stop waits outside the book until its `triggered` event.
+                cmd = &cb[cur * 80]
+                memcpy(&price, cmd + 16, 8)
+                memcpy(&qty, cmd + 24, 8)
+                memcpy(&open_a, cmd + 32, 8)
+                self.stops[eid] = (instrument, cmd[45], price if cmd[46] == TYPE_STOP_LIMIT else 0, qty, open_a)
+            elif kind == EV_TRIGGERED:
+                # The aggressor so far rests (it may be this stop's maker), then the stop aggresses.
+                self._rest_taker(&taker, has_taker, taker_id)
+                instrument, side, price, qty, open_a = self.stops.pop(eid)
+                memset(&taker, 0, sizeof(order_t))
+                taker.instrument = instrument
+                taker.side = side
+                taker.price = price
+                taker.open = qty
+                taker.display = open_a
+                has_taker = True
+                taker_id = eid
             elif kind == EV_ACCEPTED:
-                cmd = &cb[cur * 56]
+                cmd = &cb[cur * 80]  # COMMAND_DTYPE.itemsize
                 memset(&taker, 0, sizeof(order_t))
                 taker.instrument = instrument
                 taker.side = cmd[45]
@@ -536,6 +562,8 @@ cdef class FastBookFeed:
             elif kind == EV_CANCELLED:
                 if has_taker and eid == taker_id:
                     has_taker = False
+                elif self.stops and self.stops.pop(eid, None) is not None:
+                    pass  # a waiting stop: in no book
                 else:
                     o = self._get(eid)
                     if o == NULL:
@@ -545,6 +573,9 @@ cdef class FastBookFeed:
                     t.qty -= o.visible
                     t.orders -= 1
                     self._del(o)
+            elif kind == EV_REPLACED and self.stops and eid in self.stops:
+                instrument, side, _, _, open_a = self.stops[eid]
+                self.stops[eid] = (instrument, side, price, qty, open_a if open_a < qty else qty)
             elif kind == EV_REPLACED:
                 o = self._get(eid)
                 if o == NULL:
@@ -575,6 +606,11 @@ cdef class FastBookFeed:
         return bytes(self.out[: self.n_out])
 
     cdef int _end_command(self, uint64_t seq, order_t *taker, bint has_taker, uint64_t taker_id) except -1:
+        self._rest_taker(taker, has_taker, taker_id)
+        return self._finish(seq)
+
+    cdef int _rest_taker(self, order_t *taker, bint has_taker, uint64_t taker_id) except -1:
+        # An aggressor's remainder that was not cancelled rests at the back of its level.
         cdef touch_t *t
         cdef Py_ssize_t bi
         if has_taker and taker.open > 0:
@@ -588,7 +624,7 @@ cdef class FastBookFeed:
             t = self._touch(bi, taker.side, taker.price)
             t.qty += taker.visible
             t.orders += 1
-        return self._finish(seq)
+        return 0
 
     # -- out -------------------------------------------------------------------------------------
 
@@ -627,6 +663,8 @@ cdef class FastBookFeed:
              self.orders[k].open, self.orders[k].visible, self.orders[k].display)
             for k in range(self.mask + 1) if self.orders[k].used
         ]
+        # Waiting stops ride along as orders that show nothing (visible 0; a resting order never does).
+        orders += [(oid, i, side, price, qty, 0, display) for oid, (i, side, price, qty, display) in self.stops.items()]
         orders.sort()
         return self.seq, self.instrument_seqs(), orders
 
@@ -642,6 +680,9 @@ cdef class FastBookFeed:
             bi = feed._book(instrument)
             feed.books[bi].seq = iseq
         for oid, instrument, side, price, open_qty, visible, display in orders:
+            if visible == 0:  # a waiting stop
+                feed.stops[oid] = (instrument, side, price, open_qty, display)
+                continue
             if instrument not in feed.book_index:
                 raise ValueError(f"feed state: an order of instrument {instrument}, which has no seq")
             memset(&o, 0, sizeof(order_t))

@@ -38,13 +38,21 @@ cdef enum:
     OP_CANCEL = 1
     OP_REPLACE = 2
     OP_MASS_CANCEL = 3
+    OP_TIME = 4
+    OP_END_OF_DAY = 5
+    OP_INSTRUMENT = 6
+    OP_RISK = 7
     SIDE_BUY = 0
     SIDE_SELL = 1
     TYPE_LIMIT = 0
     TYPE_MARKET = 1
+    TYPE_STOP = 2
+    TYPE_STOP_LIMIT = 3
     TIF_GTC = 0
     TIF_IOC = 1
     TIF_FOK = 2
+    TIF_DAY = 3
+    TIF_GTD = 4
     STP_NONE = 0
     STP_CANCEL_TAKER = 1
     STP_CANCEL_MAKER = 2
@@ -58,12 +66,14 @@ cdef enum:
     F_HAS_INSTRUMENT = 8
     F_OUT_OF_RANGE = 16
     F_BAD_FIELD = 32
+    F_HAS_STOP_PRICE = 64
 
     EV_ACCEPTED = 1
     EV_REJECTED = 2
     EV_TRADE = 3
     EV_CANCELLED = 4
     EV_REPLACED = 5
+    EV_TRIGGERED = 6
 
     R_INVALID_OP = 1
     R_INVALID_SIDE = 2
@@ -82,10 +92,18 @@ cdef enum:
     R_UNKNOWN_ORDER = 15
     R_WOULD_CROSS = 16
     R_FOK_UNFILLED = 17
+    R_INVALID_EXPIRY = 19
+    R_INVALID_STOP = 20
+    R_BAD_TICK = 21
+    R_BAD_LOT = 22
+    R_QTY_LIMIT = 23
+    R_PRICE_BAND = 24
+    R_RISK_LIMIT = 25
     R_USER = 32
     R_REMAINDER = 33
     R_SELF_TRADE = 34
     R_MASS_CANCEL = 35
+    R_EXPIRED = 36
 
 # --- records shared with NumPy (COMMAND_DTYPE / EVENT_DTYPE in codes.py) ------
 cdef packed struct command_t:
@@ -103,6 +121,9 @@ cdef packed struct command_t:
     uint8_t post_only       # 49
     uint16_t flags          # 50
     uint8_t _pad[4]         # 52 .. 56
+    int64_t ts              # 56: the command's time (ns), 0 = none
+    int64_t expire_ts       # 64: GTD expiry
+    price_t stop_price      # 72: stop / stop_limit trigger price
 
 cdef packed struct event_t:
     uint64_t cmd            # 0: index of the command in its batch
@@ -130,7 +151,7 @@ ctypedef struct order_t:       # 48 bytes
     uint8_t side
     uint8_t stp
     uint8_t post_only
-    uint8_t _pad
+    uint8_t tif             # GTC, DAY or GTD (a DAY/GTD order also has a timed_t entry)
 
 ctypedef struct ice_t:         # 16 bytes; only for orders with display_qty > 0
     qty_t visible           # displayed part (visible == open for other orders)
@@ -157,10 +178,46 @@ ctypedef struct side_t:
     int32_t n
     int32_t cap
 
+ctypedef struct stop_side_t:
+    # A book's waiting stops of one side, as stop pool indices sorted by key
+    # ascending: key = stop_price for buys, -stop_price for sells, so the
+    # stops a print reaches are always a prefix.
+    price_t *keys
+    int32_t *idx
+    int32_t n
+    int32_t cap
+
 ctypedef struct book_t:
     instrument_t instrument
     int32_t n_orders
     side_t sides[2]
+    stop_side_t stops[2]    # waiting stops (empty arrays until the first stop)
+
+# --- time and stops (issue 19): only allocated once used ---------------------------
+ctypedef struct timed_t:       # a DAY or GTD order or stop, in the expiry heap
+    int64_t expire_ts       # INT64_MAX for DAY (only end_of_day ends it)
+    uint64_t seq            # acceptance order: the index of the accepting command
+    int32_t ref             # order handle (kind 0) or stop index (kind 1)
+    uint8_t kind
+    uint8_t tif
+    uint8_t _pad[2]
+
+ctypedef struct stop_t:        # a stop or stop-limit order waiting for its trigger
+    order_id_t id           # 0 while the slot is free
+    account_t account
+    price_t price           # limit price (stop_limit), 0 for a stop
+    qty_t qty
+    qty_t display_qty
+    price_t stop_price
+    int64_t expire_ts
+    uint64_t seq
+    int32_t book
+    int32_t heap            # position in the timed heap, -1 if GTC; free-list link when free
+    uint8_t side
+    uint8_t type
+    uint8_t tif
+    uint8_t stp
+    uint8_t _pad[4]
 
 ctypedef struct inst_slot_t:
     int64_t key             # instrument, or -1 = empty
@@ -210,6 +267,27 @@ ctypedef struct core_t:
     int64_t n_events
     int64_t event_cap
     uint64_t cur_cmd        # stamped into each event's cmd field
+    # time: the latest ts seen; the expiry heap of DAY/GTD orders and stops,
+    # ordered by (expire_ts, seq); tpos[h] = heap position of resting order h
+    # (allocated with the first DAY/GTD order, as big as the order pool)
+    int64_t now
+    timed_t *timed
+    int32_t n_timed
+    int32_t timed_cap
+    int32_t *tpos
+    int32_t tpos_cap
+    # stops: a pool (free list through heap), and id -> stop index (-1 = empty)
+    stop_t *stops
+    int32_t stop_cap
+    int32_t stop_hwm
+    int32_t stop_free
+    int32_t n_stops
+    int32_t *stop_ids
+    uint64_t stop_id_mask
+    # this command's trade prints: the book they were in, lowest and highest price
+    int32_t pr_book
+    price_t pr_lo
+    price_t pr_hi
     # running state
     uint64_t digest
     uint64_t commands

@@ -92,7 +92,9 @@ cdef inline void put(object t, Py_ssize_t i, object v) noexcept:
 
 include "_hashmap.pxi"
 include "_book.pxi"
+include "_timed.pxi"
 include "_match.pxi"
+include "_time_stops.pxi"
 
 # Interned names the per-call parser compares against (identity first).
 cdef str S_BUY = "buy"
@@ -117,6 +119,8 @@ cdef object _Rejected = _events.Rejected
 cdef object _Trade = _events.Trade
 cdef object _Cancelled = _events.Cancelled
 cdef object _Replaced = _events.Replaced
+cdef object _Triggered = _events.Triggered
+cdef tuple TIF_LABELS = tuple(_codes.TIF_NAMES)
 cdef tuple _REASONS = tuple(_codes.REASON_NAMES.get(i, "") for i in range(256))
 
 # Per-call event buffers above this many events are given back after the call.
@@ -138,6 +142,7 @@ cdef int core_init(core_t *c, int64_t capacity) noexcept nogil:
     c.orders = <order_t *>malloc(<size_t>capacity * sizeof(order_t))
     c.order_free = -1
     c.ice_free = -1
+    c.stop_free = -1
     c.level_cap = 64
     c.levels = <level_t *>malloc(<size_t>c.level_cap * sizeof(level_t))
     c.level_free = -1
@@ -161,6 +166,14 @@ cdef void core_free(core_t *c) noexcept nogil:
             free(c.books[b].sides[0].levels)
             free(c.books[b].sides[1].keys)
             free(c.books[b].sides[1].levels)
+            free(c.books[b].stops[0].keys)
+            free(c.books[b].stops[0].idx)
+            free(c.books[b].stops[1].keys)
+            free(c.books[b].stops[1].idx)
+    free(c.timed)
+    free(c.tpos)
+    free(c.stops)
+    free(c.stop_ids)
     free(c.orders)
     free(c.levels)
     free(c.books)
@@ -226,6 +239,10 @@ cdef inline int type_code(object s):
         return TYPE_LIMIT
     if s is S_MARKET or s == S_MARKET:
         return TYPE_MARKET
+    if s == "stop":
+        return TYPE_STOP
+    if s == "stop_limit":
+        return TYPE_STOP_LIMIT
     return -1
 
 
@@ -236,6 +253,10 @@ cdef inline int tif_code(object s):
         return TIF_IOC
     if s is S_FOK or s == S_FOK:
         return TIF_FOK
+    if s == "DAY":
+        return TIF_DAY
+    if s == "GTD":
+        return TIF_GTD
     return -1
 
 
@@ -253,18 +274,26 @@ cdef inline int stp_code(object s):
 
 cdef int record_to_command(object rec, command_t *cmd) except -1:
     # A record: CommandRecord / tuple in COMMAND_DTYPE order, an array row,
-    # or the 56 raw bytes of one.
+    # or the 80 raw bytes of one (a version-1 record of 56 bytes reads with
+    # ts, expire_ts and stop_price 0, see codes.upgrade_command).
     cdef const unsigned char[::1] raw
     if isinstance(rec, (bytes, bytearray, memoryview)):
         raw = rec
+        if raw.shape[0] == 56:
+            memset(cmd, 0, sizeof(command_t))
+            memcpy(cmd, &raw[0], 56)
+            return 0
         if raw.shape[0] != sizeof(command_t):
             raise ValueError(f"a command record is {sizeof(command_t)} bytes, got {raw.shape[0]}")
         memcpy(cmd, &raw[0], sizeof(command_t))
         return 0
     if isinstance(rec, np.void):
         rec = rec.item()
+    if len(rec) == 13:  # a version-1 tuple: no ts, expire_ts, stop_price
+        rec = tuple(rec) + (0, 0, 0)
     (cmd.id, cmd.account, cmd.price, cmd.qty, cmd.display_qty, cmd.instrument, cmd.op,
-     cmd.side, cmd.type, cmd.tif, cmd.stp, cmd.post_only, cmd.flags) = rec
+     cmd.side, cmd.type, cmd.tif, cmd.stp, cmd.post_only, cmd.flags,
+     cmd.ts, cmd.expire_ts, cmd.stop_price) = rec
     memset(cmd._pad, 0, 4)
     return 0
 

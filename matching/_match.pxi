@@ -192,6 +192,15 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
             if o.ice >= 0:
                 c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
+            # The command's print range (stop triggers; semantics.md "Stops").
+            if c.pr_book < 0:
+                c.pr_book = b
+                c.pr_lo = px
+                c.pr_hi = px
+            elif px < c.pr_lo:
+                c.pr_lo = px
+            elif px > c.pr_hi:
+                c.pr_hi = px
             if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
@@ -223,25 +232,28 @@ cdef int rest(core_t *c, int32_t b, handle_t h, qty_t q) noexcept nogil:
 
 # --- commands ------------------------------------------------------------------------
 
+cdef inline bint resting_tif(uint8_t tif) noexcept nogil:
+    return tif == TIF_GTC or tif == TIF_DAY or tif == TIF_GTD
+
+
 cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
-    cdef bint market = cmd.type == TYPE_MARKET
+    cdef bint market = cmd.type == TYPE_MARKET or cmd.type == TYPE_STOP
+    cdef bint stop = cmd.type >= TYPE_STOP
     cdef bint post_only = cmd.post_only != 0
     cdef int32_t b
-    cdef handle_t h
-    cdef order_t *o
     cdef qty_t q
     cdef bint stopped
     cdef uint32_t acct = 0
     if cmd.side > SIDE_SELL:
         return reject(c, cmd, R_INVALID_SIDE)
-    if cmd.type > TYPE_MARKET:
+    if cmd.type > TYPE_STOP_LIMIT:
         return reject(c, cmd, R_INVALID_TYPE)
-    if cmd.tif > TIF_FOK:
+    if cmd.tif > TIF_GTD:
         return reject(c, cmd, R_INVALID_TIF)
     if cmd.stp > STP_CANCEL_BOTH:
         return reject(c, cmd, R_INVALID_STP)
     if (cmd.flags & F_OUT_OF_RANGE or cmd.price > MAX_PRICE or cmd.qty > MAX_QTY
-            or cmd.display_qty > MAX_QTY):
+            or cmd.display_qty > MAX_QTY or cmd.stop_price > MAX_PRICE):
         return reject(c, cmd, R_OUT_OF_RANGE)
     if cmd.id == 0:
         return reject(c, cmd, R_INVALID_ID)
@@ -254,9 +266,15 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_PRICE_ON_MARKET)
     if cmd.display_qty < 0 or cmd.display_qty > cmd.qty:
         return reject(c, cmd, R_INVALID_DISPLAY)
-    if post_only and (market or cmd.tif != TIF_GTC):
+    if post_only and (cmd.type != TYPE_LIMIT or not resting_tif(cmd.tif)):
         return reject(c, cmd, R_INVALID_COMBINATION)
-    if ids_get(c, cmd.id) >= 0:
+    if stop and cmd.tif == TIF_FOK:
+        return reject(c, cmd, R_INVALID_COMBINATION)
+    if (cmd.stop_price < 1) if stop else (cmd.stop_price != 0):
+        return reject(c, cmd, R_INVALID_STOP)
+    if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
+        return reject(c, cmd, R_INVALID_EXPIRY)
+    if ids_get(c, cmd.id) >= 0 or stop_find(c, cmd.id) >= 0:
         return reject(c, cmd, R_DUPLICATE_ID)
     b = insts_get(c, cmd.instrument)
     if post_only and would_cross(c, b, cmd.side, cmd.price):
@@ -273,36 +291,54 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         b = book_create(c, cmd.instrument)
         if b < 0:
             return 0
+    if stop:
+        return stop_accept(c, b, cmd)
     q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped)
     if stopped or q == 0:
         return 0
-    if market or cmd.tif != TIF_GTC:
+    if market or not resting_tif(cmd.tif):
         emit(c, EV_CANCELLED, R_REMAINDER, cmd.instrument, cmd.id, 0, 0, 0, q, 0)
         return 0
-    if cmd.stp == STP_NONE or acct == NO_ACCOUNT:
-        acct = account_intern(c, cmd.account)
+    return rest_new(c, b, cmd.id, cmd.account, acct, cmd.price, q, cmd.display_qty, cmd.side,
+                    cmd.stp, post_only, cmd.tif, cmd.expire_ts, c.commands)
+
+
+cdef int rest_new(core_t *c, int32_t b, order_id_t oid, account_t account, uint32_t acct,
+                  price_t price, qty_t q, qty_t display_qty, uint8_t side, uint8_t stp,
+                  bint post_only, uint8_t tif, int64_t expire_ts, uint64_t seq) noexcept nogil:
+    # Rest a new order's remainder q (acct: its interned account if matching
+    # looked it up, else anything); a DAY/GTD one also enters the expiry heap.
+    cdef handle_t h
+    cdef order_t *o
+    if stp == STP_NONE or acct == NO_ACCOUNT:
+        acct = account_intern(c, account)
         if acct == NO_ACCOUNT:
             return 0
     h = order_alloc(c)
     if h < 0:
         return 0
     o = &c.orders[h]
-    o.id = cmd.id
+    o.id = oid
     o.account = acct
-    o.price = cmd.price
+    o.price = price
     o.ice = -1
-    o.side = cmd.side
-    o.stp = cmd.stp
+    o.side = side
+    o.stp = stp
     o.post_only = post_only
-    o._pad = 0
+    o.tif = TIF_GTC
     o.level = -1
-    if cmd.display_qty > 0:
-        o.ice = ice_alloc(c, cmd.display_qty)
+    if display_qty > 0:
+        o.ice = ice_alloc(c, display_qty)
         if o.ice < 0:
             return 0
     if ids_put(c, h) != 0:
         return 0
     rest(c, b, h, q)
+    if tif == TIF_DAY or tif == TIF_GTD:
+        if timed_push(c, expire_ts if tif == TIF_GTD else NO_EXPIRY, seq, h, 0, tif) != 0:
+            return 0
+        c.orders[h].tif = tif
+    return 0
 
 
 cdef int do_cancel(core_t *c, const command_t *cmd) noexcept nogil:
@@ -311,6 +347,8 @@ cdef int do_cancel(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_OUT_OF_RANGE)
     if cmd.id == 0:
         return reject(c, cmd, R_INVALID_ID)
+    if c.n_stops and stop_cancel(c, cmd):
+        return 0
     h = find_live(c, cmd.instrument, cmd.id)
     if h < 0:
         return reject(c, cmd, R_UNKNOWN_ORDER)
@@ -322,18 +360,23 @@ cdef int do_cancel(core_t *c, const command_t *cmd) noexcept nogil:
 cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     cdef bint has_price = (cmd.flags & F_HAS_PRICE) != 0
     cdef bint has_qty = (cmd.flags & F_HAS_QTY) != 0
+    cdef bint has_stop = (cmd.flags & F_HAS_STOP_PRICE) != 0
     cdef handle_t h
     cdef order_t *o
     cdef level_t *L
-    cdef int32_t b
+    cdef int32_t b, s
     cdef price_t p
     cdef qty_t q, v, vis
     cdef bint stopped
     if (cmd.flags & F_OUT_OF_RANGE or (has_price and cmd.price > MAX_PRICE)
-            or (has_qty and cmd.qty > MAX_QTY)):
+            or (has_qty and cmd.qty > MAX_QTY) or (has_stop and cmd.stop_price > MAX_PRICE)):
         return reject(c, cmd, R_OUT_OF_RANGE)
     if cmd.id == 0:
         return reject(c, cmd, R_INVALID_ID)
+    if c.n_stops:
+        s = stop_find(c, cmd.id)
+        if s >= 0 and c.books[c.stops[s].book].instrument == cmd.instrument:
+            return stop_replace(c, cmd, s)
     h = find_live(c, cmd.instrument, cmd.id)
     if h < 0:
         return reject(c, cmd, R_UNKNOWN_ORDER)
@@ -341,6 +384,8 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_INVALID_QTY)
     if has_price and cmd.price < 1:
         return reject(c, cmd, R_INVALID_PRICE)
+    if has_stop:
+        return reject(c, cmd, R_INVALID_STOP)
     o = &c.orders[h]
     b = order_book(c, h)
     p = cmd.price if has_price else o.price
@@ -416,25 +461,6 @@ cdef int do_mass_cancel(core_t *c, const command_t *cmd) noexcept nogil:
                         order_release(c, h)
                     h = nxt
                 i -= 1
+        if c.n_stops:
+            mass_cancel_stops(c, b, by_account, cmd.account)
         k += 1
-
-
-cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept nogil:
-    # One command: its events are appended to c.events and folded into the
-    # running digest by emit(); the command's event count closes it.
-    cdef int64_t start = c.n_events
-    c.cur_cmd = index
-    if cmd.op > OP_MASS_CANCEL:
-        reject(c, cmd, R_INVALID_OP)
-    elif cmd.flags & F_BAD_FIELD:
-        reject(c, cmd, R_BAD_FIELD)
-    elif cmd.op == OP_NEW:
-        do_new(c, cmd)
-    elif cmd.op == OP_CANCEL:
-        do_cancel(c, cmd)
-    elif cmd.op == OP_REPLACE:
-        do_replace(c, cmd)
-    else:
-        do_mass_cancel(c, cmd)
-    c.digest = absorb(c.digest, <uint64_t>(c.n_events - start))
-    c.commands += 1

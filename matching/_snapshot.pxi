@@ -12,11 +12,19 @@
 # Orders are stored in book order so that appending them one by one on
 # restore rebuilds every queue exactly; handles and hash-table layout are
 # not stored because nothing observable depends on them.
+#
+# Version 2 (issue 19) appends time and stops after the orders; a version-1
+# snapshot (which has none) still restores:
+#
+#            i64 now | u32 n_timed | u32 n_stops
+#            n_timed x snap_timed_t: each resting DAY/GTD order, in book order
+#            n_stops x snap_stop_t: each waiting stop, in pool order (the
+#            trigger and expiry orders come from seq, not from this order)
 
 import zlib
 
 cdef bytes SNAP_MAGIC = b"MCENGINE"
-cdef uint32_t SNAP_VERSION = 1
+cdef uint32_t SNAP_VERSION = 2
 cdef Py_ssize_t SNAP_HEADER = 24
 cdef Py_ssize_t SNAP_FIXED = 32
 
@@ -45,9 +53,143 @@ cdef packed struct snap_order_t:
     uint8_t _pad[5]
 
 
+cdef packed struct snap_time_t:
+    int64_t now
+    uint32_t n_timed
+    uint32_t n_stops
+
+cdef packed struct snap_timed_t:
+    order_id_t id
+    int64_t expire_ts
+    uint64_t seq
+    uint8_t tif
+    uint8_t _pad[7]
+
+cdef packed struct snap_stop_t:
+    order_id_t id
+    account_t account
+    price_t price
+    qty_t qty
+    qty_t display_qty
+    price_t stop_price
+    int64_t expire_ts
+    uint64_t seq
+    instrument_t instrument
+    uint8_t side
+    uint8_t type
+    uint8_t tif
+    uint8_t stp
+
+
+cdef int32_t timed_orders(const core_t *c) noexcept nogil:
+    cdef int32_t i, n = 0
+    for i in range(c.n_timed):
+        n += c.timed[i].kind == 0
+    return n
+
+
+cdef Py_ssize_t snapshot_time(const core_t *c, unsigned char *p, Py_ssize_t pos):
+    # The version-2 section: now, the DAY/GTD orders' heap entries, the stops.
+    cdef snap_time_t head
+    cdef snap_timed_t tt
+    cdef snap_stop_t ss
+    cdef const timed_t *t
+    cdef const stop_t *st
+    cdef int32_t i
+    head.now = c.now
+    head.n_timed = timed_orders(c)
+    head.n_stops = c.n_stops
+    memcpy(p + pos, &head, sizeof(head))
+    pos += sizeof(head)
+    memset(&tt, 0, sizeof(tt))
+    for i in range(c.n_timed):
+        t = &c.timed[i]
+        if t.kind == 0:
+            tt.id = c.orders[t.ref].id
+            tt.expire_ts = t.expire_ts
+            tt.seq = t.seq
+            tt.tif = t.tif
+            memcpy(p + pos, &tt, sizeof(tt))
+            pos += sizeof(tt)
+    for i in range(c.stop_hwm):
+        st = &c.stops[i]
+        if st.id == 0:
+            continue
+        ss.id = st.id
+        ss.account = st.account
+        ss.price = st.price
+        ss.qty = st.qty
+        ss.display_qty = st.display_qty
+        ss.stop_price = st.stop_price
+        ss.expire_ts = st.expire_ts
+        ss.seq = st.seq
+        ss.instrument = c.books[st.book].instrument
+        ss.side = st.side
+        ss.type = st.type
+        ss.tif = st.tif
+        ss.stp = st.stp
+        memcpy(p + pos, &ss, sizeof(ss))
+        pos += sizeof(ss)
+    return pos
+
+
+cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssize_t n) except -1:
+    cdef snap_time_t head
+    cdef snap_timed_t tt
+    cdef snap_stop_t ss
+    cdef uint32_t k
+    cdef handle_t h
+    cdef int32_t s, b
+    if n - pos < <Py_ssize_t>sizeof(head):
+        raise ValueError("corrupt snapshot: no time section")
+    memcpy(&head, p + pos, sizeof(head))
+    pos += sizeof(head)
+    if <object>(n - pos) != <object>head.n_timed * sizeof(snap_timed_t) + <object>head.n_stops * sizeof(snap_stop_t):
+        raise ValueError("corrupt snapshot: time section counts do not match its length")
+    c.now = head.now
+    for k in range(head.n_timed):
+        memcpy(&tt, p + pos, sizeof(tt))
+        pos += sizeof(tt)
+        h = ids_get(c, tt.id)
+        if h < 0 or c.orders[h].tif != TIF_GTC or not (tt.tif == TIF_DAY or tt.tif == TIF_GTD):
+            raise ValueError(f"corrupt snapshot: timed entry for order {tt.id}")
+        if timed_push(c, tt.expire_ts, tt.seq, h, 0, tt.tif) != 0:
+            raise MemoryError("cannot allocate while restoring")
+        c.orders[h].tif = tt.tif
+    for k in range(head.n_stops):
+        memcpy(&ss, p + pos, sizeof(ss))
+        pos += sizeof(ss)
+        b = insts_get(c, ss.instrument)
+        if (b < 0 or ss.id == 0 or ss.side > SIDE_SELL or ss.type < TYPE_STOP or ss.type > TYPE_STOP_LIMIT
+                or ss.tif > TIF_GTD or ss.stp > STP_CANCEL_BOTH or ss.qty < 1 or ss.qty > MAX_QTY
+                or ss.stop_price < 1 or ss.stop_price > MAX_PRICE):
+            raise ValueError(f"corrupt snapshot: stop {ss.id} has out-of-range fields")
+        if ids_get(c, ss.id) >= 0 or stop_find(c, ss.id) >= 0:
+            raise ValueError(f"corrupt snapshot: order id {ss.id} appears twice")
+        s = stop_alloc(c, ss.id)
+        if s < 0:
+            raise MemoryError("cannot allocate while restoring")
+        c.stops[s].account = ss.account
+        c.stops[s].price = ss.price
+        c.stops[s].qty = ss.qty
+        c.stops[s].display_qty = ss.display_qty
+        c.stops[s].stop_price = ss.stop_price
+        c.stops[s].expire_ts = ss.expire_ts
+        c.stops[s].seq = ss.seq
+        c.stops[s].book = b
+        c.stops[s].side = ss.side
+        c.stops[s].type = ss.type
+        c.stops[s].tif = ss.tif
+        c.stops[s].stp = ss.stp
+        if stop_enter(c, s) != 0:
+            raise MemoryError("cannot allocate while restoring")
+    return 0
+
+
 cdef object snapshot_core(const core_t *c):
     cdef Py_ssize_t size = (SNAP_HEADER + SNAP_FIXED + c.n_books * sizeof(snap_book_t)
-                            + c.n_ids * sizeof(snap_order_t))
+                            + c.n_ids * sizeof(snap_order_t) + sizeof(snap_time_t)
+                            + timed_orders(c) * sizeof(snap_timed_t) + c.n_stops * sizeof(snap_stop_t))
     cdef bytearray blob = bytearray(size)
     cdef unsigned char *p = blob
     cdef snap_head_t head
@@ -97,6 +239,7 @@ cdef object snapshot_core(const core_t *c):
                     pos += sizeof(so)
                     h = o.next
                 i -= 1
+    pos = snapshot_time(c, p, pos)
     assert pos == size
     memcpy(p, <const char *>SNAP_MAGIC, 8)
     u32 = SNAP_VERSION
@@ -135,8 +278,8 @@ cdef int restore_core(core_t *c, object blob) except -1:
     memcpy(&version, p + 8, 4)
     memcpy(&crc, p + 12, 4)
     memcpy(&length, p + 16, 8)
-    if version != SNAP_VERSION:
-        raise ValueError(f"unsupported snapshot version {version} (this engine reads {SNAP_VERSION})")
+    if version != 1 and version != SNAP_VERSION:
+        raise ValueError(f"unsupported snapshot version {version} (this engine reads 1 and {SNAP_VERSION})")
     if length != <uint64_t>(n - SNAP_HEADER):
         raise ValueError(f"truncated or padded snapshot: header says {length} payload bytes, "
                          f"found {n - SNAP_HEADER}")
@@ -146,9 +289,10 @@ cdef int restore_core(core_t *c, object blob) except -1:
         raise ValueError("corrupt snapshot: payload shorter than its fixed part")
     memcpy(&head, p + SNAP_HEADER, sizeof(head))
     expected = SNAP_HEADER + SNAP_FIXED
+    orders_end = (expected + <object>head.n_books * sizeof(snap_book_t)
+                  + <object>head.n_orders * sizeof(snap_order_t))
     if (head.zero != 0 or head.n_books > 0x7FFFFFFF or head.n_orders > 0x40000000
-            or <object>n != expected + <object>head.n_books * sizeof(snap_book_t)
-            + <object>head.n_orders * sizeof(snap_order_t)):
+            or (<object>n != orders_end if version == 1 else <object>n < orders_end)):
         raise ValueError("corrupt snapshot: counts do not match its length")
 
     core_free(c)
@@ -201,7 +345,7 @@ cdef int restore_core(core_t *c, object blob) except -1:
             o.side = so.side
             o.stp = so.stp
             o.post_only = so.post_only
-            o._pad = 0
+            o.tif = TIF_GTC
             o.level = -1
             o.account = account_intern(c, so.account)
             if o.account == NO_ACCOUNT:
@@ -215,6 +359,51 @@ cdef int restore_core(core_t *c, object blob) except -1:
                 raise MemoryError("cannot allocate while restoring")
     if done != head.n_orders:
         raise ValueError("corrupt snapshot: fewer orders in books than declared")
+    if version >= 2:
+        restore_time(c, p, pos, n)
+    return 0
+
+
+cdef int check_time(const core_t *c) except -1:
+    # The expiry heap (order, positions, kinds) and the waiting stops (index, book arrays).
+    cdef int32_t i, side, s, timed_orders_seen = 0, stops_seen = 0
+    cdef const timed_t *t
+    cdef const stop_t *st
+    cdef const stop_side_t *ss
+    for i in range(c.n_timed):
+        t = &c.timed[i]
+        if i:
+            assert not timed_before(t, &c.timed[(i - 1) >> 1]), "expiry heap out of order"
+        assert t.tif == TIF_DAY or t.tif == TIF_GTD, "expiry heap entry of a GTC order"
+        assert (t.expire_ts == NO_EXPIRY) == (t.tif == TIF_DAY), "DAY entry with an expiry"
+        if t.kind == 0:
+            assert 0 <= t.ref < c.order_hwm and c.orders[t.ref].id != 0, "heap entry of a dead order"
+            assert c.tpos[t.ref] == i and c.orders[t.ref].tif == t.tif, "heap position of an order"
+            timed_orders_seen += 1
+        else:
+            assert 0 <= t.ref < c.stop_hwm and c.stops[t.ref].id != 0, "heap entry of a dead stop"
+            assert c.stops[t.ref].heap == i and c.stops[t.ref].tif == t.tif, "heap position of a stop"
+            assert c.stops[t.ref].seq == t.seq, "heap entry seq of a stop"
+    for i in range(c.stop_hwm):
+        st = &c.stops[i]
+        if st.id == 0:
+            continue
+        stops_seen += 1
+        assert stop_find(c, st.id) == i, f"stop {st.id}: id index disagrees"
+        assert ids_get(c, st.id) < 0, f"stop {st.id} also rests"
+        assert (st.heap >= 0) == (st.tif == TIF_DAY or st.tif == TIF_GTD), f"stop {st.id}: heap entry"
+    assert stops_seen == c.n_stops, "waiting stop count"
+    stops_seen = 0
+    for i in range(c.n_books):
+        for side in range(2):
+            ss = &c.books[i].stops[side]
+            for s in range(ss.n):
+                st = &c.stops[ss.idx[s]]
+                assert st.id != 0 and st.book == i and st.side == side, "book stop array holds a stranger"
+                assert ss.keys[s] == stop_key(st) and (s == 0 or ss.keys[s - 1] <= ss.keys[s]), \
+                    "book stop array out of order"
+                stops_seen += 1
+    assert stops_seen == c.n_stops, "stops missing from their book arrays"
     return 0
 
 
@@ -309,6 +498,7 @@ cdef int check_core(const core_t *c) except -1:
         assert free_ices <= c.ice_hwm, "cycle in the iceberg free list"
         i = <int32_t>c.ices[i].display_qty
     assert free_ices + c.live_ices == c.ice_hwm, "iceberg slots leaked"
+    check_time(c)
     assert c.n_accounts >= 1 and c.accounts[0] == 0, "account index 0 is not account 0"
     for a in range(1, c.n_accounts):
         assert c.accounts[a] != 0 and account_find(c, c.accounts[a]) == a, \

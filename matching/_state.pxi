@@ -116,7 +116,7 @@ cdef class Engine:
         if core_init(&self.core, capacity) != 0:
             core_free(&self.core)
             raise MemoryError("cannot allocate the engine core")
-        self._ev_types = (_Accepted, _Rejected, _Trade, _Cancelled, _Replaced)
+        self._ev_types = (_Accepted, _Rejected, _Trade, _Cancelled, _Replaced, _Triggered)
 
     def __dealloc__(self):
         core_free(&self.core)
@@ -192,8 +192,8 @@ cdef class Engine:
                 put(t, 1, id_o)
                 put(t, 2, e.open_a)
                 put(t, 3, _REASONS[e.reason])
-            elif e.kind == EV_REPLACED:
-                t = mc_tuple_alloc(_Replaced, 4)
+            elif e.kind == EV_REPLACED or e.kind == EV_TRIGGERED:
+                t = mc_tuple_alloc(_Replaced if e.kind == EV_REPLACED else _Triggered, 4)
                 put(t, 0, inst_o)
                 put(t, 1, id_o)
                 put(t, 2, e.price)
@@ -209,7 +209,8 @@ cdef class Engine:
         return out
 
     def submit(self, instrument, id, side, price=None, qty=0, type="limit", tif="GTC",
-               account=0, post_only=False, display_qty=0, stp="none"):
+               account=0, post_only=False, display_qty=0, stp="none", stop_price=None,
+               expire_ts=None, ts=None):
         """Enter a new order; return its events.
 
         Parameters are those of a ``new`` command in the command log; bad
@@ -239,7 +240,8 @@ cdef class Engine:
         cmd.op = OP_NEW
         cmd.flags = F_HAS_QTY
         fast = (as_u32(instrument, &inst) and as_u64(id, &oid) and as_i64(qty, &q)
-                and as_u64(account, &acct) and as_i64(display_qty, &disp))
+                and as_u64(account, &acct) and as_i64(display_qty, &disp)
+                and stop_price is None and expire_ts is None and ts is None)
         if fast and price is not None:
             fast = as_i64(price, &px)
             cmd.flags |= F_HAS_PRICE
@@ -273,7 +275,8 @@ cdef class Engine:
         if not fast:
             # Anything unusual: encode it exactly as the reference does.
             record_to_command(_commands.new_order_record(
-                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp), &cmd)
+                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp,
+                stop_price, expire_ts, ts), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
 
@@ -292,7 +295,7 @@ cdef class Engine:
         self._run(&cmd)
         return self._events_to_list(0)
 
-    def replace(self, instrument, id, price=None, qty=None):
+    def replace(self, instrument, id, price=None, qty=None, stop_price=None, ts=None):
         """Change a live order's price and/or open qty (``None`` = unchanged).
 
         Complexity: O(1) for a qty decrease at the same price; otherwise as
@@ -303,7 +306,8 @@ cdef class Engine:
         cdef uint64_t oid = 0
         cdef int64_t px = 0, q = 0
         cdef dict d
-        cdef bint fast = as_u32(instrument, &inst) and as_u64(id, &oid)
+        cdef bint fast = (as_u32(instrument, &inst) and as_u64(id, &oid)
+                          and stop_price is None and ts is None)
         memset(&cmd, 0, sizeof(command_t))
         cmd.op = OP_REPLACE
         if fast and price is not None:
@@ -318,7 +322,7 @@ cdef class Engine:
             cmd.price = px
             cmd.qty = q
         else:
-            d = _commands.replace_dict(instrument, id, price, qty)
+            d = _commands.replace_dict(instrument, id, price, qty, stop_price, ts)
             record_to_command(_commands.command_record(d), &cmd)
         self._run(&cmd)
         return self._events_to_list(0)
@@ -344,7 +348,8 @@ cdef class Engine:
 
     def apply_record(self, rec):
         """Apply one command record: a tuple in ``COMMAND_DTYPE`` field order,
-        a ``CommandRecord``, a row of a command array, or its 56 raw bytes.
+        a ``CommandRecord``, a row of a command array, or its 80 raw bytes
+        (or the 56 of a version-1 record).
 
         Complexity: as the command's own method.
 
@@ -498,24 +503,71 @@ cdef class Engine:
                 i -= 1
         return out[0], out[1]
 
+    @property
+    def waiting_stops(self):
+        """Stops accepted and not yet triggered, cancelled or expired.  O(1)."""
+        return self.core.n_stops
+
+    @property
+    def now(self):
+        """The latest command ``ts`` seen (time never goes back).  O(1)."""
+        return self.core.now
+
+    def bbo(self, instrument):
+        """``(bid_price, bid_qty, ask_price, ask_qty)`` of the best levels
+        (visible qty); 0s where a side is empty.  O(1)."""
+        cdef uint32_t inst = 0
+        cdef int32_t b
+        cdef int side
+        cdef const side_t *s
+        cdef const level_t *L
+        cdef int64_t out[4]
+        self._enter()
+        memset(out, 0, sizeof(out))
+        if as_u32(instrument, &inst):
+            b = insts_get(&self.core, inst)
+            if b >= 0:
+                for side in range(2):
+                    s = &self.core.books[b].sides[side]
+                    if s.n:
+                        L = &self.core.levels[s.levels[s.n - 1]]
+                        out[2 * side] = L.price
+                        out[2 * side + 1] = L.total
+        return (out[0], out[1], out[2], out[3])
+
     def order(self, id):
-        """State of one live order as a dict, or None.  O(1)."""
+        """State of one live order (resting, or a stop waiting for its
+        trigger) as a dict, or None.  O(1)."""
         cdef uint64_t oid = 0
         cdef handle_t h
+        cdef int32_t s
         cdef const order_t *o
+        cdef const stop_t *st
         self._enter()
         if not as_u64(id, &oid) or oid == 0:
             return None
         h = ids_get(&self.core, oid)
         if h < 0:
-            return None
+            s = stop_find(&self.core, oid)
+            if s < 0:
+                return None
+            st = &self.core.stops[s]
+            return {"instrument": self.core.books[st.book].instrument,
+                    "side": S_BUY if st.side == SIDE_BUY else S_SELL, "price": st.price,
+                    "open": st.qty, "visible": 0, "display_qty": st.display_qty,
+                    "account": st.account, "stp": STP_LABELS[st.stp], "post_only": False,
+                    "type": "stop" if st.type == TYPE_STOP else "stop_limit",
+                    "stop_price": st.stop_price, "triggered": False,
+                    "tif": TIF_LABELS[st.tif], "expire_ts": st.expire_ts}
         o = &self.core.orders[h]
         return {"instrument": self.core.books[order_book(&self.core, h)].instrument,
                 "side": S_BUY if o.side == SIDE_BUY else S_SELL, "price": o.price,
                 "open": o.open, "visible": order_visible(&self.core, o),
                 "display_qty": self.core.ices[o.ice].display_qty if o.ice >= 0 else 0,
                 "account": self.core.accounts[o.account], "stp": STP_LABELS[o.stp],
-                "post_only": bool(o.post_only)}
+                "post_only": bool(o.post_only), "type": "limit", "tif": TIF_LABELS[o.tif],
+                "expire_ts": (self.core.timed[self.core.tpos[h]].expire_ts
+                              if o.tif == TIF_GTD else 0)}
 
     def book_digest(self):
         """Canonical digest of the whole state (docs/semantics.md).  O(orders)."""
@@ -550,9 +602,17 @@ cdef class Engine:
                             h = absorb(h, o.stp)
                             h = absorb(h, o.side)
                             h = absorb(h, o.post_only)
+                            if o.tif != TIF_GTC:  # DAY / GTD: what decides when it expires
+                                h = absorb(h, o.tif)
+                                h = absorb(h, <uint64_t>(c.timed[c.tpos[oh]].expire_ts
+                                                         if o.tif == TIF_GTD else 0))
+                                h = absorb(h, c.timed[c.tpos[oh]].seq)
                             oh = o.next
                         i -= 1
             h = absorb(h, <uint64_t>c.n_ids)
+            h = stops_digest(c, h)
+            if c.now:
+                h = absorb(h, <uint64_t>c.now)
         c.busy = 0
         return h
 
@@ -570,10 +630,15 @@ cdef class Engine:
                  + <Py_ssize_t>(c.acct_mask + 1) * sizeof(acct_slot_t)
                  + <Py_ssize_t>(c.inst_mask + 1) * sizeof(inst_slot_t)
                  + <Py_ssize_t>c.book_cap * (sizeof(book_t) + sizeof(int32_t))
-                 + <Py_ssize_t>c.event_cap * sizeof(event_t))
+                 + <Py_ssize_t>c.event_cap * sizeof(event_t)
+                 + <Py_ssize_t>c.timed_cap * sizeof(timed_t) + <Py_ssize_t>c.tpos_cap * sizeof(int32_t)
+                 + <Py_ssize_t>c.stop_cap * sizeof(stop_t)
+                 + <Py_ssize_t>(c.stop_id_mask + 1 if c.stop_ids != NULL else 0) * sizeof(int32_t))
         for b in range(c.n_books):
             total += ((c.books[b].sides[0].cap + c.books[b].sides[1].cap)
                       * (sizeof(price_t) + sizeof(handle_t)))
+            total += ((c.books[b].stops[0].cap + c.books[b].stops[1].cap)
+                      * (sizeof(price_t) + sizeof(int32_t)))
         return total
 
     def _check(self):
@@ -625,7 +690,9 @@ def _layout():
             "display_qty": <char *>&c.display_qty - cb, "instrument": <char *>&c.instrument - cb,
             "op": <char *>&c.op - cb, "side": <char *>&c.side - cb, "type": <char *>&c.type - cb,
             "tif": <char *>&c.tif - cb, "stp": <char *>&c.stp - cb,
-            "post_only": <char *>&c.post_only - cb, "flags": <char *>&c.flags - cb}),
+            "post_only": <char *>&c.post_only - cb, "flags": <char *>&c.flags - cb,
+            "ts": <char *>&c.ts - cb, "expire_ts": <char *>&c.expire_ts - cb,
+            "stop_price": <char *>&c.stop_price - cb}),
         "event": (sizeof(event_t), {
             "cmd": <char *>&e.cmd - eb, "id": <char *>&e.id - eb, "maker": <char *>&e.maker - eb,
             "price": <char *>&e.price - eb, "qty": <char *>&e.qty - eb,
@@ -660,5 +727,12 @@ def _constants():
         "R_UNKNOWN_ORDER": R_UNKNOWN_ORDER, "R_WOULD_CROSS": R_WOULD_CROSS,
         "R_FOK_UNFILLED": R_FOK_UNFILLED, "R_USER": R_USER, "R_REMAINDER": R_REMAINDER,
         "R_SELF_TRADE": R_SELF_TRADE, "R_MASS_CANCEL": R_MASS_CANCEL,
+        "OP_TIME": OP_TIME, "OP_END_OF_DAY": OP_END_OF_DAY, "OP_INSTRUMENT": OP_INSTRUMENT,
+        "OP_RISK": OP_RISK, "TYPE_STOP": TYPE_STOP, "TYPE_STOP_LIMIT": TYPE_STOP_LIMIT,
+        "TIF_DAY": TIF_DAY, "TIF_GTD": TIF_GTD, "HAS_STOP_PRICE": F_HAS_STOP_PRICE,
+        "EV_TRIGGERED": EV_TRIGGERED, "R_INVALID_EXPIRY": R_INVALID_EXPIRY,
+        "R_INVALID_STOP": R_INVALID_STOP, "R_BAD_TICK": R_BAD_TICK, "R_BAD_LOT": R_BAD_LOT,
+        "R_QTY_LIMIT": R_QTY_LIMIT, "R_PRICE_BAND": R_PRICE_BAND, "R_RISK_LIMIT": R_RISK_LIMIT,
+        "R_EXPIRED": R_EXPIRED,
         "MAX_PRICE": MAX_PRICE, "MAX_QTY": MAX_QTY,
     }

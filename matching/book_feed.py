@@ -30,7 +30,7 @@ import numpy as np
 
 from . import codes
 from .commands import command_record
-from .events import Accepted, Cancelled, Replaced, Trade, events_from_array
+from .events import Accepted, Cancelled, Replaced, Trade, Triggered, events_from_array
 from .market_data import (
     SIDE_NAMES,
     BboUpdate,
@@ -86,6 +86,7 @@ class BookFeed:
     def __init__(self) -> None:
         self._books: dict[int, L2Book] = {}
         self._orders: dict[int, _Order] = {}  # resting orders by id (look-up only, never iterated)
+        self._stops: dict[int, _Order] = {}  # waiting stops by id (in no book until triggered)
         self.seq = 0  # group seq of the last command applied
 
     # ----- in ----------------------------------------------------------------
@@ -139,16 +140,29 @@ class BookFeed:
             elif kind is Accepted:
                 taker = self._new_order(command, ev.instrument)
                 taker_id = ev.id
+                if self._is_stop(command):  # it waits outside the book until its `triggered` event
+                    self._stops[ev.id] = taker
+                    taker, taker_id = None, -1
+            elif kind is Triggered:
+                # The aggressor so far rests (it may be this stop's maker), then the stop aggresses.
+                self._rest(work, taker, taker_id)
+                taker, taker_id = self._stops.pop(ev.id), ev.id
             elif kind is Cancelled:
                 if ev.id == taker_id:
                     taker = None  # the aggressor's remainder (or a self-trade cancel): it never rests
                     taker_id = -1
+                elif self._stops.pop(ev.id, None) is not None:
+                    pass  # a waiting stop: in no book
                 else:
                     o = orders.pop(ev.id)
                     w = work.get(o.instrument) or self._work(work, o.instrument)
                     lv = w.level(o.side, o.price)
                     lv[0] -= o.visible
                     lv[1] -= 1
+            elif kind is Replaced and ev.id in self._stops:
+                stop = self._stops[ev.id]
+                stop.price, stop.open = ev.price, ev.qty
+                stop.display = min(stop.display, ev.qty)
             elif kind is Replaced:
                 o = orders[ev.id]
                 w = work.get(o.instrument) or self._work(work, o.instrument)
@@ -167,20 +181,23 @@ class BookFeed:
                     taker = _Order(o.instrument, o.side, ev.price, ev.qty, o.display)
                     taker_id = ev.id
             # Rejected: nothing changed.
-        if taker is not None and taker.open > 0:
-            # A remainder that was not cancelled rests at the back of its level.
-            taker.visible = min(taker.display, taker.open) if taker.display else taker.open
-            orders[taker_id] = taker
-            w = work.get(taker.instrument) or self._work(work, taker.instrument)
-            lv = w.level(taker.side, taker.price)
-            lv[0] += taker.visible
-            lv[1] += 1
+        self._rest(work, taker, taker_id)
         if not work:
             return []
         out: list[Update] = []
         for instrument in sorted(work) if len(work) > 1 else work:
             self._publish(seq, work[instrument], out)
         return out
+
+    def _rest(self, work: dict[int, _Work], taker: _Order | None, taker_id: int) -> None:
+        """An aggressor's remainder that was not cancelled rests at the back of its level."""
+        if taker is not None and taker.open > 0:
+            taker.visible = min(taker.display, taker.open) if taker.display else taker.open
+            self._orders[taker_id] = taker
+            w = work.get(taker.instrument) or self._work(work, taker.instrument)
+            lv = w.level(taker.side, taker.price)
+            lv[0] += taker.visible
+            lv[1] += 1
 
     def apply_batch(self, commands: np.ndarray, events: np.ndarray, first_seq: int = 0) -> list[Update]:
         """The updates of a whole ``Engine.apply_batch`` call: command ``i`` gets seq ``first_seq + i``.
@@ -243,7 +260,11 @@ class BookFeed:
             (oid, o.instrument, o.side, o.price, o.open, o.visible, o.display)
             for oid, o in sorted(self._orders.items())
         ]
-        return self.seq, seqs, orders
+        # Waiting stops ride along as orders that show nothing (visible 0; a resting order never does).
+        orders += [
+            (oid, s.instrument, s.side, s.price, s.open, 0, s.display) for oid, s in self._stops.items()
+        ]
+        return self.seq, seqs, sorted(orders)
 
     @classmethod
     def from_state(
@@ -258,6 +279,9 @@ class BookFeed:
         totals: dict[tuple[int, int, int], list[int]] = {}
         for oid, instrument, side, price, open_qty, visible, display in orders:
             o = _Order(instrument, side, price, open_qty, display)
+            if visible == 0:  # a waiting stop
+                feed._stops[oid] = o
+                continue
             o.visible = visible
             feed._orders[oid] = o
             t = totals.setdefault((instrument, side, price), [0, 0])
@@ -280,6 +304,14 @@ class BookFeed:
         return w
 
     @staticmethod
+    def _is_stop(command: Any) -> bool:
+        if isinstance(command, Mapping):
+            return command.get("type") in ("stop", "stop_limit")
+        if isinstance(command, np.void):
+            command = command.tolist()
+        return command[8] >= codes.TYPE_STOP
+
+    @staticmethod
     def _new_order(command: Any, instrument: int) -> _Order:
         """The accepted order of a ``new`` command, from the command's side, price, qty and display qty."""
         if isinstance(command, Mapping):
@@ -287,7 +319,7 @@ class BookFeed:
         elif isinstance(command, np.void):
             command = command.tolist()
         # COMMAND_DTYPE field order: id, account, price, qty, display_qty, instrument, op, side, ...
-        price = command[2] if command[8] == codes.TYPE_LIMIT else 0
+        price = command[2] if command[8] in (codes.TYPE_LIMIT, codes.TYPE_STOP_LIMIT) else 0
         return _Order(instrument, command[7], price, command[3], command[4])
 
     def _publish(self, seq: int, w: _Work, out: list[Update]) -> None:

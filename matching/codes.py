@@ -25,16 +25,26 @@ MAX_QTY = 10**12
 # --- command fields -------------------------------------------------------
 
 OP_NEW, OP_CANCEL, OP_REPLACE, OP_MASS_CANCEL = 0, 1, 2, 3
+OP_TIME, OP_END_OF_DAY, OP_INSTRUMENT, OP_RISK = 4, 5, 6, 7
 SIDE_BUY, SIDE_SELL = 0, 1
-TYPE_LIMIT, TYPE_MARKET = 0, 1
-TIF_GTC, TIF_IOC, TIF_FOK = 0, 1, 2
+TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT = 0, 1, 2, 3
+TIF_GTC, TIF_IOC, TIF_FOK, TIF_DAY, TIF_GTD = 0, 1, 2, 3, 4
 STP_NONE, STP_CANCEL_TAKER, STP_CANCEL_MAKER, STP_CANCEL_BOTH = 0, 1, 2, 3
 INVALID_CODE = 255  # any enum field whose text was not recognised
 
-OP_NAMES = {"new": OP_NEW, "cancel": OP_CANCEL, "replace": OP_REPLACE, "mass_cancel": OP_MASS_CANCEL}
+OP_NAMES = {
+    "new": OP_NEW,
+    "cancel": OP_CANCEL,
+    "replace": OP_REPLACE,
+    "mass_cancel": OP_MASS_CANCEL,
+    "time": OP_TIME,
+    "end_of_day": OP_END_OF_DAY,
+    "instrument": OP_INSTRUMENT,
+    "risk": OP_RISK,
+}
 SIDE_NAMES = {"buy": SIDE_BUY, "sell": SIDE_SELL}
-TYPE_NAMES = {"limit": TYPE_LIMIT, "market": TYPE_MARKET}
-TIF_NAMES = {"GTC": TIF_GTC, "IOC": TIF_IOC, "FOK": TIF_FOK}
+TYPE_NAMES = {"limit": TYPE_LIMIT, "market": TYPE_MARKET, "stop": TYPE_STOP, "stop_limit": TYPE_STOP_LIMIT}
+TIF_NAMES = {"GTC": TIF_GTC, "IOC": TIF_IOC, "FOK": TIF_FOK, "DAY": TIF_DAY, "GTD": TIF_GTD}
 STP_NAMES = {
     "none": STP_NONE,
     "cancel_taker": STP_CANCEL_TAKER,
@@ -51,16 +61,18 @@ HAS_ACCOUNT = 4  # mass_cancel: filter by account
 HAS_INSTRUMENT = 8  # mass_cancel: filter by instrument
 OUT_OF_RANGE = 16  # some integer did not fit its field; it was stored as 0
 BAD_FIELD = 32  # some field had the wrong JSON type (not an integer / bool)
+HAS_STOP_PRICE = 64  # replace: a new stop price was given
 
 # --- events ------------------------------------------------------------------
 
-EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED = 1, 2, 3, 4, 5
+EV_ACCEPTED, EV_REJECTED, EV_TRADE, EV_CANCELLED, EV_REPLACED, EV_TRIGGERED = 1, 2, 3, 4, 5, 6
 EVENT_KIND_NAMES = {
     EV_ACCEPTED: "accepted",
     EV_REJECTED: "rejected",
     EV_TRADE: "trade",
     EV_CANCELLED: "cancelled",
     EV_REPLACED: "replaced",
+    EV_TRIGGERED: "triggered",
 }
 
 # Reject reasons (1..31) and cancel reasons (32..) share one code space so a
@@ -86,8 +98,16 @@ REJECT_REASONS = [
     # Never produced by an engine: a replicated group refuses, before sequencing, a command for
     # an account the sender's key may not use (replication.protocol.entitlement).
     "not_entitled",
+    # Issue 19: time, stops, instrument rules and risk.
+    "invalid_expiry",
+    "invalid_stop",
+    "bad_tick",
+    "bad_lot",
+    "qty_limit",
+    "price_band",
+    "risk_limit",
 ]
-CANCEL_REASONS = ["user", "remainder", "self_trade", "mass_cancel"]
+CANCEL_REASONS = ["user", "remainder", "self_trade", "mass_cancel", "expired"]
 
 REASON_CODES: dict[str, int] = {}
 for _i, _name in enumerate(REJECT_REASONS):
@@ -119,10 +139,31 @@ R_USER = REASON_CODES["user"]
 R_REMAINDER = REASON_CODES["remainder"]
 R_SELF_TRADE = REASON_CODES["self_trade"]
 R_MASS_CANCEL = REASON_CODES["mass_cancel"]
+R_INVALID_EXPIRY = REASON_CODES["invalid_expiry"]
+R_INVALID_STOP = REASON_CODES["invalid_stop"]
+R_BAD_TICK = REASON_CODES["bad_tick"]
+R_BAD_LOT = REASON_CODES["bad_lot"]
+R_QTY_LIMIT = REASON_CODES["qty_limit"]
+R_PRICE_BAND = REASON_CODES["price_band"]
+R_RISK_LIMIT = REASON_CODES["risk_limit"]
+R_EXPIRED = REASON_CODES["expired"]
 
 # --- packed records ------------------------------------------------------------
 # These layouts are mirrored by ``command_t`` and ``event_t`` in _engine.pxd;
-# tests/unit/test_layout.py pins itemsize and every offset.
+# tests/engine/test_layout.py pins itemsize and every offset.
+#
+# Record versions. Version 1 was 56 bytes (bytes 0..56 below, 52..56 padding).
+# Version 2 (issue 19) appends ``ts``, ``expire_ts`` and ``stop_price`` (int64
+# each) at 56, 64 and 72: the first 56 bytes keep their meaning, so a version-1
+# record reads as version 2 with those three zero (``upgrade_command``), which is
+# exactly what it meant (no time, no expiry, no stop).
+#
+# The ``instrument`` and ``risk`` commands reuse fields rather than grow the record:
+#   instrument: instrument, stop_price = tick, account = lot, display_qty = min_qty,
+#               qty = max_qty, expire_ts = band (in ticks), price = ref_price;
+#   risk:       account, qty = max_open_qty, display_qty = max_position.
+# (``commands.command_record`` / ``command_dict`` do the mapping both ways.)
+COMMAND_SIZE_V1 = 56
 
 COMMAND_DTYPE = np.dtype(
     {
@@ -140,10 +181,30 @@ COMMAND_DTYPE = np.dtype(
             "stp",
             "post_only",
             "flags",
+            "ts",
+            "expire_ts",
+            "stop_price",
         ],
-        "formats": ["<u8", "<u8", "<i8", "<i8", "<i8", "<u4", "u1", "u1", "u1", "u1", "u1", "u1", "<u2"],
-        "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50],
-        "itemsize": 56,
+        "formats": [
+            "<u8",
+            "<u8",
+            "<i8",
+            "<i8",
+            "<i8",
+            "<u4",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "u1",
+            "<u2",
+            "<i8",
+            "<i8",
+            "<i8",
+        ],
+        "offsets": [0, 8, 16, 24, 32, 40, 44, 45, 46, 47, 48, 49, 50, 56, 64, 72],
+        "itemsize": 80,
     }
 )
 
@@ -155,6 +216,21 @@ EVENT_DTYPE = np.dtype(
         "itemsize": 64,
     }
 )
+
+COMMAND_SIZE = COMMAND_DTYPE.itemsize
+_V2_TAIL = bytes(COMMAND_SIZE - COMMAND_SIZE_V1)
+
+
+def upgrade_command(b: bytes) -> bytes:
+    """A command record of either version as the current one (a version-1 record gains zeros). O(1)."""
+    if len(b) == COMMAND_SIZE:
+        return bytes(b)
+    if len(b) == COMMAND_SIZE_V1:
+        return bytes(b) + _V2_TAIL
+    raise ValueError(
+        f"a command record is {COMMAND_SIZE} (or, version 1, {COMMAND_SIZE_V1}) bytes, not {len(b)}"
+    )
+
 
 # --- digest arithmetic -------------------------------------------------------
 

@@ -38,6 +38,9 @@ class CommandRecord(NamedTuple):
     stp: int = codes.STP_NONE
     post_only: int = 0
     flags: int = 0
+    ts: int = 0
+    expire_ts: int = 0
+    stop_price: int = 0
 
 
 # The keys each op knows. A key outside its op's set is a typo or a feature this
@@ -59,11 +62,30 @@ COMMAND_KEYS: dict[int, frozenset[str]] = {
             "post_only",
             "display_qty",
             "stp",
+            "ts",
+            "expire_ts",
+            "stop_price",
         )
     ),
-    codes.OP_CANCEL: frozenset(("op", "instrument", "id")),
-    codes.OP_REPLACE: frozenset(("op", "instrument", "id", "price", "qty")),
-    codes.OP_MASS_CANCEL: frozenset(("op", "id", "account", "instrument")),
+    codes.OP_CANCEL: frozenset(("op", "instrument", "id", "ts")),
+    codes.OP_REPLACE: frozenset(("op", "instrument", "id", "price", "qty", "stop_price", "ts")),
+    codes.OP_MASS_CANCEL: frozenset(("op", "id", "account", "instrument", "ts")),
+    codes.OP_TIME: frozenset(("op", "ts")),
+    codes.OP_END_OF_DAY: frozenset(("op", "instrument", "ts")),
+    codes.OP_INSTRUMENT: frozenset(
+        ("op", "instrument", "tick", "lot", "min_qty", "max_qty", "band", "ref_price", "ts")
+    ),
+    codes.OP_RISK: frozenset(("op", "account", "max_open_qty", "max_position", "ts")),
+}
+# Keys an op cannot do without (besides ``op``); a missing one is ``bad_field``.
+REQUIRED_KEYS: dict[int, tuple[str, ...]] = {
+    codes.OP_NEW: ("instrument",),
+    codes.OP_CANCEL: ("instrument",),
+    codes.OP_REPLACE: ("instrument",),
+    codes.OP_TIME: ("ts",),
+    codes.OP_END_OF_DAY: ("instrument",),
+    codes.OP_INSTRUMENT: ("instrument",),
+    codes.OP_RISK: ("account",),
 }
 
 
@@ -136,20 +158,59 @@ def command_record(d: Any) -> CommandRecord:
     op = r.code("op", codes.OP_NAMES, None)
     if op in COMMAND_KEYS and not COMMAND_KEYS[op].issuperset(d):
         r.flags |= codes.BAD_FIELD  # an unknown key (see COMMAND_KEYS): never run without it
+    if any(key not in d for key in REQUIRED_KEYS.get(op, ())):
+        r.flags |= codes.BAD_FIELD
     id_ = r.integer("id", 0, UINT64_MAX)
+    ts = r.integer("ts", 0, codes.INT64_MAX)
     if op == codes.OP_MASS_CANCEL:
         account = r.integer("account", 0, UINT64_MAX, codes.HAS_ACCOUNT)
         instrument = r.integer("instrument", 0, codes.UINT32_MAX, codes.HAS_INSTRUMENT)
-        return CommandRecord(id=id_, account=account, instrument=instrument, op=op, flags=r.flags)
-    if op != codes.OP_MASS_CANCEL and op != codes.INVALID_CODE and "instrument" not in d:
-        r.flags |= codes.BAD_FIELD
+        return CommandRecord(id=id_, account=account, instrument=instrument, op=op, flags=r.flags, ts=ts)
     instrument = r.integer("instrument", 0, codes.UINT32_MAX)
+    if op == codes.OP_TIME or op == codes.OP_END_OF_DAY:
+        return CommandRecord(instrument=instrument, op=op, flags=r.flags, ts=ts)
+    if op == codes.OP_INSTRUMENT:  # the field mapping of codes.COMMAND_DTYPE's comment
+        return CommandRecord(
+            instrument=instrument,
+            stop_price=r.integer("tick", codes.INT64_MIN, codes.INT64_MAX),
+            account=r.integer("lot", 0, codes.INT64_MAX),
+            display_qty=r.integer("min_qty", codes.INT64_MIN, codes.INT64_MAX),
+            qty=r.integer("max_qty", codes.INT64_MIN, codes.INT64_MAX),
+            expire_ts=r.integer("band", codes.INT64_MIN, codes.INT64_MAX),
+            price=r.integer("ref_price", codes.INT64_MIN, codes.INT64_MAX),
+            op=op,
+            flags=r.flags,
+            ts=ts,
+        )
+    if op == codes.OP_RISK:
+        return CommandRecord(
+            account=r.integer("account", 0, UINT64_MAX),
+            qty=r.integer("max_open_qty", codes.INT64_MIN, codes.INT64_MAX),
+            display_qty=r.integer("max_position", codes.INT64_MIN, codes.INT64_MAX),
+            op=op,
+            flags=r.flags,
+            ts=ts,
+        )
     account = r.integer("account", 0, UINT64_MAX)
     price = r.integer("price", codes.INT64_MIN, codes.INT64_MAX, codes.HAS_PRICE)
     qty = r.integer("qty", codes.INT64_MIN, codes.INT64_MAX, codes.HAS_QTY)
     display_qty = r.integer("display_qty", codes.INT64_MIN, codes.INT64_MAX)
+    if op == codes.OP_REPLACE:
+        stop_price = r.integer("stop_price", codes.INT64_MIN, codes.INT64_MAX, codes.HAS_STOP_PRICE)
+        return CommandRecord(
+            id=id_,
+            price=price,
+            qty=qty,
+            instrument=instrument,
+            op=op,
+            flags=r.flags,
+            ts=ts,
+            stop_price=stop_price,
+        )
     if op != codes.OP_NEW:
-        return CommandRecord(id=id_, price=price, qty=qty, instrument=instrument, op=op, flags=r.flags)
+        return CommandRecord(id=id_, price=price, qty=qty, instrument=instrument, op=op, flags=r.flags, ts=ts)
+    expire_ts = r.integer("expire_ts", 0, codes.INT64_MAX)
+    stop_price = r.integer("stop_price", codes.INT64_MIN, codes.INT64_MAX)
     return CommandRecord(
         id=id_,
         account=account,
@@ -164,6 +225,9 @@ def command_record(d: Any) -> CommandRecord:
         stp=r.code("stp", codes.STP_NAMES, "none"),
         post_only=r.boolean("post_only"),
         flags=r.flags,
+        ts=ts,
+        expire_ts=expire_ts,
+        stop_price=stop_price,
     )
 
 
@@ -179,6 +243,9 @@ def new_order_dict(
     post_only: bool = False,
     display_qty: int = 0,
     stp: str = "none",
+    stop_price: int | None = None,
+    expire_ts: int | None = None,
+    ts: int | None = None,
 ) -> dict:
     """The command-log dict of a new order given as keyword arguments (the ``submit`` signature)."""
     d = {
@@ -196,6 +263,9 @@ def new_order_dict(
     }
     if price is not None:
         d["price"] = price
+    for key, value in (("stop_price", stop_price), ("expire_ts", expire_ts), ("ts", ts)):
+        if value is not None:
+            d[key] = value
     return d
 
 
@@ -209,13 +279,19 @@ def cancel_dict(instrument: int, id: int) -> dict:
     return {"op": "cancel", "instrument": instrument, "id": id}
 
 
-def replace_dict(instrument: int, id: int, price: int | None = None, qty: int | None = None) -> dict:
+def replace_dict(
+    instrument: int,
+    id: int,
+    price: int | None = None,
+    qty: int | None = None,
+    stop_price: int | None = None,
+    ts: int | None = None,
+) -> dict:
     """The command-log dict of a replace; ``None`` leaves a field unchanged (absent)."""
     d: dict = {"op": "replace", "instrument": instrument, "id": id}
-    if price is not None:
-        d["price"] = price
-    if qty is not None:
-        d["qty"] = qty
+    for key, value in (("price", price), ("qty", qty), ("stop_price", stop_price), ("ts", ts)):
+        if value is not None:
+            d[key] = value
     return d
 
 
@@ -244,14 +320,36 @@ def command_dict(rec: Any) -> dict:
     """
     rec = CommandRecord(*(int(v) for v in (rec.tolist() if hasattr(rec, "tolist") else rec)))
     op = _name_of(codes.OP_NAMES, rec.op)
+    d: dict = {"op": op}
+    if rec.ts:
+        d["ts"] = rec.ts
     if op == "mass_cancel":
-        d: dict = {"op": op}
         if rec.flags & codes.HAS_ACCOUNT:
             d["account"] = rec.account
         if rec.flags & codes.HAS_INSTRUMENT:
             d["instrument"] = rec.instrument
         return d
-    d = {"op": op, "instrument": rec.instrument, "id": rec.id}
+    if op == "time":
+        d["ts"] = rec.ts
+        return d
+    if op == "end_of_day":
+        d["instrument"] = rec.instrument
+        return d
+    if op == "instrument":
+        d.update(
+            instrument=rec.instrument,
+            tick=rec.stop_price,
+            lot=rec.account,
+            min_qty=rec.display_qty,
+            max_qty=rec.qty,
+            band=rec.expire_ts,
+            ref_price=rec.price,
+        )
+        return d
+    if op == "risk":
+        d.update(account=rec.account, max_open_qty=rec.qty, max_position=rec.display_qty)
+        return d
+    d.update(instrument=rec.instrument, id=rec.id)
     if op == "new":
         d["side"] = _name_of(codes.SIDE_NAMES, rec.side)
         d["type"] = _name_of(codes.TYPE_NAMES, rec.type)
@@ -267,6 +365,12 @@ def command_dict(rec: Any) -> dict:
             display_qty=rec.display_qty,
             stp=_name_of(codes.STP_NAMES, rec.stp),
         )
+        if rec.expire_ts:
+            d["expire_ts"] = rec.expire_ts
+        if rec.stop_price:
+            d["stop_price"] = rec.stop_price
+    elif op == "replace" and rec.flags & codes.HAS_STOP_PRICE:
+        d["stop_price"] = rec.stop_price
     return d
 
 
@@ -274,7 +378,7 @@ def command_array(commands: Iterable[Any]) -> np.ndarray:
     """A ``COMMAND_DTYPE`` array from command dicts (or records). O(n).
 
     >>> command_array([{"op": "cancel", "instrument": 1, "id": 7}]).dtype.itemsize
-    56
+    80
     """
     rows = [tuple(c) if isinstance(c, tuple) else tuple(command_record(c)) for c in commands]
     # np.zeros, not np.array(rows): the record has padding bytes, and they must be

@@ -1,6 +1,6 @@
 """Engine events as small named tuples, and their JSON form.
 
-Both engines emit the same five kinds of event. Internally an event is nine
+Both engines emit the same six kinds of event. Internally an event is nine
 integer words (kind, reason, instrument, id, maker, price, qty, open_a,
 open_b) — the same words the digest absorbs and the batch API's
 ``EVENT_DTYPE`` stores; this module turns those words into the named tuples
@@ -52,7 +52,16 @@ class Replaced(NamedTuple):
     qty: int
 
 
-Event = Union[Accepted, Rejected, Trade, Cancelled, Replaced]  # noqa: UP007 - a runtime alias; | needs 3.10 types
+class Triggered(NamedTuple):
+    """A stop order became live (its trigger price printed); its entry's events follow."""
+
+    instrument: int
+    id: int
+    stop_price: int
+    qty: int
+
+
+Event = Union[Accepted, Rejected, Trade, Cancelled, Replaced, Triggered]  # noqa: UP007 - a runtime alias; | needs 3.10 types
 
 _KIND_OF = {
     Accepted: codes.EV_ACCEPTED,
@@ -60,6 +69,7 @@ _KIND_OF = {
     Trade: codes.EV_TRADE,
     Cancelled: codes.EV_CANCELLED,
     Replaced: codes.EV_REPLACED,
+    Triggered: codes.EV_TRIGGERED,
 }
 
 
@@ -82,6 +92,7 @@ _BUILD = _Builders(
             ins, id_, a, codes.REASON_NAMES[reason]
         ),
         codes.EV_REPLACED: lambda reason, ins, id_, maker, price, qty, a, b: Replaced(ins, id_, price, qty),
+        codes.EV_TRIGGERED: lambda reason, ins, id_, maker, price, qty, a, b: Triggered(ins, id_, price, qty),
         codes.EV_REJECTED: lambda reason, ins, id_, maker, price, qty, a, b: Rejected(
             ins, id_, codes.REASON_NAMES[reason]
         ),
@@ -115,6 +126,8 @@ def event_words(ev: Event) -> tuple[int, ...]:
         return (kind, codes.REASON_CODES[ev.reason], ev.instrument, ev.id, 0, 0, 0, ev.open, 0)
     if kind == codes.EV_REPLACED:
         return (kind, 0, ev.instrument, ev.id, 0, ev.price, ev.qty, 0, 0)
+    if kind == codes.EV_TRIGGERED:
+        return (kind, 0, ev.instrument, ev.id, 0, ev.stop_price, ev.qty, 0, 0)
     return (kind, codes.REASON_CODES[ev.reason], ev.instrument, ev.id, 0, 0, 0, 0, 0)
 
 

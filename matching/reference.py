@@ -11,6 +11,7 @@ Not for production use: it is one to two orders of magnitude slower.
 
 from __future__ import annotations
 
+import heapq
 import json
 import zlib
 from collections.abc import Iterator, Mapping
@@ -31,7 +32,9 @@ from .commands import (
 from .events import Event, make_event
 
 SNAPSHOT_MAGIC = b"MCREF"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: time, DAY/GTD, stops (issue 19); version 1 still restores
+TIF_LABELS = tuple(codes.TIF_NAMES)  # code -> name (the codes are 0..4 in this order)
+RESTING_TIFS = (codes.TIF_GTC, codes.TIF_DAY, codes.TIF_GTD)  # a limit remainder of these rests
 
 
 class Order:
@@ -48,6 +51,9 @@ class Order:
         "account",
         "stp",
         "post_only",
+        "tif",
+        "expire_ts",
+        "seq",
     )
 
     def __init__(self, id, instrument, side, price, open, display, account, stp, post_only):
@@ -61,6 +67,55 @@ class Order:
         self.account = account
         self.stp = stp
         self.post_only = post_only
+        self.tif = codes.TIF_GTC
+        self.expire_ts = 0
+        self.seq = 0  # acceptance order (the index of the accepting command): DAY/GTD expiry order
+
+
+class Stop:
+    """One stop or stop-limit order waiting for its trigger (outside the book)."""
+
+    __slots__ = (
+        "id",
+        "instrument",
+        "side",
+        "type",
+        "price",
+        "qty",
+        "display",
+        "account",
+        "stp",
+        "tif",
+        "expire_ts",
+        "stop_price",
+        "seq",
+    )
+
+    def __init__(self, c: CommandRecord, seq: int) -> None:
+        self.id, self.instrument, self.side, self.type = c.id, c.instrument, c.side, c.type
+        self.price = c.price if c.type == codes.TYPE_STOP_LIMIT else 0
+        self.qty, self.display, self.account, self.stp = c.qty, c.display_qty, c.account, c.stp
+        self.tif, self.expire_ts, self.stop_price, self.seq = c.tif, c.expire_ts, c.stop_price, seq
+
+    def triggered_by(self, lo: int, hi: int) -> bool:
+        """Whether a print in ``lo .. hi`` reaches the stop price (buy: at or above, sell: at or below)."""
+        return self.stop_price <= hi if self.side == codes.SIDE_BUY else self.stop_price >= lo
+
+    def words(self) -> tuple[int, ...]:
+        return (
+            self.id,
+            self.side,
+            self.type,
+            self.price,
+            self.qty,
+            self.display,
+            self.account,
+            self.stp,
+            self.tif,
+            self.expire_ts,
+            self.stop_price,
+            self.seq,
+        )
 
 
 class Level:
@@ -88,6 +143,7 @@ class Book:
     def __init__(self, instrument: int) -> None:
         self.instrument = instrument
         self.sides = (SortedDict(), SortedDict())  # index by codes.SIDE_BUY / SIDE_SELL
+        self.stops: dict[int, Stop] = {}  # untriggered stops by id; insertion order is not used
 
     @staticmethod
     def key(side: int, price: int) -> int:
@@ -139,8 +195,14 @@ class ReferenceEngine:
     def __init__(self) -> None:
         self.books: dict[int, Book] = {}
         self.orders: dict[int, Order] = {}  # live orders by id (lookup only, never iterated)
+        self.stops: dict[int, Stop] = {}  # untriggered stops by id (lookup only)
         self.digest = 0
         self.commands_applied = 0
+        self.now = 0  # the latest command ts seen (time never goes back)
+        # GTD expiries: (expire_ts, seq, id); an entry whose order is gone (or whose id now
+        # names another order, of another seq) is skipped when it comes up.
+        self.expiries: list[tuple[int, int, int]] = []
+        self._prints: tuple[int, int] | None = None  # (lo, hi) of this command's trade prices
 
     # ----- the per-call API ------------------------------------------------
 
@@ -157,11 +219,27 @@ class ReferenceEngine:
         post_only: bool = False,
         display_qty: int = 0,
         stp: str = "none",
+        stop_price: int | None = None,
+        expire_ts: int | None = None,
+        ts: int | None = None,
     ) -> list[Event]:
         """A new order. Returns its events."""
         return self.apply_record(
             new_order_record(
-                instrument, id, side, price, qty, type, tif, account, post_only, display_qty, stp
+                instrument,
+                id,
+                side,
+                price,
+                qty,
+                type,
+                tif,
+                account,
+                post_only,
+                display_qty,
+                stp,
+                stop_price,
+                expire_ts,
+                ts,
             )
         )
 
@@ -169,9 +247,15 @@ class ReferenceEngine:
         return self.apply(cancel_dict(instrument, id))
 
     def replace(
-        self, instrument: int, id: int, price: int | None = None, qty: int | None = None
+        self,
+        instrument: int,
+        id: int,
+        price: int | None = None,
+        qty: int | None = None,
+        stop_price: int | None = None,
+        ts: int | None = None,
     ) -> list[Event]:
-        return self.apply(replace_dict(instrument, id, price, qty))
+        return self.apply(replace_dict(instrument, id, price, qty, stop_price, ts))
 
     def mass_cancel(self, account: int | None = None, instrument: int | None = None) -> list[Event]:
         return self.apply(mass_cancel_dict(account, instrument))
@@ -184,11 +268,19 @@ class ReferenceEngine:
         """Apply one command record (a tuple in ``COMMAND_DTYPE`` field order)."""
         c = rec if isinstance(rec, CommandRecord) else CommandRecord(*(int(v) for v in rec))
         words: list[tuple[int, ...]] = []
+        # Time first, whatever the command: what its ts makes due expires before its own events.
+        if c.ts > self.now:
+            self.now = c.ts
+        if self.expiries and self.expiries[0][0] <= self.now:
+            self._expire_due(words)
+        self._prints = None
         handler = {
             codes.OP_NEW: self._new,
             codes.OP_CANCEL: self._cancel,
             codes.OP_REPLACE: self._replace,
             codes.OP_MASS_CANCEL: self._mass_cancel,
+            codes.OP_TIME: self._time,
+            codes.OP_END_OF_DAY: self._end_of_day,
         }.get(c.op)
         if handler is None:
             self._reject(words, c, codes.R_INVALID_OP)
@@ -196,6 +288,8 @@ class ReferenceEngine:
             self._reject(words, c, codes.R_BAD_FIELD)
         else:
             handler(c, words)
+            if self._prints is not None:
+                self._trigger_stops(c.instrument, words)
         h = self.digest
         for w in words:
             for v in w:
@@ -246,18 +340,27 @@ class ReferenceEngine:
         if book is None:
             book = self.books[c.instrument] = Book(c.instrument)
         words.append((codes.EV_ACCEPTED, 0, c.instrument, c.id, 0, 0, 0, 0, 0))
+        seq = self.commands_applied
+        if c.type >= codes.TYPE_STOP:
+            stop = self.stops[c.id] = book.stops[c.id] = Stop(c, seq)
+            if stop.tif == codes.TIF_GTD:
+                heapq.heappush(self.expiries, (stop.expire_ts, seq, stop.id))
+            return
         is_market = c.type == codes.TYPE_MARKET
         limit = None if is_market else c.price
         o = Order(c.id, c.instrument, c.side, c.price, c.qty, c.display_qty, c.account, c.stp, c.post_only)
-        self._match_and_rest(book, o, limit, rests=(not is_market and c.tif == codes.TIF_GTC), words=words)
+        o.tif, o.expire_ts, o.seq = c.tif, c.expire_ts, seq
+        self._match_and_rest(book, o, limit, rests=(not is_market and c.tif in RESTING_TIFS), words=words)
+        if c.tif == codes.TIF_GTD and self.orders.get(c.id) is o:
+            heapq.heappush(self.expiries, (o.expire_ts, seq, o.id))
 
     def _check_new(self, c: CommandRecord) -> int:
         """The reject reason of a new order, or 0; checks in the documented order."""
         if c.side not in (codes.SIDE_BUY, codes.SIDE_SELL):
             return codes.R_INVALID_SIDE
-        if c.type not in (codes.TYPE_LIMIT, codes.TYPE_MARKET):
+        if c.type > codes.TYPE_STOP_LIMIT:
             return codes.R_INVALID_TYPE
-        if c.tif not in (codes.TIF_GTC, codes.TIF_IOC, codes.TIF_FOK):
+        if c.tif > codes.TIF_GTD:
             return codes.R_INVALID_TIF
         if c.stp > codes.STP_CANCEL_BOTH:
             return codes.R_INVALID_STP
@@ -266,22 +369,30 @@ class ReferenceEngine:
             or c.price > codes.MAX_PRICE
             or c.qty > codes.MAX_QTY
             or c.display_qty > codes.MAX_QTY
+            or c.stop_price > codes.MAX_PRICE
         ):
             return codes.R_OUT_OF_RANGE
         if c.id == 0:
             return codes.R_INVALID_ID
         if c.qty < 1:
             return codes.R_INVALID_QTY
-        if c.type == codes.TYPE_LIMIT:
+        is_stop = c.type >= codes.TYPE_STOP
+        if c.type == codes.TYPE_LIMIT or c.type == codes.TYPE_STOP_LIMIT:
             if not c.flags & codes.HAS_PRICE or c.price < 1:
                 return codes.R_INVALID_PRICE
         elif c.flags & codes.HAS_PRICE:
             return codes.R_PRICE_ON_MARKET
         if c.display_qty < 0 or c.display_qty > c.qty:
             return codes.R_INVALID_DISPLAY
-        if c.post_only and (c.type != codes.TYPE_LIMIT or c.tif != codes.TIF_GTC):
+        if c.post_only and (c.type != codes.TYPE_LIMIT or c.tif not in RESTING_TIFS):
             return codes.R_INVALID_COMBINATION
-        if c.id in self.orders:
+        if is_stop and c.tif == codes.TIF_FOK:
+            return codes.R_INVALID_COMBINATION
+        if (c.stop_price < 1) if is_stop else (c.stop_price != 0):
+            return codes.R_INVALID_STOP
+        if (c.expire_ts <= self.now) if c.tif == codes.TIF_GTD else (c.expire_ts != 0):
+            return codes.R_INVALID_EXPIRY
+        if c.id in self.orders or c.id in self.stops:
             return codes.R_DUPLICATE_ID
         book = self.books.get(c.instrument)
         if c.post_only and book is not None and book.crosses(c.side, c.price):
@@ -298,6 +409,10 @@ class ReferenceEngine:
             return self._reject(words, c, codes.R_OUT_OF_RANGE)
         if c.id == 0:
             return self._reject(words, c, codes.R_INVALID_ID)
+        stop = self.stops.get(c.id)
+        if stop is not None and stop.instrument == c.instrument:
+            self._remove_stop(stop)
+            return self._cancelled(words, stop.id, stop.instrument, stop.qty, codes.R_USER)
         o = self.orders.get(c.id)
         if o is None or o.instrument != c.instrument:
             return self._reject(words, c, codes.R_UNKNOWN_ORDER)
@@ -307,21 +422,28 @@ class ReferenceEngine:
     def _replace(self, c: CommandRecord, words: list) -> None:
         has_price = bool(c.flags & codes.HAS_PRICE)
         has_qty = bool(c.flags & codes.HAS_QTY)
+        has_stop = bool(c.flags & codes.HAS_STOP_PRICE)
         if (
             c.flags & codes.OUT_OF_RANGE
             or (has_price and c.price > codes.MAX_PRICE)
             or (has_qty and c.qty > codes.MAX_QTY)
+            or (has_stop and c.stop_price > codes.MAX_PRICE)
         ):
             return self._reject(words, c, codes.R_OUT_OF_RANGE)
         if c.id == 0:
             return self._reject(words, c, codes.R_INVALID_ID)
+        stop = self.stops.get(c.id)
         o = self.orders.get(c.id)
+        if stop is not None and stop.instrument == c.instrument:
+            return self._replace_stop(stop, c, words)
         if o is None or o.instrument != c.instrument:
             return self._reject(words, c, codes.R_UNKNOWN_ORDER)
         if has_qty and c.qty < 0:
             return self._reject(words, c, codes.R_INVALID_QTY)
         if has_price and c.price < 1:
             return self._reject(words, c, codes.R_INVALID_PRICE)
+        if has_stop:
+            return self._reject(words, c, codes.R_INVALID_STOP)  # a resting order has no stop price
         book = self.books[o.instrument]
         new_price = c.price if has_price else o.price
         new_qty = c.qty if has_qty else o.open
@@ -348,20 +470,122 @@ class ReferenceEngine:
         self._match_and_rest(book, o, new_price, rests=True, words=words)
         return None
 
+    def _replace_stop(self, stop: Stop, c: CommandRecord, words: list) -> None:
+        """Replace an untriggered stop: new limit price, qty and/or stop price; no trade can follow."""
+        has_price = bool(c.flags & codes.HAS_PRICE)
+        has_qty = bool(c.flags & codes.HAS_QTY)
+        has_stop = bool(c.flags & codes.HAS_STOP_PRICE)
+        if has_qty and c.qty < 0:
+            return self._reject(words, c, codes.R_INVALID_QTY)
+        if has_price and stop.type == codes.TYPE_STOP:
+            return self._reject(words, c, codes.R_PRICE_ON_MARKET)
+        if has_price and c.price < 1:
+            return self._reject(words, c, codes.R_INVALID_PRICE)
+        if has_stop and c.stop_price < 1:
+            return self._reject(words, c, codes.R_INVALID_STOP)
+        new_qty = c.qty if has_qty else stop.qty
+        if new_qty == 0:
+            self._remove_stop(stop)
+            return self._cancelled(words, stop.id, stop.instrument, stop.qty, codes.R_USER)
+        new_price = c.price if has_price else stop.price
+        new_stop = c.stop_price if has_stop else stop.stop_price
+        if new_price != stop.price or new_stop != stop.stop_price or new_qty > stop.qty:
+            # Loses its place in the trigger order (and in the expiry order among equal expire_ts).
+            stop.seq = self.commands_applied
+            if stop.tif == codes.TIF_GTD:
+                heapq.heappush(self.expiries, (stop.expire_ts, stop.seq, stop.id))
+        stop.price, stop.qty, stop.stop_price = new_price, new_qty, new_stop
+        stop.display = min(stop.display, new_qty)
+        words.append((codes.EV_REPLACED, 0, stop.instrument, stop.id, 0, new_price, new_qty, 0, 0))
+        return None
+
     def _mass_cancel(self, c: CommandRecord, words: list) -> None:
         if c.flags & codes.OUT_OF_RANGE:
             return self._reject(words, c, codes.R_OUT_OF_RANGE)
-        victims = []
+        victims: list = []
         for instrument in sorted(self.books):
             if c.flags & codes.HAS_INSTRUMENT and instrument != c.instrument:
                 continue
-            for o in self.books[instrument].live_orders():
+            book = self.books[instrument]
+            for o in book.live_orders():
                 if not c.flags & codes.HAS_ACCOUNT or o.account == c.account:
                     victims.append(o)
+            for stop in sorted(book.stops.values(), key=lambda s: s.seq):
+                if not c.flags & codes.HAS_ACCOUNT or stop.account == c.account:
+                    victims.append(stop)
         for o in victims:
-            self._remove(o)
-            self._cancelled(words, o.id, o.instrument, o.open, codes.R_MASS_CANCEL)
+            if isinstance(o, Stop):
+                self._remove_stop(o)
+                self._cancelled(words, o.id, o.instrument, o.qty, codes.R_MASS_CANCEL)
+            else:
+                self._remove(o)
+                self._cancelled(words, o.id, o.instrument, o.open, codes.R_MASS_CANCEL)
         return None
+
+    # ----- time and stops -----------------------------------------------------------
+
+    def _time(self, c: CommandRecord, words: list) -> None:
+        """``time``: only moves the clock (done before every command); an out-of-range ts is rejected."""
+        if c.flags & codes.OUT_OF_RANGE:
+            self._reject(words, c, codes.R_OUT_OF_RANGE)
+
+    def _end_of_day(self, c: CommandRecord, words: list) -> None:
+        """Every DAY order of the instrument, resting or a waiting stop, expires in acceptance order."""
+        if c.flags & codes.OUT_OF_RANGE:
+            return self._reject(words, c, codes.R_OUT_OF_RANGE)
+        book = self.books.get(c.instrument)
+        if book is None:
+            return None
+        day: list = [o for o in book.live_orders() if o.tif == codes.TIF_DAY]
+        day += [s for s in book.stops.values() if s.tif == codes.TIF_DAY]
+        for o in sorted(day, key=lambda o: o.seq):
+            self._expire(o, words)
+        return None
+
+    def _expire_due(self, words: list) -> None:
+        """Every GTD order with expire_ts <= now, by (expire_ts, acceptance order)."""
+        while self.expiries and self.expiries[0][0] <= self.now:
+            expire_ts, seq, oid = heapq.heappop(self.expiries)
+            o = self.stops.get(oid) or self.orders.get(oid)
+            if o is not None and o.seq == seq and o.tif == codes.TIF_GTD and o.expire_ts == expire_ts:
+                self._expire(o, words)
+
+    def _expire(self, o, words: list) -> None:
+        if isinstance(o, Stop):
+            self._remove_stop(o)
+            self._cancelled(words, o.id, o.instrument, o.qty, codes.R_EXPIRED)
+        else:
+            self._remove(o)
+            self._cancelled(words, o.id, o.instrument, o.open, codes.R_EXPIRED)
+
+    def _remove_stop(self, stop: Stop) -> None:
+        del self.books[stop.instrument].stops[stop.id]
+        del self.stops[stop.id]
+
+    def _trigger_stops(self, instrument: int, words: list) -> None:
+        """After a command that printed trades: trigger stops until none is reached (docs/semantics.md).
+
+        Every print of the command so far (the cascade's included) counts: the stops reached
+        by the lowest or highest price printed wait together, and the one accepted first
+        enters next, after its ``triggered`` event, as an aggressor; its own prints may reach
+        more.
+        """
+        book = self.books[instrument]
+        while book.stops and self._prints is not None:
+            lo, hi = self._prints
+            reached = [s for s in book.stops.values() if s.triggered_by(lo, hi)]
+            if not reached:
+                return
+            stop = min(reached, key=lambda s: s.seq)
+            self._remove_stop(stop)
+            words.append((codes.EV_TRIGGERED, 0, instrument, stop.id, 0, stop.stop_price, stop.qty, 0, 0))
+            o = Order(
+                stop.id, instrument, stop.side, stop.price, stop.qty, stop.display, stop.account, stop.stp, 0
+            )
+            o.tif, o.expire_ts, o.seq = stop.tif, stop.expire_ts, stop.seq
+            is_limit = stop.type == codes.TYPE_STOP_LIMIT
+            rests = is_limit and stop.tif in RESTING_TIFS
+            self._match_and_rest(book, o, stop.price if is_limit else None, rests=rests, words=words)
 
     # ----- matching -----------------------------------------------------------
 
@@ -414,6 +638,12 @@ class ReferenceEngine:
             maker.visible -= qty
             maker.open -= qty
             level.total -= qty
+            lo_hi = self._prints
+            self._prints = (
+                (level.price, level.price)
+                if lo_hi is None
+                else (min(lo_hi[0], level.price), max(lo_hi[1], level.price))
+            )
             words.append(
                 (
                     codes.EV_TRADE,
@@ -467,8 +697,36 @@ class ReferenceEngine:
         """Every instrument named by an accepted order, ascending."""
         return sorted(self.books)
 
+    def bbo(self, instrument: int) -> tuple[int, int, int, int]:
+        """``(bid_price, bid_qty, ask_price, ask_qty)`` of the best levels; 0s where a side is empty. O(1)."""
+        book = self.books.get(instrument)
+        out = [0, 0, 0, 0]
+        for side in (codes.SIDE_BUY, codes.SIDE_SELL):
+            level = book.best(side) if book is not None else None
+            if level is not None:
+                out[2 * side], out[2 * side + 1] = level.price, level.total
+        return out[0], out[1], out[2], out[3]
+
     def order(self, id: int) -> dict | None:
-        """The state of one live order, or None."""
+        """The state of one live order (resting, or a stop waiting for its trigger), or None."""
+        stop = self.stops.get(id)
+        if stop is not None:
+            return {
+                "instrument": stop.instrument,
+                "side": "buy" if stop.side == codes.SIDE_BUY else "sell",
+                "price": stop.price,
+                "open": stop.qty,
+                "visible": 0,
+                "display_qty": stop.display,
+                "account": stop.account,
+                "stp": codes.STP_LABELS[stop.stp],
+                "post_only": False,
+                "type": "stop" if stop.type == codes.TYPE_STOP else "stop_limit",
+                "stop_price": stop.stop_price,
+                "triggered": False,
+                "tif": TIF_LABELS[stop.tif],
+                "expire_ts": stop.expire_ts,
+            }
         o = self.orders.get(id)
         if o is None:
             return None
@@ -482,11 +740,19 @@ class ReferenceEngine:
             "account": o.account,
             "stp": codes.STP_LABELS[o.stp],  # named as submit() takes it
             "post_only": bool(o.post_only),
+            "type": "limit",
+            "tif": TIF_LABELS[o.tif],
+            "expire_ts": o.expire_ts,
         }
 
     @property
     def live_orders(self) -> int:
         return len(self.orders)
+
+    @property
+    def waiting_stops(self) -> int:
+        """Stops accepted and not yet triggered, cancelled or expired."""
+        return len(self.stops)
 
     def book_digest(self) -> int:
         """Canonical digest of the whole state (docs/semantics.md). O(orders)."""
@@ -500,8 +766,23 @@ class ReferenceEngine:
             for o in book.live_orders():
                 for v in (o.id, o.price, o.open, o.visible, o.display, o.account, o.stp, o.side, o.post_only):
                     h = absorb(h, v)
+                if o.tif != codes.TIF_GTC:  # DAY / GTD: what decides when it expires
+                    for v in (o.tif, o.expire_ts, o.seq):
+                        h = absorb(h, v)
                 count += 1
-        return absorb(h, count)
+        h = absorb(h, count)
+        # Issue 19's state, absorbed only where present (so a state without it digests as before).
+        for instrument in sorted(self.books):
+            stops = sorted(self.books[instrument].stops.values(), key=lambda s: s.seq)
+            if stops:
+                h = absorb(h, instrument)
+                for stop in stops:
+                    for v in stop.words():
+                        h = absorb(h, v)
+                h = absorb(h, len(stops))
+        if self.now:
+            h = absorb(h, self.now)
+        return h
 
     # ----- snapshot ----------------------------------------------------------------
 
@@ -510,12 +791,18 @@ class ReferenceEngine:
         body = {
             "digest": self.digest,
             "commands_applied": self.commands_applied,
+            "now": self.now,
             "books": [
                 [
                     instrument,
                     [
                         [o.id, o.side, o.price, o.open, o.visible, o.display, o.account, o.stp, o.post_only]
+                        + [o.tif, o.expire_ts, o.seq]
                         for o in self.books[instrument].live_orders()
+                    ],
+                    [
+                        list(s.words())
+                        for s in sorted(self.books[instrument].stops.values(), key=lambda s: s.seq)
                     ],
                 ]
                 for instrument in sorted(self.books)
@@ -531,8 +818,11 @@ class ReferenceEngine:
         n = len(SNAPSHOT_MAGIC)
         if len(blob) < n + 13 or blob[:n] != SNAPSHOT_MAGIC:
             raise ValueError("not a reference-engine snapshot (bad magic or too short)")
-        if blob[n] != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {blob[n]}")
+        version = blob[n]
+        if version not in (1, SNAPSHOT_VERSION):
+            raise ValueError(
+                f"unsupported snapshot version {version} (this engine reads 1 and {SNAPSHOT_VERSION})"
+            )
         crc = int.from_bytes(blob[n + 1 : n + 5], "little")
         length = int.from_bytes(blob[n + 5 : n + 13], "little")
         payload = blob[n + 13 :]
@@ -544,13 +834,36 @@ class ReferenceEngine:
         e = cls()
         e.digest = body["digest"]
         e.commands_applied = body["commands_applied"]
-        for instrument, orders in body["books"]:
+        e.now = body.get("now", 0)  # version 1: no time, no DAY/GTD, no stops
+        for instrument, orders, *rest in body["books"]:
             book = e.books[instrument] = Book(instrument)
-            for oid, side, price, open_, visible, display, account, stp, post_only in orders:
+            for oid, side, price, open_, visible, display, account, stp, post_only, *timed in orders:
                 o = Order(oid, instrument, side, price, open_, display, account, stp, post_only)
                 o.visible = visible
+                if timed:
+                    o.tif, o.expire_ts, o.seq = timed
                 book.rest(o)
                 e.orders[oid] = o
+                if o.tif == codes.TIF_GTD:
+                    e.expiries.append((o.expire_ts, o.seq, oid))
+            for words in rest[0] if rest else []:
+                stop = Stop(CommandRecord(), 0)
+                stop.instrument = instrument
+                (
+                    stop.id,
+                    stop.side,
+                    stop.type,
+                    stop.price,
+                    stop.qty,
+                    stop.display,
+                    stop.account,
+                    stop.stp,
+                ) = words[:8]
+                stop.tif, stop.expire_ts, stop.stop_price, stop.seq = words[8:]
+                book.stops[stop.id] = e.stops[stop.id] = stop
+                if stop.tif == codes.TIF_GTD:
+                    e.expiries.append((stop.expire_ts, stop.seq, stop.id))
+        heapq.heapify(e.expiries)
         return e
 
     # ----- invariants ----------------------------------------------------------------
@@ -573,6 +886,11 @@ class ReferenceEngine:
                         else:
                             assert o.visible == o.open
                         seen += 1
+            for stop in book.stops.values():
+                assert self.stops.get(stop.id) is stop and stop.instrument == instrument, (
+                    f"stop {stop.id} index"
+                )
+                assert stop.id not in self.orders, f"stop {stop.id} also rests"
             bid, ask = book.best(codes.SIDE_BUY), book.best(codes.SIDE_SELL)
             assert bid is None or ask is None or bid.price < ask.price, f"book {instrument} crossed at rest"
         assert seen == len(self.orders), "index holds orders that are in no book"

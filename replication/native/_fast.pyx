@@ -283,7 +283,7 @@ cdef bytes _pack_reply_cols(const uint64_t[::1] cids, const uint64_t[::1] rids, 
 
 
 cdef enum:
-    REQUEST_SIZE = 72  # wire._REQUEST: u64 client id, u64 request id, 56-byte command
+    REQUEST_SIZE = 96  # wire._REQUEST: u64 client id, u64 request id, 80-byte command
 
 
 def request_stretch(const unsigned char[::1] raw, Py_ssize_t start):

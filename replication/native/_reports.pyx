@@ -53,7 +53,7 @@ import numpy as np
 cdef enum:
     REPORT_SIZE = 64
     EVENT_SIZE = 64
-    COMMAND_SIZE = 56
+    COMMAND_SIZE = 80
     ROLE_OFFSET = 62
     TRIM_SLACK = 4
     # Snapshot record sizes (reports._LIVE, _ENDED, _CLIENT, _BOOK_HEAD).
@@ -699,7 +699,7 @@ cdef class ReportBook:
         return 0
 
     def absorb(self, seq, client_id, command, events):
-        """Take one applied entry: its client, its 56-byte command and its events. O(events)."""
+        """Take one applied entry: its client, its 80-byte command and its events. O(events)."""
         cdef const uint8_t[::1] cmd_view
         cdef const uint8_t[::1] ev_view
         cdef const uint8_t *cmd
@@ -723,7 +723,7 @@ cdef class ReportBook:
 
     def absorb_batch(self, first_seq, client_ids, commands, events, ends):
         """:meth:`absorb` for consecutive entries from ``first_seq``: entry ``i`` has client
-        ``client_ids[i]``, command ``commands[56 i : 56 (i + 1)]`` and events
+        ``client_ids[i]``, command ``commands[80 i : 80 (i + 1)]`` and events
         ``events[ends[i]:ends[i + 1]]`` (``ends``: byte offsets, one more than entries). O(events)."""
         cdef Py_ssize_t n = len(client_ids), i, j
         cdef uint64_t seq = first_seq

@@ -181,7 +181,7 @@ def fresh_requests_py(requests: Sequence, start: int, keys: set, results: dict, 
 
 
 _IDS = struct.Struct("<QQ")  # the head of a wire.Requests record: client id, request id
-_REQUEST_SIZE = 72  # a wire.Requests record: the ids, then a 56-byte command
+_REQUEST_SIZE = 96  # a wire.Requests record: the ids, then an 80-byte command
 
 
 def request_stretch_py(raw: bytes, start: int) -> tuple[int, int, int]:

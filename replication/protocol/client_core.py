@@ -121,7 +121,7 @@ class _Window(_Pending):
     dict slot per request, not an object). The first change to one request's
     state gives that request its own ``_Pending`` (``ClientCore._own``); ``command``
     is unused here: request ``first + i`` carries ``commands[i]``, or the ``i``-th
-    56-byte record when ``commands`` is one ``bytes`` of records.
+    80-byte record when ``commands`` is one ``bytes`` of records.
     """
 
     first: int = 0
@@ -224,7 +224,7 @@ class ClientCore:
             raise RuntimeError("the session is still opening: wait for its answer before submitting")
 
     def submit(self, command: bytes, now: float) -> tuple[int, list]:
-        """Queue one command (a 56-byte record); return its request id and the send."""
+        """Queue one command (a 80-byte record); return its request id and the send."""
         self._check_submit()
         rid = self.next_id
         self.next_id += 1
@@ -258,7 +258,7 @@ class ClientCore:
         return self._window(commands, len(commands), now)
 
     def submit_records(self, records: bytes, now: float) -> int:
-        """:meth:`submit_window` of the 56-byte command records packed back to back in ``records``.
+        """:meth:`submit_window` of the 80-byte command records packed back to back in ``records``.
 
         No ``bytes`` object per command is made until a request is re-sent alone. O(n).
         """

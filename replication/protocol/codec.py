@@ -49,7 +49,7 @@ MAX_PAYLOAD = 64 * 1024 * 1024
 # The biggest legitimate inbound frames: a snapshot chunk (node.catch_up.SNAPSHOT_CHUNK, 512 KiB), an
 # Entries message of a batch or a refill chunk (``transport.group_file`` keeps max_batch and refill_chunk entries
 # within MAX_INBOUND_ENTRIES), a client's Requests bundle (client.MAX_BUNDLE = 1,024 requests of
-# 72 bytes). 2 MiB leaves room above all of them.
+# 96 bytes). 2 MiB leaves room above all of them.
 MAX_INBOUND_FRAME = 2 * 1024 * 1024
 # Entries per Entries message a node may send a peer (a batch, a refill chunk): they must fit
 # MAX_INBOUND_FRAME with room for the header (``transport.group_file`` refuses a larger max_batch or refill_chunk).
@@ -92,7 +92,7 @@ def encode_request_window(client_id: int, first: int, commands: Sequence[bytes])
 
 
 def encode_request_records(client_id: int, first: int, records: bytes) -> bytes:
-    """:func:`encode_request_window` of the 56-byte command records packed back to back in
+    """:func:`encode_request_window` of the 80-byte command records packed back to back in
     ``records`` (e.g. a ``COMMAND_DTYPE`` array's bytes): the same frame, byte for byte,
     laid out by NumPy rather than a pack per order. O(n)."""
     n, odd = divmod(len(records), COMMAND_SIZE)

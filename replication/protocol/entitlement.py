@@ -62,7 +62,7 @@ AccountOf = Callable[[int], "int | None"]
 
 # The fields of a command record (``codes.COMMAND_DTYPE``) the rules read: id, account,
 # instrument, op and flags (offsets 0, 8, 40, 44, 50).
-_FIELDS = struct.Struct("<QQ24xIB5xH4x")
+_FIELDS = struct.Struct("<QQ24xIB5xH4x24x")
 # The same fields of a request record (``wire.REQUEST``: client id, request id, then the
 # command at byte 16), as columns of a packed run.
 _RUN_FIELDS = np.dtype(
@@ -114,7 +114,7 @@ def unknown_targets(msg: wire.Request | wire.Requests | None, account_of: Accoun
 
 
 def entitled(accounts: frozenset[int], command: bytes, account_of: AccountOf) -> bool:
-    """Whether a client restricted to ``accounts`` may send the 56-byte ``command``. O(1)."""
+    """Whether a client restricted to ``accounts`` may send the 80-byte ``command``. O(1)."""
     order_id, account, _, op, flags = _FIELDS.unpack(command)
     return _entitled(accounts, op, account, flags, order_id, account_of)
 

@@ -107,7 +107,7 @@ class Message:
 
 @dataclass(slots=True, unsafe_hash=True)
 class Request(Message):
-    """Client -> node: execute ``command`` (a 56-byte record) once."""
+    """Client -> node: execute ``command`` (a 80-byte record) once."""
 
     TYPE: ClassVar[int] = 1
     client_id: int

@@ -21,25 +21,25 @@ import numpy as np
 
 from .fields import DecodeError
 
-COMMAND_SIZE = 56  # one matching.codes.COMMAND_DTYPE record
+COMMAND_SIZE = 80  # one matching.codes.COMMAND_DTYPE record (version 2; version 1 was 56 bytes)
 EVENT_SIZE = 64  # one matching.codes.EVENT_DTYPE record
 # The packed command record, field for field ``matching.codes.COMMAND_DTYPE``
 # (tests/protocol/test_wire.py pins the two together).
-COMMAND = struct.Struct("<QQqqqIBBBBBBH4x")
+COMMAND = struct.Struct("<QQqqqIBBBBBBH4xqqq")
 
 
 def pack_command(record: tuple) -> bytes:
-    """The 56 bytes of a command record (a tuple in ``COMMAND_DTYPE`` field order)."""
+    """The 80 bytes of a command record (a tuple in ``COMMAND_DTYPE`` field order)."""
     return COMMAND.pack(*record)
 
 
 def unpack_command(b: bytes) -> tuple:
-    """The record tuple of 56 command bytes."""
+    """The record tuple of 80 command bytes."""
     return COMMAND.unpack(b)
 
 
-ENTRY = struct.Struct("<IQQQQ56s")  # epoch, seq, client_id, request_id, digest, command
-REQUEST = struct.Struct("<QQ56s")  # client_id, request_id, command
+ENTRY = struct.Struct("<IQQQQ80s")  # epoch, seq, client_id, request_id, digest, command
+REQUEST = struct.Struct("<QQ80s")  # client_id, request_id, command
 
 
 class Entry(NamedTuple):

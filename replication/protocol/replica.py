@@ -142,6 +142,12 @@ class Replica:
         return int(self.engine.digest)
 
     @property
+    def last_ts(self) -> int:
+        """The latest ``ts`` applied (the engine's time: it never goes back, and a snapshot keeps
+        it): the floor of the sequencer's next stamp (``group_time.next_stamp``). O(1)."""
+        return int(self.engine.now)
+
+    @property
     def results(self) -> dict[int, list]:
         """The dedupe table, client id -> ``[floor, OrderedDict{request id -> (seq, events)}]``.
 
@@ -367,7 +373,7 @@ class Replica:
 
     def _note_opens(self, client_ids, request_ids, commands) -> None:
         """Learn the sessions opened by a batch of applied entries (ids as lists or uint64 arrays;
-        commands back to back as bytes, or a ``V56`` array). O(batch), vectorised for arrays."""
+        commands back to back as bytes, or a ``V80`` array). O(batch), vectorised for arrays."""
         if type(request_ids) is np.ndarray:
             if not len(request_ids):
                 return
@@ -377,7 +383,11 @@ class Replica:
         else:
             hits = [i for i, r in enumerate(request_ids) if r and not r & COUNTER_MASK]
         for i in hits:
-            cmd = bytes(commands[i]) if type(commands) is np.ndarray else commands[i * 56 : (i + 1) * 56]
+            cmd = (
+                bytes(commands[i])
+                if type(commands) is np.ndarray
+                else commands[i * COMMAND_SIZE : (i + 1) * COMMAND_SIZE]
+            )
             if client_ids[i]:
                 self._opened(int(client_ids[i]), int(request_ids[i]), cmd)
 

@@ -38,6 +38,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from typing import NamedTuple
 
+from .records import COMMAND_SIZE
 from .session import OP_SESSION
 
 REPORT_SIZE = 64
@@ -153,7 +154,7 @@ class ReportBookPy:
     # -- feeding --------------------------------------------------------------------
 
     def absorb(self, seq: int, client_id: int, command: bytes, events: bytes) -> None:
-        """Take one applied entry: its client, its 56-byte command and its events. O(events)."""
+        """Take one applied entry: its client, its 80-byte command and its events. O(events)."""
         if command[44] == OP_SESSION:
             return  # a session open: no order, no report
         live, owner_of = self.live, self.by_owner
@@ -190,13 +191,13 @@ class ReportBookPy:
 
     def absorb_batch(self, first_seq: int, client_ids, commands: bytes, events: bytes, ends) -> None:
         """:meth:`absorb` for consecutive entries from ``first_seq``: entry ``i`` has client
-        ``client_ids[i]``, command ``commands[56 i : 56 (i + 1)]`` and events
+        ``client_ids[i]``, command ``commands[80 i : 80 (i + 1)]`` and events
         ``events[ends[i]:ends[i + 1]]`` (``ends``: byte offsets, one more than entries). O(events)."""
         absorb = self.absorb
         for i, cid in enumerate(client_ids.tolist() if hasattr(client_ids, "tolist") else client_ids):
             a, b = int(ends[i]), int(ends[i + 1])
             if a != b:
-                absorb(first_seq + i, cid, commands[56 * i : 56 * i + 56], events[a:b])
+                absorb(first_seq + i, cid, commands[COMMAND_SIZE * i : COMMAND_SIZE * (i + 1)], events[a:b])
 
     def _fill(self, oid: int, rec: list, qty: int, left: int) -> None:
         rec[6] += qty

@@ -50,7 +50,7 @@ OP_SESSION = 0xF0  # the op of an open's command: never an engine op (matching.c
 _OP_OFFSET = 44  # matching.codes.COMMAND_DTYPE: "op" is the u8 at byte 44, "account" the u64 at 8
 _NONCE_OFFSET = 8
 _U64 = struct.Struct("<Q")
-_COMMAND_SIZE = 56
+_COMMAND_SIZE = 80
 
 
 class SessionFenced(RuntimeError):
@@ -97,7 +97,7 @@ def is_open_entry(request_id: int) -> bool:
 
 
 def open_command(nonce: int) -> bytes:
-    """The 56-byte command record of an open with ``nonce`` (a non-zero u64). O(1)."""
+    """The 80-byte command record of an open with ``nonce`` (a non-zero u64). O(1)."""
     if not 0 < nonce < 1 << 64:
         raise ValueError("a session nonce is a non-zero u64")
     rec = bytearray(_COMMAND_SIZE)

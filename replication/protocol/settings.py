@@ -52,3 +52,6 @@ class Settings:
     lease: float = 0.030
     lease_margin: float = 0.005  # one heartbeat: room for the clocks' rates to differ
     max_in_flight: int = 4096  # per client connection: requests queued (received, not sequenced)
+    # A primary that has sequenced nothing this long sequences a ``time`` command (0: never), so a
+    # GTD order expires at most this late (``group_time``; the group file's ``time_interval_ms``).
+    time_interval: float = 1.0

@@ -18,7 +18,10 @@ what was never synced.
 On-disk layout of a journal directory::
 
     entries.log   the active segment: records u32 length, u32 crc32(payload), payload
-                  (one packed Entry; every record is RECORD = 100 bytes)
+                  (one packed Entry; every record is RECORD = 124 bytes). A segment of
+                  version 1 (56-byte commands, 100-byte records: journals written before
+                  issue 19) is rewritten once on open as the current layout, its
+                  commands gaining ts = expire_ts = stop_price = 0 (see _upgrade_version1)
     entries.<first seq, 20 digits>.log
                   sealed segments, same records: entries.log renamed by compact()
                   once it is big enough; deleted, oldest first, once the snapshot
@@ -55,7 +58,17 @@ from ..native.fastpath import start_writeback
 from ..protocol.journal_api import JournalBase, JournalDamaged, JournalFailed
 from ..protocol.wire import Entry, EntryRun, pack_entries
 from .diskio import describe, write_all
-from .journal_records import REC, RECORD, frame, good_records, payloads  # noqa: F401 (REC: re-exported)
+from .journal_records import (  # noqa: F401 (REC: re-exported)
+    REC,
+    RECORD,
+    V1_ENTRY_SIZE,
+    V1_RECORD,
+    frame,
+    good_records,
+    is_version1,
+    payloads,
+    upgrade,
+)
 from .slotfile import SlotFile, fsync_dir
 from .snapshot_writer import SnapshotWriter
 
@@ -313,6 +326,7 @@ class FileJournal(JournalBase):
         A damaged journal then holds nothing as far as its owner can tell (see
         :meth:`_hold_nothing`) until :meth:`reset` replaces it with a peer's history.
         """
+        self._upgrade_version1()
         sealed = self._sealed_names()
         expect: int | None = None  # the seq the next segment must start with
         for first, name in sealed:
@@ -346,6 +360,32 @@ class FileJournal(JournalBase):
         self._base = self._segs[0].first - 1
         fsync_dir(self.path)
         self._check_snapshot()
+
+    def _upgrade_version1(self) -> None:
+        """Rewrite every segment of the version-1 layout (56-byte commands) as the current one.
+
+        Each file is replaced whole (synced temp file, rename), so a crash leaves it old or new and
+        the next open finishes the job. Only a file whose version-1 records check whole is
+        rewritten (the active one may also lose a torn last record, as :meth:`_scan` would cut
+        it); any other leaves the file as it is, and the scan then reports it as damaged.
+        """
+        names = [name for _first, name in self._sealed_names()] + ["entries.log"]
+        for name in names:
+            path = os.path.join(self.path, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            if not is_version1(data):
+                continue
+            _first, n = good_records(data, None, V1_ENTRY_SIZE)
+            torn = len(data) - n * V1_RECORD
+            if torn and (name != "entries.log" or torn > V1_RECORD):
+                continue  # damaged, not just torn: the scan names it
+            _atomic_write(path, upgrade(data, n))
+            self.truncated_bytes += torn
+            log.warning("journal_upgraded path=%s entries=%d from=version1 cut_bytes=%d", path, n, torn)
 
     def _sealed_names(self) -> list[tuple[int, str]]:
         """``(first seq, file name)`` of every sealed segment in the directory, oldest first."""

@@ -100,6 +100,7 @@ TOP_LEVEL_KEYS: dict[str, _Key] = {
     "witness_grace_ms": _Key("number", default=0, unit="ms"),  # witness: no votes this long after start
     "lease_ms": _Key("number", default=30, unit="ms"),  # async: acknowledge only while the lease holds
     "max_in_flight": _Key("int", default=4096, unit="requests"),  # queued per client connection (then busy)
+    "time_interval_ms": _Key("number", default=1000, unit="ms"),  # idle this long: a time command (0 = never)
     "market_data": _Key("int", default=1),  # 1: every node publishes the public market-data feed; 0: none
     "keys_dir": _Key("str", default=""),  # CURVE keys (``matchcore keys`` makes them); "" = open mode
     "nodes": _Key("table", required=True),  # [nodes.NAME], one per node
@@ -192,7 +193,14 @@ def validate(doc: dict[str, Any], path: str = "group.toml") -> None:
     for key in ("heartbeat_ms", "timeout_ms"):
         if doc.get(key, 1) <= 0:
             raise ConfigError(f"{path}: {key} must be positive, not {doc[key]!r}")
-    for key in ("suspect_ms", "switchover_timeout_ms", "witness_grace_ms", "snapshot_every", "dedupe_window"):
+    for key in (
+        "suspect_ms",
+        "switchover_timeout_ms",
+        "witness_grace_ms",
+        "snapshot_every",
+        "dedupe_window",
+        "time_interval_ms",
+    ):
         if doc.get(key, 0) < 0:
             raise ConfigError(f"{path}: {key} must not be negative, not {doc[key]!r}")
     if doc.get("market_data", 1) not in (0, 1):
@@ -305,6 +313,7 @@ def parse(doc: dict[str, Any], path: str = "group.toml") -> GroupConfig:
     s.lease = float(_get(doc, "lease_ms")) * ms
     s.lease_margin = s.heartbeat_interval
     s.max_in_flight = int(_get(doc, "max_in_flight"))
+    s.time_interval = float(_get(doc, "time_interval_ms")) * ms
     if s.heartbeat_timeout <= s.heartbeat_interval:
         raise ConfigError(f"{path}: timeout_ms must be larger than heartbeat_ms")
     check_bounds(s, path)

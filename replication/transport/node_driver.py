@@ -40,6 +40,12 @@ log = logging.getLogger("replication.node")
 BUNDLE_BYTES = 1 << 20  # a Replies frame is split past this size (far below wire.MAX_PAYLOAD)
 
 
+def wall_clock(now: float) -> int:
+    """The group's time as a primary stamps it (``NodeMachine``'s ``clock``): the wall clock in
+    nanoseconds since the epoch (``now``, the loop's monotonic clock, is for timers only)."""
+    return time.time_ns()
+
+
 def _reply_frame(msgs: list) -> bytes:
     return wire.encode(msgs[0] if len(msgs) == 1 else wire.Replies(tuple(msgs)))
 
@@ -336,6 +342,7 @@ def node_driver(
         engine_factory,
         start_role,
         perturb_seq,
+        clock=wall_clock,
     )
     peers = {n: s.endpoint for n, s in cfg.nodes.items() if n != name}
     if cfg.witness:

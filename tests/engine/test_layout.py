@@ -33,7 +33,7 @@ def test_record_matches_dtype(layout, name, dtype):
 
 
 def test_itemsizes_are_pinned(layout):
-    assert layout["command"][0] == 56
+    assert layout["command"][0] == 80
     assert layout["event"][0] == 64
 
 

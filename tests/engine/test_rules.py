@@ -286,11 +286,19 @@ REJECTS = [
     ({"op": "new", "id": 5, "side": "buy", "price": 100, "qty": 1}, "bad_field"),
     ({"op": "new", "instrument": 1, "id": 5, "side": "long", "price": 100, "qty": 1}, "invalid_side"),
     (
-        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "type": "stop"},
+        {
+            "op": "new",
+            "instrument": 1,
+            "id": 5,
+            "side": "buy",
+            "price": 100,
+            "qty": 1,
+            "type": "trailing_stop",
+        },
         "invalid_type",
     ),
     (
-        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "tif": "DAY"},
+        {"op": "new", "instrument": 1, "id": 5, "side": "buy", "price": 100, "qty": 1, "tif": "GTX"},
         "invalid_tif",
     ),
     (

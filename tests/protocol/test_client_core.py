@@ -7,7 +7,7 @@ import pytest
 from replication.protocol import wire
 from replication.protocol.client_core import ClientCore, Done
 
-CMD = bytes(56)
+CMD = bytes(80)
 
 
 def sends(outs):

@@ -9,7 +9,7 @@ from replication.protocol import wire
 from replication.protocol.client_core import ClientCore, Timer
 from replication.protocol.session import OPEN_REQUEST, first_id, opened_id
 
-CMD = bytes(56)
+CMD = bytes(80)
 
 
 def _busy() -> ClientCore:

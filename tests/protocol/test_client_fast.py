@@ -62,7 +62,7 @@ def test_valid_bundles_decode_as_wire_does(seed):
 def test_other_frames_are_left_to_wire_decode():
     for msg in (
         wire.Reply(7, 1, wire.OK, 1, 2, "a", bytes(64)),
-        wire.Request(7, 1, bytes(56)),
+        wire.Request(7, 1, bytes(80)),
         wire.PeerDown("a"),
     ):
         assert fast.decode_replies(wire.encode(msg)) is None

@@ -20,7 +20,7 @@ BASE = 50
 
 
 def entry(epoch: int, seq: int) -> Entry:
-    return Entry(epoch, seq, 7, seq, seq * 31 + epoch, bytes([seq % 256]) * 56)
+    return Entry(epoch, seq, 7, seq, seq * 31 + epoch, bytes([seq % 256]) * 80)
 
 
 def primary_over(journal: MemoryJournal, history: list[tuple[int, int]]) -> NodeMachine:

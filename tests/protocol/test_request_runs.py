@@ -146,7 +146,7 @@ def test_request_stretch_is_the_per_record_test(stretch, reqs, data):
 @pytest.mark.parametrize("stretch", STRETCH)
 def test_request_stretch_refuses_a_negative_start(stretch):
     with pytest.raises(ValueError):
-        stretch(bytes(72), -1)
+        stretch(bytes(96), -1)
 
 
 tables = st.dictionaries(
@@ -208,7 +208,7 @@ def test_event_blobs_are_the_tuple_of_their_slices():
     assert [blobs[i] for i in (-3, -2, -1, 0, 1, 2)] == list(want) * 2 and blobs[1:] == want[1:]
     with pytest.raises(IndexError):
         blobs[3]
-    entries = tuple(wire.Entry(1, 5 + i, 7, i, 9, bytes(56)) for i in range(3))
+    entries = tuple(wire.Entry(1, 5 + i, 7, i, 9, bytes(80)) for i in range(3))
     lazy, plain = wire.Entries(1, 5, 4, entries, blobs), wire.Entries(1, 5, 4, entries, want)
     assert lazy == plain and wire.encode(lazy) == wire.encode(plain)
     assert wire.decode(wire.encode(lazy)) == plain

@@ -125,7 +125,7 @@ def test_standby_refuses_with_leader_hint():
 
 def test_garbage_command_is_a_reject_not_a_crash():
     net, c = started("async")
-    rid, outs = c.submit(bytes(range(56)), net.now)
+    rid, outs = c.submit(bytes(range(80)), net.now)
     net.emit(b"c1", outs)
     net.step()
     import numpy as np

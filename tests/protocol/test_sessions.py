@@ -17,6 +17,7 @@ from _net import add_client, cmd, group
 from replication import SessionFenced
 from replication.protocol import wire
 from replication.protocol.client_core import ClientCore
+from replication.protocol.group_time import stamp_commands, stamp_of
 from replication.protocol.replica import EXPIRED, Replica, recover
 from replication.protocol.session import (
     OPEN_REQUEST,
@@ -471,7 +472,9 @@ def _three_processes(seed):
             if d.reply.status == wire.FENCED:
                 assert e is None  # never executed
             else:
-                assert d.reply.status == wire.OK and e.command == cmd(sent[(addr, d.request_id)])
+                # (the journaled command carries the primary's stamp in its ts: group_time)
+                sent_cmd = stamp_commands(cmd(sent[(addr, d.request_id)]), stamp_of(e.command))
+                assert d.reply.status == wire.OK and e.command == sent_cmd
                 assert d.reply.seq == e.seq and d.reply.events == events_at[e.seq]
     assert [e.request_id for e in entries if is_open_entry(e.request_id)] == [opened_id(s) for s in (1, 2, 3)]
     current = 0

@@ -11,10 +11,10 @@ import pytest
 from replication.protocol import wire
 from replication.protocol.wire import DecodeError, Entry
 
-CMD = bytes(range(56))
+CMD = bytes(range(80))
 EV = bytes(64) * 2
 E1 = Entry(3, 10, 7, 99, 0xDEADBEEFCAFEF00D, CMD)
-E2 = Entry(3, 11, 7, 100, 1, bytes(56))
+E2 = Entry(3, 11, 7, 100, 1, bytes(80))
 
 SAMPLES = [
     wire.Request(7, 1 << 63, CMD),
@@ -50,7 +50,7 @@ SAMPLES = [
     wire.QueryReply(7, 5, wire.OK, "", b'{"status": "open"}'),
     wire.QueryReply(7, 6, wire.NOT_PRIMARY, "b"),
     wire.Reply(7, 6, wire.BUSY, 2, 0, "a", b""),
-    wire.Requests((wire.Request(7, 1, CMD), wire.Request(7, 2, bytes(56)))),
+    wire.Requests((wire.Request(7, 1, CMD), wire.Request(7, 2, bytes(80)))),
     wire.Replies(
         (wire.Reply(7, 5, wire.OK, 2, 44, "a", EV), wire.Reply(7, 6, wire.NOT_PRIMARY, 2, 0, "bé", b""))
     ),

@@ -33,7 +33,7 @@ u8 = st.integers(0, 255)
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
 names = st.text(max_size=12)
-commands = st.binary(min_size=56, max_size=56)
+commands = st.binary(min_size=80, max_size=80)
 event_blobs = st.integers(0, 3).flatmap(lambda n: st.binary(min_size=64 * n, max_size=64 * n))
 
 

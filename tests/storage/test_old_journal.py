@@ -36,8 +36,12 @@ def expected():
 def test_every_entry_reads_back_as_the_old_code_wrote_it(journal_dir, expected):
     j = FileJournal(str(journal_dir))
     assert (j.base_seq, j.last_seq) == (expected["base_seq"], expected["last_seq"])
-    got = [[e.epoch, e.seq, e.client_id, e.request_id, e.digest, bytes(e.command).hex()] for e in j.read(1)]
+    read = j.read(1)
+    # The old commands were version 1 (56 bytes): they read back as version 2, the same 56 bytes
+    # then ts, expire_ts and stop_price zero (matching.codes.upgrade_command).
+    got = [[e.epoch, e.seq, e.client_id, e.request_id, e.digest, bytes(e.command)[:56].hex()] for e in read]
     assert got == expected["entries"]
+    assert all(len(e.command) == 80 and bytes(e.command)[56:] == bytes(24) for e in read)
     assert j.load_meta()["history"] == expected["meta"]["history"]
     assert j.load_meta()["epoch"] == expected["meta"]["epoch"]
     assert not j.damage
@@ -46,6 +50,14 @@ def test_every_entry_reads_back_as_the_old_code_wrote_it(journal_dir, expected):
 def test_the_replica_recovers_to_the_old_code_digest(journal_dir, expected):
     r = recover(FileJournal(str(journal_dir)))
     assert {"seq": r.seq, "digest": r.digest, "last_epoch": r.last_epoch} == expected["recovered"]
+
+
+def test_the_upgraded_journal_opens_again_unchanged(journal_dir, expected):
+    # The first open rewrote the version-1 segments; a second open reads the new layout as is.
+    first = [tuple(e) for e in FileJournal(str(journal_dir)).read(1)]
+    again = FileJournal(str(journal_dir))
+    assert [tuple(e) for e in again.read(1)] == first and not again.damage
+    assert again.last_seq == expected["last_seq"]
 
 
 def test_a_changed_byte_in_the_old_journal_is_noticed(journal_dir, expected):

@@ -131,7 +131,7 @@ def test_only_sends_the_machine_marked_leave_before_the_journal_sync():
 
     journal = MemoryJournal("batch")
     journal.defer_sync = True
-    journal.append([wire.Entry(3, 1, 7, 1, 1, bytes(56))])
+    journal.append([wire.Entry(3, 1, 7, 1, 1, bytes(80))])
     d = _driver()
     d.journal = journal
     seen: list = []

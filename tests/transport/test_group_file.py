@@ -100,6 +100,8 @@ def test_missing_required_keys_are_named(tmp_path, text, named):
         (GOOD.replace("heartbeat_ms = 5", "heartbeat_ms = 0"), "heartbeat_ms must be positive"),
         (top("timeout_ms = 3"), "timeout_ms must be larger than heartbeat_ms"),
         (top("max_batch = 0"), "max_batch must be at least 1"),
+        (top("time_interval_ms = -1"), "time_interval_ms must not be negative"),
+        (top('time_interval_ms = "1s"'), "'time_interval_ms' must be a number"),
         (GOOD.replace("[nodes.b]\n", "[nodes.b]\nnodes = 1\n"), "[nodes.b] 'nodes'"),
     ],
 )
@@ -124,6 +126,12 @@ def test_every_documented_key_is_in_the_schema():
     for key in config.TOP_LEVEL_KEYS:
         if config.TOP_LEVEL_KEYS[key].kind != "table":
             assert f"| `{key}` |" in doc, key
+
+
+def test_time_interval_is_a_second_by_default_and_zero_switches_it_off(tmp_path):
+    assert config.load(write(tmp_path, GOOD)).settings.time_interval == 1.0
+    assert config.load(write(tmp_path, top("time_interval_ms = 250"))).settings.time_interval == 0.25
+    assert config.load(write(tmp_path, top("time_interval_ms = 0"))).settings.time_interval == 0.0
 
 
 def test_busy_poll_is_off_by_default_and_set_per_node(tmp_path):

@@ -34,6 +34,7 @@ from itertools import pairwise
 from typing import Any
 
 from .. import wire
+from ..group_time import Clock, virtual_clock
 from ..journal_api import JournalFault
 from ..replica import Replica, default_engine_factory, recover
 from ..settings import Settings
@@ -86,6 +87,11 @@ class NodeMachine:
         ``"standby"``: follow whichever primary shows up.
     perturb_seq : int
         Test-only fault: corrupt this replica's book just before seq N.
+    clock : callable
+        ``clock(now)`` -> the group's time in int64 nanoseconds, read once per batch the node
+        sequences as primary and stamped into its commands' ``ts`` (``group_time``). The
+        driver passes the wall clock; the default, the machine's own ``now`` in nanoseconds,
+        keeps a machine deterministic (the tests, the simulator's virtual time).
     """
 
     def __init__(
@@ -98,8 +104,10 @@ class NodeMachine:
         engine_factory: Callable[[], Any] = default_engine_factory,
         start_role: str = "standby",
         perturb_seq: int = 0,
+        clock: Clock = virtual_clock,
     ) -> None:
         self.name = name
+        self.clock = clock
         self.peers = [p for p in peers if p != name]
         self.journal = journal
         self.settings = settings or Settings()
@@ -481,6 +489,8 @@ class NodeMachine:
             if role.pending:
                 out += role.sequence_pending(now)
             out += role.check_drain(now)
+            if self.current_role is role:  # (not handed over just now)
+                out += role.time_due(now)
             if role.service.expiry:
                 out += role.service.expire(now)
             if self.current_role is role:  # (not handed over just now)
@@ -591,6 +601,7 @@ class NodeMachine:
         self.candidacy.since = None
         primary = PrimaryRole(self, isr)
         self._enter(primary)
+        primary.arm_time(now)
         self.lease_promise.until = NEVER  # our own epoch now: our promises were to the old primary
         # The vote round trip (0 for a handover or an operator promote). The decision ->
         # serving time needs a clock: the driver measures it around the promoting pass

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from ...native.fastpath import fresh_requests, request_stretch
 from .. import wire
 from ..entitlement import entitled, refusal
+from ..group_time import next_stamp, stamp_commands, time_command
 from ..queues import SPAN_MIN, PendingQueue, ReplyQueue, Stretch
 from ..replica import EXPIRED
 from ..session import COUNTER_MASK, SESSION_SHIFT, Held, next_session, nonce_of, opened_id
@@ -54,6 +55,7 @@ OPEN_NONCES = 4096  # queued opens remembered (PrimaryRole.open_nonces) before t
 DRAIN_HELD = 4096  # new requests a draining primary holds until its Handover has left (drain_held)
 # The primary's timers (``self.timers``).
 DRAIN = "drain"  # a switchover's abort, armed when the drain starts, cleared when it ends
+TIME = "time"  # the idle ``time`` command: re-armed at every batch (Settings.time_interval after it)
 
 
 class PrimaryRole:
@@ -80,7 +82,7 @@ class PrimaryRole:
         # a newer open of its client id is queued behind it is not opened twice.
         self.open_nonces: dict[tuple[int, int], int] = {}
         self.lease = PrimaryLease(node)
-        self.timers = Timers()  # DRAIN, ISR (``in_sync``)
+        self.timers = Timers()  # DRAIN, TIME, ISR (``in_sync``)
         self.catch_up = CatchUp(self)  # joins and refills: what each catching-up node has in flight
         # The in-sync set: standbys whose ack every committed entry needs (sync mode).
         self.in_sync = InSyncSet(self, isr)
@@ -485,12 +487,37 @@ class PrimaryRole:
             out += self._sequence_batch(stretches, cids, rids, commands, now)
         return out
 
+    def arm_time(self, now: float) -> None:
+        """Wait ``Settings.time_interval`` from ``now`` before an idle ``time`` command (0: never)."""
+        interval = self.node.settings.time_interval
+        if interval > 0:
+            self.timers.arm(TIME, now + interval)
+
+    def time_due(self, now: float) -> list:
+        """The tick's part of time: the primary has sequenced nothing for ``time_interval``, so it
+        sequences a ``time`` command (client id 0: nobody's request, no reply), which lets the
+        engine expire what is due by then. Not while draining (the target gets a fixed history),
+        or without the async lease (nothing is sequenced then): the wait starts again. O(1)."""
+        if self.timers.at(TIME) > now:
+            return []
+        if self.drain_target or self.pending or not self.lease.held(now):
+            self.arm_time(now)
+            return []
+        self.node.count("time_commands")
+        return self._sequence_batch([], [0], [0], time_command(0), now)
+
     def _sequence_batch(self, stretches: list, cids, rids, commands: bytes, now: float) -> list:
-        """Sequence one taken batch: apply, journal, stream, and hold or send its replies. O(batch)."""
+        """Sequence one taken batch: stamp, apply, journal, stream, and hold or send its replies.
+
+        Every command gets the batch's stamp in its ``ts`` (a client's own ``ts`` is overwritten:
+        the group's time is the sequencer's, ``group_time``). O(batch)."""
         out: list = []
         if len(cids):
             n = len(cids)
             epoch, name, first = self.node.epoch, self.node.name, self.node.replica.seq + 1
+            stamp = next_stamp(self.node.clock(now), self.node.replica.last_ts)
+            commands = stamp_commands(commands, stamp)
+            self.arm_time(now)
             # The batch's entries come back packed (an EntryRun): the journal, the Entries to
             # every peer and the published stream all take these bytes, each entry packed once.
             run, raw, ends = self.node.replica.execute_batch(epoch, cids, rids, commands)

@@ -55,6 +55,8 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
             "switchovers": 0,
             "switchovers_landed": 0,
             "forged_refused": 0,
+            "time_entries": 0,
+            "orders_expired": 0,
         }
 
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         "switchovers": 0,
         "switchovers_landed": 0,
         "forged_refused": 0,
+        "time_entries": 0,  # the primaries' idle time commands in the histories (timekeeping)
+        "orders_expired": 0,  # GTD orders the histories expired
         "with_reports": 0,  # schedules whose clients took execution reports (check_reports)
         "reports_taken": 0,
         "reports_gone": 0,
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         total["switchovers"] += r["switchovers"]
         total["switchovers_landed"] += r["switchovers_landed"]
         total["forged_refused"] += r["forged_refused"]
+        total["time_entries"] += r["time_entries"]
+        total["orders_expired"] += r["orders_expired"]
         figures = r.get("reports")
         if figures is not None:
             total["with_reports"] += 1
@@ -186,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             "switchovers",
             "switchovers_landed",
             "forged_refused",
+            "time_entries",
+            "orders_expired",
             "with_reports",
             "reports_taken",
             "reports_gone",

@@ -28,6 +28,9 @@ list of violations, empty when the run kept every rule:
   own, exactly once, in order, equal to what the replay attributes to its
   client id, skipping only past a GONE it was told of; fencing never lets a
   fenced session's request run (``check_reports``);
+- the primaries' stamps along the history never decrease and are never a
+  client's own ``ts``; entries of client id 0 are ``time`` commands
+  (``timekeeping.check_stamps``);
 - liveness: after every fault healed the group converged (one primary,
   every healthy standby level with it, every request answered) within the
   simulator's virtual-time bound.
@@ -49,6 +52,7 @@ from ...protocol.reports import ReportBookPy
 from ...protocol.session import is_open_entry, opened_id
 from ...storage.journal import MemoryJournal
 from .check_reports import check_fencing, check_reports, check_sessions
+from .timekeeping import check_stamps, count_expired
 
 if TYPE_CHECKING:  # pragma: no cover
     from .clients import SimClient
@@ -145,6 +149,8 @@ class Report:
     switchovers: int = 0  # plain switchovers asked for
     switchovers_landed: int = 0  # ... whose target led the next epoch (not a rule: faults may abort one)
     forged_refused: int = 0  # the outsider's forgeries, every one refused by trust.Policy
+    time_entries: int = 0  # the primaries' idle time commands in the history (timekeeping)
+    orders_expired: int = 0  # GTD orders the history expired (cancelled, reason expired)
     reports: dict | None = None  # schedules with reports: check_reports.ReportFigures
 
     def as_dict(self) -> dict:
@@ -167,6 +173,8 @@ class Report:
             "switchovers": self.switchovers,
             "switchovers_landed": self.switchovers_landed,
             "forged_refused": self.forged_refused,
+            "time_entries": self.time_entries,
+            "orders_expired": self.orders_expired,
         }
 
 
@@ -231,6 +239,11 @@ def check_sim(sim: Sim) -> Report:
             )
             break
         events_at.append(events)
+
+    # The sequencer's stamps: never decreasing, never a client's own; client id 0 is time's.
+    v += check_stamps(chain, sim.now)
+    rep.time_entries = sum(1 for e in chain if not e.client_id)
+    rep.orders_expired = count_expired(events_at)
 
     seq_of: dict[tuple[int, int], int] = {}
     for e in chain:

@@ -33,6 +33,7 @@ from .check import RecordingJournal
 from .clients import SimClient
 from .events import DELIVER, SUBMIT, TICK
 from .forge import WITNESS
+from .timekeeping import node_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import Sim
@@ -91,6 +92,7 @@ class Participants:
             sim.engine_factory,
             role,
             node.perturb_seq,
+            clock=node_clock(sim.schedule.seed, node.name),
         )
         node.up, node.hung, node.crash_armed, node.backlog = True, False, False, []
         node.tick_at = float("inf")

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...protocol import wire
 from ...protocol.settings import Settings
-from . import disk_faults, faults, sessions
+from . import disk_faults, faults, sessions, timekeeping
 from .check import RecordingJournal, Registry, Report, check_sim
 from .events import (
     CLIENT_RESTART,
@@ -107,6 +107,7 @@ class Sim:
             snapshot_every=schedule.snapshot_every,
             catchup_snapshot_lag=schedule.catchup_lag,
             journal_retain=schedule.journal_retain,
+            time_interval=timekeeping.TIME_INTERVAL if schedule.time else 0.0,
         )
         if schedule.reports:  # (else the defaults: the snapshots of a seed are what they were)
             self.settings = replace(
@@ -176,7 +177,10 @@ class Sim:
             if commands:
                 cmds = [pack(commands[(k + j * schedule.clients) % len(commands)]) for j in range(total)]
             else:
-                cmds = [pack(c) for c in random_commands(self.rng, cid, total)]
+                drawn = random_commands(self.rng, cid, total)
+                if schedule.time:
+                    drawn = timekeeping.with_time(schedule.seed, cid, drawn)
+                cmds = [pack(c) for c in drawn]
             addr = f"client{cid}".encode()
             self.clients[addr] = SimClient(addr, sessions.new_core(self, cid, None), cmds)
         # Every delivery to a node or the witness passes trust.Policy; an outsider forges (forge).
