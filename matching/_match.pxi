@@ -192,15 +192,6 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
             if o.ice >= 0:
                 c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
-            # The command's print range (stop triggers; semantics.md "Stops").
-            if c.pr_book < 0:
-                c.pr_book = b
-                c.pr_lo = px
-                c.pr_hi = px
-            elif px < c.pr_lo:
-                c.pr_lo = px
-            elif px > c.pr_hi:
-                c.pr_hi = px
             if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
@@ -268,12 +259,14 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_INVALID_DISPLAY)
     if post_only and (cmd.type != TYPE_LIMIT or not resting_tif(cmd.tif)):
         return reject(c, cmd, R_INVALID_COMBINATION)
-    if stop and cmd.tif == TIF_FOK:
-        return reject(c, cmd, R_INVALID_COMBINATION)
-    if (cmd.stop_price < 1) if stop else (cmd.stop_price != 0):
-        return reject(c, cmd, R_INVALID_STOP)
-    if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
-        return reject(c, cmd, R_INVALID_EXPIRY)
+    if stop or (cmd.stop_price | cmd.expire_ts) != 0 or cmd.tif == TIF_GTD:
+        # Stops and expiry (one branch, not taken by a plain order).
+        if stop and cmd.tif == TIF_FOK:
+            return reject(c, cmd, R_INVALID_COMBINATION)
+        if (cmd.stop_price < 1) if stop else (cmd.stop_price != 0):
+            return reject(c, cmd, R_INVALID_STOP)
+        if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
+            return reject(c, cmd, R_INVALID_EXPIRY)
     if ids_get(c, cmd.id) >= 0 or stop_find(c, cmd.id) >= 0:
         return reject(c, cmd, R_DUPLICATE_ID)
     b = insts_get(c, cmd.instrument)
@@ -303,9 +296,9 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
                     cmd.stp, post_only, cmd.tif, cmd.expire_ts, c.commands)
 
 
-cdef int rest_new(core_t *c, int32_t b, order_id_t oid, account_t account, uint32_t acct,
-                  price_t price, qty_t q, qty_t display_qty, uint8_t side, uint8_t stp,
-                  bint post_only, uint8_t tif, int64_t expire_ts, uint64_t seq) noexcept nogil:
+cdef inline int rest_new(core_t *c, int32_t b, order_id_t oid, account_t account, uint32_t acct,
+                         price_t price, qty_t q, qty_t display_qty, uint8_t side, uint8_t stp,
+                         bint post_only, uint8_t tif, int64_t expire_ts, uint64_t seq) noexcept nogil:
     # Rest a new order's remainder q (acct: its interned account if matching
     # looked it up, else anything); a DAY/GTD one also enters the expiry heap.
     cdef handle_t h

@@ -176,10 +176,31 @@ cdef int32_t next_triggered(const core_t *c, int32_t b) noexcept nogil:
     return best
 
 
+cdef void scan_prints(core_t *c, int64_t start) noexcept nogil:
+    # Widen the command's print range (book, lo .. hi) by the trades among
+    # events start ..: read back from the events, so matching itself pays
+    # nothing for stops.  A command's trades are all in one book.
+    cdef int64_t i
+    cdef const event_t *e
+    for i in range(start, c.n_events):
+        e = &c.events[i]
+        if e.kind != EV_TRADE:
+            continue
+        if c.pr_book < 0:
+            c.pr_book = insts_get(c, e.instrument)
+            c.pr_lo = e.price
+            c.pr_hi = e.price
+        elif e.price < c.pr_lo:
+            c.pr_lo = e.price
+        elif e.price > c.pr_hi:
+            c.pr_hi = e.price
+
+
 cdef void trigger_stops(core_t *c) noexcept nogil:
     # Triggered stops enter one by one, each after its `triggered` event, as
     # aggressors; their own prints widen lo .. hi and may reach more.
     cdef int32_t b = c.pr_book
+    cdef int64_t mark
     cdef int32_t s
     cdef stop_t st
     cdef bint market, stopped
@@ -193,9 +214,11 @@ cdef void trigger_stops(core_t *c) noexcept nogil:
         st = c.stops[s]
         stop_release(c, s)
         emit(c, EV_TRIGGERED, 0, inst, st.id, 0, st.stop_price, st.qty, 0, 0)
+        mark = c.n_events
         market = st.type == TYPE_STOP
         acct = account_find(c, st.account) if st.stp != STP_NONE else 0
         q = match(c, b, st.side, market, st.price, st.id, acct, st.stp, st.qty, &stopped)
+        scan_prints(c, mark)
         if stopped or q == 0:
             continue
         if market or not resting_tif(st.tif):
@@ -215,7 +238,6 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
         c.now = cmd.ts
     if c.n_timed > 0 and c.timed[0].expire_ts <= c.now:
         expire_due(c)
-    c.pr_book = -1
     if cmd.op > OP_END_OF_DAY:
         reject(c, cmd, R_INVALID_OP)
     elif cmd.flags & F_BAD_FIELD:
@@ -233,7 +255,10 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
             reject(c, cmd, R_OUT_OF_RANGE)
     else:
         do_end_of_day(c, cmd)
-    if c.pr_book >= 0 and c.n_stops > 0:
-        trigger_stops(c)
+    if c.n_stops > 0 and (cmd.op == OP_NEW or cmd.op == OP_REPLACE):
+        c.pr_book = -1
+        scan_prints(c, start)
+        if c.pr_book >= 0:
+            trigger_stops(c)
     c.digest = absorb(c.digest, <uint64_t>(c.n_events - start))
     c.commands += 1
