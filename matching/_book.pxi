@@ -212,6 +212,8 @@ cdef int32_t book_create(core_t *c, instrument_t inst) noexcept nogil:
     b = c.n_books
     memset(&c.books[b], 0, sizeof(book_t))
     c.books[b].instrument = inst
+    c.books[b].tick = 1
+    c.books[b].lot = 1
     lo = 0
     hi = b
     while lo < hi:

@@ -192,6 +192,16 @@ ctypedef struct book_t:
     int32_t n_orders
     side_t sides[2]
     stop_side_t stops[2]    # waiting stops (empty arrays until the first stop)
+    # instrument rules (the `instrument` command; has_rules = 0: none set)
+    price_t last_price      # the latest trade print, 0 before the first (band reference)
+    price_t tick            # >= 1
+    qty_t lot               # >= 1
+    qty_t min_qty           # 0 = no minimum
+    qty_t max_qty           # 0 = no maximum
+    int64_t band            # in ticks around last_price (or ref_price before a trade); 0 = none
+    price_t ref_price
+    int32_t has_rules
+    int32_t _pad2
 
 # --- time and stops (issue 19): only allocated once used ---------------------------
 ctypedef struct timed_t:       # a DAY or GTD order or stop, in the expiry heap

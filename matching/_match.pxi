@@ -192,6 +192,7 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
             if o.ice >= 0:
                 c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
+            c.books[b].last_price = px
             if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
@@ -235,6 +236,7 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
     cdef qty_t q
     cdef bint stopped
     cdef uint32_t acct = 0
+    cdef uint8_t reason
     if cmd.side > SIDE_SELL:
         return reject(c, cmd, R_INVALID_SIDE)
     if cmd.type > TYPE_STOP_LIMIT:
@@ -267,9 +269,13 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
             return reject(c, cmd, R_INVALID_STOP)
         if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
             return reject(c, cmd, R_INVALID_EXPIRY)
+    b = insts_get(c, cmd.instrument)
+    if b >= 0 and c.books[b].has_rules:
+        reason = rules_reason(&c.books[b], not market, cmd.price, stop, cmd.stop_price, cmd.qty)
+        if reason:
+            return reject(c, cmd, reason)
     if ids_get(c, cmd.id) >= 0 or stop_find(c, cmd.id) >= 0:
         return reject(c, cmd, R_DUPLICATE_ID)
-    b = insts_get(c, cmd.instrument)
     if post_only and would_cross(c, b, cmd.side, cmd.price):
         return reject(c, cmd, R_WOULD_CROSS)
     if cmd.stp != STP_NONE:
@@ -361,6 +367,7 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     cdef price_t p
     cdef qty_t q, v, vis
     cdef bint stopped
+    cdef uint8_t reason
     if (cmd.flags & F_OUT_OF_RANGE or (has_price and cmd.price > MAX_PRICE)
             or (has_qty and cmd.qty > MAX_QTY) or (has_stop and cmd.stop_price > MAX_PRICE)):
         return reject(c, cmd, R_OUT_OF_RANGE)
@@ -381,6 +388,10 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_INVALID_STOP)
     o = &c.orders[h]
     b = order_book(c, h)
+    if c.books[b].has_rules:
+        reason = replace_rules_reason(&c.books[b], cmd)
+        if reason:
+            return reject(c, cmd, reason)
     p = cmd.price if has_price else o.price
     q = cmd.qty if has_qty else o.open
     if q == 0:

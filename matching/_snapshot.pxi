@@ -16,10 +16,11 @@
 # Version 2 (issue 19) appends time and stops after the orders; a version-1
 # snapshot (which has none) still restores:
 #
-#            i64 now | u32 n_timed | u32 n_stops
+#            i64 now | u32 n_timed | u32 n_stops | u32 n_rules | u32 0
 #            n_timed x snap_timed_t: each resting DAY/GTD order, in book order
 #            n_stops x snap_stop_t: each waiting stop, in pool order (the
 #            trigger and expiry orders come from seq, not from this order)
+#            n_rules x snap_rules_t: each book with rules or a last print
 
 import zlib
 
@@ -57,6 +58,30 @@ cdef packed struct snap_time_t:
     int64_t now
     uint32_t n_timed
     uint32_t n_stops
+    uint32_t n_rules
+    uint32_t zero
+
+cdef packed struct snap_rules_t:
+    instrument_t instrument
+    uint32_t has_rules
+    price_t last_price
+    price_t tick
+    qty_t lot
+    qty_t min_qty
+    qty_t max_qty
+    int64_t band
+    price_t ref_price
+
+
+cdef inline bint has_rules_state(const book_t *bk) noexcept nogil:
+    return bk.has_rules != 0 or bk.last_price != 0
+
+
+cdef int32_t rules_books(const core_t *c) noexcept nogil:
+    cdef int32_t b, n = 0
+    for b in range(c.n_books):
+        n += has_rules_state(&c.books[b])
+    return n
 
 cdef packed struct snap_timed_t:
     order_id_t id
@@ -93,12 +118,16 @@ cdef Py_ssize_t snapshot_time(const core_t *c, unsigned char *p, Py_ssize_t pos)
     cdef snap_time_t head
     cdef snap_timed_t tt
     cdef snap_stop_t ss
+    cdef snap_rules_t sr
     cdef const timed_t *t
     cdef const stop_t *st
+    cdef const book_t *bk
     cdef int32_t i
     head.now = c.now
     head.n_timed = timed_orders(c)
     head.n_stops = c.n_stops
+    head.n_rules = rules_books(c)
+    head.zero = 0
     memcpy(p + pos, &head, sizeof(head))
     pos += sizeof(head)
     memset(&tt, 0, sizeof(tt))
@@ -130,6 +159,21 @@ cdef Py_ssize_t snapshot_time(const core_t *c, unsigned char *p, Py_ssize_t pos)
         ss.stp = st.stp
         memcpy(p + pos, &ss, sizeof(ss))
         pos += sizeof(ss)
+    for i in range(c.n_books):
+        bk = &c.books[c.book_order[i]]
+        if not has_rules_state(bk):
+            continue
+        sr.instrument = bk.instrument
+        sr.has_rules = bk.has_rules
+        sr.last_price = bk.last_price
+        sr.tick = bk.tick
+        sr.lot = bk.lot
+        sr.min_qty = bk.min_qty
+        sr.max_qty = bk.max_qty
+        sr.band = bk.band
+        sr.ref_price = bk.ref_price
+        memcpy(p + pos, &sr, sizeof(sr))
+        pos += sizeof(sr)
     return pos
 
 
@@ -137,6 +181,8 @@ cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssiz
     cdef snap_time_t head
     cdef snap_timed_t tt
     cdef snap_stop_t ss
+    cdef snap_rules_t sr
+    cdef book_t *bk
     cdef uint32_t k
     cdef handle_t h
     cdef int32_t s, b
@@ -144,7 +190,9 @@ cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssiz
         raise ValueError("corrupt snapshot: no time section")
     memcpy(&head, p + pos, sizeof(head))
     pos += sizeof(head)
-    if <object>(n - pos) != <object>head.n_timed * sizeof(snap_timed_t) + <object>head.n_stops * sizeof(snap_stop_t):
+    if head.zero != 0 or <object>(n - pos) != (<object>head.n_timed * sizeof(snap_timed_t)
+                                                + <object>head.n_stops * sizeof(snap_stop_t)
+                                                + <object>head.n_rules * sizeof(snap_rules_t)):
         raise ValueError("corrupt snapshot: time section counts do not match its length")
     c.now = head.now
     for k in range(head.n_timed):
@@ -183,13 +231,30 @@ cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssiz
         c.stops[s].stp = ss.stp
         if stop_enter(c, s) != 0:
             raise MemoryError("cannot allocate while restoring")
+    for k in range(head.n_rules):
+        memcpy(&sr, p + pos, sizeof(sr))
+        pos += sizeof(sr)
+        b = insts_get(c, sr.instrument)
+        if (b < 0 or sr.has_rules > 1 or sr.tick < 1 or sr.lot < 1 or sr.min_qty < 0 or sr.max_qty < 0
+                or sr.band < 0 or sr.ref_price < 0 or sr.last_price < 0):
+            raise ValueError(f"corrupt snapshot: rules of instrument {sr.instrument}")
+        bk = &c.books[b]
+        bk.has_rules = sr.has_rules
+        bk.last_price = sr.last_price
+        bk.tick = sr.tick
+        bk.lot = sr.lot
+        bk.min_qty = sr.min_qty
+        bk.max_qty = sr.max_qty
+        bk.band = sr.band
+        bk.ref_price = sr.ref_price
     return 0
 
 
 cdef object snapshot_core(const core_t *c):
     cdef Py_ssize_t size = (SNAP_HEADER + SNAP_FIXED + c.n_books * sizeof(snap_book_t)
                             + c.n_ids * sizeof(snap_order_t) + sizeof(snap_time_t)
-                            + timed_orders(c) * sizeof(snap_timed_t) + c.n_stops * sizeof(snap_stop_t))
+                            + timed_orders(c) * sizeof(snap_timed_t) + c.n_stops * sizeof(snap_stop_t)
+                            + rules_books(c) * sizeof(snap_rules_t))
     cdef bytearray blob = bytearray(size)
     cdef unsigned char *p = blob
     cdef snap_head_t head

@@ -4,6 +4,85 @@
 # its trade prints reach (semantics.md "Time and expiry", "Stops").
 
 
+# --- instrument rules -------------------------------------------------------------
+
+cdef uint8_t price_reason(const book_t *bk, price_t price) noexcept nogil:
+    # A limit price against the tick and the band (band ticks around the last
+    # print, or the reference price before any print; no reference: no band).
+    cdef price_t ref, diff
+    if bk.tick > 1 and price % bk.tick != 0:
+        return R_BAD_TICK
+    if bk.band > 0:
+        ref = bk.last_price if bk.last_price else bk.ref_price
+        diff = price - ref if price > ref else ref - price
+        # diff > band * tick, without the product (it could overflow int64)
+        if ref and diff > 0 and (diff - 1) // bk.tick >= bk.band:
+            return R_PRICE_BAND
+    return 0
+
+
+cdef uint8_t qty_reason(const book_t *bk, qty_t qty) noexcept nogil:
+    if bk.lot > 1 and qty % bk.lot != 0:
+        return R_BAD_LOT
+    if (bk.min_qty and qty < bk.min_qty) or (bk.max_qty and qty > bk.max_qty):
+        return R_QTY_LIMIT
+    return 0
+
+
+cdef uint8_t rules_reason(const book_t *bk, bint has_limit, price_t price, bint stop,
+                          price_t stop_price, qty_t qty) noexcept nogil:
+    # A new order against its instrument's rules: bad_tick, bad_lot, qty_limit, price_band,
+    # in that order (the tick of every price first).
+    if bk.tick > 1 and ((has_limit and price % bk.tick != 0) or (stop and stop_price % bk.tick != 0)):
+        return R_BAD_TICK
+    if qty_reason(bk, qty):
+        return qty_reason(bk, qty)
+    if has_limit:
+        return price_reason(bk, price)
+    return 0
+
+
+cdef uint8_t replace_rules_reason(const book_t *bk, const command_t *cmd) noexcept nogil:
+    # A replace's new values against the rules (a qty of 0 cancels: never refused by them).
+    cdef uint8_t reason = 0
+    if bk.tick > 1 and (((cmd.flags & F_HAS_PRICE) and cmd.price % bk.tick != 0)
+                        or ((cmd.flags & F_HAS_STOP_PRICE) and cmd.stop_price % bk.tick != 0)):
+        return R_BAD_TICK
+    if (cmd.flags & F_HAS_QTY) and cmd.qty > 0:
+        reason = qty_reason(bk, cmd.qty)
+        if reason:
+            return reason
+    if cmd.flags & F_HAS_PRICE:
+        return price_reason(bk, cmd.price)
+    return 0
+
+
+cdef int do_instrument(core_t *c, const command_t *cmd) noexcept nogil:
+    # Set (replace) an instrument's rules; fields as codes.COMMAND_DTYPE's comment maps them.
+    cdef int32_t b
+    cdef book_t *bk
+    cdef int64_t lot = <int64_t>cmd.account
+    if (cmd.flags & F_OUT_OF_RANGE or cmd.stop_price < 0 or cmd.stop_price > MAX_PRICE
+            or lot < 0 or lot > MAX_QTY or cmd.display_qty < 0 or cmd.display_qty > MAX_QTY
+            or cmd.qty < 0 or cmd.qty > MAX_QTY or cmd.expire_ts < 0 or cmd.expire_ts > MAX_PRICE
+            or cmd.price < 0 or cmd.price > MAX_PRICE):
+        return reject(c, cmd, R_OUT_OF_RANGE)
+    b = insts_get(c, cmd.instrument)
+    if b < 0:
+        b = book_create(c, cmd.instrument)
+        if b < 0:
+            return 0
+    bk = &c.books[b]
+    bk.tick = cmd.stop_price if cmd.stop_price > 0 else 1
+    bk.lot = lot if lot > 0 else 1
+    bk.min_qty = cmd.display_qty
+    bk.max_qty = cmd.qty
+    bk.band = cmd.expire_ts
+    bk.ref_price = cmd.price
+    bk.has_rules = 1
+    return 0
+
+
 cdef void expire_one(core_t *c, const timed_t *t) noexcept nogil:
     # Cancel (reason expired) the order or stop of heap entry t; this removes the entry.
     cdef int32_t ref = t.ref
@@ -101,6 +180,7 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
     cdef stop_t *st = &c.stops[s]
     cdef price_t p, sp
     cdef qty_t q
+    cdef uint8_t reason
     if has_qty and cmd.qty < 0:
         return reject(c, cmd, R_INVALID_QTY)
     if has_price and st.type == TYPE_STOP:
@@ -109,6 +189,10 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
         return reject(c, cmd, R_INVALID_PRICE)
     if has_stop and cmd.stop_price < 1:
         return reject(c, cmd, R_INVALID_STOP)
+    if c.books[st.book].has_rules:
+        reason = replace_rules_reason(&c.books[st.book], cmd)
+        if reason:
+            return reject(c, cmd, reason)
     q = cmd.qty if has_qty else st.qty
     if q == 0:
         emit(c, EV_CANCELLED, R_USER, cmd.instrument, cmd.id, 0, 0, 0, st.qty, 0)
@@ -238,7 +322,7 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
         c.now = cmd.ts
     if c.n_timed > 0 and c.timed[0].expire_ts <= c.now:
         expire_due(c)
-    if cmd.op > OP_END_OF_DAY:
+    if cmd.op > OP_INSTRUMENT:
         reject(c, cmd, R_INVALID_OP)
     elif cmd.flags & F_BAD_FIELD:
         reject(c, cmd, R_BAD_FIELD)
@@ -253,8 +337,10 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
     elif cmd.op == OP_TIME:
         if cmd.flags & F_OUT_OF_RANGE:
             reject(c, cmd, R_OUT_OF_RANGE)
-    else:
+    elif cmd.op == OP_END_OF_DAY:
         do_end_of_day(c, cmd)
+    else:
+        do_instrument(c, cmd)
     if c.n_stops > 0 and (cmd.op == OP_NEW or cmd.op == OP_REPLACE):
         c.pr_book = -1
         scan_prints(c, start)

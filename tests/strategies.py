@@ -271,8 +271,20 @@ def timed_orders(draw) -> dict:
 
 @st.composite
 def timed_commands(draw) -> dict:
-    """One command of the issue-19 kind: a timed order, a ``time``, an ``end_of_day``, a stop replace."""
-    how = draw(st.integers(0, 9))
+    """One command of the issue-19 kind: a timed order, a ``time``, an ``end_of_day``, a stop
+    replace, an ``instrument`` (rules)."""
+    how = draw(st.integers(0, 10))
+    if how == 10:
+        return {
+            "op": "instrument",
+            "instrument": draw(instruments),
+            "tick": draw(st.sampled_from((0, 1, 2))),
+            "lot": draw(st.sampled_from((0, 1, 2))),
+            "min_qty": draw(st.sampled_from((0, 0, 2))),
+            "max_qty": draw(st.sampled_from((0, 0, 30))),
+            "band": draw(st.sampled_from((0, 2, 5))),
+            "ref_price": draw(st.sampled_from((0, MID))),
+        }
     if how < 6:
         return draw(timed_orders())
     if how < 8:

@@ -314,8 +314,8 @@ def test_a_version_1_snapshot_still_restores_and_a_future_one_is_refused():
     buy(e, 1, 100, 5)
     sell(e, 2, 101, 3)
     blob = e.snapshot()
-    # The version-1 form of the same state: no time section (16 bytes when nothing is timed).
-    payload = blob[24:-16]
+    # The version-1 form of the same state: no time section (24 bytes when nothing is timed).
+    payload = blob[24:-24]
     v1 = b"MCENGINE" + struct.pack("<IIQ", 1, zlib.crc32(payload), len(payload)) + payload
     old = matching.Engine.restore(v1)
     assert old.book_digest() == e.book_digest() and old.depth(1) == e.depth(1)
@@ -337,3 +337,59 @@ def test_a_version_1_reference_snapshot_still_restores():
     )
     old = ReferenceEngine.restore(v1)
     assert old.depth(1) == e.depth(1) and old.order(1)["tif"] == "GTC"
+
+
+# ----- instrument rules -----------------------------------------------------------------
+
+
+def rules(e, **kw):
+    return e.apply({"op": "instrument", "instrument": 1, **kw})
+
+
+@pytest.mark.parametrize(
+    "rule, order, reason",
+    [
+        ({"tick": 5}, {"price": 102, "qty": 1}, "bad_tick"),
+        ({"tick": 5}, {"type": "stop", "stop_price": 103, "qty": 1}, "bad_tick"),
+        ({"lot": 10}, {"price": 100, "qty": 15}, "bad_lot"),
+        ({"min_qty": 5}, {"price": 100, "qty": 4}, "qty_limit"),
+        ({"max_qty": 50}, {"price": 100, "qty": 51}, "qty_limit"),
+        ({"band": 2, "ref_price": 100}, {"price": 103, "qty": 1}, "price_band"),
+        ({"band": 2, "ref_price": 100, "tick": 5}, {"price": 115, "qty": 1}, "price_band"),
+    ],
+)
+def test_an_order_breaking_an_instrument_rule_is_rejected(e, rule, order, reason):
+    assert rules(e, **rule) == []
+    assert e.submit(instrument=1, id=1, side="buy", **order) == [Rejected(1, 1, reason)]
+    # Another instrument has no rules.
+    assert e.submit(instrument=2, id=1, side="buy", **order)[0] == Accepted(2, 1)
+
+
+def test_orders_within_the_rules_are_accepted(e):
+    rules(e, tick=5, lot=10, min_qty=10, max_qty=100, band=2, ref_price=100)
+    assert buy(e, 1, 110, 20) == [Accepted(1, 1)]
+    assert buy(e, 2, 90, 100) == [Accepted(1, 2)]
+
+
+def test_the_band_follows_the_last_print(e):
+    rules(e, band=2, ref_price=100)
+    sell(e, 1, 102, 1)
+    buy(e, 2, 102, 1)  # prints at 102: the band is now 100 .. 104
+    assert buy(e, 3, 104, 1) == [Accepted(1, 3)]
+    assert sell(e, 4, 99, 1) == [Rejected(1, 4, "price_band")]
+
+
+def test_a_replace_breaking_a_rule_is_rejected_and_changes_nothing(e):
+    buy(e, 1, 100, 10)
+    stop(e, 2, "sell", 90, 10)
+    rules(e, tick=5, lot=5)
+    assert e.replace(1, 1, price=101) == [Rejected(1, 1, "bad_tick")]
+    assert e.replace(1, 1, qty=7) == [Rejected(1, 1, "bad_lot")]
+    assert e.replace(1, 2, stop_price=91) == [Rejected(1, 2, "bad_tick")]
+    assert e.replace(1, 1, qty=0) == [Cancelled(1, 1, 10, "user")]  # a cancel is never refused
+    assert e.order(2)["stop_price"] == 90
+
+
+def test_a_bad_instrument_command_is_rejected(e):
+    assert rules(e, tick=-1) == [Rejected(1, 0, "out_of_range")]
+    assert e.apply({"op": "instrument", "instrument": 1, "tik": 5}) == [Rejected(1, 0, "bad_field")]
