@@ -269,6 +269,8 @@ cdef int book_append(core_t *c, int32_t b, handle_t h) noexcept nogil:
     L.count += 1
     L.total += order_visible(c, o)
     c.books[b].n_orders += 1
+    if c.n_risk:
+        risk_open(c, risk_by_index(c, o.account), o.open)
     return 0
 
 
@@ -291,6 +293,8 @@ cdef void book_unlink(core_t *c, handle_t h) noexcept nogil:
     L.count -= 1
     L.total -= order_visible(c, o)
     c.books[L.book].n_orders -= 1
+    if c.n_risk:
+        risk_open(c, risk_by_index(c, o.account), -o.open)
     o.level = -1
     o.prev = -1
     o.next = -1

@@ -141,7 +141,7 @@ cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, pr
 
 cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
                  order_id_t tid, uint32_t acct, uint8_t stp, qty_t q,
-                 bint *stopped) noexcept nogil:
+                 bint *stopped, account_t taker_account) noexcept nogil:
     # Trade taker `tid` (q open, account index acct) against book b's
     # opposite side; returns what is left.  *stopped is set when self-trade prevention cancelled
     # the taker (its cancel event is already out).  Nothing allocates here,
@@ -193,6 +193,8 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
                 c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
             c.books[b].last_price = px
+            if c.n_risk:
+                risk_fill(c, b, side, taker_account, o.account, t)
             if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
@@ -237,6 +239,7 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
     cdef bint stopped
     cdef uint32_t acct = 0
     cdef uint8_t reason
+    cdef int32_t r
     if cmd.side > SIDE_SELL:
         return reject(c, cmd, R_INVALID_SIDE)
     if cmd.type > TYPE_STOP_LIMIT:
@@ -274,6 +277,10 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         reason = rules_reason(&c.books[b], not market, cmd.price, stop, cmd.stop_price, cmd.qty)
         if reason:
             return reject(c, cmd, reason)
+    if c.n_risk:
+        r = risk_by_account(c, cmd.account)
+        if r >= 0 and risk_breach(c, r, b, cmd.side, cmd.qty, cmd.qty):
+            return reject(c, cmd, R_RISK_LIMIT)
     if ids_get(c, cmd.id) >= 0 or stop_find(c, cmd.id) >= 0:
         return reject(c, cmd, R_DUPLICATE_ID)
     if post_only and would_cross(c, b, cmd.side, cmd.price):
@@ -292,7 +299,7 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
             return 0
     if stop:
         return stop_accept(c, b, cmd)
-    q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped)
+    q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped, cmd.account)
     if stopped or q == 0:
         return 0
     if market or not resting_tif(cmd.tif):
@@ -392,6 +399,10 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         reason = replace_rules_reason(&c.books[b], cmd)
         if reason:
             return reject(c, cmd, reason)
+    if c.n_risk and has_qty and cmd.qty > o.open:
+        s = risk_by_index(c, o.account)
+        if s >= 0 and risk_breach(c, s, b, o.side, cmd.qty - o.open, cmd.qty):
+            return reject(c, cmd, R_RISK_LIMIT)
     p = cmd.price if has_price else o.price
     q = cmd.qty if has_qty else o.open
     if q == 0:
@@ -411,6 +422,8 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         L.total += v - vis
         if o.ice >= 0:
             c.ices[o.ice].visible = v
+        if c.n_risk:
+            risk_open(c, risk_by_index(c, o.account), q - o.open)
         o.open = q
         return 0
     # New price or more quantity: out of the queue, then in as an aggressor.
@@ -418,7 +431,7 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     o = &c.orders[h]
     o.price = p
     o.open = q
-    q = match(c, b, o.side, False, p, o.id, o.account, o.stp, q, &stopped)
+    q = match(c, b, o.side, False, p, o.id, o.account, o.stp, q, &stopped, c.accounts[o.account])
     if stopped or q == 0:
         order_release(c, h)
         return 0

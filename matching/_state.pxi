@@ -625,6 +625,8 @@ cdef class Engine:
                     h = absorb(h, <uint64_t>bk.band)
                     h = absorb(h, <uint64_t>bk.ref_price)
                     h = absorb(h, <uint64_t>bk.last_price)
+            if c.n_risk:
+                h = risk_digest(c, h)
         c.busy = 0
         return h
 

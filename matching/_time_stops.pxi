@@ -181,6 +181,7 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
     cdef price_t p, sp
     cdef qty_t q
     cdef uint8_t reason
+    cdef int32_t r
     if has_qty and cmd.qty < 0:
         return reject(c, cmd, R_INVALID_QTY)
     if has_price and st.type == TYPE_STOP:
@@ -193,6 +194,10 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
         reason = replace_rules_reason(&c.books[st.book], cmd)
         if reason:
             return reject(c, cmd, reason)
+    if c.n_risk and has_qty and cmd.qty > st.qty:
+        r = risk_by_account(c, st.account)
+        if r >= 0 and risk_breach(c, r, st.book, st.side, cmd.qty - st.qty, cmd.qty):
+            return reject(c, cmd, R_RISK_LIMIT)
     q = cmd.qty if has_qty else st.qty
     if q == 0:
         emit(c, EV_CANCELLED, R_USER, cmd.instrument, cmd.id, 0, 0, 0, st.qty, 0)
@@ -203,6 +208,8 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
     emit(c, EV_REPLACED, 0, cmd.instrument, cmd.id, 0, p, q, 0, 0)
     if p != st.price or sp != st.stop_price or q > st.qty:
         # To the back of the trigger order: out of the book's array and heap, in again.
+        if c.n_risk:
+            risk_open(c, risk_by_account(c, st.account), -st.qty)
         stop_side_remove(c, s)
         if st.heap >= 0:
             timed_remove(c, st.heap)
@@ -216,6 +223,8 @@ cdef int stop_replace(core_t *c, const command_t *cmd, int32_t s) noexcept nogil
             st.display_qty = q
         stop_enter(c, s)
         return 0
+    if c.n_risk:
+        risk_open(c, risk_by_account(c, st.account), q - st.qty)
     st.qty = q
     if st.display_qty > q:
         st.display_qty = q
@@ -301,7 +310,7 @@ cdef void trigger_stops(core_t *c) noexcept nogil:
         mark = c.n_events
         market = st.type == TYPE_STOP
         acct = account_find(c, st.account) if st.stp != STP_NONE else 0
-        q = match(c, b, st.side, market, st.price, st.id, acct, st.stp, st.qty, &stopped)
+        q = match(c, b, st.side, market, st.price, st.id, acct, st.stp, st.qty, &stopped, st.account)
         scan_prints(c, mark)
         if stopped or q == 0:
             continue
@@ -322,7 +331,7 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
         c.now = cmd.ts
     if c.n_timed > 0 and c.timed[0].expire_ts <= c.now:
         expire_due(c)
-    if cmd.op > OP_INSTRUMENT:
+    if cmd.op > OP_RISK:
         reject(c, cmd, R_INVALID_OP)
     elif cmd.flags & F_BAD_FIELD:
         reject(c, cmd, R_BAD_FIELD)
@@ -339,8 +348,10 @@ cdef void core_apply(core_t *c, const command_t *cmd, uint64_t index) noexcept n
             reject(c, cmd, R_OUT_OF_RANGE)
     elif cmd.op == OP_END_OF_DAY:
         do_end_of_day(c, cmd)
-    else:
+    elif cmd.op == OP_INSTRUMENT:
         do_instrument(c, cmd)
+    else:
+        do_risk(c, cmd)
     if c.n_stops > 0 and (cmd.op == OP_NEW or cmd.op == OP_REPLACE):
         c.pr_book = -1
         scan_prints(c, start)

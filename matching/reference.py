@@ -227,6 +227,10 @@ class ReferenceEngine:
         # names another order, of another seq) is skipped when it comes up.
         self.expiries: list[tuple[int, int, int]] = []
         self._prints: tuple[int, int] | None = None  # (lo, hi) of this command's trade prices
+        # Risk limits by account: [max_open_qty, max_position]; positions by (account, instrument)
+        # from fills since the account's first risk command.
+        self.risk: dict[int, list[int]] = {}
+        self.positions: dict[tuple[int, int], int] = {}
 
     # ----- the per-call API ------------------------------------------------
 
@@ -306,6 +310,7 @@ class ReferenceEngine:
             codes.OP_TIME: self._time,
             codes.OP_END_OF_DAY: self._end_of_day,
             codes.OP_INSTRUMENT: self._instrument,
+            codes.OP_RISK: self._risk,
         }.get(c.op)
         if handler is None:
             self._reject(words, c, codes.R_INVALID_OP)
@@ -423,6 +428,8 @@ class ReferenceEngine:
             reason = book.rules_reason(has_limit, c.price, c.stop_price if is_stop else None, c.qty)
             if reason:
                 return reason
+        if self._risk_breach(c.account, c.instrument, c.side, c.qty, c.qty):
+            return codes.R_RISK_LIMIT
         if c.id in self.orders or c.id in self.stops:
             return codes.R_DUPLICATE_ID
         if c.post_only and book is not None and book.crosses(c.side, c.price):
@@ -478,6 +485,8 @@ class ReferenceEngine:
         reason = book.rules_reason(has_price, c.price, None, c.qty if has_qty else None)
         if reason:
             return self._reject(words, c, reason)
+        if has_qty and c.qty > o.open and self._risk_breach(o.account, o.instrument, o.side, c.qty - o.open, c.qty):
+            return self._reject(words, c, codes.R_RISK_LIMIT)
         new_price = c.price if has_price else o.price
         new_qty = c.qty if has_qty else o.open
         if new_qty == 0:
@@ -521,6 +530,12 @@ class ReferenceEngine:
         )
         if reason:
             return self._reject(words, c, reason)
+        if (
+            has_qty
+            and c.qty > stop.qty
+            and self._risk_breach(stop.account, stop.instrument, stop.side, c.qty - stop.qty, c.qty)
+        ):
+            return self._reject(words, c, codes.R_RISK_LIMIT)
         new_qty = c.qty if has_qty else stop.qty
         if new_qty == 0:
             self._remove_stop(stop)
@@ -592,6 +607,30 @@ class ReferenceEngine:
             book = self.books[c.instrument] = Book(c.instrument)
         book.rules = (tick or 1, lot or 1, min_qty, max_qty, band, ref_price)
         return None
+
+    def _risk(self, c: CommandRecord, words: list) -> None:
+        """Set (replace) an account's limits: qty = max_open_qty, display_qty = max_position."""
+        if c.flags & codes.OUT_OF_RANGE or not 0 <= c.qty <= codes.MAX_QTY or not 0 <= c.display_qty <= codes.MAX_QTY:
+            return self._reject(words, c, codes.R_OUT_OF_RANGE)
+        self.risk[c.account] = [c.qty, c.display_qty]
+        return None
+
+    def _open_qty(self, account: int) -> int:
+        """The open qty of an account's resting orders and waiting stops. O(orders): the spec, not fast."""
+        total = sum(o.open for book in self.books.values() for o in book.live_orders() if o.account == account)
+        return total + sum(s.qty for s in self.stops.values() if s.account == account)
+
+    def _risk_breach(self, account: int, instrument: int, side: int, more_open: int, qty: int) -> bool:
+        """Could an order of ``qty`` (adding ``more_open`` open qty) breach the account's limits?"""
+        limits = self.risk.get(account)
+        if limits is None:
+            return False
+        max_open, max_position = limits
+        if max_open and self._open_qty(account) + more_open > max_open:
+            return True
+        pos = self.positions.get((account, instrument), 0)
+        pos = pos + qty if side == codes.SIDE_BUY else pos - qty
+        return bool(max_position) and abs(pos) > max_position
 
     def _end_of_day(self, c: CommandRecord, words: list) -> None:
         """Every DAY order of the instrument, resting or a waiting stop, expires in acceptance order."""
@@ -703,6 +742,12 @@ class ReferenceEngine:
             maker.open -= qty
             level.total -= qty
             book.last_price = level.price
+            if self.risk:
+                sign = 1 if taker.side == codes.SIDE_BUY else -1
+                for account, signed in ((taker.account, sign * qty), (maker.account, -sign * qty)):
+                    if account in self.risk:
+                        key = (account, taker.instrument)
+                        self.positions[key] = self.positions.get(key, 0) + signed
             lo_hi = self._prints
             self._prints = (
                 (level.price, level.price)
@@ -852,6 +897,13 @@ class ReferenceEngine:
             if book.rules is not None:  # instrument rules, and the print their band is around
                 for v in (instrument, *book.rules, book.last_price):
                     h = absorb(h, v)
+        for account in sorted(self.risk):  # risk limits and the positions they watch
+            for v in (account, *self.risk[account]):
+                h = absorb(h, v)
+            held = sorted((i, p) for (a, i), p in self.positions.items() if a == account and p)
+            for i, p in held:
+                h = absorb(absorb(h, i), p)
+            h = absorb(h, len(held))
         return h
 
     # ----- snapshot ----------------------------------------------------------------
@@ -862,6 +914,10 @@ class ReferenceEngine:
             "digest": self.digest,
             "commands_applied": self.commands_applied,
             "now": self.now,
+            "risk": [
+                [a, *self.risk[a], sorted([i, p] for (acct, i), p in self.positions.items() if acct == a)]
+                for a in sorted(self.risk)
+            ],
             "books": [
                 [
                     instrument,
@@ -938,6 +994,10 @@ class ReferenceEngine:
                 if stop.tif == codes.TIF_GTD:
                     e.expiries.append((stop.expire_ts, stop.seq, stop.id))
         heapq.heapify(e.expiries)
+        for account, max_open, max_position, positions in body.get("risk", []):
+            e.risk[account] = [max_open, max_position]
+            for instrument, pos in positions:
+                e.positions[(account, instrument)] = pos
         return e
 
     # ----- invariants ----------------------------------------------------------------

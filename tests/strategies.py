@@ -272,8 +272,15 @@ def timed_orders(draw) -> dict:
 @st.composite
 def timed_commands(draw) -> dict:
     """One command of the issue-19 kind: a timed order, a ``time``, an ``end_of_day``, a stop
-    replace, an ``instrument`` (rules)."""
-    how = draw(st.integers(0, 10))
+    replace, an ``instrument`` (rules), a ``risk`` (limits)."""
+    how = draw(st.integers(0, 11))
+    if how == 11:
+        return {
+            "op": "risk",
+            "account": draw(accounts),
+            "max_open_qty": draw(st.sampled_from((0, 10, 40))),
+            "max_position": draw(st.sampled_from((0, 5, 20))),
+        }
     if how == 10:
         return {
             "op": "instrument",

@@ -393,3 +393,66 @@ def test_a_replace_breaking_a_rule_is_rejected_and_changes_nothing(e):
 def test_a_bad_instrument_command_is_rejected(e):
     assert rules(e, tick=-1) == [Rejected(1, 0, "out_of_range")]
     assert e.apply({"op": "instrument", "instrument": 1, "tik": 5}) == [Rejected(1, 0, "bad_field")]
+
+
+# ----- per-account risk -------------------------------------------------------------------
+
+
+def risk(e, account, **kw):
+    return e.apply({"op": "risk", "account": account, **kw})
+
+
+def test_max_open_qty_counts_resting_orders_and_waiting_stops(e):
+    buy(e, 1, 90, 10, account=3)  # before the limits: counted too
+    assert risk(e, 3, max_open_qty=30) == []
+    stop(e, 2, "sell", 80, 10, account=3)
+    assert buy(e, 3, 91, 11, account=3) == [Rejected(1, 3, "risk_limit")]
+    assert buy(e, 3, 91, 10, account=3) == [Accepted(1, 3)]
+    assert buy(e, 4, 91, 10, account=4) == [Accepted(1, 4)]  # another account: no limit
+    e.cancel(1, 1)
+    assert buy(e, 5, 91, 10, account=3) == [Accepted(1, 5)]
+
+
+def test_a_filled_order_frees_its_open_qty(e):
+    risk(e, 3, max_open_qty=10)
+    buy(e, 1, 100, 10, account=3)
+    sell(e, 2, 100, 4)
+    assert buy(e, 3, 100, 5, account=3) == [Rejected(1, 3, "risk_limit")]
+    assert buy(e, 3, 99, 4, account=3) == [Accepted(1, 3)]
+
+
+def test_max_position_counts_fills_per_instrument(e):
+    risk(e, 3, max_position=10)
+    sell(e, 1, 100, 20)
+    buy(e, 2, 100, 8, account=3)  # position +8
+    assert buy(e, 3, 100, 3, account=3) == [Rejected(1, 3, "risk_limit")]  # could reach 11
+    assert sell(e, 4, 120, 18, account=3) == [Accepted(1, 4)]  # could reach -10
+    assert sell(e, 5, 120, 19, account=3) == [Rejected(1, 5, "risk_limit")]  # could reach -11
+    # Another instrument has its own position.
+    assert e.submit(instrument=2, id=6, side="buy", price=100, qty=10, account=3) == [Accepted(2, 6)]
+
+
+def test_a_replace_raising_the_qty_is_checked(e):
+    risk(e, 3, max_open_qty=10)
+    buy(e, 1, 90, 5, account=3)
+    stop(e, 2, "buy", 120, 3, account=3)
+    assert e.replace(1, 1, qty=8) == [Rejected(1, 1, "risk_limit")]
+    assert e.replace(1, 2, qty=6) == [Rejected(1, 2, "risk_limit")]
+    assert e.replace(1, 1, qty=7) == [Replaced(1, 1, 90, 7)]
+    assert e.replace(1, 1, qty=2) == [Replaced(1, 1, 90, 2)]  # lowering is never refused
+
+
+def test_a_bad_risk_command_is_rejected(e):
+    assert risk(e, 3, max_open_qty=-1) == [Rejected(0, 0, "out_of_range")]
+    assert e.apply({"op": "risk", "account": 3, "max_open": 5}) == [Rejected(0, 0, "bad_field")]
+
+
+def test_risk_limits_and_positions_survive_a_snapshot(e):
+    risk(e, 3, max_open_qty=50, max_position=10)
+    sell(e, 1, 100, 20)
+    buy(e, 2, 100, 8, account=3)
+    again = type(e).restore(e.snapshot())
+    again._check()
+    assert again.book_digest() == e.book_digest()
+    for engine in (e, again):
+        assert buy(engine, 3, 100, 3, account=3) == [Rejected(1, 3, "risk_limit")]
