@@ -2,6 +2,7 @@
 
     python -m benchmarks.differential --commands 1000000 --seed 1
     python -m benchmarks.differential --commands 1000000 --seed 1 --mix stops
+    python -m benchmarks.differential --commands 1000000 --mix stops --throughput
 
 Generates a seeded stream of commands (several instruments and accounts,
 every order type, time in force, self-trade mode, post-only and iceberg,
@@ -15,6 +16,10 @@ DAY or GTD, stamps every command with a rising ``ts`` so GTD orders fall
 due, and adds ``time`` and ``end_of_day`` commands. Prints
 and (with ``--json``) emits the count of mismatches; the goal is 0.
 
+``--throughput`` compares nothing: it times the Cython batch API on the
+same stream (one ``apply_batch`` of all the commands on a fresh engine,
+``--repeat`` times; the median and best wall and process-CPU rates).
+
 This is a test harness that is too long for ``make test``; the bounded
 version of the same comparison is ``tests/differential``.
 """
@@ -22,10 +27,12 @@ version of the same comparison is ``tests/differential``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import sys
 import time
+from statistics import median
 
 import matching
 from matching import ReferenceEngine, command_record
@@ -206,14 +213,55 @@ def run(
     }
 
 
+def throughput(commands: int, seed: int, mix: str, repeat: int = 5) -> dict:
+    """Batch throughput of the Cython engine on the generated stream (nothing compared)."""
+    if matching.Engine is None:
+        raise SystemExit("the Cython engine is not built: run `make build` first")
+    gen = CommandGenerator(seed, instruments=1, mix=mix)
+    cmds = matching.command_array([next(gen) for _ in range(commands)])
+    wall, cpu = [], []
+    for _ in range(repeat):
+        engine = matching.Engine()
+        gc.collect()
+        gc.disable()
+        t0, c0 = time.perf_counter_ns(), time.process_time_ns()
+        engine.apply_batch(cmds)
+        wall.append(time.perf_counter_ns() - t0)
+        cpu.append(time.process_time_ns() - c0)
+        gc.enable()
+
+    def rate(ns: int) -> float:
+        return round(commands / (ns / 1e9))
+
+    return {
+        "commands": commands,
+        "mix": mix,
+        "repeat": repeat,
+        "wall_cmd_per_s": {"median": rate(median(wall)), "best": rate(min(wall))},
+        "cpu_cmd_per_s": {"median": rate(median(cpu)), "best": rate(min(cpu))},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--check-every", type=int, default=1000, help="book digest comparison period")
     parser.add_argument("--mix", choices=MIXES, default="standard", help="stops: 20%% stops, DAY/GTD, time")
+    parser.add_argument("--throughput", action="store_true", help="time apply_batch on the stream instead")
+    parser.add_argument("--repeat", type=int, default=5, help="--throughput passes (default 5)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.throughput:
+        out = throughput(args.commands, args.seed, args.mix, args.repeat)
+        print(
+            json.dumps(out)
+            if args.json
+            else f"{args.mix} mix, {out['commands']:,} commands: "
+            f"batch {out['wall_cmd_per_s']['median']:,} cmd/s wall (median; best {out['wall_cmd_per_s']['best']:,}), "
+            f"{out['cpu_cmd_per_s']['median']:,} cmd/s CPU (median; best {out['cpu_cmd_per_s']['best']:,})"
+        )
+        return 0
     result = run(args.commands, args.seed, args.check_every, mix=args.mix)
     if args.json:
         print(json.dumps(result))
