@@ -485,7 +485,11 @@ class ReferenceEngine:
         reason = book.rules_reason(has_price, c.price, None, c.qty if has_qty else None)
         if reason:
             return self._reject(words, c, reason)
-        if has_qty and c.qty > o.open and self._risk_breach(o.account, o.instrument, o.side, c.qty - o.open, c.qty):
+        if (
+            has_qty
+            and c.qty > o.open
+            and self._risk_breach(o.account, o.instrument, o.side, c.qty - o.open, c.qty)
+        ):
             return self._reject(words, c, codes.R_RISK_LIMIT)
         new_price = c.price if has_price else o.price
         new_qty = c.qty if has_qty else o.open
@@ -610,14 +614,20 @@ class ReferenceEngine:
 
     def _risk(self, c: CommandRecord, words: list) -> None:
         """Set (replace) an account's limits: qty = max_open_qty, display_qty = max_position."""
-        if c.flags & codes.OUT_OF_RANGE or not 0 <= c.qty <= codes.MAX_QTY or not 0 <= c.display_qty <= codes.MAX_QTY:
+        if (
+            c.flags & codes.OUT_OF_RANGE
+            or not 0 <= c.qty <= codes.MAX_QTY
+            or not 0 <= c.display_qty <= codes.MAX_QTY
+        ):
             return self._reject(words, c, codes.R_OUT_OF_RANGE)
         self.risk[c.account] = [c.qty, c.display_qty]
         return None
 
     def _open_qty(self, account: int) -> int:
         """The open qty of an account's resting orders and waiting stops. O(orders): the spec, not fast."""
-        total = sum(o.open for book in self.books.values() for o in book.live_orders() if o.account == account)
+        total = sum(
+            o.open for book in self.books.values() for o in book.live_orders() if o.account == account
+        )
         return total + sum(s.qty for s in self.stops.values() if s.account == account)
 
     def _risk_breach(self, account: int, instrument: int, side: int, more_open: int, qty: int) -> bool:
