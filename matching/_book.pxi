@@ -212,6 +212,8 @@ cdef int32_t book_create(core_t *c, instrument_t inst) noexcept nogil:
     b = c.n_books
     memset(&c.books[b], 0, sizeof(book_t))
     c.books[b].instrument = inst
+    c.books[b].tick = 1
+    c.books[b].lot = 1
     lo = 0
     hi = b
     while lo < hi:
@@ -267,6 +269,8 @@ cdef int book_append(core_t *c, int32_t b, handle_t h) noexcept nogil:
     L.count += 1
     L.total += order_visible(c, o)
     c.books[b].n_orders += 1
+    if c.n_risk:
+        risk_open(c, risk_by_index(c, o.account), o.open)
     return 0
 
 
@@ -289,6 +293,8 @@ cdef void book_unlink(core_t *c, handle_t h) noexcept nogil:
     L.count -= 1
     L.total -= order_visible(c, o)
     c.books[L.book].n_orders -= 1
+    if c.n_risk:
+        risk_open(c, risk_by_index(c, o.account), -o.open)
     o.level = -1
     o.prev = -1
     o.next = -1

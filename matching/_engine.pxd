@@ -192,6 +192,16 @@ ctypedef struct book_t:
     int32_t n_orders
     side_t sides[2]
     stop_side_t stops[2]    # waiting stops (empty arrays until the first stop)
+    # instrument rules (the `instrument` command; has_rules = 0: none set)
+    price_t last_price      # the latest trade print, 0 before the first (band reference)
+    price_t tick            # >= 1
+    qty_t lot               # >= 1
+    qty_t min_qty           # 0 = no minimum
+    qty_t max_qty           # 0 = no maximum
+    int64_t band            # in ticks around last_price (or ref_price before a trade); 0 = none
+    price_t ref_price
+    int32_t has_rules
+    int32_t _pad2
 
 # --- time and stops (issue 19): only allocated once used ---------------------------
 ctypedef struct timed_t:       # a DAY or GTD order or stop, in the expiry heap
@@ -201,6 +211,18 @@ ctypedef struct timed_t:       # a DAY or GTD order or stop, in the expiry heap
     uint8_t kind
     uint8_t tif
     uint8_t _pad[2]
+
+ctypedef struct risk_t:        # an account's risk limits (the `risk` command) and what they watch
+    account_t account
+    uint32_t acct           # its interned index (orders keep that)
+    int32_t n_pos
+    qty_t max_open          # 0 = no limit
+    qty_t max_position      # 0 = no limit
+    qty_t open              # open qty of its resting orders and waiting stops
+    int32_t *pos_book       # per book it has filled in: the book, and its position
+    qty_t *pos
+    int32_t pos_cap
+    int32_t _pad
 
 ctypedef struct stop_t:        # a stop or stop-limit order waiting for its trigger
     order_id_t id           # 0 while the slot is free
@@ -284,6 +306,10 @@ ctypedef struct core_t:
     int32_t n_stops
     int32_t *stop_ids
     uint64_t stop_id_mask
+    # accounts with risk limits (few: looked up by a linear scan, only when n_risk > 0)
+    risk_t *risks
+    int32_t n_risk
+    int32_t risk_cap
     # this command's trade prints: the book they were in, lowest and highest price
     int32_t pr_book
     price_t pr_lo

@@ -93,6 +93,7 @@ cdef inline void put(object t, Py_ssize_t i, object v) noexcept:
 include "_hashmap.pxi"
 include "_book.pxi"
 include "_timed.pxi"
+include "_risk.pxi"
 include "_match.pxi"
 include "_time_stops.pxi"
 
@@ -174,6 +175,7 @@ cdef void core_free(core_t *c) noexcept nogil:
     free(c.tpos)
     free(c.stops)
     free(c.stop_ids)
+    risk_free(c)
     free(c.orders)
     free(c.levels)
     free(c.books)

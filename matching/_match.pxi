@@ -141,7 +141,7 @@ cdef bint fok_fillable(const core_t *c, int32_t b, uint8_t side, bint market, pr
 
 cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
                  order_id_t tid, uint32_t acct, uint8_t stp, qty_t q,
-                 bint *stopped) noexcept nogil:
+                 bint *stopped, account_t taker_account) noexcept nogil:
     # Trade taker `tid` (q open, account index acct) against book b's
     # opposite side; returns what is left.  *stopped is set when self-trade prevention cancelled
     # the taker (its cancel event is already out).  Nothing allocates here,
@@ -192,15 +192,9 @@ cdef qty_t match(core_t *c, int32_t b, uint8_t side, bint market, price_t limit,
             if o.ice >= 0:
                 c.ices[o.ice].visible = vis
             emit(c, EV_TRADE, 0, inst, tid, o.id, px, t, q, o.open)
-            # The command's print range (stop triggers; semantics.md "Stops").
-            if c.pr_book < 0:
-                c.pr_book = b
-                c.pr_lo = px
-                c.pr_hi = px
-            elif px < c.pr_lo:
-                c.pr_lo = px
-            elif px > c.pr_hi:
-                c.pr_hi = px
+            c.books[b].last_price = px
+            if c.n_risk:
+                risk_fill(c, b, side, taker_account, o.account, t)
             if vis == 0:
                 if o.open > 0:
                     # Iceberg refill: a new visible slice, at the back.
@@ -244,6 +238,8 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
     cdef qty_t q
     cdef bint stopped
     cdef uint32_t acct = 0
+    cdef uint8_t reason
+    cdef int32_t r
     if cmd.side > SIDE_SELL:
         return reject(c, cmd, R_INVALID_SIDE)
     if cmd.type > TYPE_STOP_LIMIT:
@@ -268,15 +264,25 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_INVALID_DISPLAY)
     if post_only and (cmd.type != TYPE_LIMIT or not resting_tif(cmd.tif)):
         return reject(c, cmd, R_INVALID_COMBINATION)
-    if stop and cmd.tif == TIF_FOK:
-        return reject(c, cmd, R_INVALID_COMBINATION)
-    if (cmd.stop_price < 1) if stop else (cmd.stop_price != 0):
-        return reject(c, cmd, R_INVALID_STOP)
-    if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
-        return reject(c, cmd, R_INVALID_EXPIRY)
+    if stop or (cmd.stop_price | cmd.expire_ts) != 0 or cmd.tif == TIF_GTD:
+        # Stops and expiry (one branch, not taken by a plain order).
+        if stop and cmd.tif == TIF_FOK:
+            return reject(c, cmd, R_INVALID_COMBINATION)
+        if (cmd.stop_price < 1) if stop else (cmd.stop_price != 0):
+            return reject(c, cmd, R_INVALID_STOP)
+        if (cmd.expire_ts <= c.now) if cmd.tif == TIF_GTD else (cmd.expire_ts != 0):
+            return reject(c, cmd, R_INVALID_EXPIRY)
+    b = insts_get(c, cmd.instrument)
+    if b >= 0 and c.books[b].has_rules:
+        reason = rules_reason(&c.books[b], not market, cmd.price, stop, cmd.stop_price, cmd.qty)
+        if reason:
+            return reject(c, cmd, reason)
+    if c.n_risk:
+        r = risk_by_account(c, cmd.account)
+        if r >= 0 and risk_breach(c, r, b, cmd.side, cmd.qty, cmd.qty):
+            return reject(c, cmd, R_RISK_LIMIT)
     if ids_get(c, cmd.id) >= 0 or stop_find(c, cmd.id) >= 0:
         return reject(c, cmd, R_DUPLICATE_ID)
-    b = insts_get(c, cmd.instrument)
     if post_only and would_cross(c, b, cmd.side, cmd.price):
         return reject(c, cmd, R_WOULD_CROSS)
     if cmd.stp != STP_NONE:
@@ -293,7 +299,7 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
             return 0
     if stop:
         return stop_accept(c, b, cmd)
-    q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped)
+    q = match(c, b, cmd.side, market, cmd.price, cmd.id, acct, cmd.stp, cmd.qty, &stopped, cmd.account)
     if stopped or q == 0:
         return 0
     if market or not resting_tif(cmd.tif):
@@ -303,9 +309,9 @@ cdef int do_new(core_t *c, const command_t *cmd) noexcept nogil:
                     cmd.stp, post_only, cmd.tif, cmd.expire_ts, c.commands)
 
 
-cdef int rest_new(core_t *c, int32_t b, order_id_t oid, account_t account, uint32_t acct,
-                  price_t price, qty_t q, qty_t display_qty, uint8_t side, uint8_t stp,
-                  bint post_only, uint8_t tif, int64_t expire_ts, uint64_t seq) noexcept nogil:
+cdef inline int rest_new(core_t *c, int32_t b, order_id_t oid, account_t account, uint32_t acct,
+                         price_t price, qty_t q, qty_t display_qty, uint8_t side, uint8_t stp,
+                         bint post_only, uint8_t tif, int64_t expire_ts, uint64_t seq) noexcept nogil:
     # Rest a new order's remainder q (acct: its interned account if matching
     # looked it up, else anything); a DAY/GTD one also enters the expiry heap.
     cdef handle_t h
@@ -368,6 +374,7 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     cdef price_t p
     cdef qty_t q, v, vis
     cdef bint stopped
+    cdef uint8_t reason
     if (cmd.flags & F_OUT_OF_RANGE or (has_price and cmd.price > MAX_PRICE)
             or (has_qty and cmd.qty > MAX_QTY) or (has_stop and cmd.stop_price > MAX_PRICE)):
         return reject(c, cmd, R_OUT_OF_RANGE)
@@ -388,6 +395,14 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         return reject(c, cmd, R_INVALID_STOP)
     o = &c.orders[h]
     b = order_book(c, h)
+    if c.books[b].has_rules:
+        reason = replace_rules_reason(&c.books[b], cmd)
+        if reason:
+            return reject(c, cmd, reason)
+    if c.n_risk and has_qty and cmd.qty > o.open:
+        s = risk_by_index(c, o.account)
+        if s >= 0 and risk_breach(c, s, b, o.side, cmd.qty - o.open, cmd.qty):
+            return reject(c, cmd, R_RISK_LIMIT)
     p = cmd.price if has_price else o.price
     q = cmd.qty if has_qty else o.open
     if q == 0:
@@ -407,6 +422,8 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
         L.total += v - vis
         if o.ice >= 0:
             c.ices[o.ice].visible = v
+        if c.n_risk:
+            risk_open(c, risk_by_index(c, o.account), q - o.open)
         o.open = q
         return 0
     # New price or more quantity: out of the queue, then in as an aggressor.
@@ -414,7 +431,7 @@ cdef int do_replace(core_t *c, const command_t *cmd) noexcept nogil:
     o = &c.orders[h]
     o.price = p
     o.open = q
-    q = match(c, b, o.side, False, p, o.id, o.account, o.stp, q, &stopped)
+    q = match(c, b, o.side, False, p, o.id, o.account, o.stp, q, &stopped, c.accounts[o.account])
     if stopped or q == 0:
         order_release(c, h)
         return 0

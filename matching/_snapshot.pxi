@@ -16,10 +16,13 @@
 # Version 2 (issue 19) appends time and stops after the orders; a version-1
 # snapshot (which has none) still restores:
 #
-#            i64 now | u32 n_timed | u32 n_stops
+#            i64 now | u32 n_timed | u32 n_stops | u32 n_rules | u32 n_risk
 #            n_timed x snap_timed_t: each resting DAY/GTD order, in book order
 #            n_stops x snap_stop_t: each waiting stop, in pool order (the
 #            trigger and expiry orders come from seq, not from this order)
+#            n_rules x snap_rules_t: each book with rules or a last print
+#            n_risk x (snap_risk_t, then its n_pos x snap_pos_t): each account
+#            with risk limits (its open qty is counted again on restore)
 
 import zlib
 
@@ -57,6 +60,50 @@ cdef packed struct snap_time_t:
     int64_t now
     uint32_t n_timed
     uint32_t n_stops
+    uint32_t n_rules
+    uint32_t n_risk
+
+cdef packed struct snap_risk_t:
+    account_t account
+    qty_t max_open
+    qty_t max_position
+    uint32_t n_pos
+    uint32_t zero
+
+cdef packed struct snap_pos_t:
+    instrument_t instrument
+    uint32_t zero
+    qty_t pos
+
+cdef packed struct snap_rules_t:
+    instrument_t instrument
+    uint32_t has_rules
+    price_t last_price
+    price_t tick
+    qty_t lot
+    qty_t min_qty
+    qty_t max_qty
+    int64_t band
+    price_t ref_price
+
+
+cdef inline bint has_rules_state(const book_t *bk) noexcept nogil:
+    return bk.has_rules != 0 or bk.last_price != 0
+
+
+cdef Py_ssize_t risk_bytes(const core_t *c) noexcept nogil:
+    cdef Py_ssize_t n = c.n_risk * sizeof(snap_risk_t)
+    cdef int32_t r
+    for r in range(c.n_risk):
+        n += c.risks[r].n_pos * sizeof(snap_pos_t)
+    return n
+
+
+cdef int32_t rules_books(const core_t *c) noexcept nogil:
+    cdef int32_t b, n = 0
+    for b in range(c.n_books):
+        n += has_rules_state(&c.books[b])
+    return n
 
 cdef packed struct snap_timed_t:
     order_id_t id
@@ -93,12 +140,18 @@ cdef Py_ssize_t snapshot_time(const core_t *c, unsigned char *p, Py_ssize_t pos)
     cdef snap_time_t head
     cdef snap_timed_t tt
     cdef snap_stop_t ss
+    cdef snap_rules_t sr
+    cdef snap_risk_t rk
+    cdef snap_pos_t sp
     cdef const timed_t *t
     cdef const stop_t *st
-    cdef int32_t i
+    cdef const book_t *bk
+    cdef int32_t i, j
     head.now = c.now
     head.n_timed = timed_orders(c)
     head.n_stops = c.n_stops
+    head.n_rules = rules_books(c)
+    head.n_risk = c.n_risk
     memcpy(p + pos, &head, sizeof(head))
     pos += sizeof(head)
     memset(&tt, 0, sizeof(tt))
@@ -130,6 +183,35 @@ cdef Py_ssize_t snapshot_time(const core_t *c, unsigned char *p, Py_ssize_t pos)
         ss.stp = st.stp
         memcpy(p + pos, &ss, sizeof(ss))
         pos += sizeof(ss)
+    for i in range(c.n_books):
+        bk = &c.books[c.book_order[i]]
+        if not has_rules_state(bk):
+            continue
+        sr.instrument = bk.instrument
+        sr.has_rules = bk.has_rules
+        sr.last_price = bk.last_price
+        sr.tick = bk.tick
+        sr.lot = bk.lot
+        sr.min_qty = bk.min_qty
+        sr.max_qty = bk.max_qty
+        sr.band = bk.band
+        sr.ref_price = bk.ref_price
+        memcpy(p + pos, &sr, sizeof(sr))
+        pos += sizeof(sr)
+    for i in range(c.n_risk):
+        rk.account = c.risks[i].account
+        rk.max_open = c.risks[i].max_open
+        rk.max_position = c.risks[i].max_position
+        rk.n_pos = c.risks[i].n_pos
+        rk.zero = 0
+        memcpy(p + pos, &rk, sizeof(rk))
+        pos += sizeof(rk)
+        for j in range(c.risks[i].n_pos):
+            sp.instrument = c.books[c.risks[i].pos_book[j]].instrument
+            sp.zero = 0
+            sp.pos = c.risks[i].pos[j]
+            memcpy(p + pos, &sp, sizeof(sp))
+            pos += sizeof(sp)
     return pos
 
 
@@ -137,14 +219,22 @@ cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssiz
     cdef snap_time_t head
     cdef snap_timed_t tt
     cdef snap_stop_t ss
-    cdef uint32_t k
+    cdef snap_rules_t sr
+    cdef snap_risk_t rk
+    cdef snap_pos_t sp
+    cdef book_t *bk
+    cdef uint32_t k, j
+    cdef int32_t r
     cdef handle_t h
     cdef int32_t s, b
     if n - pos < <Py_ssize_t>sizeof(head):
         raise ValueError("corrupt snapshot: no time section")
     memcpy(&head, p + pos, sizeof(head))
     pos += sizeof(head)
-    if <object>(n - pos) != <object>head.n_timed * sizeof(snap_timed_t) + <object>head.n_stops * sizeof(snap_stop_t):
+    if <object>(n - pos) < (<object>head.n_timed * sizeof(snap_timed_t)
+                            + <object>head.n_stops * sizeof(snap_stop_t)
+                            + <object>head.n_rules * sizeof(snap_rules_t)
+                            + <object>head.n_risk * sizeof(snap_risk_t)):
         raise ValueError("corrupt snapshot: time section counts do not match its length")
     c.now = head.now
     for k in range(head.n_timed):
@@ -183,13 +273,52 @@ cdef int restore_time(core_t *c, const unsigned char *p, Py_ssize_t pos, Py_ssiz
         c.stops[s].stp = ss.stp
         if stop_enter(c, s) != 0:
             raise MemoryError("cannot allocate while restoring")
+    for k in range(head.n_rules):
+        memcpy(&sr, p + pos, sizeof(sr))
+        pos += sizeof(sr)
+        b = insts_get(c, sr.instrument)
+        if (b < 0 or sr.has_rules > 1 or sr.tick < 1 or sr.lot < 1 or sr.min_qty < 0 or sr.max_qty < 0
+                or sr.band < 0 or sr.ref_price < 0 or sr.last_price < 0):
+            raise ValueError(f"corrupt snapshot: rules of instrument {sr.instrument}")
+        bk = &c.books[b]
+        bk.has_rules = sr.has_rules
+        bk.last_price = sr.last_price
+        bk.tick = sr.tick
+        bk.lot = sr.lot
+        bk.min_qty = sr.min_qty
+        bk.max_qty = sr.max_qty
+        bk.band = sr.band
+        bk.ref_price = sr.ref_price
+    for k in range(head.n_risk):
+        if n - pos < <Py_ssize_t>sizeof(rk):
+            raise ValueError("corrupt snapshot: risk section cut short")
+        memcpy(&rk, p + pos, sizeof(rk))
+        pos += sizeof(rk)
+        if (rk.max_open < 0 or rk.max_open > MAX_QTY or rk.max_position < 0 or rk.max_position > MAX_QTY
+                or risk_by_account(c, rk.account) >= 0 or <object>(n - pos) < <object>rk.n_pos * sizeof(sp)):
+            raise ValueError(f"corrupt snapshot: risk limits of account {rk.account}")
+        r = risk_add(c, rk.account)
+        if r < 0:
+            raise MemoryError("cannot allocate while restoring")
+        c.risks[r].max_open = rk.max_open
+        c.risks[r].max_position = rk.max_position
+        for j in range(rk.n_pos):
+            memcpy(&sp, p + pos, sizeof(sp))
+            pos += sizeof(sp)
+            b = insts_get(c, sp.instrument)
+            if b < 0 or risk_position(c, r, b) != 0:
+                raise ValueError(f"corrupt snapshot: position of account {rk.account}")
+            risk_move(c, r, b, sp.pos)
+    if pos != n:
+        raise ValueError("corrupt snapshot: bytes after its last section")
     return 0
 
 
 cdef object snapshot_core(const core_t *c):
     cdef Py_ssize_t size = (SNAP_HEADER + SNAP_FIXED + c.n_books * sizeof(snap_book_t)
                             + c.n_ids * sizeof(snap_order_t) + sizeof(snap_time_t)
-                            + timed_orders(c) * sizeof(snap_timed_t) + c.n_stops * sizeof(snap_stop_t))
+                            + timed_orders(c) * sizeof(snap_timed_t) + c.n_stops * sizeof(snap_stop_t)
+                            + rules_books(c) * sizeof(snap_rules_t) + risk_bytes(c))
     cdef bytearray blob = bytearray(size)
     cdef unsigned char *p = blob
     cdef snap_head_t head
@@ -404,6 +533,9 @@ cdef int check_time(const core_t *c) except -1:
                     "book stop array out of order"
                 stops_seen += 1
     assert stops_seen == c.n_stops, "stops missing from their book arrays"
+    for i in range(c.n_risk):
+        assert c.risks[i].open == account_open(c, c.risks[i].acct, c.risks[i].account), \
+            f"risk account {c.risks[i].account}: open qty drifted"
     return 0
 
 

@@ -578,6 +578,7 @@ cdef class Engine:
         cdef const side_t *s
         cdef handle_t oh
         cdef const order_t *o
+        cdef const book_t *bk
         self._enter()
         c.busy = 1
         with nogil:
@@ -613,6 +614,19 @@ cdef class Engine:
             h = stops_digest(c, h)
             if c.now:
                 h = absorb(h, <uint64_t>c.now)
+            for k in range(c.n_books):
+                bk = &c.books[c.book_order[k]]
+                if bk.has_rules:  # instrument rules, and the print their band is around
+                    h = absorb(h, bk.instrument)
+                    h = absorb(h, <uint64_t>bk.tick)
+                    h = absorb(h, <uint64_t>bk.lot)
+                    h = absorb(h, <uint64_t>bk.min_qty)
+                    h = absorb(h, <uint64_t>bk.max_qty)
+                    h = absorb(h, <uint64_t>bk.band)
+                    h = absorb(h, <uint64_t>bk.ref_price)
+                    h = absorb(h, <uint64_t>bk.last_price)
+            if c.n_risk:
+                h = risk_digest(c, h)
         c.busy = 0
         return h
 

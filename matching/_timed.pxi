@@ -259,6 +259,8 @@ cdef int stop_enter(core_t *c, int32_t s) noexcept nogil:
     if stop_side_insert(c, s) != 0:
         return -1
     st = &c.stops[s]
+    if c.n_risk:
+        risk_open(c, risk_by_account(c, st.account), st.qty)
     if st.tif == TIF_DAY or st.tif == TIF_GTD:
         return timed_push(c, st.expire_ts if st.tif == TIF_GTD else NO_EXPIRY, st.seq, s, 1, st.tif)
     return 0
@@ -266,6 +268,8 @@ cdef int stop_enter(core_t *c, int32_t s) noexcept nogil:
 
 cdef void stop_release(core_t *c, int32_t s) noexcept nogil:
     # Drop a waiting stop entirely: its book array, heap entry, id index and slot.
+    if c.n_risk:
+        risk_open(c, risk_by_account(c, c.stops[s].account), -c.stops[s].qty)
     stop_side_remove(c, s)
     if c.stops[s].heap >= 0:
         timed_remove(c, c.stops[s].heap)

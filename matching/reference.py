@@ -144,6 +144,30 @@ class Book:
         self.instrument = instrument
         self.sides = (SortedDict(), SortedDict())  # index by codes.SIDE_BUY / SIDE_SELL
         self.stops: dict[int, Stop] = {}  # untriggered stops by id; insertion order is not used
+        self.last_price = 0  # the latest trade print (0 before the first): the band's reference
+        self.rules: tuple[int, int, int, int, int, int] | None = None  # tick, lot, min, max, band, ref
+
+    def rules_reason(self, has_limit: bool, price: int, stop_price: int | None, qty: int | None) -> int:
+        """The first instrument rule a new (or replaced) price, stop price or qty breaks, or 0.
+
+        ``None`` (and a qty of 0, a replace that cancels) is not checked. Order: bad_tick,
+        bad_lot, qty_limit, price_band (band ticks around the last print, or around the
+        reference price before any print; no reference, no band).
+        """
+        if self.rules is None:
+            return 0
+        tick, lot, min_qty, max_qty, band, ref_price = self.rules
+        if (has_limit and price % tick) or (stop_price is not None and stop_price % tick):
+            return codes.R_BAD_TICK
+        if qty:
+            if qty % lot:
+                return codes.R_BAD_LOT
+            if (min_qty and qty < min_qty) or (max_qty and qty > max_qty):
+                return codes.R_QTY_LIMIT
+        ref = self.last_price or ref_price
+        if has_limit and band and ref and abs(price - ref) > band * tick:
+            return codes.R_PRICE_BAND
+        return 0
 
     @staticmethod
     def key(side: int, price: int) -> int:
@@ -203,6 +227,10 @@ class ReferenceEngine:
         # names another order, of another seq) is skipped when it comes up.
         self.expiries: list[tuple[int, int, int]] = []
         self._prints: tuple[int, int] | None = None  # (lo, hi) of this command's trade prices
+        # Risk limits by account: [max_open_qty, max_position]; positions by (account, instrument)
+        # from fills since the account's first risk command.
+        self.risk: dict[int, list[int]] = {}
+        self.positions: dict[tuple[int, int], int] = {}
 
     # ----- the per-call API ------------------------------------------------
 
@@ -281,6 +309,8 @@ class ReferenceEngine:
             codes.OP_MASS_CANCEL: self._mass_cancel,
             codes.OP_TIME: self._time,
             codes.OP_END_OF_DAY: self._end_of_day,
+            codes.OP_INSTRUMENT: self._instrument,
+            codes.OP_RISK: self._risk,
         }.get(c.op)
         if handler is None:
             self._reject(words, c, codes.R_INVALID_OP)
@@ -392,9 +422,16 @@ class ReferenceEngine:
             return codes.R_INVALID_STOP
         if (c.expire_ts <= self.now) if c.tif == codes.TIF_GTD else (c.expire_ts != 0):
             return codes.R_INVALID_EXPIRY
+        book = self.books.get(c.instrument)
+        if book is not None:
+            has_limit = c.type in (codes.TYPE_LIMIT, codes.TYPE_STOP_LIMIT)
+            reason = book.rules_reason(has_limit, c.price, c.stop_price if is_stop else None, c.qty)
+            if reason:
+                return reason
+        if self._risk_breach(c.account, c.instrument, c.side, c.qty, c.qty):
+            return codes.R_RISK_LIMIT
         if c.id in self.orders or c.id in self.stops:
             return codes.R_DUPLICATE_ID
-        book = self.books.get(c.instrument)
         if c.post_only and book is not None and book.crosses(c.side, c.price):
             return codes.R_WOULD_CROSS
         if c.tif == codes.TIF_FOK:
@@ -445,6 +482,15 @@ class ReferenceEngine:
         if has_stop:
             return self._reject(words, c, codes.R_INVALID_STOP)  # a resting order has no stop price
         book = self.books[o.instrument]
+        reason = book.rules_reason(has_price, c.price, None, c.qty if has_qty else None)
+        if reason:
+            return self._reject(words, c, reason)
+        if (
+            has_qty
+            and c.qty > o.open
+            and self._risk_breach(o.account, o.instrument, o.side, c.qty - o.open, c.qty)
+        ):
+            return self._reject(words, c, codes.R_RISK_LIMIT)
         new_price = c.price if has_price else o.price
         new_qty = c.qty if has_qty else o.open
         if new_qty == 0:
@@ -483,6 +529,17 @@ class ReferenceEngine:
             return self._reject(words, c, codes.R_INVALID_PRICE)
         if has_stop and c.stop_price < 1:
             return self._reject(words, c, codes.R_INVALID_STOP)
+        reason = self.books[stop.instrument].rules_reason(
+            has_price, c.price, c.stop_price if has_stop else None, c.qty if has_qty else None
+        )
+        if reason:
+            return self._reject(words, c, reason)
+        if (
+            has_qty
+            and c.qty > stop.qty
+            and self._risk_breach(stop.account, stop.instrument, stop.side, c.qty - stop.qty, c.qty)
+        ):
+            return self._reject(words, c, codes.R_RISK_LIMIT)
         new_qty = c.qty if has_qty else stop.qty
         if new_qty == 0:
             self._remove_stop(stop)
@@ -528,6 +585,62 @@ class ReferenceEngine:
         """``time``: only moves the clock (done before every command); an out-of-range ts is rejected."""
         if c.flags & codes.OUT_OF_RANGE:
             self._reject(words, c, codes.R_OUT_OF_RANGE)
+
+    def _instrument(self, c: CommandRecord, words: list) -> None:
+        """Set (replace) an instrument's rules; the fields as ``codes.COMMAND_DTYPE``'s comment maps them."""
+        tick, lot, min_qty, max_qty, band, ref_price = (
+            c.stop_price,
+            c.account,
+            c.display_qty,
+            c.qty,
+            c.expire_ts,
+            c.price,
+        )
+        if (
+            c.flags & codes.OUT_OF_RANGE
+            or not 0 <= tick <= codes.MAX_PRICE
+            or not 0 <= lot <= codes.MAX_QTY
+            or not 0 <= min_qty <= codes.MAX_QTY
+            or not 0 <= max_qty <= codes.MAX_QTY
+            or not 0 <= band <= codes.MAX_PRICE
+            or not 0 <= ref_price <= codes.MAX_PRICE
+        ):
+            return self._reject(words, c, codes.R_OUT_OF_RANGE)
+        book = self.books.get(c.instrument)
+        if book is None:
+            book = self.books[c.instrument] = Book(c.instrument)
+        book.rules = (tick or 1, lot or 1, min_qty, max_qty, band, ref_price)
+        return None
+
+    def _risk(self, c: CommandRecord, words: list) -> None:
+        """Set (replace) an account's limits: qty = max_open_qty, display_qty = max_position."""
+        if (
+            c.flags & codes.OUT_OF_RANGE
+            or not 0 <= c.qty <= codes.MAX_QTY
+            or not 0 <= c.display_qty <= codes.MAX_QTY
+        ):
+            return self._reject(words, c, codes.R_OUT_OF_RANGE)
+        self.risk[c.account] = [c.qty, c.display_qty]
+        return None
+
+    def _open_qty(self, account: int) -> int:
+        """The open qty of an account's resting orders and waiting stops. O(orders): the spec, not fast."""
+        total = sum(
+            o.open for book in self.books.values() for o in book.live_orders() if o.account == account
+        )
+        return total + sum(s.qty for s in self.stops.values() if s.account == account)
+
+    def _risk_breach(self, account: int, instrument: int, side: int, more_open: int, qty: int) -> bool:
+        """Could an order of ``qty`` (adding ``more_open`` open qty) breach the account's limits?"""
+        limits = self.risk.get(account)
+        if limits is None:
+            return False
+        max_open, max_position = limits
+        if max_open and self._open_qty(account) + more_open > max_open:
+            return True
+        pos = self.positions.get((account, instrument), 0)
+        pos = pos + qty if side == codes.SIDE_BUY else pos - qty
+        return bool(max_position) and abs(pos) > max_position
 
     def _end_of_day(self, c: CommandRecord, words: list) -> None:
         """Every DAY order of the instrument, resting or a waiting stop, expires in acceptance order."""
@@ -638,6 +751,13 @@ class ReferenceEngine:
             maker.visible -= qty
             maker.open -= qty
             level.total -= qty
+            book.last_price = level.price
+            if self.risk:
+                sign = 1 if taker.side == codes.SIDE_BUY else -1
+                for account, signed in ((taker.account, sign * qty), (maker.account, -sign * qty)):
+                    if account in self.risk:
+                        key = (account, taker.instrument)
+                        self.positions[key] = self.positions.get(key, 0) + signed
             lo_hi = self._prints
             self._prints = (
                 (level.price, level.price)
@@ -782,6 +902,18 @@ class ReferenceEngine:
                 h = absorb(h, len(stops))
         if self.now:
             h = absorb(h, self.now)
+        for instrument in sorted(self.books):
+            book = self.books[instrument]
+            if book.rules is not None:  # instrument rules, and the print their band is around
+                for v in (instrument, *book.rules, book.last_price):
+                    h = absorb(h, v)
+        for account in sorted(self.risk):  # risk limits and the positions they watch
+            for v in (account, *self.risk[account]):
+                h = absorb(h, v)
+            held = sorted((i, p) for (a, i), p in self.positions.items() if a == account and p)
+            for i, p in held:
+                h = absorb(absorb(h, i), p)
+            h = absorb(h, len(held))
         return h
 
     # ----- snapshot ----------------------------------------------------------------
@@ -792,6 +924,10 @@ class ReferenceEngine:
             "digest": self.digest,
             "commands_applied": self.commands_applied,
             "now": self.now,
+            "risk": [
+                [a, *self.risk[a], sorted([i, p] for (acct, i), p in self.positions.items() if acct == a)]
+                for a in sorted(self.risk)
+            ],
             "books": [
                 [
                     instrument,
@@ -804,6 +940,7 @@ class ReferenceEngine:
                         list(s.words())
                         for s in sorted(self.books[instrument].stops.values(), key=lambda s: s.seq)
                     ],
+                    [self.books[instrument].last_price, self.books[instrument].rules],
                 ]
                 for instrument in sorted(self.books)
             ],
@@ -846,6 +983,9 @@ class ReferenceEngine:
                 e.orders[oid] = o
                 if o.tif == codes.TIF_GTD:
                     e.expiries.append((o.expire_ts, o.seq, oid))
+            if len(rest) > 1:
+                book.last_price, rules = rest[1]
+                book.rules = tuple(rules) if rules is not None else None
             for words in rest[0] if rest else []:
                 stop = Stop(CommandRecord(), 0)
                 stop.instrument = instrument
@@ -864,6 +1004,10 @@ class ReferenceEngine:
                 if stop.tif == codes.TIF_GTD:
                     e.expiries.append((stop.expire_ts, stop.seq, stop.id))
         heapq.heapify(e.expiries)
+        for account, max_open, max_position, positions in body.get("risk", []):
+            e.risk[account] = [max_open, max_position]
+            for instrument, pos in positions:
+                e.positions[(account, instrument)] = pos
         return e
 
     # ----- invariants ----------------------------------------------------------------

@@ -235,3 +235,173 @@ def command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
             issued.append((cmd["instrument"], cmd["id"]))
         out.append(cmd)
     return out
+
+
+# ----- time, expiry and stops (issue 19) ------------------------------------------------
+
+# Stop prices cluster on the same few ticks as limit prices, so most trades reach some stop
+# and cascades are common; expiries land a few ticks of time ahead, so they fall due often.
+stop_prices = _mostly(st.sampled_from((MID, MID, MID - 1, MID + 1, MID - 2, MID + 2)), 1, MAX_PRICE)
+
+
+@st.composite
+def timed_orders(draw) -> dict:
+    """A ``new`` order that waits or expires: a stop, a stop-limit, or a DAY/GTD limit order."""
+    d = draw(new_orders())
+    # Their own ids: a stop may wait long, and would otherwise make most new ids duplicates.
+    d["id"] = draw(st.integers(min_value=17, max_value=48))
+    kind = draw(st.sampled_from(("stop_limit", "stop", "stop_limit", "DAY", "GTD", "GTD")))
+    if kind in ("stop", "stop_limit"):
+        d["type"] = kind
+        d["stop_price"] = draw(stop_prices)
+        d.pop("post_only", None)
+        if kind == "stop":
+            d.pop("price", None)
+        else:
+            d.setdefault("price", draw(prices))
+        d["tif"] = draw(st.sampled_from(("GTC", "GTC", "IOC", "DAY", "GTD")))
+    else:
+        d["type"] = "limit"
+        d.setdefault("price", draw(prices))
+        d["tif"] = kind
+    if d["tif"] == "GTD":
+        d["expire_ts"] = draw(st.integers(min_value=1, max_value=12))  # made relative below
+    return d
+
+
+@st.composite
+def timed_commands(draw) -> dict:
+    """One command of the issue-19 kind: a timed order, a ``time``, an ``end_of_day``, a stop
+    replace, an ``instrument`` (rules), a ``risk`` (limits)."""
+    how = draw(st.integers(0, 11))
+    if how == 11:
+        return {
+            "op": "risk",
+            "account": draw(accounts),
+            "max_open_qty": draw(st.sampled_from((0, 10, 40))),
+            "max_position": draw(st.sampled_from((0, 5, 20))),
+        }
+    if how == 10:
+        return {
+            "op": "instrument",
+            "instrument": draw(instruments),
+            "tick": draw(st.sampled_from((0, 1, 2))),
+            "lot": draw(st.sampled_from((0, 1, 2))),
+            "min_qty": draw(st.sampled_from((0, 0, 2))),
+            "max_qty": draw(st.sampled_from((0, 0, 30))),
+            "band": draw(st.sampled_from((0, 2, 5))),
+            "ref_price": draw(st.sampled_from((0, MID))),
+        }
+    if how < 6:
+        return draw(timed_orders())
+    if how < 8:
+        return {"op": "time", "ts": 0}  # ts set below
+    if how < 9:
+        return {"op": "end_of_day", "instrument": draw(instruments)}
+    d = draw(replaces())
+    d["stop_price"] = draw(stop_prices)
+    return d
+
+
+@st.composite
+def stop_runs(draw, first_id: int) -> list[dict]:
+    """Resting orders on both sides, stops clustered just beyond them, then an aggressor.
+
+    The aggressor's prints reach some stops, whose entries print further and reach more:
+    a trigger cascade (ids from ``first_id``, fresh in the session).
+    """
+    instrument = draw(st.sampled_from((1, 1, 2)))
+    out: list[dict] = []
+    oid = first_id
+    for side, prices_ in (("sell", (MID, MID + 1, MID + 2, MID + 3)), ("buy", (MID - 1, MID - 2, MID - 3))):
+        for price in draw(st.lists(st.sampled_from(prices_), min_size=1, max_size=4)):
+            out.append(
+                {
+                    "op": "new",
+                    "instrument": instrument,
+                    "id": oid,
+                    "side": side,
+                    "price": price,
+                    "qty": draw(st.sampled_from((1, 2, 3, 5))),
+                }
+            )
+            oid += 1
+    for _ in range(draw(st.integers(1, 5))):
+        side = draw(st.sampled_from(("buy", "sell")))
+        stop = {
+            "op": "new",
+            "instrument": instrument,
+            "id": oid,
+            "side": side,
+            "type": draw(st.sampled_from(("stop", "stop_limit"))),
+            "qty": draw(st.sampled_from((1, 2, 4))),
+            "stop_price": draw(st.sampled_from((MID - 2, MID - 1, MID, MID + 1, MID + 2))),
+        }
+        if stop["type"] == "stop_limit":
+            stop["price"] = stop["stop_price"] + draw(st.sampled_from((-1, 0, 1, 2)))
+            stop["tif"] = draw(st.sampled_from(("GTC", "IOC", "DAY", "GTD")))
+            if stop["tif"] == "GTD":
+                stop["expire_ts"] = draw(st.integers(min_value=1, max_value=12))
+        if draw(st.integers(0, 2)) == 0:
+            stop["account"], stop["stp"] = draw(accounts), draw(stps)
+        out.append(stop)
+        oid += 1
+    out.append(
+        {
+            "op": "new",
+            "instrument": instrument,
+            "id": oid,
+            "side": draw(st.sampled_from(("buy", "sell"))),
+            "price": draw(st.sampled_from((MID - 3, MID - 1, MID, MID + 1, MID + 3))),
+            "qty": draw(st.sampled_from((1, 3, 6, 10))),
+            "tif": draw(st.sampled_from(("IOC", "GTC"))),
+        }
+    )
+    return out
+
+
+_TIMED = st.one_of(timed_commands(), new_orders(), new_orders(), commands())
+
+
+@st.composite
+def timed_command_lists(draw, min_size: int = 8, max_size: int = 100) -> list[dict]:
+    """A session mixing the classic commands with stops, DAY/GTD orders, ``time`` and ``end_of_day``.
+
+    Every command carries a ``ts`` that mostly steps forward by a few units (now and then
+    it stays, goes back, or is absent: time never goes back in the engine); a GTD order's
+    ``expire_ts`` is a few units past its own ts, so expiries fall due within the session.
+    Cancels and replaces are mostly aimed at orders the session sent, stops included.
+    """
+    n = draw(st.integers(min_value=min_size, max_value=max_size), label="length")
+    issued: list[tuple[int, int]] = []
+    out = []
+    ts = 0
+    for _ in range(n):
+        if draw(st.integers(0, 7)) == 0:
+            for cmd in draw(stop_runs(5000 + 100 * len(out))):
+                ts += draw(st.sampled_from((0, 1)))
+                cmd["ts"] = ts
+                if "expire_ts" in cmd:
+                    cmd["expire_ts"] += ts
+                issued.append((cmd["instrument"], cmd["id"]))
+                out.append(cmd)
+            continue
+        cmd = draw(_TIMED)
+        ts += draw(st.sampled_from((0, 1, 1, 2, 3, 5)))
+        when = draw(st.sampled_from(("now", "now", "now", "now", "back", "none")))
+        cmd_ts = ts if when == "now" else max(0, ts - 4) if when == "back" else None
+        op = cmd.get("op")
+        if op == "time":
+            cmd["ts"] = ts
+        elif cmd_ts is not None:
+            cmd["ts"] = cmd_ts
+        if type(cmd.get("expire_ts")) is int:
+            cmd["expire_ts"] += ts - 2  # may already be past: invalid_expiry
+        if cmd.get("type") in ("stop", "stop_limit") and draw(st.integers(0, 3)):
+            cmd["id"] = 1000 + len(out)  # mostly a fresh id: a waiting stop holds its id for long
+        if op in ("cancel", "replace") and issued and draw(st.integers(0, 4)):
+            cmd["instrument"], cmd["id"] = draw(st.sampled_from(issued))
+        elif op == "new" and type(cmd.get("id")) is int and type(cmd.get("instrument")) is int:
+            issued.append((cmd["instrument"], cmd["id"]))
+        out.append(cmd)
+    return out

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import matching
 from matching import ReferenceEngine, command_array, events_from_array
-from tests.strategies import EXTREME_IDS, INSTRUMENTS, command_lists
+from tests.strategies import EXTREME_IDS, INSTRUMENTS, command_lists, timed_command_lists
 
 pytestmark = [
     pytest.mark.skipif(matching.Engine is None, reason="extension not built"),
@@ -37,6 +37,8 @@ def _state(e) -> tuple:
         e.digest,
         e.book_digest(),
         e.commands_applied,
+        [e.bbo(i) for i in INSTRUMENTS],
+        e.waiting_stops,
     )
 
 
@@ -49,7 +51,14 @@ def _call(e, cmd: dict) -> list:
             return e.submit(**args)
         if op == "cancel" and args.keys() == {"instrument", "id"}:
             return e.cancel(**args)
-        if op == "replace" and {"instrument", "id"} <= args.keys() <= {"instrument", "id", "price", "qty"}:
+        if op == "replace" and {"instrument", "id"} <= args.keys() <= {
+            "instrument",
+            "id",
+            "price",
+            "qty",
+            "stop_price",
+            "ts",
+        }:
             return e.replace(**args)
         if op == "mass_cancel" and args.keys() <= {"account", "instrument"}:
             return e.mass_cancel(**args)
@@ -58,7 +67,7 @@ def _call(e, cmd: dict) -> list:
     return e.apply(cmd)
 
 
-@given(command_lists())
+@given(st.one_of(command_lists(), timed_command_lists()))
 def test_every_command_matches_the_reference(cmds):
     ref = ReferenceEngine()
     fast = matching.Engine(capacity=4)  # tiny: the pool must grow under the test
@@ -80,7 +89,7 @@ def test_every_command_matches_the_reference(cmds):
     batch._check()
 
 
-@given(command_lists())
+@given(st.one_of(command_lists(), timed_command_lists()))
 def test_per_call_api_matches_the_reference(cmds):
     ref = ReferenceEngine()
     fast = matching.Engine()
@@ -91,7 +100,7 @@ def test_per_call_api_matches_the_reference(cmds):
     fast._check()
 
 
-@given(command_lists(min_size=2), st.data())
+@given(st.one_of(command_lists(min_size=2), timed_command_lists(min_size=2)), st.data())
 def test_snapshot_restore_does_not_change_the_future(cmds, data):
     cut = data.draw(st.integers(min_value=0, max_value=len(cmds)), label="cut")
     ref = ReferenceEngine()
@@ -111,7 +120,9 @@ def test_snapshot_restore_does_not_change_the_future(cmds, data):
 
 
 @settings(max_examples=40)
-@given(st.lists(command_lists(max_size=30), min_size=1, max_size=4))
+@given(
+    st.lists(st.one_of(command_lists(max_size=30), timed_command_lists(max_size=30)), min_size=1, max_size=4)
+)
 def test_several_batches_chain_like_one(chunks):
     whole = matching.Engine()
     pieces = matching.Engine()

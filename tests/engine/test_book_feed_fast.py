@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 import matching
 from matching import BookFeed, command_array
-from tests.strategies import INSTRUMENTS, command_lists
+from tests.strategies import INSTRUMENTS, command_lists, timed_command_lists
 
 fast = pytest.importorskip("matching._book_feed")
 pytestmark = pytest.mark.skipif(matching.Engine is None, reason="the native engine is not built")
 
 
-@given(cmds=command_lists(), data=st.data())
+@given(cmds=st.one_of(command_lists(), timed_command_lists()), data=st.data())
 def test_the_c_feed_writes_the_python_feeds_updates(cmds, data):
     from replication.protocol.market_data import encode_updates
 

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 
 import matching
 from matching import (
+    Accepted,
     BboUpdate,
     BookFeed,
     LocalBook,
     ReferenceEngine,
     Trade,
     TradeUpdate,
+    Triggered,
     command_array,
     command_record,
     depth_checksum,
@@ -31,7 +33,7 @@ from matching import (
 )
 from matching.market_data import APPLIED
 from tests.engine.test_market_data import PUBLIC_FIELDS  # noqa: E402
-from tests.strategies import INSTRUMENTS, command_lists
+from tests.strategies import INSTRUMENTS, command_lists, timed_command_lists
 
 ENGINES = [ReferenceEngine]
 if matching.Engine is not None:
@@ -62,7 +64,7 @@ def _aggressor_side(engine, cmd: dict) -> str | None:
 
 
 @pytest.mark.parametrize("engine_cls", ENGINES, ids=lambda cls: cls.__name__)
-@given(cmds=command_lists(), data=st.data())
+@given(cmds=st.one_of(command_lists(), timed_command_lists()), data=st.data())
 def test_books_rebuilt_from_the_feed_equal_the_engine_at_every_seq(engine_cls, cmds, data):
     cut = data.draw(st.integers(min_value=0, max_value=len(cmds)), label="snapshot before command")
     # Every instrument the flow names, as the engine reads them ("instrument": None is 0), subscribed to.
@@ -74,6 +76,7 @@ def test_books_rebuilt_from_the_feed_equal_the_engine_at_every_seq(engine_cls, c
         assert from_start.load(feed.snapshot(ins))
     last_seq = dict.fromkeys(instruments, 0)
     every_update = []
+    stop_sides: dict[int, str] = {}
     for i, cmd in enumerate(cmds):
         if i == cut:
             for ins in instruments:
@@ -97,7 +100,17 @@ def test_books_rebuilt_from_the_feed_equal_the_engine_at_every_seq(engine_cls, c
             if i >= cut:
                 assert late.apply(u) == APPLIED
         trades = [u for u in updates if type(u) is TradeUpdate]
-        expected = [(e.instrument, e.price, e.qty, aggressor) for e in events if type(e) is Trade]
+        # A triggered stop aggresses with its own side (it was accepted by an earlier command).
+        triggered: set[int] = set()
+        expected = []
+        for e in events:
+            if type(e) is Triggered:
+                triggered.add(e.id)
+            elif type(e) is Trade:
+                side = stop_sides[e.taker] if e.taker in triggered else aggressor
+                expected.append((e.instrument, e.price, e.qty, side))
+        if cmd.get("type") in ("stop", "stop_limit") and events and type(events[-1]) is Accepted:
+            stop_sides[cmd["id"]] = cmd["side"]
         assert [(u.instrument, u.price, u.qty, u.aggressor) for u in trades] == expected
         for ins in instruments:
             depth = engine.depth(ins)

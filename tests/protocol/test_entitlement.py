@@ -115,9 +115,10 @@ def test_the_event_struct_is_the_engines_record():
 
 
 def test_not_entitled_is_a_new_reason_at_the_end():
-    assert codes.REJECT_REASONS[-1] == "not_entitled"
+    # It was appended after fok_unfilled; issue 19's reasons came after it, so its code stays 18.
+    assert codes.REJECT_REASONS[17] == "not_entitled"
     assert codes.REASON_NAMES[codes.R_NOT_ENTITLED] == "not_entitled"
-    assert codes.R_NOT_ENTITLED == len(codes.REJECT_REASONS) < 32  # below the cancel reasons
+    assert codes.R_NOT_ENTITLED == 18 and len(codes.REJECT_REASONS) < 32  # below the cancel reasons
     assert codes.R_FOK_UNFILLED == 17  # the existing codes did not move
 
 
