@@ -1,7 +1,7 @@
 """The group's time: the sequencer's stamp on every command, and the idle ``time`` command.
 
 For: what the primary needs to make time an input of the replicated engine
-(DESIGN.md "Time is an input"): the clock it is given (``Clock``: the
+(docs/operations.md, "The group's time"): the clock it is given (``Clock``: the
 machine's ``now`` -> nanoseconds; ``virtual_clock`` is the default and the
 simulator's), the stamp rule (``next_stamp``: never below the last applied
 entry's ``ts``, so it never decreases across batches, epochs and fail-overs),

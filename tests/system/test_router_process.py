@@ -41,8 +41,9 @@ def ports_of(g: Group) -> set[str]:
 def two_groups():
     made: list[Group] = []
     try:
-        made.append(Group(("a", "b"), "sync"))
-        made.append(Group(("a", "b"), "sync"))
+        # No idle time commands (time_interval_ms = 0): the tests count each group's seqs.
+        made.append(Group(("a", "b"), "sync", extra={"time_interval_ms": 0}))
+        made.append(Group(("a", "b"), "sync", extra={"time_interval_ms": 0}))
         # Group picks its ports when it is made and binds them later: two groups of one
         # process never share one (demo.free_ports remembers what it handed out).
         assert not ports_of(made[0]) & ports_of(made[1])
