@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replication.client")
 
+# Why a switch followed a refusal's leader hint (``ClientCore._switch``): a request's, an execution
+# report fetch's or a query's.
+REDIRECTS = frozenset({"redirect", "report_redirect", "query_redirect"})
+
 NEVER = float("-inf")
 # A request answered ``busy`` (the primary holds max_in_flight of ours) is re-sent after this,
 # doubled with each busy answer it gets, up to half the retry timeout. The primary did not
@@ -193,6 +197,9 @@ class ClientCore:
         self.timers: list[Timer] = []  # the retry heap; may hold stale items
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
+        # The node a refusal's leader hint last moved us away from, and when (None: none yet):
+        # a hint back to it soon after is a standby's stale word (see follow_hint).
+        self.redirected_from: tuple[str, float] | None = None
         self.counters: dict[str, int] = {}
         # Execution reports (``reports``: fetched once the session is open) and queries.
         self.feed = ReportFeed(self, resume_from)
@@ -328,6 +335,8 @@ class ClientCore:
             why,
             len(self.pending),
         )
+        if why in REDIRECTS:
+            self.redirected_from = (self.primary, now)
         self.primary = node
         self.count("switches")
         return [self._send(rid, p, now) for rid, p in self.pending.items()]
@@ -371,6 +380,14 @@ class ClientCore:
         (re-sending every unanswered request there), or the next node if it named none or
         itself; stay if it named a node we lost (it is about to be replaced: ask again soon)."""
         here = src if isinstance(src, str) else self.primary
+        back = self.redirected_from
+        if back is not None and hint == back[0] and hint != src and now - back[1] < self.retry_timeout:
+            # A planned switchover: the old primary's refusal sent us here, to its target, which
+            # (a standby until the witness's grant) still names the old primary as its leader.
+            # Following that back would move every request to a node that only refuses them
+            # and bounce between the two until the target serves: ask here again soon instead.
+            self.count("redirects_back_ignored")
+            return []
         if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
             target = hint
         elif not hint or hint == src:
