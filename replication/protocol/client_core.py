@@ -378,7 +378,10 @@ class ClientCore:
     def follow_hint(self, src: wire.Address, hint: str, now: float, why: str) -> list[Output]:
         """A node refused (``NOT_PRIMARY``/``UNAVAILABLE``) naming ``hint`` as leader: believe it
         (re-sending every unanswered request there), or the next node if it named none or
-        itself; stay if it named a node we lost (it is about to be replaced: ask again soon)."""
+        itself; stay if it named a node we lost (it is about to be replaced: ask again soon), or
+        the node a refusal moved us away from less than ``retry_timeout`` ago (``redirected_from``:
+        a switchover's target names the old primary until it serves). Used by the report feed and
+        the queries; a request's own refusal is :meth:`on_reply`'s."""
         here = src if isinstance(src, str) else self.primary
         back = self.redirected_from
         if back is not None and hint == back[0] and hint != src and now - back[1] < self.retry_timeout:
