@@ -54,10 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replication.client")
 
-# Why a switch followed a refusal's leader hint (``ClientCore._switch``): a request's, an execution
-# report fetch's or a query's.
-REDIRECTS = frozenset({"redirect", "report_redirect", "query_redirect"})
-
 NEVER = float("-inf")
 # A request answered ``busy`` (the primary holds max_in_flight of ours) is re-sent after this,
 # doubled with each busy answer it gets, up to half the retry timeout. The primary did not
@@ -198,7 +194,8 @@ class ClientCore:
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
         # The node a refusal's leader hint last moved us away from, and when (None: none yet):
-        # a hint back to it soon after is a standby's stale word (see follow_hint).
+        # a hint back to it soon after is a standby's stale word (see follow_hint). A move to
+        # the next node (a refusal that named no other leader) is not one.
         self.redirected_from: tuple[str, float] | None = None
         self.counters: dict[str, int] = {}
         # Execution reports (``reports``: fetched once the session is open) and queries.
@@ -323,8 +320,9 @@ class ClientCore:
         self._set_timer(rid, p, now + (wait or self.retry_timeout))
         return Send(self.primary, wire.Request(self.client_id, rid, p.command))
 
-    def _switch(self, node: str, now: float, why: str) -> list[Output]:
-        """Believe ``node`` is primary now and re-send everything unanswered to it."""
+    def _switch(self, node: str, now: float, why: str, hinted: bool = False) -> list[Output]:
+        """Believe ``node`` is primary now and re-send everything unanswered to it (``hinted``: a
+        refusal named it as leader; remembered in ``redirected_from``)."""
         if node == self.primary:
             return []
         log.info(
@@ -335,7 +333,7 @@ class ClientCore:
             why,
             len(self.pending),
         )
-        if why in REDIRECTS:
+        if hinted:
             self.redirected_from = (self.primary, now)
         self.primary = node
         self.count("switches")
@@ -392,12 +390,10 @@ class ClientCore:
             self.count("redirects_back_ignored")
             return []
         if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
-            target = hint
-        elif not hint or hint == src:
-            target = self._next_node(here, now)
-        else:
-            return []
-        return self._switch(target, now, why)
+            return self._switch(hint, now, why, hinted=True)
+        if not hint or hint == src:
+            return self._switch(self._next_node(here, now), now, why)
+        return []
 
     def lose_primary(self, now: float) -> list[Output]:
         """The believed primary went silent (a fetch or query timed out): suspect it, move on."""
@@ -480,7 +476,7 @@ class ClientCore:
         else:
             target, why = here, "hint_lost"  # the hint is a node we lost: ask here again shortly
         if p.bounces <= 1 and target != self.primary:
-            return self._switch(target, now, why)  # first bounce: follow at once
+            return self._switch(target, now, why, hinted=why == "redirect")  # first bounce: follow at once
         # Bounced before: two nodes mid-hand-over may point at each other, so wait
         # a little (growing) before the re-send; tick() sends it to the new target.
         if target != self.primary:
