@@ -193,6 +193,10 @@ class ClientCore:
         self.timers: list[Timer] = []  # the retry heap; may hold stale items
         self.suspect_until: dict[str, float] = {n: NEVER for n in self.nodes}
         self.heard_at: dict[str, float] = {n: NEVER for n in self.nodes}  # last reply from each node
+        # The node a refusal's leader hint last moved us away from, and when (None: none yet):
+        # a hint back to it soon after is a standby's stale word (see follow_hint). A move to
+        # the next node (a refusal that named no other leader) is not one.
+        self.redirected_from: tuple[str, float] | None = None
         self.counters: dict[str, int] = {}
         # Execution reports (``reports``: fetched once the session is open) and queries.
         self.feed = ReportFeed(self, resume_from)
@@ -316,8 +320,9 @@ class ClientCore:
         self._set_timer(rid, p, now + (wait or self.retry_timeout))
         return Send(self.primary, wire.Request(self.client_id, rid, p.command))
 
-    def _switch(self, node: str, now: float, why: str) -> list[Output]:
-        """Believe ``node`` is primary now and re-send everything unanswered to it."""
+    def _switch(self, node: str, now: float, why: str, hinted: bool = False) -> list[Output]:
+        """Believe ``node`` is primary now and re-send everything unanswered to it (``hinted``: a
+        refusal named it as leader; remembered in ``redirected_from``)."""
         if node == self.primary:
             return []
         log.info(
@@ -328,6 +333,8 @@ class ClientCore:
             why,
             len(self.pending),
         )
+        if hinted:
+            self.redirected_from = (self.primary, now)
         self.primary = node
         self.count("switches")
         return [self._send(rid, p, now) for rid, p in self.pending.items()]
@@ -369,15 +376,24 @@ class ClientCore:
     def follow_hint(self, src: wire.Address, hint: str, now: float, why: str) -> list[Output]:
         """A node refused (``NOT_PRIMARY``/``UNAVAILABLE``) naming ``hint`` as leader: believe it
         (re-sending every unanswered request there), or the next node if it named none or
-        itself; stay if it named a node we lost (it is about to be replaced: ask again soon)."""
+        itself; stay if it named a node we lost (it is about to be replaced: ask again soon), or
+        the node a refusal moved us away from less than ``retry_timeout`` ago (``redirected_from``:
+        a switchover's target names the old primary until it serves). Used by the report feed and
+        the queries; a request's own refusal is :meth:`on_reply`'s."""
         here = src if isinstance(src, str) else self.primary
-        if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
-            target = hint
-        elif not hint or hint == src:
-            target = self._next_node(here, now)
-        else:
+        back = self.redirected_from
+        if back is not None and hint == back[0] and hint != src and now - back[1] < self.retry_timeout:
+            # A planned switchover: the old primary's refusal sent us here, to its target, which
+            # (a standby until the witness's grant) still names the old primary as its leader.
+            # Following that back would move every request to a node that only refuses them
+            # and bounce between the two until the target serves: ask here again soon instead.
+            self.count("redirects_back_ignored")
             return []
-        return self._switch(target, now, why)
+        if hint and hint in self.suspect_until and hint != src and self.suspect_until[hint] <= now:
+            return self._switch(hint, now, why, hinted=True)
+        if not hint or hint == src:
+            return self._switch(self._next_node(here, now), now, why)
+        return []
 
     def lose_primary(self, now: float) -> list[Output]:
         """The believed primary went silent (a fetch or query timed out): suspect it, move on."""
@@ -460,7 +476,7 @@ class ClientCore:
         else:
             target, why = here, "hint_lost"  # the hint is a node we lost: ask here again shortly
         if p.bounces <= 1 and target != self.primary:
-            return self._switch(target, now, why)  # first bounce: follow at once
+            return self._switch(target, now, why, hinted=why == "redirect")  # first bounce: follow at once
         # Bounced before: two nodes mid-hand-over may point at each other, so wait
         # a little (growing) before the re-send; tick() sends it to the new target.
         if target != self.primary:

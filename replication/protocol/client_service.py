@@ -10,7 +10,8 @@ on every node), and can resume after a restart from a group seq; and
 Not for: sockets, clocks, or turning reports into dicts (``client``).
 
 Both follow the core's primary (``ClientCore.primary``): a ``NOT_PRIMARY``
-answer with a leader hint moves the core there (as a request's would), and a
+answer with a leader hint moves the core there (as a request's would; not back
+to the node a refusal just moved it from: ``ClientCore.follow_hint``), and a
 primary silent past ``fetch_timeout`` is lost for them as for requests.
 """
 

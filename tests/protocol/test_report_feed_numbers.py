@@ -72,3 +72,32 @@ def test_the_feed_invariants_catch_a_number_going_back_and_reports_out_of_seq_or
     core.feed.after = 1
     with pytest.raises(AssertionError, match="went back from report 2"):
         core.feed.invariants(ordered_seqs=False)
+
+
+def test_a_fetch_refused_by_a_switchover_target_does_not_send_the_client_back():
+    """A paced client over a planned switchover a -> b (seen on real processes, issue 18).
+
+    At the Handover a refuses the held requests naming b: the client moves there. b, a standby
+    until the witness's grant, refuses the report fetch naming its leader a. Followed, that hint
+    moved every request back to a (which only refuses them again) and the client bounced between
+    the two until b served. It stays on b and fetches again shortly; once the window has passed
+    (a real redirect back), the hint is followed again.
+    """
+    core, _ = opened_core(None)
+    rid, _ = core.submit(b"x" * wire.COMMAND_SIZE, 0.001)
+    core.handle("a", wire.Reports(7, 3, wire.OK, 7, records=report(11, 1)), 0.001)  # fetch now at a
+    moved = core.handle("a", wire.Reply(7, rid, wire.NOT_PRIMARY, 1, 0, "b"), 0.002)
+    assert core.primary == "b" and [(o.dest, o.msg.request_id) for o in moved] == [("b", rid)]
+    # The fetch outstanding at a is refused too (a parked it); it follows to b.
+    core.handle("a", wire.Reports(7, 3, wire.NOT_PRIMARY, 0, leader="b"), 0.0021)
+    fetch = [o for o in core.tick(0.0032) if isinstance(o.msg, wire.ReportFetch)]
+    assert [o.dest for o in fetch] == ["b"]
+    # b, not serving yet, names a: the client stays on b, nothing is re-sent to a.
+    out = core.handle("b", wire.Reports(7, 3, wire.NOT_PRIMARY, 0, leader="a"), 0.0033)
+    assert core.primary == "b" and out == []
+    assert core.counters["redirects_back_ignored"] == 1
+    again = [o for o in core.tick(0.0054) if isinstance(o.msg, wire.ReportFetch)]
+    assert [o.dest for o in again] == ["b"]
+    # Past the window, b's word is taken (a serves after all): everything moves back to a.
+    late = core.handle("b", wire.Reports(7, 3, wire.NOT_PRIMARY, 0, leader="a"), 0.002 + core.retry_timeout)
+    assert core.primary == "a" and ("a", rid) in [(o.dest, getattr(o.msg, "request_id", None)) for o in late]
