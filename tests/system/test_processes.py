@@ -41,8 +41,15 @@ def flow(c, first, n, window=16):
     return acked
 
 
-# For the tests that count seqs: no idle time commands (a wall-clock second of idling adds one).
-NO_IDLE_TIME = {"time_interval_ms": 0}
+@pytest.fixture
+def group(group):
+    """The conftest's ``group``, without idle time commands (``time_interval_ms = 0``): these
+    tests count seqs, and every wall-clock second a group idles would add one."""
+
+    def make(*args, extra=None, **kw):
+        return group(*args, extra={"time_interval_ms": 0, **(extra or {})}, **kw)
+
+    return make
 
 
 def test_sigkill_of_primary_loses_nothing_and_executes_nothing_twice():
@@ -54,7 +61,7 @@ def test_sigkill_of_primary_loses_nothing_and_executes_nothing_twice():
 
 
 def test_fenced_old_primary_rejoins_as_standby(group):
-    g = group(("a", "b"), "sync", extra=NO_IDLE_TIME)
+    g = group(("a", "b"), "sync")
     g.start_all()
     g.wait_ready()
     c = g.client(11, retry_timeout=0.02)
@@ -85,7 +92,7 @@ def test_fenced_old_primary_rejoins_as_standby(group):
 
 def test_whole_group_restart_comes_back_with_every_acked_order(group):
     """Every process stopped, then restarted with the last primary as a standby: it serves again by itself."""
-    g = group(("a", "b"), "sync", extra=NO_IDLE_TIME)
+    g = group(("a", "b"), "sync")
     g.start_all()
     g.wait_ready()
     c = g.client(13, retry_timeout=0.02)
@@ -121,7 +128,7 @@ def test_whole_group_restart_comes_back_with_every_acked_order(group):
 def test_two_primaries_killed_in_turn_lose_nothing_and_the_group_comes_back_whole(group):
     """Three nodes: the primary is SIGKILLed, then the node that took over; the last standby
     serves, and both dead nodes come back as standbys of the newest epoch with its journal."""
-    g = group(("a", "b", "c"), "sync", extra=NO_IDLE_TIME)
+    g = group(("a", "b", "c"), "sync")
     g.start_all()
     g.wait_ready()
     c = g.client(15, retry_timeout=0.02)
