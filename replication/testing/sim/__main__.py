@@ -57,6 +57,7 @@ def _one(args: tuple[int, str, str, str, int]) -> dict[str, Any]:
             "forged_refused": 0,
             "time_entries": 0,
             "orders_expired": 0,
+            "stops_triggered": 0,
         }
 
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "forged_refused": 0,
         "time_entries": 0,  # the primaries' idle time commands in the histories (timekeeping)
         "orders_expired": 0,  # GTD orders the histories expired
+        "stops_triggered": 0,  # stop orders the histories triggered
         "with_reports": 0,  # schedules whose clients took execution reports (check_reports)
         "reports_taken": 0,
         "reports_gone": 0,
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         total["forged_refused"] += r["forged_refused"]
         total["time_entries"] += r["time_entries"]
         total["orders_expired"] += r["orders_expired"]
+        total["stops_triggered"] += r["stops_triggered"]
         figures = r.get("reports")
         if figures is not None:
             total["with_reports"] += 1
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "forged_refused",
             "time_entries",
             "orders_expired",
+            "stops_triggered",
             "with_reports",
             "reports_taken",
             "reports_gone",

@@ -151,6 +151,7 @@ class Report:
     forged_refused: int = 0  # the outsider's forgeries, every one refused by trust.Policy
     time_entries: int = 0  # the primaries' idle time commands in the history (timekeeping)
     orders_expired: int = 0  # GTD orders the history expired (cancelled, reason expired)
+    stops_triggered: int = 0  # stop orders the history triggered
     reports: dict | None = None  # schedules with reports: check_reports.ReportFigures
 
     def as_dict(self) -> dict:
@@ -175,6 +176,7 @@ class Report:
             "forged_refused": self.forged_refused,
             "time_entries": self.time_entries,
             "orders_expired": self.orders_expired,
+            "stops_triggered": self.stops_triggered,
         }
 
 
@@ -243,7 +245,7 @@ def check_sim(sim: Sim) -> Report:
     # The sequencer's stamps: never decreasing, never a client's own; client id 0 is time's.
     v += check_stamps(chain, sim.now)
     rep.time_entries = sum(1 for e in chain if not e.client_id)
-    rep.orders_expired = count_expired(events_at)
+    rep.orders_expired, rep.stops_triggered = count_expired(events_at)
 
     seq_of: dict[tuple[int, int], int] = {}
     for e in chain:

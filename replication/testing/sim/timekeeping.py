@@ -4,10 +4,11 @@ For: the clock a simulated node's machine stamps with (``node_clock``: the
 virtual clock plus a skew of the node's own, so a fail-over to a node whose
 clock is behind is common), the simulator's ``time_interval`` (short, so idle
 ``time`` commands happen in a run of a second), the workload's use of time
-(``with_time``: some GTD orders whose ``expire_ts`` falls inside the run, and
+(``with_time``: some GTD orders whose ``expire_ts`` falls inside the run, some
+stop-limit orders at the book's prices, and
 some commands that carry a bogus ``ts`` of their own, which the primary must
 overwrite), and the checker's rules on the stamps of a history
-(``check_stamps``), and the expiries it saw (``count_expired``). Each node's skew and the workload's changes are drawn
+(``check_stamps``), and the expiries and stop triggers it saw (``count_expired``). Each node's skew and the workload's changes are drawn
 from streams of their own: the schedule draws from ``Sim.rng`` what it drew
 before. Not for: the group's time itself (``replication.protocol.group_time``).
 """
@@ -18,7 +19,7 @@ import random
 
 import numpy as np
 
-from matching.codes import EV_CANCELLED, EVENT_DTYPE, R_EXPIRED
+from matching.codes import EV_CANCELLED, EV_TRIGGERED, EVENT_DTYPE, R_EXPIRED
 
 from ...protocol import wire
 from ...protocol.group_time import Clock, is_time_command, stamp_of, virtual_clock
@@ -28,6 +29,7 @@ MAX_SKEW = 0.2  # seconds: a node's clock is off the virtual one by up to this, 
 GTD_SHARE = 0.2  # of the new resting orders
 BOGUS_TS = 1 << 62  # a client's own ts: were it applied, every GTD order would expire at once
 BOGUS_SHARE = 0.1  # of the commands
+STOP_SHARE = 0.1  # of the new limit orders: made stop-limit orders, their stop at their own price
 
 
 def node_clock(seed: int, name: str) -> Clock:
@@ -49,6 +51,16 @@ def with_time(seed: int, client_id: int, commands: list[dict]) -> list[dict]:
         if c["op"] == "new" and c.get("tif") == "GTC" and rng.random() < GTD_SHARE:
             c["tif"] = "GTD"
             c["expire_ts"] = rng.randrange(50_000_000, 1_500_000_000)
+        elif (
+            c["op"] == "new"
+            and c.get("type", "limit") == "limit"
+            and "price" in c
+            and rng.random() < STOP_SHARE
+        ):
+            # Stops clustered at the book's own prices: trades reach them often, and a triggered
+            # stop's own trades reach the next (cascades), so fail-overs fall between them.
+            c["type"] = "stop_limit"
+            c["stop_price"] = c["price"] + rng.choice((-1, 0, 0, 1))
         if rng.random() < BOGUS_SHARE:
             c["ts"] = BOGUS_TS
         out.append(c)
@@ -78,11 +90,13 @@ def check_stamps(chain: list[wire.Entry], end: float) -> list[str]:
     return out
 
 
-def count_expired(events_at: list[bytes]) -> int:
-    """How many ``cancelled`` events with reason ``expired`` the entries' events hold. O(events)."""
-    n = 0
+def count_expired(events_at: list[bytes]) -> tuple[int, int]:
+    """How many ``cancelled`` events with reason ``expired``, and how many ``triggered`` events,
+    the entries' events hold. O(events)."""
+    expired = triggered = 0
     for events in events_at:
         if events:
             ev = np.frombuffer(events, dtype=EVENT_DTYPE)
-            n += int(((ev["kind"] == EV_CANCELLED) & (ev["reason"] == R_EXPIRED)).sum())
-    return n
+            expired += int(((ev["kind"] == EV_CANCELLED) & (ev["reason"] == R_EXPIRED)).sum())
+            triggered += int((ev["kind"] == EV_TRIGGERED).sum())
+    return expired, triggered
