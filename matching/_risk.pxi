@@ -164,7 +164,9 @@ cdef uint64_t risk_digest(core_t *c, uint64_t h) noexcept nogil:
     while done < c.n_risk:
         best = -1
         for r in range(c.n_risk):
-            if (first or c.risks[r].account > last) and (best < 0 or c.risks[r].account < c.risks[best].account):
+            if (first or c.risks[r].account > last) and (
+                best < 0 or c.risks[r].account < c.risks[best].account
+            ):
                 best = r
         first = False
         last = c.risks[best].account
@@ -181,7 +183,9 @@ cdef uint64_t risk_digest(core_t *c, uint64_t h) noexcept nogil:
                 if c.risks[best].pos[i] == 0:
                     continue
                 inst = c.books[c.risks[best].pos_book[i]].instrument
-                if (j == 0 or inst > prev_inst) and (r < 0 or inst < c.books[c.risks[best].pos_book[r]].instrument):
+                if (j == 0 or inst > prev_inst) and (
+                    r < 0 or inst < c.books[c.risks[best].pos_book[r]].instrument
+                ):
                     r = i
             if r < 0:
                 break

@@ -282,7 +282,7 @@ class Replica:
         events["cmd"] = 0
         return self._events(events), bounds
 
-    def apply_entries(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
+    def apply_entries(self, entries: list[Entry] | tuple[Entry, ...] | EntryRun) -> int:
         """Apply consecutive entries from ``self.seq + 1``; stop at the first whose digest differs.
 
         Returns how many were applied with matching digests (``len(entries)`` if

@@ -69,7 +69,10 @@ REFUSED = [
     # day, change an instrument's rules or set risk limits, even on its own account.
     ("a time command", cmd(op="time", ts=10**18)),
     ("an end of day", cmd(op="end_of_day", instrument=1)),
-    ("an instrument's rules", cmd(op="instrument", instrument=1, tick=5, lot=1, min_qty=1, max_qty=100, band=5)),
+    (
+        "an instrument's rules",
+        cmd(op="instrument", instrument=1, tick=5, lot=1, min_qty=1, max_qty=100, band=5),
+    ),
     ("risk limits on an account of the key", cmd(op="risk", account=1, max_open_qty=10, max_position=10)),
 ]
 
